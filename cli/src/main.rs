@@ -1,0 +1,2 @@
+//! duplexctl
+fn main() {}

@@ -1,0 +1,2 @@
+//! duplex-config-keeper
+fn main() {}

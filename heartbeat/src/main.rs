@@ -1,0 +1,2 @@
+//! duplex-heartbeat
+fn main() {}

@@ -1,0 +1,2 @@
+//! duplex-pool-manager
+fn main() {}

@@ -1,0 +1,2 @@
+//! duplex-router
+fn main() {}

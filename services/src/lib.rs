@@ -1,0 +1,1 @@
+//! Duplex service runtime (being written).

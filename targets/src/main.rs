@@ -1,0 +1,2 @@
+//! duplex-targets
+fn main() {}

@@ -1,0 +1,2 @@
+//! duplex-lab
+fn main() {}
