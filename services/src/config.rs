@@ -1,0 +1,324 @@
+//! `/etc/duplex/duplex.toml`: the controller's identity, paths, limits and
+//! the peer link, with environment overrides for tests and the local demo.
+//!
+//! Overrides (applied after the file): `DUPLEX_CONFIG` (the file),
+//! `DUPLEX_CONTROLLER_ID`, `DUPLEX_SOCKET_DIR`, `DUPLEX_STATE_DIR`.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the configuration file lives on the appliance.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/duplex/duplex.toml";
+
+/// Errors loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("{path} is invalid")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error (names the key).
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A value is present but unusable.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The key, e.g. `peer.secret_file`.
+        field: &'static str,
+        /// Why it is unusable.
+        reason: String,
+    },
+}
+
+/// The whole configuration of one controller.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This controller's id (`A` or `B`).
+    pub controller_id: String,
+    /// Directory of the local Unix sockets.
+    #[serde(default = "default_socket_dir")]
+    pub socket_dir: PathBuf,
+    /// Directory of persistent state (config.db...).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Router limits.
+    #[serde(default)]
+    pub router: RouterSettings,
+    /// The link to the partner controller's router; absent on a lone controller.
+    #[serde(default)]
+    pub peer: Option<PeerSettings>,
+}
+
+/// Limits and sizes of the router.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouterSettings {
+    /// Largest accepted message in bytes.
+    pub max_message_bytes: usize,
+    /// Entries kept in the recent-actions log.
+    pub actions_log_size: usize,
+    /// Requests one connection may have in flight; more are refused.
+    pub max_inflight_per_connection: usize,
+    /// Concurrent client connections.
+    pub max_connections: usize,
+    /// Events queued per subscriber before it is dropped as too slow.
+    pub event_queue: usize,
+    /// How long a routed call may take before it fails with `unavailable`.
+    pub call_timeout_ms: u64,
+}
+
+impl Default for RouterSettings {
+    fn default() -> Self {
+        RouterSettings {
+            max_message_bytes: 1 << 20,
+            actions_log_size: 4096,
+            max_inflight_per_connection: 64,
+            max_connections: 1024,
+            event_queue: 1024,
+            call_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl RouterSettings {
+    /// The call timeout as a duration.
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_millis(self.call_timeout_ms)
+    }
+}
+
+/// The peer link over the interconnect.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerSettings {
+    /// The partner's controller id.
+    pub controller_id: String,
+    /// Where this router accepts the partner (one address per interconnect link).
+    #[serde(default)]
+    pub listen: Vec<SocketAddr>,
+    /// The partner's router addresses, tried in order.
+    #[serde(default)]
+    pub addresses: Vec<SocketAddr>,
+    /// The cluster secret inline (tests); prefer `secret_file`.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// A file holding the cluster secret (mode 0600).
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+}
+
+impl PeerSettings {
+    /// The cluster secret, from `secret` or `secret_file`.
+    pub fn load_secret(&self) -> Result<Vec<u8>, ConfigError> {
+        let raw = match (&self.secret, &self.secret_file) {
+            (Some(s), _) => s.clone().into_bytes(),
+            (None, Some(path)) => std::fs::read(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?,
+            (None, None) => {
+                return Err(ConfigError::Invalid {
+                    field: "peer.secret_file",
+                    reason: "the peer link needs a cluster secret".into(),
+                })
+            }
+        };
+        let trimmed = raw.trim_ascii().to_vec();
+        if trimmed.len() < 16 {
+            return Err(ConfigError::Invalid {
+                field: "peer.secret",
+                reason: "the cluster secret must be at least 16 bytes".into(),
+            });
+        }
+        Ok(trimmed)
+    }
+}
+
+fn default_socket_dir() -> PathBuf {
+    PathBuf::from("/run/duplex")
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/duplex")
+}
+
+impl Config {
+    /// Loads the file (`path`, else `$DUPLEX_CONFIG`, else the default path)
+    /// and applies the environment overrides. When no file is named and the
+    /// default does not exist, `DUPLEX_CONTROLLER_ID` alone is enough.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let env_path = std::env::var_os("DUPLEX_CONFIG").map(PathBuf::from);
+        let explicit = path.map(Path::to_path_buf).or(env_path);
+        let file = explicit
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+        let mut cfg = if explicit.is_some() || file.exists() {
+            let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
+                path: file.clone(),
+                source,
+            })?;
+            Self::parse(&text).map_err(|source| ConfigError::Parse { path: file, source })?
+        } else {
+            Config {
+                controller_id: String::new(),
+                socket_dir: default_socket_dir(),
+                state_dir: default_state_dir(),
+                router: RouterSettings::default(),
+                peer: None,
+            }
+        };
+        if let Ok(id) = std::env::var("DUPLEX_CONTROLLER_ID") {
+            cfg.controller_id = id;
+        }
+        if let Some(d) = std::env::var_os("DUPLEX_SOCKET_DIR") {
+            cfg.socket_dir = d.into();
+        }
+        if let Some(d) = std::env::var_os("DUPLEX_STATE_DIR") {
+            cfg.state_dir = d.into();
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses TOML text (no overrides, no validation).
+    pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Checks values the types cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let id_ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 16
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        if !id_ok(&self.controller_id) {
+            return Err(ConfigError::Invalid {
+                field: "controller_id",
+                reason: format!(
+                    "{:?} must be 1-16 letters, digits or '-' (set it in the file or DUPLEX_CONTROLLER_ID)",
+                    self.controller_id
+                ),
+            });
+        }
+        if let Some(p) = &self.peer {
+            if !id_ok(&p.controller_id) || p.controller_id == self.controller_id {
+                return Err(ConfigError::Invalid {
+                    field: "peer.controller_id",
+                    reason: "must be a valid id different from controller_id".into(),
+                });
+            }
+        }
+        if self.router.max_message_bytes < 1024 {
+            return Err(ConfigError::Invalid {
+                field: "router.max_message_bytes",
+                reason: "must be at least 1024".into(),
+            });
+        }
+        if self.router.max_inflight_per_connection == 0
+            || self.router.event_queue == 0
+            || self.router.max_connections == 0
+        {
+            return Err(ConfigError::Invalid {
+                field: "router",
+                reason: "limits must be greater than zero".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The router's socket.
+    pub fn router_socket(&self) -> PathBuf {
+        self.socket_dir.join("router.sock")
+    }
+
+    /// A service's own socket.
+    pub fn service_socket(&self, service: &str) -> PathBuf {
+        self.socket_dir.join(format!("{service}.sock"))
+    }
+
+    /// The partner's id, if a peer is configured.
+    pub fn partner_id(&self) -> Option<&str> {
+        self.peer.as_ref().map(|p| p.controller_id.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_example() {
+        let cfg = Config::parse(
+            r#"
+controller_id = "A"
+socket_dir = "/run/duplex"
+[router]
+max_message_bytes = 2048
+[peer]
+controller_id = "B"
+listen = ["10.99.0.1:7400"]
+addresses = ["10.99.0.2:7400", "10.99.1.2:7400"]
+secret_file = "/etc/duplex/cluster.secret"
+"#,
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.router.max_message_bytes, 2048);
+        assert_eq!(cfg.router.actions_log_size, 4096);
+        assert_eq!(cfg.partner_id(), Some("B"));
+        assert_eq!(cfg.peer.unwrap().addresses.len(), 2);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let e = Config::parse("controller_id = \"A\"\nsocket_dri = \"/x\"\n").unwrap_err();
+        assert!(e.to_string().contains("socket_dri"), "{e}");
+    }
+
+    #[test]
+    fn bad_ids_are_refused_with_the_field() {
+        let mut cfg = Config::parse("controller_id = \"A B\"").unwrap();
+        let e = cfg.validate().unwrap_err();
+        assert!(e.to_string().starts_with("controller_id:"), "{e}");
+        cfg.controller_id = "A".into();
+        cfg.peer = Some(PeerSettings {
+            controller_id: "A".into(),
+            listen: vec![],
+            addresses: vec![],
+            secret: None,
+            secret_file: None,
+        });
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("peer.controller_id"));
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        let p = PeerSettings {
+            controller_id: "B".into(),
+            listen: vec![],
+            addresses: vec![],
+            secret: Some("short".into()),
+            secret_file: None,
+        };
+        assert!(p.load_secret().is_err());
+    }
+}

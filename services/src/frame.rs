@@ -1,0 +1,142 @@
+//! Framing: one JSON message per line (`\n`-terminated).
+//!
+//! Compact JSON never contains a raw newline, so a newline always ends a
+//! message. A line longer than the limit is not buffered: the framer reports
+//! it once as [`Frame::Oversize`] and skips to the next newline, so one bad
+//! client can neither exhaust memory nor desynchronise the stream.
+
+/// One unit produced by the [`Framer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A complete line, without the newline (a trailing `\r` is removed).
+    Line(Vec<u8>),
+    /// A line that exceeded the limit; `seen` is how many bytes were skipped
+    /// (at least the limit plus one).
+    Oversize {
+        /// Bytes of the oversize line seen so far when it was reported.
+        seen: usize,
+    },
+}
+
+/// Incremental line framer with a size limit.
+#[derive(Debug)]
+pub struct Framer {
+    limit: usize,
+    buf: Vec<u8>,
+    /// True while skipping the rest of an oversize line.
+    discarding: bool,
+}
+
+impl Framer {
+    /// A framer that accepts lines of at most `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Framer {
+            limit: limit.max(1),
+            buf: Vec::new(),
+            discarding: false,
+        }
+    }
+
+    /// The size limit in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Feeds bytes; appends every completed frame to `out`.
+    pub fn push(&mut self, mut data: &[u8], out: &mut Vec<Frame>) {
+        while !data.is_empty() {
+            let nl = data.iter().position(|&b| b == b'\n');
+            let (chunk, rest, complete) = match nl {
+                Some(i) => (&data[..i], &data[i + 1..], true),
+                None => (data, &data[data.len()..], false),
+            };
+            data = rest;
+            if self.discarding {
+                if complete {
+                    self.discarding = false;
+                }
+                continue;
+            }
+            if self.buf.len() + chunk.len() > self.limit {
+                out.push(Frame::Oversize {
+                    seen: self.buf.len() + chunk.len(),
+                });
+                self.buf.clear();
+                self.discarding = !complete;
+                continue;
+            }
+            self.buf.extend_from_slice(chunk);
+            if complete {
+                let mut line = std::mem::take(&mut self.buf);
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                // Blank lines are keep-alives from hand-typed sessions; skip.
+                if !line.iter().all(u8::is_ascii_whitespace) {
+                    out.push(Frame::Line(line));
+                }
+            }
+        }
+    }
+
+    /// Bytes buffered for an incomplete line.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(f: &mut Framer, chunks: &[&[u8]]) -> Vec<Frame> {
+        let mut out = Vec::new();
+        for c in chunks {
+            f.push(c, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn splits_lines_across_chunks() {
+        let mut f = Framer::new(100);
+        let out = feed(&mut f, &[b"{\"a\"", b":1}\n{\"b\":2}\r\n\n{\"c\""]);
+        assert_eq!(
+            out,
+            vec![
+                Frame::Line(b"{\"a\":1}".to_vec()),
+                Frame::Line(b"{\"b\":2}".to_vec())
+            ]
+        );
+        assert_eq!(f.pending(), 4);
+    }
+
+    #[test]
+    fn oversize_is_reported_once_and_skipped() {
+        let mut f = Framer::new(8);
+        let out = feed(&mut f, &[b"0123456", b"789abc", b"def\nok\n"]);
+        assert_eq!(
+            out,
+            vec![Frame::Oversize { seen: 13 }, Frame::Line(b"ok".to_vec())]
+        );
+    }
+
+    #[test]
+    fn oversize_complete_line_in_one_chunk() {
+        let mut f = Framer::new(3);
+        let out = feed(&mut f, &[b"abcdef\nxy\n"]);
+        assert_eq!(
+            out,
+            vec![Frame::Oversize { seen: 6 }, Frame::Line(b"xy".to_vec())]
+        );
+    }
+
+    #[test]
+    fn exactly_the_limit_is_accepted() {
+        let mut f = Framer::new(3);
+        assert_eq!(
+            feed(&mut f, &[b"abc\n"]),
+            vec![Frame::Line(b"abc".to_vec())]
+        );
+    }
+}

@@ -1,0 +1,334 @@
+//! The answering side of a connection, shared by services and the router:
+//! reads frames, refuses bad input with a JSON-RPC error while continuing to
+//! serve, limits requests in flight per connection, and runs each request in
+//! its own task so a slow call never blocks the next.
+
+use crate::conn::write_frame;
+use crate::frame::{Frame, Framer};
+use crate::rpc::{parse_message, to_frame, ErrorCode, Message, Request, Response, RpcError};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::sync::{mpsc, Semaphore};
+
+/// Limits applied to one connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest message in bytes.
+    pub max_frame: usize,
+    /// Requests in flight before further ones are refused.
+    pub max_inflight: usize,
+}
+
+/// One accepted connection, as seen by a dispatcher.
+#[derive(Debug)]
+pub struct ConnCtx {
+    /// Unique per process.
+    pub id: u64,
+    /// Who is on the other end (`pid=123` for Unix sockets, the address for TCP).
+    pub peer: String,
+    /// Frames to send to this connection (replies are sent for you; use this
+    /// for notifications such as events).
+    pub out: mpsc::Sender<Vec<u8>>,
+}
+
+/// What a server does with requests.
+pub trait Dispatch: Send + Sync + 'static {
+    /// Handles one request; returns the reply (`None` for notifications).
+    fn dispatch(
+        self: Arc<Self>,
+        conn: Arc<ConnCtx>,
+        req: Request,
+    ) -> impl Future<Output = Option<Response>> + Send + 'static;
+
+    /// Called once when the connection ends.
+    fn closed(&self, _conn: &ConnCtx) {}
+}
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+/// Serves one connection until it ends.
+pub async fn serve<R, W, D>(reader: R, writer: W, peer: String, limits: Limits, dispatch: Arc<D>)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+    D: Dispatch,
+{
+    let (out, out_rx) = mpsc::channel::<Vec<u8>>(1024);
+    let ctx = Arc::new(ConnCtx {
+        id: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
+        peer,
+        out,
+    });
+    let writer_task = tokio::spawn(write_loop(writer, out_rx));
+    read_loop(reader, limits, Arc::clone(&ctx), Arc::clone(&dispatch)).await;
+    dispatch.closed(&ctx);
+    drop(ctx);
+    // The writer ends when every sender (ours and in-flight handlers') is gone.
+    let _ = writer_task.await;
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(writer: W, mut rx: mpsc::Receiver<Vec<u8>>) {
+    let mut w = BufWriter::with_capacity(64 * 1024, writer);
+    while let Some(frame) = rx.recv().await {
+        if write_frame(&mut w, &frame).await.is_err() {
+            return;
+        }
+        while let Ok(f) = rx.try_recv() {
+            if write_frame(&mut w, &f).await.is_err() {
+                return;
+            }
+        }
+        if w.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+async fn read_loop<R: AsyncRead + Unpin, D: Dispatch>(
+    mut reader: R,
+    limits: Limits,
+    ctx: Arc<ConnCtx>,
+    dispatch: Arc<D>,
+) {
+    let inflight = Arc::new(Semaphore::new(limits.max_inflight));
+    let mut framer = Framer::new(limits.max_frame);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut frames = Vec::new();
+    loop {
+        let n = match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        framer.push(&buf[..n], &mut frames);
+        for frame in frames.drain(..) {
+            let reply = match frame {
+                Frame::Oversize { seen } => {
+                    tracing::warn!(peer = %ctx.peer, seen, limit = limits.max_frame, "refused an oversize message");
+                    Some(Response::err(
+                        None,
+                        RpcError::new(
+                            ErrorCode::TooLarge,
+                            format!("message exceeds the limit of {} bytes", limits.max_frame),
+                        )
+                        .with_data("limit", limits.max_frame.into()),
+                    ))
+                }
+                Frame::Line(line) => match parse_message(&line) {
+                    Err(bad) => {
+                        tracing::debug!(peer = %ctx.peer, error = %bad.error, "refused a bad message");
+                        Some(Response::err(bad.id, bad.error))
+                    }
+                    // A reply on the answering side has no call to match.
+                    Ok(Message::Response(_)) => None,
+                    Ok(Message::Request(req)) => match Arc::clone(&inflight).try_acquire_owned() {
+                        Ok(permit) => {
+                            let d = Arc::clone(&dispatch);
+                            let c = Arc::clone(&ctx);
+                            tokio::spawn(async move {
+                                let out = c.out.clone();
+                                if let Some(resp) = d.dispatch(c, req).await {
+                                    let _ = out.send(to_frame(&resp)).await;
+                                }
+                                drop(permit);
+                            });
+                            None
+                        }
+                        Err(_) if req.id.is_none() => None,
+                        Err(_) => {
+                            tracing::warn!(peer = %ctx.peer, limit = limits.max_inflight, "refused a request: too many in flight");
+                            Some(
+                                Response::err(
+                                    req.id,
+                                    RpcError::unavailable(format!(
+                                        "too many requests in flight on this connection (limit {})",
+                                        limits.max_inflight
+                                    ))
+                                    .with_data("reason", "overloaded".into()),
+                                )
+                                .with_action(req.action_id),
+                            )
+                        }
+                    },
+                },
+            };
+            if let Some(resp) = reply {
+                // Waiting here is the back-pressure on a client that floods
+                // without reading its replies; other connections are unaffected.
+                if ctx.out.send(to_frame(&resp)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Removes a stale socket file and binds a Unix listener with `mode`.
+pub fn bind_unix(path: &std::path::Path, mode: u32) -> std::io::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = tokio::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(listener)
+}
+
+/// A description of a Unix-socket peer for logs and the actions log.
+pub fn unix_peer(stream: &tokio::net::UnixStream) -> String {
+    match stream.peer_cred() {
+        Ok(c) => match c.pid() {
+            Some(pid) => format!("pid={pid}"),
+            None => format!("uid={}", c.uid()),
+        },
+        Err(_) => "unknown".into(),
+    }
+}
+
+/// Accepts connections on `listener` and serves each with `dispatch`, at most
+/// `max_conns` at once (further ones wait in the kernel backlog).
+pub async fn accept_loop<D: Dispatch>(
+    listener: tokio::net::UnixListener,
+    limits: Limits,
+    max_conns: usize,
+    dispatch: Arc<D>,
+) {
+    let slots = Arc::new(Semaphore::new(max_conns));
+    loop {
+        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let peer = unix_peer(&stream);
+        let d = Arc::clone(&dispatch);
+        tokio::spawn(async move {
+            let (r, w) = stream.into_split();
+            serve(r, w, peer, limits, d).await;
+            drop(permit);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::RpcConn;
+    use crate::rpc::Id;
+    use serde_json::{json, Value};
+    use std::time::Duration;
+
+    struct Echo;
+    impl Dispatch for Echo {
+        async fn dispatch(self: Arc<Self>, _conn: Arc<ConnCtx>, req: Request) -> Option<Response> {
+            if req.method == "t.slow" {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            req.id.clone().map(|id| Response::ok(Some(id), req.params))
+        }
+    }
+
+    fn pair(limits: Limits) -> Arc<RpcConn> {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let (br, bw) = tokio::io::split(b);
+        tokio::spawn(serve(br, bw, "test".into(), limits, Arc::new(Echo)));
+        let (ar, aw) = tokio::io::split(a);
+        RpcConn::spawn(ar, aw, 1 << 20, None)
+    }
+
+    #[tokio::test]
+    async fn refuses_bad_input_and_keeps_serving() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let (br, bw) = tokio::io::split(b);
+        let limits = Limits {
+            max_frame: 64,
+            max_inflight: 4,
+        };
+        tokio::spawn(serve(br, bw, "test".into(), limits, Arc::new(Echo)));
+        let (mut ar, mut aw) = tokio::io::split(a);
+        let long = format!("{{\"x\":\"{}\"}}\n", "y".repeat(100));
+        aw.write_all(b"{bad\n").await.unwrap();
+        aw.write_all(long.as_bytes()).await.unwrap();
+        aw.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":7}\n")
+            .await
+            .unwrap();
+        aw.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":10,\"method\":\"t.ok\",\"params\":[1]}\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let mut framer = Framer::new(1 << 20);
+        let mut frames = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        while frames.len() < 4 {
+            let n = ar.read(&mut buf).await.unwrap();
+            framer.push(&buf[..n], &mut frames);
+        }
+        for f in frames {
+            let Frame::Line(l) = f else { panic!() };
+            let Message::Response(r) = parse_message(&l).unwrap() else {
+                panic!()
+            };
+            got.push(r);
+        }
+        let kinds: Vec<Option<ErrorCode>> = got
+            .iter()
+            .map(|r| r.error.as_ref().and_then(RpcError::kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                Some(ErrorCode::ParseError),
+                Some(ErrorCode::TooLarge),
+                Some(ErrorCode::InvalidRequest),
+                None
+            ]
+        );
+        assert_eq!(got[2].id, Some(Id::Num(9)));
+        assert_eq!(got[3].result, Some(json!([1])));
+    }
+
+    #[tokio::test]
+    async fn inflight_limit_refuses_excess_with_unavailable() {
+        let conn = pair(Limits {
+            max_frame: 1 << 20,
+            max_inflight: 2,
+        });
+        let t = Duration::from_secs(5);
+        let handles: Vec<_> = (0..5)
+            .map(|_| {
+                let c = Arc::clone(&conn);
+                tokio::spawn(async move {
+                    c.call(Request::call(Id::Num(0), "t.slow", Value::Null), t)
+                        .await
+                })
+            })
+            .collect();
+        let mut refused = 0;
+        for h in handles {
+            let r = h.await.unwrap().unwrap();
+            if r.error.as_ref().and_then(RpcError::kind) == Some(ErrorCode::Unavailable) {
+                refused += 1;
+            }
+        }
+        assert_eq!(refused, 3);
+        // After the slow ones finish the connection serves again.
+        let r = conn
+            .call(Request::call(Id::Num(0), "t.ok", json!({"a":1})), t)
+            .await
+            .unwrap();
+        assert_eq!(r.result, Some(json!({"a":1})));
+    }
+}

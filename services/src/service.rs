@@ -1,0 +1,362 @@
+//! The service runtime: a daemon declares its methods, then [`ServiceBuilder::start`]
+//! binds its own socket, registers with the router (and registers again
+//! whenever the router comes back), tells systemd it is ready, and runs every
+//! request inside a tracing span carrying the action_id.
+
+use crate::action;
+use crate::client::RouterClient;
+use crate::config::Config;
+use crate::conn::RpcConn;
+use crate::rpc::{ErrorCode, Id, Request, Response, RpcError};
+use crate::server::{self, ConnCtx, Dispatch, Limits};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tracing::Instrument;
+
+/// What a handler gets besides its parameters.
+#[derive(Clone)]
+pub struct Ctx {
+    /// The action this call belongs to.
+    pub action_id: String,
+    /// Who called (as the router reports it).
+    pub caller: Option<String>,
+    /// The router client; calls made with it carry `action_id`.
+    pub router: RouterClient,
+}
+
+impl Ctx {
+    /// Calls a method through the router as part of this action. Use this
+    /// from tasks spawned by the handler, where the task-local id is absent.
+    pub async fn call(&self, method: &str, params: Value) -> Result<Value, RpcError> {
+        self.call_at(None, method, params).await
+    }
+
+    /// Like [`Ctx::call`], on another controller.
+    pub async fn call_at(
+        &self,
+        controller: Option<&str>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, RpcError> {
+        let mut req = Request::call(Id::Num(0), method, params);
+        req.controller = controller.map(str::to_string);
+        req.action_id = Some(self.action_id.clone());
+        self.router
+            .send_request(req)
+            .await
+            .map_err(|e| e.into_rpc())?
+            .into_result()
+    }
+}
+
+/// Decodes handler parameters into `T`; on failure the error names the
+/// offending field (`volumes[2].size`) and nothing has happened yet.
+pub fn params<T: DeserializeOwned>(value: Value) -> Result<T, RpcError> {
+    // Absent params mean "no parameters": decode from an empty object so
+    // structs with all-default fields work.
+    let value = if value.is_null() {
+        Value::Object(Default::default())
+    } else {
+        value
+    };
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // serde reports a missing member as "missing field `x`" at the parent.
+        let field = match inner.split('`').nth(1) {
+            Some(f) if inner.starts_with("missing field") => {
+                if path == "." {
+                    f.to_string()
+                } else {
+                    format!("{path}.{f}")
+                }
+            }
+            _ if path == "." => "params".to_string(),
+            _ => path,
+        };
+        RpcError::invalid_params(field, inner)
+    })
+}
+
+type BoxFut = Pin<Box<dyn Future<Output = Result<Value, RpcError>> + Send>>;
+type Handler = Arc<dyn Fn(Ctx, Value) -> BoxFut + Send + Sync>;
+
+/// What a service tells the router when it registers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Registration {
+    /// Service name, e.g. `pool-manager`.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// The namespaces it owns (`pool`, `disk`, ...).
+    pub namespaces: Vec<String>,
+    /// Every method it answers.
+    pub methods: Vec<String>,
+    /// Its own socket, where the router sends calls.
+    pub socket: PathBuf,
+    /// Its process id.
+    #[serde(default)]
+    pub pid: u32,
+}
+
+/// Declares a service's methods, then starts it.
+pub struct ServiceBuilder {
+    cfg: Config,
+    name: String,
+    version: String,
+    namespaces: Vec<String>,
+    handlers: BTreeMap<String, Handler>,
+}
+
+impl ServiceBuilder {
+    /// A service `name` owning `namespaces`.
+    pub fn new(cfg: &Config, name: &str, version: &str, namespaces: &[&str]) -> Self {
+        ServiceBuilder {
+            cfg: cfg.clone(),
+            name: name.into(),
+            version: version.into(),
+            namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
+            handlers: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a method handler.
+    pub fn method<F, Fut>(&mut self, method: &str, f: F) -> &mut Self
+    where
+        F: Fn(Ctx, Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, RpcError>> + Send + 'static,
+    {
+        let h: Handler = Arc::new(move |ctx, p| Box::pin(f(ctx, p)));
+        self.handlers.insert(method.into(), h);
+        self
+    }
+
+    /// Binds the service socket, starts serving and the registration loop.
+    /// Returns once the socket is bound (registration continues in the
+    /// background; see [`Service::wait_registered`]).
+    pub async fn start(self) -> Result<Service, std::io::Error> {
+        let socket = self.cfg.service_socket(&self.name);
+        let listener = server::bind_unix(&socket, 0o660)?;
+        let router = RouterClient::new(self.cfg.router_socket());
+        let registration = Registration {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            namespaces: self.namespaces.clone(),
+            methods: self.handlers.keys().cloned().collect(),
+            socket: socket.clone(),
+            pid: std::process::id(),
+        };
+        let dispatch = Arc::new(ServiceDispatch {
+            handlers: self.handlers,
+            router: router.clone(),
+            service: self.name.clone(),
+        });
+        let limits = Limits {
+            max_frame: self.cfg.router.max_message_bytes,
+            max_inflight: self.cfg.router.max_inflight_per_connection.max(256),
+        };
+        tokio::spawn(server::accept_loop(
+            listener,
+            limits,
+            self.cfg.router.max_connections,
+            dispatch,
+        ));
+        let (reg_tx, reg_rx) = watch::channel(false);
+        tokio::spawn(register_loop(
+            self.cfg.router_socket(),
+            registration,
+            reg_tx,
+        ));
+        tracing::info!(service = %self.name, socket = %socket.display(), "serving");
+        Ok(Service {
+            name: self.name,
+            socket,
+            router,
+            registered: reg_rx,
+        })
+    }
+}
+
+/// A running service.
+pub struct Service {
+    name: String,
+    socket: PathBuf,
+    router: RouterClient,
+    registered: watch::Receiver<bool>,
+}
+
+impl Service {
+    /// A router client for calls made outside any handler.
+    pub fn router(&self) -> RouterClient {
+        self.router.clone()
+    }
+
+    /// The service's own socket.
+    pub fn socket(&self) -> &std::path::Path {
+        &self.socket
+    }
+
+    /// Waits until the service is registered with the router.
+    pub async fn wait_registered(&self, timeout: Duration) -> bool {
+        let mut rx = self.registered.clone();
+        tokio::time::timeout(timeout, rx.wait_for(|r| *r))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Runs until SIGTERM or SIGINT: notifies systemd (READY once first
+    /// registered, watchdog pings, STOPPING) and removes the socket on exit.
+    pub async fn run_until_signal(self) -> std::io::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let name = self.name.clone();
+        let mut reg = self.registered.clone();
+        tokio::spawn(async move {
+            if reg.wait_for(|r| *r).await.is_ok() {
+                crate::systemd::ready(&format!("{name}: registered with the router"));
+            }
+        });
+        crate::systemd::spawn_watchdog(|| true);
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        crate::systemd::stopping();
+        tracing::info!(service = %self.name, "stopping");
+        let _ = std::fs::remove_file(&self.socket);
+        Ok(())
+    }
+}
+
+/// Registers, waits for the connection to drop, registers again, forever.
+async fn register_loop(router_socket: PathBuf, reg: Registration, tx: watch::Sender<bool>) {
+    let mut delay = Duration::from_millis(50);
+    let params = match serde_json::to_value(&reg) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode the registration");
+            return;
+        }
+    };
+    loop {
+        match register_once(&router_socket, &params).await {
+            Ok(conn) => {
+                tracing::info!(service = %reg.name, "registered with the router");
+                delay = Duration::from_millis(50);
+                tx.send_replace(true);
+                conn.closed().await;
+                tx.send_replace(false);
+                tracing::warn!(service = %reg.name, "lost the router; registering again");
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "router not reachable yet");
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+async fn register_once(
+    router_socket: &std::path::Path,
+    params: &Value,
+) -> Result<Arc<RpcConn>, RpcError> {
+    let stream = tokio::net::UnixStream::connect(router_socket)
+        .await
+        .map_err(|e| RpcError::unavailable(format!("connect: {e}")))?;
+    let (r, w) = stream.into_split();
+    let conn = RpcConn::spawn(r, w, 1 << 20, None);
+    let req = Request::call(Id::Num(0), "router.register", params.clone());
+    conn.call(req, Duration::from_secs(10))
+        .await
+        .map_err(|e| RpcError::unavailable(e.to_string()))?
+        .into_result()?;
+    // The registration lives as long as this connection: the router marks
+    // the service down the moment it closes (crash, exit).
+    Ok(conn)
+}
+
+struct ServiceDispatch {
+    handlers: BTreeMap<String, Handler>,
+    router: RouterClient,
+    service: String,
+}
+
+impl Dispatch for ServiceDispatch {
+    fn dispatch(
+        self: Arc<Self>,
+        _conn: Arc<ConnCtx>,
+        req: Request,
+    ) -> impl Future<Output = Option<Response>> + Send + 'static {
+        let action_id = req.action_id.clone().unwrap_or_else(action::new_id);
+        let span = tracing::info_span!("rpc", action_id = %action_id, method = %req.method);
+        let this = Arc::clone(&self);
+        async move {
+            let start = Instant::now();
+            let id = req.id.clone();
+            let result = match this.handlers.get(&req.method) {
+                Some(h) => {
+                    let ctx = Ctx {
+                        action_id: action_id.clone(),
+                        caller: req.caller.clone(),
+                        router: this.router.clone(),
+                    };
+                    let fut = h(ctx, req.params);
+                    action::scope(action_id.clone(), fut).await
+                }
+                None => Err(RpcError::new(
+                    ErrorCode::MethodNotFound,
+                    format!("service {} has no method {}", this.service, req.method),
+                )
+                .with_field("method")),
+            };
+            let us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+            match &result {
+                Ok(_) => tracing::debug!(caller = ?req.caller, us, "handled"),
+                Err(e) => tracing::info!(caller = ?req.caller, us, error = %e, "failed"),
+            }
+            id.map(|id| Response::from_result(Some(id), result).with_action(Some(action_id)))
+        }
+        .instrument(span)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Vol {
+        name: String,
+        size: u64,
+    }
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct P {
+        pool: String,
+        volumes: Vec<Vol>,
+    }
+
+    #[test]
+    fn params_errors_name_the_field() {
+        let e = params::<P>(serde_json::json!({"pool": "p", "volumes": [{"name":"a","size":1},{"name":"b","size":"x"}]}))
+            .unwrap_err();
+        assert_eq!(e.field(), Some("volumes[1].size"));
+        let e = params::<P>(serde_json::json!({"volumes": []})).unwrap_err();
+        assert_eq!(e.field(), Some("pool"));
+        let e =
+            params::<P>(serde_json::json!({"pool": "p", "volumes": [{"name":"a"}]})).unwrap_err();
+        assert_eq!(e.field(), Some("volumes[0].size"));
+        assert_eq!(e.kind(), Some(ErrorCode::InvalidParams));
+    }
+}
