@@ -1,2 +1,2 @@
-//! duplex-config-keeper
+//! duplex-config-keeper: the configuration database service.
 fn main() {}

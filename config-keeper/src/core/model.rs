@@ -1,0 +1,685 @@
+//! Typed model of every kind of object in the desired state.
+//!
+//! These types are the wire form too (`config.get` returns them as they are),
+//! so every field is explicit and unknown fields are refused: a typo in a
+//! change must fail, not be silently dropped.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::syntax::{IfAddr, Size};
+
+/// The kinds of objects, in the fixed order used by `config.get` and the
+/// digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// The cluster singleton (id, epoch, secret reference).
+    Cluster,
+    /// A controller (A or B).
+    Controller,
+    /// A shared disk.
+    Disk,
+    /// A pool (LVM volume group) with home and owner.
+    Pool,
+    /// A volume in a pool.
+    Volume,
+    /// An export of a volume over iSCSI or NVMe-oF.
+    Export,
+    /// A host and its initiator names.
+    Host,
+    /// A group of hosts that exports are made to.
+    HostGroup,
+    /// A floating IP address.
+    FloatingIp,
+    /// A management user.
+    User,
+    /// The settings singleton.
+    Settings,
+}
+
+impl Kind {
+    /// Every kind, in digest order.
+    pub const ALL: [Kind; 11] = [
+        Kind::Cluster,
+        Kind::Controller,
+        Kind::Disk,
+        Kind::Pool,
+        Kind::Volume,
+        Kind::Export,
+        Kind::Host,
+        Kind::HostGroup,
+        Kind::FloatingIp,
+        Kind::User,
+        Kind::Settings,
+    ];
+
+    /// The wire name ("host_group").
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Cluster => "cluster",
+            Kind::Controller => "controller",
+            Kind::Disk => "disk",
+            Kind::Pool => "pool",
+            Kind::Volume => "volume",
+            Kind::Export => "export",
+            Kind::Host => "host",
+            Kind::HostGroup => "host_group",
+            Kind::FloatingIp => "floating_ip",
+            Kind::User => "user",
+            Kind::Settings => "settings",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The fixed key of a singleton kind.
+    pub fn singleton_key(self) -> Option<&'static str> {
+        match self {
+            Kind::Cluster => Some("cluster"),
+            Kind::Settings => Some("settings"),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The cluster singleton.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// Cluster identifier (a UUID).
+    pub id: String,
+    /// The cluster epoch: only grows; bumped by every takeover.
+    pub epoch: u64,
+    /// Where the shared cluster secret is kept (a path or key name, never
+    /// the secret itself).
+    pub secret_ref: String,
+}
+
+/// A controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Controller {
+    /// Controller id as in `duplex.toml` ("a", "b").
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Interconnect addresses (ic0, ic1).
+    pub interconnect: Vec<IfAddr>,
+    /// Management address.
+    pub management: IfAddr,
+}
+
+/// Storage tier of a disk or pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    /// SSD/NVMe.
+    Fast,
+    /// Spinning disks.
+    Regular,
+}
+
+/// A shared disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Disk {
+    /// NAA world wide name (the key).
+    pub wwn: String,
+    /// Vendor serial number.
+    pub serial: String,
+    /// Capacity.
+    pub size: Size,
+    /// Tier.
+    pub tier: Tier,
+    /// Controllers that see the disk (sorted).
+    pub seen_by: Vec<String>,
+}
+
+/// RAID layout of a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// Concatenation.
+    Linear,
+    /// Striping.
+    Raid0,
+    /// Mirroring.
+    Raid1,
+    /// Single parity.
+    Raid5,
+    /// Double parity.
+    Raid6,
+    /// Striped mirrors.
+    Raid10,
+}
+
+impl Layout {
+    /// The fewest disks the layout needs.
+    pub fn min_disks(self) -> usize {
+        match self {
+            Layout::Linear => 1,
+            Layout::Raid0 | Layout::Raid1 => 2,
+            Layout::Raid5 => 3,
+            Layout::Raid6 | Layout::Raid10 => 4,
+        }
+    }
+}
+
+/// A pool: home is where it lives normally, owner where it is imported now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    /// Name (the key).
+    pub name: String,
+    /// Tier.
+    pub tier: Tier,
+    /// RAID layout.
+    pub layout: Layout,
+    /// Home controller.
+    pub home: String,
+    /// Current owner.
+    pub owner: String,
+    /// Cluster epoch under which `owner` was recorded.
+    pub epoch: u64,
+    /// Member disks by WWN (sorted).
+    #[serde(default)]
+    pub disks: Vec<String>,
+}
+
+/// A volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Volume {
+    /// Name (the key, unique in the cluster).
+    pub name: String,
+    /// Pool it lives in.
+    pub pool: String,
+    /// Size.
+    pub size: Size,
+    /// Thin provisioned.
+    #[serde(default)]
+    pub thin: bool,
+    /// SCSI unit serial (hex).
+    pub serial: String,
+    /// SCSI logical unit WWN (NAA, hex).
+    pub wwn: String,
+    /// NVMe namespace NGUID (32 hex digits).
+    pub nguid: String,
+    /// NVMe namespace UUID.
+    pub uuid: String,
+    /// The snapshot this volume was cloned from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_snapshot: Option<String>,
+}
+
+/// Transport protocol of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// iSCSI through LIO; addressed by LUN.
+    Iscsi,
+    /// NVMe-oF/TCP through nvmet; addressed by NSID.
+    Nvme,
+}
+
+/// An export of a volume to a host group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Export {
+    /// Name (the key).
+    pub name: String,
+    /// Exported volume.
+    pub volume: String,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// LUN (iSCSI only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lun: Option<u32>,
+    /// Namespace id (NVMe only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nsid: Option<u32>,
+    /// Host group the volume is shown to.
+    pub host_group: String,
+}
+
+/// CHAP credentials of a host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Chap {
+    /// CHAP user name.
+    pub user: String,
+    /// CHAP secret. Stored because LIO needs it in clear; the management
+    /// endpoint's roles decide who may read it.
+    pub secret: String,
+}
+
+/// A host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    /// Name (the key).
+    pub name: String,
+    /// iSCSI initiator names (sorted).
+    #[serde(default)]
+    pub iqns: Vec<String>,
+    /// NVMe host NQNs (sorted).
+    #[serde(default)]
+    pub nqns: Vec<String>,
+    /// CHAP credentials for iSCSI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chap: Option<Chap>,
+}
+
+/// A host group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostGroup {
+    /// Name (the key).
+    pub name: String,
+    /// Member hosts (sorted).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+}
+
+/// A floating IP address that moves with its owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FloatingIp {
+    /// Name (the key).
+    pub name: String,
+    /// Address and prefix.
+    pub address: IfAddr,
+    /// Front-end interface.
+    pub interface: String,
+    /// Home controller.
+    pub home: String,
+    /// Current owner.
+    pub owner: String,
+    /// Cluster epoch under which `owner` was recorded.
+    #[serde(default)]
+    pub epoch: u64,
+}
+
+/// Role of a management user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Reads only.
+    ReadOnly,
+}
+
+/// A management user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// Login name (the key).
+    pub name: String,
+    /// Argon2id hash in PHC string form.
+    pub password_hash: String,
+    /// Role.
+    pub role: Role,
+}
+
+/// Which events count as critical for fencing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FencingPolicy {
+    /// Loss of both interconnect links.
+    pub interconnect_loss: bool,
+    /// Loss of our own disk heartbeat writes.
+    pub disk_heartbeat_loss: bool,
+    /// Loss of the shelf.
+    pub shelf_loss: bool,
+    /// A service that stops answering its watchdog.
+    pub service_hang: bool,
+}
+
+impl Default for FencingPolicy {
+    fn default() -> Self {
+        FencingPolicy {
+            interconnect_loss: false,
+            disk_heartbeat_loss: true,
+            shelf_loss: true,
+            service_hang: true,
+        }
+    }
+}
+
+/// The settings singleton (timings in milliseconds; DESIGN.md 4.2-4.4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Interconnect heartbeat interval.
+    pub hb_interval_ms: u64,
+    /// Interconnect silence before the partner is suspected.
+    pub ic_timeout_ms: u64,
+    /// Disk heartbeat write interval.
+    pub disk_interval_ms: u64,
+    /// Frozen disk counter before the partner is declared dead.
+    pub disk_timeout_ms: u64,
+    /// Watchdog timeout of each controller.
+    pub watchdog_timeout_ms: u64,
+    /// Fencing policy.
+    pub fencing: FencingPolicy,
+    /// Give pools back automatically when the partner returns.
+    pub auto_failback: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            hb_interval_ms: 100,
+            ic_timeout_ms: 1000,
+            disk_interval_ms: 200,
+            disk_timeout_ms: 15_000,
+            watchdog_timeout_ms: 10_000,
+            fencing: FencingPolicy::default(),
+            auto_failback: false,
+        }
+    }
+}
+
+/// One object of any kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Object {
+    /// The cluster singleton.
+    Cluster(Cluster),
+    /// A controller.
+    Controller(Controller),
+    /// A disk.
+    Disk(Disk),
+    /// A pool.
+    Pool(Pool),
+    /// A volume.
+    Volume(Volume),
+    /// An export.
+    Export(Export),
+    /// A host.
+    Host(Host),
+    /// A host group.
+    HostGroup(HostGroup),
+    /// A floating IP.
+    FloatingIp(FloatingIp),
+    /// A user.
+    User(User),
+    /// The settings singleton.
+    Settings(Settings),
+}
+
+impl Object {
+    /// The object's kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::Cluster(_) => Kind::Cluster,
+            Object::Controller(_) => Kind::Controller,
+            Object::Disk(_) => Kind::Disk,
+            Object::Pool(_) => Kind::Pool,
+            Object::Volume(_) => Kind::Volume,
+            Object::Export(_) => Kind::Export,
+            Object::Host(_) => Kind::Host,
+            Object::HostGroup(_) => Kind::HostGroup,
+            Object::FloatingIp(_) => Kind::FloatingIp,
+            Object::User(_) => Kind::User,
+            Object::Settings(_) => Kind::Settings,
+        }
+    }
+
+    /// The object's key within its kind.
+    pub fn key(&self) -> &str {
+        match self {
+            Object::Cluster(_) => "cluster",
+            Object::Settings(_) => "settings",
+            Object::Controller(c) => &c.id,
+            Object::Disk(d) => &d.wwn,
+            Object::Pool(p) => &p.name,
+            Object::Volume(v) => &v.name,
+            Object::Export(e) => &e.name,
+            Object::Host(h) => &h.name,
+            Object::HostGroup(g) => &g.name,
+            Object::FloatingIp(f) => &f.name,
+            Object::User(u) => &u.name,
+        }
+    }
+
+    /// The object as JSON (its body, without the kind).
+    pub fn to_json(&self) -> serde_json::Value {
+        let r = match self {
+            Object::Cluster(x) => serde_json::to_value(x),
+            Object::Controller(x) => serde_json::to_value(x),
+            Object::Disk(x) => serde_json::to_value(x),
+            Object::Pool(x) => serde_json::to_value(x),
+            Object::Volume(x) => serde_json::to_value(x),
+            Object::Export(x) => serde_json::to_value(x),
+            Object::Host(x) => serde_json::to_value(x),
+            Object::HostGroup(x) => serde_json::to_value(x),
+            Object::FloatingIp(x) => serde_json::to_value(x),
+            Object::User(x) => serde_json::to_value(x),
+            Object::Settings(x) => serde_json::to_value(x),
+        };
+        // Serialising these plain structs cannot fail (no maps with
+        // non-string keys, no failing Serialize impls).
+        r.unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Parses the body of an object of `kind`. The error carries the path of
+    /// the offending field inside the body ("size", "chap.secret").
+    pub fn from_json(kind: Kind, body: &serde_json::Value) -> Result<Object, (String, String)> {
+        fn de<T: serde::de::DeserializeOwned>(
+            v: &serde_json::Value,
+        ) -> Result<T, (String, String)> {
+            serde_path_to_error::deserialize(v).map_err(|e| {
+                let path = e.path().to_string();
+                let path = if path == "." { String::new() } else { path };
+                (path, e.into_inner().to_string())
+            })
+        }
+        Ok(match kind {
+            Kind::Cluster => Object::Cluster(de(body)?),
+            Kind::Controller => Object::Controller(de(body)?),
+            Kind::Disk => Object::Disk(de(body)?),
+            Kind::Pool => Object::Pool(de(body)?),
+            Kind::Volume => Object::Volume(de(body)?),
+            Kind::Export => Object::Export(de(body)?),
+            Kind::Host => Object::Host(de(body)?),
+            Kind::HostGroup => Object::HostGroup(de(body)?),
+            Kind::FloatingIp => Object::FloatingIp(de(body)?),
+            Kind::User => Object::User(de(body)?),
+            Kind::Settings => Object::Settings(de(body)?),
+        })
+    }
+}
+
+/// The whole desired state: one sorted map per kind, so iteration order (and
+/// therefore the digest) never depends on insertion order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    /// The cluster singleton, once set.
+    pub cluster: Option<Cluster>,
+    /// Controllers by id.
+    pub controllers: BTreeMap<String, Controller>,
+    /// Disks by WWN.
+    pub disks: BTreeMap<String, Disk>,
+    /// Pools by name.
+    pub pools: BTreeMap<String, Pool>,
+    /// Volumes by name.
+    pub volumes: BTreeMap<String, Volume>,
+    /// Exports by name.
+    pub exports: BTreeMap<String, Export>,
+    /// Hosts by name.
+    pub hosts: BTreeMap<String, Host>,
+    /// Host groups by name.
+    pub host_groups: BTreeMap<String, HostGroup>,
+    /// Floating IPs by name.
+    pub floating_ips: BTreeMap<String, FloatingIp>,
+    /// Users by name.
+    pub users: BTreeMap<String, User>,
+    /// The settings singleton, once set.
+    pub settings: Option<Settings>,
+}
+
+impl Config {
+    /// Looks an object up.
+    pub fn get(&self, kind: Kind, key: &str) -> Option<Object> {
+        match kind {
+            Kind::Cluster => self
+                .cluster
+                .clone()
+                .filter(|_| key == "cluster")
+                .map(Object::Cluster),
+            Kind::Settings => self
+                .settings
+                .clone()
+                .filter(|_| key == "settings")
+                .map(Object::Settings),
+            Kind::Controller => self.controllers.get(key).cloned().map(Object::Controller),
+            Kind::Disk => self.disks.get(key).cloned().map(Object::Disk),
+            Kind::Pool => self.pools.get(key).cloned().map(Object::Pool),
+            Kind::Volume => self.volumes.get(key).cloned().map(Object::Volume),
+            Kind::Export => self.exports.get(key).cloned().map(Object::Export),
+            Kind::Host => self.hosts.get(key).cloned().map(Object::Host),
+            Kind::HostGroup => self.host_groups.get(key).cloned().map(Object::HostGroup),
+            Kind::FloatingIp => self.floating_ips.get(key).cloned().map(Object::FloatingIp),
+            Kind::User => self.users.get(key).cloned().map(Object::User),
+        }
+    }
+
+    /// True when the object exists.
+    pub fn contains(&self, kind: Kind, key: &str) -> bool {
+        match kind {
+            Kind::Cluster => self.cluster.is_some() && key == "cluster",
+            Kind::Settings => self.settings.is_some() && key == "settings",
+            Kind::Controller => self.controllers.contains_key(key),
+            Kind::Disk => self.disks.contains_key(key),
+            Kind::Pool => self.pools.contains_key(key),
+            Kind::Volume => self.volumes.contains_key(key),
+            Kind::Export => self.exports.contains_key(key),
+            Kind::Host => self.hosts.contains_key(key),
+            Kind::HostGroup => self.host_groups.contains_key(key),
+            Kind::FloatingIp => self.floating_ips.contains_key(key),
+            Kind::User => self.users.contains_key(key),
+        }
+    }
+
+    /// Inserts or replaces an object.
+    pub fn put(&mut self, obj: Object) {
+        match obj {
+            Object::Cluster(x) => self.cluster = Some(x),
+            Object::Settings(x) => self.settings = Some(x),
+            Object::Controller(x) => {
+                self.controllers.insert(x.id.clone(), x);
+            }
+            Object::Disk(x) => {
+                self.disks.insert(x.wwn.clone(), x);
+            }
+            Object::Pool(x) => {
+                self.pools.insert(x.name.clone(), x);
+            }
+            Object::Volume(x) => {
+                self.volumes.insert(x.name.clone(), x);
+            }
+            Object::Export(x) => {
+                self.exports.insert(x.name.clone(), x);
+            }
+            Object::Host(x) => {
+                self.hosts.insert(x.name.clone(), x);
+            }
+            Object::HostGroup(x) => {
+                self.host_groups.insert(x.name.clone(), x);
+            }
+            Object::FloatingIp(x) => {
+                self.floating_ips.insert(x.name.clone(), x);
+            }
+            Object::User(x) => {
+                self.users.insert(x.name.clone(), x);
+            }
+        }
+    }
+
+    /// Removes an object; returns whether it existed.
+    pub fn remove(&mut self, kind: Kind, key: &str) -> bool {
+        match kind {
+            Kind::Cluster => key == "cluster" && self.cluster.take().is_some(),
+            Kind::Settings => key == "settings" && self.settings.take().is_some(),
+            Kind::Controller => self.controllers.remove(key).is_some(),
+            Kind::Disk => self.disks.remove(key).is_some(),
+            Kind::Pool => self.pools.remove(key).is_some(),
+            Kind::Volume => self.volumes.remove(key).is_some(),
+            Kind::Export => self.exports.remove(key).is_some(),
+            Kind::Host => self.hosts.remove(key).is_some(),
+            Kind::HostGroup => self.host_groups.remove(key).is_some(),
+            Kind::FloatingIp => self.floating_ips.remove(key).is_some(),
+            Kind::User => self.users.remove(key).is_some(),
+        }
+    }
+
+    /// Every object of one kind, sorted by key.
+    pub fn objects(&self, kind: Kind) -> Vec<Object> {
+        match kind {
+            Kind::Cluster => self.cluster.iter().cloned().map(Object::Cluster).collect(),
+            Kind::Settings => self
+                .settings
+                .iter()
+                .cloned()
+                .map(Object::Settings)
+                .collect(),
+            Kind::Controller => self
+                .controllers
+                .values()
+                .cloned()
+                .map(Object::Controller)
+                .collect(),
+            Kind::Disk => self.disks.values().cloned().map(Object::Disk).collect(),
+            Kind::Pool => self.pools.values().cloned().map(Object::Pool).collect(),
+            Kind::Volume => self.volumes.values().cloned().map(Object::Volume).collect(),
+            Kind::Export => self.exports.values().cloned().map(Object::Export).collect(),
+            Kind::Host => self.hosts.values().cloned().map(Object::Host).collect(),
+            Kind::HostGroup => self
+                .host_groups
+                .values()
+                .cloned()
+                .map(Object::HostGroup)
+                .collect(),
+            Kind::FloatingIp => self
+                .floating_ips
+                .values()
+                .cloned()
+                .map(Object::FloatingIp)
+                .collect(),
+            Kind::User => self.users.values().cloned().map(Object::User).collect(),
+        }
+    }
+
+    /// The state as JSON: `{ "cluster": {...}, "volume": [...], ... }`, or
+    /// only one kind.
+    pub fn to_json(&self, only: Option<Kind>) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        for kind in Kind::ALL {
+            if only.is_some_and(|k| k != kind) {
+                continue;
+            }
+            let objs: Vec<serde_json::Value> =
+                self.objects(kind).iter().map(Object::to_json).collect();
+            let v = if kind.singleton_key().is_some() {
+                objs.into_iter().next().unwrap_or(serde_json::Value::Null)
+            } else {
+                serde_json::Value::Array(objs)
+            };
+            m.insert(kind.as_str().to_string(), v);
+        }
+        serde_json::Value::Object(m)
+    }
+}

@@ -1,0 +1,771 @@
+//! The SQLite store: the only module that touches the database.
+//!
+//! Durability: WAL journal with `synchronous=FULL`, so a commit returns only
+//! after the WAL is on disk; every apply or merge is one transaction (objects
+//! and log row together), so a crash leaves either all of it or none.
+//!
+//! The in-memory [`State`] mirrors the `objects` table and is replaced only
+//! after a commit succeeded, so a failed transaction leaves both untouched.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde_json::Value;
+use tracing::{debug, info, warn};
+
+use crate::core::change::Change;
+use crate::core::lock::{self, Lock, LockOutcome};
+use crate::core::model::{Config, Kind, Object};
+use crate::core::replication::{receive, Receive};
+use crate::core::state::{self, Entry, Op, Stamp, State};
+use crate::error::{sql, ApplyError, StoreError};
+
+/// Numbered migrations; applied in order, each in its own transaction, and
+/// recorded in `schema_migrations`. Never edit a released one: add another.
+const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (
+        1,
+        "initial schema",
+        r#"
+        -- Every object of every kind; body NULL is a tombstone that keeps the
+        -- stamp of the delete, so a stale write replayed later loses.
+        -- The body is the typed model's JSON (core::model); kinds are
+        -- validated in core, so one table keeps migrations and replication
+        -- uniform across kinds. The per-kind views below give columns.
+        CREATE TABLE objects (
+            kind       TEXT    NOT NULL,
+            name       TEXT    NOT NULL,
+            body       TEXT    CHECK (body IS NULL OR json_valid(body)),
+            st_epoch   INTEGER NOT NULL,
+            st_lamport INTEGER NOT NULL,
+            st_origin  TEXT    NOT NULL,
+            gen        INTEGER NOT NULL,
+            PRIMARY KEY (kind, name)
+        ) WITHOUT ROWID;
+
+        -- The change log: one row per committed transaction, local or merged.
+        -- gen is the local version; (origin, seq) the origin's section version.
+        CREATE TABLE log (
+            gen       INTEGER PRIMARY KEY,
+            origin    TEXT    NOT NULL,
+            seq       INTEGER NOT NULL,
+            time_ms   INTEGER NOT NULL,
+            action_id TEXT,
+            ops       TEXT    NOT NULL CHECK (json_valid(ops)),
+            UNIQUE (origin, seq)
+        );
+
+        CREATE TABLE meta (
+            key   TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        ) WITHOUT ROWID;
+
+        -- The event log (not replicated, not in the digest).
+        CREATE TABLE events (
+            id        INTEGER PRIMARY KEY,
+            time_ms   INTEGER NOT NULL,
+            action_id TEXT,
+            kind      TEXT    NOT NULL,
+            detail    TEXT    NOT NULL CHECK (json_valid(detail))
+        );
+        "#,
+    ),
+    (
+        2,
+        "per-kind views",
+        r#"
+        CREATE VIEW pools AS SELECT name,
+            body ->> 'tier' AS tier, body ->> 'layout' AS layout,
+            body ->> 'home' AS home, body ->> 'owner' AS owner,
+            body ->> 'epoch' AS epoch
+          FROM objects WHERE kind = 'pool' AND body IS NOT NULL;
+        CREATE VIEW volumes AS SELECT name,
+            body ->> 'pool' AS pool, body ->> 'size' AS size, body ->> 'thin' AS thin,
+            body ->> 'serial' AS serial, body ->> 'wwn' AS wwn,
+            body ->> 'nguid' AS nguid, body ->> 'uuid' AS uuid,
+            body ->> 'parent_snapshot' AS parent_snapshot
+          FROM objects WHERE kind = 'volume' AND body IS NOT NULL;
+        CREATE VIEW exports AS SELECT name,
+            body ->> 'volume' AS volume, body ->> 'protocol' AS protocol,
+            body ->> 'lun' AS lun, body ->> 'nsid' AS nsid,
+            body ->> 'host_group' AS host_group
+          FROM objects WHERE kind = 'export' AND body IS NOT NULL;
+        CREATE VIEW floating_ips AS SELECT name,
+            body ->> 'address' AS address, body ->> 'interface' AS interface,
+            body ->> 'home' AS home, body ->> 'owner' AS owner, body ->> 'epoch' AS epoch
+          FROM objects WHERE kind = 'floating_ip' AND body IS NOT NULL;
+        "#,
+    ),
+];
+
+/// Identity of the caller of a write, for the log.
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    /// The action the write belongs to.
+    pub action_id: Option<String>,
+    /// Now, ms since the Unix epoch (an input, so tests choose it).
+    pub now_ms: u64,
+}
+
+/// Result of a local apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// Local version after the apply.
+    pub version: u64,
+    /// Our section's version after the apply (what the partner acks).
+    pub section_version: u64,
+    /// False when every change was a no-op (nothing written, no new version).
+    pub changed: bool,
+}
+
+/// Result of merging a shipped entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Merged {
+    /// Merged; acknowledge `applied`.
+    Applied {
+        /// The origin's version now merged.
+        applied: u64,
+        /// Our local version after it.
+        version: u64,
+    },
+    /// Already had it; acknowledge `applied`.
+    Duplicate {
+        /// What we have.
+        applied: u64,
+    },
+    /// An earlier entry is missing; ask for a re-ship after `applied`.
+    Gap {
+        /// What we have.
+        applied: u64,
+    },
+}
+
+/// A row of `config.history`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HistoryRow {
+    /// Local version.
+    pub version: u64,
+    /// The entry.
+    #[serde(flatten)]
+    pub entry: Entry,
+}
+
+/// A row of the event log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EventRow {
+    /// Row id (increasing).
+    pub id: i64,
+    /// When, ms since the Unix epoch.
+    pub time_ms: u64,
+    /// The action.
+    pub action_id: Option<String>,
+    /// Event kind ("config.locked").
+    pub kind: String,
+    /// Details.
+    pub detail: Value,
+}
+
+/// The open database and its in-memory mirror.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    me: String,
+    state: State,
+    version: u64,
+    seqs: BTreeMap<String, u64>,
+    lock: Option<Lock>,
+    peer_acked: u64,
+}
+
+fn to_i64(v: u64, what: &'static str) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Corrupt {
+        what: what.to_string(),
+        reason: format!("{v} does not fit in an SQLite integer"),
+    })
+}
+
+fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt {
+        what: what.to_string(),
+        reason: format!("negative value {v}"),
+    })
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` as controller `me`:
+    /// sets WAL and `synchronous=FULL`, runs pending migrations and loads the
+    /// state.
+    pub fn open(path: &Path, me: &str) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(open_err)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(open_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            warn!(path = %path.display(), mode, "journal_mode WAL refused");
+        }
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        migrate(&mut conn)?;
+
+        let found: Option<String> = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'controller_id'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql("reading controller_id"))?;
+        match found {
+            Some(f) if f != me => {
+                return Err(StoreError::WrongController {
+                    found: f,
+                    expected: me.to_string(),
+                })
+            }
+            Some(_) => {}
+            None => {
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('controller_id', ?1)",
+                    [me],
+                )
+                .map_err(sql("writing controller_id"))?;
+            }
+        }
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+            me: me.to_string(),
+            state: State::default(),
+            version: 0,
+            seqs: BTreeMap::new(),
+            lock: None,
+            peer_acked: 0,
+        };
+        store.load()?;
+        info!(
+            path = %path.display(), controller = me, version = store.version,
+            section_version = store.section_version(), locked = store.lock.is_some(),
+            "config database open"
+        );
+        Ok(store)
+    }
+
+    fn load(&mut self) -> Result<(), StoreError> {
+        let mut state = State::default();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT kind, name, body, st_epoch, st_lamport, st_origin FROM objects")
+            .map_err(sql("loading objects"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, String>(5)?,
+                ))
+            })
+            .map_err(sql("loading objects"))?;
+        for row in rows {
+            let (kind_s, name, body, epoch, lamport, origin) =
+                row.map_err(sql("loading objects"))?;
+            let what = format!("object {kind_s}/{name}");
+            let kind = Kind::parse(&kind_s).ok_or_else(|| StoreError::Corrupt {
+                what: what.clone(),
+                reason: "unknown kind".into(),
+            })?;
+            if let Some(body) = body {
+                let v: Value = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
+                    what: what.clone(),
+                    reason: e.to_string(),
+                })?;
+                let obj = Object::from_json(kind, &v).map_err(|(p, r)| StoreError::Corrupt {
+                    what: what.clone(),
+                    reason: format!("{p}: {r}"),
+                })?;
+                state.config.put(obj);
+            }
+            let stamp = Stamp {
+                epoch: to_u64(epoch, &what)?,
+                lamport: to_u64(lamport, &what)?,
+                origin,
+            };
+            state.lamport = state.lamport.max(stamp.lamport);
+            state.stamps.insert((kind, name), stamp);
+        }
+        drop(stmt);
+        self.state = state;
+
+        let version: Option<i64> = self
+            .conn
+            .query_row("SELECT max(gen) FROM log", [], |r| r.get(0))
+            .map_err(sql("reading version"))?;
+        self.version = to_u64(version.unwrap_or(0), "log.gen")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT origin, max(seq) FROM log GROUP BY origin")
+            .map_err(sql("reading section versions"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(sql("reading section versions"))?;
+        let mut seqs = BTreeMap::new();
+        for row in rows {
+            let (origin, seq) = row.map_err(sql("reading section versions"))?;
+            seqs.insert(origin, to_u64(seq, "log.seq")?);
+        }
+        drop(stmt);
+        self.seqs = seqs;
+
+        self.lock = match self.meta_get("lock")? {
+            Some(s) => Some(serde_json::from_str(&s).map_err(|e| StoreError::Corrupt {
+                what: "meta lock".into(),
+                reason: e.to_string(),
+            })?),
+            None => None,
+        };
+        self.peer_acked = match self.meta_get("peer_acked")? {
+            Some(s) => s.parse().map_err(|_| StoreError::Corrupt {
+                what: "meta peer_acked".into(),
+                reason: format!("{s:?} is not a number"),
+            })?,
+            None => 0,
+        };
+        Ok(())
+    }
+
+    fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(sql("reading meta"))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// This controller's id.
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    /// The current state.
+    pub fn config(&self) -> &Config {
+        &self.state.config
+    }
+
+    /// Local version: bumps with every committed transaction, local or merged.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Our section's version (the head of the log we ship).
+    pub fn section_version(&self) -> u64 {
+        self.seqs.get(&self.me).copied().unwrap_or(0)
+    }
+
+    /// How much of `origin`'s log we have merged (or written, for us).
+    pub fn applied(&self, origin: &str) -> u64 {
+        self.seqs.get(origin).copied().unwrap_or(0)
+    }
+
+    /// The lock, if held.
+    pub fn lock_state(&self) -> Option<&Lock> {
+        self.lock.as_ref()
+    }
+
+    /// Last version of our section the partner acknowledged (as persisted).
+    pub fn peer_acked(&self) -> u64 {
+        self.peer_acked
+    }
+
+    /// Digest of the content.
+    pub fn digest(&self) -> String {
+        state::digest(&self.state.config)
+    }
+
+    /// Validates and commits `changes` atomically. Refused while locked.
+    pub fn apply(&mut self, changes: Vec<Change>, meta: &Meta) -> Result<Applied, ApplyError> {
+        if let Some(l) = &self.lock {
+            return Err(ApplyError::Locked {
+                reason: l.reason.clone(),
+                since_ms: l.since_ms,
+            });
+        }
+        let plan = state::plan_apply(&self.state, &self.me, changes)?;
+        if plan.ops.is_empty() {
+            debug!(version = self.version, "apply changed nothing");
+            return Ok(Applied {
+                version: self.version,
+                section_version: self.section_version(),
+                changed: false,
+            });
+        }
+        let entry = Entry {
+            origin: self.me.clone(),
+            seq: self.section_version() + 1,
+            time_ms: meta.now_ms,
+            action_id: meta.action_id.clone(),
+            ops: plan.ops,
+        };
+        let version = self.version + 1;
+        self.write_entry(version, &entry, &entry.ops)?;
+        self.state.commit(plan.config, &entry.ops, plan.lamport);
+        self.version = version;
+        self.seqs.insert(self.me.clone(), entry.seq);
+        debug!(
+            version,
+            section_version = entry.seq,
+            ops = entry.ops.len(),
+            "applied"
+        );
+        Ok(Applied {
+            version,
+            section_version: entry.seq,
+            changed: true,
+        })
+    }
+
+    /// One transaction: the winning ops into `objects`, the entry into `log`.
+    fn write_entry(
+        &mut self,
+        version: u64,
+        entry: &Entry,
+        winners: &[Op],
+    ) -> Result<(), StoreError> {
+        let gen = to_i64(version, "version")?;
+        let ops_json = serde_json::to_string(&entry.ops).map_err(|e| StoreError::Corrupt {
+            what: "entry ops".into(),
+            reason: e.to_string(),
+        })?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql("beginning transaction"))?;
+        {
+            let mut put = tx
+                .prepare_cached(
+                    "INSERT INTO objects (kind, name, body, st_epoch, st_lamport, st_origin, gen)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (kind, name) DO UPDATE SET body = excluded.body,
+                       st_epoch = excluded.st_epoch, st_lamport = excluded.st_lamport,
+                       st_origin = excluded.st_origin, gen = excluded.gen",
+                )
+                .map_err(sql("preparing object write"))?;
+            for op in winners {
+                let body = op.body.as_ref().map(Value::to_string);
+                put.execute(params![
+                    op.kind.as_str(),
+                    op.key,
+                    body,
+                    to_i64(op.stamp.epoch, "epoch")?,
+                    to_i64(op.stamp.lamport, "lamport")?,
+                    op.stamp.origin,
+                    gen
+                ])
+                .map_err(sql("writing object"))?;
+            }
+            tx.prepare_cached(
+                "INSERT INTO log (gen, origin, seq, time_ms, action_id, ops) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .map_err(sql("preparing log write"))?
+            .execute(params![
+                gen,
+                entry.origin,
+                to_i64(entry.seq, "seq")?,
+                to_i64(entry.time_ms, "time")?,
+                entry.action_id,
+                ops_json
+            ])
+            .map_err(sql("writing log"))?;
+        }
+        tx.commit().map_err(sql("committing"))
+    }
+
+    /// Merges an entry shipped by the partner (in order; see
+    /// [`receive`]). Works while locked: the lock stops new local writes,
+    /// not catching up.
+    pub fn merge(&mut self, entry: &Entry) -> Result<Merged, StoreError> {
+        if entry.origin == self.me {
+            return Err(StoreError::OwnOrigin {
+                origin: entry.origin.clone(),
+                seq: entry.seq,
+            });
+        }
+        let applied = self.applied(&entry.origin);
+        match receive(applied, entry.seq) {
+            Receive::Duplicate { applied } => return Ok(Merged::Duplicate { applied }),
+            Receive::Gap { applied } => return Ok(Merged::Gap { applied }),
+            Receive::Apply => {}
+        }
+        let merge = state::plan_merge(&self.state, entry)?;
+        let version = self.version + 1;
+        self.write_entry(version, entry, &merge.winners)?;
+        self.state
+            .commit(merge.config, &merge.winners, merge.lamport);
+        self.version = version;
+        self.seqs.insert(entry.origin.clone(), entry.seq);
+        Ok(Merged::Applied {
+            applied: entry.seq,
+            version,
+        })
+    }
+
+    /// Entries of `origin` after `after`, in order, at most `limit`.
+    pub fn entries_since(
+        &self,
+        origin: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT gen, origin, seq, time_ms, action_id, ops FROM log
+                 WHERE origin = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )
+            .map_err(sql("reading log"))?;
+        let rows = stmt
+            .query_map(
+                params![origin, to_i64(after, "seq")?, limit],
+                row_to_history,
+            )
+            .map_err(sql("reading log"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(parse_history(row.map_err(sql("reading log"))?)?.entry);
+        }
+        Ok(out)
+    }
+
+    /// Local history after version `after`, oldest first, at most `limit`.
+    pub fn history(&self, after: u64, limit: u32) -> Result<Vec<HistoryRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT gen, origin, seq, time_ms, action_id, ops FROM log
+                 WHERE gen > ?1 ORDER BY gen LIMIT ?2",
+            )
+            .map_err(sql("reading history"))?;
+        let rows = stmt
+            .query_map(params![to_i64(after, "version")?, limit], row_to_history)
+            .map_err(sql("reading history"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(parse_history(row.map_err(sql("reading history"))?)?);
+        }
+        Ok(out)
+    }
+
+    /// Takes the config lock (idempotent: a held lock keeps its first reason).
+    pub fn lock(&mut self, reason: &str, meta: &Meta) -> Result<(Lock, LockOutcome), StoreError> {
+        let (next, outcome) =
+            lock::lock(&self.lock, reason, meta.now_ms, meta.action_id.as_deref());
+        let held = next.clone().ok_or_else(|| StoreError::Corrupt {
+            what: "lock".into(),
+            reason: "lock decision returned no lock".into(),
+        })?;
+        if outcome == LockOutcome::Changed {
+            let json = serde_json::to_string(&held).map_err(|e| StoreError::Corrupt {
+                what: "lock".into(),
+                reason: e.to_string(),
+            })?;
+            let detail = serde_json::json!({ "reason": reason });
+            let tx = self.conn.transaction().map_err(sql("beginning lock"))?;
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('lock', ?1)",
+                [json],
+            )
+            .map_err(sql("writing lock"))?;
+            insert_event(&tx, meta, "config.locked", &detail)?;
+            tx.commit().map_err(sql("committing lock"))?;
+            self.lock = next;
+            info!(reason, "config locked");
+        }
+        Ok((held, outcome))
+    }
+
+    /// Releases the config lock (idempotent).
+    pub fn unlock(&mut self, reason: &str, meta: &Meta) -> Result<LockOutcome, StoreError> {
+        let (_, outcome) = lock::unlock(&self.lock);
+        if outcome == LockOutcome::Changed {
+            let detail = serde_json::json!({ "reason": reason });
+            let tx = self.conn.transaction().map_err(sql("beginning unlock"))?;
+            tx.execute("DELETE FROM meta WHERE key = 'lock'", [])
+                .map_err(sql("deleting lock"))?;
+            insert_event(&tx, meta, "config.unlocked", &detail)?;
+            tx.commit().map_err(sql("committing unlock"))?;
+            self.lock = None;
+            info!(reason, "config unlocked");
+        }
+        Ok(outcome)
+    }
+
+    /// Persists the partner's acknowledgement of our section (monotonic).
+    pub fn set_peer_acked(&mut self, v: u64) -> Result<(), StoreError> {
+        if v <= self.peer_acked && v != 0 {
+            return Ok(());
+        }
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES ('peer_acked', ?1)")
+            .map_err(sql("preparing peer_acked"))?
+            .execute([v.to_string()])
+            .map_err(sql("writing peer_acked"))?;
+        self.peer_acked = v;
+        Ok(())
+    }
+
+    /// Appends to the event log.
+    pub fn log_event(&mut self, meta: &Meta, kind: &str, detail: &Value) -> Result<(), StoreError> {
+        insert_event(&self.conn, meta, kind, detail)
+    }
+
+    /// Event log rows after `after`, oldest first.
+    pub fn events(&self, after: i64, limit: u32) -> Result<Vec<EventRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, time_ms, action_id, kind, detail FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )
+            .map_err(sql("reading events"))?;
+        let rows = stmt
+            .query_map(params![after, limit], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .map_err(sql("reading events"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, t, action_id, kind, detail) = row.map_err(sql("reading events"))?;
+            out.push(EventRow {
+                id,
+                time_ms: to_u64(t, "events.time_ms")?,
+                action_id,
+                kind,
+                detail: serde_json::from_str(&detail).unwrap_or(Value::String(detail)),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Runs SQLite's integrity check (for tests and `config.status`).
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        self.conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(sql("checking integrity"))
+    }
+}
+
+fn insert_event(
+    conn: &Connection,
+    meta: &Meta,
+    kind: &str,
+    detail: &Value,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO events (time_ms, action_id, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .map_err(sql("preparing event"))?
+    .execute(params![
+        to_i64(meta.now_ms, "time")?,
+        meta.action_id,
+        kind,
+        detail.to_string()
+    ])
+    .map_err(sql("writing event"))?;
+    Ok(())
+}
+
+type RawHistory = (i64, String, i64, i64, Option<String>, String);
+
+fn row_to_history(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawHistory> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
+}
+
+fn parse_history(raw: RawHistory) -> Result<HistoryRow, StoreError> {
+    let (gen, origin, seq, time_ms, action_id, ops) = raw;
+    let what = format!("log entry {gen}");
+    let ops: Vec<Op> = serde_json::from_str(&ops).map_err(|e| StoreError::Corrupt {
+        what: what.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(HistoryRow {
+        version: to_u64(gen, &what)?,
+        entry: Entry {
+            origin,
+            seq: to_u64(seq, &what)?,
+            time_ms: to_u64(time_ms, &what)?,
+            action_id,
+            ops,
+        },
+    })
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version    INTEGER PRIMARY KEY,
+            name       TEXT NOT NULL,
+            applied_at TEXT NOT NULL DEFAULT (datetime('now'))
+         )",
+    )
+    .map_err(sql("creating schema_migrations"))?;
+    let current: u32 = conn
+        .query_row(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sql("reading schema version"))?;
+    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+    if current > known {
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            known,
+        });
+    }
+    for &(version, name, sql_text) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        let err = |source| StoreError::Migration {
+            version,
+            name,
+            source,
+        };
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        tx.execute_batch(sql_text).map_err(err)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)",
+            params![version, name],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)?;
+        info!(version, name, "schema migration applied");
+    }
+    Ok(())
+}
