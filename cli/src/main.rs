@@ -1,2 +1,273 @@
-//! duplexctl
-fn main() {}
+//! `duplexctl`: the admin CLI over the router.
+//!
+//! Human-readable output by default, `--json` for scripts. Exit status: 0 on
+//! success, 1 when the call returned an error, 2 when the router could not
+//! be reached or the command line was wrong.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use duplex_services::client::{CallError, RouterClient};
+use duplex_services::rpc::{Id, Request};
+use duplex_services::Config;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Command-line arguments.
+#[derive(Parser)]
+#[command(version, about = "Duplex admin CLI")]
+struct Args {
+    /// Router socket (default: from the configuration, else /run/duplex/router.sock).
+    #[arg(long, global = true)]
+    socket: Option<PathBuf>,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Run the command on this controller (the partner's id goes over the peer link).
+    #[arg(long, short = 'c', global = true)]
+    controller: Option<String>,
+    /// Call timeout in seconds.
+    #[arg(long, global = true, default_value_t = 30)]
+    timeout: u64,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Call any method: `duplexctl call pool.status '{"name":"p1"}'`.
+    Call {
+        /// The method (`namespace.verb_object`).
+        method: String,
+        /// Parameters as a JSON object or array.
+        params: Option<String>,
+        /// Use this action id instead of letting the router assign one.
+        #[arg(long)]
+        action_id: Option<String>,
+    },
+    /// List the registered services and the peer link.
+    Services,
+    /// Print events as they arrive (default: all topics).
+    Events {
+        /// Topics or patterns (`pool.*`, `alert`).
+        topics: Vec<String>,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<usize>,
+    },
+    /// Show every routed message of one action, on both controllers.
+    Trace {
+        /// The action id.
+        action_id: String,
+    },
+}
+
+fn socket_path(args: &Args) -> PathBuf {
+    if let Some(s) = &args.socket {
+        return s.clone();
+    }
+    match Config::load(None) {
+        Ok(cfg) => cfg.router_socket(),
+        Err(_) => std::env::var_os("DUPLEX_SOCKET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/run/duplex"))
+            .join("router.sock"),
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("duplexctl: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let client = RouterClient::with_timeout(socket_path(&args), Duration::from_secs(args.timeout));
+    let controller = args.controller.clone();
+    match &args.cmd {
+        Cmd::Call {
+            method,
+            params,
+            action_id,
+        } => {
+            let params: Value = match params {
+                Some(p) => serde_json::from_str(p).context("PARAMS is not valid JSON")?,
+                None => Value::Null,
+            };
+            let mut req = Request::call(Id::Num(0), method.clone(), params);
+            req.controller = controller;
+            req.action_id = action_id.clone();
+            let resp = client.send_request(req).await.map_err(connect_error)?;
+            let action = resp.action_id.clone().unwrap_or_default();
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&resp)?);
+                return Ok(if resp.error.is_some() {
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
+                });
+            }
+            match resp.into_result() {
+                Ok(v) => {
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    eprintln!("action_id: {action}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    if let Some(f) = e.field() {
+                        eprintln!("field: {f}");
+                    }
+                    eprintln!("action_id: {action}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Cmd::Services => {
+            let v = client
+                .call_at(controller.as_deref(), "router.services", json!({}))
+                .await
+                .map_err(connect_error)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print_services(&v);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Events { topics, count } => {
+            let topics: Vec<&str> = if topics.is_empty() {
+                vec!["*"]
+            } else {
+                topics.iter().map(String::as_str).collect()
+            };
+            let mut sub = client.subscribe(&topics).await.map_err(connect_error)?;
+            let mut seen = 0usize;
+            loop {
+                if count.is_some_and(|c| seen >= c) {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                let ev = sub.next().await;
+                seen += 1;
+                if args.json {
+                    println!("{}", serde_json::to_string(&ev)?);
+                } else {
+                    println!(
+                        "{} {} [{}] {} {}",
+                        ev.time_ms,
+                        ev.topic,
+                        ev.controller.as_deref().unwrap_or("?"),
+                        ev.action_id.as_deref().unwrap_or("-"),
+                        ev.data
+                    );
+                }
+            }
+        }
+        Cmd::Trace { action_id } => {
+            let p = json!({"action_id": action_id, "limit": 10_000});
+            let local = client
+                .call("router.actions", p.clone())
+                .await
+                .map_err(connect_error)?;
+            let mut records: Vec<Value> = local["actions"].as_array().cloned().unwrap_or_default();
+            // The partner's half of the action, when the peer link is up.
+            let services = client
+                .call("router.services", json!({}))
+                .await
+                .map_err(connect_error)?;
+            let mut partner_note = None;
+            if let Some(partner) = services["peer"]["controller"].as_str() {
+                match client.call_on(partner, "router.actions", p).await {
+                    Ok(v) => records.extend(v["actions"].as_array().cloned().unwrap_or_default()),
+                    Err(e) => partner_note = Some(format!("partner {partner} not consulted: {e}")),
+                }
+            }
+            // The trace calls themselves were recorded on the partner under
+            // no action of ours; keep only the action asked for.
+            records.retain(|r| r["action_id"] == *action_id);
+            records.sort_by_key(|r| r["time_ms"].as_u64().unwrap_or(0));
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &json!({"action_id": action_id, "actions": records, "note": partner_note})
+                    )?
+                );
+            } else {
+                if records.is_empty() {
+                    println!("no messages recorded for action {action_id}");
+                }
+                for r in &records {
+                    println!(
+                        "{} [{}] {} -> {} {} {}us {}",
+                        r["time_ms"],
+                        r["controller"].as_str().unwrap_or("?"),
+                        r["caller"].as_str().unwrap_or("?"),
+                        r["callee"].as_str().unwrap_or("?"),
+                        r["method"].as_str().unwrap_or("?"),
+                        r["duration_us"],
+                        r["result"].as_str().unwrap_or("?"),
+                    );
+                }
+                if let Some(n) = partner_note {
+                    eprintln!("{n}");
+                }
+            }
+            Ok(if records.is_empty() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
+
+fn connect_error(e: CallError) -> anyhow::Error {
+    match e {
+        CallError::Rpc(r) => anyhow::anyhow!("{r}"),
+        other => anyhow::Error::new(other),
+    }
+}
+
+fn print_services(v: &Value) {
+    println!("controller {}", v["controller"].as_str().unwrap_or("?"));
+    println!(
+        "{:<16} {:<6} {:<8} {:<8} NAMESPACES",
+        "SERVICE", "STATE", "VERSION", "PID"
+    );
+    for s in v["services"].as_array().into_iter().flatten() {
+        let ns: Vec<&str> = s["namespaces"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        println!(
+            "{:<16} {:<6} {:<8} {:<8} {}",
+            s["name"].as_str().unwrap_or("?"),
+            s["state"].as_str().unwrap_or("?"),
+            s["version"].as_str().unwrap_or("?"),
+            s["pid"].to_string(),
+            ns.join(",")
+        );
+    }
+    match v["peer"].as_object() {
+        Some(p) => println!(
+            "peer {} {}{}",
+            p.get("controller").and_then(Value::as_str).unwrap_or("?"),
+            p.get("state").and_then(Value::as_str).unwrap_or("?"),
+            p.get("via")
+                .and_then(Value::as_str)
+                .map(|a| format!(" via {a}"))
+                .unwrap_or_default()
+        ),
+        None => println!("peer: none configured"),
+    }
+}

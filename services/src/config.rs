@@ -47,7 +47,8 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// This controller's id (`A` or `B`).
+    /// This controller's id (`A` or `B`); may come from `DUPLEX_CONTROLLER_ID`.
+    #[serde(default)]
     pub controller_id: String,
     /// Directory of the local Unix sockets.
     #[serde(default = "default_socket_dir")]

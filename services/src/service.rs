@@ -139,6 +139,31 @@ impl ServiceBuilder {
         self
     }
 
+    /// Adds `<namespace>.status`: name, version, controller, pid, uptime and
+    /// the service's own `extra` fields (merged in at each call).
+    pub fn status_method<F>(&mut self, namespace: &str, extra: F) -> &mut Self
+    where
+        F: Fn() -> Value + Send + Sync + 'static,
+    {
+        let base = serde_json::json!({
+            "service": self.name,
+            "version": self.version,
+            "controller": self.cfg.controller_id,
+            "pid": std::process::id(),
+        });
+        let started = Instant::now();
+        let extra = Arc::new(extra);
+        self.method(&format!("{namespace}.status"), move |_ctx, _p| {
+            let mut v = base.clone();
+            let more = extra();
+            if let (Value::Object(m), Value::Object(more)) = (&mut v, more) {
+                m.insert("uptime_s".into(), started.elapsed().as_secs().into());
+                m.extend(more);
+            }
+            async move { Ok(v) }
+        })
+    }
+
     /// Binds the service socket, starts serving and the registration loop.
     /// Returns once the socket is bound (registration continues in the
     /// background; see [`Service::wait_registered`]).

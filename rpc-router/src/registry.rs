@@ -1,0 +1,258 @@
+//! The registration table: which service owns which namespace, and whether
+//! it is up. Pure bookkeeping; the connections live in the router.
+
+use duplex_services::rpc::{namespace_of, ErrorCode, RpcError};
+use duplex_services::service::Registration;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Whether a registered service can take calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Registered and its registration connection is open.
+    Up,
+    /// Was registered; its registration connection closed (crash or exit).
+    Down,
+}
+
+/// One service in the table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    /// What the service registered.
+    #[serde(flatten)]
+    pub reg: Registration,
+    /// Up or down.
+    pub state: State,
+    /// When the state last changed (ms since the epoch).
+    pub since_ms: u64,
+    /// The router connection that registered it (its lifetime is the
+    /// registration's).
+    #[serde(skip)]
+    pub conn_id: u64,
+}
+
+/// The registration table.
+#[derive(Debug, Default)]
+pub struct Registry {
+    services: BTreeMap<String, Entry>,
+}
+
+/// Namespaces the router itself answers.
+pub const ROUTER_NAMESPACES: [&str; 2] = ["router", "event"];
+
+impl Registry {
+    /// Registers (or re-registers) a service over connection `conn_id`.
+    /// A namespace may belong to one service only.
+    pub fn register(
+        &mut self,
+        reg: Registration,
+        conn_id: u64,
+        now_ms: u64,
+    ) -> Result<(), RpcError> {
+        if reg.name.is_empty()
+            || !reg
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(RpcError::invalid_params(
+                "name",
+                "must be lowercase letters, digits and '-'",
+            ));
+        }
+        if reg.namespaces.is_empty() {
+            return Err(RpcError::invalid_params(
+                "namespaces",
+                "a service must own at least one namespace",
+            ));
+        }
+        for ns in &reg.namespaces {
+            if ROUTER_NAMESPACES.contains(&ns.as_str()) {
+                return Err(RpcError::invalid_params(
+                    "namespaces",
+                    format!("namespace {ns} belongs to the router"),
+                ));
+            }
+            if let Some(other) = self
+                .services
+                .values()
+                .find(|e| e.reg.name != reg.name && e.reg.namespaces.contains(ns))
+            {
+                return Err(RpcError::new(
+                    ErrorCode::Conflict,
+                    format!("namespace {ns} is owned by {}", other.reg.name),
+                )
+                .with_field("namespaces"));
+            }
+        }
+        for m in &reg.methods {
+            if !reg.namespaces.iter().any(|ns| ns == namespace_of(m)) {
+                return Err(RpcError::invalid_params(
+                    "methods",
+                    format!("{m} is outside the service's namespaces"),
+                ));
+            }
+        }
+        self.services.insert(
+            reg.name.clone(),
+            Entry {
+                reg,
+                state: State::Up,
+                since_ms: now_ms,
+                conn_id,
+            },
+        );
+        Ok(())
+    }
+
+    /// Marks every service registered over `conn_id` down; returns their names.
+    pub fn connection_closed(&mut self, conn_id: u64, now_ms: u64) -> Vec<String> {
+        let mut gone = Vec::new();
+        for e in self.services.values_mut() {
+            if e.conn_id == conn_id && e.state == State::Up {
+                e.state = State::Down;
+                e.since_ms = now_ms;
+                gone.push(e.reg.name.clone());
+            }
+        }
+        gone
+    }
+
+    /// The service that should answer `method`, or the error to return.
+    pub fn route(&self, method: &str) -> Result<&Entry, RpcError> {
+        let ns = namespace_of(method);
+        let Some(entry) = self
+            .services
+            .values()
+            .find(|e| e.reg.namespaces.iter().any(|n| n == ns))
+        else {
+            return Err(RpcError::new(
+                ErrorCode::MethodNotFound,
+                format!("no service owns namespace '{ns}' (method {method})"),
+            )
+            .with_field("method")
+            .with_data("namespace", ns.into()));
+        };
+        if entry.state == State::Down {
+            return Err(RpcError::unavailable(format!(
+                "service {} (namespace '{ns}') is down",
+                entry.reg.name
+            ))
+            .with_data("service", entry.reg.name.clone().into()));
+        }
+        if !entry.reg.methods.iter().any(|m| m == method) {
+            return Err(RpcError::new(
+                ErrorCode::MethodNotFound,
+                format!(
+                    "service {} (namespace '{ns}') has no method {method}",
+                    entry.reg.name
+                ),
+            )
+            .with_field("method")
+            .with_data("namespace", ns.into()));
+        }
+        Ok(entry)
+    }
+
+    /// The service registered by process `pid`, for naming callers.
+    pub fn name_of_pid(&self, pid: u32) -> Option<&str> {
+        self.services
+            .values()
+            .find(|e| e.reg.pid == pid && e.state == State::Up)
+            .map(|e| e.reg.name.as_str())
+    }
+
+    /// One service by name.
+    pub fn get(&self, name: &str) -> Option<&Entry> {
+        self.services.get(name)
+    }
+
+    /// All services, by name.
+    pub fn list(&self) -> Vec<Entry> {
+        self.services.values().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reg(name: &str, ns: &[&str], methods: &[&str]) -> Registration {
+        Registration {
+            name: name.into(),
+            version: "1".into(),
+            namespaces: ns.iter().map(|s| s.to_string()).collect(),
+            methods: methods.iter().map(|s| s.to_string()).collect(),
+            socket: "/tmp/x.sock".into(),
+            pid: 42,
+        }
+    }
+
+    #[test]
+    fn routes_by_namespace_and_method() {
+        let mut r = Registry::default();
+        r.register(
+            reg(
+                "pool-manager",
+                &["pool", "disk"],
+                &["pool.status", "disk.list"],
+            ),
+            1,
+            0,
+        )
+        .unwrap();
+        assert_eq!(r.route("disk.list").unwrap().reg.name, "pool-manager");
+        let e = r.route("volume.create").unwrap_err();
+        assert_eq!(e.kind(), Some(ErrorCode::MethodNotFound));
+        assert!(e.message.contains("'volume'"), "{}", e.message);
+        let e = r.route("pool.frobnicate").unwrap_err();
+        assert_eq!(e.kind(), Some(ErrorCode::MethodNotFound));
+    }
+
+    #[test]
+    fn down_then_up_again() {
+        let mut r = Registry::default();
+        r.register(reg("targets", &["target"], &["target.status"]), 7, 0)
+            .unwrap();
+        assert_eq!(r.connection_closed(8, 1), Vec::<String>::new());
+        assert_eq!(r.connection_closed(7, 1), vec!["targets".to_string()]);
+        assert_eq!(
+            r.route("target.status").unwrap_err().kind(),
+            Some(ErrorCode::Unavailable)
+        );
+        r.register(reg("targets", &["target"], &["target.status"]), 9, 2)
+            .unwrap();
+        assert!(r.route("target.status").is_ok());
+    }
+
+    #[test]
+    fn namespaces_are_exclusive_and_checked() {
+        let mut r = Registry::default();
+        r.register(reg("a", &["pool"], &[]), 1, 0).unwrap();
+        assert_eq!(
+            r.register(reg("b", &["pool"], &[]), 2, 0)
+                .unwrap_err()
+                .kind(),
+            Some(ErrorCode::Conflict)
+        );
+        assert_eq!(
+            r.register(reg("c", &["router"], &[]), 3, 0)
+                .unwrap_err()
+                .field(),
+            Some("namespaces")
+        );
+        assert_eq!(
+            r.register(reg("d", &["x"], &["y.z"]), 4, 0)
+                .unwrap_err()
+                .field(),
+            Some("methods")
+        );
+        assert_eq!(
+            r.register(reg("Bad Name", &["q"], &[]), 5, 0)
+                .unwrap_err()
+                .field(),
+            Some("name")
+        );
+    }
+}

@@ -1,0 +1,719 @@
+//! The router: accepts local connections, routes calls by namespace to the
+//! registered services or over the peer link, fans out events, and keeps the
+//! recent-actions log.
+
+use crate::actions::{ActionLog, ActionRecord};
+use crate::peer;
+use crate::registry::{Registry, State};
+use crate::topics;
+use duplex_services::action;
+use duplex_services::client::{Event, EVENT_NOTIFY};
+use duplex_services::config::Config;
+use duplex_services::conn::{ConnError, RpcConn};
+use duplex_services::rpc::{to_frame, ErrorCode, Request, Response, RpcError};
+use duplex_services::server::{self, ConnCtx, Dispatch, Limits};
+use duplex_services::service::{params, Registration};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::BufReader;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+/// Errors starting the router.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The local socket could not be bound.
+    #[error("cannot bind {path}")]
+    Bind {
+        /// The socket path.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A peer listen address could not be bound.
+    #[error("cannot listen for the partner on {addr}")]
+    PeerListen {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The cluster secret could not be loaded.
+    #[error(transparent)]
+    Secret(#[from] duplex_services::config::ConfigError),
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+struct Subscriber {
+    conn_id: u64,
+    patterns: Vec<String>,
+    tx: mpsc::Sender<Vec<u8>>,
+    who: String,
+}
+
+/// Where a connection comes from: this controller or the partner's router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Local,
+    Peer,
+}
+
+/// The peer link's state, for `router.services`.
+#[derive(Debug, Clone, Default)]
+struct PeerStatus {
+    connected_via: Option<SocketAddr>,
+    since_ms: u64,
+    last_error: Option<String>,
+}
+
+/// The shared state of one router.
+pub struct Router {
+    cfg: Config,
+    started: Instant,
+    registry: Mutex<Registry>,
+    service_conns: Mutex<HashMap<String, Arc<RpcConn>>>,
+    actions: Mutex<ActionLog>,
+    subscribers: Mutex<Vec<Subscriber>>,
+    peer_out: Mutex<Option<Arc<RpcConn>>>,
+    peer_status: Mutex<PeerStatus>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section here is a few map operations that cannot leave
+    // the data half-changed, so a poisoned lock is still consistent.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The dispatcher for one kind of connection.
+struct Endpoint {
+    router: Arc<Router>,
+    origin: Origin,
+}
+
+impl Router {
+    /// A router for `cfg` (not yet listening).
+    pub fn new(cfg: Config) -> Arc<Router> {
+        let log_size = cfg.router.actions_log_size;
+        Arc::new(Router {
+            cfg,
+            started: Instant::now(),
+            registry: Mutex::new(Registry::default()),
+            service_conns: Mutex::new(HashMap::new()),
+            actions: Mutex::new(ActionLog::new(log_size)),
+            subscribers: Mutex::new(Vec::new()),
+            peer_out: Mutex::new(None),
+            peer_status: Mutex::new(PeerStatus::default()),
+        })
+    }
+
+    /// Binds the local socket and the peer listeners and starts serving.
+    pub async fn start(self: &Arc<Self>) -> Result<(), StartError> {
+        let path = self.cfg.router_socket();
+        let listener = server::bind_unix(&path, 0o660).map_err(|source| StartError::Bind {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let limits = Limits {
+            max_frame: self.cfg.router.max_message_bytes,
+            max_inflight: self.cfg.router.max_inflight_per_connection,
+        };
+        let local = Arc::new(Endpoint {
+            router: Arc::clone(self),
+            origin: Origin::Local,
+        });
+        tokio::spawn(server::accept_loop(
+            listener,
+            limits,
+            self.cfg.router.max_connections,
+            local,
+        ));
+        tracing::info!(socket = %path.display(), controller = %self.cfg.controller_id, "router listening");
+        if let Some(p) = self.cfg.peer.clone() {
+            let secret: Arc<[u8]> = p.load_secret()?.into();
+            for addr in &p.listen {
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::PeerListen {
+                        addr: *addr,
+                        source,
+                    })?;
+                tracing::info!(%addr, "listening for the partner");
+                tokio::spawn(Arc::clone(self).peer_accept_loop(l, Arc::clone(&secret)));
+            }
+            tokio::spawn(Arc::clone(self).peer_dial_loop(p.addresses.clone(), secret));
+        }
+        Ok(())
+    }
+
+    fn caller_name(&self, conn: &ConnCtx, origin: Origin, req: &Request) -> String {
+        match origin {
+            Origin::Peer => format!(
+                "peer:{}/{}",
+                self.cfg.partner_id().unwrap_or("?"),
+                req.caller.as_deref().unwrap_or("?")
+            ),
+            Origin::Local => {
+                let pid = conn
+                    .peer
+                    .strip_prefix("pid=")
+                    .and_then(|p| p.parse::<u32>().ok());
+                match pid.and_then(|p| lock(&self.registry).name_of_pid(p).map(str::to_string)) {
+                    Some(name) => name,
+                    None => format!("client({})", conn.peer),
+                }
+            }
+        }
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        conn: Arc<ConnCtx>,
+        origin: Origin,
+        req: Request,
+    ) -> Option<Response> {
+        let action_id = req.action_id.clone().unwrap_or_else(action::new_id);
+        let caller = self.caller_name(&conn, origin, &req);
+        let span = tracing::info_span!("route", action_id = %action_id, method = %req.method, caller = %caller);
+        let start = Instant::now();
+        let time_ms = now_ms();
+        let id = req.id.clone();
+        let method = req.method.clone();
+        let notification = id.is_none();
+        let (callee, result) = self
+            .route(conn, origin, req, action_id.clone(), caller.clone())
+            .instrument(span.clone())
+            .await;
+        let duration_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let outcome = match &result {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e
+                .kind()
+                .map_or_else(|| e.code.to_string(), |k| k.kind().to_string()),
+        };
+        span.in_scope(|| match &result {
+            Ok(_) => tracing::debug!(%callee, duration_us, "routed"),
+            Err(e) => tracing::info!(%callee, duration_us, error = %e, "routed with error"),
+        });
+        if method != "router.actions" {
+            lock(&self.actions).push(ActionRecord {
+                time_ms,
+                controller: self.cfg.controller_id.clone(),
+                action_id: action_id.clone(),
+                method,
+                caller,
+                callee,
+                duration_us,
+                result: outcome,
+            });
+        }
+        if notification {
+            return None;
+        }
+        Some(Response::from_result(id, result).with_action(Some(action_id)))
+    }
+
+    async fn route(
+        self: &Arc<Self>,
+        conn: Arc<ConnCtx>,
+        origin: Origin,
+        req: Request,
+        action_id: String,
+        caller: String,
+    ) -> (String, Result<Value, RpcError>) {
+        if let Some(target) = req.controller.as_deref() {
+            if target != self.cfg.controller_id {
+                if origin == Origin::Peer {
+                    return (
+                        "router".into(),
+                        Err(RpcError::invalid_params(
+                            "controller",
+                            "the partner may only address this controller",
+                        )),
+                    );
+                }
+                if Some(target) != self.cfg.partner_id() {
+                    return (
+                        "router".into(),
+                        Err(RpcError::invalid_params(
+                            "controller",
+                            format!("unknown controller {target:?}"),
+                        )),
+                    );
+                }
+                let callee = format!("peer:{target}");
+                return (callee, self.call_peer(req, action_id, caller).await);
+            }
+        }
+        match req.method.as_str() {
+            "router.register" => ("router".into(), self.register(&conn, origin, req.params)),
+            "router.services" => ("router".into(), Ok(self.services_view())),
+            "router.actions" => ("router".into(), self.actions_view(req.params)),
+            "router.status" => ("router".into(), Ok(self.status_view())),
+            "router.ping" => (
+                "router".into(),
+                Ok(json!({"pong": true, "controller": self.cfg.controller_id})),
+            ),
+            "event.subscribe" => ("router".into(), self.subscribe(&conn, req.params, &caller)),
+            "event.unsubscribe" => {
+                lock(&self.subscribers).retain(|s| s.conn_id != conn.id);
+                ("router".into(), Ok(json!({"subscribed": false})))
+            }
+            "event.publish" => (
+                "router".into(),
+                self.publish(origin, req.params, &action_id, &caller).await,
+            ),
+            m if m.starts_with("router.") || m.starts_with("event.") => (
+                "router".into(),
+                Err(RpcError::new(
+                    ErrorCode::MethodNotFound,
+                    format!("the router has no method {m}"),
+                )
+                .with_field("method")),
+            ),
+            _ => self.forward(req, action_id, caller).await,
+        }
+    }
+
+    fn register(&self, conn: &ConnCtx, origin: Origin, p: Value) -> Result<Value, RpcError> {
+        if origin == Origin::Peer {
+            return Err(RpcError::new(
+                ErrorCode::Unauthorized,
+                "services register with their own controller's router",
+            ));
+        }
+        let reg: Registration = params(p)?;
+        let name = reg.name.clone();
+        lock(&self.registry).register(reg, conn.id, now_ms())?;
+        // A new registration means a new service process: drop the old
+        // connection to its socket so the next call dials the new one.
+        if let Some(old) = lock(&self.service_conns).remove(&name) {
+            old.close();
+        }
+        tracing::info!(service = %name, "service registered");
+        Ok(json!({"registered": name, "controller": self.cfg.controller_id}))
+    }
+
+    async fn service_conn(
+        &self,
+        name: &str,
+        socket: &std::path::Path,
+    ) -> Result<Arc<RpcConn>, RpcError> {
+        if let Some(c) = lock(&self.service_conns).get(name) {
+            if !c.is_closed() {
+                return Ok(Arc::clone(c));
+            }
+        }
+        let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| {
+            RpcError::unavailable(format!(
+                "service {name} is not answering on {}: {e}",
+                socket.display()
+            ))
+        })?;
+        let (r, w) = stream.into_split();
+        let c = RpcConn::spawn(r, w, self.cfg.router.max_message_bytes, None);
+        lock(&self.service_conns).insert(name.to_string(), Arc::clone(&c));
+        Ok(c)
+    }
+
+    async fn forward(
+        &self,
+        req: Request,
+        action_id: String,
+        caller: String,
+    ) -> (String, Result<Value, RpcError>) {
+        let (name, socket) = {
+            let reg = lock(&self.registry);
+            match reg.route(&req.method) {
+                Ok(e) => (e.reg.name.clone(), e.reg.socket.clone()),
+                Err(e) => return ("router".into(), Err(e)),
+            }
+        };
+        let conn = match self.service_conn(&name, &socket).await {
+            Ok(c) => c,
+            Err(e) => return (name, Err(e)),
+        };
+        let fwd = Request {
+            action_id: Some(action_id),
+            caller: Some(caller),
+            controller: None,
+            ..req
+        };
+        let r = match conn.call(fwd, self.cfg.router.call_timeout()).await {
+            Ok(resp) => resp.into_result(),
+            Err(ConnError::Closed) => Err(RpcError::unavailable(format!(
+                "service {name} went away during the call"
+            ))
+            .with_data("service", name.clone().into())),
+            Err(ConnError::Timeout(t)) => Err(RpcError::unavailable(format!(
+                "service {name} did not answer within {t:?}"
+            ))
+            .with_data("service", name.clone().into())),
+        };
+        (name, r)
+    }
+
+    async fn call_peer(
+        &self,
+        req: Request,
+        action_id: String,
+        caller: String,
+    ) -> Result<Value, RpcError> {
+        let conn = lock(&self.peer_out).clone();
+        let Some(conn) = conn.filter(|c| !c.is_closed()) else {
+            return Err(RpcError::unavailable(format!(
+                "the partner controller {} is not reachable over the interconnect",
+                self.cfg.partner_id().unwrap_or("?")
+            ))
+            .with_data("reason", "peer_down".into()));
+        };
+        let fwd = Request {
+            action_id: Some(action_id),
+            caller: Some(caller),
+            ..req
+        };
+        match conn.call(fwd, self.cfg.router.call_timeout()).await {
+            Ok(resp) => resp.into_result(),
+            Err(e) => Err(RpcError::unavailable(format!("peer link: {e}"))
+                .with_data("reason", "peer_down".into())),
+        }
+    }
+
+    fn subscribe(&self, conn: &Arc<ConnCtx>, p: Value, who: &str) -> Result<Value, RpcError> {
+        #[derive(Deserialize)]
+        struct P {
+            topics: Vec<String>,
+        }
+        let p: P = params(p)?;
+        if p.topics.is_empty() {
+            return Err(RpcError::invalid_params(
+                "topics",
+                "give at least one topic or pattern",
+            ));
+        }
+        if let Some((i, bad)) = p
+            .topics
+            .iter()
+            .enumerate()
+            .find(|(_, t)| !topics::valid_pattern(t))
+        {
+            return Err(RpcError::invalid_params(
+                format!("topics[{i}]"),
+                format!("{bad:?} is not a topic pattern"),
+            ));
+        }
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(self.cfg.router.event_queue);
+        let out = conn.out.clone();
+        // The pump is the only place that waits on this subscriber's socket,
+        // so a slow reader delays only itself.
+        tokio::spawn(async move {
+            while let Some(frame) = rx.recv().await {
+                if out.send(frame).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut subs = lock(&self.subscribers);
+        subs.retain(|s| s.conn_id != conn.id);
+        subs.push(Subscriber {
+            conn_id: conn.id,
+            patterns: p.topics.clone(),
+            tx,
+            who: who.to_string(),
+        });
+        Ok(json!({"subscribed": p.topics}))
+    }
+
+    async fn publish(
+        &self,
+        origin: Origin,
+        p: Value,
+        action_id: &str,
+        caller: &str,
+    ) -> Result<Value, RpcError> {
+        #[derive(Deserialize)]
+        struct P {
+            topic: String,
+            #[serde(default)]
+            data: Value,
+            #[serde(default)]
+            partner: bool,
+            /// Set by the partner's router when it forwards an event.
+            #[serde(default)]
+            controller: Option<String>,
+            #[serde(default)]
+            source: Option<String>,
+        }
+        let p: P = params(p)?;
+        if p.topic.contains('*') || !topics::valid_pattern(&p.topic) {
+            return Err(RpcError::invalid_params(
+                "topic",
+                "must be dotted lowercase words",
+            ));
+        }
+        let ev = Event {
+            topic: p.topic.clone(),
+            data: p.data,
+            action_id: Some(action_id.to_string()),
+            controller: Some(match origin {
+                Origin::Peer => p
+                    .controller
+                    .unwrap_or_else(|| self.cfg.partner_id().unwrap_or("?").to_string()),
+                Origin::Local => self.cfg.controller_id.clone(),
+            }),
+            source: Some(p.source.unwrap_or_else(|| caller.to_string())),
+            time_ms: now_ms(),
+        };
+        let delivered = self.deliver(&ev);
+        let mut forwarded = false;
+        if p.partner && origin == Origin::Local {
+            let conn = lock(&self.peer_out).clone();
+            if let Some(c) = conn.filter(|c| !c.is_closed()) {
+                let mut fwd = Request::notification(
+                    "event.publish",
+                    json!({"topic": ev.topic, "data": ev.data, "controller": ev.controller, "source": ev.source}),
+                );
+                fwd.action_id = ev.action_id.clone();
+                forwarded = c.send(to_frame(&fwd)).await.is_ok();
+            }
+        }
+        Ok(json!({"delivered": delivered, "partner": forwarded}))
+    }
+
+    /// Delivers an event to every matching subscriber without waiting; a
+    /// subscriber whose queue is full is dropped.
+    fn deliver(&self, ev: &Event) -> usize {
+        let mut frame_params = serde_json::to_value(ev).unwrap_or(Value::Null);
+        if let Value::Object(m) = &mut frame_params {
+            m.remove("action_id");
+        }
+        let mut note = Request::notification(EVENT_NOTIFY, frame_params);
+        note.action_id = ev.action_id.clone();
+        let frame = to_frame(&note);
+        let mut delivered = 0;
+        let mut subs = lock(&self.subscribers);
+        subs.retain(|s| {
+            if !s.patterns.iter().any(|p| topics::matches(p, &ev.topic)) {
+                return true;
+            }
+            match s.tx.try_send(frame.clone()) {
+                Ok(()) => {
+                    delivered += 1;
+                    true
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!(subscriber = %s.who, queue = self.cfg.router.event_queue, "dropping a slow event subscriber");
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
+        delivered
+    }
+
+    fn services_view(&self) -> Value {
+        let services = lock(&self.registry).list();
+        let peer = self.cfg.peer.as_ref().map(|p| {
+            let st = lock(&self.peer_status).clone();
+            let up = lock(&self.peer_out)
+                .as_ref()
+                .is_some_and(|c| !c.is_closed());
+            json!({
+                "controller": p.controller_id,
+                "state": if up { "up" } else { "down" },
+                "via": st.connected_via.map(|a| a.to_string()),
+                "since_ms": st.since_ms,
+                "last_error": st.last_error,
+            })
+        });
+        json!({"controller": self.cfg.controller_id, "services": services, "peer": peer})
+    }
+
+    fn actions_view(&self, p: Value) -> Result<Value, RpcError> {
+        #[derive(Deserialize)]
+        struct P {
+            #[serde(default)]
+            action_id: Option<String>,
+            #[serde(default = "default_limit")]
+            limit: usize,
+        }
+        fn default_limit() -> usize {
+            200
+        }
+        let p: P = params(p)?;
+        let records = lock(&self.actions).query(p.action_id.as_deref(), p.limit);
+        Ok(json!({"controller": self.cfg.controller_id, "actions": records}))
+    }
+
+    fn status_view(&self) -> Value {
+        let reg = lock(&self.registry).list();
+        json!({
+            "controller": self.cfg.controller_id,
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_s": self.started.elapsed().as_secs(),
+            "services_up": reg.iter().filter(|e| e.state == State::Up).count(),
+            "services_down": reg.iter().filter(|e| e.state == State::Down).count(),
+            "subscribers": lock(&self.subscribers).len(),
+        })
+    }
+
+    fn connection_closed(&self, conn: &ConnCtx) {
+        let gone = lock(&self.registry).connection_closed(conn.id, now_ms());
+        for name in gone {
+            tracing::warn!(service = %name, "service is down (its registration connection closed)");
+            if let Some(c) = lock(&self.service_conns).remove(&name) {
+                c.close();
+            }
+        }
+        lock(&self.subscribers).retain(|s| s.conn_id != conn.id);
+    }
+
+    async fn peer_accept_loop(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        secret: Arc<[u8]>,
+    ) {
+        let Some(partner) = self.cfg.partner_id().map(str::to_string) else {
+            return;
+        };
+        loop {
+            let (stream, addr) = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "peer accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let router = Arc::clone(&self);
+            let secret = Arc::clone(&secret);
+            let partner = partner.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = stream.into_split();
+                let mut r = BufReader::new(r);
+                let me = router.cfg.controller_id.clone();
+                if let Err(e) = peer::accept_handshake(&mut r, &mut w, &secret, &me, &partner).await
+                {
+                    tracing::warn!(%addr, error = %e, "refused a peer connection");
+                    return;
+                }
+                tracing::info!(%addr, "partner connected (incoming)");
+                let limits = Limits {
+                    max_frame: router.cfg.router.max_message_bytes,
+                    max_inflight: router
+                        .cfg
+                        .router
+                        .max_inflight_per_connection
+                        .saturating_mul(16),
+                };
+                let ep = Arc::new(Endpoint {
+                    router: Arc::clone(&router),
+                    origin: Origin::Peer,
+                });
+                server::serve(r, w, format!("peer {addr}"), limits, ep).await;
+                tracing::info!(%addr, "partner disconnected (incoming)");
+            });
+        }
+    }
+
+    async fn peer_dial_loop(self: Arc<Self>, addresses: Vec<SocketAddr>, secret: Arc<[u8]>) {
+        let Some(partner) = self.cfg.partner_id().map(str::to_string) else {
+            return;
+        };
+        if addresses.is_empty() {
+            return;
+        }
+        let me = self.cfg.controller_id.clone();
+        let mut delay = Duration::from_millis(100);
+        let mut i = 0usize;
+        loop {
+            let addr = addresses[i % addresses.len()];
+            i = i.wrapping_add(1);
+            match self.dial_once(addr, &secret, &me, &partner).await {
+                Ok(conn) => {
+                    tracing::info!(%addr, "peer link up");
+                    *lock(&self.peer_status) = PeerStatus {
+                        connected_via: Some(addr),
+                        since_ms: now_ms(),
+                        last_error: None,
+                    };
+                    *lock(&self.peer_out) = Some(Arc::clone(&conn));
+                    delay = Duration::from_millis(100);
+                    conn.closed().await;
+                    tracing::warn!(%addr, "peer link down");
+                    let mut st = lock(&self.peer_status);
+                    st.connected_via = None;
+                    st.since_ms = now_ms();
+                    // Try the other link at once: it may still be up.
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "peer dial failed");
+                    lock(&self.peer_status).last_error = Some(format!("{addr}: {e}"));
+                }
+            }
+            // Back off only after a full round over every address failed.
+            if i % addresses.len() == 0 {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+
+    async fn dial_once(
+        &self,
+        addr: SocketAddr,
+        secret: &[u8],
+        me: &str,
+        partner: &str,
+    ) -> Result<Arc<RpcConn>, String> {
+        let stream =
+            tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
+                .await
+                .map_err(|_| "connect timed out".to_string())?
+                .map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
+        let (r, mut w) = stream.into_split();
+        let mut r = BufReader::new(r);
+        peer::dial_handshake(&mut r, &mut w, secret, me, partner)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(RpcConn::spawn(
+            r,
+            w,
+            self.cfg.router.max_message_bytes,
+            None,
+        ))
+    }
+}
+
+impl Dispatch for Endpoint {
+    fn dispatch(
+        self: Arc<Self>,
+        conn: Arc<ConnCtx>,
+        req: Request,
+    ) -> impl Future<Output = Option<Response>> + Send + 'static {
+        let router = Arc::clone(&self.router);
+        let origin = self.origin;
+        router.handle(conn, origin, req)
+    }
+
+    fn closed(&self, conn: &ConnCtx) {
+        if self.origin == Origin::Local {
+            self.router.connection_closed(conn);
+        }
+    }
+}
