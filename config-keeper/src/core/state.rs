@@ -64,8 +64,8 @@ pub enum Section {
     /// groups, users, settings): writable on either controller; the config
     /// lock keeps the two from writing them while apart.
     Shared,
-    /// Objects of one controller: its pools, their volumes and exports, its
-    /// floating IPs, its controller record.
+    /// Objects of one controller: the pools homed on it, their volumes and
+    /// exports, its floating IPs.
     Controller(String),
 }
 
@@ -77,7 +77,6 @@ pub fn section_of(cfg: &Config, obj: &Object) -> Section {
             .map_or(Section::Shared, |p| Section::Controller(p.home.clone()))
     };
     match obj {
-        Object::Controller(c) => Section::Controller(c.id.clone()),
         Object::Pool(p) => Section::Controller(p.home.clone()),
         Object::Volume(v) => pool_home(&v.pool),
         Object::Export(e) => cfg
@@ -86,6 +85,7 @@ pub fn section_of(cfg: &Config, obj: &Object) -> Section {
             .map_or(Section::Shared, |v| pool_home(&v.pool)),
         Object::FloatingIp(f) => Section::Controller(f.home.clone()),
         Object::Cluster(_)
+        | Object::Controller(_)
         | Object::Disk(_)
         | Object::Host(_)
         | Object::HostGroup(_)
