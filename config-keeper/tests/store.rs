@@ -1,0 +1,327 @@
+//! The store on real SQLite files: idempotency, the digest, history,
+//! reopening, the lock, and merging the partner's log.
+
+mod common;
+
+use common::*;
+use duplex_config_keeper::core::model::Kind;
+use duplex_config_keeper::error::{ApplyError, StoreError};
+use duplex_config_keeper::store::{Merged, Store};
+use serde_json::json;
+
+#[test]
+fn apply_returns_new_version_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(&dir.path().join("a.db"), "a").unwrap();
+    assert_eq!(s.version(), 0);
+    let r = apply(&mut s, shared()).unwrap();
+    assert!(r.changed);
+    assert_eq!((r.version, r.section_version), (1, 1));
+    let r = apply(&mut s, section_a()).unwrap();
+    assert_eq!((r.version, r.section_version), (2, 2));
+    // Same changes again: nothing written, same version.
+    let r = apply(&mut s, section_a()).unwrap();
+    assert!(!r.changed);
+    assert_eq!(r.version, 2);
+    // Deleting what is not there is a no-op too.
+    let r = apply(&mut s, json!([del("volume", "nothing")])).unwrap();
+    assert!(!r.changed);
+    // A set-like list in another order is the same object.
+    let r = apply(&mut s, json!([group("g1", &["h2", "h1"])])).unwrap();
+    assert!(!r.changed);
+    assert_eq!(s.history(0, 100).unwrap().len(), 2);
+}
+
+#[test]
+fn digest_ignores_insertion_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = populated(dir.path(), "a");
+    // Same content, built in another order and through intermediate states.
+    let mut b = Store::open(&dir.path().join("other.db"), "a").unwrap();
+    let mut items: Vec<serde_json::Value> = shared().as_array().unwrap().clone();
+    items.extend(section_a().as_array().unwrap().iter().cloned());
+    // Hosts and disks first in reverse, then the rest, one change per apply.
+    apply(
+        &mut b,
+        json!([cluster(1), controller("b", 2), controller("a", 1)]),
+    )
+    .unwrap();
+    for d in [4, 3, 2, 1] {
+        apply(&mut b, json!([disk(d)])).unwrap();
+    }
+    apply(
+        &mut b,
+        json!([host("h2"), host("h1"), group("g1", &["h2"])]),
+    )
+    .unwrap();
+    apply(&mut b, json!([volume("tmp", "nope", 99)])).unwrap_err();
+    for item in items.iter().skip(8) {
+        apply(&mut b, json!([item])).unwrap();
+    }
+    apply(&mut b, json!([group("g1", &["h2", "h1"])])).unwrap();
+    // A created-then-deleted object leaves no trace in the digest.
+    apply(&mut b, json!([group("gone", &[])])).unwrap();
+    apply(&mut b, json!([del("host_group", "gone")])).unwrap();
+    assert_ne!(a.version(), b.version());
+    assert_eq!(a.config(), b.config());
+    assert_eq!(a.digest(), b.digest());
+    assert_eq!(a.digest().len(), 64);
+    // And content differences show.
+    apply(&mut b, json!([group("g2", &[])])).unwrap();
+    assert_ne!(a.digest(), b.digest());
+}
+
+#[test]
+fn sizes_are_canonical() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = populated(dir.path(), "a");
+    let mut v = volume_obj("v1", "pa", 1);
+    v["size"] = json!("10240MiB");
+    let r = apply(&mut s, json!([up("volume", v)])).unwrap();
+    assert!(!r.changed, "10240MiB is 10GiB");
+    let got = s.config().to_json(Some(Kind::Volume));
+    assert_eq!(got["volume"][0]["size"], "10GiB");
+}
+
+#[test]
+fn history_records_every_transaction_with_its_action() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = populated(dir.path(), "a");
+    apply(&mut s, json!([del("export", "e2"), group("g2", &["h1"])])).unwrap();
+    let h = s.history(0, 100).unwrap();
+    assert_eq!(
+        h.iter().map(|r| r.version).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    let last = &h[2];
+    assert_eq!(last.entry.action_id.as_deref(), Some("test-action"));
+    assert_eq!(last.entry.origin, "a");
+    let ops: Vec<(Kind, &str, bool)> = last
+        .entry
+        .ops
+        .iter()
+        .map(|o| (o.kind, o.key.as_str(), o.body.is_some()))
+        .collect();
+    assert_eq!(
+        ops,
+        vec![(Kind::Export, "e2", false), (Kind::HostGroup, "g2", true)]
+    );
+    assert_eq!(s.history(2, 100).unwrap().len(), 1);
+}
+
+#[test]
+fn reopen_restores_everything_and_checks_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = populated(dir.path(), "a");
+    let (v, sv, d, path) = (
+        s.version(),
+        s.section_version(),
+        s.digest(),
+        s.path().to_path_buf(),
+    );
+    let cfg = s.config().clone();
+    drop(s);
+    let s = Store::open(&path, "a").unwrap();
+    assert_eq!((s.version(), s.section_version(), s.digest()), (v, sv, d));
+    assert_eq!(s.config(), &cfg);
+    assert_eq!(s.integrity_check().unwrap(), "ok");
+    drop(s);
+    match Store::open(&path, "b") {
+        Err(StoreError::WrongController { found, expected }) => {
+            assert_eq!((found.as_str(), expected.as_str()), ("a", "b"))
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("opened a's database as b"),
+    }
+}
+
+#[test]
+fn database_is_wal_with_full_sync_and_numbered_migrations() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.db");
+    drop(populated(dir.path(), "a"));
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let versions: Vec<u32> = conn
+        .prepare("SELECT version FROM schema_migrations ORDER BY version")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(versions, vec![1, 2]);
+    let owner: String = conn
+        .query_row("SELECT owner FROM pools WHERE name = 'pa'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(owner, "a");
+    // synchronous is per connection; the store sets FULL on its own.
+    drop(conn);
+    // A database from a newer keeper is refused, not silently used.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "INSERT INTO schema_migrations (version, name) VALUES (99, 'future')",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    assert!(matches!(
+        Store::open(&path, "a"),
+        Err(StoreError::SchemaTooNew { found: 99, .. })
+    ));
+}
+
+#[test]
+fn lock_refuses_apply_but_not_reads_and_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = populated(dir.path(), "a");
+    let (held, _) = s
+        .lock("partner silent on interconnect, alive on disk", &meta())
+        .unwrap();
+    assert_eq!(held.action_id.as_deref(), Some("test-action"));
+    let v = s.version();
+    match apply(&mut s, json!([group("g2", &[])])) {
+        Err(ApplyError::Locked { reason, .. }) => assert!(reason.contains("partner silent")),
+        other => panic!("expected config_locked, got {other:?}"),
+    }
+    assert_eq!(s.version(), v);
+    // Reads work.
+    assert!(s.config().pools.contains_key("pa"));
+    assert_eq!(s.digest().len(), 64);
+    assert_eq!(s.history(0, 10).unwrap().len(), 2);
+    // A second lock keeps the first reason (idempotent).
+    let (held, _) = s.lock("again", &meta()).unwrap();
+    assert!(held.reason.contains("partner silent"));
+    // The lock is durable: a keeper restart must not silently unlock.
+    let path = s.path().to_path_buf();
+    drop(s);
+    let mut s = Store::open(&path, "a").unwrap();
+    assert!(s.lock_state().is_some());
+    assert!(matches!(
+        apply(&mut s, json!([group("g2", &[])])),
+        Err(ApplyError::Locked { .. })
+    ));
+    s.unlock("partner back", &meta()).unwrap();
+    s.unlock("twice is fine", &meta()).unwrap();
+    let r = apply(&mut s, json!([group("g2", &[])])).unwrap();
+    assert_eq!(r.version, v + 1);
+    let kinds: Vec<String> = s
+        .events(0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, vec!["config.locked", "config.unlocked"]);
+}
+
+/// Ships every entry of `from`'s own section that `to` lacks.
+fn ship(from: &Store, to: &mut Store) -> usize {
+    let after = to.applied(from.me());
+    let entries = from.entries_since(from.me(), after, 10_000).unwrap();
+    for e in &entries {
+        match to.merge(e).unwrap() {
+            Merged::Applied { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    entries.len()
+}
+
+#[test]
+fn replicas_converge_and_partner_section_is_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = populated(dir.path(), "a");
+    let mut b = Store::open(&dir.path().join("b.db"), "b").unwrap();
+    assert_eq!(ship(&a, &mut b), 2);
+    assert_eq!(a.digest(), b.digest());
+    // b builds its own section on top of the replicated shared part.
+    apply(
+        &mut b,
+        json!([
+            pool("pb", "b", [3, 4]),
+            volume("w1", "pb", 101),
+            fip("fb", "198.51.100.11/24", "b")
+        ]),
+    )
+    .unwrap();
+    // b cannot touch a's section.
+    let e = apply(&mut b, json!([volume("v9", "pa", 9)])).unwrap_err();
+    assert!(
+        matches!(e, ApplyError::Invalid(ref v) if v.field == "changes[0]"),
+        "{e:?}"
+    );
+    assert_eq!(ship(&b, &mut a), 1);
+    assert_eq!(a.digest(), b.digest());
+    // Re-shipping is harmless; a gap is reported, not applied.
+    let e1 = b.entries_since("b", 0, 1).unwrap().remove(0);
+    assert_eq!(a.merge(&e1).unwrap(), Merged::Duplicate { applied: 1 });
+    apply(&mut b, json!([group("g2", &[])])).unwrap();
+    apply(&mut b, json!([group("g3", &[])])).unwrap();
+    let e3 = b.entries_since("b", 2, 1).unwrap().remove(0);
+    assert_eq!(e3.seq, 3);
+    assert_eq!(a.merge(&e3).unwrap(), Merged::Gap { applied: 1 });
+    assert_eq!(ship(&b, &mut a), 2);
+    assert_eq!(a.digest(), b.digest());
+    // Our own entries are never accepted from the partner.
+    let own = a.entries_since("a", 0, 1).unwrap().remove(0);
+    assert!(matches!(b.merge(&own), Ok(Merged::Duplicate { .. })) || b.merge(&own).is_err());
+    assert!(matches!(a.merge(&own), Err(StoreError::OwnOrigin { .. })));
+    // Replicated state and positions survive a restart of the replica.
+    let (d, applied, path) = (a.digest(), a.applied("b"), a.path().to_path_buf());
+    drop(a);
+    let a = Store::open(&path, "a").unwrap();
+    assert_eq!((a.digest(), a.applied("b")), (d, applied));
+}
+
+#[test]
+fn higher_epoch_wins_after_a_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = populated(dir.path(), "a");
+    let mut b = Store::open(&dir.path().join("b.db"), "b").unwrap();
+    ship(&a, &mut b);
+    // Partition. b (survivor) takes a's pool over under epoch 2...
+    let mut p = pool("pa", "a", [1, 2]);
+    p["object"]["owner"] = json!("b");
+    p["object"]["epoch"] = json!(2);
+    let mut f = fip("fa", "198.51.100.10/24", "a");
+    f["object"]["owner"] = json!("b");
+    f["object"]["epoch"] = json!(2);
+    apply(&mut b, json!([cluster(2), p, f])).unwrap();
+    // ...while a, cut off, still edits its pool under epoch 1 (a later
+    // Lamport time than b's write).
+    apply(&mut a, json!([group("g7", &[])])).unwrap();
+    apply(&mut a, json!([group("g8", &[])])).unwrap();
+    let mut stale = pool("pa", "a", [1, 2]);
+    stale["object"]["layout"] = json!("raid0");
+    apply(&mut a, json!([stale])).unwrap();
+    // Heal: both directions, in either order.
+    ship(&a, &mut b);
+    ship(&b, &mut a);
+    assert_eq!(a.digest(), b.digest());
+    let pa = &a.config().pools["pa"];
+    assert_eq!(
+        (pa.owner.as_str(), pa.epoch),
+        ("b", 2),
+        "the higher epoch wins"
+    );
+    assert_eq!(a.config().floating_ips["fa"].owner, "b");
+    assert_eq!(a.config().cluster.as_ref().unwrap().epoch, 2);
+    assert!(
+        a.config().host_groups.contains_key("g8"),
+        "non-conflicting writes of both survive"
+    );
+}
+
+#[test]
+fn merge_works_while_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = populated(dir.path(), "a");
+    let mut b = Store::open(&dir.path().join("b.db"), "b").unwrap();
+    b.lock("partner suspected", &meta()).unwrap();
+    assert_eq!(ship(&a, &mut b), 2);
+    assert_eq!(a.digest(), b.digest());
+}
