@@ -263,7 +263,13 @@ impl Subscription {
             match self.rx.recv().await {
                 Some(req) if req.method == EVENT_NOTIFY => {
                     match serde_json::from_value::<Event>(req.params) {
-                        Ok(ev) => return ev,
+                        Ok(mut ev) => {
+                            // The router carries the id in the envelope.
+                            if ev.action_id.is_none() {
+                                ev.action_id = req.action_id;
+                            }
+                            return ev;
+                        }
                         Err(e) => tracing::warn!(error = %e, "unreadable event"),
                     }
                 }
