@@ -1,6 +1,8 @@
 //! The real router and services as processes: routing, action_id
 //! propagation, restarts, crashes, events, the peer link and bad input.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 use duplex_integration_tests::{free_addr, kind_of, wait_until, Node, PeerOpts};
 use duplex_services::rpc::{parse_message, Message, Request, Response};
 use duplex_services::ErrorCode;
