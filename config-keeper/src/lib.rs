@@ -7,5 +7,7 @@
 
 pub mod core;
 pub mod error;
+pub mod keeper;
 pub mod password;
+pub mod rpc;
 pub mod store;

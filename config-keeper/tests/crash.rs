@@ -2,6 +2,7 @@
 //! each acknowledged version; the parent kills it with SIGKILL at some
 //! moment, reopens the database and checks that every acknowledged change is
 //! there and that no transaction is half applied. Repeated on the same file.
+#![allow(clippy::unwrap_used)] // tests: a failed step should panic with its location
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The store on real SQLite files: idempotency, the digest, history,
 //! reopening, the lock, and merging the partner's log.
+#![allow(clippy::unwrap_used)] // tests: a failed step should panic with its location
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! One test per validation rule: the error names the field and the reason,
 //! and nothing is written (version and digest unchanged).
+#![allow(clippy::unwrap_used)] // tests: a failed step should panic with its location
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Shared fixtures: a complete, valid configuration for controller "a".
-#![allow(dead_code)]
+#![allow(clippy::unwrap_used)] // tests: a failed step should panic with its location
+#![allow(dead_code)] // each test file uses a different part of the fixtures
 
 use duplex_config_keeper::core::change::parse_changes;
 use duplex_config_keeper::error::ApplyError;

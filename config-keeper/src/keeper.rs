@@ -1,0 +1,477 @@
+//! The running keeper: the store behind a mutex (SQLite work runs on the
+//! blocking pool), the replication driver that ships our section to the
+//! partner's keeper through the router, and the receiving side.
+//!
+//! Shipping is push-based and one batch at a time: on every (re)connection
+//! the driver says hello, learns how far the partner has merged our log,
+//! and resumes right after it ([`Sender`]). The partner acknowledges each
+//! batch with the version it has durably merged; `sync=true` applies wait
+//! for that acknowledgement.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use duplex_services::{RouterClient, RpcError};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::core::replication::{CatchUp, SendStep, Sender};
+use crate::core::state::Entry;
+use crate::store::{Merged, Store};
+
+/// Entries per `config.repl_push` batch.
+pub const BATCH_ENTRIES: u32 = 256;
+/// Bytes of entries per batch, below the router's 1 MiB message limit.
+pub const BATCH_BYTES: usize = 512 * 1024;
+/// Largest single entry we accept in an apply: it must fit in one batch.
+pub const MAX_ENTRY_BYTES: usize = BATCH_BYTES;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The keeper shared by the RPC handlers and the replication driver.
+pub struct Keeper {
+    store: Mutex<Store>,
+    me: String,
+    partner: Option<String>,
+    head_tx: watch::Sender<u64>,
+    acked_tx: watch::Sender<u64>,
+    ready_tx: watch::Sender<bool>,
+    catch_up: Mutex<CatchUp>,
+    connected: AtomicBool,
+    last_error: Mutex<Option<String>>,
+    changed_tx: mpsc::UnboundedSender<Value>,
+}
+
+fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave the store half-updated:
+    // its memory is replaced only after a commit. Keep serving.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Hello answer from the partner.
+#[derive(Debug, Deserialize)]
+struct HelloReply {
+    /// How much of our log the partner has merged.
+    applied: u64,
+    /// The head of the partner's own log.
+    head: u64,
+}
+
+/// (local version, partner section version, action) of a merged entry.
+type MergedNote = (u64, u64, Option<String>);
+
+/// Push answer from the partner.
+#[derive(Debug, Deserialize)]
+struct PushReply {
+    applied: u64,
+}
+
+impl Keeper {
+    /// Wraps an open store. `partner` is the partner's controller id, if any.
+    /// Returns the keeper and the stream of `config.changed` payloads to
+    /// publish.
+    pub fn new(
+        store: Store,
+        partner: Option<String>,
+    ) -> (Arc<Keeper>, mpsc::UnboundedReceiver<Value>) {
+        let me = store.me().to_string();
+        let head = store.section_version();
+        let acked = store.peer_acked();
+        let catch_up = if partner.is_some() {
+            CatchUp::new()
+        } else {
+            CatchUp::standalone()
+        };
+        let (changed_tx, changed_rx) = mpsc::unbounded_channel();
+        let k = Keeper {
+            store: Mutex::new(store),
+            me,
+            partner,
+            head_tx: watch::channel(head).0,
+            acked_tx: watch::channel(acked).0,
+            ready_tx: watch::channel(catch_up.ready()).0,
+            catch_up: Mutex::new(catch_up),
+            connected: AtomicBool::new(false),
+            last_error: Mutex::new(None),
+            changed_tx,
+        };
+        (Arc::new(k), changed_rx)
+    }
+
+    /// This controller's id.
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    /// The partner's id.
+    pub fn partner(&self) -> Option<&str> {
+        self.partner.as_deref()
+    }
+
+    /// Runs `f` on the store in the blocking pool (SQLite commits fsync).
+    pub async fn with_store<R, F>(self: &Arc<Self>, f: F) -> Result<R, RpcError>
+    where
+        F: FnOnce(&mut Store) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let me = Arc::clone(self);
+        tokio::task::spawn_blocking(move || f(&mut guard(&me.store)))
+            .await
+            .map_err(|e| RpcError::internal(format!("store task failed: {e}")))
+    }
+
+    /// Tells the driver and the watchers that we committed local changes.
+    pub fn committed_local(&self, version: u64, section_version: u64, action_id: Option<&str>) {
+        self.head_tx.send_if_modified(|h| {
+            let moved = section_version > *h;
+            *h = (*h).max(section_version);
+            moved
+        });
+        let _ = self.changed_tx.send(json!({
+            "version": version, "origin": self.me, "section_version": section_version,
+            "action_id": action_id,
+        }));
+    }
+
+    /// Waits until the partner acknowledged our section up to `v`.
+    pub async fn wait_acked(&self, v: u64, timeout: Duration) -> bool {
+        let mut rx = self.acked_tx.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|a| *a >= v))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// True once caught up with the partner's section (or standalone).
+    pub fn ready(&self) -> bool {
+        guard(&self.catch_up).ready()
+    }
+
+    /// Waits until caught up, at most `timeout`.
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let mut rx = self.ready_tx.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|r| *r))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    fn note_applied(&self, applied: u64) {
+        if guard(&self.catch_up).on_applied(applied) {
+            info!(applied, "caught up with the partner's section");
+            self.ready_tx.send_replace(true);
+        }
+    }
+
+    fn note_partner_head(&self, head: u64, applied: u64) {
+        if guard(&self.catch_up).on_partner_head(head, applied) {
+            info!(head, "caught up with the partner's section");
+            self.ready_tx.send_replace(true);
+        }
+    }
+
+    /// Replication status for `config.status`.
+    pub fn replication_status(&self) -> Value {
+        let c = *guard(&self.catch_up);
+        json!({
+            "partner": self.partner,
+            "connected": self.connected.load(Ordering::Relaxed),
+            "acked": *self.acked_tx.borrow(),
+            "head": *self.head_tx.borrow(),
+            "caught_up": c.ready(),
+            "catch_up_target": c.target(),
+            "last_error": guard(&self.last_error).clone(),
+        })
+    }
+
+    fn check_partner(&self, origin: &str) -> Result<(), RpcError> {
+        if self.partner.as_deref() == Some(origin) && origin != self.me {
+            Ok(())
+        } else {
+            Err(RpcError::new(
+                duplex_services::ErrorCode::Unauthorized,
+                format!("{origin:?} is not this controller's partner"),
+            )
+            .with_field("origin"))
+        }
+    }
+
+    /// `config.repl_hello` from the partner's driver: tells it how much of
+    /// its log we merged, and learns its head (our catch-up target).
+    pub async fn on_hello(self: &Arc<Self>, origin: String, head: u64) -> Result<Value, RpcError> {
+        self.check_partner(&origin)?;
+        let o = origin.clone();
+        let (applied, own_head) = self
+            .with_store(move |s| (s.applied(&o), s.section_version()))
+            .await?;
+        self.note_partner_head(head, applied);
+        debug!(partner = %origin, applied, head, "hello from partner");
+        Ok(json!({"applied": applied, "head": own_head}))
+    }
+
+    /// `config.repl_push`: merges shipped entries in order. Returns how far
+    /// the partner's log is merged (less than the last entry on a gap).
+    pub async fn on_push(
+        self: &Arc<Self>,
+        origin: String,
+        entries: Vec<Entry>,
+    ) -> Result<Value, RpcError> {
+        self.check_partner(&origin)?;
+        if let Some(bad) = entries.iter().position(|e| e.origin != origin) {
+            return Err(RpcError::invalid_params(
+                format!("entries[{bad}].origin"),
+                "differs from origin",
+            ));
+        }
+        let me = Arc::clone(self);
+        let (applied, versions) = self
+            .with_store(move |s| -> Result<(u64, Vec<MergedNote>), RpcError> {
+                let mut versions = Vec::new();
+                for e in &entries {
+                    match s.merge(e).map_err(|err| {
+                        warn!(error = %err, seq = e.seq, "cannot merge the partner's entry");
+                        RpcError::internal(format!("merging entry {}: {err}", e.seq))
+                    })? {
+                        Merged::Applied { applied, version } => {
+                            versions.push((version, applied, e.action_id.clone()));
+                        }
+                        Merged::Duplicate { .. } => {}
+                        Merged::Gap { applied } => {
+                            debug!(applied, seq = e.seq, "gap in shipped entries");
+                            break;
+                        }
+                    }
+                }
+                drop(me);
+                Ok((s.applied(&origin), versions))
+            })
+            .await??;
+        for (version, section_version, action_id) in versions {
+            let _ = self.changed_tx.send(json!({
+                "version": version, "origin": self.partner, "section_version": section_version,
+                "action_id": action_id,
+            }));
+        }
+        self.note_applied(applied);
+        Ok(json!({"applied": applied}))
+    }
+
+    fn set_error(&self, e: Option<String>) {
+        *guard(&self.last_error) = e;
+    }
+
+    /// The replication driver: ships our section to the partner forever.
+    pub async fn run_sender(self: Arc<Self>, client: RouterClient) {
+        let Some(partner) = self.partner.clone() else {
+            return;
+        };
+        let (head, acked) = match self
+            .with_store(|s| (s.section_version(), s.peer_acked()))
+            .await
+        {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "replication driver cannot start");
+                return;
+            }
+        };
+        let mut sender = Sender::new(head, acked, u64::from(BATCH_ENTRIES));
+        let mut head_rx = self.head_tx.subscribe();
+        let mut backoff = Duration::from_millis(50);
+        let mut last_persist = Instant::now();
+        loop {
+            match self.connect(&client, &partner, &mut sender).await {
+                Ok(steps) => {
+                    backoff = Duration::from_millis(50);
+                    self.connected.store(true, Ordering::Relaxed);
+                    self.set_error(None);
+                    info!(partner = %partner, acked = sender.acked(), head = sender.head(), "replication link up");
+                    let r = self
+                        .drive(
+                            &client,
+                            &partner,
+                            &mut sender,
+                            &mut head_rx,
+                            steps,
+                            &mut last_persist,
+                        )
+                        .await;
+                    self.connected.store(false, Ordering::Relaxed);
+                    sender.on_disconnected();
+                    if let Err(e) = r {
+                        warn!(partner = %partner, error = %e, "replication link down");
+                        self.set_error(Some(e.to_string()));
+                    }
+                }
+                Err(e) => {
+                    debug!(partner = %partner, error = %e, "partner keeper not reachable");
+                    self.set_error(Some(e.to_string()));
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    async fn connect(
+        self: &Arc<Self>,
+        client: &RouterClient,
+        partner: &str,
+        sender: &mut Sender,
+    ) -> Result<VecDeque<SendStep>, RpcError> {
+        let p = partner.to_string();
+        let (head, applied) = self
+            .with_store(move |s| (s.section_version(), s.applied(&p)))
+            .await?;
+        sender.on_commit(head);
+        let reply = client
+            .call_on(
+                partner,
+                "config.repl_hello",
+                json!({"origin": self.me, "head": head, "applied": applied}),
+            )
+            .await
+            .map_err(|e| e.into_rpc())?;
+        let reply: HelloReply = serde_json::from_value(reply)
+            .map_err(|e| RpcError::internal(format!("bad hello reply: {e}")))?;
+        self.note_partner_head(reply.head, applied);
+        let steps = sender.on_connected(reply.applied).map_err(|e| {
+            warn!(error = %e, "refusing to replicate");
+            RpcError::new(duplex_services::ErrorCode::Conflict, e.to_string())
+        })?;
+        Ok(steps.into())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn drive(
+        self: &Arc<Self>,
+        client: &RouterClient,
+        partner: &str,
+        sender: &mut Sender,
+        head_rx: &mut watch::Receiver<u64>,
+        mut steps: VecDeque<SendStep>,
+        last_persist: &mut Instant,
+    ) -> Result<(), RpcError> {
+        loop {
+            while let Some(step) = steps.pop_front() {
+                match step {
+                    SendStep::Acked(v) => {
+                        self.acked_tx.send_replace(v);
+                        // The partner's hello is the truth; persisting our note
+                        // is only for status after a restart, so rate-limit the
+                        // extra fsync.
+                        if last_persist.elapsed() > Duration::from_millis(500) {
+                            *last_persist = Instant::now();
+                            self.with_store(move |s| s.set_peer_acked(v))
+                                .await?
+                                .map_err(|e| RpcError::internal(format!("persisting ack: {e}")))?;
+                        }
+                    }
+                    SendStep::Ship { from, to } => {
+                        let acked = self.ship(client, partner, from, to).await?;
+                        let more = if acked < to {
+                            sender.on_gap(acked)
+                        } else {
+                            sender.on_ack(acked)
+                        };
+                        steps.extend(more);
+                    }
+                }
+            }
+            // Idle: wait for a local commit.
+            tokio::select! {
+                r = head_rx.changed() => {
+                    if r.is_err() {
+                        return Ok(());
+                    }
+                    let h = *head_rx.borrow_and_update();
+                    steps.extend(sender.on_commit(h));
+                }
+                () = tokio::time::sleep(Duration::from_secs(1)) => {
+                    let h = *head_rx.borrow();
+                    steps.extend(sender.on_commit(h));
+                    if steps.is_empty() {
+                        let acked = sender.acked();
+                        self.with_store(move |s| s.set_peer_acked(acked)).await?.map_err(|e| {
+                            RpcError::internal(format!("persisting ack: {e}"))
+                        })?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ships entries `from..=to` in batches; returns what the partner has
+    /// merged after the last batch.
+    async fn ship(
+        self: &Arc<Self>,
+        client: &RouterClient,
+        partner: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<u64, RpcError> {
+        let mut next = from;
+        let mut applied = from.saturating_sub(1);
+        while next <= to {
+            let limit = u32::try_from(to - next + 1)
+                .unwrap_or(BATCH_ENTRIES)
+                .min(BATCH_ENTRIES);
+            let after = next - 1;
+            let entries = self
+                .with_store(move |s| {
+                    let me = s.me().to_string();
+                    s.entries_since(&me, after, limit)
+                })
+                .await?
+                .map_err(|e| RpcError::internal(format!("reading log: {e}")))?;
+            if entries.is_empty() {
+                break;
+            }
+            let mut batch = Vec::new();
+            let mut bytes = 0usize;
+            for e in entries {
+                let v = serde_json::to_value(&e).map_err(|e| RpcError::internal(e.to_string()))?;
+                let n = v.to_string().len();
+                if !batch.is_empty() && bytes + n > BATCH_BYTES {
+                    break;
+                }
+                bytes += n;
+                batch.push(v);
+            }
+            let last = next + u64::try_from(batch.len()).unwrap_or(0) - 1;
+            let action_id = batch
+                .first()
+                .and_then(|e| e.get("action_id"))
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let call = client.call_on(
+                partner,
+                "config.repl_push",
+                json!({"origin": self.me, "entries": batch}),
+            );
+            let reply = match action_id {
+                // The partner's merge runs under the action that made the
+                // change, so one admin action can be traced across both.
+                Some(a) => duplex_services::action::scope(a, call).await,
+                None => call.await,
+            }
+            .map_err(|e| e.into_rpc())?;
+            let reply: PushReply = serde_json::from_value(reply)
+                .map_err(|e| RpcError::internal(format!("bad push reply: {e}")))?;
+            applied = reply.applied;
+            if applied < last {
+                return Ok(applied);
+            }
+            next = last + 1;
+        }
+        Ok(applied)
+    }
+}

@@ -1,0 +1,377 @@
+//! JSON-RPC methods of the `config` namespace, mapped onto the keeper.
+//!
+//! | method | params | result |
+//! |---|---|---|
+//! | `config.get` | `kind?` | `version`, `sections`, `config` (all kinds, or one) |
+//! | `config.apply` | `changes`, `sync?`, `timeout_ms?` | `version`, `section_version`, `changed`, `replicated` |
+//! | `config.watch` | | the topic (`config.changed`) and the current version |
+//! | `config.history` | `after?`, `limit?` | `entries` (local version, origin, seq, action_id, ops) |
+//! | `config.digest` | | `digest`, `version` |
+//! | `config.lock` | `reason` | `locked`, `lock`, `changed` |
+//! | `config.unlock` | `reason` | `locked`, `changed` |
+//! | `config.status` | | versions, lock, replication, readiness |
+//! | `config.events` | `after?`, `limit?` | the event log |
+//! | `config.repl_hello`, `config.repl_push` | | partner keeper only |
+//!
+//! Error codes (the one place they are assigned, [`apply_error`]):
+//!
+//! | failure | code | `data` |
+//! |---|---|---|
+//! | malformed change, bad value, missing reference | `invalid_params` | `field`, `reason` |
+//! | duplicate identifier, LUN/NSID, address; delete of a used object | `conflict` | `field`, `reason` |
+//! | write to the partner's section | `not_owner` | `field`, `reason` |
+//! | config lock held | `config_locked` | `reason`, `since_ms` |
+//! | `sync=true` and no acknowledgement in time | `unavailable` | `version`, `section_version`, `committed: true` |
+//! | replication call not from the partner | `unauthorized` | `field` |
+//! | SQLite failure | `internal` | |
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use duplex_services::{params, Ctx, ErrorCode, RpcError, ServiceBuilder};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tracing::info;
+
+use crate::core::change::{parse_changes, ViolationClass};
+use crate::core::model::Kind;
+use crate::core::state::Entry;
+use crate::error::ApplyError;
+use crate::keeper::{now_ms, Keeper, MAX_ENTRY_BYTES};
+use crate::password::hash_passwords_in;
+use crate::store::Meta;
+
+/// Topic of change events.
+pub const TOPIC_CHANGED: &str = "config.changed";
+
+/// Default wait for the partner's acknowledgement of a `sync=true` apply.
+pub const DEFAULT_SYNC_TIMEOUT_MS: u64 = 5_000;
+
+/// Maps an apply failure to its JSON-RPC error.
+pub fn apply_error(e: ApplyError) -> RpcError {
+    match e {
+        ApplyError::Locked { reason, since_ms } => RpcError::new(
+            ErrorCode::ConfigLocked,
+            format!("configuration is locked: {reason}"),
+        )
+        .with_data("reason", Value::String(reason))
+        .with_data("since_ms", since_ms.into()),
+        ApplyError::Invalid(v) => {
+            let code = match v.class {
+                ViolationClass::Invalid => ErrorCode::InvalidParams,
+                ViolationClass::Conflict => ErrorCode::Conflict,
+                ViolationClass::NotOwner => ErrorCode::NotOwner,
+            };
+            RpcError::new(code, format!("{}: {}", v.field, v.reason))
+                .with_field(v.field)
+                .with_data("reason", Value::String(v.reason))
+        }
+        ApplyError::Store(e) => {
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg.push_str(": ");
+                msg.push_str(&s.to_string());
+                src = s.source();
+            }
+            RpcError::internal(msg)
+        }
+    }
+}
+
+fn store_error(e: crate::error::StoreError) -> RpcError {
+    apply_error(ApplyError::Store(e))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GetParams {
+    #[serde(default)]
+    kind: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplyParams {
+    changes: Value,
+    #[serde(default)]
+    sync: bool,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageParams {
+    #[serde(default)]
+    after: u64,
+    #[serde(default = "default_limit")]
+    limit: u32,
+}
+
+fn default_limit() -> u32 {
+    100
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LockParams {
+    reason: String,
+}
+
+#[derive(Deserialize)]
+struct HelloParams {
+    origin: String,
+    head: u64,
+}
+
+#[derive(Deserialize)]
+struct PushParams {
+    origin: String,
+    entries: Vec<Entry>,
+}
+
+/// `config.apply`: validate and commit; with `sync`, wait for the partner.
+pub async fn apply(k: &Arc<Keeper>, ctx: &Ctx, p: Value) -> Result<Value, RpcError> {
+    let p: ApplyParams = params(p)?;
+    let meta = Meta {
+        action_id: Some(ctx.action_id.clone()),
+        now_ms: now_ms(),
+    };
+    let mut changes = p.changes;
+    let applied = k
+        .with_store(move |s| -> Result<_, RpcError> {
+            hash_passwords_in(&mut changes, s.config()).map_err(|v| apply_error(v.into()))?;
+            let size = changes.to_string().len();
+            if size > MAX_ENTRY_BYTES {
+                return Err(RpcError::invalid_params(
+                    "changes",
+                    format!("{size} bytes in one apply; split it (at most {MAX_ENTRY_BYTES})"),
+                ));
+            }
+            let parsed = parse_changes("changes", &changes).map_err(|v| apply_error(v.into()))?;
+            s.apply(parsed, &meta).map_err(apply_error)
+        })
+        .await??;
+    if applied.changed {
+        k.committed_local(
+            applied.version,
+            applied.section_version,
+            Some(&ctx.action_id),
+        );
+        info!(
+            version = applied.version,
+            section_version = applied.section_version,
+            "config applied"
+        );
+    }
+    let mut replicated = false;
+    if p.sync {
+        if k.partner().is_none() {
+            return Err(
+                RpcError::unavailable("sync=true but no partner is configured")
+                    .with_data("version", applied.version.into())
+                    .with_data("committed", true.into()),
+            );
+        }
+        let timeout = Duration::from_millis(p.timeout_ms.unwrap_or(DEFAULT_SYNC_TIMEOUT_MS));
+        if !k.wait_acked(applied.section_version, timeout).await {
+            return Err(RpcError::unavailable(format!(
+                "committed locally as version {} but the partner did not acknowledge it within {} ms",
+                applied.version,
+                timeout.as_millis()
+            ))
+            .with_data("version", applied.version.into())
+            .with_data("section_version", applied.section_version.into())
+            .with_data("committed", true.into()));
+        }
+        replicated = true;
+    }
+    Ok(json!({
+        "version": applied.version,
+        "section_version": applied.section_version,
+        "changed": applied.changed,
+        "replicated": replicated,
+    }))
+}
+
+/// Registers every `config.*` method on `svc`.
+pub fn register(svc: &mut ServiceBuilder, k: &Arc<Keeper>) {
+    let kk = Arc::clone(k);
+    svc.method("config.get", move |_ctx, p| {
+        let k = Arc::clone(&kk);
+        async move {
+            let p: GetParams = params(p)?;
+            let kind = match p.kind.as_deref() {
+                None => None,
+                Some(s) => Some(Kind::parse(s).ok_or_else(|| {
+                    RpcError::invalid_params("kind", format!("unknown kind {s:?}"))
+                })?),
+            };
+            let partner = k.partner().map(str::to_string);
+            k.with_store(move |s| {
+                let mut sections = serde_json::Map::new();
+                sections.insert(s.me().to_string(), s.section_version().into());
+                if let Some(p) = partner {
+                    let applied = s.applied(&p);
+                    sections.insert(p, applied.into());
+                }
+                json!({
+                    "version": s.version(),
+                    "sections": sections,
+                    "config": s.config().to_json(kind),
+                })
+            })
+            .await
+        }
+    });
+
+    let kk = Arc::clone(k);
+    svc.method("config.apply", move |ctx, p| {
+        let k = Arc::clone(&kk);
+        async move { apply(&k, &ctx, p).await }
+    });
+
+    let kk = Arc::clone(k);
+    svc.method("config.watch", move |_ctx, _p| {
+        let k = Arc::clone(&kk);
+        async move {
+            let v = k.with_store(|s| s.version()).await?;
+            Ok(json!({"topic": TOPIC_CHANGED, "version": v,
+                      "hint": "subscribe to the topic; read config.history after your last version"}))
+        }
+    });
+
+    let kk = Arc::clone(k);
+    svc.method("config.history", move |_ctx, p| {
+        let k = Arc::clone(&kk);
+        async move {
+            let p: PageParams = params(p)?;
+            let rows = k
+                .with_store(move |s| s.history(p.after, p.limit.min(10_000)))
+                .await?
+                .map_err(store_error)?;
+            Ok(json!({"entries": rows}))
+        }
+    });
+
+    let kk = Arc::clone(k);
+    svc.method("config.digest", move |_ctx, _p| {
+        let k = Arc::clone(&kk);
+        async move {
+            k.with_store(|s| json!({"digest": s.digest(), "version": s.version()}))
+                .await
+        }
+    });
+
+    let kk = Arc::clone(k);
+    svc.method("config.lock", move |ctx, p| {
+        let k = Arc::clone(&kk);
+        async move {
+            let p: LockParams = params(p)?;
+            if p.reason.trim().is_empty() {
+                return Err(RpcError::invalid_params("reason", "must not be empty"));
+            }
+            let meta = Meta {
+                action_id: Some(ctx.action_id.clone()),
+                now_ms: now_ms(),
+            };
+            let (lock, outcome) = k
+                .with_store(move |s| s.lock(&p.reason, &meta))
+                .await?
+                .map_err(store_error)?;
+            Ok(json!({"locked": true, "lock": lock,
+                      "changed": outcome == crate::core::lock::LockOutcome::Changed}))
+        }
+    });
+
+    let kk = Arc::clone(k);
+    svc.method("config.unlock", move |ctx, p| {
+        let k = Arc::clone(&kk);
+        async move {
+            let p: LockParams = params(p)?;
+            let meta = Meta {
+                action_id: Some(ctx.action_id.clone()),
+                now_ms: now_ms(),
+            };
+            let outcome = k
+                .with_store(move |s| s.unlock(&p.reason, &meta))
+                .await?
+                .map_err(store_error)?;
+            Ok(json!({"locked": false,
+                      "changed": outcome == crate::core::lock::LockOutcome::Changed}))
+        }
+    });
+
+    let kk = Arc::clone(k);
+    svc.method("config.status", move |_ctx, _p| {
+        let k = Arc::clone(&kk);
+        async move {
+            let partner = k.partner().map(str::to_string);
+            let mut v = k
+                .with_store(move |s| {
+                    json!({
+                        "controller": s.me(),
+                        "database": s.path().display().to_string(),
+                        "version": s.version(),
+                        "section_version": s.section_version(),
+                        "partner_applied": partner.as_deref().map(|p| s.applied(p)),
+                        "locked": s.lock_state().is_some(),
+                        "lock": s.lock_state(),
+                        "digest": s.digest(),
+                    })
+                })
+                .await?;
+            v["ready"] = k.ready().into();
+            v["replication"] = k.replication_status();
+            Ok(v)
+        }
+    });
+
+    let kk = Arc::clone(k);
+    svc.method("config.events", move |_ctx, p| {
+        let k = Arc::clone(&kk);
+        async move {
+            let p: PageParams = params(p)?;
+            let after = i64::try_from(p.after).unwrap_or(i64::MAX);
+            let rows = k
+                .with_store(move |s| s.events(after, p.limit.min(10_000)))
+                .await?
+                .map_err(store_error)?;
+            Ok(json!({"events": rows}))
+        }
+    });
+
+    let kk = Arc::clone(k);
+    svc.method("config.repl_hello", move |ctx, p| {
+        let k = Arc::clone(&kk);
+        async move {
+            from_partner(&ctx)?;
+            let p: HelloParams = params(p)?;
+            k.on_hello(p.origin, p.head).await
+        }
+    });
+
+    let kk = Arc::clone(k);
+    svc.method("config.repl_push", move |ctx, p| {
+        let k = Arc::clone(&kk);
+        async move {
+            from_partner(&ctx)?;
+            let p: PushParams = params(p)?;
+            k.on_push(p.origin, p.entries).await
+        }
+    });
+}
+
+/// Replication methods are for the partner's keeper only: the router marks
+/// calls that came over the authenticated peer link with `peer:`.
+fn from_partner(ctx: &Ctx) -> Result<(), RpcError> {
+    match ctx.caller.as_deref() {
+        Some(c) if c.starts_with("peer:") => Ok(()),
+        other => Err(RpcError::new(
+            ErrorCode::Unauthorized,
+            format!("replication methods are for the partner's keeper, not {other:?}"),
+        )
+        .with_field("caller")),
+    }
+}
