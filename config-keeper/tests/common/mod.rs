@@ -165,3 +165,5 @@ pub fn populated(dir: &std::path::Path, me: &str) -> Store {
     }
     s
 }
+
+pub mod cluster;

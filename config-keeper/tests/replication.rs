@@ -1,0 +1,210 @@
+//! Two keepers peered through two routers on loopback (real processes).
+
+#![allow(clippy::unwrap_used)] // tests: a failed step should panic with its location
+
+mod common;
+
+use std::time::Duration;
+
+use common::cluster::{converged, pair, wait_until};
+use common::*;
+use serde_json::{json, Value};
+
+fn kind(e: &duplex_services::CallError) -> Option<&'static str> {
+    e.kind().map(|k| k.kind())
+}
+
+fn rpc_err(e: duplex_services::CallError) -> duplex_services::RpcError {
+    e.into_rpc()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_keepers_replicate_lock_and_catch_up() {
+    let (a, mut b) = pair().await;
+
+    // Shared part and a's section, synchronously replicated.
+    let r = a
+        .call("config.apply", json!({"changes": shared(), "sync": true}))
+        .await
+        .unwrap();
+    assert_eq!(r["replicated"], true, "{r}");
+    let r = a
+        .call(
+            "config.apply",
+            json!({"changes": section_a(), "sync": true}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r["version"].as_u64(), r["section_version"].as_u64()),
+        (Some(2), Some(2))
+    );
+    // b writes its own section.
+    let r = b
+        .call(
+            "config.apply",
+            json!({"changes": [pool("pb", "b", [3, 4]), volume("w1", "pb", 101)], "sync": true}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r["replicated"], true);
+    let d = converged(&a, &b, Duration::from_secs(10)).await;
+    let db = b.call("config.digest", json!({})).await.unwrap();
+    assert_eq!(db["digest"], d.as_str());
+
+    // b's replica of a's section is read-only.
+    let e = rpc_err(
+        b.call("config.apply", json!({"changes": [volume("v9", "pa", 9)]}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.kind().map(|k| k.kind()), Some("not_owner"));
+    assert_eq!(e.field(), Some("changes[0]"));
+    // Validation errors name the field over RPC too.
+    let mut v = volume_obj("v9", "pa", 9);
+    v["size"] = json!("0GiB");
+    let e = rpc_err(
+        a.call("config.apply", json!({"changes": [up("volume", v)]}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (e.kind().map(|k| k.kind()), e.field()),
+        (Some("invalid_params"), Some("changes[0].object.size"))
+    );
+    let e = rpc_err(
+        a.call(
+            "config.apply",
+            json!({"changes": [export_iscsi("e9", "v2", "g1", 0)]}),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(
+        (e.kind().map(|k| k.kind()), e.field()),
+        (Some("conflict"), Some("changes[0].object.lun"))
+    );
+
+    // config.get: everything or one kind, with the version.
+    let g = a.call("config.get", json!({"kind": "pool"})).await.unwrap();
+    assert_eq!(g["config"]["pool"].as_array().unwrap().len(), 2);
+    assert!(g["config"].get("volume").is_none());
+    assert_eq!(g["sections"]["a"], 2);
+    assert_eq!(g["sections"]["b"], 1);
+    let g = b.call("config.get", json!({})).await.unwrap();
+    assert_eq!(g["config"]["volume"].as_array().unwrap().len(), 3);
+
+    // Change events carry the version.
+    let mut sub = a.client().subscribe(&["config.changed"]).await.unwrap();
+    let r = a
+        .call("config.apply", json!({"changes": [group("g2", &["h1"])]}))
+        .await
+        .unwrap();
+    let ev = sub
+        .next_timeout(Duration::from_secs(5))
+        .await
+        .expect("config.changed event");
+    assert_eq!(ev.data["version"], r["version"]);
+    assert!(ev.action_id.is_some());
+
+    // History.
+    let h = a
+        .call("config.history", json!({"after": 0, "limit": 100}))
+        .await
+        .unwrap();
+    assert!(h["entries"].as_array().unwrap().len() >= 4);
+
+    // The lock: apply refused with the reason, reads work; unlock; idempotent.
+    let l = b
+        .call(
+            "config.lock",
+            json!({"reason": "partner silent on interconnect"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(l["changed"], true);
+    let l = b
+        .call("config.lock", json!({"reason": "again"}))
+        .await
+        .unwrap();
+    assert_eq!(l["changed"], false);
+    let e = rpc_err(
+        b.call("config.apply", json!({"changes": [group("g3", &[])]}))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.kind().map(|k| k.kind()), Some("config_locked"));
+    assert!(e.message.contains("partner silent"), "{}", e.message);
+    assert!(b.call("config.get", json!({})).await.is_ok());
+    let s = b.call("config.status", json!({})).await.unwrap();
+    assert_eq!(s["locked"], true);
+    // Merging the partner's changes continues while locked.
+    a.call(
+        "config.apply",
+        json!({"changes": [group("g4", &[])], "sync": true}),
+    )
+    .await
+    .unwrap();
+    b.call("config.unlock", json!({"reason": "partner back"}))
+        .await
+        .unwrap();
+    b.call("config.apply", json!({"changes": [group("g3", &[])]}))
+        .await
+        .unwrap();
+
+    // The partner's keeper away: sync=true fails with unavailable (the change
+    // is committed locally and says so); plain applies go on.
+    b.kill_keeper();
+    let e = a
+        .call(
+            "config.apply",
+            json!({"changes": [group("g5", &[])], "sync": true, "timeout_ms": 300}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(kind(&e), Some("unavailable"));
+    let e = rpc_err(e);
+    assert_eq!(e.data.as_ref().unwrap()["committed"], true);
+    for i in 0..20 {
+        a.call(
+            "config.apply",
+            json!({"changes": [group(&format!("away{i}"), &[])]}),
+        )
+        .await
+        .unwrap();
+    }
+    // It returns, resumes from its last acknowledged version and catches up
+    // before it reports ready.
+    b.start_keeper();
+    b.wait_keeper().await;
+    wait_until("b ready", Duration::from_secs(20), || async {
+        b.call("config.status", json!({}))
+            .await
+            .map(|s| s["ready"] == true)
+            .unwrap_or(false)
+    })
+    .await;
+    let s = b.call("config.status", json!({})).await.unwrap();
+    let sa = a.call("config.status", json!({})).await.unwrap();
+    assert!(
+        s["partner_applied"].as_u64() >= sa["section_version"].as_u64().map(|v| v - 1),
+        "{s}"
+    );
+    converged(&a, &b, Duration::from_secs(10)).await;
+    // Every entry of a was shipped exactly once per version: b's log holds
+    // a's versions 1..=head without gaps (no restart from zero either).
+    let hist = b
+        .call("config.history", json!({"after": 0, "limit": 10000}))
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = hist["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["origin"] == "a")
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    let head = sa["section_version"].as_u64().unwrap();
+    assert_eq!(seqs, (1..=head).collect::<Vec<_>>());
+    let _: Value = b.call("config.events", json!({})).await.unwrap();
+}
