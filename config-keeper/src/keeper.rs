@@ -16,12 +16,25 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use duplex_services::{RouterClient, RpcError};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
+use crate::core::change::{parse_changes, Violation};
 use crate::core::replication::{CatchUp, SendStep, Sender};
 use crate::core::state::Entry;
-use crate::store::{Merged, Store};
+use crate::error::ApplyError;
+use crate::password::hash_passwords_in;
+use crate::store::{Applied, Merged, Meta, Store};
+
+/// Applies taken together into one transaction at most.
+pub const GROUP_COMMIT_MAX: usize = 256;
+
+/// One queued `config.apply`.
+struct ApplyReq {
+    changes: Value,
+    meta: Meta,
+    reply: oneshot::Sender<Result<Applied, ApplyError>>,
+}
 
 /// Entries per `config.repl_push` batch.
 pub const BATCH_ENTRIES: u32 = 256;
@@ -50,6 +63,8 @@ pub struct Keeper {
     connected: AtomicBool,
     last_error: Mutex<Option<String>>,
     changed_tx: mpsc::UnboundedSender<Value>,
+    apply_tx: mpsc::UnboundedSender<ApplyReq>,
+    apply_rx: Mutex<Option<mpsc::UnboundedReceiver<ApplyReq>>>,
 }
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -93,6 +108,7 @@ impl Keeper {
             CatchUp::standalone()
         };
         let (changed_tx, changed_rx) = mpsc::unbounded_channel();
+        let (apply_tx, apply_rx) = mpsc::unbounded_channel();
         let k = Keeper {
             store: Mutex::new(store),
             me,
@@ -104,6 +120,8 @@ impl Keeper {
             connected: AtomicBool::new(false),
             last_error: Mutex::new(None),
             changed_tx,
+            apply_tx,
+            apply_rx: Mutex::new(Some(apply_rx)),
         };
         (Arc::new(k), changed_rx)
     }
@@ -128,6 +146,69 @@ impl Keeper {
         tokio::task::spawn_blocking(move || f(&mut guard(&me.store)))
             .await
             .map_err(|e| RpcError::internal(format!("store task failed: {e}")))
+    }
+
+    /// Queues an apply for the committer and waits for its result.
+    pub async fn apply(&self, changes: Value, meta: Meta) -> Result<Applied, ApplyError> {
+        let (reply, rx) = oneshot::channel();
+        let gone = || {
+            ApplyError::Store(crate::error::StoreError::Corrupt {
+                what: "committer".into(),
+                reason: "the commit task is not running".into(),
+            })
+        };
+        self.apply_tx
+            .send(ApplyReq {
+                changes,
+                meta,
+                reply,
+            })
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// The committer: takes every queued apply (up to
+    /// [`GROUP_COMMIT_MAX`]) and commits them in one transaction, so
+    /// concurrent callers share one fsync. Run it once.
+    pub async fn run_committer(self: Arc<Self>) {
+        let Some(mut rx) = guard(&self.apply_rx).take() else {
+            warn!("committer already running");
+            return;
+        };
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < GROUP_COMMIT_MAX {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            let mut replies = Vec::with_capacity(batch.len());
+            let mut inputs = Vec::with_capacity(batch.len());
+            for r in batch {
+                replies.push(r.reply);
+                inputs.push((r.changes, r.meta));
+            }
+            let n = inputs.len();
+            let results = self.with_store(move |s| commit_batch(s, inputs)).await;
+            match results {
+                Ok(results) => {
+                    for (reply, r) in replies.into_iter().zip(results) {
+                        let _ = reply.send(r);
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, requests = n, "commit task failed");
+                    for reply in replies {
+                        let _ =
+                            reply.send(Err(ApplyError::Store(crate::error::StoreError::Corrupt {
+                                what: "commit task".into(),
+                                reason: e.to_string(),
+                            })));
+                    }
+                }
+            }
+        }
     }
 
     /// Tells the driver and the watchers that we committed local changes.
@@ -235,19 +316,13 @@ impl Keeper {
         let (applied, versions) = self
             .with_store(move |s| -> Result<(u64, Vec<MergedNote>), RpcError> {
                 let mut versions = Vec::new();
-                for e in &entries {
-                    match s.merge(e).map_err(|err| {
-                        warn!(error = %err, seq = e.seq, "cannot merge the partner's entry");
-                        RpcError::internal(format!("merging entry {}: {err}", e.seq))
-                    })? {
-                        Merged::Applied { applied, version } => {
-                            versions.push((version, applied, e.action_id.clone()));
-                        }
-                        Merged::Duplicate { .. } => {}
-                        Merged::Gap { applied } => {
-                            debug!(applied, seq = e.seq, "gap in shipped entries");
-                            break;
-                        }
+                let results = s.merge_many(&entries).map_err(|err| {
+                    warn!(error = %err, "cannot merge the partner's entries");
+                    RpcError::internal(format!("merging entries: {err}"))
+                })?;
+                for (e, r) in entries.iter().zip(results) {
+                    if let Merged::Applied { applied, version } = r {
+                        versions.push((version, applied, e.action_id.clone()));
                     }
                 }
                 drop(me);
@@ -474,4 +549,43 @@ impl Keeper {
         }
         Ok(applied)
     }
+}
+
+/// Prepares (password hashing, size check, parsing) and group-commits a
+/// batch of applies; one result per request, in order.
+fn commit_batch(s: &mut Store, inputs: Vec<(Value, Meta)>) -> Vec<Result<Applied, ApplyError>> {
+    let mut prepared: Vec<Option<ApplyError>> = Vec::with_capacity(inputs.len());
+    let mut good = Vec::new();
+    for (mut changes, meta) in inputs {
+        let parsed = hash_passwords_in(&mut changes, s.config()).and_then(|()| {
+            let size = changes.to_string().len();
+            if size > MAX_ENTRY_BYTES {
+                return Err(Violation::invalid(
+                    "changes",
+                    format!("{size} bytes in one apply; split it (at most {MAX_ENTRY_BYTES})"),
+                ));
+            }
+            parse_changes("changes", &changes)
+        });
+        match parsed {
+            Ok(c) => {
+                good.push((c, meta));
+                prepared.push(None);
+            }
+            Err(v) => prepared.push(Some(v.into())),
+        }
+    }
+    let mut applied = s.apply_many(good).into_iter();
+    prepared
+        .into_iter()
+        .map(|p| match p {
+            Some(e) => Err(e),
+            None => applied.next().unwrap_or_else(|| {
+                Err(ApplyError::Store(crate::error::StoreError::Corrupt {
+                    what: "apply".into(),
+                    reason: "missing result".into(),
+                }))
+            }),
+        })
+        .collect()
 }

@@ -53,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
         &["config"],
     );
     rpc::register(&mut svc, &keeper);
+    tokio::spawn(std::sync::Arc::clone(&keeper).run_committer());
     let svc = svc.start().await.context("starting the service")?;
 
     // Change events, published in commit order off the apply path.

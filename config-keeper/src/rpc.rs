@@ -33,12 +33,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tracing::info;
 
-use crate::core::change::{parse_changes, ViolationClass};
+use crate::core::change::ViolationClass;
 use crate::core::model::Kind;
 use crate::core::state::Entry;
 use crate::error::ApplyError;
-use crate::keeper::{now_ms, Keeper, MAX_ENTRY_BYTES};
-use crate::password::hash_passwords_in;
+use crate::keeper::{now_ms, Keeper};
 use crate::store::Meta;
 
 /// Topic of change events.
@@ -138,21 +137,7 @@ pub async fn apply(k: &Arc<Keeper>, ctx: &Ctx, p: Value) -> Result<Value, RpcErr
         action_id: Some(ctx.action_id.clone()),
         now_ms: now_ms(),
     };
-    let mut changes = p.changes;
-    let applied = k
-        .with_store(move |s| -> Result<_, RpcError> {
-            hash_passwords_in(&mut changes, s.config()).map_err(|v| apply_error(v.into()))?;
-            let size = changes.to_string().len();
-            if size > MAX_ENTRY_BYTES {
-                return Err(RpcError::invalid_params(
-                    "changes",
-                    format!("{size} bytes in one apply; split it (at most {MAX_ENTRY_BYTES})"),
-                ));
-            }
-            let parsed = parse_changes("changes", &changes).map_err(|v| apply_error(v.into()))?;
-            s.apply(parsed, &meta).map_err(apply_error)
-        })
-        .await??;
+    let applied = k.apply(p.changes, meta).await.map_err(apply_error)?;
     if applied.changed {
         k.committed_local(
             applied.version,

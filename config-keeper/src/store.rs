@@ -399,58 +399,104 @@ impl Store {
 
     /// Validates and commits `changes` atomically. Refused while locked.
     pub fn apply(&mut self, changes: Vec<Change>, meta: &Meta) -> Result<Applied, ApplyError> {
-        if let Some(l) = &self.lock {
-            return Err(ApplyError::Locked {
-                reason: l.reason.clone(),
-                since_ms: l.since_ms,
-            });
-        }
-        let plan = state::plan_apply(&self.state, &self.me, changes)?;
-        if plan.ops.is_empty() {
-            debug!(version = self.version, "apply changed nothing");
-            return Ok(Applied {
-                version: self.version,
-                section_version: self.section_version(),
-                changed: false,
-            });
-        }
-        let entry = Entry {
-            origin: self.me.clone(),
-            seq: self.section_version() + 1,
-            time_ms: meta.now_ms,
-            action_id: meta.action_id.clone(),
-            ops: plan.ops,
-        };
-        let version = self.version + 1;
-        self.write_entry(version, &entry, &entry.ops)?;
-        self.state.commit(plan.config, &entry.ops, plan.lamport);
-        self.version = version;
-        self.seqs.insert(self.me.clone(), entry.seq);
-        debug!(
-            version,
-            section_version = entry.seq,
-            ops = entry.ops.len(),
-            "applied"
-        );
-        Ok(Applied {
-            version,
-            section_version: entry.seq,
-            changed: true,
-        })
+        self.apply_many(vec![(changes, meta.clone())])
+            .pop()
+            .unwrap_or_else(|| {
+                Err(ApplyError::Store(StoreError::Corrupt {
+                    what: "apply".into(),
+                    reason: "no result".into(),
+                }))
+            })
     }
 
-    /// One transaction: the winning ops into `objects`, the entry into `log`.
-    fn write_entry(
+    /// Group commit: validates each request against the state left by the
+    /// ones before it and commits all that passed in one SQLite transaction
+    /// (one fsync), each still its own version and log entry. A request that
+    /// fails validation gets its own error and does not affect the others.
+    /// If the commit fails, every request that passed gets the store error
+    /// and the in-memory state is reloaded from the database.
+    pub fn apply_many(
         &mut self,
-        version: u64,
-        entry: &Entry,
-        winners: &[Op],
-    ) -> Result<(), StoreError> {
-        let gen = to_i64(version, "version")?;
-        let ops_json = serde_json::to_string(&entry.ops).map_err(|e| StoreError::Corrupt {
-            what: "entry ops".into(),
-            reason: e.to_string(),
-        })?;
+        reqs: Vec<(Vec<Change>, Meta)>,
+    ) -> Vec<Result<Applied, ApplyError>> {
+        let mut results: Vec<Result<Applied, ApplyError>> = Vec::with_capacity(reqs.len());
+        let mut entries: Vec<(u64, Entry)> = Vec::new();
+        for (changes, meta) in reqs {
+            if let Some(l) = &self.lock {
+                results.push(Err(ApplyError::Locked {
+                    reason: l.reason.clone(),
+                    since_ms: l.since_ms,
+                }));
+                continue;
+            }
+            let plan = match state::plan_apply(&self.state, &self.me, changes) {
+                Ok(p) => p,
+                Err(v) => {
+                    results.push(Err(v.into()));
+                    continue;
+                }
+            };
+            if plan.ops.is_empty() {
+                results.push(Ok(Applied {
+                    version: self.version,
+                    section_version: self.section_version(),
+                    changed: false,
+                }));
+                continue;
+            }
+            let entry = Entry {
+                origin: self.me.clone(),
+                seq: self.section_version() + 1,
+                time_ms: meta.now_ms,
+                action_id: meta.action_id.clone(),
+                ops: plan.ops,
+            };
+            self.version += 1;
+            self.state.commit(plan.config, &entry.ops, plan.lamport);
+            self.seqs.insert(self.me.clone(), entry.seq);
+            results.push(Ok(Applied {
+                version: self.version,
+                section_version: entry.seq,
+                changed: true,
+            }));
+            entries.push((self.version, entry));
+        }
+        if entries.is_empty() {
+            return results;
+        }
+        let items: Vec<(u64, &Entry, &[Op])> = entries
+            .iter()
+            .map(|(v, e)| (*v, e, e.ops.as_slice()))
+            .collect();
+        if let Err(e) = self.write_entries(&items) {
+            warn!(error = %e, "commit failed; reloading state from the database");
+            let msg = e.to_string();
+            self.reload_after_failure();
+            return results
+                .into_iter()
+                .map(|r| match r {
+                    Ok(a) if a.changed => Err(ApplyError::Store(StoreError::Corrupt {
+                        what: "commit".into(),
+                        reason: msg.clone(),
+                    })),
+                    other => other,
+                })
+                .collect();
+        }
+        debug!(version = self.version, entries = entries.len(), "applied");
+        results
+    }
+
+    fn reload_after_failure(&mut self) {
+        if let Err(e) = self.load() {
+            // Memory may now be ahead of the disk; refuse to go on silently.
+            tracing::error!(error = %e, "cannot reload state after a failed commit");
+        }
+    }
+
+    /// One transaction: for each item the winning ops into `objects` and the
+    /// entry into `log`.
+    fn write_entries(&mut self, items: &[(u64, &Entry, &[Op])]) -> Result<(), StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -465,32 +511,41 @@ impl Store {
                        st_origin = excluded.st_origin, gen = excluded.gen",
                 )
                 .map_err(sql("preparing object write"))?;
-            for op in winners {
-                let body = op.body.as_ref().map(Value::to_string);
-                put.execute(params![
-                    op.kind.as_str(),
-                    op.key,
-                    body,
-                    to_i64(op.stamp.epoch, "epoch")?,
-                    to_i64(op.stamp.lamport, "lamport")?,
-                    op.stamp.origin,
-                    gen
+            let mut log = tx
+                .prepare_cached(
+                    "INSERT INTO log (gen, origin, seq, time_ms, action_id, ops) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(sql("preparing log write"))?;
+            for (version, entry, winners) in items {
+                let gen = to_i64(*version, "version")?;
+                for op in *winners {
+                    let body = op.body.as_ref().map(Value::to_string);
+                    put.execute(params![
+                        op.kind.as_str(),
+                        op.key,
+                        body,
+                        to_i64(op.stamp.epoch, "epoch")?,
+                        to_i64(op.stamp.lamport, "lamport")?,
+                        op.stamp.origin,
+                        gen
+                    ])
+                    .map_err(sql("writing object"))?;
+                }
+                let ops_json =
+                    serde_json::to_string(&entry.ops).map_err(|e| StoreError::Corrupt {
+                        what: "entry ops".into(),
+                        reason: e.to_string(),
+                    })?;
+                log.execute(params![
+                    gen,
+                    entry.origin,
+                    to_i64(entry.seq, "seq")?,
+                    to_i64(entry.time_ms, "time")?,
+                    entry.action_id,
+                    ops_json
                 ])
-                .map_err(sql("writing object"))?;
+                .map_err(sql("writing log"))?;
             }
-            tx.prepare_cached(
-                "INSERT INTO log (gen, origin, seq, time_ms, action_id, ops) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .map_err(sql("preparing log write"))?
-            .execute(params![
-                gen,
-                entry.origin,
-                to_i64(entry.seq, "seq")?,
-                to_i64(entry.time_ms, "time")?,
-                entry.action_id,
-                ops_json
-            ])
-            .map_err(sql("writing log"))?;
         }
         tx.commit().map_err(sql("committing"))
     }
@@ -499,29 +554,73 @@ impl Store {
     /// [`receive`]). Works while locked: the lock stops new local writes,
     /// not catching up.
     pub fn merge(&mut self, entry: &Entry) -> Result<Merged, StoreError> {
-        if entry.origin == self.me {
-            return Err(StoreError::OwnOrigin {
-                origin: entry.origin.clone(),
-                seq: entry.seq,
-            });
-        }
-        let applied = self.applied(&entry.origin);
-        match receive(applied, entry.seq) {
-            Receive::Duplicate { applied } => return Ok(Merged::Duplicate { applied }),
-            Receive::Gap { applied } => return Ok(Merged::Gap { applied }),
-            Receive::Apply => {}
-        }
-        let merge = state::plan_merge(&self.state, entry)?;
-        let version = self.version + 1;
-        self.write_entry(version, entry, &merge.winners)?;
-        self.state
-            .commit(merge.config, &merge.winners, merge.lamport);
-        self.version = version;
-        self.seqs.insert(entry.origin.clone(), entry.seq);
-        Ok(Merged::Applied {
-            applied: entry.seq,
-            version,
+        let mut r = self.merge_many(std::slice::from_ref(entry))?;
+        r.pop().ok_or_else(|| StoreError::Corrupt {
+            what: "merge".into(),
+            reason: "no result".into(),
         })
+    }
+
+    /// Merges shipped entries in order, all in one transaction. Stops at the
+    /// first gap (reported as the last result).
+    pub fn merge_many(&mut self, entries: &[Entry]) -> Result<Vec<Merged>, StoreError> {
+        let mut results = Vec::with_capacity(entries.len());
+        let mut winners: Vec<(u64, &Entry, Vec<Op>)> = Vec::new();
+        for entry in entries {
+            if entry.origin == self.me {
+                self.reload_if(!winners.is_empty());
+                return Err(StoreError::OwnOrigin {
+                    origin: entry.origin.clone(),
+                    seq: entry.seq,
+                });
+            }
+            let applied = self.applied(&entry.origin);
+            match receive(applied, entry.seq) {
+                Receive::Duplicate { applied } => {
+                    results.push(Merged::Duplicate { applied });
+                    continue;
+                }
+                Receive::Gap { applied } => {
+                    results.push(Merged::Gap { applied });
+                    break;
+                }
+                Receive::Apply => {}
+            }
+            let merge = match state::plan_merge(&self.state, entry) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.reload_if(!winners.is_empty());
+                    return Err(e.into());
+                }
+            };
+            self.version += 1;
+            self.state
+                .commit(merge.config, &merge.winners, merge.lamport);
+            self.seqs.insert(entry.origin.clone(), entry.seq);
+            results.push(Merged::Applied {
+                applied: entry.seq,
+                version: self.version,
+            });
+            winners.push((self.version, entry, merge.winners));
+        }
+        if winners.is_empty() {
+            return Ok(results);
+        }
+        let items: Vec<(u64, &Entry, &[Op])> = winners
+            .iter()
+            .map(|(v, e, w)| (*v, *e, w.as_slice()))
+            .collect();
+        if let Err(e) = self.write_entries(&items) {
+            self.reload_after_failure();
+            return Err(e);
+        }
+        Ok(results)
+    }
+
+    fn reload_if(&mut self, cond: bool) {
+        if cond {
+            self.reload_after_failure();
+        }
     }
 
     /// Entries of `origin` after `after`, in order, at most `limit`.
