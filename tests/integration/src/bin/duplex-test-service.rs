@@ -45,7 +45,7 @@ struct Publish {
     partner: bool,
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     telemetry::init(&args.name);
