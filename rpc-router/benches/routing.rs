@@ -64,15 +64,16 @@ async fn run_case(socket: &Path, clients: usize, secs: f64) -> Stats {
     let _ = run(conns.clone(), Duration::from_millis(500)).await;
     let (mut lat, elapsed) = run(conns, Duration::from_secs_f64(secs)).await;
     lat.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        let idx = ((lat.len() as f64 - 1.0) * p).round() as usize;
+    // Nearest-rank percentile on the sorted latencies (per-mille index).
+    let pct = |per_mille: usize| -> f64 {
+        let idx = (lat.len().saturating_sub(1) * per_mille) / 1000;
         lat[idx.min(lat.len() - 1)].as_secs_f64() * 1e6
     };
     Stats {
         calls: lat.len(),
         per_sec: lat.len() as f64 / elapsed.as_secs_f64(),
-        p50_us: pct(0.50),
-        p99_us: pct(0.99),
+        p50_us: pct(500),
+        p99_us: pct(990),
     }
 }
 
