@@ -1,5 +1,14 @@
 #!/usr/bin/env bash
-# Runs every test the project has (see README).
+# Runs every test the project has (see README); CI runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")"
-cargo test --workspace --all-targets
+export CARGO_TERM_COLOR=never
+
+echo "== format"
+cargo fmt --all -- --check
+echo "== build (the integration tests start these binaries)"
+cargo build --workspace --bins
+echo "== clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== unit and integration tests"
+cargo test --workspace

@@ -170,7 +170,8 @@ pub fn check_framing_property(data: &[u8]) {
                 Message::Request(r) => to_frame(r),
                 Message::Response(r) => to_frame(r),
             };
-            let reparsed = parse_message(&again).unwrap_or_else(|e| panic!("round trip failed: {e:?}"));
+            let reparsed =
+                parse_message(&again).unwrap_or_else(|e| panic!("round trip failed: {e:?}"));
             assert_eq!(reparsed, msg, "round trip changed the message");
         }
     }
@@ -204,7 +205,10 @@ mod property {
                 let p = pieces[usize::try_from(x % 8).unwrap_or(0)];
                 data.extend_from_slice(p);
                 if x % 5 == 0 {
-                    data.extend(std::iter::repeat_n(b'q', usize::try_from(x % 300).unwrap_or(0)));
+                    data.extend(std::iter::repeat_n(
+                        b'q',
+                        usize::try_from(x % 300).unwrap_or(0),
+                    ));
                 }
             }
             check_framing_property(&data);
