@@ -1,5 +1,8 @@
 //! Logging setup: journald when running under systemd, readable text on a
 //! terminal. Filter with `DUPLEX_LOG` (or `RUST_LOG`), default `info`.
+//!
+//! Under journald every field is a journal field: `journalctl ACTION_ID=<id>`
+//! lists one action's lines from every service on this controller.
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -17,7 +20,11 @@ pub fn init(name: &str) {
     let under_journal = std::env::var_os("JOURNAL_STREAM").is_some();
     if under_journal {
         if let Ok(layer) = tracing_journald::layer() {
-            let layer = layer.with_syslog_identifier(name.to_string());
+            // No field prefix: span fields become plain journal fields, so
+            // `journalctl ACTION_ID=<id>` follows one action across services.
+            let layer = layer
+                .with_syslog_identifier(name.to_string())
+                .with_field_prefix(None);
             let _ = tracing_subscriber::registry()
                 .with(filter)
                 .with(layer)
