@@ -56,10 +56,23 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(std::sync::Arc::clone(&keeper).run_committer());
     let svc = svc.start().await.context("starting the service")?;
 
-    // Change events, published in commit order off the apply path.
+    // Change events, published in commit order off the apply path. Under
+    // load one event covers several versions (`from_version`..`version`);
+    // subscribers read `config.history` after the last version they saw.
     let publisher = svc.router();
     tokio::spawn(async move {
-        while let Some(data) = changed.recv().await {
+        while let Some(first) = changed.recv().await {
+            let from = first["version"].clone();
+            let mut data = first;
+            let mut n = 1u32;
+            while let Ok(next) = changed.try_recv() {
+                data = next;
+                n += 1;
+            }
+            if n > 1 {
+                data["from_version"] = from;
+                data["coalesced"] = n.into();
+            }
             if let Err(e) = publisher.publish(TOPIC_CHANGED, data, false).await {
                 tracing::debug!(error = %e, "cannot publish config.changed");
             }

@@ -429,7 +429,7 @@ impl Store {
                 }));
                 continue;
             }
-            let plan = match state::plan_apply(&self.state, &self.me, changes) {
+            let plan = match state::plan_apply(&mut self.state, &self.me, changes) {
                 Ok(p) => p,
                 Err(v) => {
                     results.push(Err(v.into()));
@@ -452,7 +452,6 @@ impl Store {
                 ops: plan.ops,
             };
             self.version += 1;
-            self.state.commit(plan.config, &entry.ops, plan.lamport);
             self.seqs.insert(self.me.clone(), entry.seq);
             results.push(Ok(Applied {
                 version: self.version,
@@ -586,7 +585,7 @@ impl Store {
                 }
                 Receive::Apply => {}
             }
-            let merge = match state::plan_merge(&self.state, entry) {
+            let merge = match state::plan_merge(&mut self.state, entry) {
                 Ok(m) => m,
                 Err(e) => {
                     self.reload_if(!winners.is_empty());
@@ -594,14 +593,12 @@ impl Store {
                 }
             };
             self.version += 1;
-            self.state
-                .commit(merge.config, &merge.winners, merge.lamport);
             self.seqs.insert(entry.origin.clone(), entry.seq);
             results.push(Merged::Applied {
                 applied: entry.seq,
                 version: self.version,
             });
-            winners.push((self.version, entry, merge.winners));
+            winners.push((self.version, entry, merge));
         }
         if winners.is_empty() {
             return Ok(results);

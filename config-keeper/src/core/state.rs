@@ -140,23 +140,87 @@ pub struct State {
     pub lamport: u64,
 }
 
-/// What a local apply will write.
+/// What a local apply writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
-    /// The state after the apply.
-    pub config: Config,
     /// The writes (empty when every change was a no-op).
     pub ops: Vec<Op>,
     /// The Lamport value of the transaction.
     pub lamport: u64,
 }
 
-/// Validates `changes` in order against `state` as controller `me` and
-/// returns what to write. Nothing is written on error: the caller only
-/// persists a returned plan.
-pub fn plan_apply(state: &State, me: &str, changes: Vec<Change>) -> Result<Plan, Violation> {
-    let mut cfg = state.config.clone();
-    let mut touched: Vec<(Kind, String)> = Vec::new();
+/// Undo log of in-place edits: the first value each touched key had.
+#[derive(Default)]
+struct Undo {
+    originals: BTreeMap<(Kind, String), Option<Object>>,
+}
+
+impl Undo {
+    fn remember(&mut self, cfg: &Config, kind: Kind, key: &str) {
+        self.originals
+            .entry((kind, key.to_string()))
+            .or_insert_with(|| cfg.get(kind, key));
+    }
+
+    fn rollback(self, cfg: &mut Config) {
+        for ((kind, key), old) in self.originals {
+            match old {
+                Some(o) => cfg.put(o),
+                None => {
+                    cfg.remove(kind, &key);
+                }
+            }
+        }
+    }
+}
+
+/// Validates `changes` in order as controller `me` and applies them to
+/// `state` in memory (edited in place: configs are large, changes small).
+/// On error `state` is exactly as before. On success the caller must
+/// persist the returned ops, or reload `state` if it cannot.
+pub fn plan_apply(state: &mut State, me: &str, changes: Vec<Change>) -> Result<Plan, Violation> {
+    let mut undo = Undo::default();
+    match edit(&mut state.config, &mut undo, me, changes) {
+        Ok(()) => {}
+        Err(v) => {
+            undo.rollback(&mut state.config);
+            return Err(v);
+        }
+    }
+    let lamport = state.lamport.saturating_add(1);
+    let mut ops = Vec::new();
+    for ((kind, key), old) in undo.originals {
+        let new = state.config.get(kind, &key);
+        if new == old {
+            // Created and deleted again, or changed and changed back.
+            continue;
+        }
+        let epoch = new.as_ref().or(old.as_ref()).map_or(0, epoch_of);
+        let stamp = Stamp {
+            epoch,
+            lamport,
+            origin: me.to_string(),
+        };
+        state.stamps.insert((kind, key.clone()), stamp.clone());
+        ops.push(Op {
+            kind,
+            body: new.as_ref().map(Object::to_json),
+            key,
+            stamp,
+        });
+    }
+    if !ops.is_empty() {
+        state.lamport = lamport;
+    }
+    Ok(Plan { ops, lamport })
+}
+
+fn edit(
+    cfg: &mut Config,
+    undo: &mut Undo,
+    me: &str,
+    changes: Vec<Change>,
+) -> Result<(), Violation> {
     for (i, change) in changes.into_iter().enumerate() {
         let at = format!("changes[{i}]");
         match change {
@@ -168,17 +232,17 @@ pub fn plan_apply(state: &State, me: &str, changes: Vec<Change>) -> Result<Plan,
                 if old.as_ref() == Some(&obj) {
                     continue;
                 }
-                check_section(&cfg, me, &at, old.as_ref(), &obj)?;
-                check_upsert(&cfg, &obj_at, &obj)?;
-                touched.push((kind, obj.key().to_string()));
+                check_section(cfg, me, &at, old.as_ref(), &obj)?;
+                check_upsert(cfg, &obj_at, &obj)?;
+                undo.remember(cfg, kind, obj.key());
                 cfg.put(obj);
             }
             Change::Delete { kind, key } => {
                 let Some(old) = cfg.get(kind, &key) else {
                     continue;
                 };
-                check_delete(&cfg, &at, kind, &key)?;
-                if let Section::Controller(owner) = section_of(&cfg, &old) {
+                check_delete(cfg, &at, kind, &key)?;
+                if let Section::Controller(owner) = section_of(cfg, &old) {
                     if owner != me {
                         return Err(Violation::not_owner(
                             at,
@@ -186,39 +250,12 @@ pub fn plan_apply(state: &State, me: &str, changes: Vec<Change>) -> Result<Plan,
                         ));
                     }
                 }
-                touched.push((kind, key.clone()));
+                undo.remember(cfg, kind, &key);
                 cfg.remove(kind, &key);
             }
         }
     }
-    touched.sort();
-    touched.dedup();
-    let lamport = state.lamport.saturating_add(1);
-    let mut ops = Vec::new();
-    for (kind, key) in touched {
-        let new = cfg.get(kind, &key);
-        let old = state.config.get(kind, &key);
-        if new == old {
-            // Created and deleted again, or changed and changed back.
-            continue;
-        }
-        let epoch = new.as_ref().or(old.as_ref()).map_or(0, epoch_of);
-        ops.push(Op {
-            kind,
-            body: new.as_ref().map(Object::to_json),
-            key,
-            stamp: Stamp {
-                epoch,
-                lamport,
-                origin: me.to_string(),
-            },
-        });
-    }
-    Ok(Plan {
-        config: cfg,
-        ops,
-        lamport,
-    })
+    Ok(())
 }
 
 fn check_section(
@@ -277,67 +314,53 @@ pub enum MergeError {
     },
 }
 
-/// What merging a shipped entry changes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Merge {
-    /// The state after the merge.
-    pub config: Config,
-    /// The ops that won (the others were older than what we hold).
-    pub winners: Vec<Op>,
-    /// The Lamport clock after the merge.
-    pub lamport: u64,
-}
-
-/// Merges an entry shipped by the partner: each op wins if its stamp is
-/// greater than the stored one. Not validated again: the replica must equal
-/// the partner's section, not re-judge it.
-pub fn plan_merge(state: &State, entry: &Entry) -> Result<Merge, MergeError> {
-    let mut cfg = state.config.clone();
-    let mut lamport = state.lamport;
+/// Merges an entry shipped by the partner into `state` in place: each op
+/// wins if its stamp is greater than the stored one. Returns the winning
+/// ops (to persist). Not validated again: the replica must equal the
+/// partner's section, not re-judge it. On error `state` is unchanged.
+pub fn plan_merge(state: &mut State, entry: &Entry) -> Result<Vec<Op>, MergeError> {
+    let mut objects = Vec::new();
     let mut winners = Vec::new();
+    // Parse everything first so that a bad body changes nothing.
     for op in &entry.ops {
-        lamport = lamport.max(op.stamp.lamport);
-        let k = (op.kind, op.key.clone());
-        if state.stamps.get(&k).is_some_and(|s| *s >= op.stamp) {
+        if state
+            .stamps
+            .get(&(op.kind, op.key.clone()))
+            .is_some_and(|s| *s >= op.stamp)
+        {
             continue;
         }
-        match &op.body {
-            Some(body) => {
-                let obj = Object::from_json(op.kind, body).map_err(|(path, reason)| {
-                    MergeError::BadBody {
-                        origin: entry.origin.clone(),
-                        seq: entry.seq,
-                        kind: op.kind,
-                        key: op.key.clone(),
-                        path,
-                        reason,
-                    }
-                })?;
-                cfg.put(obj);
-            }
-            None => {
-                cfg.remove(op.kind, &op.key);
-            }
-        }
+        let obj = match &op.body {
+            Some(body) => Some(Object::from_json(op.kind, body).map_err(|(path, reason)| {
+                MergeError::BadBody {
+                    origin: entry.origin.clone(),
+                    seq: entry.seq,
+                    kind: op.kind,
+                    key: op.key.clone(),
+                    path,
+                    reason,
+                }
+            })?),
+            None => None,
+        };
+        objects.push(obj);
         winners.push(op.clone());
     }
-    Ok(Merge {
-        config: cfg,
-        winners,
-        lamport,
-    })
-}
-
-impl State {
-    /// Records ops as written (after the store committed them).
-    pub fn commit(&mut self, config: Config, ops: &[Op], lamport: u64) {
-        self.config = config;
-        for op in ops {
-            self.stamps
-                .insert((op.kind, op.key.clone()), op.stamp.clone());
+    for (op, obj) in winners.iter().zip(objects) {
+        match obj {
+            Some(o) => state.config.put(o),
+            None => {
+                state.config.remove(op.kind, &op.key);
+            }
         }
-        self.lamport = self.lamport.max(lamport);
+        state
+            .stamps
+            .insert((op.kind, op.key.clone()), op.stamp.clone());
     }
+    for op in &entry.ops {
+        state.lamport = state.lamport.max(op.stamp.lamport);
+    }
+    Ok(winners)
 }
 
 /// SHA-256 over the live content in canonical order (kinds in fixed order,
