@@ -1,2 +1,244 @@
-//! duplex-lab
-fn main() {}
+//! duplex-lab: drives the Duplex lab (two controllers and a multipath host
+//! in QEMU, inside a private network namespace). See tests/lab/README.md.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use duplex_lab::lab::{self, Lab, Power};
+use duplex_lab::{cmd, demo, scenario};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "duplex-lab",
+    about = "The Duplex lab: controllers A and B, host H, in QEMU"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build or reuse the images, boot A, B and H in parallel, install Duplex.
+    Up,
+    /// Stop every VM and delete the lab namespace (safe to repeat).
+    Down,
+    /// Show each VM's process, run state and agent.
+    Status,
+    /// Run a command in a VM through its agent; exits with its exit code.
+    Exec {
+        /// A, B or H.
+        vm: String,
+        /// Kill the command after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
+    /// Pull the plug of a VM (SIGKILL its QEMU).
+    Kill {
+        /// A, B or H.
+        vm: String,
+    },
+    /// Start a killed VM again from its disk.
+    Start {
+        /// A, B or H.
+        vm: String,
+    },
+    /// Pause a VM's CPU (a hung controller).
+    Freeze {
+        /// A, B or H.
+        vm: String,
+    },
+    /// Resume a frozen VM.
+    Thaw {
+        /// A, B or H.
+        vm: String,
+    },
+    /// Hardware reset of a VM.
+    Reset {
+        /// A, B or H.
+        vm: String,
+    },
+    /// Cut or restore a link: `link A ic0 down`.
+    Link {
+        /// A, B or H.
+        vm: String,
+        /// fe0, ic0 or ic1.
+        nic: String,
+        /// up or down.
+        state: String,
+    },
+    /// Attach to a VM's serial console (Ctrl-] leaves).
+    Console {
+        /// A, B or H.
+        vm: String,
+    },
+    /// Apply the demo configuration (temporary configfs fixture), log H in,
+    /// run a short verified write and print the host's view.
+    Demo,
+    /// Run a scenario (boots its own lab and always tears it down).
+    Scenario {
+        /// Scenario name (smoke).
+        name: String,
+        /// Leave the lab running afterwards (debugging).
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match run() {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("duplex-lab: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn print_duplex(lab: &Lab) {
+    for vm in ["A", "B"] {
+        println!("--- {vm}: duplex.target and `duplexctl services`");
+        for argv in [
+            vec!["systemctl", "--no-pager", "list-units", "--all", "duplex*"],
+            vec!["duplexctl", "services"],
+        ] {
+            match lab::exec(lab, vm, &cmd::argv(&argv), Duration::from_secs(30)) {
+                Ok(r) => {
+                    print!("{}", r.stdout);
+                    if let Some(e) = r.error {
+                        println!("({e})");
+                    } else if r.code != Some(0) {
+                        println!(
+                            "({} exited {:?}: {})",
+                            argv.join(" "),
+                            r.code,
+                            r.stderr.trim()
+                        );
+                    }
+                }
+                Err(e) => println!("({e:#})"),
+            }
+        }
+    }
+}
+
+fn console(lab: &Lab, vm: &str) -> Result<()> {
+    let v = lab::vm_spec(vm)?;
+    let log = lab.console_log(v.name);
+    if let Ok(s) = std::fs::read_to_string(&log) {
+        let tail: Vec<&str> = s.lines().rev().take(20).collect();
+        for l in tail.into_iter().rev() {
+            println!("{l}");
+        }
+    }
+    eprintln!("[console {}: Ctrl-] then Enter leaves]", v.name);
+    let sock = UnixStream::connect(lab.console_sock(v.name)).context("console socket")?;
+    let mut rx = sock.try_clone()?;
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let mut out = std::io::stdout();
+        while let Ok(n) = rx.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let _ = out.write_all(buf.get(..n).unwrap_or_default());
+            let _ = out.flush();
+        }
+    });
+    let mut tx = sock;
+    let mut buf = [0u8; 1024];
+    let mut stdin = std::io::stdin();
+    loop {
+        let n = stdin.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        let data = buf.get(..n).unwrap_or_default();
+        if data.contains(&0x1d) {
+            break;
+        }
+        tx.write_all(data)?;
+    }
+    Ok(())
+}
+
+fn run() -> Result<i32> {
+    let cli = Cli::parse();
+    let lab = Lab::from_env();
+    match cli.cmd {
+        Cmd::Up => {
+            let st = lab::up(&lab)?;
+            println!("lab up: namespace {}, boot {:?} s", st.ns, st.boot_seconds);
+            print_duplex(&lab);
+        }
+        Cmd::Down => lab::down(&lab)?,
+        Cmd::Status => print!("{}", lab::status(&lab)?),
+        Cmd::Exec { vm, timeout, argv } => {
+            let r = lab::exec(&lab, &vm, &argv, Duration::from_secs(timeout))?;
+            print!("{}", r.stdout);
+            eprint!("{}", r.stderr);
+            if let Some(e) = r.error {
+                eprintln!("duplex-lab: {e}");
+            }
+            if r.timed_out {
+                eprintln!("duplex-lab: command timed out after {timeout} s");
+                return Ok(124);
+            }
+            return Ok(r.code.unwrap_or(128));
+        }
+        Cmd::Kill { vm } => lab::power(&lab, &vm, Power::Kill)?,
+        Cmd::Start { vm } => lab::power(&lab, &vm, Power::Start)?,
+        Cmd::Freeze { vm } => lab::power(&lab, &vm, Power::Freeze)?,
+        Cmd::Thaw { vm } => lab::power(&lab, &vm, Power::Thaw)?,
+        Cmd::Reset { vm } => lab::power(&lab, &vm, Power::Reset)?,
+        Cmd::Link { vm, nic, state } => {
+            let up = match state.as_str() {
+                "up" => true,
+                "down" => false,
+                other => bail!("link state must be up or down, not {other}"),
+            };
+            lab::link(&lab, &vm, &nic, up)?;
+        }
+        Cmd::Console { vm } => console(&lab, &vm)?,
+        Cmd::Demo => {
+            let facts = demo::setup(&lab)?;
+            println!("host devices: {}", serde_json::to_string(&facts)?);
+            let v = demo::verify(&lab, &facts, 5)?;
+            println!(
+                "--- H: duplex-verify (5 s)\n{}",
+                serde_json::to_string_pretty(&v)?
+            );
+            print!("{}", demo::report(&lab));
+            if v.get("ok").and_then(serde_json::Value::as_bool) != Some(true) {
+                return Ok(1);
+            }
+        }
+        Cmd::Scenario { name, keep } => {
+            let r = match name.as_str() {
+                "smoke" => scenario::smoke(&lab),
+                other => bail!("unknown scenario {other} (known: {:?})", scenario::NAMES),
+            };
+            if !keep {
+                if let Err(e) = lab::down(&lab) {
+                    eprintln!("duplex-lab: teardown: {e:#}");
+                }
+            }
+            let out = r?;
+            println!("{}", serde_json::to_string_pretty(&out.report)?);
+            return Ok(if out.ok { 0 } else { 1 });
+        }
+    }
+    Ok(0)
+}

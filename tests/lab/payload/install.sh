@@ -1,0 +1,66 @@
+#!/bin/sh
+# Runs in every lab guest at boot from the read-only payload disk: names the
+# NICs by MAC and addresses them, installs the agent and the Duplex binaries,
+# units and configuration (controllers), or the shipped host settings (H).
+set -eu
+P=/run/duplex-lab/payload
+role=$(sed -n 's/.*duplex_lab\.role=\([A-Za-z]*\).*/\1/p' /proc/cmdline)
+[ -n "$role" ] || { echo "install: no duplex_lab.role on the kernel command line"; exit 1; }
+echo "duplex-lab-$role" > /etc/hostname
+hostname "duplex-lab-$role"
+
+# Networks: "<mac> <name> <addr/prefix>" per line.
+while read -r mac name addr; do
+  dev=""
+  for d in /sys/class/net/*; do
+    [ "$(cat "$d/address")" = "$mac" ] && dev=${d##*/}
+  done
+  [ -n "$dev" ] || { echo "install: no NIC with MAC $mac"; continue; }
+  if [ "$dev" != "$name" ]; then
+    ip link set dev "$dev" down
+    ip link set dev "$dev" name "$name"
+  fi
+  ip addr add "$addr" dev "$name"
+  ip link set dev "$name" up
+done < "$P/roles/$role/net"
+ip link set lo up
+
+# Binaries (agent, verifier, Duplex daemons and CLI).
+install -m 0755 "$P"/bin/* /usr/local/bin/
+
+if [ -f "$P/roles/$role/duplex.toml" ]; then
+  # Controller: Duplex under systemd.
+  install -d -m 0755 /etc/duplex /var/lib/duplex
+  install -m 0644 "$P/roles/$role/duplex.toml" /etc/duplex/duplex.toml
+  install -m 0600 "$P/cluster.secret" /etc/duplex/cluster.secret
+  n=0
+  for u in "$P"/systemd/*; do
+    [ -f "$u" ] || continue
+    install -m 0644 "$u" /etc/systemd/system/
+    n=$((n+1))
+  done
+  if [ "$n" -gt 0 ]; then
+    # Units may name /usr/bin; the payload installs into /usr/local/bin.
+    for b in "$P"/bin/*; do ln -sf "/usr/local/bin/${b##*/}" "/usr/bin/${b##*/}"; done
+    systemctl daemon-reload
+    if [ -f /etc/systemd/system/duplex.target ]; then
+      systemctl enable duplex.target >/dev/null 2>&1 || true
+      systemctl start --no-block duplex.target
+    fi
+  fi
+else
+  # Host: the settings the product ships in host-config/.
+  install -m 0644 "$P/host-config/multipath.conf" /etc/multipath.conf
+  # iscsid.conf: drop the keys we set, then append ours.
+  awk 'NR == FNR { if ($0 ~ /^[a-z]/) { split($0, a, /[ \t]*=/); drop[a[1]] = 1 }; next }
+       { split($0, b, /[ \t]*=/); if (!(b[1] in drop)) print }' \
+    "$P/host-config/iscsid.conf" /etc/iscsi/iscsid.conf > /run/duplex-lab/iscsid.conf
+  cat /run/duplex-lab/iscsid.conf "$P/host-config/iscsid.conf" > /etc/iscsi/iscsid.conf
+  echo "InitiatorName=iqn.2026-11.lab.duplex:host-h" > /etc/iscsi/initiatorname.iscsi
+  mkdir -p /etc/nvme
+  echo "nqn.2014-08.org.nvmexpress:uuid:5e1f0c1e-0000-4000-8000-000000000001" > /etc/nvme/hostnqn
+  echo "5e1f0c1e-0000-4000-8000-000000000001" > /etc/nvme/hostid
+  modprobe -a dm-multipath dm-round-robin dm-service-time scsi_dh_alua iscsi_tcp nvme-tcp || true
+  systemctl start --no-block multipathd.service iscsid.service
+fi
+echo "install: role $role done"

@@ -1,0 +1,949 @@
+//! Topology, images, networks and QEMU processes: `up`, `down`, `status`
+//! and the "BMC" operations on one VM.
+
+use crate::{agent, cmd, qmp};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// Why a lab operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    /// A host command failed.
+    #[error(transparent)]
+    Cmd(#[from] cmd::CmdError),
+    /// A file operation failed.
+    #[error("{what}: {path}")]
+    Io {
+        /// What we were doing.
+        what: &'static str,
+        /// The file.
+        path: String,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The state file is unreadable.
+    #[error("lab state {0}")]
+    State(String),
+    /// A VM name that is not part of the topology.
+    #[error("unknown VM {0} (use A, B or H)")]
+    UnknownVm(String),
+    /// A NIC name that is not part of the VM.
+    #[error("VM {vm} has no link {link}")]
+    UnknownLink {
+        /// VM name.
+        vm: String,
+        /// Link name.
+        link: String,
+    },
+    /// The lab is not running.
+    #[error("the lab is not up (run `duplex-lab up`)")]
+    NotUp,
+    /// A guest did not come up in time.
+    #[error("VM {vm} did not answer: {detail}")]
+    Boot {
+        /// VM name.
+        vm: String,
+        /// Why.
+        detail: String,
+    },
+    /// QMP failed.
+    #[error(transparent)]
+    Qmp(#[from] qmp::QmpError),
+    /// The guest agent failed.
+    #[error("VM {vm}")]
+    Agent {
+        /// VM name.
+        vm: String,
+        /// Underlying error.
+        #[source]
+        source: agent::AgentError,
+    },
+    /// Building or locating the images failed.
+    #[error("images: {0}")]
+    Images(String),
+}
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> LabError + 'a {
+    move |source| LabError::Io {
+        what,
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// A NIC of a VM, attached to a bridge of the lab namespace.
+#[derive(Debug, Clone, Copy)]
+pub struct Nic {
+    /// Name in the guest and QEMU device id (fe0, ic0, ic1).
+    pub name: &'static str,
+    /// Bridge in the namespace.
+    pub bridge: &'static str,
+    /// Address with prefix inside the guest.
+    pub addr: &'static str,
+    /// MAC address (guest names the NIC by it).
+    pub mac: &'static str,
+}
+
+/// One VM of the topology.
+#[derive(Debug, Clone, Copy)]
+pub struct VmSpec {
+    /// A, B or H.
+    pub name: &'static str,
+    /// True for controllers: they get the shelf and run Duplex.
+    pub controller: bool,
+    /// Its NICs.
+    pub nics: &'static [Nic],
+}
+
+/// The lab topology: two controllers with a front-end and two interconnect
+/// links, one host on the front end.
+pub const VMS: &[VmSpec] = &[
+    VmSpec {
+        name: "A",
+        controller: true,
+        nics: &[
+            Nic {
+                name: "fe0",
+                bridge: "br-fe",
+                addr: "10.50.0.11/24",
+                mac: "52:54:00:d0:0a:00",
+            },
+            Nic {
+                name: "ic0",
+                bridge: "br-ic0",
+                addr: "10.51.0.1/24",
+                mac: "52:54:00:d0:0a:01",
+            },
+            Nic {
+                name: "ic1",
+                bridge: "br-ic1",
+                addr: "10.52.0.1/24",
+                mac: "52:54:00:d0:0a:02",
+            },
+        ],
+    },
+    VmSpec {
+        name: "B",
+        controller: true,
+        nics: &[
+            Nic {
+                name: "fe0",
+                bridge: "br-fe",
+                addr: "10.50.0.12/24",
+                mac: "52:54:00:d0:0b:00",
+            },
+            Nic {
+                name: "ic0",
+                bridge: "br-ic0",
+                addr: "10.51.0.2/24",
+                mac: "52:54:00:d0:0b:01",
+            },
+            Nic {
+                name: "ic1",
+                bridge: "br-ic1",
+                addr: "10.52.0.2/24",
+                mac: "52:54:00:d0:0b:02",
+            },
+        ],
+    },
+    VmSpec {
+        name: "H",
+        controller: false,
+        nics: &[Nic {
+            name: "fe0",
+            bridge: "br-fe",
+            addr: "10.50.0.20/24",
+            mac: "52:54:00:d0:0c:00",
+        }],
+    },
+];
+
+/// Bridges of the lab namespace.
+const BRIDGES: &[&str] = &["br-fe", "br-ic0", "br-ic1"];
+/// Shelf disks shared by A and B (the heartbeat area lives on them too).
+pub const SHELF: &[&str] = &["shelf0", "shelf1", "shelf2", "shelf3"];
+/// Size of each shelf disk (sparse).
+const SHELF_BYTES: u64 = 2 << 30;
+/// Interconnect port of the Duplex peer link.
+const PEER_PORT: u16 = 7400;
+
+/// Looks a VM up by name (case-insensitive).
+pub fn vm_spec(name: &str) -> Result<&'static VmSpec, LabError> {
+    VMS.iter()
+        .find(|v| v.name.eq_ignore_ascii_case(name))
+        .ok_or_else(|| LabError::UnknownVm(name.to_string()))
+}
+
+fn addr_only(cidr: &str) -> &str {
+    cidr.split('/').next().unwrap_or(cidr)
+}
+
+/// Recorded facts about one running VM.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VmState {
+    /// QEMU's pid.
+    pub pid: u32,
+    /// The full QEMU command (to start it again after `kill`).
+    pub argv: Vec<String>,
+}
+
+/// What `up` recorded in the run folder.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct State {
+    /// Network namespace of this lab.
+    pub ns: String,
+    /// Running VMs by name.
+    pub vms: BTreeMap<String, VmState>,
+    /// Seconds from the first QEMU start until every agent answered.
+    pub boot_seconds: Option<f64>,
+    /// Image folder used.
+    pub images: String,
+}
+
+/// Where the lab keeps its files.
+#[derive(Debug, Clone)]
+pub struct Lab {
+    /// tests/lab in the source tree.
+    pub lab_dir: PathBuf,
+    /// Per-run files: overlays, sockets, logs, state.
+    pub run_dir: PathBuf,
+    /// Folder with the Duplex binaries to install.
+    pub bin_dir: PathBuf,
+    /// The repository root.
+    pub repo: PathBuf,
+}
+
+impl Lab {
+    /// Resolves the folders from the environment and the build location.
+    pub fn from_env() -> Self {
+        let lab_dir = std::env::var_os("DUPLEX_LAB_DIR")
+            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+        let run_dir =
+            std::env::var_os("DUPLEX_LAB_RUN").map_or_else(|| lab_dir.join("run"), PathBuf::from);
+        let repo = lab_dir
+            .parent()
+            .and_then(Path::parent)
+            .map_or_else(|| lab_dir.clone(), Path::to_path_buf);
+        // Default: the folder this binary was built into, where cargo also
+        // put the Duplex daemons of the same profile.
+        let bin_dir = std::env::var_os("DUPLEX_LAB_BIN_DIR").map_or_else(
+            || {
+                std::env::current_exe()
+                    .ok()
+                    .and_then(|p| p.parent().map(Path::to_path_buf))
+                    .unwrap_or_else(|| repo.join("target/debug"))
+            },
+            PathBuf::from,
+        );
+        Self {
+            lab_dir,
+            run_dir,
+            bin_dir,
+            repo,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.run_dir.join(name)
+    }
+
+    /// The QMP socket of a VM.
+    pub fn qmp_sock(&self, vm: &str) -> PathBuf {
+        self.path(&format!("{vm}.qmp"))
+    }
+    /// The agent socket of a VM.
+    pub fn agent_sock(&self, vm: &str) -> PathBuf {
+        self.path(&format!("{vm}.agent"))
+    }
+    /// The serial console socket of a VM.
+    pub fn console_sock(&self, vm: &str) -> PathBuf {
+        self.path(&format!("{vm}.console"))
+    }
+    /// The serial console log of a VM.
+    pub fn console_log(&self, vm: &str) -> PathBuf {
+        self.path(&format!("{vm}.console.log"))
+    }
+
+    /// Namespace name, unique per run folder so two clones do not collide.
+    pub fn ns_name(&self) -> String {
+        let h = crate::verify::checksum(self.run_dir.as_os_str().as_encoded_bytes());
+        format!("dlab-{:08x}", h & 0xffff_ffff)
+    }
+
+    /// Reads the recorded state; `None` when nothing is recorded.
+    pub fn load(&self) -> Result<Option<State>, LabError> {
+        let p = self.path("state.json");
+        match fs::read(&p) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| LabError::State(format!("{}: {e}", p.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("read", &p)(e)),
+        }
+    }
+
+    fn save(&self, st: &State) -> Result<(), LabError> {
+        let p = self.path("state.json");
+        let b = serde_json::to_vec_pretty(st).map_err(|e| LabError::State(e.to_string()))?;
+        fs::write(&p, b).map_err(io_err("write", &p))
+    }
+
+    /// The recorded state, or `NotUp`.
+    pub fn state(&self) -> Result<State, LabError> {
+        self.load()?.ok_or(LabError::NotUp)
+    }
+}
+
+fn ip(args: &[&str]) -> Result<cmd::Output, LabError> {
+    let mut v = vec!["ip"];
+    v.extend_from_slice(args);
+    Ok(cmd::run(&cmd::argv(&v), Duration::from_secs(20))?)
+}
+
+/// Finds or builds the images; returns their folder.
+pub fn ensure_images(lab: &Lab) -> Result<PathBuf, LabError> {
+    if let Some(d) = std::env::var_os("DUPLEX_LAB_IMAGES") {
+        return Ok(PathBuf::from(d));
+    }
+    let script = lab.lab_dir.join("images.sh");
+    info!("building or reusing images with {}", script.display());
+    let o = cmd::run(&[script.display().to_string()], Duration::from_secs(1800))?;
+    let dir = o
+        .stdout
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    if dir.is_empty() {
+        return Err(LabError::Images(format!(
+            "images.sh printed no folder: {}",
+            o.stderr
+        )));
+    }
+    Ok(PathBuf::from(dir))
+}
+
+/// True when `pid` is alive and is a QEMU process (guards against reuse).
+pub fn pid_is_qemu(pid: u32) -> bool {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).contains("qemu-system"))
+        .unwrap_or(false)
+}
+
+fn kill_pid(pid: u32, signal: &str) {
+    if pid_is_qemu(pid) {
+        let argv = cmd::argv(&["kill", signal, &pid.to_string()]);
+        if let Err(e) = cmd::run_any(&argv, Duration::from_secs(5)) {
+            warn!("kill {signal} {pid}: {e}");
+        }
+    }
+}
+
+/// Stops every recorded VM and deletes the namespace; never fails on a
+/// half-built lab, reports what it could not clean.
+pub fn down(lab: &Lab) -> Result<(), LabError> {
+    let st = lab.load().unwrap_or_default().unwrap_or_default();
+    for (name, vm) in &st.vms {
+        if pid_is_qemu(vm.pid) {
+            // A clean quit first (closes files), then force.
+            let _ = qmp::one(&lab.qmp_sock(name), "quit", None);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while st.vms.values().any(|v| pid_is_qemu(v.pid)) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    for vm in st.vms.values() {
+        kill_pid(vm.pid, "-KILL");
+    }
+    // Pid files of a failed start that never reached the state file.
+    for v in VMS {
+        if let Ok(s) = fs::read_to_string(lab.path(&format!("{}.pid", v.name))) {
+            if let Ok(pid) = s.trim().parse::<u32>() {
+                kill_pid(pid, "-KILL");
+            }
+        }
+    }
+    let ns = if st.ns.is_empty() {
+        lab.ns_name()
+    } else {
+        st.ns.clone()
+    };
+    let list = ip(&["netns", "list"])?;
+    if list
+        .stdout
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(ns.as_str()))
+    {
+        ip(&["netns", "del", &ns])?;
+    }
+    // Big per-run files go; logs stay for post-mortems.
+    if let Ok(rd) = fs::read_dir(&lab.run_dir) {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let keep = n.ends_with(".log") || n.ends_with(".json") && n != "state.json";
+            if !keep && e.path().is_file()
+                || n.ends_with(".qmp")
+                || n.ends_with(".agent")
+                || n.ends_with(".console")
+            {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+    let _ = fs::remove_dir_all(lab.path("payload"));
+    Ok(())
+}
+
+fn setup_net(ns: &str) -> Result<(), LabError> {
+    ip(&["netns", "add", ns])?;
+    ip(&["-n", ns, "link", "set", "lo", "up"])?;
+    for br in BRIDGES {
+        ip(&[
+            "-n",
+            ns,
+            "link",
+            "add",
+            br,
+            "type",
+            "bridge",
+            "stp_state",
+            "0",
+            "forward_delay",
+            "0",
+        ])?;
+        ip(&["-n", ns, "link", "set", br, "up"])?;
+    }
+    for v in VMS {
+        for n in v.nics {
+            let tap = format!("t{}-{}", v.name, n.name);
+            ip(&["-n", ns, "tuntap", "add", "dev", &tap, "mode", "tap"])?;
+            ip(&["-n", ns, "link", "set", &tap, "master", n.bridge])?;
+            ip(&["-n", ns, "link", "set", &tap, "up"])?;
+        }
+    }
+    Ok(())
+}
+
+fn copy_dir(src: &Path, dst: &Path) -> Result<(), LabError> {
+    fs::create_dir_all(dst).map_err(io_err("mkdir", dst))?;
+    let Ok(rd) = fs::read_dir(src) else {
+        return Ok(());
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_file() {
+            let to = dst.join(e.file_name());
+            fs::copy(&p, &to).map_err(io_err("copy", &p))?;
+        }
+    }
+    Ok(())
+}
+
+fn random_hex(bytes: usize) -> Result<String, LabError> {
+    let p = Path::new("/dev/urandom");
+    let mut buf = vec![0u8; bytes];
+    let mut f = fs::File::open(p).map_err(io_err("open", p))?;
+    std::io::Read::read_exact(&mut f, &mut buf).map_err(io_err("read", p))?;
+    Ok(buf.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    }))
+}
+
+/// The Duplex configuration of one controller.
+pub fn duplex_toml(me: &VmSpec, peer: &VmSpec) -> String {
+    let ic = |v: &VmSpec| -> Vec<String> {
+        v.nics
+            .iter()
+            .filter(|n| n.name.starts_with("ic"))
+            .map(|n| format!("\"{}:{PEER_PORT}\"", addr_only(n.addr)))
+            .collect()
+    };
+    format!(
+        "controller_id = \"{}\"\nsocket_dir = \"/run/duplex\"\nstate_dir = \"/var/lib/duplex\"\n\n\
+         [peer]\ncontroller_id = \"{}\"\nlisten = [{}]\naddresses = [{}]\n\
+         secret_file = \"/etc/duplex/cluster.secret\"\n",
+        me.name,
+        peer.name,
+        ic(me).join(", "),
+        ic(peer).join(", ")
+    )
+}
+
+/// Is this a binary to ship into the guests?
+fn shipped(name: &str) -> bool {
+    (name.starts_with("duplex-") || name == "duplexctl")
+        && name != "duplex-lab"
+        && !name.contains('.')
+}
+
+/// Builds the payload disk: binaries, units, per-role config, fixtures.
+fn build_payload(lab: &Lab) -> Result<PathBuf, LabError> {
+    let dir = lab.path("payload");
+    let _ = fs::remove_dir_all(&dir);
+    let bin = dir.join("bin");
+    fs::create_dir_all(&bin).map_err(io_err("mkdir", &bin))?;
+    let rd = fs::read_dir(&lab.bin_dir).map_err(io_err("read binaries", &lab.bin_dir))?;
+    let mut shipped_names = Vec::new();
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let p = e.path();
+        if !p.is_file() || !shipped(&name) {
+            continue;
+        }
+        let to = bin.join(&name);
+        // Debug info is most of a debug binary; the guests do not need it.
+        let strip = cmd::argv(&[
+            "strip",
+            "--strip-debug",
+            "-o",
+            &to.display().to_string(),
+            &p.display().to_string(),
+        ]);
+        if cmd::run(&strip, Duration::from_secs(60)).is_err() {
+            fs::copy(&p, &to).map_err(io_err("copy", &p))?;
+        }
+        shipped_names.push(name);
+    }
+    if !shipped_names.iter().any(|n| n == "duplex-lab-agent") {
+        return Err(LabError::Images(format!(
+            "no duplex-lab-agent in {} (build the workspace binaries first)",
+            lab.bin_dir.display()
+        )));
+    }
+    info!("payload binaries: {}", shipped_names.join(" "));
+    copy_dir(&lab.repo.join("systemd"), &dir.join("systemd"))?;
+    copy_dir(&lab.repo.join("host-config"), &dir.join("host-config"))?;
+    copy_dir(&lab.lab_dir.join("fixture"), &dir.join("fixture"))?;
+    let inst = lab.lab_dir.join("payload/install.sh");
+    fs::copy(&inst, dir.join("install.sh")).map_err(io_err("copy", &inst))?;
+    let secret = dir.join("cluster.secret");
+    fs::write(&secret, random_hex(32)?).map_err(io_err("write", &secret))?;
+    for v in VMS {
+        let rdir = dir.join("roles").join(v.name);
+        fs::create_dir_all(&rdir).map_err(io_err("mkdir", &rdir))?;
+        let mut net = String::new();
+        for n in v.nics {
+            let _ = writeln!(net, "{} {} {}", n.mac, n.name, n.addr);
+        }
+        fs::write(rdir.join("net"), net).map_err(io_err("write", &rdir))?;
+        if v.controller {
+            let peer = VMS
+                .iter()
+                .find(|p| p.controller && p.name != v.name)
+                .ok_or_else(|| LabError::State("topology has one controller".into()))?;
+            fs::write(rdir.join("duplex.toml"), duplex_toml(v, peer))
+                .map_err(io_err("write", &rdir))?;
+        }
+    }
+    let img = lab.path("payload.img");
+    let du = cmd::run(
+        &cmd::argv(&["du", "-sm", &dir.display().to_string()]),
+        Duration::from_secs(30),
+    )?;
+    let mb: u64 = du
+        .stdout
+        .split_whitespace()
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(512);
+    let size = format!("{}M", mb + mb / 4 + 32);
+    cmd::run(
+        &cmd::argv(&[
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-L",
+            "payload",
+            "-d",
+            &dir.display().to_string(),
+            &img.display().to_string(),
+            &size,
+        ]),
+        Duration::from_secs(120),
+    )?;
+    Ok(img)
+}
+
+fn qemu_argv(lab: &Lab, images: &Path, v: &VmSpec, ns: &str) -> Vec<String> {
+    let p = |n: &str| lab.path(n).display().to_string();
+    let mut a: Vec<String> = cmd::argv(&["ip", "netns", "exec", ns, "qemu-system-x86_64"]);
+    let mut push = |parts: &[&str]| a.extend(parts.iter().map(|s| (*s).to_string()));
+    let name = v.name;
+    push(&["-name", &format!("duplex-lab-{name}")]);
+    push(&[
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-vga",
+        "none",
+    ]);
+    // TCG: KVM does not work here; tb-size keeps RSS near 530 MiB (LAB.md).
+    push(&[
+        "-accel",
+        "tcg,tb-size=256",
+        "-cpu",
+        "max",
+        "-smp",
+        "1",
+        "-m",
+        "768",
+    ]);
+    push(&["-kernel", &images.join("vmlinuz").display().to_string()]);
+    push(&["-initrd", &images.join("initrd.img").display().to_string()]);
+    push(&[
+        "-append",
+        &format!(
+            "console=ttyS0,115200 panic=-1 net.ifnames=0 mitigations=off quiet duplex_lab.role={name}"
+        ),
+    ]);
+    push(&[
+        "-drive",
+        &format!(
+            "file={},if=none,id=root,format=qcow2,cache=unsafe",
+            p(&format!("{name}.qcow2"))
+        ),
+    ]);
+    push(&["-device", "virtio-blk-pci,drive=root,serial=root"]);
+    push(&[
+        "-drive",
+        &format!(
+            "file={},if=none,id=payload,format=raw,readonly=on",
+            p("payload.img")
+        ),
+    ]);
+    push(&["-device", "virtio-blk-pci,drive=payload,serial=payload"]);
+    if v.controller {
+        for s in SHELF {
+            // One raw file opened by both controllers: no locking, no host
+            // cache, so O_DIRECT on one is seen by the other (LAB.md).
+            push(&[
+                "-drive",
+                &format!(
+                    "file={},if=none,id={s},format=raw,file.locking=off,cache=none,aio=threads",
+                    p(&format!("{s}.img"))
+                ),
+            ]);
+            push(&[
+                "-device",
+                &format!("virtio-blk-pci,drive={s},share-rw=on,serial={s}"),
+            ]);
+        }
+    }
+    for n in v.nics {
+        push(&[
+            "-netdev",
+            &format!(
+                "tap,id=n-{},ifname=t{}-{},script=no,downscript=no",
+                n.name, name, n.name
+            ),
+        ]);
+        push(&[
+            "-device",
+            &format!(
+                "virtio-net-pci,id={},netdev=n-{},mac={}",
+                n.name, n.name, n.mac
+            ),
+        ]);
+    }
+    push(&[
+        "-chardev",
+        &format!(
+            "socket,id=qmp,path={},server=on,wait=off",
+            p(&format!("{name}.qmp"))
+        ),
+    ]);
+    push(&["-mon", "chardev=qmp,mode=control"]);
+    push(&[
+        "-chardev",
+        &format!(
+            "socket,id=con,path={},server=on,wait=off,logfile={},logappend=on",
+            p(&format!("{name}.console")),
+            p(&format!("{name}.console.log"))
+        ),
+    ]);
+    push(&["-serial", "chardev:con"]);
+    push(&["-device", "virtio-serial-pci,id=vser"]);
+    push(&[
+        "-chardev",
+        &format!(
+            "socket,id=agent,path={},server=on,wait=off",
+            p(&format!("{name}.agent"))
+        ),
+    ]);
+    push(&[
+        "-device",
+        &format!(
+            "virtserialport,bus=vser.0,chardev=agent,name={}",
+            agent::PORT_NAME
+        ),
+    ]);
+    push(&["-pidfile", &p(&format!("{name}.pid")), "-daemonize"]);
+    a
+}
+
+/// Starts one VM's QEMU (daemonized) and returns its pid.
+pub fn start_vm(lab: &Lab, name: &str, argv: &[String]) -> Result<u32, LabError> {
+    let pidfile = lab.path(&format!("{name}.pid"));
+    let _ = fs::remove_file(&pidfile);
+    cmd::run(argv, Duration::from_secs(60))?;
+    let s = fs::read_to_string(&pidfile).map_err(io_err("read pid file", &pidfile))?;
+    s.trim()
+        .parse()
+        .map_err(|_| LabError::State(format!("bad pid file {}", pidfile.display())))
+}
+
+/// Waits for the agents of `names` in parallel; returns the slowest time.
+pub fn wait_agents(lab: &Lab, names: &[&str], within: Duration) -> Result<f64, LabError> {
+    let t0 = Instant::now();
+    let handles: Vec<_> = names
+        .iter()
+        .map(|n| {
+            let sock = lab.agent_sock(n);
+            let n = (*n).to_string();
+            thread::spawn(move || (n, agent::wait_ready(&sock, within)))
+        })
+        .collect();
+    for h in handles {
+        let (n, r) = h
+            .join()
+            .map_err(|_| LabError::State("agent wait thread panicked".into()))?;
+        r.map_err(|e| LabError::Boot {
+            vm: n.clone(),
+            detail: e.to_string(),
+        })?;
+    }
+    Ok(t0.elapsed().as_secs_f64())
+}
+
+/// Boots the whole lab. On failure everything started is torn down.
+pub fn up(lab: &Lab) -> Result<State, LabError> {
+    // A stale lab from an earlier run is cleaned, never reused.
+    down(lab)?;
+    let images = ensure_images(lab)?;
+    fs::create_dir_all(&lab.run_dir).map_err(io_err("mkdir", &lab.run_dir))?;
+    let r = up_inner(lab, &images);
+    if r.is_err() {
+        for v in VMS {
+            let log = lab.console_log(v.name);
+            if let Ok(s) = fs::read_to_string(&log) {
+                let tail: Vec<&str> = s.lines().rev().take(15).collect();
+                warn!(
+                    "console of {} (last lines):\n{}",
+                    v.name,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+        }
+        if let Err(e) = down(lab) {
+            warn!("teardown after failed up: {e}");
+        }
+    }
+    r
+}
+
+fn up_inner(lab: &Lab, images: &Path) -> Result<State, LabError> {
+    let ns = lab.ns_name();
+    let mut st = State {
+        ns: ns.clone(),
+        images: images.display().to_string(),
+        ..State::default()
+    };
+    lab.save(&st)?;
+    for v in VMS {
+        let _ = fs::remove_file(lab.console_log(v.name));
+    }
+    for s in SHELF {
+        let p = lab.path(&format!("{s}.img"));
+        let f = fs::File::create(&p).map_err(io_err("create", &p))?;
+        f.set_len(SHELF_BYTES).map_err(io_err("size", &p))?;
+    }
+    build_payload(lab)?;
+    let base = images.join("base.img");
+    for v in VMS {
+        let ov = lab.path(&format!("{}.qcow2", v.name));
+        cmd::run(
+            &cmd::argv(&[
+                "qemu-img",
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-F",
+                "raw",
+                "-b",
+                &base.display().to_string(),
+                &ov.display().to_string(),
+            ]),
+            Duration::from_secs(30),
+        )?;
+    }
+    setup_net(&ns)?;
+    let t0 = Instant::now();
+    for v in VMS {
+        let argv = qemu_argv(lab, images, v, &ns);
+        let pid = start_vm(lab, v.name, &argv)?;
+        st.vms.insert(v.name.to_string(), VmState { pid, argv });
+        lab.save(&st)?;
+    }
+    let names: Vec<&str> = VMS.iter().map(|v| v.name).collect();
+    wait_agents(lab, &names, Duration::from_secs(300))?;
+    st.boot_seconds = Some((t0.elapsed().as_secs_f64() * 10.0).round() / 10.0);
+    lab.save(&st)?;
+    Ok(st)
+}
+
+/// Runs a command in a VM through its agent.
+pub fn exec(
+    lab: &Lab,
+    vm: &str,
+    argv: &[String],
+    timeout: Duration,
+) -> Result<agent::Response, LabError> {
+    let v = vm_spec(vm)?;
+    agent::exec(&lab.agent_sock(v.name), argv, timeout).map_err(|source| LabError::Agent {
+        vm: v.name.to_string(),
+        source,
+    })
+}
+
+/// Runs a command in a VM and requires exit status 0; returns stdout.
+pub fn exec_ok(lab: &Lab, vm: &str, argv: &[&str], timeout: Duration) -> Result<String, LabError> {
+    let argv = cmd::argv(argv);
+    let r = exec(lab, vm, &argv, timeout)?;
+    if r.code == Some(0) {
+        Ok(r.stdout)
+    } else {
+        Err(LabError::Boot {
+            vm: vm.to_string(),
+            detail: format!(
+                "{argv:?} exited {:?}{}: {}{}",
+                r.code,
+                if r.timed_out { " (timed out)" } else { "" },
+                r.stdout,
+                r.stderr
+            ),
+        })
+    }
+}
+
+/// One line per VM: process, QMP run state, agent.
+pub fn status(lab: &Lab) -> Result<String, LabError> {
+    let st = lab.state()?;
+    let mut out = format!(
+        "namespace {}  boot {:?} s  images {}\n",
+        st.ns, st.boot_seconds, st.images
+    );
+    for (name, vm) in &st.vms {
+        let alive = pid_is_qemu(vm.pid);
+        let run = if alive {
+            qmp::one(&lab.qmp_sock(name), "query-status", None)
+                .map(|v| {
+                    v.get("status")
+                        .and_then(|s| s.as_str())
+                        .unwrap_or("?")
+                        .to_string()
+                })
+                .unwrap_or_else(|e| format!("qmp error: {e}"))
+        } else {
+            "-".into()
+        };
+        let agent = if alive && run == "running" {
+            match agent::exec(
+                &lab.agent_sock(name),
+                &["true".to_string()],
+                Duration::from_secs(3),
+            ) {
+                Ok(_) => "agent ok",
+                Err(_) => "agent silent",
+            }
+        } else {
+            "agent -"
+        };
+        let _ = writeln!(
+            out,
+            "{name}: pid {} {}  {run}  {agent}",
+            vm.pid,
+            if alive { "alive" } else { "dead" }
+        );
+    }
+    Ok(out)
+}
+
+/// BMC operations on one VM.
+#[derive(Debug, Clone, Copy)]
+pub enum Power {
+    /// Pull the plug: SIGKILL the QEMU process.
+    Kill,
+    /// Pause the vCPU (the guest hangs, its disks and NICs stay).
+    Freeze,
+    /// Resume after `Freeze`.
+    Thaw,
+    /// Hardware reset (the guest reboots, its overlay is kept).
+    Reset,
+    /// Start a killed VM again from its overlay.
+    Start,
+}
+
+/// Applies a BMC operation to `vm`.
+pub fn power(lab: &Lab, vm: &str, op: Power) -> Result<(), LabError> {
+    let v = vm_spec(vm)?;
+    let mut st = lab.state()?;
+    let rec = st.vms.get(v.name).cloned().ok_or(LabError::NotUp)?;
+    let q = lab.qmp_sock(v.name);
+    match op {
+        Power::Kill => kill_pid(rec.pid, "-KILL"),
+        Power::Freeze => {
+            qmp::one(&q, "stop", None)?;
+        }
+        Power::Thaw => {
+            qmp::one(&q, "cont", None)?;
+        }
+        Power::Reset => {
+            qmp::one(&q, "system_reset", None)?;
+        }
+        Power::Start => {
+            if pid_is_qemu(rec.pid) {
+                return Ok(());
+            }
+            let pid = start_vm(lab, v.name, &rec.argv)?;
+            st.vms.insert(
+                v.name.to_string(),
+                VmState {
+                    pid,
+                    argv: rec.argv,
+                },
+            );
+            lab.save(&st)?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets a NIC's link state (`ic0`, `ic1`, `fe0`) as a cable pull would.
+pub fn link(lab: &Lab, vm: &str, nic: &str, up: bool) -> Result<(), LabError> {
+    let v = vm_spec(vm)?;
+    if !v.nics.iter().any(|n| n.name == nic) {
+        return Err(LabError::UnknownLink {
+            vm: v.name.into(),
+            link: nic.into(),
+        });
+    }
+    qmp::one(
+        &lab.qmp_sock(v.name),
+        "set_link",
+        Some(json!({ "name": nic, "up": up })),
+    )?;
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! The Duplex lab: two controllers (A, B) sharing a disk shelf and a
+//! multipath host (H), as QEMU guests in a private network namespace.
+//!
+//! Architecture invariant: every host command goes through [`cmd`] (argument
+//! vector, timeout); every wait is bounded; guests are reached only through
+//! their QMP socket ([`qmp`]) and the guest agent ([`agent`]).
+
+pub mod agent;
+pub mod cmd;
+pub mod demo;
+pub mod lab;
+pub mod qmp;
+pub mod scenario;
+pub mod verify;

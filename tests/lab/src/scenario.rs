@@ -1,0 +1,181 @@
+//! Scenarios: boot, act, measure, print figures as JSON.
+
+use crate::demo;
+use crate::lab::{self, Lab, LabError};
+use serde_json::{json, Value};
+use std::thread;
+use std::time::{Duration, Instant};
+use tracing::info;
+
+/// Names of the scenarios `duplex-lab scenario` knows.
+pub const NAMES: &[&str] = &["smoke"];
+
+/// Outcome of a scenario: figures and whether every check held.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The figures (printed as JSON).
+    pub report: Value,
+    /// True when every check passed.
+    pub ok: bool,
+}
+
+struct Checks {
+    list: Vec<Value>,
+    ok: bool,
+}
+
+impl Checks {
+    fn new() -> Self {
+        Self {
+            list: Vec::new(),
+            ok: true,
+        }
+    }
+    fn check(&mut self, name: &str, pass: bool, detail: String) {
+        if !pass {
+            self.ok = false;
+        }
+        info!(
+            "check {name}: {} ({detail})",
+            if pass { "ok" } else { "FAILED" }
+        );
+        self.list
+            .push(json!({ "check": name, "ok": pass, "detail": detail }));
+    }
+}
+
+fn figures(v: &Value, name: &str) -> Value {
+    let dev = v.get("devices").and_then(Value::as_array).and_then(|ds| {
+        ds.iter()
+            .find(|d| d.get("name").and_then(Value::as_str) == Some(name))
+    });
+    match dev {
+        Some(d) => json!({
+            "pause_ms": d.get("max_gap_ms"),
+            "pause_at_s": d.get("max_gap_at_s"),
+            "iops": d.get("iops"),
+            "writes_acked": d.get("writes_acked"),
+            "errors": d.get("write_errors"),
+            "verify_ok": d.pointer("/verify/ok"),
+            "verified_blocks": d.pointer("/verify/intact"),
+            "ok": d.get("ok"),
+        }),
+        None => Value::Null,
+    }
+}
+
+/// `smoke`: boot, the demo volumes, the expected host view, a planned
+/// make-before-break flip A -> B under verified writes. The caller tears
+/// the lab down.
+pub fn smoke(lab: &Lab) -> Result<Outcome, LabError> {
+    let mut c = Checks::new();
+    let st = lab::up(lab)?;
+    let boot = st.boot_seconds;
+    info!("lab up in {boot:?} s");
+    let t = Instant::now();
+    let facts = demo::setup(lab)?;
+    let setup_s = t.elapsed().as_secs_f64();
+    let maps = demo::mpath_maps(lab)?;
+    let groups = maps.first().map_or(0, |m| m.groups.len());
+    let paths: usize = maps
+        .first()
+        .map_or(0, |m| m.groups.iter().map(|g| g.paths.len()).sum());
+    c.check(
+        "iscsi_one_multipath_device_two_groups",
+        maps.len() == 1 && facts.iscsi_devs.len() == 1 && groups == 2 && paths == 2,
+        format!("{} maps, {groups} path groups, {paths} paths", maps.len()),
+    );
+    let live = facts
+        .nvme_paths
+        .iter()
+        .filter(|p| p.state == "live")
+        .count();
+    c.check(
+        "nvme_one_namespace_two_paths",
+        facts.nvme_devs.len() == 1 && live == 2,
+        format!("{} namespaces, {live} live paths", facts.nvme_devs.len()),
+    );
+    let opt_on = |f: &demo::HostFacts, addr: &str| {
+        f.nvme_paths
+            .iter()
+            .any(|p| p.addr == addr && p.ana == "optimized")
+    };
+    c.check(
+        "nvme_optimized_on_A_before",
+        opt_on(&facts, "10.50.0.11") && !opt_on(&facts, "10.50.0.12"),
+        format!("{:?}", facts.nvme_paths),
+    );
+    if !c.ok {
+        print!("{}", demo::report(lab));
+        return Ok(Outcome {
+            report: json!({ "scenario": "smoke", "ok": false, "boot_seconds": boot, "checks": c.list }),
+            ok: false,
+        });
+    }
+
+    // Verified writes on both devices; the flip happens in the middle.
+    let seconds = 16;
+    let flip_after = Duration::from_secs(6);
+    let vlab = lab.clone();
+    let vfacts = facts.clone();
+    let t_io = Instant::now();
+    let writer = thread::spawn(move || demo::verify(&vlab, &vfacts, seconds));
+    thread::sleep(flip_after);
+    let flip_at = t_io.elapsed().as_secs_f64();
+    let flip = demo::flip(lab, "A", "B");
+    let v = writer
+        .join()
+        .map_err(|_| LabError::State("verify thread panicked".into()))??;
+    let (b_active_s, flip_s) = flip?;
+    let after = demo::host_facts(lab)?;
+    c.check(
+        "nvme_optimized_on_B_after",
+        opt_on(&after, "10.50.0.12") && !opt_on(&after, "10.50.0.11"),
+        format!("{:?}", after.nvme_paths),
+    );
+    let maps_after = demo::mpath_maps(lab)?;
+    let active_pri = maps_after
+        .first()
+        .and_then(|m| m.groups.iter().find(|g| g.dm_st == "active"))
+        .map_or(-1, |g| g.pri);
+    c.check(
+        "iscsi_active_group_optimized_after",
+        active_pri == 50,
+        format!("active group priority {active_pri}"),
+    );
+    let iscsi = figures(&v, "iscsi");
+    let nvme = figures(&v, "nvme");
+    for (name, f) in [("iscsi", &iscsi), ("nvme", &nvme)] {
+        c.check(
+            &format!("{name}_no_errors_and_verified"),
+            f.get("ok").and_then(Value::as_bool) == Some(true),
+            f.to_string(),
+        );
+    }
+    print!("{}", demo::report(lab));
+    let build = std::env::var("DUPLEX_LAB_BUILD_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok());
+    let images = std::env::var("DUPLEX_LAB_IMAGES_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok());
+    let report = json!({
+        "scenario": "smoke",
+        "ok": c.ok,
+        "build_seconds": build,
+        "images_seconds": images,
+        "boot_seconds": boot,
+        "demo_setup_seconds": (setup_s * 10.0).round() / 10.0,
+        "flip": {
+            "kind": "planned make-before-break A -> B (ALUA + ANA)",
+            "at_s": (flip_at * 1000.0).round() / 1000.0,
+            "b_optimized_after_s": (b_active_s * 1000.0).round() / 1000.0,
+            "done_after_s": (flip_s * 1000.0).round() / 1000.0,
+        },
+        "write_seconds": seconds,
+        "iscsi": iscsi,
+        "nvme": nvme,
+        "checks": c.list,
+    });
+    Ok(Outcome { report, ok: c.ok })
+}
