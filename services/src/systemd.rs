@@ -27,10 +27,17 @@ fn notify(state: &[sd_notify::NotifyState]) {
     }
 }
 
-/// The watchdog interval systemd asked for, if any.
+/// The watchdog interval systemd asked for, if any. As in libsystemd's
+/// `sd_watchdog_enabled`: `WATCHDOG_USEC` enables it, and a `WATCHDOG_PID`
+/// naming another process disables it.
 pub fn watchdog_interval() -> Option<Duration> {
-    let mut usec = 0u64;
-    sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec))
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
+    }
+    (usec > 0).then(|| Duration::from_micros(usec))
 }
 
 /// Pings the systemd watchdog at half its interval while `alive()` says the

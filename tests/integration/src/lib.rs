@@ -142,6 +142,18 @@ impl Node {
     }
 
     fn spawn(&self, label: &str, program: PathBuf, args: &[&str]) -> Proc {
+        self.spawn_env(label, program, args, &[])
+    }
+
+    /// Starts a workspace binary with extra environment variables, without
+    /// waiting for anything.
+    pub fn spawn_env(
+        &self,
+        label: &str,
+        program: PathBuf,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Proc {
         let log = self.dir.path().join(format!("{label}.log"));
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -154,6 +166,7 @@ impl Node {
             .env("PATH", "/usr/bin:/bin")
             .env("DUPLEX_CONFIG", &self.config)
             .env("DUPLEX_LOG", "debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
