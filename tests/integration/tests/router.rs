@@ -63,6 +63,41 @@ async fn routes_by_namespace_and_real_daemons_register() {
             "{name} not up in:\n{out}"
         );
     }
+    // duplexctl events prints what is published.
+    let events = node.spawn_env(
+        "events",
+        duplex_integration_tests::bin("duplexctl"),
+        &["--json", "events", "alpha.*", "--count", "1"],
+        &[],
+    );
+    let mut published = false;
+    for _ in 0..100 {
+        c.call(
+            "alpha.publish",
+            json!({"topic": "alpha.shown", "data": {"z": 1}}),
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if events.log_text().contains("alpha.shown") {
+            published = true;
+            break;
+        }
+    }
+    assert!(
+        published,
+        "duplexctl events printed nothing: {}",
+        events.log_text()
+    );
+    let line = events
+        .log_text()
+        .lines()
+        .find(|l| l.contains("alpha.shown"))
+        .unwrap()
+        .to_string();
+    let ev: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(ev["data"]["z"], 1);
+
     let (code, out, _) = node.duplexctl(&["--json", "call", "alpha.echo", "{\"k\":\"v\"}"]);
     assert_eq!(code, 0);
     let v: Value = serde_json::from_str(&out).unwrap();
