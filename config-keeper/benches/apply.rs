@@ -43,10 +43,12 @@ fn report(name: &str, mut samples: Vec<Duration>) {
     );
 }
 
+/// Change `i` of a stream: 500 groups, each change flips one group's
+/// membership, so every apply is a real change (never a no-op).
 fn grp(prefix: &str, i: u64) -> serde_json::Value {
     group(
         &format!("{prefix}{}", i % 500),
-        if i % 2 == 0 { &["h1"] } else { &[] },
+        if (i / 500) % 2 == 0 { &["h1"] } else { &[] },
     )
 }
 
@@ -71,8 +73,9 @@ async fn main() {
         let mut lat = Vec::new();
         for i in 0..n {
             let t = Instant::now();
-            apply(&mut s, json!([grp("s", i)])).unwrap();
+            let r = apply(&mut s, json!([grp("s", i)])).unwrap();
             lat.push(t.elapsed());
+            assert!(r.changed);
         }
         report("store.apply (no RPC), 1 change", lat);
     }
@@ -86,10 +89,12 @@ async fn main() {
     let mut lat = Vec::new();
     for i in 0..n {
         let t = Instant::now();
-        ca.call("config.apply", json!({"changes": [grp("l", i)]}))
+        let r = ca
+            .call("config.apply", json!({"changes": [grp("l", i)]}))
             .await
             .unwrap();
         lat.push(t.elapsed());
+        assert_eq!(r["changed"], true);
     }
     report("config.apply local commit, 1 change", lat);
 
