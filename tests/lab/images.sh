@@ -137,5 +137,10 @@ echo "$kver" > "$out.tmp/kver"
 rm -rf "$out"; mv "$out.tmp" "$out"
 echo "$(( $(date +%s) - t0 ))" > "$out/build_seconds"
 touch "$out/done"
+# One image set per cache: drop the ones built from older inputs.
+for d in "$cache"/*; do
+  n=${d##*/}
+  if [ "$n" != "$key" ] && [[ "$n" =~ ^[0-9a-f]{16}$|^build- ]]; then rm -rf "$d"; fi
+done
 log "built $out in $(cat "$out/build_seconds") s"
 echo "$out"

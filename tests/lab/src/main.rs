@@ -236,7 +236,13 @@ fn run() -> Result<i32> {
                 }
             }
             let out = r?;
-            println!("{}", serde_json::to_string_pretty(&out.report)?);
+            let text = serde_json::to_string_pretty(&out.report)?;
+            // Kept by `down` (it removes only disks and sockets) for CI logs.
+            let file = lab.run_dir.join(format!("{name}.json"));
+            if let Err(e) = std::fs::write(&file, &text) {
+                eprintln!("duplex-lab: {}: {e}", file.display());
+            }
+            println!("{text}");
             return Ok(if out.ok { 0 } else { 1 });
         }
     }

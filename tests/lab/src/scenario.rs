@@ -44,15 +44,28 @@ impl Checks {
     }
 }
 
-fn figures(v: &Value, name: &str) -> Value {
+/// The longest pause whose start lies in `[from, to]` seconds of the
+/// writer's timeline (the flip), from the verifier's list of longest gaps.
+fn pause_in(dev: &Value, from: f64, to: f64) -> Option<f64> {
+    dev.get("gaps")?
+        .as_array()?
+        .iter()
+        .filter_map(|g| Some((g.get("at_s")?.as_f64()?, g.get("ms")?.as_f64()?)))
+        .filter(|(at, _)| *at >= from && *at <= to)
+        .map(|(_, ms)| ms)
+        .reduce(f64::max)
+}
+
+fn figures(v: &Value, name: &str, window: (f64, f64)) -> Value {
     let dev = v.get("devices").and_then(Value::as_array).and_then(|ds| {
         ds.iter()
             .find(|d| d.get("name").and_then(Value::as_str) == Some(name))
     });
     match dev {
         Some(d) => json!({
-            "pause_ms": d.get("max_gap_ms"),
-            "pause_at_s": d.get("max_gap_at_s"),
+            "flip_pause_ms": pause_in(d, window.0, window.1),
+            "max_gap_ms": d.get("max_gap_ms"),
+            "max_gap_at_s": d.get("max_gap_at_s"),
             "iops": d.get("iops"),
             "writes_acked": d.get("writes_acked"),
             "errors": d.get("write_errors"),
@@ -143,8 +156,12 @@ pub fn smoke(lab: &Lab) -> Result<Outcome, LabError> {
         active_pri == 50,
         format!("active group priority {active_pri}"),
     );
-    let iscsi = figures(&v, "iscsi");
-    let nvme = figures(&v, "nvme");
+    // The writer starts a little after the request (agent, exec), so the
+    // flip lies at or slightly before `flip_at` on its timeline: look from
+    // one second before until two seconds after the flip finished.
+    let window = (flip_at - 1.0, flip_at + flip_s + 2.0);
+    let iscsi = figures(&v, "iscsi", window);
+    let nvme = figures(&v, "nvme", window);
     for (name, f) in [("iscsi", &iscsi), ("nvme", &nvme)] {
         c.check(
             &format!("{name}_no_errors_and_verified"),

@@ -128,6 +128,22 @@ pub fn longest_gap(times: &mut [u64]) -> Option<(u64, u64)> {
         .max_by_key(|(gap, _)| *gap)
 }
 
+/// The `n` longest gaps between consecutive completion times (nanoseconds),
+/// longest first, as (gap, start).
+pub fn longest_gaps(times: &mut [u64], n: usize) -> Vec<(u64, u64)> {
+    times.sort_unstable();
+    let mut gaps: Vec<(u64, u64)> = times
+        .windows(2)
+        .filter_map(|w| match w {
+            [a, b] => Some((b - a, *a)),
+            _ => None,
+        })
+        .collect();
+    gaps.sort_unstable_by_key(|g| std::cmp::Reverse(g.0));
+    gaps.truncate(n);
+    gaps
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +178,7 @@ mod tests {
         let mut t = vec![30, 10, 0, 100, 110];
         assert_eq!(longest_gap(&mut t), Some((70, 30)));
         assert_eq!(longest_gap(&mut [5]), None);
+        let mut t = vec![30, 10, 0, 100, 110];
+        assert_eq!(longest_gaps(&mut t, 2), vec![(70, 30), (20, 10)]);
     }
 }

@@ -70,8 +70,16 @@ struct DeviceReport {
     max_gap_ms: f64,
     max_gap_at_s: f64,
     first_error: Option<String>,
+    /// The longest pauses, longest first, to tell an event from noise.
+    gaps: Vec<Gap>,
     verify: VerifyReport,
     ok: bool,
+}
+
+#[derive(Serialize)]
+struct Gap {
+    at_s: f64,
+    ms: f64,
 }
 
 #[derive(Serialize)]
@@ -292,6 +300,17 @@ fn main() -> Result<()> {
         let acked = u64::try_from(times.len()).unwrap_or(u64::MAX);
         let errors: u64 = logs.iter().map(|l| l.errors).sum();
         let first_error = logs.iter().find_map(|l| l.first_error.clone());
+        let gaps: Vec<Gap> = verify::longest_gaps(&mut times, 8)
+            .into_iter()
+            .map(|(g, a)| {
+                #[allow(clippy::cast_precision_loss)]
+                let (ms, at) = (g as f64 / 1e6, a as f64 / 1e9);
+                Gap {
+                    at_s: (at * 1000.0).round() / 1000.0,
+                    ms: (ms * 10.0).round() / 10.0,
+                }
+            })
+            .collect();
         let (gap, at) = verify::longest_gap(&mut times).unwrap_or((0, 0));
         let v = check(&path, run, &logs);
         #[allow(clippy::cast_precision_loss)]
@@ -308,6 +327,7 @@ fn main() -> Result<()> {
             max_gap_ms: (gap_ms * 10.0).round() / 10.0,
             max_gap_at_s: (at_s * 1000.0).round() / 1000.0,
             first_error,
+            gaps,
             verify: v,
             ok,
         });

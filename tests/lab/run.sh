@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Entry point of the Duplex lab (see tests/lab/README.md).
+#   run.sh up      host packages, binaries, images (cached), boot A/B/H, apply
+#                  the demo and print the host's view; leaves the lab running
+#   run.sh down    tear the lab down (safe to repeat)
+#   run.sh smoke   same preparation, `duplex-lab scenario smoke`, tear down (CI)
+# Environment:
+#   DUPLEX_LAB_PROFILE=release   build the binaries in release (default: debug,
+#                                which CI builds anyway for the tests)
+#   DUPLEX_LAB_CACHE=DIR         image cache (default tests/lab/cache)
+# Needs root (namespaces, taps), no stdin; works with CI=true.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+cmd="${1:-}"
+profile="${DUPLEX_LAB_PROFILE:-debug}"
+export DEBIAN_FRONTEND=noninteractive
+log() { echo "run.sh: $*" >&2; }
+
+[ "$(id -u)" = 0 ] || { log "needs root (network namespaces, tap devices)"; exit 1; }
+if ! command -v cargo >/dev/null && [ -f "$HOME/.cargo/env" ]; then
+  # shellcheck disable=SC1091
+  . "$HOME/.cargo/env"
+fi
+
+lab_bin() { echo "$repo/target/$profile/duplex-lab"; }
+
+install_packages() {
+  local need=() updated=0
+  command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+  command -v debootstrap >/dev/null || need+=(debootstrap)
+  dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+  command -v cpio >/dev/null || need+=(cpio)
+  command -v depmod >/dev/null || need+=(kmod)
+  command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+  command -v ip >/dev/null || need+=(iproute2)
+  command -v strip >/dev/null || need+=(binutils)
+  if [ ${#need[@]} -gt 0 ] || ! command -v qemu-img >/dev/null \
+     || ! apt-cache show linux-image-amd64 >/dev/null 2>&1; then
+    timeout 600 apt-get update -q >&2
+    updated=1
+  fi
+  # qemu-img must come from the same QEMU release as qemu-system-x86 (a
+  # newer qemu-utils from backports Breaks the bookworm qemu-system-common).
+  local qv
+  qv=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/{print $2}')
+  if ! command -v qemu-img >/dev/null || [[ " ${need[*]} " == *" qemu-system-x86 "* ]]; then
+    need+=("qemu-utils=$qv")
+  fi
+  if [ ${#need[@]} -gt 0 ]; then
+    [ $updated = 1 ] || timeout 600 apt-get update -q >&2
+    log "installing ${need[*]}"
+    timeout 900 apt-get install -y -q --no-install-recommends --allow-downgrades "${need[@]}" >&2
+  fi
+}
+
+build() {
+  local flag=() t0
+  [ "$profile" = release ] && flag=(--release)
+  t0=$(date +%s)
+  log "building the workspace binaries ($profile)"
+  (cd "$repo" && timeout 2400 cargo build "${flag[@]}" --bins --workspace >&2)
+  DUPLEX_LAB_BUILD_SECONDS=$(( $(date +%s) - t0 ))
+  export DUPLEX_LAB_BUILD_SECONDS
+}
+
+images() {
+  local t0
+  t0=$(date +%s)
+  DUPLEX_LAB_IMAGES=$("$here/images.sh")
+  DUPLEX_LAB_IMAGES_SECONDS=$(( $(date +%s) - t0 ))
+  export DUPLEX_LAB_IMAGES DUPLEX_LAB_IMAGES_SECONDS
+}
+
+prepare() {
+  install_packages
+  build
+  images
+  log "build ${DUPLEX_LAB_BUILD_SECONDS}s, images ${DUPLEX_LAB_IMAGES_SECONDS}s ($DUPLEX_LAB_IMAGES)"
+}
+
+case "$cmd" in
+  up)
+    prepare
+    "$(lab_bin)" up
+    "$(lab_bin)" demo || { log "demo failed; the lab is still up (run.sh down to stop it)"; exit 1; }
+    log "the lab is up: $(lab_bin) status | exec A|B|H -- CMD | down"
+    ;;
+  down)
+    if [ -x "$(lab_bin)" ]; then
+      "$(lab_bin)" down
+    else
+      log "no duplex-lab binary in target/$profile; nothing to tear down through it"
+    fi
+    ;;
+  smoke)
+    prepare
+    trap '"$(lab_bin)" down || true' EXIT
+    "$(lab_bin)" scenario smoke
+    ;;
+  *)
+    echo "usage: $0 up|down|smoke" >&2
+    exit 2
+    ;;
+esac
