@@ -326,3 +326,45 @@ fn merge_works_while_locked() {
     assert_eq!(ship(&a, &mut b), 2);
     assert_eq!(a.digest(), b.digest());
 }
+
+#[test]
+fn clear_passwords_are_hashed_and_reapply_is_a_no_op() {
+    use duplex_config_keeper::core::change::parse_changes;
+    use duplex_config_keeper::password::{hash_passwords_in, verify_password};
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = populated(dir.path(), "a");
+    let mk = || {
+        json!([up(
+            "user",
+            json!({"name": "ops", "password": "correct horse", "role": "read_only"})
+        )])
+    };
+    let mut changes = mk();
+    hash_passwords_in(&mut changes, s.config()).unwrap();
+    assert!(
+        changes.to_string().find("correct horse").is_none(),
+        "clear text must not reach the store"
+    );
+    let r = s
+        .apply(parse_changes("changes", &changes).unwrap(), &meta())
+        .unwrap();
+    assert!(r.changed);
+    let hash = s.config().users["ops"].password_hash.clone();
+    assert!(hash.starts_with("$argon2id$"));
+    assert!(verify_password("correct horse", &hash));
+    assert!(!verify_password("wrong", &hash));
+    // Same password again: the stored hash is reused, nothing changes.
+    let mut again = mk();
+    hash_passwords_in(&mut again, s.config()).unwrap();
+    let r = s
+        .apply(parse_changes("changes", &again).unwrap(), &meta())
+        .unwrap();
+    assert!(!r.changed);
+    // Too short a password names the field.
+    let mut short = json!([up(
+        "user",
+        json!({"name": "x", "password": "short", "role": "admin"})
+    )]);
+    let e = hash_passwords_in(&mut short, s.config()).unwrap_err();
+    assert_eq!(e.field, "changes[0].object.password");
+}
