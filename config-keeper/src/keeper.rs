@@ -312,7 +312,6 @@ impl Keeper {
                 "differs from origin",
             ));
         }
-        let me = Arc::clone(self);
         let (applied, versions) = self
             .with_store(move |s| -> Result<(u64, Vec<MergedNote>), RpcError> {
                 let mut versions = Vec::new();
@@ -325,7 +324,6 @@ impl Keeper {
                         versions.push((version, applied, e.action_id.clone()));
                     }
                 }
-                drop(me);
                 Ok((s.applied(&origin), versions))
             })
             .await??;
