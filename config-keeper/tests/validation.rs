@@ -199,7 +199,7 @@ fn missing_references() {
     refused(
         json!([group("g9", &["h1", "ghost"])]),
         Invalid,
-        "changes[0].object.hosts[0]",
+        "changes[0].object.hosts[1]",
         "\"ghost\" does not exist",
     );
     let mut p = pool("p9", "a", [3, 4]);
@@ -474,7 +474,7 @@ fn pools_need_shared_disks_of_their_tier() {
     refused(
         json!([d, pool("p9", "a", [5, 3])]),
         Invalid,
-        "changes[1].object.disks[1]",
+        "changes[1].object.disks[0]",
         "not seen by both",
     );
     refused(
@@ -605,5 +605,339 @@ fn batch_is_all_or_nothing() {
         Conflict,
         "changes[2].object.serial",
         "already used by volume \"v9\"",
+    );
+}
+
+#[test]
+fn cluster_rules() {
+    let mut c = cluster(1);
+    c["object"]["id"] = json!("not-a-uuid");
+    refused(json!([c]), Invalid, "changes[0].object.id", "UUID");
+    let mut c = cluster(1);
+    c["object"]["id"] = json!("6f0c8a9e-1b2c-4d3e-8f40-123456789abc");
+    refused(json!([c]), Invalid, "changes[0].object.id", "cannot change");
+    let mut c = cluster(1);
+    c["object"]["secret_ref"] = json!(" ");
+    refused(json!([c]), Invalid, "changes[0].object.secret_ref", "empty");
+    // The cluster epoch cannot fall below what ownership records carry.
+    let mut p = pool("pa", "a", [1, 2]);
+    p["object"]["owner"] = json!("b");
+    p["object"]["epoch"] = json!(2);
+    refused(
+        json!([cluster(2), p, cluster(1)]),
+        Invalid,
+        "changes[2].object.epoch",
+        "only grows",
+    );
+}
+
+#[test]
+fn controller_rules() {
+    refused(
+        json!([controller("c", 3)]),
+        Invalid,
+        "changes[0].object.id",
+        "exactly two controllers",
+    );
+    let mut c = controller("a", 1);
+    c["object"]["name"] = json!("");
+    refused(json!([c]), Invalid, "changes[0].object.name", "empty");
+    let mut c = controller("a", 1);
+    c["object"]["interconnect"] = json!([]);
+    refused(
+        json!([c]),
+        Invalid,
+        "changes[0].object.interconnect",
+        "one or two",
+    );
+    let mut c = controller("a", 1);
+    c["object"]["interconnect"] = json!(["10.10.0.1/24", "10.10.0.1/24"]);
+    refused(
+        json!([c]),
+        Invalid,
+        "changes[0].object.interconnect",
+        "listed twice",
+    );
+    let mut c = controller("a", 1);
+    c["object"]["management"] = json!("192.0.2.2/24");
+    refused(
+        json!([c]),
+        Conflict,
+        "changes[0].object.management",
+        "already used by controller \"b\"",
+    );
+    refused(
+        json!([del("controller", "b")]),
+        Conflict,
+        "changes[0]",
+        "still used by disk",
+    );
+}
+
+#[test]
+fn disk_rules() {
+    let mut d = disk(9);
+    d["object"]["wwn"] = json!("5000C50000000009");
+    refused(
+        json!([d]),
+        Invalid,
+        "changes[0].object.wwn",
+        "lowercase hex",
+    );
+    let mut d = disk(9);
+    d["object"]["serial"] = json!("");
+    refused(json!([d]), Invalid, "changes[0].object.serial", "1 to 64");
+    let mut d = disk(9);
+    d["object"]["serial"] = json!("SER1");
+    refused(
+        json!([d]),
+        Conflict,
+        "changes[0].object.serial",
+        "already disk",
+    );
+    let mut d = disk(9);
+    d["object"]["size"] = json!("0B");
+    refused(
+        json!([d]),
+        Invalid,
+        "changes[0].object.size",
+        "greater than zero",
+    );
+    let mut d = disk(9);
+    d["object"]["seen_by"] = json!(["a", "z"]);
+    refused(
+        json!([d]),
+        Invalid,
+        "changes[0].object.seen_by[1]",
+        "controller \"z\" does not exist",
+    );
+    // A disk in a pool stays shared and keeps its tier.
+    let mut d = disk(1);
+    d["object"]["seen_by"] = json!(["a"]);
+    refused(
+        json!([d]),
+        Invalid,
+        "changes[0].object.seen_by",
+        "seen by every controller",
+    );
+    let mut d = disk(1);
+    d["object"]["tier"] = json!("regular");
+    refused(
+        json!([d]),
+        Invalid,
+        "changes[0].object.tier",
+        "another tier",
+    );
+    refused(
+        json!([del("disk", &disk_wwn(1))]),
+        Conflict,
+        "changes[0]",
+        "still used by pool",
+    );
+}
+
+#[test]
+fn pool_rules() {
+    let mut p = pool("pa", "a", [1, 2]);
+    p["object"]["tier"] = json!("regular");
+    refused(
+        json!([p]),
+        Invalid,
+        "changes[0].object.tier",
+        "cannot change",
+    );
+    refused(
+        json!([pool("p9", "a", [9, 3])]),
+        Invalid,
+        "changes[0].object.disks[0]",
+        "does not exist",
+    );
+    let mut d3 = disk(3);
+    d3["object"]["tier"] = json!("regular");
+    let mut d4 = disk(4);
+    d4["object"]["tier"] = json!("regular");
+    refused(
+        json!([d3, pool("p9", "a", [3, 4])]),
+        Invalid,
+        "changes[1].object.disks[0]",
+        "is tier Regular",
+    );
+    let mut p = pool("p9", "a", [3, 4]);
+    p["object"]["home"] = json!("z");
+    refused(
+        json!([p]),
+        Invalid,
+        "changes[0].object.home",
+        "does not exist",
+    );
+    let _ = d4;
+}
+
+#[test]
+fn volume_size_and_snapshot_rules() {
+    let mut v = volume_obj("v9", "pa", 9);
+    v["size"] = json!("1000B");
+    refused(
+        json!([up("volume", v)]),
+        Invalid,
+        "changes[0].object.size",
+        "multiple of 512",
+    );
+    let mut v = volume_obj("v9", "pa", 9);
+    v["parent_snapshot"] = json!("v9");
+    refused(
+        json!([volume("v9", "pa", 9), up("volume", v)]),
+        Invalid,
+        "changes[1].object.parent_snapshot",
+        "its own parent",
+    );
+    // A parent in another pool (b's pool replicated here is enough).
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = populated(dir.path(), "a");
+    let mut p = pool("pz", "a", [3, 4]);
+    p["object"]["layout"] = json!("raid1");
+    apply(&mut s, json!([p, volume("z1", "pz", 50)])).unwrap();
+    let mut v = volume_obj("v9", "pa", 9);
+    v["parent_snapshot"] = json!("z1");
+    let e = apply(&mut s, json!([up("volume", v)])).unwrap_err();
+    assert!(
+        matches!(e, ApplyError::Invalid(ref x) if x.field == "changes[0].object.parent_snapshot" && x.reason.contains("is in pool")),
+        "{e:?}"
+    );
+    refused(
+        json!([del("volume", "v2"), volume_snap_child()]),
+        Invalid,
+        "changes[1].object.parent_snapshot",
+        "does not exist",
+    );
+}
+
+fn volume_snap_child() -> Value {
+    let mut v = volume_obj("c1", "pa", 77);
+    v["parent_snapshot"] = json!("v2");
+    up("volume", v)
+}
+
+#[test]
+fn export_protocol_field_mixups() {
+    refused(
+        json!([up(
+            "export",
+            json!({"name": "e9", "volume": "v2", "protocol": "iscsi", "lun": 3, "nsid": 3, "host_group": "g1"})
+        )]),
+        Invalid,
+        "changes[0].object.nsid",
+        "only for nvme",
+    );
+    refused(
+        json!([up(
+            "export",
+            json!({"name": "e9", "volume": "v2", "protocol": "nvme", "lun": 3, "nsid": 3, "host_group": "g1"})
+        )]),
+        Invalid,
+        "changes[0].object.lun",
+        "only for iscsi",
+    );
+    refused(
+        json!([up(
+            "export",
+            json!({"name": "e9", "volume": "v2", "protocol": "nvme", "host_group": "g1"})
+        )]),
+        Invalid,
+        "changes[0].object.nsid",
+        "required for nvme",
+    );
+    refused(
+        json!([up(
+            "export",
+            json!({"name": "e9", "volume": "v2", "protocol": "fc", "lun": 1, "host_group": "g1"})
+        )]),
+        Invalid,
+        "changes[0].object.protocol",
+        "unknown variant",
+    );
+    refused(
+        json!([del("host_group", "g1")]),
+        Conflict,
+        "changes[0]",
+        "still used by export",
+    );
+}
+
+#[test]
+fn chap_needs_iscsi() {
+    let mut h = host("h9");
+    h["object"]["iqns"] = json!([]);
+    refused(json!([h]), Invalid, "changes[0].object.chap", "no IQN");
+    let mut h = host("h9");
+    h["object"]["chap"]["user"] = json!("");
+    refused(
+        json!([h]),
+        Invalid,
+        "changes[0].object.chap.user",
+        "1 to 255",
+    );
+}
+
+#[test]
+fn floating_ip_ownership_and_interface() {
+    let mut f = fip("fa", "198.51.100.10/24", "a");
+    f["object"]["owner"] = json!("b");
+    refused(
+        json!([f]),
+        Invalid,
+        "changes[0].object.epoch",
+        "new cluster epoch",
+    );
+    let mut f = fip("f9", "198.51.100.20/24", "a");
+    f["object"]["interface"] = json!("averyveryverylongname");
+    refused(
+        json!([f]),
+        Invalid,
+        "changes[0].object.interface",
+        "1 to 15",
+    );
+    let mut f = fip("f9", "198.51.100.20/24", "a");
+    f["object"]["epoch"] = json!(5);
+    refused(
+        json!([f]),
+        Invalid,
+        "changes[0].object.epoch",
+        "greater than the cluster epoch",
+    );
+}
+
+#[test]
+fn partner_section_delete_is_refused() {
+    // b's pool, replicated into a's store by merging b's log.
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = populated(dir.path(), "a");
+    let mut b = duplex_config_keeper::store::Store::open(&dir.path().join("b.db"), "b").unwrap();
+    for e in a.entries_since("a", 0, 100).unwrap() {
+        b.merge(&e).unwrap();
+    }
+    apply(&mut b, json!([pool("pb", "b", [3, 4])])).unwrap();
+    for e in b.entries_since("b", 0, 100).unwrap() {
+        a.merge(&e).unwrap();
+    }
+    let v = a.version();
+    let e = apply(&mut a, json!([del("pool", "pb")])).unwrap_err();
+    assert!(
+        matches!(e, ApplyError::Invalid(ref x) if x.class == NotOwner && x.field == "changes[0]"),
+        "{e:?}"
+    );
+    assert_eq!(a.version(), v);
+    // Taking b's pool over needs only owner and a newer epoch.
+    let mut p = pool("pb", "b", [3, 4]);
+    p["object"]["owner"] = json!("a");
+    p["object"]["epoch"] = json!(2);
+    apply(&mut a, json!([cluster(2), p.clone()])).unwrap();
+    // Anything else in b's pool record is still b's to change.
+    p["object"]["layout"] = json!("raid0");
+    p["object"]["epoch"] = json!(3);
+    let e = apply(&mut a, json!([cluster(3), p])).unwrap_err();
+    assert!(
+        matches!(e, ApplyError::Invalid(ref x) if x.class == NotOwner),
+        "{e:?}"
     );
 }

@@ -224,18 +224,21 @@ fn edit(
     for (i, change) in changes.into_iter().enumerate() {
         let at = format!("changes[{i}]");
         match change {
-            Change::Upsert(mut obj) => {
+            Change::Upsert(obj) => {
                 let obj_at = format!("{at}.object");
-                normalise(&obj_at, &mut obj)?;
+                // Stored in canonical order; validated in the client's order
+                // so that `disks[1]` in an error is the client's disks[1].
+                let mut canonical = obj.clone();
+                normalise(&obj_at, &mut canonical)?;
                 let kind = obj.kind();
                 let old = cfg.get(kind, obj.key());
-                if old.as_ref() == Some(&obj) {
+                if old.as_ref() == Some(&canonical) {
                     continue;
                 }
-                check_section(cfg, me, &at, old.as_ref(), &obj)?;
                 check_upsert(cfg, &obj_at, &obj)?;
+                check_section(cfg, me, &at, old.as_ref(), &canonical)?;
                 undo.remember(cfg, kind, obj.key());
-                cfg.put(obj);
+                cfg.put(canonical);
             }
             Change::Delete { kind, key } => {
                 let Some(old) = cfg.get(kind, &key) else {
