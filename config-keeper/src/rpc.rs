@@ -11,6 +11,7 @@
 //! | `config.unlock` | `reason` | `locked`, `changed` |
 //! | `config.status` | | versions, lock, replication, readiness |
 //! | `config.events` | `after?`, `limit?` | the event log |
+//! | `config.record_event` | `kind`, `detail?` | appends to the event log under the caller's action_id |
 //! | `config.repl_hello`, `config.repl_push` | | partner keeper only |
 //!
 //! Error codes (the one place they are assigned, [`apply_error`]):
@@ -116,6 +117,14 @@ fn default_limit() -> u32 {
 #[serde(deny_unknown_fields)]
 struct LockParams {
     reason: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordParams {
+    kind: String,
+    #[serde(default)]
+    detail: Value,
 }
 
 #[derive(Deserialize)]
@@ -324,6 +333,28 @@ pub fn register(svc: &mut ServiceBuilder, k: &Arc<Keeper>) {
                 .await?
                 .map_err(store_error)?;
             Ok(json!({"events": rows}))
+        }
+    });
+
+    let kk = Arc::clone(k);
+    svc.method("config.record_event", move |ctx, p| {
+        let k = Arc::clone(&kk);
+        async move {
+            let p: RecordParams = params(p)?;
+            if crate::core::syntax::check_name(&p.kind).is_err() {
+                return Err(RpcError::invalid_params(
+                    "kind",
+                    "must be a dotted name such as cluster.takeover_done",
+                ));
+            }
+            let meta = Meta {
+                action_id: Some(ctx.action_id.clone()),
+                now_ms: now_ms(),
+            };
+            k.with_store(move |s| s.log_event(&meta, &p.kind, &p.detail))
+                .await?
+                .map_err(store_error)?;
+            Ok(json!({"recorded": true}))
         }
     });
 

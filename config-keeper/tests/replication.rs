@@ -208,3 +208,58 @@ async fn two_keepers_replicate_lock_and_catch_up() {
     assert_eq!(seqs, (1..=head).collect::<Vec<_>>());
     let _: Value = b.call("config.events", json!({})).await.unwrap();
 }
+
+/// A keeper that was away reports ready only once it has merged everything
+/// the partner had when it came back; events recorded carry the action_id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn returning_keeper_is_not_ready_before_catching_up() {
+    let (a, mut b) = pair().await;
+    a.call("config.apply", json!({"changes": shared(), "sync": true}))
+        .await
+        .unwrap();
+    b.kill_keeper();
+    // 400 transactions while b is away.
+    for i in 0..400u32 {
+        a.call("config.apply", json!({"changes": [group(&format!("away{}", i % 100), if i % 200 < 100 { &["h1"] } else { &[] })]}))
+            .await
+            .unwrap();
+    }
+    let head = a.call("config.status", json!({})).await.unwrap()["section_version"]
+        .as_u64()
+        .unwrap();
+    b.start_keeper();
+    b.wait_keeper().await;
+    let mut saw_not_ready = false;
+    loop {
+        let s = b.call("config.status", json!({})).await.unwrap();
+        if s["ready"] == true {
+            assert!(
+                s["partner_applied"].as_u64().unwrap() >= head,
+                "ready before catching up: {s}"
+            );
+            break;
+        }
+        saw_not_ready = true;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!("observed not-ready before catch-up: {saw_not_ready}");
+    converged(&a, &b, Duration::from_secs(10)).await;
+
+    let r = a
+        .call(
+            "config.record_event",
+            json!({"kind": "cluster.takeover_done", "detail": {"pools": ["pb"]}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r["recorded"], true);
+    let ev = a.call("config.events", json!({})).await.unwrap();
+    let last = ev["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["kind"], "cluster.takeover_done");
+    assert!(last["action_id"].as_str().is_some_and(|s| !s.is_empty()));
+    let e = a
+        .call("config.record_event", json!({"kind": "bad kind"}))
+        .await
+        .unwrap_err();
+    assert_eq!(kind(&e), Some("invalid_params"));
+}
