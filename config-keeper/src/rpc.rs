@@ -2,7 +2,7 @@
 //!
 //! | method | params | result |
 //! |---|---|---|
-//! | `config.get` | `kind?` | `version`, `sections`, `config` (all kinds, or one) |
+//! | `config.get` | `kind?`, `name?` | `version`, `sections`, `config` (all kinds, one kind, or one object) |
 //! | `config.apply` | `changes`, `sync?`, `timeout_ms?` | `version`, `section_version`, `changed`, `replicated` |
 //! | `config.watch` | | the topic (`config.changed`) and the current version |
 //! | `config.history` | `after?`, `limit?` | `entries` (local version, origin, seq, action_id, ops) |
@@ -23,6 +23,7 @@
 //! | write to the partner's section | `not_owner` | `field`, `reason` |
 //! | config lock held | `config_locked` | `reason`, `since_ms` |
 //! | `sync=true` and no acknowledgement in time | `unavailable` | `version`, `section_version`, `committed: true` |
+//! | `config.get` of a missing object | `not_found` | `field` |
 //! | replication call not from the partner | `unauthorized` | `field` |
 //! | SQLite failure | `internal` | |
 
@@ -88,6 +89,9 @@ fn store_error(e: crate::error::StoreError) -> RpcError {
 struct GetParams {
     #[serde(default)]
     kind: Option<String>,
+    /// With `kind`: one object by key (name, id or WWN).
+    #[serde(default)]
+    name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -203,6 +207,10 @@ pub fn register(svc: &mut ServiceBuilder, k: &Arc<Keeper>) {
                 })?),
             };
             let partner = k.partner().map(str::to_string);
+            let name = p.name;
+            if name.is_some() && kind.is_none() {
+                return Err(RpcError::invalid_params("name", "needs kind"));
+            }
             k.with_store(move |s| {
                 let mut sections = serde_json::Map::new();
                 sections.insert(s.me().to_string(), s.section_version().into());
@@ -210,13 +218,26 @@ pub fn register(svc: &mut ServiceBuilder, k: &Arc<Keeper>) {
                     let applied = s.applied(&p);
                     sections.insert(p, applied.into());
                 }
-                json!({
+                let config = match (kind, &name) {
+                    (Some(kind), Some(name)) => match s.config().get(kind, name) {
+                        Some(o) => json!({ kind.as_str(): o.to_json() }),
+                        None => {
+                            return Err(RpcError::new(
+                                ErrorCode::NotFound,
+                                format!("{kind} {name:?} does not exist"),
+                            )
+                            .with_field("name"))
+                        }
+                    },
+                    _ => s.config().to_json(kind),
+                };
+                Ok(json!({
                     "version": s.version(),
                     "sections": sections,
-                    "config": s.config().to_json(kind),
-                })
+                    "config": config,
+                }))
             })
-            .await
+            .await?
         }
     });
 

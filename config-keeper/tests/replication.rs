@@ -91,6 +91,19 @@ async fn two_keepers_replicate_lock_and_catch_up() {
     assert!(g["config"].get("volume").is_none());
     assert_eq!(g["sections"]["a"], 2);
     assert_eq!(g["sections"]["b"], 1);
+    let g = a
+        .call("config.get", json!({"kind": "volume", "name": "v1"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        g["config"]["volume"]["serial"],
+        volume_obj("v1", "pa", 1)["serial"]
+    );
+    let e = a
+        .call("config.get", json!({"kind": "volume", "name": "nope"}))
+        .await
+        .unwrap_err();
+    assert_eq!(kind(&e), Some("not_found"));
     let g = b.call("config.get", json!({})).await.unwrap();
     assert_eq!(g["config"]["volume"].as_array().unwrap().len(), 3);
 
