@@ -7,24 +7,34 @@
 //! the same id without passing it by hand.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
 
 tokio::task_local! {
     static CURRENT: String;
 }
 
-/// A new random action id: 16 lowercase hex digits.
+/// A new action id: 16 lowercase hex digits, a random per-process prefix
+/// and a counter. Unique across processes and restarts for tracing purposes,
+/// and cheap: the router makes one for every call that arrives without one.
 pub fn new_id() -> String {
-    let mut bytes = [0u8; 8];
-    // getrandom only fails when the OS has no entropy source at all; a
-    // time-based id is still unique enough for tracing in that case.
-    if getrandom::getrandom(&mut bytes).is_err() {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        bytes = nanos.to_be_bytes()[8..].try_into().unwrap_or_default();
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    static PREFIX: OnceLock<u32> = OnceLock::new();
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut b = [0u8; 4];
+        // Without OS randomness, fall back to time and pid: still distinct
+        // between processes, which is all a trace needs.
+        if getrandom::getrandom(&mut b).is_err() {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or_default();
+            return nanos ^ std::process::id().rotate_left(16);
+        }
+        u32::from_be_bytes(b)
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix:08x}{n:08x}")
 }
 
 /// The action id of the task currently running, if it runs inside [`scope`].

@@ -387,7 +387,7 @@ pub fn parse_message(frame: &[u8]) -> Result<Message, BadMessage> {
         id: None,
         error: RpcError::new(ErrorCode::ParseError, format!("not JSON: {e}")),
     })?;
-    let Value::Object(obj) = value else {
+    let Value::Object(mut obj) = value else {
         return Err(BadMessage {
             id: None,
             error: RpcError::new(
@@ -430,11 +430,6 @@ pub fn parse_message(frame: &[u8]) -> Result<Message, BadMessage> {
                 ))
             }
         };
-        let params = match obj.get("params") {
-            None => Value::Null,
-            Some(p @ (Value::Object(_) | Value::Array(_) | Value::Null)) => p.clone(),
-            Some(_) => return Err(bad(id, "params", "must be an object or an array")),
-        };
         let action_id = opt_str("action_id")?;
         if let Some(a) = &action_id {
             if !valid_action_id(a) {
@@ -445,21 +440,30 @@ pub fn parse_message(frame: &[u8]) -> Result<Message, BadMessage> {
                 ));
             }
         }
+        let controller = opt_str("controller")?;
+        let caller = opt_str("caller")?;
+        // Moved out, not cloned: the router handles every message.
+        let params = match obj.remove("params") {
+            None => Value::Null,
+            Some(p @ (Value::Object(_) | Value::Array(_) | Value::Null)) => p,
+            Some(_) => return Err(bad(id, "params", "must be an object or an array")),
+        };
         return Ok(Message::Request(Request {
             jsonrpc: JSONRPC.into(),
             id,
             method,
             params,
             action_id,
-            controller: opt_str("controller")?,
-            caller: opt_str("caller")?,
+            controller,
+            caller,
         }));
     }
-    let result = obj.get("result").cloned();
-    let error = match obj.get("error") {
+    let action_id = opt_str("action_id")?;
+    let result = obj.remove("result");
+    let error = match obj.remove("error") {
         None | Some(Value::Null) => None,
         Some(e) => Some(
-            serde_json::from_value::<RpcError>(e.clone())
+            serde_json::from_value::<RpcError>(e)
                 .map_err(|_| bad(id.clone(), "error", "must be a JSON-RPC error object"))?,
         ),
     };
@@ -475,7 +479,7 @@ pub fn parse_message(frame: &[u8]) -> Result<Message, BadMessage> {
         id,
         result,
         error,
-        action_id: opt_str("action_id")?,
+        action_id,
     }))
 }
 
