@@ -26,6 +26,22 @@ use crate::error::ApplyError;
 use crate::password::hash_passwords_in;
 use crate::store::{Applied, Merged, Meta, Store};
 
+/// Log rows kept for `config.history` by default (older ones are pruned
+/// once the partner has them).
+pub const HISTORY_KEEP: u64 = 100_000;
+
+/// Prune every this many versions.
+const PRUNE_EVERY: u64 = 1024;
+
+/// Prunes the log when the version crossed a multiple of [`PRUNE_EVERY`].
+fn maybe_prune(s: &mut Store, before: u64, keep: u64) {
+    if s.version() / PRUNE_EVERY != before / PRUNE_EVERY {
+        if let Err(e) = s.prune(keep) {
+            warn!(error = %e, "pruning the change log failed");
+        }
+    }
+}
+
 /// Applies taken together into one transaction at most.
 pub const GROUP_COMMIT_MAX: usize = 256;
 
@@ -65,6 +81,7 @@ pub struct Keeper {
     changed_tx: mpsc::UnboundedSender<Value>,
     apply_tx: mpsc::UnboundedSender<ApplyReq>,
     apply_rx: Mutex<Option<mpsc::UnboundedReceiver<ApplyReq>>>,
+    history_keep: std::sync::atomic::AtomicU64,
 }
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -122,8 +139,14 @@ impl Keeper {
             changed_tx,
             apply_tx,
             apply_rx: Mutex::new(Some(apply_rx)),
+            history_keep: std::sync::atomic::AtomicU64::new(HISTORY_KEEP),
         };
         (Arc::new(k), changed_rx)
+    }
+
+    /// Sets how many log rows `config.history` keeps (at least 1,000).
+    pub fn set_history_keep(&self, keep: u64) {
+        self.history_keep.store(keep.max(1000), Ordering::Relaxed);
     }
 
     /// This controller's id.
@@ -190,7 +213,15 @@ impl Keeper {
                 inputs.push((r.changes, r.meta));
             }
             let n = inputs.len();
-            let results = self.with_store(move |s| commit_batch(s, inputs)).await;
+            let keep = self.history_keep.load(Ordering::Relaxed);
+            let results = self
+                .with_store(move |s| {
+                    let before = s.version();
+                    let r = commit_batch(s, inputs);
+                    maybe_prune(s, before, keep);
+                    r
+                })
+                .await;
             match results {
                 Ok(results) => {
                     for (reply, r) in replies.into_iter().zip(results) {
@@ -312,9 +343,11 @@ impl Keeper {
                 "differs from origin",
             ));
         }
+        let keep = self.history_keep.load(Ordering::Relaxed);
         let (applied, versions) = self
             .with_store(move |s| -> Result<(u64, Vec<MergedNote>), RpcError> {
                 let mut versions = Vec::new();
+                let before = s.version();
                 let results = s.merge_many(&entries).map_err(|err| {
                     warn!(error = %err, "cannot merge the partner's entries");
                     RpcError::internal(format!("merging entries: {err}"))
@@ -324,6 +357,7 @@ impl Keeper {
                         versions.push((version, applied, e.action_id.clone()));
                     }
                 }
+                maybe_prune(s, before, keep);
                 Ok((s.applied(&origin), versions))
             })
             .await??;
@@ -507,6 +541,15 @@ impl Keeper {
                 .map_err(|e| RpcError::internal(format!("reading log: {e}")))?;
             if entries.is_empty() {
                 break;
+            }
+            if entries.first().map(|e| e.seq) != Some(next) {
+                // Only entries the partner acknowledged are pruned, so this
+                // means its database went back in time (restored or
+                // replaced): it needs a full copy, not a log replay.
+                return Err(RpcError::new(
+                    duplex_services::ErrorCode::Conflict,
+                    format!("the partner needs entry {next}, which was pruned from our log"),
+                ));
             }
             let mut batch = Vec::new();
             let mut bytes = 0usize;

@@ -32,6 +32,10 @@ struct Args {
     /// Seconds to wait for the catch-up before notifying systemd anyway.
     #[arg(long, default_value_t = 60)]
     ready_timeout: u64,
+    /// Change-log rows kept for config.history (older ones acknowledged by
+    /// the partner are pruned).
+    #[arg(long, default_value_t = duplex_config_keeper::keeper::HISTORY_KEEP)]
+    history_keep: u64,
 }
 
 #[tokio::main]
@@ -45,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let store = Store::open(&db, &cfg.controller_id).context("opening the config database")?;
     let (keeper, mut changed) = Keeper::new(store, cfg.partner_id().map(str::to_string));
+    keeper.set_history_keep(args.history_keep);
 
     let mut svc = ServiceBuilder::new(
         &cfg,

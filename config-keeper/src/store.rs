@@ -98,6 +98,21 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
           FROM objects WHERE kind = 'floating_ip' AND body IS NOT NULL;
         "#,
     ),
+    (
+        3,
+        "section heads",
+        r#"
+        -- The last version of each origin and the local version, kept apart
+        -- from the log so that pruning old log rows loses neither.
+        CREATE TABLE heads (
+            origin TEXT PRIMARY KEY,
+            seq    INTEGER NOT NULL,
+            gen    INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        INSERT INTO heads (origin, seq, gen)
+            SELECT origin, max(seq), max(gen) FROM log GROUP BY origin;
+        "#,
+    ),
 ];
 
 /// Identity of the caller of a write, for the log.
@@ -310,12 +325,12 @@ impl Store {
 
         let version: Option<i64> = self
             .conn
-            .query_row("SELECT max(gen) FROM log", [], |r| r.get(0))
+            .query_row("SELECT max(gen) FROM heads", [], |r| r.get(0))
             .map_err(sql("reading version"))?;
-        self.version = to_u64(version.unwrap_or(0), "log.gen")?;
+        self.version = to_u64(version.unwrap_or(0), "heads.gen")?;
         let mut stmt = self
             .conn
-            .prepare("SELECT origin, max(seq) FROM log GROUP BY origin")
+            .prepare("SELECT origin, seq FROM heads")
             .map_err(sql("reading section versions"))?;
         let rows = stmt
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
@@ -515,6 +530,12 @@ impl Store {
                     "INSERT INTO log (gen, origin, seq, time_ms, action_id, ops) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .map_err(sql("preparing log write"))?;
+            let mut head = tx
+                .prepare_cached(
+                    "INSERT INTO heads (origin, seq, gen) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (origin) DO UPDATE SET seq = excluded.seq, gen = excluded.gen",
+                )
+                .map_err(sql("preparing head write"))?;
             for (version, entry, winners) in items {
                 let gen = to_i64(*version, "version")?;
                 for op in *winners {
@@ -544,6 +565,8 @@ impl Store {
                     ops_json
                 ])
                 .map_err(sql("writing log"))?;
+                head.execute(params![entry.origin, to_i64(entry.seq, "seq")?, gen])
+                    .map_err(sql("writing head"))?;
             }
         }
         tx.commit().map_err(sql("committing"))
@@ -760,6 +783,30 @@ impl Store {
             });
         }
         Ok(out)
+    }
+
+    /// Drops log rows more than `keep` versions old, except our own entries
+    /// the partner has not acknowledged yet (it may still need them). The
+    /// heads table keeps every section version, so nothing but history is
+    /// lost. Returns the number of rows dropped.
+    pub fn prune(&mut self, keep: u64) -> Result<usize, StoreError> {
+        let Some(below) = self.version.checked_sub(keep) else {
+            return Ok(0);
+        };
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM log WHERE gen <= ?1 AND (origin <> ?2 OR seq <= ?3)")
+            .map_err(sql("preparing prune"))?
+            .execute(params![
+                to_i64(below, "version")?,
+                self.me,
+                to_i64(self.peer_acked, "peer_acked")?
+            ])
+            .map_err(sql("pruning log"))?;
+        if n > 0 {
+            info!(rows = n, below, "pruned the change log");
+        }
+        Ok(n)
     }
 
     /// Runs SQLite's integrity check (for tests and `config.status`).

@@ -153,7 +153,7 @@ fn database_is_wal_with_full_sync_and_numbered_migrations() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(versions, vec![1, 2, 3]);
     let owner: String = conn
         .query_row("SELECT owner FROM pools WHERE name = 'pa'", [], |r| {
             r.get(0)
@@ -367,4 +367,53 @@ fn clear_passwords_are_hashed_and_reapply_is_a_no_op() {
     )]);
     let e = hash_passwords_in(&mut short, s.config()).unwrap_err();
     assert_eq!(e.field, "changes[0].object.password");
+}
+
+#[test]
+fn pruning_keeps_versions_and_unacknowledged_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = populated(dir.path(), "a");
+    let mut b = Store::open(&dir.path().join("b.db"), "b").unwrap();
+    ship(&a, &mut b);
+    for i in 0..50u32 {
+        apply(
+            &mut a,
+            json!([group(
+                &format!("p{}", i % 10),
+                if i % 20 < 10 { &["h1"] } else { &[] }
+            )]),
+        )
+        .unwrap();
+        apply(
+            &mut b,
+            json!([group(
+                &format!("q{}", i % 10),
+                if i % 20 < 10 { &["h1"] } else { &[] }
+            )]),
+        )
+        .unwrap();
+    }
+    // The partner acknowledged a's log up to 30 only.
+    a.set_peer_acked(30).unwrap();
+    ship(&b, &mut a);
+    let (v, sv, pa, d) = (a.version(), a.section_version(), a.applied("b"), a.digest());
+    let dropped = a.prune(5).unwrap();
+    assert!(dropped > 0);
+    // Our unacknowledged entries (31..) are still there for shipping.
+    let pending = a.entries_since("a", 30, 1000).unwrap();
+    assert_eq!(pending.first().map(|e| e.seq), Some(31));
+    assert_eq!(pending.last().map(|e| e.seq), Some(sv));
+    // Versions survive pruning and a reopen.
+    let path = a.path().to_path_buf();
+    drop(a);
+    let a = Store::open(&path, "a").unwrap();
+    assert_eq!(
+        (a.version(), a.section_version(), a.applied("b"), a.digest()),
+        (v, sv, pa, d)
+    );
+    assert!(a.history(0, 1000).unwrap().len() < usize::try_from(v).unwrap());
+    // And merging resumes after the pruned rows, not from zero.
+    apply(&mut b, json!([group("q-last", &[])])).unwrap();
+    let mut a = a;
+    assert_eq!(ship(&b, &mut a), 1);
 }
