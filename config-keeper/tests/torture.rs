@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::cluster::{converged, pair};
+use common::cluster::{converged, pair_with};
 use common::*;
 use duplex_services::RouterClient;
 use serde_json::{json, Value};
@@ -113,7 +113,8 @@ async fn torture_kill9_keepers_and_routers() {
             ) | 1
         });
     eprintln!("torture: {total} changes, seed {seed} (DUPLEX_TORTURE_SEED to replay)");
-    let (mut a, mut b) = pair().await;
+    // A short history, so that log pruning runs under the kills too.
+    let (mut a, mut b) = pair_with(&["--history-keep", "1000"]).await;
     a.call("config.apply", json!({"changes": shared(), "sync": true}))
         .await
         .unwrap();
@@ -207,4 +208,24 @@ async fn torture_kill9_keepers_and_routers() {
         kills.iter().sum::<u32>() >= 4,
         "too few kills to mean anything: {kills:?}"
     );
+    // Pruning ran (history is short) without losing any position.
+    for node in [&a, &b] {
+        let h = node
+            .call("config.history", json!({"after": 0, "limit": 10000}))
+            .await
+            .unwrap();
+        let s = node.call("config.status", json!({})).await.unwrap();
+        let kept = h["entries"].as_array().unwrap().len();
+        eprintln!(
+            "torture: {} keeps {kept} of {} log rows",
+            node.id, s["version"]
+        );
+        // keep (1,000) + one pruning period (1,024) + unacknowledged rows.
+        let version = s["version"].as_u64().unwrap();
+        assert!(
+            version < 3000 || u64::try_from(kept).unwrap() < 2100,
+            "no pruning on {}",
+            node.id
+        );
+    }
 }

@@ -52,6 +52,8 @@ pub struct Node {
     pub router: Option<Child>,
     pub keeper: Option<Child>,
     pub log_level: &'static str,
+    /// Extra arguments for the keeper.
+    pub keeper_args: Vec<String>,
 }
 
 impl Node {
@@ -77,10 +79,11 @@ impl Node {
             router: None,
             keeper: None,
             log_level: "info",
+            keeper_args: Vec::new(),
         }
     }
 
-    fn spawn(&self, label: &str, program: &Path) -> Child {
+    fn spawn(&self, label: &str, program: &Path, args: &[String]) -> Child {
         let log = self.dir.path().join(format!("{label}.log"));
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -88,6 +91,7 @@ impl Node {
             .open(&log)
             .unwrap();
         Command::new(program)
+            .args(args)
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
             .env("DUPLEX_CONFIG", &self.config)
@@ -114,13 +118,13 @@ impl Node {
 
     /// Starts the router (no wait).
     pub fn start_router(&mut self) {
-        let c = self.spawn("router", &router_bin());
+        let c = self.spawn("router", &router_bin(), &[]);
         self.router = Some(c);
     }
 
     /// Starts the keeper (no wait).
     pub fn start_keeper(&mut self) {
-        let c = self.spawn("keeper", &keeper_bin());
+        let c = self.spawn("keeper", &keeper_bin(), &self.keeper_args);
         self.keeper = Some(c);
     }
 
@@ -170,9 +174,17 @@ impl Drop for Node {
 
 /// Two peered controllers "a" and "b", everything started.
 pub async fn pair() -> (Node, Node) {
+    pair_with(&[]).await
+}
+
+/// Like [`pair`], with extra keeper arguments.
+pub async fn pair_with(keeper_args: &[&str]) -> (Node, Node) {
     let (pa, pb) = (free_addr(), free_addr());
     let mut a = Node::new("a", "b", pa, pb);
     let mut b = Node::new("b", "a", pb, pa);
+    for n in [&mut a, &mut b] {
+        n.keeper_args = keeper_args.iter().map(|s| s.to_string()).collect();
+    }
     for n in [&mut a, &mut b] {
         n.start_router();
     }
