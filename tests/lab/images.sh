@@ -6,6 +6,8 @@
 # second run with the same inputs only prints the folder.
 # Usage: images.sh   -> prints the image folder on stdout (logs go to stderr)
 set -euo pipefail
+# Only the folder goes to stdout; every tool's chatter goes to stderr.
+exec 3>&1 1>&2
 here="$(cd "$(dirname "$0")" && pwd)"
 cache="${DUPLEX_LAB_CACHE:-$here/cache}"
 mkdir -p "$cache"
@@ -38,7 +40,7 @@ key=$( { cat "$here/images.sh"; cat "$here"/guest/*; echo "${packages[*]}"; echo
 out="$cache/$key"
 if [ -f "$out/done" ]; then
   log "reusing $out"
-  echo "$out"
+  echo "$out" >&3
   exit 0
 fi
 
@@ -49,7 +51,12 @@ trap 'rm -rf "$work"' EXIT
 
 # --- kernel -------------------------------------------------------------
 log "kernel $kpkg $kver_pkg"
-(cd "$work" && timeout 300 apt-get download -q "$kpkg" >&2)
+# apt drops privileges to _apt for downloads: use a folder it can write.
+dl=$(mktemp -d /tmp/duplex-lab-kernel.XXXXXX)
+chmod 0755 "$dl"; chown _apt "$dl" 2>/dev/null || true
+(cd "$dl" && timeout 300 apt-get download -q "$kpkg" >&2)
+mv "$dl"/*.deb "$work/"
+rmdir "$dl"
 mkdir -p "$work/kernel"
 dpkg-deb -x "$work"/"$kpkg"_*.deb "$work/kernel"
 kver=${kpkg#linux-image-}
@@ -104,7 +111,7 @@ chroot "$root" /bin/sh -euc '
   # Masked: slow or harmful in the lab (see LAB.md). multipathd and iscsid
   # are started by the payload on the host VM only: on a controller
   # multipathd would grab the shared shelf disks.
-  for u in getty@tty1.service systemd-timesyncd.service nvmf-autoconnect.service \
+  for u in getty@tty1.service getty-static.service systemd-timesyncd.service nvmf-autoconnect.service \
       lvm2-monitor.service lvm2-lvmpolld.socket rtslib-fb-targetctl.service \
       systemd-logind.service apt-daily.timer apt-daily-upgrade.timer \
       e2scrub_all.timer e2scrub_reap.service fstrim.timer dpkg-db-backup.timer \
@@ -143,4 +150,4 @@ for d in "$cache"/*; do
   if [ "$n" != "$key" ] && [[ "$n" =~ ^[0-9a-f]{16}$|^build- ]]; then rm -rf "$d"; fi
 done
 log "built $out in $(cat "$out/build_seconds") s"
-echo "$out"
+echo "$out" >&3

@@ -172,6 +172,8 @@ const BRIDGES: &[&str] = &["br-fe", "br-ic0", "br-ic1"];
 pub const SHELF: &[&str] = &["shelf0", "shelf1", "shelf2", "shelf3"];
 /// Size of each shelf disk (sparse).
 const SHELF_BYTES: u64 = 2 << 30;
+/// Address of the lab namespace itself on br-fe (management forwarder).
+const FORWARDER_ADDR: &str = "10.50.0.1/24";
 /// Interconnect port of the Duplex peer link.
 const PEER_PORT: u16 = 7400;
 
@@ -206,6 +208,12 @@ pub struct State {
     pub boot_seconds: Option<f64>,
     /// Image folder used.
     pub images: String,
+    /// Pid of the management-port forwarder, if started.
+    #[serde(default)]
+    pub forwarder: Option<u32>,
+    /// Forwards it serves: host loopback port -> guest address.
+    #[serde(default)]
+    pub forwards: Vec<(u16, String)>,
 }
 
 /// Where the lab keeps its files.
@@ -348,10 +356,72 @@ fn kill_pid(pid: u32, signal: &str) {
     }
 }
 
+fn pid_is_forwarder(pid: u32) -> bool {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| {
+            let c = String::from_utf8_lossy(&c);
+            c.contains("duplex-lab") && c.contains("forward")
+        })
+        .unwrap_or(false)
+}
+
+/// Starts the management-port forwarder (see [`crate::forward`]) as a
+/// detached process; `down` kills it by pid.
+fn start_forwarder(lab: &Lab, st: &mut State) -> Result<(), LabError> {
+    let spec = std::env::var("DUPLEX_LAB_MGMT")
+        .unwrap_or_else(|_| crate::forward::DEFAULT_SPEC.to_string());
+    let mut forwards = Vec::new();
+    for f in crate::forward::parse_spec(&spec) {
+        let v = vm_spec(&f.vm)?;
+        if let Some(n) = v.nics.iter().find(|n| n.name == "fe0") {
+            forwards.push((
+                f.host_port,
+                format!("{}:{}", addr_only(n.addr), f.guest_port),
+            ));
+        }
+    }
+    if forwards.is_empty() {
+        return Ok(());
+    }
+    let exe = std::env::current_exe()
+        .map_err(io_err("locate duplex-lab", Path::new("/proc/self/exe")))?;
+    let mut argv = vec![
+        exe.display().to_string(),
+        "forward".into(),
+        "--ns".into(),
+        st.ns.clone(),
+    ];
+    for (port, target) in &forwards {
+        argv.push(format!("{port}={target}"));
+    }
+    let logp = lab.path("forward.log");
+    let log = fs::File::create(&logp).map_err(io_err("create", &logp))?;
+    let log2 = log.try_clone().map_err(io_err("dup", &logp))?;
+    let mut c = cmd::command(&argv)?;
+    c.stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log2);
+    let child = c.spawn().map_err(|source| cmd::CmdError::Spawn {
+        program: "duplex-lab forward".into(),
+        source,
+    })?;
+    st.forwarder = Some(child.id());
+    st.forwards = forwards;
+    Ok(())
+}
+
 /// Stops every recorded VM and deletes the namespace; never fails on a
 /// half-built lab, reports what it could not clean.
 pub fn down(lab: &Lab) -> Result<(), LabError> {
     let st = lab.load().unwrap_or_default().unwrap_or_default();
+    if let Some(pid) = st.forwarder {
+        if pid_is_forwarder(pid) {
+            let argv = cmd::argv(&["kill", "-KILL", &pid.to_string()]);
+            if let Err(e) = cmd::run_any(&argv, Duration::from_secs(5)) {
+                warn!("kill forwarder {pid}: {e}");
+            }
+        }
+    }
     for (name, vm) in &st.vms {
         if pid_is_qemu(vm.pid) {
             // A clean quit first (closes files), then force.
@@ -423,6 +493,9 @@ fn setup_net(ns: &str) -> Result<(), LabError> {
         ])?;
         ip(&["-n", ns, "link", "set", br, "up"])?;
     }
+    // The namespace's own address on the front end: only the management
+    // forwarder's connector uses it to reach the controllers.
+    ip(&["-n", ns, "addr", "add", FORWARDER_ADDR, "dev", "br-fe"])?;
     for v in VMS {
         for n in v.nics {
             let tap = format!("t{}-{}", v.name, n.name);
@@ -800,6 +873,10 @@ fn up_inner(lab: &Lab, images: &Path) -> Result<State, LabError> {
     let names: Vec<&str> = VMS.iter().map(|v| v.name).collect();
     wait_agents(lab, &names, Duration::from_secs(300))?;
     st.boot_seconds = Some((t0.elapsed().as_secs_f64() * 10.0).round() / 10.0);
+    if let Err(e) = start_forwarder(lab, &mut st) {
+        // A convenience for browsers, not a reason to fail the lab.
+        warn!("management port forwarder: {e}");
+    }
     lab.save(&st)?;
     Ok(st)
 }

@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod cmd;
 pub mod demo;
+pub mod forward;
 pub mod lab;
 pub mod qmp;
 pub mod scenario;

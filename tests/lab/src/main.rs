@@ -80,6 +80,21 @@ enum Cmd {
     /// Apply the demo configuration (temporary configfs fixture), log H in,
     /// run a short verified write and print the host's view.
     Demo,
+    /// (internal) Serve the management-port forwards until killed.
+    #[command(hide = true)]
+    Forward {
+        /// The lab namespace.
+        #[arg(long)]
+        ns: String,
+        /// PORT=ADDR:PORT entries.
+        forwards: Vec<String>,
+    },
+    /// (internal) Pump stdin/stdout to a TCP address (run inside the namespace).
+    #[command(hide = true)]
+    Connect {
+        /// ADDR:PORT.
+        target: String,
+    },
     /// Run a scenario (boots its own lab and always tears it down).
     Scenario {
         /// Scenario name (smoke).
@@ -181,6 +196,9 @@ fn run() -> Result<i32> {
         Cmd::Up => {
             let st = lab::up(&lab)?;
             println!("lab up: namespace {}, boot {:?} s", st.ns, st.boot_seconds);
+            for (port, target) in &st.forwards {
+                println!("management: http(s)://127.0.0.1:{port} -> {target}");
+            }
             print_duplex(&lab);
         }
         Cmd::Down => lab::down(&lab)?,
@@ -225,6 +243,17 @@ fn run() -> Result<i32> {
                 return Ok(1);
             }
         }
+        Cmd::Forward { ns, forwards } => {
+            let fw: Vec<(u16, String)> = forwards
+                .iter()
+                .filter_map(|f| {
+                    let (p, t) = f.split_once('=')?;
+                    Some((p.parse().ok()?, t.to_string()))
+                })
+                .collect();
+            duplex_lab::forward::run_forwarder(&ns, &fw);
+        }
+        Cmd::Connect { target } => duplex_lab::forward::connect(&target)?,
         Cmd::Scenario { name, keep } => {
             let r = match name.as_str() {
                 "smoke" => scenario::smoke(&lab),
