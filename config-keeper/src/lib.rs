@@ -2,8 +2,11 @@
 //! validated transactions, replication to the partner and the config lock.
 //!
 //! Code map: [`core`] is pure (model, validation, replication state
-//! machines); [`store`] is the only module that talks to SQLite; `rpc` maps
-//! JSON-RPC methods onto the two; [`error`] holds the error enums.
+//! machines); [`store`] is the only module that talks to SQLite; [`keeper`]
+//! runs the store on the blocking pool, group-commits applies and drives
+//! replication; [`rpc`] maps the `config.*` methods onto it and assigns the
+//! error codes; [`error`] holds the error enums; [`password`] hashes user
+//! passwords. See docs/config-keeper.md.
 
 pub mod core;
 pub mod error;

@@ -809,6 +809,20 @@ impl Store {
         Ok(n)
     }
 
+    /// The durability settings in force on our connection:
+    /// (`journal_mode`, `synchronous`), expected ("wal", 2 = FULL).
+    pub fn durability(&self) -> Result<(String, i64), StoreError> {
+        let mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .map_err(sql("reading journal_mode"))?;
+        let sync: i64 = self
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .map_err(sql("reading synchronous"))?;
+        Ok((mode, sync))
+    }
+
     /// Runs SQLite's integrity check (for tests and `config.status`).
     pub fn integrity_check(&self) -> Result<String, StoreError> {
         self.conn

@@ -140,7 +140,13 @@ fn reopen_restores_everything_and_checks_owner() {
 fn database_is_wal_with_full_sync_and_numbered_migrations() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.db");
-    drop(populated(dir.path(), "a"));
+    let s = populated(dir.path(), "a");
+    assert_eq!(
+        s.durability().unwrap(),
+        ("wal".to_string(), 2),
+        "WAL with synchronous=FULL"
+    );
+    drop(s);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
