@@ -450,6 +450,11 @@ impl Keeper {
         let reply: HelloReply = serde_json::from_value(reply)
             .map_err(|e| RpcError::internal(format!("bad hello reply: {e}")))?;
         self.note_partner_head(reply.head, applied);
+        // Entries may have been merged while the hello was in flight; their
+        // own note came before the target was known, so look again.
+        let p = partner.to_string();
+        let now = self.with_store(move |s| s.applied(&p)).await?;
+        self.note_applied(now);
         let steps = sender.on_connected(reply.applied).map_err(|e| {
             warn!(error = %e, "refusing to replicate");
             RpcError::new(duplex_services::ErrorCode::Conflict, e.to_string())
