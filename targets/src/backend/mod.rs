@@ -1,0 +1,387 @@
+//! The edge to the kernel: the [`TargetBackend`] trait over configfs
+//! primitives, the observer that reads our part of the LIO and nvmet trees
+//! back into the typed model, and the step applier.
+//!
+//! Two implementations: [`configfs::ConfigFsBackend`] (real files under a
+//! mounted configfs, `/sys/kernel/config` on the appliance) and
+//! [`sim::SimBackend`] (an in-memory configfs with the kernel's rules).
+
+pub mod configfs;
+pub mod sim;
+
+use crate::core::desired::Scope;
+use crate::core::model::{
+    hex_only, Acl, AluaState, AnaState, Backstore, Chap, IscsiTarget, Lun, Namespace, Port,
+    Subsystem, TgPtGp, Tpg, Tree, DEFAULT_ANA_GROUP, HBA,
+};
+use crate::core::plan::Step;
+use crate::error::{BackendError, ReconcileError};
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::io;
+
+/// What a directory entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A config group (directory).
+    Dir,
+    /// An attribute.
+    File,
+    /// A configfs link.
+    Link,
+}
+
+/// The configfs primitives, with paths relative to the root. Every method
+/// either does what it says or changes nothing and returns the kernel's
+/// error; none retries.
+pub trait TargetBackend: Send {
+    /// Creates a config group; the kernel fills in its attributes and
+    /// default groups.
+    fn mkdir(&mut self, path: &str) -> io::Result<()>;
+    /// Removes an empty config group.
+    fn rmdir(&mut self, path: &str) -> io::Result<()>;
+    /// Writes an attribute in one `write` call.
+    fn write(&mut self, path: &str, value: &str) -> io::Result<()>;
+    /// Reads an attribute.
+    fn read(&self, path: &str) -> io::Result<String>;
+    /// Links `link` to the config item `target`.
+    fn symlink(&mut self, link: &str, target: &str) -> io::Result<()>;
+    /// Removes a link.
+    fn unlink(&mut self, path: &str) -> io::Result<()>;
+    /// Lists a directory: names and kinds, sorted by name.
+    fn list(&self, path: &str) -> io::Result<Vec<(String, EntryKind)>>;
+    /// Where a link points (any form; callers use the last components).
+    fn read_link(&self, path: &str) -> io::Result<String>;
+    /// True when a block device exists on this controller.
+    fn device_present(&self, dev: &str) -> bool;
+
+    /// Applies steps in order and stops at the first failure.
+    fn apply(&mut self, steps: &[Step]) -> Result<(), ReconcileError> {
+        for (index, step) in steps.iter().enumerate() {
+            let (op, r) = match step {
+                Step::Mkdir { path } => ("mkdir", self.mkdir(path)),
+                Step::Rmdir { path } => ("rmdir", self.rmdir(path)),
+                Step::Write { path, value } => ("write", self.write(path, value)),
+                Step::Symlink { link, target } => ("symlink", self.symlink(link, target)),
+                Step::Unlink { path } => ("unlink", self.unlink(path)),
+            };
+            if let Err(source) = r {
+                return Err(ReconcileError::Step {
+                    index,
+                    total: steps.len(),
+                    step: step.to_string(),
+                    source: BackendError::Io {
+                        op,
+                        path: step.path().to_string(),
+                        source,
+                    },
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Our part of configfs as read back, and what else is there.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Observed {
+    /// The objects Duplex manages.
+    pub tree: Tree,
+    /// Paths of objects that are not ours (left alone, reported).
+    pub foreign: Vec<String>,
+}
+
+fn io_err<'a>(op: &'static str, path: &'a str) -> impl FnOnce(io::Error) -> BackendError + 'a {
+    move |source| BackendError::Io {
+        op,
+        path: path.to_string(),
+        source,
+    }
+}
+
+fn read_attr(b: &dyn TargetBackend, path: &str) -> Result<String, BackendError> {
+    b.read(path)
+        .map(|s| s.trim_end_matches(['\n', '\0']).trim().to_string())
+        .map_err(io_err("read", path))
+}
+
+fn parse_num<T: std::str::FromStr>(path: &str, s: &str) -> Result<T, BackendError> {
+    s.trim().parse().map_err(|_| BackendError::Parse {
+        path: path.to_string(),
+        content: s.to_string(),
+    })
+}
+
+/// Lists a directory, or nothing when it does not exist (module not loaded).
+fn list_opt(b: &dyn TargetBackend, path: &str) -> Result<Vec<(String, EntryKind)>, BackendError> {
+    match b.list(path) {
+        Ok(v) => Ok(v),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(BackendError::Io {
+            op: "list",
+            path: path.to_string(),
+            source: e,
+        }),
+    }
+}
+
+fn dirs(v: Vec<(String, EntryKind)>) -> impl Iterator<Item = String> {
+    v.into_iter()
+        .filter(|(_, k)| *k == EntryKind::Dir)
+        .map(|(n, _)| n)
+}
+
+fn links(v: Vec<(String, EntryKind)>) -> impl Iterator<Item = String> {
+    v.into_iter()
+        .filter(|(_, k)| *k == EntryKind::Link)
+        .map(|(n, _)| n)
+}
+
+fn last_components(target: &str, n: usize) -> Vec<&str> {
+    let parts: Vec<&str> = target.trim_end_matches('/').split('/').collect();
+    parts[parts.len().saturating_sub(n)..].to_vec()
+}
+
+/// Reads our part of configfs into the model.
+pub fn observe(b: &dyn TargetBackend, scope: &Scope) -> Result<Observed, BackendError> {
+    let mut o = Observed::default();
+    observe_lio(b, scope, &mut o)?;
+    observe_nvmet(b, scope, &mut o)?;
+    Ok(o)
+}
+
+fn observe_lio(b: &dyn TargetBackend, scope: &Scope, o: &mut Observed) -> Result<(), BackendError> {
+    for hba in dirs(list_opt(b, "target/core")?) {
+        if hba == HBA {
+            o.tree.hba = true;
+            continue;
+        }
+        if hba == "alua" {
+            continue;
+        }
+        for dev in dirs(list_opt(b, &format!("target/core/{hba}"))?) {
+            o.foreign.push(format!("target/core/{hba}/{dev}"));
+        }
+    }
+    if o.tree.hba {
+        let hdir = format!("target/core/{HBA}");
+        for name in dirs(list_opt(b, &hdir)?) {
+            let dir = format!("{hdir}/{name}");
+            let dev = read_attr(b, &format!("{dir}/udev_path"))?;
+            let enabled = read_attr(b, &format!("{dir}/enable"))? == "1";
+            let sp = format!("{dir}/wwn/vpd_unit_serial");
+            let raw = read_attr(b, &sp)?;
+            let serial = raw
+                .split_once(':')
+                .map_or(raw.as_str(), |(_, s)| s)
+                .trim()
+                .to_string();
+            let mut bs = Backstore {
+                dev,
+                serial,
+                enabled,
+                ..Backstore::default()
+            };
+            for gp in dirs(list_opt(b, &format!("{dir}/alua"))?) {
+                if gp == "default_tg_pt_gp" {
+                    continue;
+                }
+                let gdir = format!("{dir}/alua/{gp}");
+                let idp = format!("{gdir}/tg_pt_gp_id");
+                let id_s = read_attr(b, &idp)?;
+                // An unset id reads empty: such a group is half built.
+                let id = if id_s.is_empty() {
+                    0
+                } else {
+                    parse_num(&idp, &id_s)?
+                };
+                let tp = format!("{gdir}/alua_access_type");
+                let access_type = parse_num(&tp, &read_attr(b, &tp)?)?;
+                let st = format!("{gdir}/alua_access_state");
+                let code: u8 = parse_num(&st, &read_attr(b, &st)?)?;
+                let state = AluaState::from_code(code).ok_or_else(|| BackendError::Parse {
+                    path: st.clone(),
+                    content: code.to_string(),
+                })?;
+                bs.groups.insert(
+                    gp,
+                    TgPtGp {
+                        id,
+                        access_type,
+                        state,
+                    },
+                );
+            }
+            o.tree.backstores.insert(name, bs);
+        }
+    }
+    for iqn in dirs(list_opt(b, "target/iscsi")?) {
+        if iqn == "discovery_auth" {
+            continue;
+        }
+        if !scope.owns_iqn(&iqn) {
+            o.foreign.push(format!("target/iscsi/{iqn}"));
+            continue;
+        }
+        let tdir = format!("target/iscsi/{iqn}");
+        let mut t = IscsiTarget::default();
+        for tpgd in dirs(list_opt(b, &tdir)?) {
+            let Some(tag) = tpgd
+                .strip_prefix("tpgt_")
+                .and_then(|s| s.parse::<u16>().ok())
+            else {
+                continue;
+            };
+            t.tpgs
+                .insert(tag, observe_tpg(b, &format!("{tdir}/{tpgd}"))?);
+        }
+        o.tree.iscsi.insert(iqn, t);
+    }
+    Ok(())
+}
+
+fn observe_tpg(b: &dyn TargetBackend, dir: &str) -> Result<Tpg, BackendError> {
+    let mut tpg = Tpg {
+        enabled: read_attr(b, &format!("{dir}/enable"))? == "1",
+        authentication: read_attr(b, &format!("{dir}/attrib/authentication"))? == "1",
+        generate_node_acls: read_attr(b, &format!("{dir}/attrib/generate_node_acls"))? == "1",
+        ..Tpg::default()
+    };
+    tpg.portals = dirs(list_opt(b, &format!("{dir}/np"))?).collect();
+    for l in dirs(list_opt(b, &format!("{dir}/lun"))?) {
+        let Some(n) = l.strip_prefix("lun_").and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let ldir = format!("{dir}/lun/{l}");
+        let mut backstore = String::new();
+        if let Some(link) = links(list_opt(b, &ldir)?).next() {
+            let lp = format!("{ldir}/{link}");
+            let target = b.read_link(&lp).map_err(io_err("readlink", &lp))?;
+            let parts = last_components(&target, 2);
+            // A LUN on someone else's HBA reads as a name we never use.
+            backstore = match parts.as_slice() {
+                [hba, name] if *hba == HBA => (*name).to_string(),
+                _ => target.clone(),
+            };
+        }
+        let gp = read_attr(b, &format!("{ldir}/alua_tg_pt_gp"))?;
+        let group = gp
+            .lines()
+            .find_map(|line| line.strip_prefix("TG Port Alias:"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        tpg.luns.insert(n, Lun { backstore, group });
+    }
+    for init in dirs(list_opt(b, &format!("{dir}/acls"))?) {
+        let adir = format!("{dir}/acls/{init}");
+        let user = read_attr(b, &format!("{adir}/auth/userid"))?;
+        let secret = read_attr(b, &format!("{adir}/auth/password"))?;
+        let mutual_user = read_attr(b, &format!("{adir}/auth/userid_mut"))?;
+        let mutual_secret = read_attr(b, &format!("{adir}/auth/password_mut"))?;
+        let chap = Chap {
+            user,
+            secret,
+            mutual_user,
+            mutual_secret,
+        };
+        let mut acl = Acl {
+            luns: Default::default(),
+            chap: (chap != Chap::default()).then_some(chap),
+        };
+        for m in dirs(list_opt(b, &adir)?) {
+            let Some(mlun) = m.strip_prefix("lun_").and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let mdir = format!("{adir}/{m}");
+            if let Some(link) = links(list_opt(b, &mdir)?).next() {
+                let lp = format!("{mdir}/{link}");
+                let target = b.read_link(&lp).map_err(io_err("readlink", &lp))?;
+                let last = last_components(&target, 1).first().copied().unwrap_or("");
+                if let Some(tlun) = last.strip_prefix("lun_").and_then(|s| s.parse().ok()) {
+                    acl.luns.insert(mlun, tlun);
+                }
+            } else {
+                // A mapped LUN without its link: mark it so it is rebuilt.
+                acl.luns.insert(mlun, u32::MAX);
+            }
+        }
+        tpg.acls.insert(init, acl);
+    }
+    Ok(tpg)
+}
+
+fn observe_nvmet(
+    b: &dyn TargetBackend,
+    scope: &Scope,
+    o: &mut Observed,
+) -> Result<(), BackendError> {
+    let mut foreign_hosts: BTreeSet<String> = BTreeSet::new();
+    for nqn in dirs(list_opt(b, "nvmet/subsystems")?) {
+        let sdir = format!("nvmet/subsystems/{nqn}");
+        if !scope.owns_nqn(&nqn) {
+            foreign_hosts.extend(links(list_opt(b, &format!("{sdir}/allowed_hosts"))?));
+            o.foreign.push(sdir);
+            continue;
+        }
+        let p = |a: &str| format!("{sdir}/{a}");
+        let mut s = Subsystem {
+            allow_any_host: read_attr(b, &p("attr_allow_any_host"))? == "1",
+            cntlid_min: parse_num(&p("attr_cntlid_min"), &read_attr(b, &p("attr_cntlid_min"))?)?,
+            cntlid_max: parse_num(&p("attr_cntlid_max"), &read_attr(b, &p("attr_cntlid_max"))?)?,
+            serial: String::new(),
+            ..Subsystem::default()
+        };
+        s.hosts = links(list_opt(b, &p("allowed_hosts"))?).collect();
+        for n in dirs(list_opt(b, &p("namespaces"))?) {
+            let Ok(nsid) = n.parse::<u32>() else { continue };
+            let nd = format!("{sdir}/namespaces/{n}");
+            let q = |a: &str| format!("{nd}/{a}");
+            let ns = Namespace {
+                device: read_attr(b, &q("device_path"))?,
+                uuid: read_attr(b, &q("device_uuid"))?.to_ascii_lowercase(),
+                nguid: hex_only(&read_attr(b, &q("device_nguid"))?),
+                ana_group: parse_num(&q("ana_grpid"), &read_attr(b, &q("ana_grpid"))?)?,
+                enabled: read_attr(b, &q("enable"))? == "1",
+            };
+            s.namespaces.insert(nsid, ns);
+        }
+        o.tree.subsystems.insert(nqn, s);
+    }
+    for h in dirs(list_opt(b, "nvmet/hosts")?) {
+        if !foreign_hosts.contains(&h) {
+            o.tree.hosts.insert(h);
+        }
+    }
+    for id in dirs(list_opt(b, "nvmet/ports")?) {
+        let Ok(pid) = id.parse::<u16>() else { continue };
+        let pdir = format!("nvmet/ports/{id}");
+        if !scope.owns_port(pid) {
+            o.foreign.push(pdir);
+            continue;
+        }
+        let p = |a: &str| format!("{pdir}/{a}");
+        let mut port = Port {
+            trtype: read_attr(b, &p("addr_trtype"))?,
+            adrfam: read_attr(b, &p("addr_adrfam"))?,
+            traddr: read_attr(b, &p("addr_traddr"))?,
+            trsvcid: read_attr(b, &p("addr_trsvcid"))?,
+            ..Port::default()
+        };
+        for g in dirs(list_opt(b, &p("ana_groups"))?) {
+            let Ok(grp) = g.parse::<u32>() else { continue };
+            if grp == DEFAULT_ANA_GROUP {
+                continue;
+            }
+            let sp = format!("{pdir}/ana_groups/{g}/ana_state");
+            let word = read_attr(b, &sp)?;
+            let st = AnaState::parse(&word).ok_or_else(|| BackendError::Parse {
+                path: sp.clone(),
+                content: word.clone(),
+            })?;
+            port.ana.insert(grp, st);
+        }
+        port.subsystems = links(list_opt(b, &p("subsystems"))?).collect();
+        o.tree.ports.insert(pid, port);
+    }
+    Ok(())
+}

@@ -1,0 +1,964 @@
+//! An in-memory configfs with the kernel's rules, for tests and `--sim`.
+//!
+//! It is not a directory tree that accepts anything: `mkdir` works only
+//! where LIO or nvmet define a group (and fills in the attributes and
+//! default groups the kernel would), attributes reject what the kernel
+//! rejects (a LUN needs an enabled backstore, an ALUA state needs a valid
+//! group id and a configured device, a namespace's device cannot change
+//! while it is enabled, a port cannot be re-addressed while it serves, hosts
+//! cannot be listed while any host is allowed...), `rmdir` of a non-empty
+//! group fails with `ENOTEMPTY` and of a linked item with `EBUSY`.
+//! Attributes read back in the kernel's formats.
+
+use super::{EntryKind, TargetBackend};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, ErrorKind};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Entry {
+    /// A group; `default` groups come with their parent and cannot go.
+    Dir {
+        default: bool,
+    },
+    File(String),
+    Link(String),
+}
+
+/// The simulated configfs.
+#[derive(Debug, Clone)]
+pub struct SimBackend {
+    entries: BTreeMap<String, Entry>,
+    devices: BTreeSet<String>,
+    ops: u64,
+}
+
+fn err(kind: ErrorKind, msg: impl Into<String>) -> io::Error {
+    io::Error::new(kind, msg.into())
+}
+fn einval(msg: impl Into<String>) -> io::Error {
+    err(ErrorKind::InvalidInput, format!("EINVAL: {}", msg.into()))
+}
+
+fn parent(p: &str) -> &str {
+    p.rsplit_once('/').map_or("", |(a, _)| a)
+}
+fn base(p: &str) -> &str {
+    p.rsplit_once('/').map_or(p, |(_, b)| b)
+}
+fn num_suffix(name: &str, prefix: &str) -> Option<u32> {
+    name.strip_prefix(prefix)?.parse().ok()
+}
+
+/// What a directory is, by position in the tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    CoreRoot,
+    Hba,
+    Device,
+    AluaDir,
+    TgPtGp,
+    IscsiRoot,
+    Target,
+    Tpg,
+    LunDir,
+    Lun,
+    NpDir,
+    AclDir,
+    Acl,
+    MappedLun,
+    Subsystems,
+    Subsystem,
+    NamespacesDir,
+    Namespace,
+    AllowedHosts,
+    Hosts,
+    Ports,
+    Port,
+    AnaGroups,
+    AnaGroup,
+    PortSubsystems,
+    Other,
+}
+
+fn classify(p: &str) -> Class {
+    let c: Vec<&str> = p.split('/').collect();
+    match c.as_slice() {
+        ["target", "core"] => Class::CoreRoot,
+        ["target", "core", _] => Class::Hba,
+        ["target", "core", _, _] => Class::Device,
+        ["target", "core", _, _, "alua"] => Class::AluaDir,
+        ["target", "core", _, _, "alua", _] => Class::TgPtGp,
+        ["target", "iscsi"] => Class::IscsiRoot,
+        ["target", "iscsi", _] => Class::Target,
+        ["target", "iscsi", _, _] => Class::Tpg,
+        ["target", "iscsi", _, _, "lun"] => Class::LunDir,
+        ["target", "iscsi", _, _, "lun", _] => Class::Lun,
+        ["target", "iscsi", _, _, "np"] => Class::NpDir,
+        ["target", "iscsi", _, _, "acls"] => Class::AclDir,
+        ["target", "iscsi", _, _, "acls", _] => Class::Acl,
+        ["target", "iscsi", _, _, "acls", _, m] if m.starts_with("lun_") => Class::MappedLun,
+        ["nvmet", "subsystems"] => Class::Subsystems,
+        ["nvmet", "subsystems", _] => Class::Subsystem,
+        ["nvmet", "subsystems", _, "namespaces"] => Class::NamespacesDir,
+        ["nvmet", "subsystems", _, "namespaces", _] => Class::Namespace,
+        ["nvmet", "subsystems", _, "allowed_hosts"] => Class::AllowedHosts,
+        ["nvmet", "hosts"] => Class::Hosts,
+        ["nvmet", "ports"] => Class::Ports,
+        ["nvmet", "ports", _] => Class::Port,
+        ["nvmet", "ports", _, "ana_groups"] => Class::AnaGroups,
+        ["nvmet", "ports", _, "ana_groups", _] => Class::AnaGroup,
+        ["nvmet", "ports", _, "subsystems"] => Class::PortSubsystems,
+        _ => Class::Other,
+    }
+}
+
+const ZERO_UUID: &str = "00000000-0000-0000-0000-000000000000";
+
+impl Default for SimBackend {
+    fn default() -> Self {
+        SimBackend::new()
+    }
+}
+
+impl SimBackend {
+    /// A configfs with target_core_mod, iscsi_target_mod, nvmet and
+    /// nvmet-tcp loaded, and no block devices.
+    pub fn new() -> SimBackend {
+        let mut s = SimBackend {
+            entries: BTreeMap::new(),
+            devices: BTreeSet::new(),
+            ops: 0,
+        };
+        for d in [
+            "target",
+            "target/core",
+            "target/core/alua",
+            "target/iscsi",
+            "target/iscsi/discovery_auth",
+            "nvmet",
+            "nvmet/subsystems",
+            "nvmet/ports",
+            "nvmet/hosts",
+        ] {
+            s.entries.insert(d.into(), Entry::Dir { default: true });
+        }
+        s.entries.insert(
+            "target/iscsi/lio_version".into(),
+            Entry::File("Datera Inc. iSCSI Target v4.1.0".into()),
+        );
+        s
+    }
+
+    /// Makes a block device exist (a pool imported here).
+    pub fn add_device(&mut self, dev: &str) {
+        self.devices.insert(dev.to_string());
+    }
+
+    /// Makes a block device disappear.
+    pub fn remove_device(&mut self, dev: &str) {
+        self.devices.remove(dev);
+    }
+
+    /// Calls that changed or tried to change something (mkdir, rmdir, write,
+    /// symlink, unlink).
+    pub fn ops(&self) -> u64 {
+        self.ops
+    }
+
+    /// Every path, for tests that compare whole trees.
+    pub fn paths(&self) -> Vec<String> {
+        self.entries.keys().cloned().collect()
+    }
+
+    fn children(&self, dir: &str) -> impl Iterator<Item = (&String, &Entry)> {
+        let prefix = format!("{dir}/");
+        let pl = prefix.len();
+        self.entries
+            .range(prefix.clone()..)
+            .take_while(move |(k, _)| k.starts_with(&prefix))
+            .filter(move |(k, _)| !k[pl..].contains('/'))
+    }
+
+    fn file(&self, p: &str) -> Option<&str> {
+        match self.entries.get(p) {
+            Some(Entry::File(v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    fn set(&mut self, p: &str, v: impl Into<String>) {
+        self.entries.insert(p.to_string(), Entry::File(v.into()));
+    }
+
+    fn add_dir(&mut self, p: &str, default: bool) {
+        self.entries.insert(p.to_string(), Entry::Dir { default });
+    }
+
+    fn add_files(&mut self, dir: &str, files: &[(&str, &str)]) {
+        for (f, v) in files {
+            self.set(&format!("{dir}/{f}"), *v);
+        }
+    }
+
+    /// Links pointing at `p` or below it.
+    fn linked_to(&self, p: &str) -> bool {
+        let below = format!("{p}/");
+        self.entries
+            .values()
+            .any(|e| matches!(e, Entry::Link(t) if t == p || t.starts_with(&below)))
+    }
+
+    fn dev_enabled(&self, dev: &str) -> bool {
+        self.file(&format!("{dev}/enable")) == Some("1")
+    }
+
+    fn dev_exported(&self, dev: &str) -> bool {
+        self.entries.iter().any(|(k, e)| {
+            matches!(e, Entry::Link(t) if t == dev) && classify(parent(k)) == Class::Lun
+        })
+    }
+
+    /// The backstore a TPG LUN links to.
+    fn lun_dev(&self, lun: &str) -> Option<String> {
+        self.children(lun).find_map(|(_, e)| match e {
+            Entry::Link(t) => Some(t.clone()),
+            _ => None,
+        })
+    }
+
+    fn port_serving(&self, port: &str) -> bool {
+        self.children(&format!("{port}/subsystems"))
+            .next()
+            .is_some()
+    }
+
+    fn do_mkdir(&mut self, p: &str) -> io::Result<()> {
+        if self.entries.contains_key(p) {
+            return Err(err(ErrorKind::AlreadyExists, format!("EEXIST: {p}")));
+        }
+        let par = parent(p);
+        match self.entries.get(par) {
+            Some(Entry::Dir { .. }) => {}
+            Some(_) => return Err(err(ErrorKind::NotADirectory, format!("ENOTDIR: {par}"))),
+            None => return Err(err(ErrorKind::NotFound, format!("ENOENT: {par}"))),
+        }
+        let name = base(p);
+        let not_here = || {
+            err(
+                ErrorKind::PermissionDenied,
+                format!("EPERM: no group can be made at {p}"),
+            )
+        };
+        match classify(par) {
+            Class::CoreRoot => {
+                let ok = ["iblock_", "fileio_", "pscsi_", "rd_mcp_"]
+                    .iter()
+                    .any(|pre| num_suffix(name, pre).is_some());
+                if !ok {
+                    return Err(einval(format!("HBA name {name} is not <plugin>_<number>")));
+                }
+                self.add_dir(p, false);
+            }
+            Class::Hba => {
+                self.add_dir(p, false);
+                for d in ["alua", "wwn", "attrib", "pr", "statistics"] {
+                    self.add_dir(&format!("{p}/{d}"), true);
+                }
+                self.add_files(
+                    p,
+                    &[
+                        ("control", ""),
+                        ("udev_path", ""),
+                        ("enable", "0"),
+                        ("alias", ""),
+                    ],
+                );
+                self.set(&format!("{p}/wwn/vpd_unit_serial"), "");
+                self.add_files(
+                    &format!("{p}/attrib"),
+                    &[("block_size", "512"), ("emulate_tpu", "0")],
+                );
+                let dg = format!("{p}/alua/default_tg_pt_gp");
+                self.add_dir(&dg, true);
+                self.add_files(
+                    &dg,
+                    &[
+                        ("tg_pt_gp_id", "0"),
+                        ("alua_access_type", "3"),
+                        ("alua_access_state", "0"),
+                        ("preferred", "0"),
+                    ],
+                );
+            }
+            Class::AluaDir => {
+                self.add_dir(p, false);
+                // A new group has no valid id yet: it reads empty.
+                self.add_files(
+                    p,
+                    &[
+                        ("tg_pt_gp_id", ""),
+                        ("alua_access_type", "3"),
+                        ("alua_access_state", "0"),
+                        ("preferred", "0"),
+                        ("members", ""),
+                    ],
+                );
+            }
+            Class::IscsiRoot => {
+                let ok = name.starts_with("iqn.")
+                    || name.starts_with("eui.")
+                    || name.starts_with("naa.");
+                if !ok || name.len() > 223 {
+                    return Err(einval(format!("{name} is not an iSCSI name")));
+                }
+                self.add_dir(p, false);
+            }
+            Class::Target => {
+                if num_suffix(name, "tpgt_").is_none_or(|t| t == 0 || t > 0xffff) {
+                    return Err(einval(format!("{name} is not tpgt_<1..65535>")));
+                }
+                self.add_dir(p, false);
+                for d in ["attrib", "param", "auth", "lun", "np", "acls"] {
+                    self.add_dir(&format!("{p}/{d}"), true);
+                }
+                self.set(&format!("{p}/enable"), "0");
+                self.add_files(
+                    &format!("{p}/attrib"),
+                    &[
+                        ("authentication", "0"),
+                        ("generate_node_acls", "0"),
+                        ("demo_mode_write_protect", "1"),
+                        ("cache_dynamic_acls", "0"),
+                    ],
+                );
+            }
+            Class::LunDir => {
+                if num_suffix(name, "lun_").is_none_or(|n| n > 16383) {
+                    return Err(einval(format!("{name} is not lun_<0..16383>")));
+                }
+                self.add_dir(p, false);
+                self.set(&format!("{p}/alua_tg_pt_gp"), "");
+            }
+            Class::NpDir => {
+                let (addr, port) = name
+                    .rsplit_once(':')
+                    .ok_or_else(|| einval(format!("portal {name} has no port")))?;
+                let addr = addr.trim_start_matches('[').trim_end_matches(']');
+                if addr.parse::<std::net::IpAddr>().is_err() || port.parse::<u16>().is_err() {
+                    return Err(einval(format!("portal {name} is not <ip>:<port>")));
+                }
+                self.add_dir(p, false);
+            }
+            Class::AclDir => {
+                if !(name.starts_with("iqn.")
+                    || name.starts_with("eui.")
+                    || name.starts_with("naa."))
+                {
+                    return Err(einval(format!("{name} is not an initiator name")));
+                }
+                self.add_dir(p, false);
+                for d in ["auth", "attrib", "param"] {
+                    self.add_dir(&format!("{p}/{d}"), true);
+                }
+                self.add_files(
+                    &format!("{p}/auth"),
+                    &[
+                        ("userid", ""),
+                        ("password", ""),
+                        ("userid_mut", ""),
+                        ("password_mut", ""),
+                    ],
+                );
+            }
+            Class::Acl => {
+                if num_suffix(name, "lun_").is_none() {
+                    return Err(not_here());
+                }
+                self.add_dir(p, false);
+                self.set(&format!("{p}/write_protect"), "0");
+            }
+            Class::Subsystems => {
+                if !name.starts_with("nqn.") || name.len() > 223 {
+                    return Err(einval(format!("{name} is not an NQN")));
+                }
+                self.add_dir(p, false);
+                self.add_dir(&format!("{p}/namespaces"), true);
+                self.add_dir(&format!("{p}/allowed_hosts"), true);
+                self.add_files(
+                    p,
+                    &[
+                        ("attr_allow_any_host", "0"),
+                        ("attr_cntlid_min", "1"),
+                        ("attr_cntlid_max", "65519"),
+                        ("attr_serial", "d2ee0bcd11a2b9c5"),
+                        ("attr_model", "Linux"),
+                    ],
+                );
+            }
+            Class::NamespacesDir => {
+                let nsid: u32 = name.parse().map_err(|_| einval(format!("nsid {name}")))?;
+                if nsid == 0 || nsid == u32::MAX {
+                    return Err(einval(format!("nsid {nsid} is reserved")));
+                }
+                self.add_dir(p, false);
+                self.add_files(
+                    p,
+                    &[
+                        ("device_path", ""),
+                        ("device_uuid", ZERO_UUID),
+                        ("device_nguid", ZERO_UUID),
+                        ("ana_grpid", "1"),
+                        ("enable", "0"),
+                    ],
+                );
+            }
+            Class::Hosts => self.add_dir(p, false),
+            Class::Ports => {
+                name.parse::<u16>()
+                    .map_err(|_| einval(format!("port id {name}")))?;
+                self.add_dir(p, false);
+                for d in ["subsystems", "ana_groups", "referrals"] {
+                    self.add_dir(&format!("{p}/{d}"), true);
+                }
+                self.add_dir(&format!("{p}/ana_groups/1"), true);
+                self.set(&format!("{p}/ana_groups/1/ana_state"), "optimized");
+                self.add_files(
+                    p,
+                    &[
+                        ("addr_trtype", ""),
+                        ("addr_adrfam", ""),
+                        ("addr_traddr", ""),
+                        ("addr_trsvcid", ""),
+                    ],
+                );
+            }
+            Class::AnaGroups => {
+                let g: u32 = name
+                    .parse()
+                    .map_err(|_| einval(format!("ANA group {name}")))?;
+                if g <= 1 || g > 128 {
+                    return Err(einval(format!("ANA group {g} not in 2..=128")));
+                }
+                self.add_dir(p, false);
+                // nvmet starts every non-default group inaccessible.
+                self.set(&format!("{p}/ana_state"), "inaccessible");
+            }
+            _ => return Err(not_here()),
+        }
+        Ok(())
+    }
+
+    fn do_rmdir(&mut self, p: &str) -> io::Result<()> {
+        match self.entries.get(p) {
+            Some(Entry::Dir { default: false }) => {}
+            Some(Entry::Dir { default: true }) => {
+                return Err(err(
+                    ErrorKind::PermissionDenied,
+                    format!("EPERM: {p} is a default group"),
+                ))
+            }
+            Some(_) => return Err(err(ErrorKind::NotADirectory, format!("ENOTDIR: {p}"))),
+            None => return Err(err(ErrorKind::NotFound, format!("ENOENT: {p}"))),
+        }
+        let below = format!("{p}/");
+        let busy_child = self
+            .entries
+            .range(below.clone()..)
+            .take_while(|(k, _)| k.starts_with(&below))
+            .any(|(_, e)| match e {
+                Entry::Link(_) => true,
+                // Only groups the user made count; default groups go along.
+                Entry::Dir { default } => !default,
+                Entry::File(_) => false,
+            });
+        if busy_child {
+            return Err(err(ErrorKind::DirectoryNotEmpty, format!("ENOTEMPTY: {p}")));
+        }
+        if self.linked_to(p) {
+            return Err(err(
+                ErrorKind::ResourceBusy,
+                format!("EBUSY: {p} is the target of a link"),
+            ));
+        }
+        let doomed: Vec<String> = self
+            .entries
+            .range(below.clone()..)
+            .take_while(|(k, _)| k.starts_with(&below))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in doomed {
+            self.entries.remove(&k);
+        }
+        self.entries.remove(p);
+        Ok(())
+    }
+
+    fn do_write(&mut self, p: &str, value: &str) -> io::Result<()> {
+        let v = value.trim_end_matches('\n');
+        match self.entries.get(p) {
+            Some(Entry::File(_)) => {}
+            Some(Entry::Dir { .. }) => {
+                return Err(err(ErrorKind::IsADirectory, format!("EISDIR: {p}")))
+            }
+            Some(Entry::Link(_)) => return Err(einval(format!("{p} is a link"))),
+            None => return Err(err(ErrorKind::NotFound, format!("ENOENT: {p}"))),
+        }
+        let dir = parent(p).to_string();
+        let attr = base(p);
+        let bit = |v: &str| -> io::Result<&'static str> {
+            match v {
+                "0" => Ok("0"),
+                "1" => Ok("1"),
+                _ => Err(einval(format!("{p}: {v} is not 0 or 1"))),
+            }
+        };
+        match (classify(&dir), attr) {
+            (Class::Device, "control") => {
+                if self.dev_enabled(&dir) {
+                    return Err(err(
+                        ErrorKind::AlreadyExists,
+                        "EEXIST: udev_path= while the device is configured",
+                    ));
+                }
+                let path = v
+                    .strip_prefix("udev_path=")
+                    .ok_or_else(|| einval(format!("control: {v}")))?;
+                self.set(&format!("{dir}/.ibd_udev_path"), path);
+            }
+            (Class::Device, "udev_path") => self.set(p, v),
+            (Class::Device, "enable") => {
+                if v != "1" {
+                    return Err(einval("a device can only be enabled"));
+                }
+                if self.dev_enabled(&dir) {
+                    return Err(err(ErrorKind::AlreadyExists, "EEXIST: already enabled"));
+                }
+                let dev = self
+                    .file(&format!("{dir}/.ibd_udev_path"))
+                    .unwrap_or("")
+                    .to_string();
+                if dev.is_empty() {
+                    return Err(einval("enable before udev_path= was given"));
+                }
+                if !self.devices.contains(&dev) {
+                    return Err(err(
+                        ErrorKind::NotFound,
+                        format!("ENOENT: block device {dev}"),
+                    ));
+                }
+                self.set(p, "1");
+            }
+            (Class::Other, "vpd_unit_serial") if classify(parent(&dir)) == Class::Device => {
+                let dev = parent(&dir).to_string();
+                if self.dev_exported(&dev) {
+                    return Err(einval("VPD unit serial while LUN exports exist"));
+                }
+                if v.len() > 254 {
+                    return Err(einval("serial too long"));
+                }
+                self.set(p, v);
+            }
+            (Class::TgPtGp, "tg_pt_gp_id") => {
+                if !self.file(p).unwrap_or("").is_empty() {
+                    return Err(einval("the group already has a valid id"));
+                }
+                let id: u16 = v.parse().map_err(|_| einval(format!("tg_pt_gp_id {v}")))?;
+                let alua = parent(&dir).to_string();
+                let clash = self
+                    .children(&alua)
+                    .any(|(k, _)| k != &dir && self.file(&format!("{k}/tg_pt_gp_id")) == Some(v));
+                if clash {
+                    return Err(einval(format!("tg_pt_gp_id {id} is used by another group")));
+                }
+                self.set(p, id.to_string());
+            }
+            (Class::TgPtGp, "alua_access_type") => {
+                let t: u8 = v
+                    .parse()
+                    .map_err(|_| einval(format!("alua_access_type {v}")))?;
+                if t > 3 {
+                    return Err(einval(format!("alua_access_type {t}")));
+                }
+                self.set(p, t.to_string());
+            }
+            (Class::TgPtGp, "alua_access_state") => {
+                if self
+                    .file(&format!("{dir}/tg_pt_gp_id"))
+                    .unwrap_or("")
+                    .is_empty()
+                {
+                    return Err(einval("implicit ALUA on a group without a valid id"));
+                }
+                let dev = parent(parent(&dir)).to_string();
+                if !self.dev_enabled(&dev) {
+                    return Err(err(
+                        ErrorKind::NotFound,
+                        "ENODEV: alua_access_state while the device is not configured",
+                    ));
+                }
+                let t: u8 = self
+                    .file(&format!("{dir}/alua_access_type"))
+                    .unwrap_or("0")
+                    .parse()
+                    .unwrap_or(0);
+                if t & 1 == 0 {
+                    return Err(einval(
+                        "implicit transition while implicit ALUA is disabled",
+                    ));
+                }
+                let s: u8 = v
+                    .parse()
+                    .map_err(|_| einval(format!("alua_access_state {v}")))?;
+                if crate::core::model::AluaState::from_code(s).is_none() {
+                    return Err(einval(format!("alua_access_state {s}")));
+                }
+                self.set(p, s.to_string());
+            }
+            (Class::TgPtGp, "preferred") => {
+                self.set(p, bit(v)?);
+            }
+            (Class::Lun, "alua_tg_pt_gp") => {
+                let dev = self.lun_dev(&dir).ok_or_else(|| {
+                    err(
+                        ErrorKind::NotFound,
+                        "ENODEV: the LUN is not linked to a device",
+                    )
+                })?;
+                let gp = format!("{dev}/alua/{v}");
+                if !matches!(self.entries.get(&gp), Some(Entry::Dir { .. })) {
+                    return Err(einval(format!("no ALUA group {v} on {dev}")));
+                }
+                self.set(p, v);
+            }
+            (Class::Tpg, "enable") => self.set(p, bit(v)?),
+            (
+                Class::Other,
+                "authentication"
+                | "generate_node_acls"
+                | "demo_mode_write_protect"
+                | "cache_dynamic_acls",
+            ) if classify(parent(&dir)) == Class::Tpg => {
+                self.set(p, bit(v)?);
+            }
+            (Class::Other, "userid" | "password" | "userid_mut" | "password_mut")
+                if classify(parent(&dir)) == Class::Acl =>
+            {
+                if v.len() > 255 {
+                    return Err(einval("CHAP credential too long"));
+                }
+                self.set(p, v);
+            }
+            (Class::Subsystem, "attr_allow_any_host") => {
+                let b = bit(v)?;
+                if b == "1"
+                    && self
+                        .children(&format!("{dir}/allowed_hosts"))
+                        .next()
+                        .is_some()
+                {
+                    return Err(einval("allow_any_host while explicit hosts are set"));
+                }
+                self.set(p, b);
+            }
+            (Class::Subsystem, "attr_cntlid_min") => {
+                let n: u16 = v.parse().map_err(|_| einval(format!("cntlid {v}")))?;
+                let max: u16 = self
+                    .file(&format!("{dir}/attr_cntlid_max"))
+                    .unwrap_or("65519")
+                    .parse()
+                    .unwrap_or(0xffef);
+                if n == 0 || n > max {
+                    return Err(einval(format!("cntlid_min {n} with max {max}")));
+                }
+                self.set(p, n.to_string());
+            }
+            (Class::Subsystem, "attr_cntlid_max") => {
+                let n: u16 = v.parse().map_err(|_| einval(format!("cntlid {v}")))?;
+                let min: u16 = self
+                    .file(&format!("{dir}/attr_cntlid_min"))
+                    .unwrap_or("1")
+                    .parse()
+                    .unwrap_or(1);
+                if n == 0 || n < min || n > 0xffef {
+                    return Err(einval(format!("cntlid_max {n} with min {min}")));
+                }
+                self.set(p, n.to_string());
+            }
+            (Class::Subsystem, "attr_serial") => {
+                if v.is_empty() || v.len() > 20 {
+                    return Err(einval("serial must be 1..20 characters"));
+                }
+                self.set(p, v);
+            }
+            (Class::Namespace, "device_path" | "device_uuid" | "device_nguid") => {
+                if self.file(&format!("{dir}/enable")) == Some("1") {
+                    return Err(err(
+                        ErrorKind::ResourceBusy,
+                        format!("EBUSY: {attr} while the namespace is enabled"),
+                    ));
+                }
+                let stored = match attr {
+                    "device_path" => v.to_string(),
+                    "device_uuid" => {
+                        let ok = v.len() == 36 && crate::core::model::hex_only(v).len() == 32;
+                        if !ok {
+                            return Err(einval(format!("uuid {v}")));
+                        }
+                        v.to_ascii_lowercase()
+                    }
+                    _ => {
+                        let hex = crate::core::model::hex_only(v);
+                        let clean: String = v.chars().filter(|c| *c != '-' && *c != ':').collect();
+                        if hex.len() != 32 || clean.len() != 32 {
+                            return Err(einval(format!("nguid {v}")));
+                        }
+                        format!(
+                            "{}-{}-{}-{}-{}",
+                            &hex[0..8],
+                            &hex[8..12],
+                            &hex[12..16],
+                            &hex[16..20],
+                            &hex[20..32]
+                        )
+                    }
+                };
+                self.set(p, stored);
+            }
+            (Class::Namespace, "ana_grpid") => {
+                let g: u32 = v.parse().map_err(|_| einval(format!("ana_grpid {v}")))?;
+                if g == 0 || g > 128 {
+                    return Err(einval(format!("ana_grpid {g}")));
+                }
+                self.set(p, g.to_string());
+            }
+            (Class::Namespace, "enable") => {
+                let b = bit(v)?;
+                if b == "1" {
+                    let dev = self
+                        .file(&format!("{dir}/device_path"))
+                        .unwrap_or("")
+                        .to_string();
+                    if !self.devices.contains(&dev) {
+                        return Err(err(
+                            ErrorKind::NotFound,
+                            format!("ENOENT: block device {dev:?}"),
+                        ));
+                    }
+                }
+                self.set(p, b);
+            }
+            (Class::Port, "addr_trtype" | "addr_adrfam" | "addr_traddr" | "addr_trsvcid") => {
+                if self.port_serving(&dir) {
+                    return Err(err(
+                        ErrorKind::PermissionDenied,
+                        format!("EACCES: {attr} while the port is enabled"),
+                    ));
+                }
+                let ok = match attr {
+                    "addr_trtype" => ["tcp", "rdma", "fc", "loop"].contains(&v),
+                    "addr_adrfam" => ["ipv4", "ipv6", "ib", "fc"].contains(&v),
+                    _ => !v.is_empty(),
+                };
+                if !ok {
+                    return Err(einval(format!("{attr} {v}")));
+                }
+                self.set(p, v);
+            }
+            (Class::AnaGroup, "ana_state") => {
+                if crate::core::model::AnaState::parse(v).is_none() {
+                    return Err(einval(format!("ana_state {v}")));
+                }
+                self.set(p, v);
+            }
+            _ => self.set(p, v),
+        }
+        Ok(())
+    }
+
+    fn do_symlink(&mut self, link: &str, target: &str) -> io::Result<()> {
+        if self.entries.contains_key(link) {
+            return Err(err(ErrorKind::AlreadyExists, format!("EEXIST: {link}")));
+        }
+        let dir = parent(link).to_string();
+        if !matches!(self.entries.get(&dir), Some(Entry::Dir { .. })) {
+            return Err(err(ErrorKind::NotFound, format!("ENOENT: {dir}")));
+        }
+        if !matches!(self.entries.get(target), Some(Entry::Dir { .. })) {
+            return Err(err(
+                ErrorKind::NotFound,
+                format!("ENOENT: link target {target}"),
+            ));
+        }
+        let has_link = self
+            .children(&dir)
+            .any(|(_, e)| matches!(e, Entry::Link(_)));
+        match classify(&dir) {
+            Class::Lun => {
+                if classify(target) != Class::Device {
+                    return Err(einval(format!("{target} is not a backstore")));
+                }
+                if has_link {
+                    return Err(err(
+                        ErrorKind::AlreadyExists,
+                        "EEXIST: port symlink already exists",
+                    ));
+                }
+                if !self.dev_enabled(target) {
+                    return Err(err(
+                        ErrorKind::NotFound,
+                        "ENODEV: se_device not configured yet, cannot port link",
+                    ));
+                }
+            }
+            Class::MappedLun => {
+                let tpg = parent(parent(parent(&dir)));
+                if classify(target) != Class::Lun || parent(parent(target)) != tpg {
+                    return Err(einval(format!("{target} is not a LUN of the same TPG")));
+                }
+                if has_link {
+                    return Err(err(
+                        ErrorKind::AlreadyExists,
+                        "EEXIST: mapped LUN already linked",
+                    ));
+                }
+                if self.lun_dev(target).is_none() {
+                    return Err(einval("the TPG LUN has no device"));
+                }
+            }
+            Class::AllowedHosts => {
+                if parent(target) != "nvmet/hosts" {
+                    return Err(einval(format!("{target} is not an nvmet host")));
+                }
+                let sub = parent(&dir);
+                if self.file(&format!("{sub}/attr_allow_any_host")) == Some("1") {
+                    return Err(einval("can't add hosts when allow_any_host is set"));
+                }
+            }
+            Class::PortSubsystems => {
+                if parent(target) != "nvmet/subsystems" {
+                    return Err(einval(format!("{target} is not a subsystem")));
+                }
+                let port = parent(&dir);
+                if self
+                    .file(&format!("{port}/addr_trtype"))
+                    .unwrap_or("")
+                    .is_empty()
+                    || self
+                        .file(&format!("{port}/addr_traddr"))
+                        .unwrap_or("")
+                        .is_empty()
+                {
+                    return Err(einval("port has no transport address"));
+                }
+            }
+            _ => {
+                return Err(err(
+                    ErrorKind::PermissionDenied,
+                    format!("EPERM: no links in {dir}"),
+                ))
+            }
+        }
+        self.entries
+            .insert(link.to_string(), Entry::Link(target.to_string()));
+        Ok(())
+    }
+}
+
+impl TargetBackend for SimBackend {
+    fn mkdir(&mut self, path: &str) -> io::Result<()> {
+        self.ops += 1;
+        self.do_mkdir(path)
+    }
+
+    fn rmdir(&mut self, path: &str) -> io::Result<()> {
+        self.ops += 1;
+        self.do_rmdir(path)
+    }
+
+    fn write(&mut self, path: &str, value: &str) -> io::Result<()> {
+        self.ops += 1;
+        self.do_write(path, value)
+    }
+
+    fn read(&self, path: &str) -> io::Result<String> {
+        let dir = parent(path);
+        match self.entries.get(path) {
+            Some(Entry::File(v)) => {
+                if base(path) == "control" {
+                    return Ok(String::new());
+                }
+                if base(path) == "vpd_unit_serial" {
+                    return Ok(format!("T10 VPD Unit Serial Number: {v}\n"));
+                }
+                if classify(dir) == Class::Lun && base(path) == "alua_tg_pt_gp" {
+                    if v.is_empty() && self.lun_dev(dir).is_none() {
+                        return Ok(String::new());
+                    }
+                    let name = if v.is_empty() { "default_tg_pt_gp" } else { v };
+                    let id = self
+                        .lun_dev(dir)
+                        .and_then(|d| {
+                            self.file(&format!("{d}/alua/{name}/tg_pt_gp_id"))
+                                .map(str::to_string)
+                        })
+                        .unwrap_or_default();
+                    return Ok(format!("TG Port Alias: {name}\nTG Port Group ID: {id}\n"));
+                }
+                Ok(format!("{v}\n"))
+            }
+            Some(Entry::Dir { .. }) => Err(err(ErrorKind::IsADirectory, format!("EISDIR: {path}"))),
+            Some(Entry::Link(_)) => Err(einval(format!("{path} is a link"))),
+            None => Err(err(ErrorKind::NotFound, format!("ENOENT: {path}"))),
+        }
+    }
+
+    fn symlink(&mut self, link: &str, target: &str) -> io::Result<()> {
+        self.ops += 1;
+        self.do_symlink(link, target)
+    }
+
+    fn unlink(&mut self, path: &str) -> io::Result<()> {
+        self.ops += 1;
+        match self.entries.get(path) {
+            Some(Entry::Link(_)) => {
+                self.entries.remove(path);
+                Ok(())
+            }
+            Some(_) => Err(err(
+                ErrorKind::PermissionDenied,
+                format!("EPERM: {path} is not a link"),
+            )),
+            None => Err(err(ErrorKind::NotFound, format!("ENOENT: {path}"))),
+        }
+    }
+
+    fn list(&self, path: &str) -> io::Result<Vec<(String, EntryKind)>> {
+        if !matches!(self.entries.get(path), Some(Entry::Dir { .. })) {
+            return Err(err(ErrorKind::NotFound, format!("ENOENT: {path}")));
+        }
+        Ok(self
+            .children(path)
+            .filter(|(k, _)| !base(k).starts_with('.'))
+            .map(|(k, e)| {
+                let kind = match e {
+                    Entry::Dir { .. } => EntryKind::Dir,
+                    Entry::File(_) => EntryKind::File,
+                    Entry::Link(_) => EntryKind::Link,
+                };
+                (base(k).to_string(), kind)
+            })
+            .collect())
+    }
+
+    fn read_link(&self, path: &str) -> io::Result<String> {
+        match self.entries.get(path) {
+            // The kernel answers with a relative path; callers use the tail.
+            Some(Entry::Link(t)) => Ok(format!("../../../../../{t}")),
+            _ => Err(einval(format!("{path} is not a link"))),
+        }
+    }
+
+    fn device_present(&self, dev: &str) -> bool {
+        self.devices.contains(dev)
+    }
+}

@@ -1,0 +1,13 @@
+//! The pure part: the configfs model, the desired tree built from the
+//! configuration, and the planner. No I/O, no tokio.
+//!
+//! Architecture invariant: nothing here touches the outside world, so every
+//! decision is a unit test on plain values.
+
+pub mod desired;
+pub mod model;
+pub mod plan;
+
+pub use desired::{build, Desired, DesiredConfig, Local, Scope};
+pub use model::{AccessState, AluaState, AnaState, Tree};
+pub use plan::{plan, Step};

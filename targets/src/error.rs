@@ -1,0 +1,69 @@
+//! Errors of the targets service. Each names the configfs path or the
+//! parameter it is about; `rpc` maps them to JSON-RPC codes in one place.
+
+use std::io;
+
+/// A configfs operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// A filesystem call failed (the kernel refused, or the path is wrong).
+    #[error("{op} {path}")]
+    Io {
+        /// `mkdir`, `rmdir`, `write`, `read`, `symlink`, `unlink`, `list`, `readlink`.
+        op: &'static str,
+        /// The path, relative to the configfs root.
+        path: String,
+        /// The error the kernel (or the sim) gave.
+        #[source]
+        source: io::Error,
+    },
+    /// The root is not a mounted configfs.
+    #[error("{root} is not a mounted configfs ({detail})")]
+    NotConfigfs {
+        /// The configured root.
+        root: String,
+        /// What was found instead.
+        detail: String,
+    },
+    /// An attribute held something we cannot parse.
+    #[error("{path}: unexpected content {content:?}")]
+    Parse {
+        /// The attribute.
+        path: String,
+        /// What it held.
+        content: String,
+    },
+}
+
+/// A reconcile that stopped part way.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// Reading configfs failed.
+    #[error("observing configfs")]
+    Observe(#[source] BackendError),
+    /// A step failed; the steps before it were applied.
+    #[error("step {index} of {total} ({step}) failed")]
+    Step {
+        /// 0-based index of the failed step.
+        index: usize,
+        /// How many steps the plan had.
+        total: usize,
+        /// The step (secrets masked).
+        step: String,
+        /// Why.
+        #[source]
+        source: BackendError,
+    },
+}
+
+/// Renders an error with its whole source chain on one line.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

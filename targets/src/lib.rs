@@ -1,0 +1,17 @@
+//! `duplex-targets`: LIO iSCSI and nvmet through configfs, ALUA target port
+//! groups and ANA groups, host ACLs and CHAP.
+//!
+//! - [`core`]: pure model of the configfs trees, the desired tree built from
+//!   the configuration, and `plan(desired, observed)`.
+//! - [`backend`]: the `TargetBackend` trait, the configfs implementation and
+//!   the simulator, and the observer.
+//! - [`reconciler`]: the driver that observes, plans, applies and flips.
+//! - [`rpc`]: the `target.*` methods.
+//! - [`error`]: error types.
+//!
+//! Architecture invariant: only `backend` touches the kernel; only `rpc`
+//! and `main` know about the router.
+
+pub mod backend;
+pub mod core;
+pub mod error;

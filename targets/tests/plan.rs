@@ -1,0 +1,656 @@
+//! `plan(desired, observed)` for every kind of change, applied on the
+//! simulated configfs (which refuses what the kernel refuses), and checked
+//! to be idempotent: a second plan after applying is always empty.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
+use duplex_targets::backend::sim::SimBackend;
+use duplex_targets::backend::{observe, TargetBackend};
+use duplex_targets::core::desired::{build, with_pool_state, Desired, DesiredConfig, Local};
+use duplex_targets::core::model::{path, AccessState};
+use duplex_targets::core::plan::{plan, Step};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+const IQN_H1: &str = "iqn.1994-05.com.redhat:h1";
+const IQN_H2: &str = "iqn.1994-05.com.redhat:h2";
+const NQN_H1: &str = "nqn.2014-08.org.nvmexpress:uuid:11111111-1111-1111-1111-111111111111";
+const TGT: &str = "iqn.2026-11.io.duplex:5e1f0c1e.g1";
+const SUB: &str = "nqn.2026-11.io.duplex:5e1f0c1e.g1";
+
+fn base() -> Value {
+    json!({
+        "cluster": {"id": "5e1f0c1e-0000-4000-8000-000000000001", "epoch": 1, "secret_ref": "x"},
+        "controller": [{"id": "A"}, {"id": "B"}],
+        "pool": [{"name": "p1", "owner": "A", "home": "A", "epoch": 1}],
+        "volume": [
+            {"name": "v1", "pool": "p1", "serial": "5e1f0c1ed0c14a5b9f3e2d1c0b0a0901",
+             "wwn": "6001405e1f0c1ed0c14a5b9f3e2d1c0b", "nguid": "3c8d2f645b0e4a7d9f216d1e0b7a4c11",
+             "uuid": "3c8d2f64-5b0e-4a7d-9f21-6d1e0b7a4c11"},
+            {"name": "v2", "pool": "p1", "serial": "5e1f0c1ed0c14a5b9f3e2d1c0b0a0902",
+             "wwn": "6001405e1f0c1ed0c14a5b9f3e2d1c0c", "nguid": "3c8d2f645b0e4a7d9f216d1e0b7a4c12",
+             "uuid": "3c8d2f64-5b0e-4a7d-9f21-6d1e0b7a4c12"}
+        ],
+        "export": [
+            {"name": "e1", "volume": "v1", "protocol": "iscsi", "lun": 0, "host_group": "g1"},
+            {"name": "e2", "volume": "v2", "protocol": "nvme", "nsid": 1, "host_group": "g1"}
+        ],
+        "host": [
+            {"name": "h1", "iqns": [IQN_H1], "nqns": [NQN_H1]},
+            {"name": "h2", "iqns": [IQN_H2], "nqns": []}
+        ],
+        "host_group": [{"name": "g1", "hosts": ["h1"]}]
+    })
+}
+
+fn cfg(v: &Value) -> DesiredConfig {
+    serde_json::from_value(v.clone()).unwrap()
+}
+
+fn sim() -> SimBackend {
+    let mut s = SimBackend::new();
+    for v in ["v1", "v2", "v3"] {
+        s.add_device(&format!("/dev/dx-p1/{v}"));
+    }
+    s
+}
+
+fn desired(sim: &SimBackend, v: &Value, me: &str) -> Desired {
+    let local = Local::new(me);
+    let observed = observe(sim, &local.scope()).unwrap();
+    build(
+        &cfg(v),
+        &local,
+        &|d| sim.device_present(d),
+        &BTreeMap::new(),
+        &observed.tree,
+    )
+}
+
+/// Observes, plans, applies, and checks that a second plan is empty.
+fn reconcile(sim: &mut SimBackend, v: &Value, me: &str) -> Vec<Step> {
+    let d = desired(sim, v, me);
+    apply_desired(sim, &d, me)
+}
+
+fn apply_desired(sim: &mut SimBackend, d: &Desired, me: &str) -> Vec<Step> {
+    let scope = Local::new(me).scope();
+    let observed = observe(sim, &scope).unwrap();
+    let steps = plan(&d.tree, &observed.tree);
+    sim.apply(&steps)
+        .unwrap_or_else(|e| panic!("{}", duplex_targets::error::chain(&e)));
+    let again = observe(sim, &scope).unwrap();
+    let second = plan(&d.tree, &again.tree);
+    assert!(second.is_empty(), "not idempotent: {second:#?}");
+    steps
+}
+
+fn read(sim: &SimBackend, p: &str) -> String {
+    sim.read(p).unwrap().trim().to_string()
+}
+
+fn has(sim: &SimBackend, p: &str) -> bool {
+    sim.paths().iter().any(|x| x == p)
+}
+
+#[test]
+fn create_from_nothing_builds_both_protocols() {
+    let mut s = sim();
+    let steps = reconcile(&mut s, &base(), "A");
+    assert!(!steps.is_empty());
+    let bs = path::backstore("v1");
+    assert_eq!(read(&s, &format!("{bs}/enable")), "1");
+    assert_eq!(read(&s, &format!("{bs}/udev_path")), "/dev/dx-p1/v1");
+    assert!(read(&s, &format!("{bs}/wwn/vpd_unit_serial"))
+        .ends_with("5e1f0c1ed0c14a5b9f3e2d1c0b0a0901"));
+    let gp = path::tg_pt_gp("v1", "dx_a");
+    assert_eq!(read(&s, &format!("{gp}/tg_pt_gp_id")), "16");
+    assert_eq!(read(&s, &format!("{gp}/alua_access_type")), "1");
+    assert_eq!(read(&s, &format!("{gp}/alua_access_state")), "0");
+    let tpg = path::tpg(TGT, 1);
+    assert_eq!(read(&s, &format!("{tpg}/enable")), "1");
+    assert_eq!(read(&s, &format!("{tpg}/attrib/generate_node_acls")), "0");
+    assert!(has(&s, &path::portal(TGT, 1, "0.0.0.0:3260")));
+    assert!(has(&s, &path::lun_link(TGT, 1, 0, "v1")));
+    assert!(read(&s, &format!("{}/alua_tg_pt_gp", path::lun(TGT, 1, 0))).contains("dx_a"));
+    assert!(has(&s, &path::mapped_lun_link(TGT, 1, IQN_H1, 0)));
+    // NVMe: deny by default, the one allowed host, namespace identity.
+    let sub = path::subsystem(SUB);
+    assert_eq!(read(&s, &format!("{sub}/attr_allow_any_host")), "0");
+    assert_eq!(read(&s, &format!("{sub}/attr_cntlid_min")), "1");
+    assert_eq!(read(&s, &format!("{sub}/attr_cntlid_max")), "32767");
+    assert!(has(&s, &path::allowed_host(SUB, NQN_H1)));
+    let ns = path::namespace(SUB, 1);
+    assert_eq!(read(&s, &format!("{ns}/enable")), "1");
+    assert_eq!(
+        read(&s, &format!("{ns}/device_uuid")),
+        "3c8d2f64-5b0e-4a7d-9f21-6d1e0b7a4c12"
+    );
+    assert_eq!(
+        read(&s, &format!("{ns}/device_nguid")),
+        "3c8d2f64-5b0e-4a7d-9f21-6d1e0b7a4c12"
+    );
+    assert_eq!(read(&s, &format!("{ns}/ana_grpid")), "2");
+    assert!(has(&s, &path::port_subsystem(1000, SUB)));
+    assert_eq!(
+        read(&s, &format!("{}/ana_state", path::ana_group(1000, 2))),
+        "optimized"
+    );
+    assert_eq!(read(&s, "nvmet/ports/1000/addr_trsvcid"), "4420");
+}
+
+#[test]
+fn identity_is_the_same_on_both_controllers_and_groups_differ() {
+    let (mut a, mut b) = (sim(), sim());
+    reconcile(&mut a, &base(), "A");
+    reconcile(&mut b, &base(), "B");
+    let bs = path::backstore("v1");
+    let serial = format!("{bs}/wwn/vpd_unit_serial");
+    assert_eq!(read(&a, &serial), read(&b, &serial));
+    let ns = path::namespace(SUB, 1);
+    for f in ["device_uuid", "device_nguid", "device_path"] {
+        assert_eq!(
+            read(&a, &format!("{ns}/{f}")),
+            read(&b, &format!("{ns}/{f}"))
+        );
+    }
+    assert_eq!(
+        read(&a, &format!("{}/attr_serial", path::subsystem(SUB))),
+        read(&b, &format!("{}/attr_serial", path::subsystem(SUB)))
+    );
+    // Distinct ALUA groups and TPG tags; A/O on the owner, Standby on the partner.
+    assert_eq!(
+        read(&a, &format!("{}/tg_pt_gp_id", path::tg_pt_gp("v1", "dx_a"))),
+        "16"
+    );
+    assert_eq!(
+        read(&b, &format!("{}/tg_pt_gp_id", path::tg_pt_gp("v1", "dx_b"))),
+        "17"
+    );
+    assert_eq!(
+        read(
+            &b,
+            &format!("{}/alua_access_state", path::tg_pt_gp("v1", "dx_b"))
+        ),
+        "2"
+    );
+    assert!(has(&a, &path::tpg(TGT, 1)) && has(&b, &path::tpg(TGT, 2)));
+    // Disjoint controller ids; the partner's ANA group is inaccessible.
+    assert_eq!(
+        read(&b, &format!("{}/attr_cntlid_min", path::subsystem(SUB))),
+        "32768"
+    );
+    assert_eq!(
+        read(&b, &format!("{}/ana_state", path::ana_group(1001, 2))),
+        "inaccessible"
+    );
+}
+
+#[test]
+fn an_ownership_change_is_only_state_writes() {
+    let mut s = sim();
+    reconcile(&mut s, &base(), "A");
+    let mut v = base();
+    v["pool"][0]["owner"] = json!("B");
+    let steps = reconcile(&mut s, &v, "A");
+    assert_eq!(
+        steps,
+        vec![
+            Step::Write {
+                path: format!("{}/alua_access_state", path::tg_pt_gp("v1", "dx_a")),
+                value: "2".into()
+            },
+            Step::Write {
+                path: format!("{}/ana_state", path::ana_group(1000, 2)),
+                value: "inaccessible".into()
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_pool_flip_writes_every_volume_and_one_ana_group_and_can_transition() {
+    let mut v = base();
+    v["export"] = json!([
+        {"name": "e1", "volume": "v1", "protocol": "iscsi", "lun": 0, "host_group": "g1"},
+        {"name": "e2", "volume": "v2", "protocol": "iscsi", "lun": 1, "host_group": "g1"},
+        {"name": "e3", "volume": "v1", "protocol": "nvme", "nsid": 1, "host_group": "g1"},
+        {"name": "e4", "volume": "v2", "protocol": "nvme", "nsid": 2, "host_group": "g1"}
+    ]);
+    let mut s = sim();
+    let d = desired(&s, &v, "A");
+    apply_desired(&mut s, &d, "A");
+    let t = with_pool_state(&d, "p1", AccessState::Transitioning);
+    let steps = apply_desired(&mut s, &t, "A");
+    assert_eq!(steps.len(), 3, "{steps:#?}");
+    assert_eq!(
+        read(
+            &s,
+            &format!("{}/alua_access_state", path::tg_pt_gp("v2", "dx_a"))
+        ),
+        "15"
+    );
+    assert_eq!(
+        read(&s, &format!("{}/ana_state", path::ana_group(1000, 2))),
+        "change"
+    );
+    let sb = with_pool_state(&d, "p1", AccessState::Standby);
+    let steps = apply_desired(&mut s, &sb, "A");
+    assert_eq!(steps.len(), 3);
+    assert_eq!(
+        read(&s, &format!("{}/ana_state", path::ana_group(1000, 2))),
+        "inaccessible"
+    );
+}
+
+#[test]
+fn teardown_removes_everything_of_ours_in_an_order_the_kernel_accepts() {
+    let mut s = sim();
+    reconcile(&mut s, &base(), "A");
+    let mut v = base();
+    v["export"] = json!([]);
+    let steps = reconcile(&mut s, &v, "A");
+    assert!(
+        matches!(steps.first(), Some(Step::Unlink { .. })),
+        "exposure goes first: {steps:#?}"
+    );
+    for p in s.paths() {
+        assert!(!p.contains("io.duplex"), "left behind: {p}");
+        assert!(!p.starts_with(&path::backstore("v1")), "left behind: {p}");
+        assert!(!p.starts_with("nvmet/ports/1000"), "left behind: {p}");
+    }
+}
+
+#[test]
+fn acls_follow_the_host_group_and_nobody_else_gets_in() {
+    let mut s = sim();
+    reconcile(&mut s, &base(), "A");
+    assert!(
+        !has(&s, &path::acl(TGT, 1, IQN_H2)),
+        "h2 is not in the group"
+    );
+    let mut v = base();
+    v["host_group"][0]["hosts"] = json!(["h1", "h2"]);
+    let steps = reconcile(&mut s, &v, "A");
+    assert_eq!(
+        steps,
+        vec![
+            Step::Mkdir {
+                path: path::acl(TGT, 1, IQN_H2)
+            },
+            Step::Mkdir {
+                path: path::mapped_lun(TGT, 1, IQN_H2, 0)
+            },
+            Step::Symlink {
+                link: path::mapped_lun_link(TGT, 1, IQN_H2, 0),
+                target: path::lun(TGT, 1, 0)
+            },
+        ]
+    );
+    v["host_group"][0]["hosts"] = json!(["h2"]);
+    let steps = reconcile(&mut s, &v, "A");
+    assert!(!has(&s, &path::acl(TGT, 1, IQN_H1)));
+    assert!(!has(&s, &path::allowed_host(SUB, NQN_H1)));
+    assert!(
+        !has(&s, &path::host(NQN_H1)),
+        "unused host entries go: {steps:#?}"
+    );
+}
+
+#[test]
+fn chap_one_way_then_mutual_then_off() {
+    let mut s = sim();
+    reconcile(&mut s, &base(), "A");
+    let mut v = base();
+    v["host"][0]["chap"] = json!({"user": "h1", "secret": "s3cret-s3cret"});
+    let steps = reconcile(&mut s, &v, "A");
+    let acl = path::acl(TGT, 1, IQN_H1);
+    assert_eq!(read(&s, &format!("{acl}/auth/userid")), "h1");
+    assert_eq!(read(&s, &format!("{acl}/auth/password")), "s3cret-s3cret");
+    assert_eq!(
+        read(&s, &format!("{}/attrib/authentication", path::tpg(TGT, 1))),
+        "1"
+    );
+    let shown: Vec<String> = steps.iter().map(ToString::to_string).collect();
+    assert!(
+        shown.iter().all(|l| !l.contains("s3cret")),
+        "secrets leak: {shown:?}"
+    );
+    v["host"][0]["chap"] = json!({"user": "h1", "secret": "s3cret-s3cret", "mutual_user": "tgt", "mutual_secret": "other-secret"});
+    let steps = reconcile(&mut s, &v, "A");
+    assert_eq!(steps.len(), 2);
+    assert_eq!(read(&s, &format!("{acl}/auth/userid_mut")), "tgt");
+    let steps = reconcile(&mut s, &base(), "A");
+    assert_eq!(
+        steps.len(),
+        5,
+        "four credentials cleared and authentication off: {steps:#?}"
+    );
+    assert_eq!(
+        read(&s, &format!("{}/attrib/authentication", path::tpg(TGT, 1))),
+        "0"
+    );
+}
+
+#[test]
+fn lun_and_nsid_renumbering() {
+    let mut s = sim();
+    reconcile(&mut s, &base(), "A");
+    let mut v = base();
+    v["export"][0]["lun"] = json!(5);
+    v["export"][1]["nsid"] = json!(7);
+    reconcile(&mut s, &v, "A");
+    assert!(!has(&s, &path::lun(TGT, 1, 0)));
+    assert!(has(&s, &path::lun_link(TGT, 1, 5, "v1")));
+    assert!(has(&s, &path::mapped_lun_link(TGT, 1, IQN_H1, 5)));
+    assert!(!has(&s, &path::mapped_lun(TGT, 1, IQN_H1, 0)));
+    assert!(!has(&s, &path::namespace(SUB, 1)));
+    assert_eq!(
+        read(&s, &format!("{}/enable", path::namespace(SUB, 7))),
+        "1"
+    );
+}
+
+#[test]
+fn a_missing_device_waits_and_is_built_when_it_appears() {
+    let mut s = SimBackend::new();
+    let d = desired(&s, &base(), "A");
+    assert!(d.tree.backstores.is_empty() && d.tree.subsystems.is_empty());
+    assert_eq!(d.pending.len(), 2, "{:?}", d.pending);
+    apply_desired(&mut s, &d, "A");
+    s.add_device("/dev/dx-p1/v1");
+    s.add_device("/dev/dx-p1/v2");
+    reconcile(&mut s, &base(), "A");
+    assert!(has(&s, &path::lun_link(TGT, 1, 0, "v1")));
+}
+
+#[test]
+fn drift_is_repaired_and_foreign_objects_are_left_alone() {
+    let mut s = sim();
+    reconcile(&mut s, &base(), "A");
+    // Someone ran targetcli: a foreign backstore and target, and damage.
+    s.add_device("/dev/sdz");
+    s.mkdir("target/core/iblock_0").unwrap();
+    s.mkdir("target/core/iblock_0/other").unwrap();
+    s.mkdir("target/iscsi/iqn.2003-01.org.linux-iscsi.x:sn.1")
+        .unwrap();
+    s.unlink(&path::mapped_lun_link(TGT, 1, IQN_H1, 0)).unwrap();
+    s.rmdir(&path::mapped_lun(TGT, 1, IQN_H1, 0)).unwrap();
+    s.write(
+        &format!("{}/alua_access_state", path::tg_pt_gp("v1", "dx_a")),
+        "2",
+    )
+    .unwrap();
+    s.unlink(&path::port_subsystem(1000, SUB)).unwrap();
+    s.write(&format!("{}/ana_grpid", path::namespace(SUB, 1)), "9")
+        .unwrap();
+    let observed = observe(&s, &Local::new("A").scope()).unwrap();
+    assert_eq!(observed.foreign.len(), 2, "{:?}", observed.foreign);
+    let steps = reconcile(&mut s, &base(), "A");
+    // ANA group 9 is what the namespace has now: the stable choice keeps it.
+    assert!(steps.len() >= 5, "{steps:#?}");
+    assert!(has(&s, &path::mapped_lun_link(TGT, 1, IQN_H1, 0)));
+    assert!(has(&s, &path::port_subsystem(1000, SUB)));
+    assert!(has(&s, "target/core/iblock_0/other"));
+    assert!(has(&s, "target/iscsi/iqn.2003-01.org.linux-iscsi.x:sn.1"));
+}
+
+#[test]
+fn portal_change_readdresses_ports_and_portals() {
+    let mut s = sim();
+    reconcile(&mut s, &base(), "A");
+    let mut local = Local::new("A");
+    local.portals = vec!["10.50.0.11".parse().unwrap()];
+    let observed = observe(&s, &local.scope()).unwrap();
+    let d = build(
+        &cfg(&base()),
+        &local,
+        &|x| s.device_present(x),
+        &BTreeMap::new(),
+        &observed.tree,
+    );
+    let steps = plan(&d.tree, &observed.tree);
+    s.apply(&steps).unwrap();
+    assert!(has(&s, &path::portal(TGT, 1, "10.50.0.11:3260")));
+    assert!(!has(&s, &path::portal(TGT, 1, "0.0.0.0:3260")));
+    assert_eq!(read(&s, "nvmet/ports/1000/addr_traddr"), "10.50.0.11");
+    assert!(has(&s, &path::port_subsystem(1000, SUB)));
+}
+
+#[test]
+fn a_backstore_on_the_wrong_device_is_rebuilt_with_its_luns() {
+    let mut s = sim();
+    reconcile(&mut s, &base(), "A");
+    // Out of band: the backstore is replaced by one on another device.
+    let acl_link = path::mapped_lun_link(TGT, 1, IQN_H1, 0);
+    s.unlink(&acl_link).unwrap();
+    s.rmdir(&path::mapped_lun(TGT, 1, IQN_H1, 0)).unwrap();
+    s.unlink(&path::lun_link(TGT, 1, 0, "v1")).unwrap();
+    s.rmdir(&path::lun(TGT, 1, 0)).unwrap();
+    s.rmdir(&path::tg_pt_gp("v1", "dx_a")).unwrap();
+    s.rmdir(&path::backstore("v1")).unwrap();
+    let bs = path::backstore("v1");
+    s.mkdir(&bs).unwrap();
+    s.write(&format!("{bs}/control"), "udev_path=/dev/dx-p1/v3")
+        .unwrap();
+    s.write(&format!("{bs}/udev_path"), "/dev/dx-p1/v3")
+        .unwrap();
+    s.write(&format!("{bs}/enable"), "1").unwrap();
+    s.mkdir(&path::lun(TGT, 1, 0)).unwrap();
+    s.symlink(&path::lun_link(TGT, 1, 0, "v1"), &bs).unwrap();
+    reconcile(&mut s, &base(), "A");
+    assert_eq!(read(&s, &format!("{bs}/udev_path")), "/dev/dx-p1/v1");
+    assert!(has(&s, &acl_link));
+}
+
+#[test]
+fn the_sim_refuses_what_the_kernel_refuses() {
+    let mut s = sim();
+    let bs = path::backstore("v1");
+    assert!(
+        s.mkdir("target/core/blah").is_err(),
+        "HBA names are <plugin>_<n>"
+    );
+    assert!(s.mkdir("target/iscsi/not-an-iqn").is_err());
+    s.mkdir(&path::hba()).unwrap();
+    s.mkdir(&bs).unwrap();
+    s.mkdir(&path::target(TGT)).unwrap();
+    s.mkdir(&path::tpg(TGT, 1)).unwrap();
+    s.mkdir(&path::lun(TGT, 1, 0)).unwrap();
+    let e = s
+        .symlink(&path::lun_link(TGT, 1, 0, "v1"), &bs)
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("ENODEV"),
+        "a LUN needs an enabled backstore: {e}"
+    );
+    assert!(
+        s.write(&format!("{bs}/enable"), "1").is_err(),
+        "no device given yet"
+    );
+    s.write(&format!("{bs}/control"), "udev_path=/dev/dx-p1/v1")
+        .unwrap();
+    s.write(&format!("{bs}/enable"), "1").unwrap();
+    s.mkdir(&format!("{bs}/alua/g")).unwrap();
+    assert!(
+        s.write(&format!("{bs}/alua/g/alua_access_state"), "0")
+            .is_err(),
+        "no valid id yet"
+    );
+    s.symlink(&path::lun_link(TGT, 1, 0, "v1"), &bs).unwrap();
+    assert!(
+        s.write(&format!("{bs}/wwn/vpd_unit_serial"), "abc")
+            .is_err(),
+        "serial while exported"
+    );
+    let e = s.rmdir(&path::tpg(TGT, 1)).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::DirectoryNotEmpty);
+    let e = s.rmdir(&bs).unwrap_err();
+    assert_eq!(
+        e.kind(),
+        std::io::ErrorKind::DirectoryNotEmpty,
+        "it has a port group"
+    );
+    s.rmdir(&format!("{bs}/alua/g")).unwrap();
+    let e = s.rmdir(&bs).unwrap_err();
+    assert_eq!(
+        e.kind(),
+        std::io::ErrorKind::ResourceBusy,
+        "a LUN links to it"
+    );
+    assert!(
+        s.rmdir(&format!("{bs}/alua")).is_err(),
+        "default groups stay"
+    );
+    // nvmet
+    let sub = path::subsystem(SUB);
+    s.mkdir(&sub).unwrap();
+    s.mkdir(&path::host(NQN_H1)).unwrap();
+    s.write(&format!("{sub}/attr_allow_any_host"), "1").unwrap();
+    assert!(s
+        .symlink(&path::allowed_host(SUB, NQN_H1), &path::host(NQN_H1))
+        .is_err());
+    s.write(&format!("{sub}/attr_allow_any_host"), "0").unwrap();
+    s.symlink(&path::allowed_host(SUB, NQN_H1), &path::host(NQN_H1))
+        .unwrap();
+    assert!(s.write(&format!("{sub}/attr_allow_any_host"), "1").is_err());
+    let ns = path::namespace(SUB, 1);
+    s.mkdir(&ns).unwrap();
+    assert!(s.write(&format!("{ns}/enable"), "1").is_err(), "no device");
+    s.write(&format!("{ns}/device_path"), "/dev/dx-p1/v2")
+        .unwrap();
+    s.write(&format!("{ns}/enable"), "1").unwrap();
+    assert!(
+        s.write(&format!("{ns}/device_path"), "/dev/dx-p1/v1")
+            .is_err(),
+        "EBUSY while enabled"
+    );
+    s.write(&format!("{ns}/ana_grpid"), "3").unwrap();
+    assert!(s.write(&format!("{sub}/attr_cntlid_min"), "65535").is_err());
+    assert!(s.mkdir(&path::ana_group(1, 2)).is_err(), "no port 1");
+    s.mkdir(&path::port(1)).unwrap();
+    assert!(
+        s.mkdir(&path::ana_group(1, 1)).is_err(),
+        "group 1 always exists"
+    );
+    assert!(s.mkdir(&path::ana_group(1, 129)).is_err());
+    assert!(
+        s.symlink(&path::port_subsystem(1, SUB), &sub).is_err(),
+        "port without an address"
+    );
+    for (f, v) in [
+        ("addr_trtype", "tcp"),
+        ("addr_adrfam", "ipv4"),
+        ("addr_traddr", "10.0.0.1"),
+        ("addr_trsvcid", "4420"),
+    ] {
+        s.write(&format!("nvmet/ports/1/{f}"), v).unwrap();
+    }
+    s.symlink(&path::port_subsystem(1, SUB), &sub).unwrap();
+    assert!(
+        s.write("nvmet/ports/1/addr_traddr", "10.0.0.2").is_err(),
+        "EACCES while serving"
+    );
+    assert!(s.rmdir(&sub).is_err(), "linked from a port");
+}
+
+#[test]
+fn a_namespace_identity_change_disables_writes_and_enables() {
+    let mut s = sim();
+    reconcile(&mut s, &base(), "A");
+    let mut v = base();
+    v["volume"][1]["uuid"] = json!("3c8d2f64-5b0e-4a7d-9f21-6d1e0b7a4c99");
+    let steps = reconcile(&mut s, &v, "A");
+    let ns = path::namespace(SUB, 1);
+    assert_eq!(
+        steps,
+        vec![
+            Step::Write {
+                path: format!("{ns}/enable"),
+                value: "0".into()
+            },
+            Step::Write {
+                path: format!("{ns}/device_uuid"),
+                value: "3c8d2f64-5b0e-4a7d-9f21-6d1e0b7a4c99".into()
+            },
+            Step::Write {
+                path: format!("{ns}/enable"),
+                value: "1".into()
+            },
+        ]
+    );
+}
+
+#[test]
+fn ana_groups_are_per_pool_and_stable() {
+    let mut v = base();
+    v["pool"] = json!([
+        {"name": "p1", "owner": "A", "home": "A", "epoch": 1},
+        {"name": "p0", "owner": "B", "home": "B", "epoch": 1}
+    ]);
+    v["volume"][0]["pool"] = json!("p0");
+    v["export"][0] =
+        json!({"name": "e1", "volume": "v1", "protocol": "nvme", "nsid": 2, "host_group": "g1"});
+    let mut s = sim();
+    s.add_device("/dev/dx-p0/v1");
+    let d = desired(&s, &v, "A");
+    assert_eq!(d.pools["p0"].ana_group, Some(2));
+    assert_eq!(d.pools["p1"].ana_group, Some(3));
+    apply_desired(&mut s, &d, "A");
+    assert_eq!(
+        read(&s, &format!("{}/ana_state", path::ana_group(1000, 2))),
+        "inaccessible"
+    );
+    assert_eq!(
+        read(&s, &format!("{}/ana_state", path::ana_group(1000, 3))),
+        "optimized"
+    );
+    // A new pool sorting first does not renumber the others.
+    v["pool"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "a0", "owner": "A", "home": "A", "epoch": 1}));
+    v["volume"].as_array_mut().unwrap().push(json!({"name": "v3", "pool": "a0", "serial": "aa", "wwn": "", "nguid": "3c8d2f645b0e4a7d9f216d1e0b7a4c33", "uuid": "3c8d2f64-5b0e-4a7d-9f21-6d1e0b7a4c33"}));
+    v["export"].as_array_mut().unwrap().push(
+        json!({"name": "e3", "volume": "v3", "protocol": "nvme", "nsid": 3, "host_group": "g1"}),
+    );
+    s.add_device("/dev/dx-a0/v3");
+    let d = desired(&s, &v, "A");
+    assert_eq!(
+        (
+            d.pools["p0"].ana_group,
+            d.pools["p1"].ana_group,
+            d.pools["a0"].ana_group
+        ),
+        (Some(2), Some(3), Some(4))
+    );
+}
+
+#[test]
+fn a_thousand_volumes_flip_with_one_write_each_plus_one_per_port() {
+    let mut v = base();
+    let mut vols = Vec::new();
+    let mut exps = Vec::new();
+    let mut s = SimBackend::new();
+    for i in 0..1000u32 {
+        vols.push(json!({"name": format!("v{i}"), "pool": "p1", "serial": format!("{i:032x}"), "wwn": "",
+            "nguid": format!("{:032x}", i + 1), "uuid": format!("00000000-0000-4000-8000-{:012x}", i + 1)}));
+        exps.push(json!({"name": format!("i{i}"), "volume": format!("v{i}"), "protocol": "iscsi", "lun": i, "host_group": "g1"}));
+        exps.push(json!({"name": format!("n{i}"), "volume": format!("v{i}"), "protocol": "nvme", "nsid": i + 1, "host_group": "g1"}));
+        s.add_device(&format!("/dev/dx-p1/v{i}"));
+    }
+    v["volume"] = json!(vols);
+    v["export"] = json!(exps);
+    let local = Local::new("A");
+    let d = build(
+        &cfg(&v),
+        &local,
+        &|x| s.device_present(x),
+        &BTreeMap::new(),
+        &Default::default(),
+    );
+    let steps = plan(&d.tree, &Default::default());
+    s.apply(&steps).unwrap();
+    let flip = with_pool_state(&d, "p1", AccessState::Standby);
+    let steps = plan(&flip.tree, &d.tree);
+    assert_eq!(steps.len(), 1001);
+}
