@@ -15,3 +15,5 @@
 pub mod backend;
 pub mod core;
 pub mod error;
+pub mod reconciler;
+pub mod rpc;

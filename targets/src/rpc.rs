@@ -1,0 +1,338 @@
+//! The `target.*` methods and the background driver (start-up rebuild,
+//! `config.changed`, periodic drift checks). The one place where errors
+//! become JSON-RPC codes:
+//!
+//! | error | code |
+//! |---|---|
+//! | bad parameter | `invalid_params` (`data.field`) |
+//! | unknown pool | `not_found` (`field: pool`) |
+//! | desired state not read yet, config-keeper unreachable | `unavailable` |
+//! | configfs refused a step or could not be read | `backend_failed` (`data.step`, `data.index`) |
+
+use crate::core::desired::DesiredConfig;
+use crate::core::model::AccessState;
+use crate::error::{chain, ReconcileError};
+use crate::reconciler::{FlipError, Outcome, Reconciler};
+use duplex_services::{params, ErrorCode, RouterClient, RpcError, ServiceBuilder};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// What `target.status` reports besides the basics.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    /// True once configfs was rebuilt from the desired state after start.
+    pub ready: bool,
+    /// Reconciles done.
+    pub reconciles: u64,
+    /// Steps applied in all.
+    pub steps_applied: u64,
+    /// Drift checks that found and repaired out-of-band changes.
+    pub drift_repairs: u64,
+    /// Duration of the last reconcile.
+    pub last_ms: u64,
+    /// Exports not built and why.
+    pub pending: Vec<String>,
+    /// Foreign objects seen in configfs (not ours, left alone).
+    pub foreign: Vec<String>,
+    /// The last failure, if the last operation failed.
+    pub last_error: Option<String>,
+}
+
+/// State shared by the handlers and the driver.
+#[derive(Clone)]
+pub struct Shared {
+    rec: Arc<Mutex<Reconciler>>,
+    status: Arc<StdMutex<Status>>,
+}
+
+impl Shared {
+    /// Wraps a reconciler.
+    pub fn new(rec: Reconciler) -> Shared {
+        Shared {
+            rec: Arc::new(Mutex::new(rec)),
+            status: Arc::new(StdMutex::new(Status::default())),
+        }
+    }
+
+    /// A copy of the status.
+    pub fn status(&self) -> Status {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Status)) {
+        if let Ok(mut s) = self.status.lock() {
+            f(&mut s);
+        }
+    }
+
+    /// Runs `f` on the reconciler on the blocking pool (configfs I/O blocks).
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Reconciler) -> T + Send + 'static,
+    ) -> Result<T, RpcError> {
+        let mut guard = Arc::clone(&self.rec).lock_owned().await;
+        tokio::task::spawn_blocking(move || f(&mut guard))
+            .await
+            .map_err(|e| RpcError::internal(format!("reconciler task: {e}")))
+    }
+
+    fn record(&self, r: &Result<Outcome, ReconcileError>) {
+        self.update(|s| match r {
+            Ok(o) => {
+                s.reconciles += 1;
+                s.steps_applied += o.steps.len() as u64;
+                s.last_ms = o.ms;
+                s.pending.clone_from(&o.pending);
+                if !o.foreign.is_empty() {
+                    s.foreign.clone_from(&o.foreign);
+                }
+                s.last_error = None;
+            }
+            Err(e) => s.last_error = Some(chain(e)),
+        });
+    }
+}
+
+fn reconcile_error(e: &ReconcileError) -> RpcError {
+    let mut err = RpcError::new(ErrorCode::BackendFailed, chain(e));
+    if let ReconcileError::Step { index, step, .. } = e {
+        err = err
+            .with_data("index", json!(index))
+            .with_data("step", json!(step));
+    }
+    err
+}
+
+fn flip_error(e: FlipError) -> RpcError {
+    match e {
+        FlipError::UnknownPool(p) => RpcError::new(
+            ErrorCode::NotFound,
+            format!("pool {p} is not in the configuration"),
+        )
+        .with_field("pool"),
+        FlipError::NoConfig => RpcError::unavailable("the desired state has not been read yet"),
+        FlipError::Apply(e) => reconcile_error(&e),
+    }
+}
+
+/// Reads the desired state from config-keeper.
+pub async fn fetch_config(router: &RouterClient) -> Result<DesiredConfig, RpcError> {
+    let v = router.call("config.get", json!({})).await?;
+    let cfg = v.get("config").cloned().unwrap_or(Value::Null);
+    serde_json::from_value(cfg)
+        .map_err(|e| RpcError::internal(format!("config.get answered an unexpected shape: {e}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReconcileParams {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlipParams {
+    pool: String,
+    state: AccessState,
+}
+
+/// Reconciles once: reads the desired state, then configfs when `fresh`.
+pub async fn reconcile_now(
+    shared: &Shared,
+    router: &RouterClient,
+    fresh: bool,
+    dry_run: bool,
+) -> Result<Outcome, RpcError> {
+    let cfg = fetch_config(router).await?;
+    let r = shared
+        .with(move |rec| {
+            rec.set_config(cfg);
+            rec.reconcile(fresh, dry_run)
+        })
+        .await?;
+    if !dry_run {
+        shared.record(&r);
+    }
+    r.map_err(|e| reconcile_error(&e))
+}
+
+/// Declares the methods.
+pub fn register(svc: &mut ServiceBuilder, shared: &Shared) {
+    let sh = shared.clone();
+    svc.status_method("target", move || {
+        let mut v = serde_json::to_value(sh.status()).unwrap_or(Value::Null);
+        if let Value::Object(m) = &mut v {
+            m.insert(
+                "capabilities".into(),
+                json!([
+                    "iscsi",
+                    "nvme_tcp",
+                    "alua",
+                    "ana",
+                    "acl",
+                    "chap",
+                    "drift_repair"
+                ]),
+            );
+        }
+        v
+    });
+
+    let sh = shared.clone();
+    svc.method("target.reconcile", move |ctx, p| {
+        let sh = sh.clone();
+        async move {
+            let p: ReconcileParams = params(p)?;
+            let out = reconcile_now(&sh, &ctx.router, true, p.dry_run).await?;
+            tracing::info!(steps = out.steps.len(), ms = out.ms, dry_run = p.dry_run, "reconciled");
+            Ok(json!({"dry_run": p.dry_run, "steps": out.steps, "pending": out.pending, "foreign": out.foreign, "ms": out.ms}))
+        }
+    });
+
+    let sh = shared.clone();
+    svc.method("target.show", move |_ctx, _p| {
+        let sh = sh.clone();
+        async move {
+            let o = sh
+                .with(|rec| rec.observe())
+                .await?
+                .map_err(|e| reconcile_error(&e))?;
+            Ok(json!({"tree": o.tree, "foreign": o.foreign}))
+        }
+    });
+
+    let sh = shared.clone();
+    svc.method("target.access_states", move |_ctx, _p| {
+        let sh = sh.clone();
+        async move {
+            let (pools, overrides) = sh
+                .with(|rec| {
+                    (
+                        rec.last().map(|d| d.pools.clone()).unwrap_or_default(),
+                        rec.overrides().clone(),
+                    )
+                })
+                .await?;
+            Ok(json!({"pools": pools, "overrides": overrides}))
+        }
+    });
+
+    let sh = shared.clone();
+    svc.method("target.set_access_state", move |ctx, p| {
+        let sh = sh.clone();
+        async move {
+            let p: FlipParams = params(p)?;
+            if p.state == AccessState::Transitioning {
+                return Err(RpcError::invalid_params("state", "transitioning is set by the service itself while a flip runs"));
+            }
+            // The latest ownership record, so the override is tied to it.
+            if let Ok(cfg) = fetch_config(&ctx.router).await {
+                sh.with(move |rec| rec.set_config(cfg)).await?;
+            }
+            let pool = p.pool.clone();
+            let f = sh
+                .with(move |rec| rec.set_access_state(&p.pool, p.state))
+                .await?
+                .map_err(flip_error)?;
+            tracing::info!(pool = %pool, state = ?f.state, volumes = f.volumes, ms = f.ms, "access state set");
+            let data = serde_json::to_value(&f).unwrap_or(Value::Null);
+            if let Err(e) = ctx.router.publish("target.access_state", data.clone(), true).await {
+                tracing::warn!(error = %e, "cannot publish target.access_state");
+            }
+            Ok(data)
+        }
+    });
+}
+
+/// The background driver: rebuild at start (configfs is volatile), follow
+/// `config.changed`, and check for drift every `drift_every`.
+pub async fn drive(shared: Shared, router: RouterClient, drift_every: Duration) {
+    // Start-up: read configfs, build everything the desired state wants.
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match reconcile_now(&shared, &router, true, false).await {
+            Ok(o) => {
+                tracing::info!(
+                    steps = o.steps.len(),
+                    ms = o.ms,
+                    pending = o.pending.len(),
+                    "configfs rebuilt from the desired state"
+                );
+                shared.update(|s| s.ready = true);
+                let _ = router
+                    .publish(
+                        "target.reconciled",
+                        json!({"steps": o.steps.len(), "ms": o.ms, "boot": true}),
+                        false,
+                    )
+                    .await;
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "start-up reconcile failed; retrying");
+                shared.update(|s| s.last_error = Some(e.to_string()));
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    let mut sub = loop {
+        match router.subscribe(&["config.changed"]).await {
+            Ok(s) => break s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot subscribe to config.changed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    let mut tick = tokio::time::interval(drift_every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            ev = sub.next() => {
+                let r = duplex_services::action::scope(
+                    ev.action_id.clone().unwrap_or_else(duplex_services::action::new_id),
+                    reconcile_now(&shared, &router, false, false),
+                ).await;
+                match r {
+                    Ok(o) if !o.steps.is_empty() => {
+                        tracing::info!(steps = o.steps.len(), ms = o.ms, "configuration applied");
+                        let _ = router.publish("target.reconciled", json!({"steps": o.steps.len(), "ms": o.ms}), false).await;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "reconcile after config.changed failed"),
+                }
+            }
+            _ = tick.tick() => check_drift(&shared, &router).await,
+        }
+    }
+}
+
+/// Reads configfs; if it differs from what we applied, repairs it and
+/// reports what was found.
+async fn check_drift(shared: &Shared, router: &RouterClient) {
+    let r = reconcile_now(shared, router, true, false).await;
+    match r {
+        Ok(o) if !o.steps.is_empty() => {
+            tracing::warn!(
+                steps = o.steps.len(),
+                "out-of-band configfs changes repaired"
+            );
+            shared.update(|s| s.drift_repairs += 1);
+            let detail = json!({"repaired": o.steps, "foreign": o.foreign});
+            let _ = router.publish("target.drift", detail.clone(), false).await;
+            let _ = router
+                .call(
+                    "config.record_event",
+                    json!({"kind": "target.drift", "detail": detail}),
+                )
+                .await;
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "drift check failed"),
+    }
+}
