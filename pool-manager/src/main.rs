@@ -1,12 +1,17 @@
-//! `duplex-pool-manager`: the pool-manager service.
-//!
-//! Status: this daemon registers with the router and answers `pool.status`;
-//! its real work arrives with its own issue. It fakes nothing: the status
-//! says which capabilities exist (none yet).
+//! `duplex-pool-manager`: pools, volumes, import/export/takeover on the
+//! shared disks (DESIGN.md 3, 4.5). Thin: arguments, tracing, pick the LVM
+//! or the simulated backend, register the methods, run the reconciler loop.
 
 use anyhow::Context;
 use clap::Parser;
+use duplex_pool_manager::backend::linux::LinuxBackend;
+use duplex_pool_manager::backend::sim::SimShelf;
+use duplex_pool_manager::backend::PoolBackend;
+use duplex_pool_manager::manager::{Manager, RouterCluster};
+use duplex_pool_manager::rpc;
 use duplex_services::{telemetry, Config, ServiceBuilder};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Command-line arguments.
 #[derive(Parser)]
@@ -15,6 +20,12 @@ struct Args {
     /// Configuration file (default /etc/duplex/duplex.toml or $DUPLEX_CONFIG).
     #[arg(long)]
     config: Option<std::path::PathBuf>,
+    /// Use the in-memory simulator instead of LVM (demos, tests).
+    #[arg(long)]
+    sim: bool,
+    /// Seconds between reconciliation passes (0: only on `pool.reconcile`).
+    #[arg(long, default_value_t = 10)]
+    reconcile_interval: u64,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -22,14 +33,51 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     telemetry::init("duplex-pool-manager");
     let cfg = Config::load(args.config.as_deref()).context("loading the configuration")?;
+    if args.sim {
+        let shelf = SimShelf::with_shared_disks(6);
+        run(shelf.backend(&cfg.controller_id), &cfg, &args).await
+    } else {
+        let b = LinuxBackend::new(&cfg.controller_id).context("checking the LVM tools")?;
+        run(b, &cfg, &args).await
+    }
+}
+
+async fn run<B: PoolBackend>(backend: B, cfg: &Config, args: &Args) -> anyhow::Result<()> {
     let mut svc = ServiceBuilder::new(
-        &cfg,
+        cfg,
         "pool-manager",
         env!("CARGO_PKG_VERSION"),
         &["pool", "disk", "volume"],
     );
-    svc.status_method("pool", || serde_json::json!({"capabilities": []}));
+    let router = duplex_services::RouterClient::new(cfg.router_socket());
+    let partner = cfg.partner_id().map(str::to_string);
+    let m = Arc::new(Manager::new(
+        backend,
+        RouterCluster::new(router),
+        &cfg.controller_id,
+        partner.as_deref(),
+    ));
+    rpc::register(&mut svc, &m);
+    let sim = args.sim;
+    svc.status_method("pool", move || {
+        serde_json::json!({"backend": if sim {"sim"} else {"lvm"},
+            "capabilities": ["disk.list", "pool.layouts", "pool.create", "pool.export", "pool.import",
+                "pool.takeover", "pool.repair", "pool.reconcile", "volume.create", "volume.resize",
+                "volume.delete", "volume.snapshot", "volume.clone", "volume.list"]})
+    });
     let svc = svc.start().await.context("starting the service")?;
+    if args.reconcile_interval > 0 {
+        let every = Duration::from_secs(args.reconcile_interval);
+        let m = Arc::clone(&m);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = m.reconcile().await {
+                    tracing::warn!(error = %e.chain(), "reconcile pass failed");
+                }
+            }
+        });
+    }
     svc.run_until_signal().await?;
     Ok(())
 }

@@ -1,0 +1,525 @@
+//! The LVM backend: LVM tools with `--reportformat json`, `lsblk --json`,
+//! `/dev/disk/by-id` and sysfs, all through `duplex_services::exec` (absolute
+//! paths, cleared environment, argument vectors, timeouts).
+//!
+//! Every LVM command carries `--config` with this controller's system_id
+//! (so the result does not depend on the host's lvm.conf) and with the
+//! devices file off (the shared disks are not listed in it on a fresh
+//! controller). Volume groups are created with `--setautoactivation n`:
+//! udev must never activate a pool, pool-manager owns activation.
+
+use super::lvm::{self, LSBLK_COLUMNS, LV_FIELDS, PV_FIELDS, SPARE_TAG, VG_FIELDS};
+use super::{BackendError, PoolBackend, PoolSpec};
+use crate::core::disk::DiskInfo;
+use crate::core::names::{self, split_dm_name, vg_name, THIN_META_LV, THIN_POOL_LV};
+use crate::core::observed::ObservedPool;
+use crate::core::thin::EXTENT;
+use duplex_services::exec::Cmd;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// The LVM multi-call binary.
+pub const LVM: &str = "/usr/sbin/lvm";
+/// util-linux lsblk.
+pub const LSBLK: &str = "/usr/bin/lsblk";
+/// util-linux wipefs.
+pub const WIPEFS: &str = "/usr/sbin/wipefs";
+
+/// Short LVM commands (reports, single LV changes).
+const SHORT: Duration = Duration::from_secs(120);
+/// Commands touching every LV of a pool (activation of hundreds of volumes
+/// under emulation takes minutes).
+const LONG: Duration = Duration::from_secs(900);
+
+/// The LVM backend of one controller.
+#[derive(Debug, Clone)]
+pub struct LinuxBackend {
+    me: String,
+    config: String,
+}
+
+impl LinuxBackend {
+    /// A backend stamping `me` as system_id. Fails when a tool is missing,
+    /// at start rather than at the first request.
+    pub fn new(me: &str) -> Result<LinuxBackend, BackendError> {
+        for tool in [LVM, LSBLK, WIPEFS] {
+            if !Path::new(tool).exists() {
+                return Err(BackendError::Refused(format!(
+                    "{tool} is missing; install lvm2 and util-linux"
+                )));
+            }
+        }
+        Ok(LinuxBackend {
+            me: me.to_string(),
+            config: lvm_config(me, None),
+        })
+    }
+
+    fn lvm(&self, sub: &str) -> Cmd {
+        Cmd::new(LVM)
+            .arg(sub)
+            .arg("--config")
+            .arg(&self.config)
+            .timeout(SHORT)
+    }
+
+    async fn report(
+        &self,
+        sub: &str,
+        fields: &str,
+        extra: &[&str],
+    ) -> Result<String, BackendError> {
+        let out = self
+            .lvm(sub)
+            .args([
+                "--foreign",
+                "--reportformat",
+                "json",
+                "--units",
+                "b",
+                "--nosuffix",
+                "-o",
+                fields,
+            ])
+            .args(extra.iter().copied())
+            .run()
+            .await?;
+        Ok(out.stdout)
+    }
+
+    async fn lv_exists(&self, pool: &str, lv: &str) -> Result<Option<u64>, BackendError> {
+        let vg = vg_name(pool);
+        let out = self.report("lvs", LV_FIELDS, &[&vg]).await?;
+        let rows = lvm::parse_lvs(&out)?;
+        match rows.iter().find(|r| r.lv_name == lv) {
+            Some(r) => Ok(Some(r.lv_size.trim().parse().map_err(|_| {
+                lvm::ParseError::Number {
+                    what: "lvs",
+                    field: "lv_size",
+                    value: r.lv_size.clone(),
+                }
+            })?)),
+            None => Ok(None),
+        }
+    }
+
+    fn dm_names() -> Result<Vec<String>, BackendError> {
+        let dir = "/sys/block";
+        let rd = std::fs::read_dir(dir).map_err(|source| BackendError::Io {
+            path: dir.into(),
+            source,
+        })?;
+        let mut out = Vec::new();
+        for e in rd.flatten() {
+            let n = e.file_name();
+            if !n.to_string_lossy().starts_with("dm-") {
+                continue;
+            }
+            let p = e.path().join("dm/name");
+            // A device removed between readdir and read is simply gone.
+            if let Ok(name) = std::fs::read_to_string(&p) {
+                out.push(name.trim().to_string());
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `--config` string: our system_id, no devices file; `extra_foreign`
+/// accepts one other system_id for a takeover.
+pub fn lvm_config(me: &str, extra_foreign: Option<&str>) -> String {
+    let mut s = format!(
+        "global/system_id_source=\"lvmlocal\" local/system_id=\"{me}\" devices/use_devicesfile=0"
+    );
+    if let Some(f) = extra_foreign.filter(|f| !f.is_empty()) {
+        s.push_str(&format!(" local/extra_system_ids=[\"{f}\"]"));
+    }
+    s
+}
+
+/// Maps kernel names to the preferred stable path under `/dev/disk/by-id`.
+fn by_id_map() -> Result<BTreeMap<String, String>, BackendError> {
+    let dir = "/dev/disk/by-id";
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(source) => {
+            return Err(BackendError::Io {
+                path: dir.into(),
+                source,
+            })
+        }
+    };
+    let rank = |n: &str| -> usize {
+        [
+            "wwn-", "nvme-eui", "nvme-", "scsi-3", "scsi-", "virtio-", "ata-",
+        ]
+        .iter()
+        .position(|p| n.starts_with(p))
+        .unwrap_or(99)
+    };
+    let mut best: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.contains("-part") {
+            continue;
+        }
+        let Ok(target) = std::fs::read_link(e.path()) else {
+            continue;
+        };
+        let Some(kernel) = target.file_name().map(|k| k.to_string_lossy().to_string()) else {
+            continue;
+        };
+        let r = rank(&name);
+        let path = format!("{dir}/{name}");
+        match best.get(&kernel) {
+            Some((br, _)) if *br <= r => {}
+            _ => {
+                best.insert(kernel, (r, path));
+            }
+        }
+    }
+    Ok(best.into_iter().map(|(k, (_, p))| (k, p)).collect())
+}
+
+impl PoolBackend for LinuxBackend {
+    async fn discover(&self) -> Result<Vec<DiskInfo>, BackendError> {
+        let by_id = by_id_map()?;
+        let pvs = lvm::parse_pvs(&self.report("pvs", PV_FIELDS, &[]).await?)?;
+        let pv_vgs: BTreeMap<String, String> =
+            pvs.into_iter().map(|p| (p.pv_name, p.vg_name)).collect();
+        let out = Cmd::new(LSBLK)
+            .args(["--json", "--bytes", "-o", LSBLK_COLUMNS])
+            .timeout(SHORT)
+            .run()
+            .await?;
+        Ok(lvm::parse_lsblk(&out.stdout, &by_id, &pv_vgs)?)
+    }
+
+    async fn observe(&self) -> Result<Vec<ObservedPool>, BackendError> {
+        let vgs = lvm::parse_vgs(&self.report("vgs", VG_FIELDS, &[]).await?)?;
+        if !vgs.iter().any(|v| names::pool_of_vg(&v.vg_name).is_some()) {
+            return Ok(Vec::new());
+        }
+        let pvs = lvm::parse_pvs(&self.report("pvs", PV_FIELDS, &[]).await?)?;
+        let lvs = lvm::parse_lvs(&self.report("lvs", LV_FIELDS, &["-a"]).await?)?;
+        Ok(lvm::observe(&vgs, &pvs, &lvs)?)
+    }
+
+    async fn create_pool(&self, spec: &PoolSpec) -> Result<(), BackendError> {
+        let vg = vg_name(&spec.pool);
+        let existing = self.observe().await?;
+        let have = existing.iter().find(|p| p.pool == spec.pool);
+        if let Some(p) = have {
+            if p.system_id != self.me {
+                return Err(BackendError::Refused(format!(
+                    "volume group {vg} exists with system_id {:?}",
+                    p.system_id
+                )));
+            }
+        }
+        let all: Vec<&String> = spec.disks.iter().chain(spec.spares.iter()).collect();
+        if have.is_none() {
+            if spec.wipe {
+                for d in &all {
+                    Cmd::new(WIPEFS)
+                        .args(["--all", "--force"])
+                        .arg(d.as_str())
+                        .timeout(SHORT)
+                        .run()
+                        .await?;
+                }
+            }
+            self.lvm("pvcreate")
+                .args(["-y", "--force"])
+                .args(all.iter().map(|d| d.as_str()))
+                .run()
+                .await?;
+            self.lvm("vgcreate")
+                .args(["-y", "--setautoactivation", "n", "--physicalextentsize"])
+                .arg(format!("{}b", EXTENT))
+                .arg(&vg)
+                .args(all.iter().map(|d| d.as_str()))
+                .run()
+                .await?;
+            if !spec.spares.is_empty() {
+                self.lvm("pvchange")
+                    .args(["--addtag", SPARE_TAG])
+                    .args(spec.spares.iter().map(String::as_str))
+                    .run()
+                    .await?;
+            }
+        }
+        let have_thin = have.is_some_and(|p| p.thin.is_some());
+        if !have_thin {
+            let lvs = lvm::parse_lvs(&self.report("lvs", LV_FIELDS, &["-a", &vg]).await?)?;
+            let exists = |n: &str| lvs.iter().any(|l| l.lv_name == n);
+            if !exists(THIN_META_LV) {
+                self.lvm("lvcreate")
+                    .arg("-y")
+                    .args(spec.layout.meta_lv_args())
+                    .arg("--size")
+                    .arg(format!("{}b", spec.meta_size))
+                    .args(["--name", THIN_META_LV, &vg])
+                    .args(spec.disks.iter().map(String::as_str))
+                    .run()
+                    .await?;
+            }
+            if !exists(THIN_POOL_LV) {
+                self.lvm("lvcreate")
+                    .arg("-y")
+                    .args(spec.layout.data_lv_args(spec.disks.len()))
+                    .args(["--extents", "100%PVS", "--name", THIN_POOL_LV, &vg])
+                    .args(spec.disks.iter().map(String::as_str))
+                    .timeout(LONG)
+                    .run()
+                    .await?;
+            }
+            // No pool metadata spare: the metadata LV is mirrored as far as
+            // the layout tolerates failures, and the spares are for RAID.
+            self.lvm("lvconvert")
+                .args(["-y", "--type", "thin-pool", "--poolmetadata"])
+                .arg(format!("{vg}/{THIN_META_LV}"))
+                .args(["--poolmetadataspare", "n", "--chunksize", "64k"])
+                .arg(format!("{vg}/{THIN_POOL_LV}"))
+                .timeout(LONG)
+                .run()
+                .await?;
+        }
+        self.activate_pool(&spec.pool).await
+    }
+
+    async fn remove_pool(&self, pool: &str) -> Result<(), BackendError> {
+        let vg = vg_name(pool);
+        let existing = self.observe().await?;
+        let Some(p) = existing.iter().find(|p| p.pool == pool) else {
+            return Ok(());
+        };
+        if p.system_id != self.me {
+            return Err(BackendError::Refused(format!(
+                "volume group {vg} has system_id {:?}, not ours",
+                p.system_id
+            )));
+        }
+        self.lvm("vgchange")
+            .args(["-an", &vg])
+            .timeout(LONG)
+            .run()
+            .await?;
+        self.lvm("vgremove")
+            .args(["-y", "--force", &vg])
+            .timeout(LONG)
+            .run()
+            .await?;
+        let paths: Vec<&str> = p
+            .pvs
+            .iter()
+            .filter(|x| !x.missing)
+            .map(|x| x.path.as_str())
+            .collect();
+        if !paths.is_empty() {
+            self.lvm("pvremove")
+                .args(["-y", "--force"])
+                .args(paths)
+                .run()
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn activate_pool(&self, pool: &str) -> Result<(), BackendError> {
+        self.lvm("vgchange")
+            .args(["--activate", "y", "--ignoreactivationskip"])
+            .arg(vg_name(pool))
+            .timeout(LONG)
+            .run()
+            .await?;
+        Ok(())
+    }
+
+    async fn deactivate_pool(&self, pool: &str) -> Result<(), BackendError> {
+        self.lvm("vgchange")
+            .args(["--activate", "n"])
+            .arg(vg_name(pool))
+            .timeout(LONG)
+            .run()
+            .await?;
+        Ok(())
+    }
+
+    async fn dm_leftovers(&self, pool: &str) -> Result<Vec<String>, BackendError> {
+        let vg = vg_name(pool);
+        Ok(Self::dm_names()?
+            .into_iter()
+            .filter(|n| split_dm_name(n).is_some_and(|(v, _)| v == vg))
+            .collect())
+    }
+
+    async fn active_pools(&self) -> Result<Vec<String>, BackendError> {
+        let mut out: Vec<String> = Self::dm_names()?
+            .iter()
+            .filter_map(|n| split_dm_name(n))
+            .filter_map(|(vg, _)| names::pool_of_vg(&vg).map(str::to_string))
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    async fn take_over(&self, pool: &str, from: &str) -> Result<(), BackendError> {
+        Cmd::new(LVM)
+            .arg("vgchange")
+            .arg("--config")
+            .arg(lvm_config(&self.me, Some(from)))
+            .args(["-y", "--systemid", &self.me])
+            .arg(vg_name(pool))
+            .timeout(SHORT)
+            .run()
+            .await?;
+        Ok(())
+    }
+
+    async fn hand_over(&self, pool: &str, to: &str) -> Result<(), BackendError> {
+        self.lvm("vgchange")
+            .args(["-y", "--systemid", to])
+            .arg(vg_name(pool))
+            .run()
+            .await?;
+        Ok(())
+    }
+
+    async fn create_volume(&self, pool: &str, name: &str, size: u64) -> Result<(), BackendError> {
+        let vg = vg_name(pool);
+        if self.lv_exists(pool, name).await?.is_none() {
+            self.lvm("lvcreate")
+                .args(["-y", "--thin"])
+                .arg(format!("{vg}/{THIN_POOL_LV}"))
+                .arg("--virtualsize")
+                .arg(format!("{size}b"))
+                .args(["--name", name])
+                .run()
+                .await?;
+        }
+        self.activate_volume(pool, name).await
+    }
+
+    async fn resize_volume(&self, pool: &str, name: &str, size: u64) -> Result<(), BackendError> {
+        let Some(now) = self.lv_exists(pool, name).await? else {
+            return Err(BackendError::Refused(format!(
+                "volume {pool}/{name} does not exist"
+            )));
+        };
+        if now < size {
+            self.lvm("lvextend")
+                .args(["-y", "--size"])
+                .arg(format!("{size}b"))
+                .arg(format!("{}/{name}", vg_name(pool)))
+                .run()
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_volume(&self, pool: &str, name: &str) -> Result<(), BackendError> {
+        if self.lv_exists(pool, name).await?.is_some() {
+            self.lvm("lvremove")
+                .args(["-y"])
+                .arg(format!("{}/{name}", vg_name(pool)))
+                .run()
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn snapshot(
+        &self,
+        pool: &str,
+        origin: &str,
+        name: &str,
+        read_only: bool,
+    ) -> Result<(), BackendError> {
+        let vg = vg_name(pool);
+        if self.lv_exists(pool, name).await?.is_none() {
+            let mut c = self.lvm("lvcreate").args([
+                "-y",
+                "--snapshot",
+                "--setactivationskip",
+                "n",
+                "--name",
+                name,
+            ]);
+            if read_only {
+                c = c.args(["--permission", "r"]);
+            }
+            c.arg(format!("{vg}/{origin}")).run().await?;
+        }
+        self.activate_volume(pool, name).await
+    }
+
+    async fn activate_volume(&self, pool: &str, name: &str) -> Result<(), BackendError> {
+        self.lvm("lvchange")
+            .args(["--activate", "y", "--ignoreactivationskip"])
+            .arg(format!("{}/{name}", vg_name(pool)))
+            .run()
+            .await?;
+        Ok(())
+    }
+
+    async fn repair(&self, pool: &str) -> Result<(), BackendError> {
+        let vg = vg_name(pool);
+        let observed = self.observe().await?;
+        let Some(p) = observed.into_iter().find(|p| p.pool == pool) else {
+            return Err(BackendError::Refused(format!("pool {pool} not found")));
+        };
+        let spares: Vec<String> = p
+            .pvs
+            .iter()
+            .filter(|x| x.spare && !x.missing)
+            .map(|x| x.path.clone())
+            .collect();
+        for sub in [
+            format!("{THIN_POOL_LV}_tdata"),
+            format!("{THIN_POOL_LV}_tmeta"),
+        ] {
+            self.lvm("lvconvert")
+                .args(["-y", "--repair"])
+                .arg(format!("{vg}/{sub}"))
+                .args(spares.iter().map(String::as_str))
+                .timeout(LONG)
+                .run()
+                .await?;
+        }
+        self.lvm("vgreduce")
+            .args(["--removemissing", &vg])
+            .run()
+            .await?;
+        // A spare that received images is a data disk now.
+        let pvs = lvm::parse_pvs(&self.report("pvs", PV_FIELDS, &[]).await?)?;
+        for pv in pvs.iter().filter(|x| {
+            x.vg_name == vg
+                && x.pv_tags.split(',').any(|t| t == SPARE_TAG)
+                && x.pv_free != x.pv_size
+        }) {
+            self.lvm("pvchange")
+                .args(["--deltag", SPARE_TAG, &pv.pv_name])
+                .run()
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_string() {
+        assert_eq!(
+            lvm_config("A", None),
+            "global/system_id_source=\"lvmlocal\" local/system_id=\"A\" devices/use_devicesfile=0"
+        );
+        assert!(lvm_config("B", Some("A")).ends_with("local/extra_system_ids=[\"A\"]"));
+    }
+}

@@ -1,0 +1,156 @@
+//! The edge between pool-manager and the storage stack: the [`PoolBackend`]
+//! trait, its LVM implementation ([`linux`]) and the simulator ([`sim`]).
+//!
+//! Every method states what holds after it returns and is safe to call
+//! again: calling it twice is the same as calling it once.
+
+pub mod linux;
+pub mod lvm;
+pub mod sim;
+
+use crate::core::disk::DiskInfo;
+use crate::core::layout::Layout;
+use crate::core::observed::ObservedPool;
+use crate::core::Invalid;
+use duplex_services::exec::ExecError;
+use std::future::Future;
+
+/// Why a backend call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// An external tool failed (command, status and output inside).
+    #[error("external command failed")]
+    Exec(#[from] ExecError),
+    /// A tool printed something we could not understand.
+    #[error("unexpected tool output")]
+    Parse(#[from] lvm::ParseError),
+    /// Reading sysfs or `/dev` failed.
+    #[error("cannot read {path}")]
+    Io {
+        /// What was read.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The request was refused by the same validators the service uses.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// The storage stack refused (what LVM would refuse: a foreign VG, a
+    /// missing LV...).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// What `create_pool` builds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolSpec {
+    /// Pool name.
+    pub pool: String,
+    /// Data layout.
+    pub layout: Layout,
+    /// Disks carrying the data (stable paths).
+    pub disks: Vec<String>,
+    /// Hot spares (stable paths), in the VG but unused until a rebuild.
+    pub spares: Vec<String>,
+    /// Erase signatures and partitions first.
+    pub wipe: bool,
+    /// Thin metadata size in bytes.
+    pub meta_size: u64,
+}
+
+/// The storage stack below pool-manager.
+pub trait PoolBackend: Send + Sync + 'static {
+    /// Lists this controller's disks with their identity and use.
+    fn discover(&self) -> impl Future<Output = Result<Vec<DiskInfo>, BackendError>> + Send;
+
+    /// Lists every pool (`dx-` VG) this controller sees, foreign ones too.
+    fn observe(&self) -> impl Future<Output = Result<Vec<ObservedPool>, BackendError>> + Send;
+
+    /// Ensures the pool exists with our system_id, its thin pool built on
+    /// `spec.disks` with `spec.layout`, and is active here.
+    fn create_pool(&self, spec: &PoolSpec)
+        -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Ensures the pool no longer exists and its disks carry no LVM label
+    /// (the rollback of a failed create; only for pools without volumes).
+    fn remove_pool(&self, pool: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Ensures the thin pool and every volume of a pool carrying our
+    /// system_id are active here. LVM itself refuses a foreign system_id.
+    fn activate_pool(&self, pool: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Ensures nothing of the pool is active here.
+    fn deactivate_pool(&self, pool: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Device-mapper devices of the pool still present here (after an
+    /// export this must be empty).
+    fn dm_leftovers(
+        &self,
+        pool: &str,
+    ) -> impl Future<Output = Result<Vec<String>, BackendError>> + Send;
+
+    /// Pools with anything active here, read from device-mapper (cheap; the
+    /// partner asks this before an import).
+    fn active_pools(&self) -> impl Future<Output = Result<Vec<String>, BackendError>> + Send;
+
+    /// Ensures the pool's system_id is ours, whatever it was (`from` is the
+    /// id found, accepted as foreign for this one command).
+    fn take_over(
+        &self,
+        pool: &str,
+        from: &str,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Ensures the pool's system_id is `to` (a giveback after the export:
+    /// the pool is inactive here and `to` is recorded as its owner).
+    fn hand_over(
+        &self,
+        pool: &str,
+        to: &str,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Ensures a thin volume `name` of `size` bytes exists and is active.
+    fn create_volume(
+        &self,
+        pool: &str,
+        name: &str,
+        size: u64,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Ensures the volume is at least `size` bytes.
+    fn resize_volume(
+        &self,
+        pool: &str,
+        name: &str,
+        size: u64,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Ensures the volume does not exist.
+    fn delete_volume(
+        &self,
+        pool: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Ensures `name` exists as a thin snapshot of `origin` (read-only or
+    /// writable: a clone is a writable snapshot) and is active.
+    fn snapshot(
+        &self,
+        pool: &str,
+        origin: &str,
+        name: &str,
+        read_only: bool,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Ensures one volume is active.
+    fn activate_volume(
+        &self,
+        pool: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Rebuilds the failed images of a degraded pool onto its spares and
+    /// drops the missing disks from the VG.
+    fn repair(&self, pool: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+}

@@ -1,0 +1,602 @@
+//! The simulator: an in-memory shelf of shared disks and the volume groups
+//! on them, seen by any number of simulated controllers. It calls the same
+//! validators as the service and refuses what LVM refuses (a foreign
+//! system_id, a disk already in a VG, a missing LV, a name LVM reserves),
+//! so tests on it fail where the real backend would.
+
+use super::{BackendError, PoolBackend, PoolSpec};
+use crate::core::disk::{synthetic_wwn, DiskInfo};
+use crate::core::layout::Layout;
+use crate::core::names::{self, check_pool_name, check_volume_name};
+use crate::core::observed::{ObservedPool, ObservedPv, ObservedThin, ObservedVolume};
+use crate::core::thin::{check_volume_size, EXTENT};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+#[derive(Debug, Clone)]
+struct SimDisk {
+    info: DiskInfo,
+    seen_by: BTreeSet<String>,
+    failed: bool,
+}
+
+#[derive(Debug, Clone)]
+struct SimLv {
+    size: u64,
+    origin: Option<String>,
+    read_only: bool,
+}
+
+#[derive(Debug, Clone)]
+struct SimVg {
+    system_id: String,
+    layout: Layout,
+    disks: Vec<String>,
+    spares: Vec<String>,
+    thin_size: u64,
+    meta_size: u64,
+    data_percent: f64,
+    meta_percent: f64,
+    sync_percent: f64,
+    lvs: BTreeMap<String, SimLv>,
+}
+
+/// The shared state of a simulated shelf.
+#[derive(Debug, Default)]
+pub struct Shelf {
+    disks: BTreeMap<String, SimDisk>,
+    vgs: BTreeMap<String, SimVg>,
+    /// (controller, pool) -> active LVs (the thin pool as `_dxthin`).
+    active: BTreeMap<(String, String), BTreeSet<String>>,
+    /// Operations to fail once (by name), for rollback tests.
+    fail: BTreeSet<String>,
+}
+
+/// A handle on a shared simulated shelf.
+#[derive(Debug, Clone, Default)]
+pub struct SimShelf(Arc<Mutex<Shelf>>);
+
+impl SimShelf {
+    /// An empty shelf.
+    pub fn new() -> SimShelf {
+        SimShelf::default()
+    }
+
+    /// A shelf with `n` blank 2 GiB disks `shelf0..` seen by A and B.
+    pub fn with_shared_disks(n: usize) -> SimShelf {
+        let s = SimShelf::new();
+        for i in 0..n {
+            s.add_disk(&format!("shelf{i}"), 2 << 30, &["A", "B"]);
+        }
+        s
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shelf> {
+        // A panic while holding the lock poisons it; the data is still the
+        // simulator's best knowledge, so keep going.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds a disk seen by `seen_by`.
+    pub fn add_disk(&self, serial: &str, size: u64, seen_by: &[&str]) {
+        let info = DiskInfo {
+            path: format!("/dev/disk/by-id/virtio-{serial}"),
+            kernel_name: format!("sim-{serial}"),
+            wwn: synthetic_wwn("virtio", serial),
+            wwn_derived: true,
+            serial: serial.into(),
+            model: "sim".into(),
+            size,
+            rotational: true,
+            transport: "virtio".into(),
+            partitions: vec![],
+            signature: None,
+            mountpoints: vec![],
+            holders: vec![],
+            vg: None,
+        };
+        self.lock().disks.insert(
+            info.path.clone(),
+            SimDisk {
+                info,
+                seen_by: seen_by.iter().map(|s| s.to_string()).collect(),
+                failed: false,
+            },
+        );
+    }
+
+    /// Puts a signature on a disk (as if it held a filesystem).
+    pub fn set_signature(&self, serial: &str, sig: &str) {
+        if let Some(d) = self
+            .lock()
+            .disks
+            .values_mut()
+            .find(|d| d.info.serial == serial)
+        {
+            d.info.signature = Some(sig.into());
+        }
+    }
+
+    /// Pulls a disk out (it fails for both controllers).
+    pub fn fail_disk(&self, serial: &str) {
+        if let Some(d) = self
+            .lock()
+            .disks
+            .values_mut()
+            .find(|d| d.info.serial == serial)
+        {
+            d.failed = true;
+        }
+    }
+
+    /// Sets the thin pool usage of a pool.
+    pub fn set_usage(&self, pool: &str, data: f64, meta: f64) {
+        if let Some(vg) = self.lock().vgs.get_mut(pool) {
+            vg.data_percent = data;
+            vg.meta_percent = meta;
+        }
+    }
+
+    /// Sets the RAID sync progress of a pool.
+    pub fn set_sync(&self, pool: &str, percent: f64) {
+        if let Some(vg) = self.lock().vgs.get_mut(pool) {
+            vg.sync_percent = percent;
+        }
+    }
+
+    /// Makes the next call of `op` (a backend method name) fail once.
+    pub fn fail_next(&self, op: &str) {
+        self.lock().fail.insert(op.into());
+    }
+
+    /// Whether `controller` has anything of `pool` active.
+    pub fn is_active(&self, controller: &str, pool: &str) -> bool {
+        self.lock()
+            .active
+            .get(&(controller.to_string(), pool.to_string()))
+            .is_some_and(|s| !s.is_empty())
+    }
+
+    /// The simulated backend of controller `me` on this shelf.
+    pub fn backend(&self, me: &str) -> SimBackend {
+        SimBackend {
+            me: me.into(),
+            shelf: self.clone(),
+        }
+    }
+}
+
+/// One controller's view of a [`SimShelf`].
+#[derive(Debug, Clone)]
+pub struct SimBackend {
+    me: String,
+    shelf: SimShelf,
+}
+
+fn refused(s: impl Into<String>) -> BackendError {
+    BackendError::Refused(s.into())
+}
+
+impl SimBackend {
+    fn check_fail(&self, sh: &mut Shelf, op: &str) -> Result<(), BackendError> {
+        if sh.fail.remove(op) {
+            return Err(refused(format!("simulated failure of {op}")));
+        }
+        Ok(())
+    }
+
+    /// The VG of `pool`, refusing a foreign one as LVM does.
+    fn own_vg<'a>(&self, sh: &'a mut Shelf, pool: &str) -> Result<&'a mut SimVg, BackendError> {
+        let vg = sh.vgs.get_mut(pool).ok_or_else(|| {
+            refused(format!(
+                "Volume group \"{}\" not found",
+                names::vg_name(pool)
+            ))
+        })?;
+        if vg.system_id != self.me {
+            return Err(refused(format!(
+                "Cannot access VG {} with system ID {} with local system ID {}.",
+                names::vg_name(pool),
+                vg.system_id,
+                self.me
+            )));
+        }
+        Ok(vg)
+    }
+
+    fn activate(&self, sh: &mut Shelf, pool: &str, lv: &str) {
+        sh.active
+            .entry((self.me.clone(), pool.to_string()))
+            .or_default()
+            .insert(lv.to_string());
+    }
+}
+
+impl PoolBackend for SimBackend {
+    async fn discover(&self) -> Result<Vec<DiskInfo>, BackendError> {
+        let sh = self.shelf.lock();
+        let mut out = Vec::new();
+        for d in sh
+            .disks
+            .values()
+            .filter(|d| d.seen_by.contains(&self.me) && !d.failed)
+        {
+            let mut info = d.info.clone();
+            if let Some((pool, _)) = sh
+                .vgs
+                .iter()
+                .find(|(_, vg)| vg.disks.contains(&info.path) || vg.spares.contains(&info.path))
+            {
+                info.vg = Some(names::vg_name(pool));
+                info.signature = Some("LVM2_member".into());
+            }
+            out.push(info);
+        }
+        Ok(out)
+    }
+
+    async fn observe(&self) -> Result<Vec<ObservedPool>, BackendError> {
+        let sh = self.shelf.lock();
+        let mut out = Vec::new();
+        for (pool, vg) in &sh.vgs {
+            let visible = vg.disks.iter().chain(vg.spares.iter()).any(|p| {
+                sh.disks
+                    .get(p)
+                    .is_some_and(|d| d.seen_by.contains(&self.me))
+            });
+            if !visible {
+                continue;
+            }
+            let active = sh
+                .active
+                .get(&(self.me.clone(), pool.clone()))
+                .cloned()
+                .unwrap_or_default();
+            let mut pvs = Vec::new();
+            for (p, spare) in vg
+                .disks
+                .iter()
+                .map(|p| (p, false))
+                .chain(vg.spares.iter().map(|p| (p, true)))
+            {
+                let d = sh.disks.get(p);
+                let failed = d.is_none_or(|d| d.failed);
+                pvs.push(ObservedPv {
+                    path: if failed {
+                        "[unknown]".into()
+                    } else {
+                        p.clone()
+                    },
+                    size: d.map_or(0, |d| d.info.size),
+                    free: if spare {
+                        d.map_or(0, |d| d.info.size)
+                    } else {
+                        0
+                    },
+                    missing: failed,
+                    spare,
+                });
+            }
+            let size: u64 = pvs.iter().map(|p| p.size).sum();
+            let free: u64 = pvs.iter().map(|p| p.free).sum();
+            out.push(ObservedPool {
+                pool: pool.clone(),
+                system_id: vg.system_id.clone(),
+                size,
+                free,
+                thin: Some(ObservedThin {
+                    size: vg.thin_size,
+                    data_percent: vg.data_percent,
+                    meta_size: vg.meta_size,
+                    meta_percent: vg.meta_percent,
+                    active: active.contains(names::THIN_POOL_LV),
+                }),
+                layout: Some(vg.layout),
+                raid_health: if pvs.iter().any(|p| p.missing && !p.spare) {
+                    "partial".into()
+                } else {
+                    String::new()
+                },
+                sync_percent: (vg.layout.fault_tolerance() > 0).then_some(vg.sync_percent),
+                pvs,
+                volumes: vg
+                    .lvs
+                    .iter()
+                    .map(|(n, lv)| ObservedVolume {
+                        name: n.clone(),
+                        size: lv.size,
+                        active: active.contains(n),
+                        origin: lv.origin.clone(),
+                        read_only: lv.read_only,
+                    })
+                    .collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn create_pool(&self, spec: &PoolSpec) -> Result<(), BackendError> {
+        check_pool_name("name", &spec.pool)?;
+        spec.layout.check_disks("disks", spec.disks.len())?;
+        let mut sh = self.shelf.lock();
+        self.check_fail(&mut sh, "create_pool")?;
+        if let Some(vg) = sh.vgs.get(&spec.pool) {
+            if vg.system_id != self.me {
+                return Err(refused(format!(
+                    "volume group {} exists with system_id {:?}",
+                    names::vg_name(&spec.pool),
+                    vg.system_id
+                )));
+            }
+            self.activate(&mut sh, &spec.pool, names::THIN_POOL_LV);
+            return Ok(());
+        }
+        let mut raw = Vec::new();
+        for p in spec.disks.iter().chain(spec.spares.iter()) {
+            let d = sh
+                .disks
+                .get(p)
+                .filter(|d| d.seen_by.contains(&self.me) && !d.failed)
+                .ok_or_else(|| refused(format!("Cannot use {p}: device not found")))?;
+            if d.info.signature.is_some() && !spec.wipe {
+                return Err(refused(format!("Cannot use {p}: device has a signature")));
+            }
+            if sh
+                .vgs
+                .values()
+                .any(|vg| vg.disks.contains(p) || vg.spares.contains(p))
+            {
+                return Err(refused(format!(
+                    "Physical volume '{p}' is already in a volume group"
+                )));
+            }
+            if spec.disks.contains(p) {
+                raw.push(d.info.size);
+            }
+        }
+        let smallest = raw.iter().copied().min().unwrap_or(0);
+        let n = spec.layout.disks_used(spec.disks.len());
+        let usable = (smallest / EXTENT * EXTENT) as f64
+            * n as f64
+            * spec.layout.capacity_fraction(spec.disks.len());
+        let meta = spec.meta_size * (spec.layout.fault_tolerance() as u64 + 1);
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let thin_size = (usable as u64).saturating_sub(meta) / EXTENT * EXTENT;
+        for p in spec.disks.iter().chain(spec.spares.iter()) {
+            if let Some(d) = sh.disks.get_mut(p) {
+                d.info.signature = None;
+                d.info.partitions.clear();
+            }
+        }
+        sh.vgs.insert(
+            spec.pool.clone(),
+            SimVg {
+                system_id: self.me.clone(),
+                layout: spec.layout,
+                disks: spec.disks.clone(),
+                spares: spec.spares.clone(),
+                thin_size,
+                meta_size: spec.meta_size,
+                data_percent: 0.0,
+                meta_percent: 1.0,
+                sync_percent: 100.0,
+                lvs: BTreeMap::new(),
+            },
+        );
+        self.activate(&mut sh, &spec.pool, names::THIN_POOL_LV);
+        Ok(())
+    }
+
+    async fn remove_pool(&self, pool: &str) -> Result<(), BackendError> {
+        let mut sh = self.shelf.lock();
+        self.check_fail(&mut sh, "remove_pool")?;
+        if !sh.vgs.contains_key(pool) {
+            return Ok(());
+        }
+        self.own_vg(&mut sh, pool)?;
+        sh.vgs.remove(pool);
+        sh.active.remove(&(self.me.clone(), pool.to_string()));
+        Ok(())
+    }
+
+    async fn activate_pool(&self, pool: &str) -> Result<(), BackendError> {
+        let mut sh = self.shelf.lock();
+        self.check_fail(&mut sh, "activate_pool")?;
+        let lvs: Vec<String> = self.own_vg(&mut sh, pool)?.lvs.keys().cloned().collect();
+        self.activate(&mut sh, pool, names::THIN_POOL_LV);
+        for lv in lvs {
+            self.activate(&mut sh, pool, &lv);
+        }
+        Ok(())
+    }
+
+    async fn deactivate_pool(&self, pool: &str) -> Result<(), BackendError> {
+        let mut sh = self.shelf.lock();
+        self.check_fail(&mut sh, "deactivate_pool")?;
+        sh.active.remove(&(self.me.clone(), pool.to_string()));
+        Ok(())
+    }
+
+    async fn dm_leftovers(&self, pool: &str) -> Result<Vec<String>, BackendError> {
+        let mut sh = self.shelf.lock();
+        self.check_fail(&mut sh, "dm_leftovers")?;
+        let vg = names::vg_name(pool);
+        Ok(sh
+            .active
+            .get(&(self.me.clone(), pool.to_string()))
+            .map(|s| s.iter().map(|lv| names::dm_name(&vg, lv)).collect())
+            .unwrap_or_default())
+    }
+
+    async fn active_pools(&self) -> Result<Vec<String>, BackendError> {
+        let sh = self.shelf.lock();
+        Ok(sh
+            .active
+            .iter()
+            .filter(|((c, _), s)| *c == self.me && !s.is_empty())
+            .map(|((_, p), _)| p.clone())
+            .collect())
+    }
+
+    async fn take_over(&self, pool: &str, from: &str) -> Result<(), BackendError> {
+        let mut sh = self.shelf.lock();
+        self.check_fail(&mut sh, "take_over")?;
+        let me = self.me.clone();
+        let vg = sh.vgs.get_mut(pool).ok_or_else(|| {
+            refused(format!(
+                "Volume group \"{}\" not found",
+                names::vg_name(pool)
+            ))
+        })?;
+        if vg.system_id != me && vg.system_id != from {
+            return Err(refused(format!(
+                "Cannot access VG {} with system ID {}",
+                names::vg_name(pool),
+                vg.system_id
+            )));
+        }
+        vg.system_id = me;
+        Ok(())
+    }
+
+    async fn hand_over(&self, pool: &str, to: &str) -> Result<(), BackendError> {
+        let mut sh = self.shelf.lock();
+        self.check_fail(&mut sh, "hand_over")?;
+        if sh
+            .active
+            .get(&(self.me.clone(), pool.to_string()))
+            .is_some_and(|s| !s.is_empty())
+        {
+            return Err(refused(format!("pool {pool} is still active here")));
+        }
+        self.own_vg(&mut sh, pool)?.system_id = to.to_string();
+        Ok(())
+    }
+
+    async fn create_volume(&self, pool: &str, name: &str, size: u64) -> Result<(), BackendError> {
+        check_volume_name("name", pool, name)?;
+        check_volume_size("size", size)?;
+        let mut sh = self.shelf.lock();
+        self.check_fail(&mut sh, "create_volume")?;
+        let vg = self.own_vg(&mut sh, pool)?;
+        match vg.lvs.get(name) {
+            Some(lv) if lv.origin.is_some() || lv.size != size => {
+                return Err(refused(format!(
+                    "Logical Volume \"{name}\" already exists in volume group"
+                )))
+            }
+            Some(_) => {}
+            None => {
+                vg.lvs.insert(
+                    name.into(),
+                    SimLv {
+                        size,
+                        origin: None,
+                        read_only: false,
+                    },
+                );
+            }
+        }
+        self.activate(&mut sh, pool, name);
+        Ok(())
+    }
+
+    async fn resize_volume(&self, pool: &str, name: &str, size: u64) -> Result<(), BackendError> {
+        let mut sh = self.shelf.lock();
+        self.check_fail(&mut sh, "resize_volume")?;
+        let vg = self.own_vg(&mut sh, pool)?;
+        let lv = vg
+            .lvs
+            .get_mut(name)
+            .ok_or_else(|| refused(format!("volume {pool}/{name} does not exist")))?;
+        lv.size = lv.size.max(size);
+        Ok(())
+    }
+
+    async fn delete_volume(&self, pool: &str, name: &str) -> Result<(), BackendError> {
+        let mut sh = self.shelf.lock();
+        self.check_fail(&mut sh, "delete_volume")?;
+        let vg = self.own_vg(&mut sh, pool)?;
+        vg.lvs.remove(name);
+        if let Some(a) = sh.active.get_mut(&(self.me.clone(), pool.to_string())) {
+            a.remove(name);
+        }
+        Ok(())
+    }
+
+    async fn snapshot(
+        &self,
+        pool: &str,
+        origin: &str,
+        name: &str,
+        read_only: bool,
+    ) -> Result<(), BackendError> {
+        check_volume_name("name", pool, name)?;
+        let mut sh = self.shelf.lock();
+        self.check_fail(&mut sh, "snapshot")?;
+        let vg = self.own_vg(&mut sh, pool)?;
+        let size = vg
+            .lvs
+            .get(origin)
+            .map(|o| o.size)
+            .ok_or_else(|| refused(format!("Failed to find logical volume \"{origin}\"")))?;
+        if !vg.lvs.contains_key(name) {
+            vg.lvs.insert(
+                name.into(),
+                SimLv {
+                    size,
+                    origin: Some(origin.into()),
+                    read_only,
+                },
+            );
+        }
+        self.activate(&mut sh, pool, name);
+        Ok(())
+    }
+
+    async fn activate_volume(&self, pool: &str, name: &str) -> Result<(), BackendError> {
+        let mut sh = self.shelf.lock();
+        self.check_fail(&mut sh, "activate_volume")?;
+        let vg = self.own_vg(&mut sh, pool)?;
+        if !vg.lvs.contains_key(name) {
+            return Err(refused(format!("Failed to find logical volume \"{name}\"")));
+        }
+        self.activate(&mut sh, pool, name);
+        Ok(())
+    }
+
+    async fn repair(&self, pool: &str) -> Result<(), BackendError> {
+        let mut sh = self.shelf.lock();
+        self.check_fail(&mut sh, "repair")?;
+        let failed: BTreeSet<String> = sh
+            .disks
+            .iter()
+            .filter(|(_, d)| d.failed)
+            .map(|(p, _)| p.clone())
+            .collect();
+        let vg = self.own_vg(&mut sh, pool)?;
+        let broken: Vec<String> = vg
+            .disks
+            .iter()
+            .filter(|p| failed.contains(*p))
+            .cloned()
+            .collect();
+        if broken.len() > vg.layout.fault_tolerance() {
+            return Err(refused("too many failed disks for the layout; data lost"));
+        }
+        for b in broken {
+            let Some(spare) = vg.spares.iter().position(|s| !failed.contains(s)) else {
+                return Err(refused(
+                    "Insufficient free space: no spare disk to rebuild onto",
+                ));
+            };
+            let s = vg.spares.remove(spare);
+            vg.disks.retain(|d| *d != b);
+            vg.disks.push(s);
+            vg.sync_percent = 0.0;
+        }
+        Ok(())
+    }
+}

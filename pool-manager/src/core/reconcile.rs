@@ -1,0 +1,371 @@
+//! The reconciler: a pure `plan(desired, observed) -> Vec<Step>`.
+//!
+//! It only makes changes that cannot lose data and cannot create a second
+//! owner: it activates pools that carry our system_id and that the desired
+//! state gives us, creates plain volumes recorded but missing (a crash
+//! between recording and creating), grows volumes and activates inactive
+//! ones. Everything else (a pool we should own but cannot, a volume or pool
+//! nobody asked for, a missing snapshot, a pool active here that the desired
+//! state gives the partner) is reported as drift and left alone. Running the
+//! plan twice is safe: the second plan is empty of actions.
+
+use super::observed::ObservedPool;
+use duplex_config_keeper::core::model::Config;
+use serde::Serialize;
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// Activate the pool's thin pool and volumes (our system_id).
+    ActivatePool {
+        /// The pool.
+        pool: String,
+    },
+    /// Create a plain thin volume recorded in the desired state.
+    CreateVolume {
+        /// The pool.
+        pool: String,
+        /// The volume.
+        volume: String,
+        /// Size in bytes.
+        size: u64,
+    },
+    /// Grow a volume to its recorded size.
+    GrowVolume {
+        /// The pool.
+        pool: String,
+        /// The volume.
+        volume: String,
+        /// Size in bytes.
+        size: u64,
+    },
+    /// Activate one inactive volume of an active pool.
+    ActivateVolume {
+        /// The pool.
+        pool: String,
+        /// The volume.
+        volume: String,
+    },
+    /// A difference the reconciler reports but does not repair.
+    Drift(Drift),
+}
+
+/// A difference between the desired state and LVM left to the operator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "drift", rename_all = "snake_case")]
+pub enum Drift {
+    /// The desired state gives us a pool no disk here carries.
+    PoolMissing {
+        /// The pool.
+        pool: String,
+    },
+    /// The desired state gives us a pool whose system_id is not ours (a
+    /// takeover is needed; never done implicitly).
+    NotOurSystemId {
+        /// The pool.
+        pool: String,
+        /// The system_id found.
+        system_id: String,
+    },
+    /// A pool is active here although the desired state gives it to
+    /// another controller: a safety problem, reported as critical.
+    ActiveButNotOwner {
+        /// The pool.
+        pool: String,
+        /// The recorded owner.
+        owner: String,
+    },
+    /// A `dx-` volume group the desired state does not know.
+    UnknownPool {
+        /// The pool.
+        pool: String,
+    },
+    /// A volume in LVM that the desired state does not know.
+    UnknownVolume {
+        /// The pool.
+        pool: String,
+        /// The volume.
+        volume: String,
+    },
+    /// A recorded snapshot or clone is missing; it cannot be recreated
+    /// (its data is a point in time that is gone).
+    SnapshotMissing {
+        /// The pool.
+        pool: String,
+        /// The volume.
+        volume: String,
+    },
+    /// A volume is larger in LVM than recorded (volumes never shrink).
+    VolumeLarger {
+        /// The pool.
+        pool: String,
+        /// The volume.
+        volume: String,
+        /// Recorded size.
+        desired: u64,
+        /// Size in LVM.
+        actual: u64,
+    },
+}
+
+impl Step {
+    /// True for steps that change something.
+    pub fn is_action(&self) -> bool {
+        !matches!(self, Step::Drift(_))
+    }
+}
+
+/// Plans the changes that make LVM match the desired state on controller
+/// `me`. `observed` lists every `dx-` volume group this controller sees,
+/// foreign ones included.
+pub fn plan(desired: &Config, observed: &[ObservedPool], me: &str) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for p in desired.pools.values() {
+        let obs = observed.iter().find(|o| o.pool == p.name);
+        if p.owner != me {
+            if let Some(o) = obs.filter(|o| o.active()) {
+                steps.push(Step::Drift(Drift::ActiveButNotOwner {
+                    pool: o.pool.clone(),
+                    owner: p.owner.clone(),
+                }));
+            }
+            continue;
+        }
+        let Some(o) = obs else {
+            steps.push(Step::Drift(Drift::PoolMissing {
+                pool: p.name.clone(),
+            }));
+            continue;
+        };
+        if o.system_id != me {
+            steps.push(Step::Drift(Drift::NotOurSystemId {
+                pool: p.name.clone(),
+                system_id: o.system_id.clone(),
+            }));
+            continue;
+        }
+        let pool_active = o.thin.as_ref().is_some_and(|t| t.active);
+        if !pool_active {
+            steps.push(Step::ActivatePool {
+                pool: p.name.clone(),
+            });
+        }
+        for v in desired.volumes.values().filter(|v| v.pool == p.name) {
+            let size = v.size.bytes();
+            match o.volume(&v.name) {
+                None if v.parent_snapshot.is_some() => {
+                    steps.push(Step::Drift(Drift::SnapshotMissing {
+                        pool: p.name.clone(),
+                        volume: v.name.clone(),
+                    }))
+                }
+                None => steps.push(Step::CreateVolume {
+                    pool: p.name.clone(),
+                    volume: v.name.clone(),
+                    size,
+                }),
+                Some(ov) => {
+                    if ov.size < size {
+                        steps.push(Step::GrowVolume {
+                            pool: p.name.clone(),
+                            volume: v.name.clone(),
+                            size,
+                        });
+                    } else if ov.size > size {
+                        steps.push(Step::Drift(Drift::VolumeLarger {
+                            pool: p.name.clone(),
+                            volume: v.name.clone(),
+                            desired: size,
+                            actual: ov.size,
+                        }));
+                    }
+                    // Activating the pool activates its volumes too.
+                    if pool_active && !ov.active {
+                        steps.push(Step::ActivateVolume {
+                            pool: p.name.clone(),
+                            volume: v.name.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        for ov in &o.volumes {
+            if desired
+                .volumes
+                .get(&ov.name)
+                .is_none_or(|v| v.pool != p.name)
+            {
+                steps.push(Step::Drift(Drift::UnknownVolume {
+                    pool: p.name.clone(),
+                    volume: ov.name.clone(),
+                }));
+            }
+        }
+    }
+    for o in observed {
+        if !desired.pools.contains_key(&o.pool) {
+            steps.push(Step::Drift(Drift::UnknownPool {
+                pool: o.pool.clone(),
+            }));
+        }
+    }
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::observed::{ObservedThin, ObservedVolume};
+    use duplex_config_keeper::core::model::{Layout, Pool, Tier, Volume};
+    use duplex_config_keeper::core::syntax::Size;
+
+    fn desired() -> Config {
+        let mut c = Config::default();
+        c.pools.insert(
+            "p".into(),
+            Pool {
+                name: "p".into(),
+                tier: Tier::Regular,
+                layout: Layout::Linear,
+                home: "A".into(),
+                owner: "A".into(),
+                epoch: 1,
+                disks: vec![],
+            },
+        );
+        for (n, parent) in [("v1", None), ("s1", Some("v1"))] {
+            c.volumes.insert(
+                n.into(),
+                Volume {
+                    name: n.into(),
+                    pool: "p".into(),
+                    size: Size(1 << 30),
+                    thin: true,
+                    serial: String::new(),
+                    wwn: String::new(),
+                    nguid: String::new(),
+                    uuid: String::new(),
+                    parent_snapshot: parent.map(str::to_string),
+                },
+            );
+        }
+        c
+    }
+
+    fn vol(name: &str, size: u64, active: bool) -> ObservedVolume {
+        ObservedVolume {
+            name: name.into(),
+            size,
+            active,
+            origin: None,
+            read_only: false,
+        }
+    }
+
+    fn observed(sysid: &str, active: bool, vols: Vec<ObservedVolume>) -> ObservedPool {
+        ObservedPool {
+            pool: "p".into(),
+            system_id: sysid.into(),
+            size: 8 << 30,
+            free: 0,
+            pvs: vec![],
+            thin: Some(ObservedThin {
+                size: 7 << 30,
+                data_percent: 1.0,
+                meta_percent: 1.0,
+                meta_size: 16 << 20,
+                active,
+            }),
+            layout: None,
+            raid_health: String::new(),
+            sync_percent: None,
+            volumes: vols,
+        }
+    }
+
+    #[test]
+    fn converged_state_plans_nothing() {
+        let o = observed(
+            "A",
+            true,
+            vec![vol("v1", 1 << 30, true), vol("s1", 1 << 30, true)],
+        );
+        assert_eq!(plan(&desired(), &[o], "A"), vec![]);
+    }
+
+    #[test]
+    fn activates_creates_grows_and_reports() {
+        let o = observed(
+            "A",
+            false,
+            vec![vol("v1", 512 << 20, false), vol("x", 1 << 20, false)],
+        );
+        let steps = plan(&desired(), &[o], "A");
+        assert_eq!(
+            steps,
+            vec![
+                Step::ActivatePool { pool: "p".into() },
+                Step::Drift(Drift::SnapshotMissing {
+                    pool: "p".into(),
+                    volume: "s1".into()
+                }),
+                Step::GrowVolume {
+                    pool: "p".into(),
+                    volume: "v1".into(),
+                    size: 1 << 30
+                },
+                Step::Drift(Drift::UnknownVolume {
+                    pool: "p".into(),
+                    volume: "x".into()
+                }),
+            ]
+        );
+        let o = observed("A", true, vec![vol("s1", 1 << 30, false)]);
+        let steps = plan(&desired(), &[o], "A");
+        assert!(steps.contains(&Step::CreateVolume {
+            pool: "p".into(),
+            volume: "v1".into(),
+            size: 1 << 30
+        }));
+        assert!(steps.contains(&Step::ActivateVolume {
+            pool: "p".into(),
+            volume: "s1".into()
+        }));
+    }
+
+    #[test]
+    fn never_touches_what_is_not_ours() {
+        // Partner's system_id on a pool recorded for us: drift only.
+        let steps = plan(&desired(), &[observed("B", false, vec![])], "A");
+        assert_eq!(
+            steps,
+            vec![Step::Drift(Drift::NotOurSystemId {
+                pool: "p".into(),
+                system_id: "B".into()
+            })]
+        );
+        // Recorded for A, active on B: B reports it, does nothing else.
+        let steps = plan(&desired(), &[observed("B", true, vec![])], "B");
+        assert_eq!(
+            steps,
+            vec![Step::Drift(Drift::ActiveButNotOwner {
+                pool: "p".into(),
+                owner: "A".into()
+            })]
+        );
+        assert!(plan(&desired(), &[observed("B", false, vec![])], "B").is_empty());
+        // Missing pool and unknown pool.
+        let mut other = observed("A", true, vec![]);
+        other.pool = "q".into();
+        let steps = plan(&desired(), &[other], "A");
+        assert_eq!(
+            steps,
+            vec![
+                Step::Drift(Drift::PoolMissing { pool: "p".into() }),
+                Step::Drift(Drift::UnknownPool { pool: "q".into() })
+            ]
+        );
+        assert!(steps.iter().all(|s| !s.is_action()));
+    }
+}
