@@ -3,7 +3,7 @@
 //! trait so the manager can be tested with [`FakeCluster`].
 
 use crate::core::disk::DiskInfo;
-use duplex_config_keeper::core::change::{parse_changes, Change};
+use duplex_config_keeper::core::change::{parse_changes, Change, ViolationClass};
 use duplex_config_keeper::core::model::{Config, Kind, Object};
 use duplex_config_keeper::core::validate;
 use duplex_services::{ErrorCode, RouterClient, RpcError};
@@ -129,6 +129,7 @@ struct FakeInner {
     partner_disks: Option<Vec<DiskInfo>>,
     partner_active: Option<Vec<String>>,
     events: Vec<(String, Value)>,
+    fail_applies: usize,
 }
 
 impl FakeCluster {
@@ -159,6 +160,12 @@ impl FakeCluster {
 
     fn apply_now(&self, changes: Vec<Change>) -> Result<(), RpcError> {
         let mut g = self.lock();
+        if g.fail_applies > 0 {
+            g.fail_applies -= 1;
+            return Err(RpcError::unavailable(
+                "config-keeper is unreachable (simulated)",
+            ));
+        }
         let mut work = g.config.clone();
         for (i, c) in changes.into_iter().enumerate() {
             let at = format!("changes[{i}]");
@@ -172,7 +179,14 @@ impl FakeCluster {
                     })
                 }
             };
-            r.map_err(|v| RpcError::invalid_params(v.field, v.reason))?;
+            r.map_err(|v| {
+                let code = match v.class {
+                    ViolationClass::Invalid => ErrorCode::InvalidParams,
+                    ViolationClass::Conflict => ErrorCode::Conflict,
+                    _ => ErrorCode::NotOwner,
+                };
+                RpcError::new(code, format!("{}: {}", v.field, v.reason)).with_field(v.field)
+            })?;
         }
         g.config = work;
         Ok(())
@@ -183,6 +197,11 @@ impl FakeCluster {
         let mut g = self.lock();
         g.partner_disks = disks;
         g.partner_active = active;
+    }
+
+    /// Makes the next `n` applies fail as if config-keeper were down.
+    pub fn fail_applies(&self, n: usize) {
+        self.lock().fail_applies = n;
     }
 
     /// Bumps the cluster epoch (what heartbeat does after fencing).

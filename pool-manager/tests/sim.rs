@@ -1,0 +1,627 @@
+//! The manager on the simulated shelf with a fake config-keeper that runs
+//! config-keeper's own validation: every bad input from the issue, the
+//! ownership rules, snapshots and clones, rollback, health and the
+//! reconciler.
+
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
+use duplex_pool_manager::backend::sim::{SimBackend, SimShelf};
+use duplex_pool_manager::backend::PoolBackend;
+use duplex_pool_manager::manager::{CreatePool, CreateVolume, FakeCluster, Manager};
+use duplex_services::{ErrorCode, RpcError};
+use serde_json::{json, Value};
+
+type M = Manager<SimBackend, FakeCluster>;
+
+struct Rig {
+    shelf: SimShelf,
+    cluster: FakeCluster,
+    a: M,
+    b: M,
+}
+
+async fn rig(disks: usize) -> Rig {
+    let shelf = SimShelf::with_shared_disks(disks);
+    let cluster = FakeCluster::new(&["A", "B"], 1);
+    let theirs = shelf.backend("B").discover().await.unwrap();
+    cluster.set_partner(Some(theirs), Some(vec![]));
+    let a = Manager::new(shelf.backend("A"), cluster.clone(), "A", Some("B"));
+    let b = Manager::new(shelf.backend("B"), cluster.clone(), "B", Some("A"));
+    Rig {
+        shelf,
+        cluster,
+        a,
+        b,
+    }
+}
+
+fn pool(name: &str, layout: &str, disks: &[&str]) -> CreatePool {
+    CreatePool {
+        name: name.into(),
+        layout: layout.into(),
+        copies: None,
+        disks: disks.iter().map(|s| s.to_string()).collect(),
+        spares: vec![],
+        tier: None,
+        wipe: false,
+    }
+}
+
+fn vol(pool: &str, name: &str, size: &str) -> CreateVolume {
+    CreateVolume {
+        pool: pool.into(),
+        name: name.into(),
+        size: size.into(),
+    }
+}
+
+fn rpc<T>(r: Result<T, duplex_pool_manager::error::PoolError>) -> RpcError {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_rpc(),
+    }
+}
+
+/// Asserts an error of `kind` naming `field`, and that nothing changed.
+async fn refused<T>(
+    rig: &Rig,
+    r: Result<T, duplex_pool_manager::error::PoolError>,
+    kind: ErrorCode,
+    field: &str,
+    before: &(duplex_config_keeper::core::model::Config, Value),
+) {
+    let e = rpc(r);
+    assert_eq!(e.kind(), Some(kind), "{e}");
+    assert_eq!(e.field(), Some(field), "{e}");
+    assert_eq!(&state(rig).await, before, "state changed after {e}");
+}
+
+async fn state(rig: &Rig) -> (duplex_config_keeper::core::model::Config, Value) {
+    let obs = rig.shelf.backend("A").observe().await.unwrap();
+    (rig.cluster.snapshot(), serde_json::to_value(obs).unwrap())
+}
+
+#[tokio::test]
+async fn bad_pool_input_is_refused_and_changes_nothing() {
+    let rig = rig(6).await;
+    rig.shelf.add_disk("lonely", 2 << 30, &["A"]);
+    rig.shelf.set_signature("shelf5", "ext4");
+    let before = state(&rig).await;
+    use ErrorCode::*;
+    let cases: Vec<(CreatePool, ErrorCode, &str)> = vec![
+        (
+            pool("bad name", "linear", &["shelf0"]),
+            InvalidParams,
+            "name",
+        ),
+        (pool("-p", "linear", &["shelf0"]), InvalidParams, "name"),
+        (pool("p", "raid7", &["shelf0"]), InvalidParams, "layout"),
+        (
+            pool("p", "raid5", &["shelf0", "shelf1"]),
+            InvalidParams,
+            "disks",
+        ),
+        (
+            pool("p", "raid6", &["shelf0", "shelf1", "shelf2", "shelf3"]),
+            InvalidParams,
+            "disks",
+        ),
+        (pool("p", "linear", &[]), InvalidParams, "disks"),
+        (
+            pool("p", "linear", &["shelf0", "shelf0"]),
+            InvalidParams,
+            "disks[1]",
+        ),
+        (pool("p", "linear", &["nosuch"]), InvalidParams, "disks[0]"),
+        // Only this controller sees it: not shared.
+        (
+            pool("p", "linear", &["shelf0", "lonely"]),
+            InvalidParams,
+            "disks[1]",
+        ),
+        // A signature without wipe.
+        (pool("p", "linear", &["shelf5"]), InvalidParams, "disks[0]"),
+    ];
+    for (req, kind, field) in cases {
+        let name = format!("{req:?}");
+        let e = rpc(rig.a.create_pool(req).await);
+        assert_eq!(e.kind(), Some(kind), "{name}: {e}");
+        assert_eq!(e.field(), Some(field), "{name}: {e}");
+        assert_eq!(state(&rig).await, before, "{name} changed something");
+    }
+    let mut m = pool("p", "mirror", &["shelf0", "shelf1"]);
+    m.copies = Some(4);
+    refused(
+        &rig,
+        rig.a.create_pool(m).await,
+        InvalidParams,
+        "copies",
+        &before,
+    )
+    .await;
+    // The explanation says why.
+    let e = rpc(rig.a.create_pool(pool("p", "linear", &["lonely"])).await);
+    assert!(
+        e.message.contains("not seen by controller B"),
+        "{}",
+        e.message
+    );
+    let e = rpc(rig.a.create_pool(pool("p", "linear", &["shelf5"])).await);
+    assert!(e.message.contains("wipe"), "{}", e.message);
+    // With wipe it works.
+    let mut w = pool("p", "linear", &["shelf5"]);
+    w.wipe = true;
+    rig.a.create_pool(w).await.unwrap();
+}
+
+#[tokio::test]
+async fn partner_unreachable_means_not_provably_shared() {
+    let rig = rig(3).await;
+    rig.cluster.set_partner(None, None);
+    let before = state(&rig).await;
+    let e = rpc(rig.a.create_pool(pool("p", "linear", &["shelf0"])).await);
+    assert_eq!(e.kind(), Some(ErrorCode::InvalidParams));
+    assert!(
+        e.message.contains("cannot be proven shared"),
+        "{}",
+        e.message
+    );
+    assert_eq!(state(&rig).await, before);
+    let list = rig.a.disk_list(false).await.unwrap();
+    assert_eq!(list["partner_reachable"], false);
+    assert_eq!(list["disks"][0]["qualifies"], false);
+}
+
+#[tokio::test]
+async fn disk_in_use_is_a_conflict() {
+    let rig = rig(4).await;
+    rig.a
+        .create_pool(pool("p1", "mirror", &["shelf0", "shelf1"]))
+        .await
+        .unwrap();
+    let before = state(&rig).await;
+    refused(
+        &rig,
+        rig.a
+            .create_pool(pool("p2", "linear", &["shelf2", "shelf1"]))
+            .await,
+        ErrorCode::Conflict,
+        "disks[1]",
+        &before,
+    )
+    .await;
+    let list = rig.a.disk_list(false).await.unwrap();
+    let d0 = &list["disks"][0];
+    assert_eq!(d0["pool"], "p1");
+    assert_eq!(d0["qualifies"], false);
+    assert_eq!(list["disks"][3]["qualifies"], true);
+    assert_eq!(list["disks"][3]["shared"], true);
+}
+
+#[tokio::test]
+async fn create_is_recorded_and_idempotent() {
+    let rig = rig(4).await;
+    let r = rig
+        .a
+        .create_pool(pool("p", "raid5", &["shelf0", "shelf1", "shelf2"]))
+        .await
+        .unwrap();
+    assert_eq!(r["outcome"], "changed");
+    assert_eq!(r["pool"]["system_id"], "A");
+    assert_eq!(r["pool"]["active_here"], true);
+    let cfg = rig.cluster.snapshot();
+    let p = &cfg.pools["p"];
+    assert_eq!((p.home.as_str(), p.owner.as_str(), p.epoch), ("A", "A", 1));
+    assert_eq!(p.disks.len(), 3);
+    assert_eq!(cfg.disks.len(), 3);
+    let r = rig
+        .a
+        .create_pool(pool("p", "raid5", &["shelf0", "shelf1", "shelf2"]))
+        .await
+        .unwrap();
+    assert_eq!(r["outcome"], "unchanged");
+    let e = rpc(rig.a.create_pool(pool("p", "linear", &["shelf3"])).await);
+    assert_eq!(e.kind(), Some(ErrorCode::Conflict));
+    assert!(rig
+        .cluster
+        .events()
+        .iter()
+        .any(|(t, _)| t == "pool.created"));
+}
+
+#[tokio::test]
+async fn failed_create_rolls_back() {
+    let rig = rig(3).await;
+    let before = state(&rig).await;
+    rig.shelf.fail_next("create_pool");
+    let e = rpc(rig.a.create_pool(pool("p", "linear", &["shelf0"])).await);
+    assert_eq!(e.kind(), Some(ErrorCode::BackendFailed));
+    let after = state(&rig).await;
+    assert!(after.0.pools.is_empty());
+    assert_eq!(after.1, before.1);
+    // Backend fails, then the rollback's config write fails too.
+    rig.shelf.fail_next("create_pool");
+    rig.shelf.fail_next("remove_pool");
+    let e = rpc(rig.a.create_pool(pool("p", "linear", &["shelf0"])).await);
+    assert_eq!(e.data.as_ref().unwrap()["rollback_failed"], true, "{e}");
+    assert!(e.message.contains("rollback"), "{}", e.message);
+}
+
+#[tokio::test]
+async fn bad_volume_input_is_refused_and_changes_nothing() {
+    let rig = rig(3).await;
+    rig.a
+        .create_pool(pool("p", "linear", &["shelf0"]))
+        .await
+        .unwrap();
+    rig.a.create_volume(vol("p", "v1", "1GiB")).await.unwrap();
+    let before = state(&rig).await;
+    use ErrorCode::*;
+    let cases = [
+        (vol("p", "v 2", "1GiB"), InvalidParams, "name"),
+        (vol("p", "snapshot2", "1GiB"), InvalidParams, "name"),
+        (vol("p", "v2", "1024"), InvalidParams, "size"),
+        (vol("p", "v2", "0GiB"), InvalidParams, "size"),
+        (vol("p", "v2", "1XiB"), InvalidParams, "size"),
+        (vol("p", "v2", "10TiB"), InvalidParams, "size"),
+        (vol("nosuch", "v2", "1GiB"), NotFound, "pool"),
+        (vol("p", "v1", "2GiB"), Conflict, "name"),
+    ];
+    for (req, kind, field) in cases {
+        let name = format!("{req:?}");
+        let e = rpc(rig.a.create_volume(req).await);
+        assert_eq!(e.kind(), Some(kind), "{name}: {e}");
+        assert_eq!(e.field(), Some(field), "{name}: {e}");
+        assert_eq!(state(&rig).await, before, "{name} changed something");
+    }
+    refused(
+        &rig,
+        rig.a.resize_volume("v1", "512MiB").await,
+        InvalidParams,
+        "size",
+        &before,
+    )
+    .await;
+    refused(
+        &rig,
+        rig.a.resize_volume("nope", "2GiB").await,
+        NotFound,
+        "name",
+        &before,
+    )
+    .await;
+    // Idempotent create.
+    let r = rig.a.create_volume(vol("p", "v1", "1GiB")).await.unwrap();
+    assert_eq!(r["outcome"], "unchanged");
+    // B does not own the pool.
+    refused(
+        &rig,
+        rig.b.create_volume(vol("p", "v9", "1GiB")).await,
+        NotOwner,
+        "name",
+        &before,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn volumes_snapshots_clones_and_the_tree() {
+    let rig = rig(3).await;
+    rig.a
+        .create_pool(pool("p", "mirror", &["shelf0", "shelf1"]))
+        .await
+        .unwrap();
+    let v = rig.a.create_volume(vol("p", "v1", "1GiB")).await.unwrap();
+    assert_eq!(v["volume"]["device"], "/dev/dx-p/v1");
+    let s = rig
+        .a
+        .snapshot("v1", "v1-snap", true, "snapshot")
+        .await
+        .unwrap();
+    let c = rig
+        .a
+        .snapshot("v1-snap", "v1-clone", false, "clone")
+        .await
+        .unwrap();
+    for x in [&v, &s, &c] {
+        assert_eq!(x["outcome"], "changed");
+    }
+    // Every volume has its own identity.
+    let serials: std::collections::BTreeSet<_> = [&v, &s, &c]
+        .iter()
+        .map(|x| x["volume"]["serial"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(serials.len(), 3);
+    let again = rig
+        .a
+        .snapshot("v1", "v1-snap", true, "snapshot")
+        .await
+        .unwrap();
+    assert_eq!(again["outcome"], "unchanged");
+    let list = rig.a.list_volumes(Some("p")).await.unwrap();
+    assert_eq!(
+        list["tree"],
+        json!([{"name": "v1", "children": [{"name": "v1-snap", "children": [{"name": "v1-clone", "children": []}]}]}])
+    );
+    let snap = list["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "v1-snap")
+        .unwrap();
+    assert_eq!(snap["read_only"], true);
+    // Grow.
+    let r = rig.a.resize_volume("v1", "2GiB").await.unwrap();
+    assert_eq!(r["volume"]["size"], "2GiB");
+    // A volume with snapshots cannot be deleted (config-keeper refuses).
+    let before = state(&rig).await;
+    let e = rpc(rig.a.delete_volume("v1").await);
+    assert_eq!(e.kind(), Some(ErrorCode::Conflict), "{e}");
+    assert_eq!(state(&rig).await, before);
+    rig.a.delete_volume("v1-clone").await.unwrap();
+    rig.a.delete_volume("v1-snap").await.unwrap();
+    rig.a.delete_volume("v1").await.unwrap();
+    let r = rig.a.delete_volume("v1").await.unwrap();
+    assert_eq!(r["outcome"], "unchanged");
+    assert!(rig.cluster.snapshot().volumes.is_empty());
+}
+
+#[tokio::test]
+async fn failed_volume_create_and_delete_roll_back() {
+    let rig = rig(2).await;
+    rig.a
+        .create_pool(pool("p", "linear", &["shelf0"]))
+        .await
+        .unwrap();
+    rig.shelf.fail_next("create_volume");
+    assert_eq!(
+        rpc(rig.a.create_volume(vol("p", "v1", "1GiB")).await).kind(),
+        Some(ErrorCode::BackendFailed)
+    );
+    assert!(rig.cluster.snapshot().volumes.is_empty());
+    rig.a.create_volume(vol("p", "v1", "1GiB")).await.unwrap();
+    let id = rig.cluster.snapshot().volumes["v1"].clone();
+    rig.shelf.fail_next("delete_volume");
+    assert!(rig.a.delete_volume("v1").await.is_err());
+    // The record is back with the same identity.
+    assert_eq!(rig.cluster.snapshot().volumes["v1"], id);
+}
+
+#[tokio::test]
+async fn ownership_fails_closed() {
+    let rig = rig(3).await;
+    rig.a
+        .create_pool(pool("p", "linear", &["shelf0"]))
+        .await
+        .unwrap();
+    rig.a.create_volume(vol("p", "v1", "1GiB")).await.unwrap();
+    // B cannot import A's pool.
+    let e = rpc(rig.b.import_pool("p").await);
+    assert_eq!(e.kind(), Some(ErrorCode::NotOwner), "{e}");
+    assert!(!rig.shelf.is_active("B", "p"));
+    // B's takeover with a stale or future epoch is refused.
+    for epoch in [0, 2] {
+        let e = rpc(rig.b.takeover_pool("p", epoch).await);
+        assert_eq!(e.kind(), Some(ErrorCode::InvalidParams), "{e}");
+        assert_eq!(e.field(), Some("epoch"));
+    }
+    assert!(!rig.shelf.is_active("B", "p"));
+    // Heartbeat fences A and bumps the epoch: B takes over.
+    let epoch = rig.cluster.bump_epoch();
+    let r = rig.b.takeover_pool("p", epoch).await.unwrap();
+    assert_eq!(r["pool"]["system_id"], "B");
+    assert_eq!(r["pool"]["active_here"], true);
+    assert_eq!(r["pool"]["owner"], "B");
+    assert!(rig.shelf.is_active("B", "p"));
+    let again = rig.b.takeover_pool("p", epoch).await.unwrap();
+    assert_eq!(again["outcome"], "unchanged");
+    // A can no longer activate it: recorded for B, system_id B.
+    let e = rpc(rig.a.import_pool("p").await);
+    assert_eq!(e.kind(), Some(ErrorCode::NotOwner));
+    let e = rig.shelf.backend("A").activate_pool("p").await.unwrap_err();
+    assert!(e.to_string().contains("Cannot access VG"), "{e}");
+    // A pool that looks active on the partner is never imported.
+    rig.cluster
+        .set_partner(Some(vec![]), Some(vec!["p".into()]));
+    rig.b.export_pool("p", None).await.unwrap();
+    let e = rpc(rig.b.import_pool("p").await);
+    assert_eq!(e.kind(), Some(ErrorCode::Conflict), "{e}");
+    assert!(
+        e.message.contains("active on controller A"),
+        "{}",
+        e.message
+    );
+    // Partner unreachable: our own pool imports.
+    rig.cluster.set_partner(None, None);
+    let r = rig.b.import_pool("p").await.unwrap();
+    assert_eq!(r["outcome"], "changed");
+}
+
+#[tokio::test]
+async fn export_verifies_device_mapper_and_giveback_hands_over() {
+    let rig = rig(2).await;
+    rig.a
+        .create_pool(pool("p", "linear", &["shelf0"]))
+        .await
+        .unwrap();
+    rig.a.create_volume(vol("p", "v1", "1GiB")).await.unwrap();
+    let r = rig.a.export_pool("p", None).await.unwrap();
+    assert_eq!(r["dm_clean"], true);
+    assert!(!rig.shelf.is_active("A", "p"));
+    let r = rig.a.export_pool("p", None).await.unwrap();
+    assert_eq!(r["outcome"], "unchanged");
+    // Handing to B needs B recorded as owner first.
+    let e = rpc(rig.a.export_pool("p", Some("B")).await);
+    assert_eq!(e.kind(), Some(ErrorCode::Conflict));
+    assert_eq!(e.field(), Some("to"));
+    rig.a.import_pool("p").await.unwrap();
+    let epoch = rig.cluster.bump_epoch();
+    let mut rec = rig.cluster.snapshot().pools["p"].clone();
+    rec.owner = "B".into();
+    rec.epoch = epoch;
+    use duplex_config_keeper::core::change::Change;
+    use duplex_config_keeper::core::model::Object;
+    use duplex_pool_manager::manager::Cluster;
+    rig.cluster
+        .apply(vec![Change::Upsert(Object::Pool(rec))])
+        .await
+        .unwrap();
+    rig.a.export_pool("p", Some("B")).await.unwrap();
+    let r = rig.b.import_pool("p").await.unwrap();
+    assert_eq!(r["pool"]["system_id"], "B");
+    assert_eq!(r["pool"]["active_here"], true);
+}
+
+#[tokio::test]
+async fn full_pools_refuse_new_volumes_and_alert() {
+    let rig = rig(2).await;
+    rig.a
+        .create_pool(pool("p", "linear", &["shelf0"]))
+        .await
+        .unwrap();
+    rig.a.create_volume(vol("p", "v1", "1GiB")).await.unwrap();
+    rig.shelf.set_usage("p", 85.0, 10.0);
+    rig.a.reconcile().await.unwrap();
+    rig.a.create_volume(vol("p", "v2", "1GiB")).await.unwrap();
+    rig.shelf.set_usage("p", 96.0, 10.0);
+    let before = state(&rig).await;
+    refused(
+        &rig,
+        rig.a.create_volume(vol("p", "v3", "1GiB")).await,
+        ErrorCode::Conflict,
+        "pool",
+        &before,
+    )
+    .await;
+    refused(
+        &rig,
+        rig.a.snapshot("v1", "s1", true, "snapshot").await,
+        ErrorCode::Conflict,
+        "pool",
+        &before,
+    )
+    .await;
+    rig.a.reconcile().await.unwrap();
+    let alerts: Vec<Value> = rig
+        .cluster
+        .events()
+        .into_iter()
+        .filter(|(t, _)| t == "alert")
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    assert_eq!(alerts[0]["severity"], "warning");
+    assert_eq!(alerts[1]["severity"], "critical");
+    // The same state does not alert again.
+    rig.a.reconcile().await.unwrap();
+    assert_eq!(
+        rig.cluster
+            .events()
+            .iter()
+            .filter(|(t, _)| t == "alert")
+            .count(),
+        2
+    );
+    let st = rig.a.pool_status(Some("p")).await.unwrap();
+    assert_eq!(st["pools"][0]["usage"]["data"], "full");
+}
+
+#[tokio::test]
+async fn degraded_raid_rebuilds_onto_a_spare_with_progress() {
+    let rig = rig(3).await;
+    let mut req = pool("p", "mirror", &["shelf0", "shelf1"]);
+    req.spares = vec!["shelf2".into()];
+    rig.a.create_pool(req).await.unwrap();
+    rig.a.create_volume(vol("p", "v1", "1GiB")).await.unwrap();
+    rig.shelf.fail_disk("shelf1");
+    let st = rig.a.pool_status(Some("p")).await.unwrap();
+    assert_eq!(st["pools"][0]["raid"]["state"], "degraded");
+    let r = rig.a.reconcile().await.unwrap();
+    assert_eq!(r["repairs"][0]["ok"], true, "{r}");
+    let ev = rig.cluster.events();
+    assert!(ev
+        .iter()
+        .any(|(t, d)| t == "alert" && d["kind"] == "raid_degraded"));
+    assert!(ev
+        .iter()
+        .any(|(t, d)| t == "pool.rebuild" && d["state"] == "running"));
+    // Rebuild progress shows in the status and as events.
+    rig.shelf.set_sync("p", 40.0);
+    rig.a.reconcile().await.unwrap();
+    let st = rig.a.pool_status(Some("p")).await.unwrap();
+    assert_eq!(
+        st["pools"][0]["raid"],
+        json!({"state": "syncing", "percent": 40.0})
+    );
+    rig.shelf.set_sync("p", 100.0);
+    rig.a.reconcile().await.unwrap();
+    let progress: Vec<Value> = rig
+        .cluster
+        .events()
+        .into_iter()
+        .filter(|(t, _)| t == "pool.progress")
+        .map(|(_, d)| d)
+        .collect();
+    assert!(progress.iter().any(|p| p["percent"] == 40.0));
+    assert!(progress.iter().any(|p| p["done"] == true));
+    let st = rig.a.pool_status(Some("p")).await.unwrap();
+    assert_eq!(st["pools"][0]["raid"]["state"], "healthy");
+}
+
+#[tokio::test]
+async fn reconciler_repairs_what_is_safe_and_reports_drift() {
+    let rig = rig(2).await;
+    rig.a
+        .create_pool(pool("p", "linear", &["shelf0"]))
+        .await
+        .unwrap();
+    rig.a.create_volume(vol("p", "v1", "1GiB")).await.unwrap();
+    rig.a.snapshot("v1", "s1", true, "snapshot").await.unwrap();
+    let be = rig.shelf.backend("A");
+    // Behind the service's back: v1's LV is gone, an unknown LV appears,
+    // everything is deactivated (a reboot).
+    be.delete_volume("p", "s1").await.unwrap();
+    be.create_volume("p", "stray", 4 << 20).await.unwrap();
+    be.deactivate_pool("p").await.unwrap();
+    let r = rig.a.reconcile().await.unwrap();
+    assert!(
+        r["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["ok"] == true),
+        "{r}"
+    );
+    assert!(rig.shelf.is_active("A", "p"));
+    let drift: Vec<Value> = rig
+        .cluster
+        .events()
+        .into_iter()
+        .filter(|(t, _)| t == "pool.drift")
+        .map(|(_, d)| d["drift"]["drift"].clone())
+        .collect();
+    assert_eq!(drift, [json!("snapshot_missing"), json!("unknown_volume")]);
+    // Restart-safe: a second pass changes nothing and repeats no event.
+    let n = rig.cluster.events().len();
+    let r = rig.a.reconcile().await.unwrap();
+    assert!(r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["step"]["step"] == "drift"));
+    assert_eq!(rig.cluster.events().len(), n);
+    // B sees the pool, not recorded for it: nothing happens there.
+    let r = rig.b.reconcile().await.unwrap();
+    assert!(r["steps"].as_array().unwrap().is_empty(), "{r}");
+}
+
+#[tokio::test]
+async fn layouts_table() {
+    let v = M::layouts(4);
+    let rows = v["layouts"].as_array().unwrap();
+    let raid5 = rows.iter().find(|r| r["layout"] == "raid5").unwrap();
+    assert_eq!(raid5["capacity_fraction"], 0.75);
+    assert_eq!(raid5["fault_tolerance"], 1);
+    let raid6 = rows.iter().find(|r| r["layout"] == "raid6").unwrap();
+    assert_eq!(raid6["possible"], false);
+}
