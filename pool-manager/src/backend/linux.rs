@@ -231,8 +231,11 @@ impl PoolBackend for LinuxBackend {
                         .await?;
                 }
             }
+            // 16 MiB metadata areas: LVM rewrites the whole VG metadata on
+            // every change and keeps it in a ring buffer; the default 1 MiB
+            // overflows with a few thousand volumes and snapshots.
             self.lvm("pvcreate")
-                .args(["-y", "--force"])
+                .args(["-y", "--force", "--metadatasize", "16m"])
                 .args(all.iter().map(|d| d.as_str()))
                 .run()
                 .await?;

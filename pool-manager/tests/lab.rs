@@ -1,0 +1,450 @@
+//! Lab tier: pool-manager on real LVM in the QEMU guests, with the shelf
+//! disks shared by controllers A and B. Skipped unless `DUPLEX_LAB=1` and a
+//! lab is up (`tests/lab/run.sh up`, or `duplex-lab up` with your own
+//! `DUPLEX_LAB_RUN`). `DUPLEX_LAB_BENCH=1` adds the takeover benchmark
+//! (1, 100, 500 volumes), printed as JSON.
+//!
+//! ```text
+//! DUPLEX_LAB=1 DUPLEX_LAB_RUN=/tmp/pool-lab cargo test -p duplex-pool-manager --test lab -- --nocapture
+//! ```
+//!
+//! Uses shelf0 for the ownership and snapshot pool, shelf1+shelf2 with
+//! shelf3 as spare for the RAID pool, and pulls shelf2 out of both
+//! controllers (QMP `drive_del`): the lab must be brought up again after.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
+
+use duplex_lab::agent;
+use duplex_lab::lab::Lab;
+use duplex_lab::qmp::Qmp;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+fn enabled() -> bool {
+    std::env::var("DUPLEX_LAB").is_ok_and(|v| v == "1")
+}
+
+struct G {
+    lab: Lab,
+}
+
+impl G {
+    fn sh(&self, vm: &str, script: &str) -> (i32, String, String) {
+        self.exec(vm, &["sh", "-c", script], 900)
+    }
+
+    fn exec(&self, vm: &str, argv: &[&str], timeout_s: u64) -> (i32, String, String) {
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        let r = agent::exec(
+            &self.lab.agent_sock(vm),
+            &argv,
+            Duration::from_secs(timeout_s),
+        )
+        .expect("agent");
+        (r.code.unwrap_or(-1), r.stdout, r.stderr)
+    }
+
+    /// Calls a method through the controller's router; Ok(result) or
+    /// Err(error object).
+    fn call(&self, vm: &str, method: &str, params: Value) -> Result<Value, Value> {
+        let p = params.to_string();
+        let (_, out, err) = self.exec(
+            vm,
+            &[
+                "duplexctl",
+                "--json",
+                "--timeout",
+                "900",
+                "call",
+                method,
+                &p,
+            ],
+            960,
+        );
+        let v: Value = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("{vm} {method}: not JSON ({e}): {out} {err}"));
+        match v.get("error") {
+            Some(e) => Err(e.clone()),
+            None => Ok(v["result"].clone()),
+        }
+    }
+
+    fn ok(&self, vm: &str, method: &str, params: Value) -> Value {
+        self.call(vm, method, params.clone())
+            .unwrap_or_else(|e| panic!("{vm} {method} {params}: {e}"))
+    }
+
+    fn err(&self, vm: &str, method: &str, params: Value) -> Value {
+        match self.call(vm, method, params.clone()) {
+            Ok(v) => panic!("{vm} {method} {params} should fail: {v}"),
+            Err(e) => e,
+        }
+    }
+
+    fn hmp(&self, vm: &str, cmd: &str) -> Value {
+        let mut q = Qmp::connect(&self.lab.qmp_sock(vm), Duration::from_secs(10)).expect("qmp");
+        q.execute("human-monitor-command", Some(json!({"command-line": cmd})))
+            .expect("hmp")
+    }
+
+    fn lvm_config(me: &str) -> String {
+        format!("global/system_id_source=\"lvmlocal\" local/system_id=\"{me}\" devices/use_devicesfile=0")
+    }
+
+    fn epoch(&self) -> u64 {
+        self.ok("A", "config.get", json!({}))["config"]["cluster"]["epoch"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// What heartbeat does after fencing: bump the cluster epoch and record
+    /// the new owner.
+    fn fence_and_record(&self, survivor: &str, pool: &str) -> u64 {
+        let cfg = self.ok(survivor, "config.get", json!({}))["config"].clone();
+        let mut cluster = cfg["cluster"].clone();
+        let epoch = cluster["epoch"].as_u64().unwrap() + 1;
+        cluster["epoch"] = epoch.into();
+        let mut p = cfg["pool"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == pool)
+            .unwrap()
+            .clone();
+        p["owner"] = survivor.into();
+        p["epoch"] = epoch.into();
+        self.ok(
+            survivor,
+            "config.apply",
+            json!({"changes": [
+                {"op": "upsert", "kind": "cluster", "object": cluster},
+                {"op": "upsert", "kind": "pool", "object": p}]}),
+        );
+        epoch
+    }
+
+    fn active_lvs(&self, vm: &str, pool: &str) -> usize {
+        let (_, out, _) = self.sh(
+            vm,
+            &format!("for d in /sys/block/dm-*/dm/name; do cat $d; done 2>/dev/null | grep -c '^dx--{pool}-[^_]' || true"),
+        );
+        out.trim().parse().unwrap_or(0)
+    }
+}
+
+fn seed(g: &G) {
+    let cfg = g.ok("A", "config.get", json!({}))["config"].clone();
+    let mut changes = vec![];
+    if cfg["cluster"].is_null() {
+        changes.push(json!({"op": "upsert", "kind": "cluster", "object":
+            {"id": "0b6c1f0e-2f4a-4c1e-8d7a-5b1e2c3d4e5f", "epoch": 1, "secret_ref": "/etc/duplex/cluster.secret"}}));
+    }
+    for (id, n) in [("A", 1), ("B", 2)] {
+        changes.push(json!({"op": "upsert", "kind": "controller", "object": {
+            "id": id, "name": format!("controller {id}"),
+            "interconnect": [format!("10.51.0.{n}/24"), format!("10.52.0.{n}/24")],
+            "management": format!("10.50.0.{}/24", 10 + n)}}));
+    }
+    g.ok(
+        "A",
+        "config.apply",
+        json!({"changes": changes, "sync": true}),
+    );
+}
+
+fn ownership_and_snapshots(g: &G, pool: &str) -> Value {
+    let disks = g.ok("A", "disk.list", json!({}));
+    let s0 = disks["disks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["serial"] == "shelf0")
+        .expect("shelf0 on A")
+        .clone();
+    assert_eq!(s0["shared"], true, "{s0}");
+    assert_eq!(s0["qualifies"], true, "{s0}");
+    let root = disks["disks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["serial"] == "root")
+        .unwrap()
+        .clone();
+    assert_eq!(root["qualifies"], false);
+    // Bad input on the real backend: refused, nothing made.
+    let e = g.err(
+        "A",
+        "pool.create",
+        json!({"name": pool, "layout": "raid5", "disks": ["shelf0"]}),
+    );
+    assert_eq!(e["data"]["field"], "disks", "{e}");
+    let e = g.err(
+        "A",
+        "pool.create",
+        json!({"name": pool, "layout": "linear", "disks": ["root"], "wipe": true}),
+    );
+    assert_eq!(e["data"]["kind"], "conflict", "{e}");
+    // A creates the pool.
+    let p = g.ok(
+        "A",
+        "pool.create",
+        json!({"name": pool, "layout": "linear", "disks": ["shelf0"]}),
+    );
+    assert_eq!(p["pool"]["system_id"], "A", "{p}");
+    let again = g.ok(
+        "A",
+        "pool.create",
+        json!({"name": pool, "layout": "linear", "disks": ["shelf0"]}),
+    );
+    assert_eq!(again["outcome"], "unchanged");
+    let v = g.ok(
+        "A",
+        "volume.create",
+        json!({"pool": pool, "name": format!("{pool}-v1"), "size": "64MiB"}),
+    );
+    let dev = v["volume"]["device"].as_str().unwrap().to_string();
+    assert_eq!(dev, format!("/dev/dx-{pool}/{pool}-v1"));
+    let e = g.err(
+        "A",
+        "volume.create",
+        json!({"pool": pool, "name": "x", "size": "64"}),
+    );
+    assert_eq!(e["data"]["field"], "size");
+    let e = g.err(
+        "A",
+        "volume.create",
+        json!({"pool": pool, "name": "x", "size": "100GiB"}),
+    );
+    assert_eq!(e["data"]["field"], "size");
+    // Data written on A, before the snapshot.
+    let (rc, _, err) = g.sh("A", &format!(
+        "printf 'duplex-lab-before-snapshot' | dd of={dev} oflag=direct,sync bs=512 conv=sync count=1 2>&1"));
+    assert_eq!(rc, 0, "{err}");
+    g.ok(
+        "A",
+        "volume.snapshot",
+        json!({"source": format!("{pool}-v1"), "name": format!("{pool}-s1")}),
+    );
+    g.ok(
+        "A",
+        "volume.clone",
+        json!({"source": format!("{pool}-s1"), "name": format!("{pool}-c1")}),
+    );
+    let (rc, _, _) = g.sh("A", &format!(
+        "printf 'duplex-lab-after-snapshot!' | dd of={dev} oflag=direct,sync bs=512 conv=sync count=1 2>&1"));
+    assert_eq!(rc, 0);
+    let read = |vm: &str, name: &str| -> String {
+        let (_, out, _) = g.sh(
+            vm,
+            &format!(
+                "dd if=/dev/dx-{pool}/{name} iflag=direct bs=512 count=1 2>/dev/null | tr -d '\\0'"
+            ),
+        );
+        out
+    };
+    assert_eq!(
+        read("A", &format!("{pool}-s1")),
+        "duplex-lab-before-snapshot"
+    );
+    assert_eq!(
+        read("A", &format!("{pool}-c1")),
+        "duplex-lab-before-snapshot"
+    );
+    assert_eq!(
+        read("A", &format!("{pool}-v1")),
+        "duplex-lab-after-snapshot!"
+    );
+    // The read-only snapshot refuses writes; the clone takes them.
+    let (rc, _, _) = g.sh(
+        "A",
+        &format!("echo x | dd of=/dev/dx-{pool}/{pool}-s1 oflag=direct 2>/dev/null"),
+    );
+    assert_ne!(rc, 0, "a read-only snapshot took a write");
+    let (rc, _, _) = g.sh("A", &format!(
+        "printf 'clone-write' | dd of=/dev/dx-{pool}/{pool}-c1 oflag=direct,sync bs=512 conv=sync count=1 2>&1"));
+    assert_eq!(rc, 0);
+    let list = g.ok("A", "volume.list", json!({"pool": pool}));
+    assert_eq!(
+        list["tree"],
+        json!([{"name": format!("{pool}-v1"), "children": [{"name": format!("{pool}-s1"),
+            "children": [{"name": format!("{pool}-c1"), "children": []}]}]}]),
+        "{list}"
+    );
+    // B cannot import A's pool: refused by the service and by LVM itself.
+    let e = g.err("B", "pool.import", json!({"name": pool}));
+    assert_eq!(e["data"]["kind"], "not_owner", "{e}");
+    let (rc, _, err) = g.exec(
+        "B",
+        &[
+            "lvm",
+            "vgchange",
+            "--config",
+            &G::lvm_config("B"),
+            "-ay",
+            &format!("dx-{pool}"),
+        ],
+        120,
+    );
+    assert_ne!(rc, 0);
+    assert!(err.contains("Cannot access VG"), "{err}");
+    assert_eq!(g.active_lvs("B", pool), 0);
+    // A stale epoch is refused.
+    let e = g.err(
+        "B",
+        "pool.takeover",
+        json!({"name": pool, "epoch": g.epoch() - 1}),
+    );
+    assert_eq!(e["data"]["field"], "epoch", "{e}");
+    // Fencing (simulated: heartbeat records B, A goes down), then takeover.
+    let epoch = g.fence_and_record("B", pool);
+    let ex = g.ok("A", "pool.export", json!({"name": pool}));
+    assert_eq!(ex["dm_clean"], true);
+    assert_eq!(g.active_lvs("A", pool), 0);
+    let t = g.ok("B", "pool.takeover", json!({"name": pool, "epoch": epoch}));
+    assert_eq!(t["pool"]["system_id"], "B", "{t}");
+    assert_eq!(g.active_lvs("B", pool), 3);
+    assert_eq!(
+        read("B", &format!("{pool}-v1")),
+        "duplex-lab-after-snapshot!"
+    );
+    assert_eq!(read("B", &format!("{pool}-c1")), "clone-write");
+    // A can no longer activate it.
+    let e = g.err("A", "pool.import", json!({"name": pool}));
+    assert_eq!(e["data"]["kind"], "not_owner", "{e}");
+    let (rc, _, err) = g.exec(
+        "A",
+        &[
+            "lvm",
+            "vgchange",
+            "--config",
+            &G::lvm_config("A"),
+            "-ay",
+            &format!("dx-{pool}"),
+        ],
+        120,
+    );
+    assert_ne!(rc, 0);
+    assert!(err.contains("with system ID B"), "{err}");
+    assert_eq!(g.active_lvs("A", pool), 0);
+    json!({"takeover_ms": t["duration_ms"], "timings_ms": t["timings_ms"]})
+}
+
+fn raid_rebuild(g: &G, pool: &str) -> Value {
+    let p = g.ok(
+        "A",
+        "pool.create",
+        json!({"name": pool, "layout": "mirror",
+        "disks": ["shelf1", "shelf2"], "spares": ["shelf3"]}),
+    );
+    assert_eq!(p["pool"]["layout"]["layout"], "mirror", "{p}");
+    let v = g.ok(
+        "A",
+        "volume.create",
+        json!({"pool": pool, "name": format!("{pool}-v"), "size": "256MiB"}),
+    );
+    let dev = v["volume"]["device"].as_str().unwrap().to_string();
+    let (rc, _, err) = g.sh("A", &format!("dd if=/dev/urandom of=/tmp/pattern bs=1M count=8 2>/dev/null && dd if=/tmp/pattern of={dev} oflag=direct bs=1M 2>&1 && md5sum < /tmp/pattern"));
+    assert_eq!(rc, 0, "{err}");
+    let t0 = Instant::now();
+    let mut syncs = vec![];
+    loop {
+        let st = g.ok("A", "pool.status", json!({"name": pool}));
+        let raid = st["pools"][0]["raid"].clone();
+        syncs.push(raid.clone());
+        if raid["state"] == "healthy" {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(900),
+            "initial sync too slow: {raid}"
+        );
+        std::thread::sleep(Duration::from_secs(5));
+    }
+    let initial_sync_s = t0.elapsed().as_secs();
+    // Pull shelf2 out of both controllers.
+    for vm in ["A", "B"] {
+        g.hmp(vm, "drive_del shelf2");
+    }
+    // I/O hits the dead leg so the kernel marks it failed.
+    let (rc, _, err) = g.sh("A", &format!("dd if={dev} of=/dev/null iflag=direct bs=1M count=8 2>&1; dd if=/tmp/pattern of={dev} oflag=direct bs=1M 2>&1"));
+    assert_eq!(rc, 0, "writes must go on with one disk gone: {err}");
+    let t1 = Instant::now();
+    let mut seen_degraded = false;
+    let mut seen_rebuild = false;
+    loop {
+        let r = g.ok("A", "pool.reconcile", json!({}));
+        seen_rebuild |= r["repairs"].as_array().is_some_and(|x| !x.is_empty());
+        let st = g.ok("A", "pool.status", json!({"name": pool}));
+        let raid = st["pools"][0]["raid"].clone();
+        seen_degraded |= raid["state"] == "degraded";
+        if seen_rebuild && raid["state"] == "healthy" {
+            break;
+        }
+        assert!(t1.elapsed() < Duration::from_secs(900), "no rebuild: {st}");
+        std::thread::sleep(Duration::from_secs(5));
+    }
+    let (_, sum, _) = g.sh(
+        "A",
+        &format!("dd if={dev} iflag=direct bs=1M count=8 2>/dev/null | md5sum"),
+    );
+    let (_, want, _) = g.sh("A", "md5sum < /tmp/pattern");
+    assert_eq!(sum, want, "data changed across the rebuild");
+    json!({"initial_sync_s": initial_sync_s, "rebuild_s": t1.elapsed().as_secs(),
+           "seen_degraded": seen_degraded})
+}
+
+fn bench(g: &G, pool: &str) -> Value {
+    // The pool is on B after the ownership test; it moves back and forth.
+    let mut owner = "B";
+    let mut have = g.active_lvs(owner, pool);
+    let mut rows = vec![];
+    for n in [1usize, 100, 500] {
+        // Volumes for the benchmark are made directly with LVM, inactive:
+        // the benchmark measures the takeover, not the creation.
+        if have < n {
+            let script = format!(
+                "C='{}'; for i in $(seq {} {}); do lvm lvcreate --config \"$C\" -q -y -an -kn --thin dx-{pool}/_dxthin -V 16m -n bench$i >/dev/null || exit 1; done",
+                G::lvm_config(owner), have + 1, n
+            );
+            let (rc, _, err) = g.sh(owner, &script);
+            assert_eq!(rc, 0, "{err}");
+            have = n;
+        }
+        let to = if owner == "A" { "B" } else { "A" };
+        let epoch = g.fence_and_record(to, pool);
+        g.ok(owner, "pool.export", json!({"name": pool}));
+        let t0 = Instant::now();
+        let t = g.ok(to, "pool.takeover", json!({"name": pool, "epoch": epoch}));
+        let wall = t0.elapsed().as_millis();
+        let active = g.active_lvs(to, pool);
+        assert!(active >= n, "{active} of {n} active");
+        rows.push(json!({"volumes": active, "takeover_ms": t["duration_ms"], "timings_ms": t["timings_ms"], "wall_ms": wall}));
+        owner = to;
+    }
+    json!(rows)
+}
+
+#[test]
+fn lab_pool_manager() {
+    if !enabled() {
+        eprintln!("lab tier skipped (set DUPLEX_LAB=1 with a lab up)");
+        return;
+    }
+    let g = G {
+        lab: Lab::from_env(),
+    };
+    seed(&g);
+    let tag = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 100_000;
+    let own = format!("lo{tag}");
+    let mut out = json!({});
+    out["ownership"] = ownership_and_snapshots(&g, &own);
+    if std::env::var("DUPLEX_LAB_BENCH").is_ok_and(|v| v == "1") {
+        out["takeover_benchmark"] = bench(&g, &own);
+    }
+    out["raid"] = raid_rebuild(&g, &format!("lr{tag}"));
+    println!("{}", serde_json::to_string_pretty(&out).unwrap());
+}
