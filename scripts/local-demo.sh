@@ -25,9 +25,12 @@ stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/
 [ "$keep" = 1 ] || trap 'stop; rm -rf "$dir"' EXIT
 
 "$bin/duplex-router" 2>"$dir/router.log" & pids+=($!)
-for svc in config-keeper heartbeat pool-manager targets; do
-  "$bin/duplex-$svc" 2>"$dir/$svc.log" & pids+=($!)
-done
+# This machine has no LVM activation or configfs, so the storage daemons run
+# on their simulators here; the lab runs them on real kernels.
+"$bin/duplex-config-keeper" 2>"$dir/config-keeper.log" & pids+=($!)
+"$bin/duplex-heartbeat" 2>"$dir/heartbeat.log" & pids+=($!)
+"$bin/duplex-pool-manager" --sim 2>"$dir/pool-manager.log" & pids+=($!)
+"$bin/duplex-targets" --sim 2>"$dir/targets.log" & pids+=($!)
 
 # Bounded wait until all four services are registered and up.
 for _ in $(seq 1 100); do

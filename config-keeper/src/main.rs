@@ -14,7 +14,7 @@ use clap::Parser;
 use duplex_config_keeper::keeper::Keeper;
 use duplex_config_keeper::rpc::{self, TOPIC_CHANGED};
 use duplex_config_keeper::store::Store;
-use duplex_services::{systemd, telemetry, Config, RouterClient, ServiceBuilder};
+use duplex_services::{telemetry, Config, RouterClient, ServiceBuilder};
 
 /// Command-line arguments.
 #[derive(Parser)]
@@ -38,7 +38,7 @@ struct Args {
     history_keep: u64,
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     telemetry::init("duplex-config-keeper");
@@ -89,25 +89,14 @@ async fn main() -> anyhow::Result<()> {
 
     let k = std::sync::Arc::clone(&keeper);
     let ready_timeout = Duration::from_secs(args.ready_timeout);
-    tokio::spawn(async move {
+    let ready = async move {
         if k.wait_ready(ready_timeout).await {
-            systemd::ready("caught up with the partner");
+            "caught up with the partner".to_string()
         } else {
             tracing::warn!("partner unreachable; starting with a possibly stale replica (config.status ready=false)");
-            systemd::ready("partner unreachable; replica not caught up");
+            "partner unreachable; replica not caught up".to_string()
         }
-    });
-    systemd::spawn_watchdog(|| true);
-
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    systemd::stopping();
-    tracing::info!("config-keeper stopping");
-    let _ = std::fs::remove_file(svc.socket());
+    };
+    svc.run_until_signal_ready_when(ready).await?;
     Ok(())
 }

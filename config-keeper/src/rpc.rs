@@ -403,11 +403,14 @@ pub fn register(svc: &mut ServiceBuilder, k: &Arc<Keeper>) {
 /// Replication methods are for the partner's keeper only: the router marks
 /// calls that came over the authenticated peer link with `peer:`.
 fn from_partner(ctx: &Ctx) -> Result<(), RpcError> {
-    match ctx.caller.as_deref() {
-        Some(c) if c.starts_with("peer:") => Ok(()),
-        other => Err(RpcError::new(
+    match ctx.from_peer() {
+        true => Ok(()),
+        false => Err(RpcError::new(
             ErrorCode::Unauthorized,
-            format!("replication methods are for the partner's keeper, not {other:?}"),
+            format!(
+                "replication methods are for the partner's keeper, not {:?}",
+                ctx.caller
+            ),
         )
         .with_field("caller")),
     }

@@ -33,6 +33,15 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// True when the call came from the partner controller over the peer
+    /// link (the router marks such callers `peer:<id>/...`; only the router
+    /// can reach a service's socket, which is mode 0660).
+    pub fn from_peer(&self) -> bool {
+        self.caller
+            .as_deref()
+            .is_some_and(|c| c.starts_with("peer:"))
+    }
+
     /// Calls a method through the router as part of this action. Use this
     /// from tasks spawned by the handler, where the task-local id is absent.
     pub async fn call(&self, method: &str, params: Value) -> Result<Value, RpcError> {
@@ -240,14 +249,28 @@ impl Service {
     /// Runs until SIGTERM or SIGINT: notifies systemd (READY once first
     /// registered, watchdog pings, STOPPING) and removes the socket on exit.
     pub async fn run_until_signal(self) -> std::io::Result<()> {
+        let name = self.name.clone();
+        self.run_until_signal_ready_when(
+            async move { format!("{name}: registered with the router") },
+        )
+        .await
+    }
+
+    /// Like [`Service::run_until_signal`], but READY is sent only once the
+    /// service is registered *and* `ready` has completed (for example, caught
+    /// up with the partner); its output is the systemd status line.
+    pub async fn run_until_signal_ready_when<F>(self, ready: F) -> std::io::Result<()>
+    where
+        F: Future<Output = String> + Send + 'static,
+    {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
-        let name = self.name.clone();
         let mut reg = self.registered.clone();
         tokio::spawn(async move {
             if reg.wait_for(|r| *r).await.is_ok() {
-                crate::systemd::ready(&format!("{name}: registered with the router"));
+                let status = ready.await;
+                crate::systemd::ready(&status);
             }
         });
         crate::systemd::spawn_watchdog(|| true);

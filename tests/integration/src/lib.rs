@@ -207,8 +207,8 @@ impl Node {
     }
 
     /// Starts a real Duplex daemon binary registering as `service`.
-    pub async fn start_daemon(&self, binary: &str, service: &str) -> Proc {
-        let p = self.spawn(service, bin(binary), &[]);
+    pub async fn start_daemon(&self, binary: &str, service: &str, args: &[&str]) -> Proc {
+        let p = self.spawn(service, bin(binary), args);
         self.wait_service_state(service, "up").await;
         p
     }
