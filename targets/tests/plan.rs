@@ -104,7 +104,7 @@ fn create_from_nothing_builds_both_protocols() {
         .ends_with("5e1f0c1ed0c14a5b9f3e2d1c0b0a0901"));
     let gp = path::tg_pt_gp("v1", "dx_a");
     assert_eq!(read(&s, &format!("{gp}/tg_pt_gp_id")), "16");
-    assert_eq!(read(&s, &format!("{gp}/alua_access_type")), "1");
+    assert_eq!(read(&s, &format!("{gp}/alua_access_type")), "Implicit");
     assert_eq!(read(&s, &format!("{gp}/alua_access_state")), "0");
     let tpg = path::tpg(TGT, 1);
     assert_eq!(read(&s, &format!("{tpg}/enable")), "1");
@@ -450,6 +450,9 @@ fn the_sim_refuses_what_the_kernel_refuses() {
         s.mkdir("target/core/blah").is_err(),
         "HBA names are <plugin>_<n>"
     );
+    assert!(s.mkdir("target/iscsi/x").is_err(), "no fabric yet");
+    assert!(s.mkdir("target/fc").is_err(), "no such fabric here");
+    s.mkdir("target/iscsi").unwrap();
     assert!(s.mkdir("target/iscsi/not-an-iqn").is_err());
     s.mkdir(&path::hba()).unwrap();
     s.mkdir(&bs).unwrap();

@@ -112,6 +112,18 @@ fn parse_num<T: std::str::FromStr>(path: &str, s: &str) -> Result<T, BackendErro
     })
 }
 
+/// `alua_access_type` reads as words ("Implicit and Explicit"); 1 is
+/// implicit, 2 explicit, 3 both.
+fn parse_access_type(path: &str, s: &str) -> Result<u8, BackendError> {
+    match s {
+        "None" => Ok(0),
+        "Implicit" => Ok(1),
+        "Explicit" => Ok(2),
+        "Implicit and Explicit" => Ok(3),
+        other => parse_num(path, other),
+    }
+}
+
 /// Lists a directory, or nothing when it does not exist (module not loaded).
 fn list_opt(b: &dyn TargetBackend, path: &str) -> Result<Vec<(String, EntryKind)>, BackendError> {
     match b.list(path) {
@@ -196,7 +208,7 @@ fn observe_lio(b: &dyn TargetBackend, scope: &Scope, o: &mut Observed) -> Result
                     parse_num(&idp, &id_s)?
                 };
                 let tp = format!("{gdir}/alua_access_type");
-                let access_type = parse_num(&tp, &read_attr(b, &tp)?)?;
+                let access_type = parse_access_type(&tp, &read_attr(b, &tp)?)?;
                 let st = format!("{gdir}/alua_access_state");
                 let code: u8 = parse_num(&st, &read_attr(b, &st)?)?;
                 let state = AluaState::from_code(code).ok_or_else(|| BackendError::Parse {
@@ -215,6 +227,10 @@ fn observe_lio(b: &dyn TargetBackend, scope: &Scope, o: &mut Observed) -> Result
             o.tree.backstores.insert(name, bs);
         }
     }
+    let fabric = list_opt(b, "target")?;
+    o.tree.iscsi_fabric = fabric
+        .iter()
+        .any(|(n, k)| n == "iscsi" && *k == EntryKind::Dir);
     for iqn in dirs(list_opt(b, "target/iscsi")?) {
         if iqn == "discovery_auth" {
             continue;

@@ -133,8 +133,6 @@ impl SimBackend {
             "target",
             "target/core",
             "target/core/alua",
-            "target/iscsi",
-            "target/iscsi/discovery_auth",
             "nvmet",
             "nvmet/subsystems",
             "nvmet/ports",
@@ -142,10 +140,6 @@ impl SimBackend {
         ] {
             s.entries.insert(d.into(), Entry::Dir { default: true });
         }
-        s.entries.insert(
-            "target/iscsi/lio_version".into(),
-            Entry::File("Datera Inc. iSCSI Target v4.1.0".into()),
-        );
         s
     }
 
@@ -249,6 +243,19 @@ impl SimBackend {
                 format!("EPERM: no group can be made at {p}"),
             )
         };
+        if par == "target" {
+            // A fabric group: LIO loads the fabric module on mkdir.
+            if name != "iscsi" {
+                return Err(not_here());
+            }
+            self.add_dir(p, false);
+            self.add_dir(&format!("{p}/discovery_auth"), true);
+            self.set(
+                &format!("{p}/lio_version"),
+                "Datera Inc. iSCSI Target v4.1.0",
+            );
+            return Ok(());
+        }
         match classify(par) {
             Class::CoreRoot => {
                 let ok = ["iblock_", "fileio_", "pscsi_", "rd_mcp_"]
@@ -886,6 +893,15 @@ impl TargetBackend for SimBackend {
             Some(Entry::File(v)) => {
                 if base(path) == "control" {
                     return Ok(String::new());
+                }
+                if base(path) == "alua_access_type" {
+                    let word = match v.as_str() {
+                        "1" => "Implicit",
+                        "2" => "Explicit",
+                        "3" => "Implicit and Explicit",
+                        _ => "None",
+                    };
+                    return Ok(format!("{word}\n"));
                 }
                 if base(path) == "vpd_unit_serial" {
                     return Ok(format!("T10 VPD Unit Serial Number: {v}\n"));

@@ -629,6 +629,7 @@ pub fn build(
         }
     }
     tree.hba = !tree.backstores.is_empty();
+    tree.iscsi_fabric = !tree.iscsi.is_empty();
 
     if !tree.subsystems.is_empty() {
         let ana_states: BTreeMap<u32, _> = ana

@@ -27,6 +27,9 @@ pub const ALUA_IMPLICIT: u8 = 1;
 pub struct Tree {
     /// True when our HBA directory exists.
     pub hba: bool,
+    /// True when the iSCSI fabric group `target/iscsi` exists (LIO makes it
+    /// on `mkdir`, loading iscsi_target_mod).
+    pub iscsi_fabric: bool,
     /// iblock backstores in [`HBA`], by name (the volume name).
     pub backstores: BTreeMap<String, Backstore>,
     /// iSCSI targets by IQN.
@@ -331,6 +334,10 @@ pub mod path {
     /// A backstore's ALUA group.
     pub fn tg_pt_gp(bs: &str, gp: &str) -> String {
         format!("target/core/{HBA}/{bs}/alua/{gp}")
+    }
+    /// The iSCSI fabric group.
+    pub fn iscsi_fabric() -> String {
+        "target/iscsi".into()
     }
     /// An iSCSI target.
     pub fn target(iqn: &str) -> String {

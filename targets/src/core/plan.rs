@@ -422,6 +422,9 @@ impl Planner {
             let have = self.cur.backstores.get(name).cloned();
             self.build_backstore(name, bs, have.as_ref());
         }
+        if !want.iscsi.is_empty() && !self.cur.iscsi_fabric {
+            self.push(Step::mkdir(path::iscsi_fabric()));
+        }
         for (iqn, t) in &want.iscsi {
             let have = self.cur.iscsi.get(iqn).cloned();
             self.build_target(iqn, t, have.as_ref());

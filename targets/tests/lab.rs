@@ -1,0 +1,617 @@
+//! Lab tier: `duplex-targets` against real LIO, nvmet, open-iscsi,
+//! dm-multipath and NVMe native multipath in the QEMU lab (tests/lab).
+//!
+//! Skipped unless `DUPLEX_LAB=1`. It uses the lab named by `DUPLEX_LAB_RUN`
+//! (brought up with `duplex-lab up` if it is not running) and drives it
+//! through the `duplex-lab` binary (`DUPLEX_LAB_BIN`, default
+//! `target/debug/duplex-lab`). Do not run `duplex-lab demo` on it: the
+//! fixture's configfs setup is what this service replaces.
+//!
+//! ```text
+//! DUPLEX_LAB=1 DUPLEX_LAB_RUN=/tmp/targets-lab \
+//!   cargo test -p duplex-targets --test lab -- --nocapture
+//! ```
+//!
+//! It checks: one dm-multipath map with two path groups and the ALUA states
+//! in `sg_rtpg`; one NVMe namespace with two paths and their ANA states; a
+//! host outside the group gets in neither over iSCSI nor NVMe; a
+//! make-before-break flip of the pool while `duplex-verify` writes, with no
+//! host error and a clean verify; then the benchmark (configure N = 1, 100,
+//! 1000 exports from nothing; flip N volumes). Figures are printed as JSON
+//! and written to `$DUPLEX_LAB_RUN/targets-lab.json`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test harness: a failed step panics
+
+use duplex_services::exec::Cmd;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const CLUSTER: &str = "5e1f0c1e-0000-4000-8000-0000000000aa";
+const TGT: &str = "iqn.2026-11.io.duplex:5e1f0c1e.g1";
+const SUB: &str = "nqn.2026-11.io.duplex:5e1f0c1e.g1";
+const ADDR_A: &str = "10.50.0.11";
+const ADDR_B: &str = "10.50.0.12";
+
+struct Lab {
+    bin: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let bin = std::env::var_os("DUPLEX_LAB_BIN")
+            .map_or_else(|| root.join("target/debug/duplex-lab"), PathBuf::from);
+        let env = [
+            "DUPLEX_LAB_RUN",
+            "DUPLEX_LAB_IMAGES",
+            "DUPLEX_LAB_DIR",
+            "DUPLEX_LAB_BIN_DIR",
+            "DUPLEX_LAB_CACHE",
+            "PATH",
+            "HOME",
+        ]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+        .collect();
+        Lab {
+            bin: std::fs::canonicalize(&bin).unwrap_or(bin),
+            env,
+        }
+    }
+
+    async fn lab(&self, args: &[&str], timeout: u64) -> Result<String, String> {
+        let mut c = Cmd::new(&self.bin)
+            .args(args.iter().copied())
+            .timeout(Duration::from_secs(timeout));
+        for (k, v) in &self.env {
+            c = c.env(k, v);
+        }
+        match c.run().await {
+            Ok(o) => Ok(o.stdout),
+            Err(e) => Err(format!("{e}")),
+        }
+    }
+
+    /// Runs a shell script on a VM; Err carries the output on failure.
+    async fn sh(&self, vm: &str, script: &str, timeout: u64) -> Result<String, String> {
+        let t = timeout.to_string();
+        self.lab(
+            &["exec", vm, "--timeout", &t, "--", "sh", "-c", script],
+            timeout + 30,
+        )
+        .await
+    }
+
+    async fn sh_ok(&self, vm: &str, script: &str, timeout: u64) -> String {
+        match self.sh(vm, script, timeout).await {
+            Ok(o) => o,
+            Err(e) => panic!("{vm}: {script}\n{e}"),
+        }
+    }
+
+    /// Calls a method with duplexctl on a VM.
+    async fn call(&self, vm: &str, method: &str, params: Value) -> Result<Value, String> {
+        let p = params.to_string();
+        let out = self
+            .lab(
+                &[
+                    "exec",
+                    vm,
+                    "--timeout",
+                    "120",
+                    "--",
+                    "duplexctl",
+                    "--json",
+                    "--timeout",
+                    "110",
+                    "call",
+                    method,
+                    &p,
+                ],
+                160,
+            )
+            .await
+            .or_else(|e| {
+                // duplexctl exits non-zero on an RPC error but still prints it.
+                e.find('{').map(|i| e[i..].to_string()).ok_or(e)
+            })?;
+        let v: Value =
+            serde_json::from_str(out.trim()).map_err(|e| format!("{method}: {e}: {out}"))?;
+        match (v.get("result"), v.get("error")) {
+            (Some(r), _) => Ok(r.clone()),
+            (_, Some(e)) => Err(format!("{method}: {e}")),
+            _ => Err(format!("{method}: {v}")),
+        }
+    }
+
+    async fn call_ok(&self, vm: &str, method: &str, params: Value) -> Value {
+        self.call(vm, method, params.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{vm} {method} {params}: {e}"))
+    }
+
+    async fn apply(&self, changes: Vec<Value>) {
+        // duplexctl takes the params as one argument (128 KiB at most).
+        for chunk in changes.chunks(150) {
+            self.call_ok(
+                "A",
+                "config.apply",
+                json!({"changes": chunk, "sync": true, "timeout_ms": 20000}),
+            )
+            .await;
+        }
+    }
+}
+
+async fn wait_for<F, Fut>(what: &str, secs: u64, mut f: F) -> Value
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<Value>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn up(kind: &str, o: Value) -> Value {
+    json!({"op": "upsert", "kind": kind, "object": o})
+}
+
+fn del(kind: &str, name: &str) -> Value {
+    json!({"op": "delete", "kind": kind, "name": name})
+}
+
+fn volume(name: &str, pool: &str, n: u32, size: &str) -> Value {
+    up(
+        "volume",
+        json!({"name": name, "pool": pool, "size": size,
+               "serial": format!("5e1f0c1e{n:024x}"), "wwn": format!("6001405e1f0c1e{n:018x}"),
+               "nguid": format!("3c8d2f64{n:024x}"), "uuid": format!("3c8d2f64-0000-4000-8000-{n:012x}")}),
+    )
+}
+
+fn base_config(host_iqn: &str, host_nqn: &str) -> Vec<Value> {
+    vec![
+        up(
+            "cluster",
+            json!({"id": CLUSTER, "epoch": 1, "secret_ref": "/etc/duplex/cluster.key"}),
+        ),
+        up(
+            "controller",
+            json!({"id": "A", "name": "controller A", "interconnect": ["10.51.0.1/24", "10.52.0.1/24"], "management": "192.0.2.1/24"}),
+        ),
+        up(
+            "controller",
+            json!({"id": "B", "name": "controller B", "interconnect": ["10.51.0.2/24", "10.52.0.2/24"], "management": "192.0.2.2/24"}),
+        ),
+        up(
+            "disk",
+            json!({"wwn": "5000c50000000002", "serial": "shelf2", "size": "2GiB", "tier": "fast", "seen_by": ["A", "B"]}),
+        ),
+        up(
+            "disk",
+            json!({"wwn": "5000c50000000003", "serial": "shelf3", "size": "2GiB", "tier": "fast", "seen_by": ["A", "B"]}),
+        ),
+        up(
+            "pool",
+            json!({"name": "p1", "tier": "fast", "layout": "linear", "home": "A", "owner": "A", "epoch": 1, "disks": ["5000c50000000002"]}),
+        ),
+        volume("v1", "p1", 1, "256MiB"),
+        volume("v2", "p1", 2, "256MiB"),
+        up(
+            "host",
+            json!({"name": "h", "iqns": [host_iqn], "nqns": [host_nqn]}),
+        ),
+        up("host_group", json!({"name": "g1", "hosts": ["h"]})),
+        up(
+            "export",
+            json!({"name": "e1", "volume": "v1", "protocol": "iscsi", "lun": 0, "host_group": "g1"}),
+        ),
+        up(
+            "export",
+            json!({"name": "e2", "volume": "v2", "protocol": "nvme", "nsid": 1, "host_group": "g1"}),
+        ),
+    ]
+}
+
+/// target.status on `vm` once its last reconcile succeeded with `reconciles > after`.
+async fn settled(lab: &Lab, vm: &str, after: u64) -> Value {
+    let vm = vm.to_string();
+    wait_for(&format!("{vm} targets to reconcile"), 120, || {
+        let vm = vm.clone();
+        async move {
+            let s = lab.call(&vm, "target.status", json!({})).await.ok()?;
+            let n = s["reconciles"].as_u64().unwrap_or(0);
+            (s["ready"] == json!(true) && n > after && s["last_error"].is_null()).then_some(s)
+        }
+    })
+    .await
+}
+
+async fn reconciles(lab: &Lab, vm: &str) -> u64 {
+    lab.call(vm, "target.status", json!({}))
+        .await
+        .map(|s| s["reconciles"].as_u64().unwrap_or(0))
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn lab_targets() {
+    if std::env::var("DUPLEX_LAB").as_deref() != Ok("1") {
+        eprintln!("lab test skipped (set DUPLEX_LAB=1 and DUPLEX_LAB_RUN)");
+        return;
+    }
+    let lab = Lab::new();
+    let mut figures = serde_json::Map::new();
+    let status = lab.lab(&["status"], 60).await.unwrap_or_default();
+    if status.matches("agent ok").count() < 3 {
+        lab.lab(&["up"], 900).await.expect("duplex-lab up");
+    }
+
+    // Volumes: an LVM pool on a shared shelf disk. Without pool-manager the
+    // test activates it on both controllers, which gives the partner the
+    // device its standby path needs (docs/targets.md, "the standby path").
+    lab.sh_ok(
+        "A",
+        "vgs dx-p1 >/dev/null 2>&1 || { wipefs -qa /dev/disk/by-id/virtio-shelf2; \
+         vgcreate -qy dx-p1 /dev/disk/by-id/virtio-shelf2 && lvcreate -qy -L 256M -n v1 dx-p1 && lvcreate -qy -L 256M -n v2 dx-p1; }; \
+         vgchange -qay dx-p1 >/dev/null",
+        120,
+    )
+    .await;
+    lab.sh_ok(
+        "B",
+        "pvscan --cache >/dev/null 2>&1; vgchange -qay dx-p1 >/dev/null; test -b /dev/dx-p1/v1",
+        120,
+    )
+    .await;
+    let host_iqn = lab
+        .sh_ok(
+            "H",
+            "sed -n 's/^InitiatorName=//p' /etc/iscsi/initiatorname.iscsi",
+            20,
+        )
+        .await
+        .trim()
+        .to_string();
+    let host_nqn = lab
+        .sh_ok("H", "cat /etc/nvme/hostnqn", 20)
+        .await
+        .trim()
+        .to_string();
+
+    // Desired state, applied on A and replicated to B.
+    let (ra, rb) = (reconciles(&lab, "A").await, reconciles(&lab, "B").await);
+    let t = Instant::now();
+    lab.apply(base_config(&host_iqn, &host_nqn)).await;
+    let sa = settled(&lab, "A", ra).await;
+    let sb = settled(&lab, "B", rb).await;
+    figures.insert("configure_demo_s".into(), json!(t.elapsed().as_secs_f64()));
+    assert_eq!(sa["pending"], json!([]), "{sa}");
+    assert_eq!(sb["pending"], json!([]), "{sb}");
+    lab.sh_ok(
+        "A",
+        &format!("test -L /sys/kernel/config/target/iscsi/{TGT}/tpgt_1/lun/lun_0/v1"),
+        20,
+    )
+    .await;
+    lab.sh_ok(
+        "B",
+        &format!("test -L /sys/kernel/config/target/iscsi/{TGT}/tpgt_2/lun/lun_0/v1"),
+        20,
+    )
+    .await;
+
+    // iSCSI from H to both controllers: one map, two path groups.
+    lab.sh_ok(
+        "H",
+        &format!(
+            "for a in {ADDR_A} {ADDR_B}; do timeout 30 iscsiadm -m discovery -t sendtargets -p $a:3260 >/dev/null; done; \
+             timeout 60 iscsiadm -m node -T {TGT} --login >/dev/null 2>&1; \
+             iscsiadm -m session | grep -c {TGT}"
+        ),
+        120,
+    )
+    .await;
+    let map = wait_for("one dm-multipath map with two path groups", 90, || async {
+        let out = lab.sh("H", "multipathd show maps json", 30).await.ok()?;
+        let v: Value = serde_json::from_str(&out).ok()?;
+        v["maps"]
+            .as_array()?
+            .iter()
+            .find(|m| {
+                m["path_groups"].as_array().is_some_and(|g| {
+                    g.len() == 2
+                        && g.iter()
+                            .all(|g| g["paths"].as_array().is_some_and(|p| p.len() == 1))
+                })
+            })
+            .cloned()
+    })
+    .await;
+    let wwid = map["uuid"]
+        .as_str()
+        .or(map["name"].as_str())
+        .unwrap()
+        .to_string();
+    let groups: Vec<Value> = map["path_groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| json!({"pri": g["pri"], "dm_st": g["dm_st"], "dev": g["paths"][0]["dev"]}))
+        .collect();
+    figures.insert("iscsi_map".into(), json!({"wwid": wwid, "groups": groups}));
+    let rtpg = lab
+        .sh_ok(
+            "H",
+            "for d in $(multipathd show paths raw format '%d'); do echo \"== $d\"; sg_rtpg -d /dev/$d | grep -E 'target port group id|asymmetric access state'; done",
+            60,
+        )
+        .await;
+    println!("sg_rtpg:\n{rtpg}");
+    assert!(
+        rtpg.contains("0x10") && rtpg.contains("0x11"),
+        "both port groups seen: {rtpg}"
+    );
+    assert!(
+        rtpg.contains("state : 0x00") && rtpg.contains("state : 0x02"),
+        "A/O and Standby: {rtpg}"
+    );
+    figures.insert("sg_rtpg".into(), json!(rtpg));
+
+    // NVMe/TCP from H to both: one namespace, two paths.
+    let opts = "--keep-alive-tmo=2 --reconnect-delay=1 --ctrl-loss-tmo=-1";
+    lab.sh_ok(
+        "H",
+        &format!("for a in {ADDR_A} {ADDR_B}; do timeout 30 nvme connect -t tcp -a $a -s 4420 -n {SUB} {opts} >/dev/null; done"),
+        90,
+    )
+    .await;
+    let facts_script = format!(
+        "for s in /sys/class/nvme-subsystem/*; do [ \"$(cat $s/subsysnqn)\" = {SUB} ] || continue; \
+         for c in $s/nvme*; do b=${{c##*/}}; case \"${{b#nvme}}\" in *n*) echo dev=/dev/$b ;; \
+         *) ana=; for p in $c/nvme*c*n*; do [ -f $p/ana_state ] && ana=$(cat $p/ana_state); done; \
+            echo path=$b:$(cat $c/state):$(sed 's/.*traddr=\\([^,]*\\).*/\\1/' $c/address):$ana ;; esac; done; done"
+    );
+    let facts = wait_for("two live NVMe paths", 60, || async {
+        let out = lab.sh("H", &facts_script, 30).await.ok()?;
+        let live = out
+            .lines()
+            .filter(|l| l.starts_with("path=") && l.contains(":live:"))
+            .count();
+        (live == 2 && out.contains("dev=")).then(|| json!(out))
+    })
+    .await;
+    let facts = facts.as_str().unwrap().to_string();
+    println!("nvme:\n{facts}");
+    assert!(facts.contains(&format!("{ADDR_A}:optimized")), "{facts}");
+    assert!(facts.contains(&format!("{ADDR_B}:inaccessible")), "{facts}");
+    let nvme_dev = facts
+        .lines()
+        .find_map(|l| l.strip_prefix("dev="))
+        .unwrap()
+        .to_string();
+    let ana_log = lab
+        .sh_ok("H", "for c in $(ls /sys/class/nvme-fabrics/ctl | grep -v ctl); do nvme ana-log /dev/$c -o json | tr -d ' \\n'; echo; done", 60)
+        .await;
+    figures.insert("nvme".into(), json!({"paths": facts, "ana_log": ana_log}));
+
+    // ACLs: a host outside the group gets nothing, over either protocol.
+    let outsider = lab
+        .sh(
+            "H",
+            &format!(
+                "iscsiadm -m iface -I outsider -o new >/dev/null; \
+                 iscsiadm -m iface -I outsider -o update -n iface.initiatorname -v iqn.2026-11.lab.duplex:outsider >/dev/null; \
+                 iscsiadm -m discovery -t sendtargets -p {ADDR_A}:3260 -I outsider >/dev/null 2>&1; \
+                 timeout 30 iscsiadm -m node -T {TGT} -p {ADDR_A}:3260 -I outsider --login; rc=$?; \
+                 iscsiadm -m node -T {TGT} -I outsider -o delete >/dev/null 2>&1; iscsiadm -m iface -I outsider -o delete >/dev/null 2>&1; \
+                 echo iscsi_login_rc=$rc; \
+                 timeout 30 nvme connect -t tcp -a {ADDR_A} -s 4420 -n {SUB} --hostnqn=nqn.2014-08.org.nvmexpress:uuid:0badc0de-0000-4000-8000-000000000000 2>&1; \
+                 echo nvme_connect_rc=$?"
+            ),
+            90,
+        )
+        .await
+        .unwrap_or_else(|e| e);
+    println!("outsider:\n{outsider}");
+    assert!(
+        !outsider.contains("iscsi_login_rc=0"),
+        "an initiator outside the group logged in: {outsider}"
+    );
+    assert!(
+        !outsider.contains("nvme_connect_rc=0"),
+        "a host NQN outside the group connected: {outsider}"
+    );
+    let luns = lab
+        .sh_ok(
+            "H",
+            "iscsiadm -m session -P 3 | grep -c 'Attached scsi disk' || true",
+            30,
+        )
+        .await;
+    assert_eq!(
+        luns.trim(),
+        "2",
+        "H sees its one LUN through each of the two sessions"
+    );
+    figures.insert("acl".into(), json!({"outsider": outsider}));
+
+    // A planned make-before-break flip A -> B under host I/O.
+    let verify = format!(
+        "duplex-verify --seconds 24 --threads 4 --blocks 4096 --device iscsi=/dev/mapper/{wwid} --device nvme={nvme_dev}"
+    );
+    let io = lab.sh("H", &verify, 150);
+    let flip = async {
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        let t = Instant::now();
+        let b = lab
+            .call_ok(
+                "B",
+                "target.set_access_state",
+                json!({"pool": "p1", "state": "active"}),
+            )
+            .await;
+        let a = lab
+            .call_ok(
+                "A",
+                "target.set_access_state",
+                json!({"pool": "p1", "state": "standby"}),
+            )
+            .await;
+        json!({"b_active": b, "a_standby": a, "total_s": t.elapsed().as_secs_f64()})
+    };
+    let (io, flip) = tokio::join!(io, flip);
+    let io = io.unwrap_or_else(|e| panic!("duplex-verify: {e}"));
+    let report: Value = serde_json::from_str(io.trim()).unwrap_or_else(|e| panic!("{e}: {io}"));
+    println!("flip: {flip}\nverify: {report}");
+    assert_eq!(
+        report["ok"],
+        json!(true),
+        "host errors or a failed verify: {report}"
+    );
+    for d in report["devices"].as_array().unwrap() {
+        assert_eq!(d["write_errors"], json!(0), "{d}");
+        assert_eq!(d["verify"]["ok"], json!(true), "{d}");
+    }
+    let after = wait_for("H to see B optimized", 60, || async {
+        let out = lab.sh("H", &facts_script, 30).await.ok()?;
+        (out.contains(&format!("{ADDR_B}:optimized"))
+            && out.contains(&format!("{ADDR_A}:inaccessible")))
+        .then(|| json!(out))
+    })
+    .await;
+    let rtpg_after = lab
+        .sh_ok("H", "for d in $(multipathd show paths raw format '%d'); do sg_rtpg -d /dev/$d | grep -E 'group id|access state'; done", 60)
+        .await;
+    figures.insert(
+        "flip_under_io".into(),
+        json!({"flip": flip, "nvme_after": after, "sg_rtpg_after": rtpg_after,
+               "devices": report["devices"].as_array().unwrap().iter().map(|d| json!({
+                   "name": d["name"], "writes_acked": d["writes_acked"], "write_errors": d["write_errors"],
+                   "max_gap_ms": d["max_gap_ms"], "max_gap_at_s": d["max_gap_at_s"], "verify_ok": d["verify"]["ok"]})).collect::<Vec<_>>()}),
+    );
+    // And back home, so the benchmark starts from the usual state.
+    lab.call_ok(
+        "A",
+        "target.set_access_state",
+        json!({"pool": "p1", "state": "active"}),
+    )
+    .await;
+    lab.call_ok(
+        "B",
+        "target.set_access_state",
+        json!({"pool": "p1", "state": "standby"}),
+    )
+    .await;
+
+    // Benchmark on A: configure N exports (iSCSI and NVMe each) from
+    // nothing at service start, then flip the pool's N volumes.
+    let mut bench = Vec::new();
+    for n in [1u32, 100, 1000] {
+        bench.push(bench_round(&lab, n).await);
+    }
+    figures.insert("benchmark".into(), json!(bench));
+
+    let out = Value::Object(figures);
+    let text = serde_json::to_string_pretty(&out).unwrap();
+    println!("{text}");
+    if let Ok(run) = std::env::var("DUPLEX_LAB_RUN") {
+        let _ = std::fs::write(PathBuf::from(run).join("targets-lab.json"), &text);
+    }
+}
+
+/// N dm `zero` devices as `/dev/dx-bench/b<i>`, N volumes exported over
+/// iSCSI and NVMe; time to build them at service start and to flip them.
+async fn bench_round(lab: &Lab, n: u32) -> Value {
+    let table: Vec<String> = (0..n)
+        .map(|i| format!("dxbench-{i},,,,0 2048 zero"))
+        .collect();
+    lab.sh_ok(
+        "A",
+        &format!(
+            "dmsetup create --concise '{}' && mkdir -p /dev/dx-bench && for i in $(seq 0 {}); do ln -sf /dev/mapper/dxbench-$i /dev/dx-bench/b$i; done",
+            table.join(";"),
+            n - 1
+        ),
+        600,
+    )
+    .await;
+    let mut changes = vec![
+        up(
+            "pool",
+            json!({"name": "bench", "tier": "fast", "layout": "linear", "home": "A", "owner": "A", "epoch": 1, "disks": ["5000c50000000003"]}),
+        ),
+        up("host_group", json!({"name": "gb", "hosts": []})),
+    ];
+    for i in 0..n {
+        changes.push(volume(&format!("b{i}"), "bench", 1000 + i, "1MiB"));
+    }
+    for i in 0..n {
+        changes.push(up("export", json!({"name": format!("bi{i}"), "volume": format!("b{i}"), "protocol": "iscsi", "lun": i, "host_group": "gb"})));
+        changes.push(up("export", json!({"name": format!("bn{i}"), "volume": format!("b{i}"), "protocol": "nvme", "nsid": i + 1, "host_group": "gb"})));
+    }
+    // From nothing: the service is stopped while the state is written, so
+    // its start-up rebuild builds all N at once.
+    lab.sh_ok("A", "systemctl stop duplex-targets", 60).await;
+    lab.apply(changes).await;
+    let t = Instant::now();
+    lab.sh_ok("A", "systemctl start duplex-targets", 120).await;
+    let s = settled(lab, "A", 0).await;
+    let wall = t.elapsed().as_secs_f64();
+    let flip_standby = lab
+        .call_ok(
+            "A",
+            "target.set_access_state",
+            json!({"pool": "bench", "state": "standby"}),
+        )
+        .await;
+    let flip_active = lab
+        .call_ok(
+            "A",
+            "target.set_access_state",
+            json!({"pool": "bench", "state": "active"}),
+        )
+        .await;
+    // Teardown: exports, then volumes, then the pool.
+    let r = reconciles(lab, "A").await;
+    let mut gone: Vec<Value> = (0..n)
+        .flat_map(|i| {
+            [
+                del("export", &format!("bi{i}")),
+                del("export", &format!("bn{i}")),
+            ]
+        })
+        .collect();
+    gone.extend((0..n).map(|i| del("volume", &format!("b{i}"))));
+    gone.push(del("pool", "bench"));
+    gone.push(del("host_group", "gb"));
+    let t = Instant::now();
+    lab.apply(gone).await;
+    let _ = settled(lab, "A", r).await;
+    let teardown_s = t.elapsed().as_secs_f64();
+    lab.sh_ok(
+        "A",
+        &format!("rm -rf /dev/dx-bench; for i in $(seq 0 {}); do echo dxbench-$i; done | xargs dmsetup remove", n - 1),
+        600,
+    )
+    .await;
+    let v = json!({
+        "n": n,
+        "configure_ms": s["last_ms"],
+        "configure_steps": s["steps_applied"],
+        "service_start_to_ready_s": wall,
+        "flip_to_standby_ms": flip_standby["ms"],
+        "flip_to_active_ms": flip_active["ms"],
+        "flip_steps": flip_standby["steps"],
+        "teardown_wall_s": teardown_s,
+    });
+    println!("bench {v}");
+    v
+}
