@@ -32,6 +32,7 @@
 //! | -32008 | `too_large`      | the message exceeds the size limit                                 |
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -380,48 +381,70 @@ pub struct BadMessage {
     pub error: RpcError,
 }
 
+/// The envelope of any message, with every member left as raw JSON: parsing
+/// into this borrows slices of the frame instead of building a value tree
+/// (the router parses every message it routes).
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default, deserialize_with = "keep_null")]
+    jsonrpc: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "keep_null")]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "keep_null")]
+    method: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "keep_null")]
+    params: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "keep_null")]
+    action_id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "keep_null")]
+    controller: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "keep_null")]
+    caller: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "keep_null")]
+    result: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "keep_null")]
+    error: Option<&'a RawValue>,
+}
+
 /// Parses one frame into a message, checking JSON-RPC 2.0 structure and the
 /// types of every member so that no handler sees a malformed request.
 pub fn parse_message(frame: &[u8]) -> Result<Message, BadMessage> {
-    let value: Value = serde_json::from_slice(frame).map_err(|e| BadMessage {
-        id: None,
-        error: RpcError::new(ErrorCode::ParseError, format!("not JSON: {e}")),
-    })?;
-    let Value::Object(mut obj) = value else {
-        return Err(BadMessage {
+    use serde_json::error::Category;
+    let env: Envelope<'_> = serde_json::from_slice(frame).map_err(|e| match e.classify() {
+        Category::Data => BadMessage {
             id: None,
             error: RpcError::new(
                 ErrorCode::InvalidRequest,
-                "a message must be a JSON object (batches are not supported)",
+                format!("a message must be one JSON object (batches are not supported): {e}"),
             ),
-        });
-    };
-    let id = match obj.get("id") {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => match n.as_i64() {
-            Some(n) => Some(Id::Num(n)),
-            None => {
-                return Err(bad(None, "id", "must be an integer or a string"));
-            }
         },
-        Some(Value::String(s)) => Some(Id::Str(s.clone())),
-        Some(_) => return Err(bad(None, "id", "must be an integer or a string")),
+        _ => BadMessage {
+            id: None,
+            error: RpcError::new(ErrorCode::ParseError, format!("not JSON: {e}")),
+        },
+    })?;
+    let id = match present(env.id) {
+        None => None,
+        Some(raw) => match serde_json::from_str::<Id>(raw.get()) {
+            Ok(id) => Some(id),
+            Err(_) => return Err(bad(None, "id", "must be an integer or a string")),
+        },
     };
-    match obj.get("jsonrpc") {
-        Some(Value::String(v)) if v == JSONRPC => {}
+    match present(env.jsonrpc).and_then(as_string) {
+        Some(v) if v == JSONRPC => {}
         _ => return Err(bad(id, "jsonrpc", "must be \"2.0\"")),
     }
-    let id_for_err = id.clone();
-    let opt_str = |key: &str| -> Result<Option<String>, BadMessage> {
-        match obj.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(bad(id_for_err.clone(), key, "must be a string")),
+    let opt_str = |key: &str, raw: Option<&RawValue>| -> Result<Option<String>, BadMessage> {
+        match present(raw) {
+            None => Ok(None),
+            Some(r) => as_string(r)
+                .map(Some)
+                .ok_or_else(|| bad(id.clone(), key, "must be a string")),
         }
     };
-    if obj.contains_key("method") {
-        let method = match obj.get("method") {
-            Some(Value::String(m)) if valid_method(m) => m.clone(),
+    if let Some(raw_method) = env.method {
+        let method = match as_string(raw_method) {
+            Some(m) if valid_method(&m) => m,
             _ => {
                 return Err(bad(
                     id,
@@ -430,7 +453,7 @@ pub fn parse_message(frame: &[u8]) -> Result<Message, BadMessage> {
                 ))
             }
         };
-        let action_id = opt_str("action_id")?;
+        let action_id = opt_str("action_id", env.action_id)?;
         if let Some(a) = &action_id {
             if !valid_action_id(a) {
                 return Err(bad(
@@ -440,13 +463,15 @@ pub fn parse_message(frame: &[u8]) -> Result<Message, BadMessage> {
                 ));
             }
         }
-        let controller = opt_str("controller")?;
-        let caller = opt_str("caller")?;
-        // Moved out, not cloned: the router handles every message.
-        let params = match obj.remove("params") {
+        let controller = opt_str("controller", env.controller)?;
+        let caller = opt_str("caller", env.caller)?;
+        let params = match env.params {
             None => Value::Null,
-            Some(p @ (Value::Object(_) | Value::Array(_) | Value::Null)) => p,
-            Some(_) => return Err(bad(id, "params", "must be an object or an array")),
+            Some(raw) => match raw.get().as_bytes().first() {
+                Some(b'{' | b'[' | b'n') => serde_json::from_str::<Value>(raw.get())
+                    .map_err(|_| bad(id.clone(), "params", "must be an object or an array"))?,
+                _ => return Err(bad(id, "params", "must be an object or an array")),
+            },
         };
         return Ok(Message::Request(Request {
             jsonrpc: JSONRPC.into(),
@@ -458,12 +483,18 @@ pub fn parse_message(frame: &[u8]) -> Result<Message, BadMessage> {
             caller,
         }));
     }
-    let action_id = opt_str("action_id")?;
-    let result = obj.remove("result");
-    let error = match obj.remove("error") {
-        None | Some(Value::Null) => None,
-        Some(e) => Some(
-            serde_json::from_value::<RpcError>(e)
+    let action_id = opt_str("action_id", env.action_id)?;
+    let result = match env.result {
+        None => None,
+        Some(raw) => Some(
+            serde_json::from_str::<Value>(raw.get())
+                .map_err(|_| bad(id.clone(), "result", "must be JSON"))?,
+        ),
+    };
+    let error = match present(env.error) {
+        None => None,
+        Some(raw) => Some(
+            serde_json::from_str::<RpcError>(raw.get())
                 .map_err(|_| bad(id.clone(), "error", "must be a JSON-RPC error object"))?,
         ),
     };
@@ -481,6 +512,22 @@ pub fn parse_message(frame: &[u8]) -> Result<Message, BadMessage> {
         error,
         action_id,
     }))
+}
+
+/// Keeps an explicit `null` as the raw text `null` (serde would make it
+/// `None`): `"result": null` is a valid reply, unlike a missing result.
+fn keep_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+/// A member that is present and not `null` (`null` counts as absent).
+fn present(r: Option<&RawValue>) -> Option<&RawValue> {
+    r.filter(|r| r.get() != "null")
+}
+
+/// A raw member as a string, if it is one.
+fn as_string(raw: &RawValue) -> Option<String> {
+    serde_json::from_str::<String>(raw.get()).ok()
 }
 
 fn bad(id: Option<Id>, field: &str, reason: &str) -> BadMessage {
@@ -600,6 +647,22 @@ mod tests {
         let e = r.into_result().unwrap_err();
         assert_eq!(e.kind(), Some(ErrorCode::NotFound));
         assert_eq!(e.field(), Some("name"));
+    }
+
+    #[test]
+    fn a_null_result_is_a_reply_and_null_members_are_absent() {
+        let m =
+            parse_message(br#"{"jsonrpc":"2.0","id":4,"result":null,"action_id":null}"#).unwrap();
+        let Message::Response(r) = m else { panic!() };
+        assert_eq!(r.result, Some(Value::Null));
+        assert_eq!(r.action_id, None);
+        let m =
+            parse_message(br#"{"jsonrpc":"2.0","id":null,"method":"a.b","params":null}"#).unwrap();
+        let Message::Request(r) = m else { panic!() };
+        assert_eq!((r.id, r.params), (None, Value::Null));
+        let e = parse_message(br#"{"jsonrpc":"2.0","id":1,"method":"a.b","method":"c.d"}"#)
+            .unwrap_err();
+        assert_eq!(e.error.kind(), Some(ErrorCode::InvalidRequest));
     }
 
     #[test]

@@ -129,7 +129,11 @@ async fn read_loop<R: AsyncRead + Unpin, D: Dispatch>(
                             let c = Arc::clone(&ctx);
                             tokio::spawn(async move {
                                 let out = c.out.clone();
-                                if let Some(resp) = d.dispatch(c, req).await {
+                                // Boxed: the handler's future is large, and a
+                                // spawned task's future is copied when it is
+                                // stored and again when its stage changes.
+                                let fut = Box::pin(d.dispatch(c, req));
+                                if let Some(resp) = fut.await {
                                     let _ = out.send(to_frame(&resp)).await;
                                 }
                                 drop(permit);
