@@ -32,6 +32,23 @@ const SUB: &str = "nqn.2026-11.io.duplex:5e1f0c1e.g1";
 const ADDR_A: &str = "10.50.0.11";
 const ADDR_B: &str = "10.50.0.12";
 
+/// Names and addresses the NICs by MAC again: the lab's payload step can
+/// run before slow virtio-net devices appear (seen under load), leaving the
+/// front-end and interconnect down. Idempotent.
+const NICS: &str = r#"P=/run/duplex-lab/payload
+role=$(sed -n 's/.*duplex_lab\.role=\([A-Za-z]*\).*/\1/p' /proc/cmdline)
+changed=0
+while read -r mac name addr; do
+  dev=""
+  for d in /sys/class/net/*; do [ "$(cat "$d/address")" = "$mac" ] && dev=${d##*/}; done
+  [ -n "$dev" ] || continue
+  if [ "$dev" != "$name" ]; then ip link set dev "$dev" down; ip link set dev "$dev" name "$name"; changed=1; fi
+  ip -br addr show dev "$name" | grep -q "${addr%/*}" || { ip addr add "$addr" dev "$name"; changed=1; }
+  ip link set dev "$name" up
+done < "$P/roles/$role/net"
+echo changed=$changed
+"#;
+
 struct Lab {
     bin: PathBuf,
     env: Vec<(String, String)>,
@@ -61,6 +78,11 @@ impl Lab {
     }
 
     async fn lab(&self, args: &[&str], timeout: u64) -> Result<String, String> {
+        self.lab_out(args, timeout).await.map_err(|(e, _)| e)
+    }
+
+    /// Runs duplex-lab; on failure the error and the command's stdout.
+    async fn lab_out(&self, args: &[&str], timeout: u64) -> Result<String, (String, String)> {
         let mut c = Cmd::new(&self.bin)
             .args(args.iter().copied())
             .timeout(Duration::from_secs(timeout));
@@ -69,7 +91,13 @@ impl Lab {
         }
         match c.run().await {
             Ok(o) => Ok(o.stdout),
-            Err(e) => Err(format!("{e}")),
+            Err(duplex_services::exec::ExecError::Failed {
+                stdout,
+                stderr,
+                status,
+                ..
+            }) => Err((format!("exit {status}: {stderr}\n{stdout}"), stdout)),
+            Err(e) => Err((e.to_string(), String::new())),
         }
     }
 
@@ -94,7 +122,7 @@ impl Lab {
     async fn call(&self, vm: &str, method: &str, params: Value) -> Result<Value, String> {
         let p = params.to_string();
         let out = self
-            .lab(
+            .lab_out(
                 &[
                     "exec",
                     vm,
@@ -111,11 +139,13 @@ impl Lab {
                 ],
                 160,
             )
-            .await
-            .or_else(|e| {
-                // duplexctl exits non-zero on an RPC error but still prints it.
-                e.find('{').map(|i| e[i..].to_string()).ok_or(e)
-            })?;
+            .await;
+        // duplexctl exits non-zero on an RPC error but still prints it.
+        let out = match out {
+            Ok(o) => o,
+            Err((_, stdout)) if stdout.trim_start().starts_with('{') => stdout,
+            Err((e, _)) => return Err(e),
+        };
         let v: Value =
             serde_json::from_str(out.trim()).map_err(|e| format!("{method}: {e}: {out}"))?;
         match (v.get("result"), v.get("error")) {
@@ -252,6 +282,24 @@ async fn lab_targets() {
     let status = lab.lab(&["status"], 60).await.unwrap_or_default();
     if status.matches("agent ok").count() < 3 {
         lab.lab(&["up"], 900).await.expect("duplex-lab up");
+    }
+
+    for vm in ["A", "B", "H"] {
+        let out = lab.sh_ok(vm, NICS, 60).await;
+        if out.contains("changed=1") {
+            eprintln!("{vm}: NICs named and addressed again (lab payload race)");
+        }
+    }
+    for vm in ["A", "B"] {
+        wait_for(
+            &format!("{vm}: router, config-keeper and targets"),
+            180,
+            || async {
+                lab.call(vm, "target.status", json!({})).await.ok()?;
+                lab.call(vm, "config.status", json!({})).await.ok()
+            },
+        )
+        .await;
     }
 
     // Volumes: an LVM pool on a shared shelf disk. Without pool-manager the

@@ -332,7 +332,7 @@ impl SimBackend {
                 self.add_files(
                     &format!("{p}/attrib"),
                     &[
-                        ("authentication", "0"),
+                        ("authentication", "1"),
                         ("generate_node_acls", "0"),
                         ("demo_mode_write_protect", "1"),
                         ("cache_dynamic_acls", "0"),

@@ -514,7 +514,11 @@ impl Planner {
 
     fn build_tpg(&mut self, iqn: &str, tag: u16, want: &Tpg, have: Option<&Tpg>) {
         let dir = path::tpg(iqn, tag);
-        let empty = Tpg::default();
+        // A new TPG comes with LIO's defaults: CHAP enforced, no demo mode.
+        let empty = Tpg {
+            authentication: true,
+            ..Tpg::default()
+        };
         if have.is_none() {
             self.push(Step::mkdir(dir.clone()));
         }
