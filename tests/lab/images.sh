@@ -38,8 +38,13 @@ kver_pkg=$(timeout 60 apt-cache policy "$kpkg" | awk '/Candidate:/{print $2}')
 
 key=$( { cat "$here/images.sh"; cat "$here"/guest/*; echo "${packages[*]}"; echo "$kpkg $kver_pkg $mirror"; } | sha256sum | cut -c1-16)
 out="$cache/$key"
+# Several labs (clones, parallel test runs) may share the cache: one builds
+# a given key, the others wait for it and reuse it.
+exec 9>"$cache/$key.lock"
+timeout 1800 flock 9 || { log "waited too long for another build of $key"; exit 1; }
 if [ -f "$out/done" ]; then
   log "reusing $out"
+  touch "$out"
   echo "$out" >&3
   exit 0
 fi
@@ -67,7 +72,9 @@ for d in drivers/gpu drivers/media drivers/net/wireless drivers/net/ethernet \
   drivers/hid drivers/usb drivers/input drivers/video drivers/mmc \
   drivers/isdn drivers/net/can drivers/thunderbolt sound net/wireless \
   net/bluetooth net/mac80211 fs/nls fs/btrfs fs/xfs fs/ocfs2 fs/gfs2 \
-  fs/nfs fs/nfsd fs/cifs fs/smb fs/ceph fs/f2fs; do
+  fs/nfs fs/nfsd fs/cifs fs/smb fs/ceph fs/f2fs \
+  drivers/ata drivers/block/floppy.ko drivers/i2c drivers/edac drivers/hwmon \
+  drivers/char/tpm drivers/platform arch/x86/crypto; do
   rm -rf "${mods:?}/kernel/$d"
 done
 depmod -b "$work/kernel" "$kver"
@@ -144,10 +151,13 @@ echo "$kver" > "$out.tmp/kver"
 rm -rf "$out"; mv "$out.tmp" "$out"
 echo "$(( $(date +%s) - t0 ))" > "$out/build_seconds"
 touch "$out/done"
-# One image set per cache: drop the ones built from older inputs.
-for d in "$cache"/*; do
-  n=${d##*/}
-  if [ "$n" != "$key" ] && [[ "$n" =~ ^[0-9a-f]{16}$|^build- ]]; then rm -rf "$d"; fi
-done
+# Drop image sets nobody used for a day and abandoned half builds; a set in
+# use by a running lab (its VMs' backing file) is never that old.
+find "$cache" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended \
+  -regex '.*/[0-9a-f]{16}' ! -name "$key" -mmin +1440 \
+  -exec rm -rf {} + 2>/dev/null || true
+find "$cache" -mindepth 1 -maxdepth 1 -type d -name 'build-*' -mmin +180 \
+  -exec rm -rf {} + 2>/dev/null || true
+touch "$out"
 log "built $out in $(cat "$out/build_seconds") s"
 echo "$out" >&3

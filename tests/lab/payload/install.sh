@@ -9,13 +9,19 @@ role=$(sed -n 's/.*duplex_lab\.role=\([A-Za-z]*\).*/\1/p' /proc/cmdline)
 echo "duplex-lab-$role" > /etc/hostname
 hostname "duplex-lab-$role"
 
-# Networks: "<mac> <name> <addr/prefix>" per line.
+# Networks: "<mac> <name> <addr/prefix>" per line. This runs before udev
+# has probed every device: load the NIC driver and wait for each MAC.
+modprobe virtio_net || true
 while read -r mac name addr; do
   dev=""
-  for d in /sys/class/net/*; do
-    [ "$(cat "$d/address")" = "$mac" ] && dev=${d##*/}
+  i=0
+  while [ -z "$dev" ] && [ $i -lt 600 ]; do
+    for d in /sys/class/net/*; do
+      [ "$(cat "$d/address")" = "$mac" ] && dev=${d##*/}
+    done
+    [ -n "$dev" ] || { sleep 0.1; i=$((i+1)); }
   done
-  [ -n "$dev" ] || { echo "install: no NIC with MAC $mac"; continue; }
+  [ -n "$dev" ] || { echo "install: no NIC with MAC $mac"; exit 1; }
   if [ "$dev" != "$name" ]; then
     ip link set dev "$dev" down
     ip link set dev "$dev" name "$name"
