@@ -253,7 +253,7 @@ fn base_config(host_iqn: &str, host_nqn: &str) -> Vec<Value> {
 /// target.status on `vm` once its last reconcile succeeded with `reconciles > after`.
 async fn settled(lab: &Lab, vm: &str, after: u64) -> Value {
     let vm = vm.to_string();
-    wait_for(&format!("{vm} targets to reconcile"), 120, || {
+    wait_for(&format!("{vm} targets to reconcile"), 900, || {
         let vm = vm.clone();
         async move {
             let s = lab.call(&vm, "target.status", json!({})).await.ok()?;
@@ -461,7 +461,7 @@ async fn lab_targets() {
                  timeout 30 iscsiadm -m node -T {TGT} -p {ADDR_A}:3260 -I outsider --login; rc=$?; \
                  iscsiadm -m node -T {TGT} -I outsider -o delete >/dev/null 2>&1; iscsiadm -m iface -I outsider -o delete >/dev/null 2>&1; \
                  echo iscsi_login_rc=$rc; \
-                 timeout 30 nvme connect -t tcp -a {ADDR_A} -s 4420 -n {SUB} --hostnqn=nqn.2014-08.org.nvmexpress:uuid:0badc0de-0000-4000-8000-000000000000 2>&1; \
+                 timeout 30 nvme connect --duplicate-connect -t tcp -a {ADDR_A} -s 4420 -n {SUB} --hostnqn=nqn.2014-08.org.nvmexpress:uuid:0badc0de-0000-4000-8000-000000000000 2>&1; \
                  echo nvme_connect_rc=$?"
             ),
             90,

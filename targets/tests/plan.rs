@@ -318,7 +318,7 @@ fn chap_one_way_then_mutual_then_off() {
     v["host"][0]["chap"] = json!({"user": "h1", "secret": "s3cret-s3cret", "mutual_user": "tgt", "mutual_secret": "other-secret"});
     let steps = reconcile(&mut s, &v, "A");
     assert_eq!(steps.len(), 2);
-    assert_eq!(read(&s, &format!("{acl}/auth/userid_mut")), "tgt");
+    assert_eq!(read(&s, &format!("{acl}/auth/userid_mutual")), "tgt");
     let steps = reconcile(&mut s, &base(), "A");
     assert_eq!(
         steps.len(),

@@ -292,8 +292,8 @@ fn observe_tpg(b: &dyn TargetBackend, dir: &str) -> Result<Tpg, BackendError> {
         let adir = format!("{dir}/acls/{init}");
         let user = read_attr(b, &format!("{adir}/auth/userid"))?;
         let secret = read_attr(b, &format!("{adir}/auth/password"))?;
-        let mutual_user = read_attr(b, &format!("{adir}/auth/userid_mut"))?;
-        let mutual_secret = read_attr(b, &format!("{adir}/auth/password_mut"))?;
+        let mutual_user = read_attr(b, &format!("{adir}/auth/userid_mutual"))?;
+        let mutual_secret = read_attr(b, &format!("{adir}/auth/password_mutual"))?;
         let chap = Chap {
             user,
             secret,

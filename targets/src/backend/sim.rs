@@ -372,8 +372,8 @@ impl SimBackend {
                     &[
                         ("userid", ""),
                         ("password", ""),
-                        ("userid_mut", ""),
-                        ("password_mut", ""),
+                        ("userid_mutual", ""),
+                        ("password_mutual", ""),
                     ],
                 );
             }
@@ -647,7 +647,7 @@ impl SimBackend {
             ) if classify(parent(&dir)) == Class::Tpg => {
                 self.set(p, bit(v)?);
             }
-            (Class::Other, "userid" | "password" | "userid_mut" | "password_mut")
+            (Class::Other, "userid" | "password" | "userid_mutual" | "password_mutual")
                 if classify(parent(&dir)) == Class::Acl =>
             {
                 if v.len() > 255 {

@@ -163,9 +163,9 @@ pub struct Chap {
     /// `auth/password`: the initiator's secret.
     #[serde(skip_serializing)]
     pub secret: String,
-    /// `auth/userid_mut`: the target's user name (mutual CHAP).
+    /// `auth/userid_mutual`: the target's user name (mutual CHAP).
     pub mutual_user: String,
-    /// `auth/password_mut`: the target's secret (mutual CHAP).
+    /// `auth/password_mutual`: the target's secret (mutual CHAP).
     #[serde(skip_serializing)]
     pub mutual_secret: String,
 }

@@ -82,7 +82,7 @@ impl Step {
 
     /// True for writes of secrets, which are never shown.
     pub fn is_secret(&self) -> bool {
-        matches!(self, Step::Write { path, .. } if path.ends_with("/password") || path.ends_with("/password_mut"))
+        matches!(self, Step::Write { path, .. } if path.ends_with("/password") || path.ends_with("/password_mutual"))
     }
 
     /// The path the step acts on.
@@ -573,8 +573,12 @@ impl Planner {
             for (file, w, h) in [
                 ("userid", &wchap.user, &hchap.user),
                 ("password", &wchap.secret, &hchap.secret),
-                ("userid_mut", &wchap.mutual_user, &hchap.mutual_user),
-                ("password_mut", &wchap.mutual_secret, &hchap.mutual_secret),
+                ("userid_mutual", &wchap.mutual_user, &hchap.mutual_user),
+                (
+                    "password_mutual",
+                    &wchap.mutual_secret,
+                    &hchap.mutual_secret,
+                ),
             ] {
                 if w != h {
                     self.push(Step::write(format!("{adir}/auth/{file}"), w.clone()));
