@@ -57,14 +57,15 @@ async fn run<B: PoolBackend>(backend: B, cfg: &Config, args: &Args) -> anyhow::R
         &cfg.controller_id,
         partner.as_deref(),
     ));
-    rpc::register(&mut svc, &m);
-    let sim = args.sim;
-    svc.status_method("pool", move || {
-        serde_json::json!({"backend": if sim {"sim"} else {"lvm"},
-            "capabilities": ["disk.list", "pool.layouts", "pool.create", "pool.export", "pool.import",
-                "pool.takeover", "pool.repair", "pool.reconcile", "volume.create", "volume.resize",
-                "volume.delete", "volume.snapshot", "volume.clone", "volume.list"]})
+    // pool.status answers for the service too (the runtime's generic
+    // status method would shadow the pools).
+    let service = serde_json::json!({
+        "service": "pool-manager",
+        "version": env!("CARGO_PKG_VERSION"),
+        "pid": std::process::id(),
+        "backend": if args.sim { "sim" } else { "lvm" },
     });
+    rpc::register(&mut svc, &m, service);
     let svc = svc.start().await.context("starting the service")?;
     if args.reconcile_interval > 0 {
         let every = Duration::from_secs(args.reconcile_interval);

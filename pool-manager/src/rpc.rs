@@ -13,6 +13,7 @@
 //! | `pool.takeover` | `name`, `epoch` | the pool, `duration_ms`, `timings_ms` |
 //! | `pool.status` | `name?` | pools: desired and observed, usage, RAID, progress, alerts |
 //! | `pool.repair` | `name` | the pool |
+//! | `pool.delete` | `name` | `outcome` (the pool must have no volumes) |
 //! | `pool.reconcile` | | the steps run |
 //! | `pool.active_local` | | pools with anything active here (asked by the partner) |
 //! | `volume.create` | `pool`, `name`, `size` | the volume with its identity and device |
@@ -120,8 +121,30 @@ macro_rules! method {
     }};
 }
 
-/// Registers every method on `svc`.
-pub fn register<B: PoolBackend, C: Cluster>(svc: &mut ServiceBuilder, m: &Arc<Manager<B, C>>) {
+/// Registers every method on `svc`. `service` is merged into `pool.status`
+/// (name, version, backend...), which answers for the pools and the service.
+pub fn register<B: PoolBackend, C: Cluster>(
+    svc: &mut ServiceBuilder,
+    m: &Arc<Manager<B, C>>,
+    service: serde_json::Value,
+) {
+    {
+        let m = Arc::clone(m);
+        let started = std::time::Instant::now();
+        svc.method("pool.status", move |_ctx, raw| {
+            let m = Arc::clone(&m);
+            let service = service.clone();
+            async move {
+                let p: OptName = params(raw)?;
+                let mut v = m.pool_status(p.name.as_deref()).await?;
+                if let (Some(o), serde_json::Value::Object(extra)) = (v.as_object_mut(), service) {
+                    o.extend(extra);
+                    o.insert("uptime_s".into(), started.elapsed().as_secs().into());
+                }
+                Ok(v)
+            }
+        });
+    }
     method!(svc, m, "disk.list", |mm, p: DiskList| mm.disk_list(p.local));
     {
         svc.method("pool.layouts", move |_ctx, raw| async move {
@@ -138,6 +161,7 @@ pub fn register<B: PoolBackend, C: Cluster>(svc: &mut ServiceBuilder, m: &Arc<Ma
     method!(svc, m, "pool.status", |mm, p: OptName| mm
         .pool_status(p.name.as_deref()));
     method!(svc, m, "pool.repair", |mm, p: Name| mm.repair(&p.name));
+    method!(svc, m, "pool.delete", |mm, p: Name| mm.delete_pool(&p.name));
     method!(svc, m, "pool.reconcile", |mm, _p: Empty| mm.reconcile());
     method!(svc, m, "pool.active_local", |mm, _p: Empty| mm
         .active_local());

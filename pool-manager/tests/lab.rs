@@ -152,6 +152,58 @@ fn seed(g: &G) {
     );
 }
 
+/// Deletes what earlier runs left: volumes (children first), benchmark LVs,
+/// pools. Best effort: a pool in a state the service refuses to delete is
+/// reported and left.
+fn cleanup(g: &G) {
+    let cfg = g.ok("A", "config.get", json!({}))["config"].clone();
+    let vols = cfg["volume"].as_array().cloned().unwrap_or_default();
+    let depth = |name: &str| -> usize {
+        let mut d = 0;
+        let mut cur = name.to_string();
+        while let Some(p) = vols
+            .iter()
+            .find(|v| v["name"] == cur.as_str())
+            .and_then(|v| v["parent_snapshot"].as_str())
+        {
+            d += 1;
+            cur = p.to_string();
+            if d > 64 {
+                break;
+            }
+        }
+        d
+    };
+    for p in cfg["pool"].as_array().cloned().unwrap_or_default() {
+        let name = p["name"].as_str().unwrap().to_string();
+        let owner = p["owner"].as_str().unwrap().to_string();
+        let mut mine: Vec<&Value> = vols.iter().filter(|v| v["pool"] == name.as_str()).collect();
+        mine.sort_by_key(|v| std::cmp::Reverse(depth(v["name"].as_str().unwrap())));
+        for v in mine {
+            if let Err(e) = g.call(&owner, "volume.delete", json!({"name": v["name"]})) {
+                eprintln!("cleanup: volume {}: {e}", v["name"]);
+            }
+        }
+        g.exec(
+            &owner,
+            &[
+                "lvm",
+                "lvremove",
+                "--config",
+                &G::lvm_config(&owner),
+                "-y",
+                "-S",
+                "lv_name=~^bench",
+                &format!("dx-{name}"),
+            ],
+            600,
+        );
+        if let Err(e) = g.call(&owner, "pool.delete", json!({"name": name})) {
+            eprintln!("cleanup: pool {name}: {e}");
+        }
+    }
+}
+
 fn ownership_and_snapshots(g: &G, pool: &str) -> Value {
     let disks = g.ok("A", "disk.list", json!({}));
     let s0 = disks["disks"]
@@ -434,6 +486,7 @@ fn lab_pool_manager() {
         lab: Lab::from_env(),
     };
     seed(&g);
+    cleanup(&g);
     let tag = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

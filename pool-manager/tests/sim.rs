@@ -625,3 +625,42 @@ async fn layouts_table() {
     let raid6 = rows.iter().find(|r| r["layout"] == "raid6").unwrap();
     assert_eq!(raid6["possible"], false);
 }
+
+#[tokio::test]
+async fn delete_pool_needs_it_empty() {
+    let rig = rig(2).await;
+    rig.a
+        .create_pool(pool("p", "linear", &["shelf0"]))
+        .await
+        .unwrap();
+    rig.a.create_volume(vol("p", "v1", "1GiB")).await.unwrap();
+    let before = state(&rig).await;
+    refused(
+        &rig,
+        rig.a.delete_pool("p").await,
+        ErrorCode::Conflict,
+        "name",
+        &before,
+    )
+    .await;
+    refused(
+        &rig,
+        rig.b.delete_pool("p").await,
+        ErrorCode::NotOwner,
+        "name",
+        &before,
+    )
+    .await;
+    rig.a.delete_volume("v1").await.unwrap();
+    let r = rig.a.delete_pool("p").await.unwrap();
+    assert_eq!(r["outcome"], "changed");
+    assert!(rig.cluster.snapshot().pools.is_empty());
+    assert!(rig.shelf.backend("A").observe().await.unwrap().is_empty());
+    // The disk is free again.
+    rig.a
+        .create_pool(pool("q", "linear", &["shelf0"]))
+        .await
+        .unwrap();
+    let r = rig.a.delete_pool("nosuch").await.unwrap();
+    assert_eq!(r["outcome"], "unchanged");
+}

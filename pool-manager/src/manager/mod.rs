@@ -1245,6 +1245,71 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         Ok(json!({"steps": results, "repairs": repairs}))
     }
 
+    /// `pool.delete`: removes an empty pool (its volumes deleted first) from
+    /// the desired state and from the disks, which are left blank.
+    pub async fn delete_pool(&self, name: &str) -> Result<Value, PoolError> {
+        check_pool_name("name", name)?;
+        let _g = self.op.lock().await;
+        let cfg = self.config().await?;
+        let Some(rec) = cfg.pools.get(name).cloned() else {
+            return Ok(json!({"outcome": Outcome::Unchanged, "pool": name}));
+        };
+        self.owned_pool(&cfg, name, "name")?;
+        if let Some(v) = cfg.volumes.values().find(|v| v.pool == name) {
+            return Err(PoolError::Conflict {
+                field: "name".into(),
+                reason: format!(
+                    "pool {name} still has volume {}; delete its volumes first",
+                    v.name
+                ),
+            });
+        }
+        if let Some(o) = self.observe_pool(name).await? {
+            if let Some(v) = o.volumes.first() {
+                return Err(PoolError::Conflict {
+                    field: "name".into(),
+                    reason: format!("pool {name} still holds the unrecorded LV {}", v.name),
+                });
+            }
+        }
+        let del = Change::Delete {
+            kind: duplex_config_keeper::core::model::Kind::Pool,
+            key: name.into(),
+        };
+        self.cluster
+            .apply(vec![del])
+            .await
+            .map_err(PoolError::cluster(format!(
+                "delete the record of pool {name}"
+            )))?;
+        if let Err(e) = self.backend.remove_pool(name).await {
+            let first = PoolError::Backend {
+                op: format!("remove pool {name}"),
+                source: e,
+            };
+            if let Err(e2) = self
+                .cluster
+                .apply(vec![Change::Upsert(Object::Pool(rec))])
+                .await
+            {
+                return Err(PoolError::RollbackFailed {
+                    op: format!("delete pool {name}"),
+                    left: format!("volume group {} without a record", vg_name(name)),
+                    source: Box::new(first),
+                    rollback: Box::new(PoolError::Cluster {
+                        op: format!("restore the record of pool {name}"),
+                        source: e2,
+                    }),
+                });
+            }
+            return Err(first);
+        }
+        self.cluster
+            .publish("pool.deleted", json!({"pool": name, "controller": self.me}))
+            .await;
+        Ok(json!({"outcome": Outcome::Changed, "pool": name}))
+    }
+
     /// `pool.repair`: rebuild a degraded pool onto its spares now.
     pub async fn repair(&self, name: &str) -> Result<Value, PoolError> {
         check_pool_name("name", name)?;
