@@ -471,6 +471,14 @@ pub fn down(lab: &Lab) -> Result<(), LabError> {
         }
     }
     let _ = fs::remove_dir_all(lab.path("payload"));
+    // Snapshots belong to this run (its payload, its namespace).
+    if let Ok(rd) = fs::read_dir(&lab.run_dir) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with("snap-") {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
     Ok(())
 }
 
@@ -1023,4 +1031,168 @@ pub fn link(lab: &Lab, vm: &str, nic: &str, up: bool) -> Result<(), LabError> {
         Some(json!({ "name": nic, "up": up })),
     )?;
     Ok(())
+}
+
+fn snap_dir(lab: &Lab, name: &str) -> Result<PathBuf, LabError> {
+    // The name becomes part of a QEMU `exec:` URI: keep it to a safe alphabet.
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(LabError::State(format!("bad snapshot name {name:?}")));
+    }
+    Ok(lab.path(&format!("snap-{name}")))
+}
+
+/// Files that make up the lab's disk state (overlays and shelf).
+fn disk_files() -> Vec<String> {
+    VMS.iter()
+        .map(|v| format!("{}.qcow2", v.name))
+        .chain(SHELF.iter().map(|s| format!("{s}.img")))
+        .collect()
+}
+
+fn copy_sparse(from: &Path, to: &Path) -> Result<(), LabError> {
+    cmd::run(
+        &cmd::argv(&[
+            "cp",
+            "--sparse=always",
+            &from.display().to_string(),
+            &to.display().to_string(),
+        ]),
+        Duration::from_secs(600),
+    )?;
+    Ok(())
+}
+
+fn wait_migration(lab: &Lab, vm: &str, within: Duration) -> Result<(), LabError> {
+    let deadline = Instant::now() + within;
+    loop {
+        let v = qmp::one(&lab.qmp_sock(vm), "query-migrate", None)?;
+        match v.get("status").and_then(|s| s.as_str()) {
+            Some("completed") => return Ok(()),
+            Some("failed") | Some("cancelled") => {
+                return Err(LabError::State(format!("migration of {vm} failed: {v}")))
+            }
+            _ if Instant::now() >= deadline => {
+                return Err(LabError::State(format!(
+                    "migration of {vm} did not finish in {within:?}"
+                )))
+            }
+            _ => thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+/// Saves the whole lab (every VM's memory and device state, the overlays
+/// and the shelf) under `name`; the VMs are paused meanwhile and resumed.
+pub fn snapshot(lab: &Lab, name: &str) -> Result<f64, LabError> {
+    let t0 = Instant::now();
+    let st = lab.state()?;
+    let dir = snap_dir(lab, name)?;
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).map_err(io_err("mkdir", &dir))?;
+    // Pause everything first so the shared shelf is consistent across VMs.
+    for vm in st.vms.keys() {
+        qmp::one(&lab.qmp_sock(vm), "stop", None)?;
+    }
+    let r = (|| {
+        for vm in st.vms.keys() {
+            let uri = format!("exec:cat > {}", dir.join(format!("{vm}.state")).display());
+            qmp::one(&lab.qmp_sock(vm), "migrate", Some(json!({ "uri": uri })))?;
+        }
+        for vm in st.vms.keys() {
+            wait_migration(lab, vm, Duration::from_secs(180))?;
+        }
+        for f in disk_files() {
+            copy_sparse(&lab.path(&f), &dir.join(&f))?;
+        }
+        Ok::<(), LabError>(())
+    })();
+    // Resume whatever happened, then report.
+    for vm in st.vms.keys() {
+        if let Err(e) = qmp::one(&lab.qmp_sock(vm), "cont", None) {
+            warn!("resume {vm}: {e}");
+        }
+    }
+    r?;
+    Ok(t0.elapsed().as_secs_f64())
+}
+
+/// Brings the whole lab back to snapshot `name`: new QEMUs load the saved
+/// state, the disks are copied back, guest clocks are set to now.
+pub fn restore(lab: &Lab, name: &str) -> Result<f64, LabError> {
+    let t0 = Instant::now();
+    let mut st = lab.state()?;
+    let dir = snap_dir(lab, name)?;
+    if !dir.join("A.state").is_file() {
+        return Err(LabError::State(format!("no snapshot {name}")));
+    }
+    for vm in st.vms.values() {
+        kill_pid(vm.pid, "-KILL");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while st.vms.values().any(|v| pid_is_qemu(v.pid)) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    for f in disk_files() {
+        copy_sparse(&dir.join(&f), &lab.path(&f))?;
+    }
+    let names: Vec<String> = st.vms.keys().cloned().collect();
+    for vm in &names {
+        let Some(rec) = st.vms.get(vm).cloned() else {
+            continue;
+        };
+        let mut argv = rec.argv.clone();
+        argv.push("-incoming".into());
+        argv.push(format!(
+            "exec:cat {}",
+            dir.join(format!("{vm}.state")).display()
+        ));
+        let pid = start_vm(lab, vm, &argv)?;
+        st.vms.insert(
+            vm.clone(),
+            VmState {
+                pid,
+                argv: rec.argv,
+            },
+        );
+    }
+    lab.save(&st)?;
+    for vm in &names {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let s = qmp::one(&lab.qmp_sock(vm), "query-status", None)?;
+            let status = s
+                .get("status")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
+            if status == "paused" || status == "running" || status == "postmigrate" {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(LabError::State(format!(
+                    "{vm} did not load its snapshot ({status})"
+                )));
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+    for vm in &names {
+        qmp::one(&lab.qmp_sock(vm), "cont", None)?;
+    }
+    // The guests' clocks stopped at the snapshot: set them to now.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    for vm in &names {
+        let at = format!("@{now}");
+        if let Err(e) = exec_ok(lab, vm, &["date", "-u", "-s", &at], Duration::from_secs(30)) {
+            warn!("set clock of {vm}: {e}");
+        }
+    }
+    Ok(t0.elapsed().as_secs_f64())
 }

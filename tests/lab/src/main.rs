@@ -77,6 +77,16 @@ enum Cmd {
         /// A, B or H.
         vm: String,
     },
+    /// Save the whole lab (memory, devices, overlays, shelf) under NAME.
+    Snapshot {
+        /// Snapshot name (letters, digits, - and _).
+        name: String,
+    },
+    /// Bring the whole lab back to snapshot NAME.
+    Restore {
+        /// Snapshot name.
+        name: String,
+    },
     /// Apply the demo configuration (temporary configfs fixture), log H in,
     /// run a short verified write and print the host's view.
     Demo,
@@ -230,6 +240,14 @@ fn run() -> Result<i32> {
             lab::link(&lab, &vm, &nic, up)?;
         }
         Cmd::Console { vm } => console(&lab, &vm)?,
+        Cmd::Snapshot { name } => {
+            let s = lab::snapshot(&lab, &name)?;
+            println!("snapshot {name} saved in {s:.1} s");
+        }
+        Cmd::Restore { name } => {
+            let s = lab::restore(&lab, &name)?;
+            println!("snapshot {name} restored in {s:.1} s");
+        }
         Cmd::Demo => {
             let facts = demo::setup(&lab)?;
             println!("host devices: {}", serde_json::to_string(&facts)?);
