@@ -115,6 +115,10 @@ pub fn run_forwarder(ns: &str, forwards: &[(u16, String)]) {
             }
         }));
     }
+    if hs.is_empty() {
+        warn!("forward: no port could be bound; exiting");
+        std::process::exit(1);
+    }
     for h in hs {
         let _ = h.join();
     }

@@ -401,10 +401,19 @@ fn start_forwarder(lab: &Lab, st: &mut State) -> Result<(), LabError> {
     c.stdin(std::process::Stdio::null())
         .stdout(log)
         .stderr(log2);
-    let child = c.spawn().map_err(|source| cmd::CmdError::Spawn {
+    let mut child = c.spawn().map_err(|source| cmd::CmdError::Spawn {
         program: "duplex-lab forward".into(),
         source,
     })?;
+    // It exits at once when it could bind none of the ports.
+    thread::sleep(Duration::from_millis(500));
+    if let Ok(Some(status)) = child.try_wait() {
+        warn!(
+            "management forwarder exited ({status}); see {}",
+            logp.display()
+        );
+        return Ok(());
+    }
     st.forwarder = Some(child.id());
     st.forwards = forwards;
     Ok(())
@@ -930,6 +939,18 @@ pub fn status(lab: &Lab) -> Result<String, LabError> {
         "namespace {}  boot {:?} s  images {}\n",
         st.ns, st.boot_seconds, st.images
     );
+    let fw_alive = st.forwarder.is_some_and(pid_is_forwarder);
+    for (port, target) in &st.forwards {
+        let _ = writeln!(
+            out,
+            "management: 127.0.0.1:{port} -> {target}{}",
+            if fw_alive {
+                ""
+            } else {
+                " (forwarder not running)"
+            }
+        );
+    }
     for (name, vm) in &st.vms {
         let alive = pid_is_qemu(vm.pid);
         let run = if alive {
