@@ -2,7 +2,8 @@
 //! disks shared by controllers A and B. Skipped unless `DUPLEX_LAB=1` and a
 //! lab is up (`tests/lab/run.sh up`, or `duplex-lab up` with your own
 //! `DUPLEX_LAB_RUN`). `DUPLEX_LAB_BENCH=1` adds the takeover benchmark
-//! (1, 100, 500 volumes), printed as JSON.
+//! (1, 100, 500 volumes), printed as JSON; `DUPLEX_LAB_NO_RAID=1` skips the
+//! RAID scenario (which pulls a disk out for good).
 //!
 //! ```text
 //! DUPLEX_LAB=1 DUPLEX_LAB_RUN=/tmp/pool-lab cargo test -p duplex-pool-manager --test lab -- --nocapture
@@ -176,7 +177,20 @@ fn cleanup(g: &G) {
     };
     for p in cfg["pool"].as_array().cloned().unwrap_or_default() {
         let name = p["name"].as_str().unwrap().to_string();
-        let owner = p["owner"].as_str().unwrap().to_string();
+        let mut owner = p["owner"].as_str().unwrap().to_string();
+        let home = p["home"].as_str().unwrap().to_string();
+        // Volumes are in the home controller's section of the desired
+        // state: give the pool back before deleting anything.
+        if owner != home {
+            g.fence_and_record(&home, &name);
+            if let Err(e) = g.call(&owner, "pool.export", json!({"name": name, "to": home})) {
+                eprintln!("cleanup: give back {name}: {e}");
+            }
+            if let Err(e) = g.call(&home, "pool.import", json!({"name": name})) {
+                eprintln!("cleanup: import {name} at home: {e}");
+            }
+            owner = home;
+        }
         let mut mine: Vec<&Value> = vols.iter().filter(|v| v["pool"] == name.as_str()).collect();
         mine.sort_by_key(|v| std::cmp::Reverse(depth(v["name"].as_str().unwrap())));
         for v in mine {
@@ -498,6 +512,10 @@ fn lab_pool_manager() {
     if std::env::var("DUPLEX_LAB_BENCH").is_ok_and(|v| v == "1") {
         out["takeover_benchmark"] = bench(&g, &own);
     }
-    out["raid"] = raid_rebuild(&g, &format!("lr{tag}"));
+    // The RAID scenario pulls shelf2 out for good: DUPLEX_LAB_NO_RAID=1
+    // lets the other scenarios run again on the same lab.
+    if !std::env::var("DUPLEX_LAB_NO_RAID").is_ok_and(|v| v == "1") {
+        out["raid"] = raid_rebuild(&g, &format!("lr{tag}"));
+    }
     println!("{}", serde_json::to_string_pretty(&out).unwrap());
 }

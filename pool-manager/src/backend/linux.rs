@@ -194,7 +194,31 @@ impl PoolBackend for LinuxBackend {
             .timeout(SHORT)
             .run()
             .await?;
-        Ok(lvm::parse_lsblk(&out.stdout, &by_id, &pv_vgs)?)
+        let mut disks = lvm::parse_lsblk(&out.stdout, &by_id, &pv_vgs)?;
+        for d in disks
+            .iter_mut()
+            .filter(|d| d.mountpoints.is_empty() && d.holders.is_empty())
+        {
+            // Probe the disk itself: lsblk's FSTYPE is udev's cached view.
+            // If the probe fails, lsblk's answer stands (a stale signature
+            // refuses the disk, which is the safe side).
+            let dev = format!("/dev/{}", d.kernel_name);
+            match Cmd::new(WIPEFS)
+                .args(["--no-act", "--json", &dev])
+                .timeout(SHORT)
+                .run()
+                .await
+            {
+                Ok(o) => match lvm::parse_wipefs(&o.stdout) {
+                    Ok(sig) => d.signature = sig,
+                    Err(e) => {
+                        tracing::warn!(disk = %d.path, error = %e, "wipefs output unreadable")
+                    }
+                },
+                Err(e) => tracing::warn!(disk = %d.path, error = %e, "wipefs probe failed"),
+            }
+        }
+        Ok(disks)
     }
 
     async fn observe(&self) -> Result<Vec<ObservedPool>, BackendError> {

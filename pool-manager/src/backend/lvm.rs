@@ -421,6 +421,32 @@ pub fn parse_lsblk(
     Ok(out)
 }
 
+#[derive(Debug, Deserialize)]
+struct Wipefs {
+    #[serde(default)]
+    signatures: Vec<WipefsSig>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WipefsSig {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+}
+
+/// Parses `wipefs --no-act --json DEV`: the first signature type, if any.
+/// wipefs probes the device itself, unlike lsblk's FSTYPE, which comes from
+/// the udev database and lags behind `pvremove`/`wipefs` on the partner.
+pub fn parse_wipefs(s: &str) -> Result<Option<String>, ParseError> {
+    if s.trim().is_empty() {
+        return Ok(None);
+    }
+    let w: Wipefs = serde_json::from_str(s).map_err(|source| ParseError::Json {
+        what: "wipefs",
+        source,
+    })?;
+    Ok(w.signatures.into_iter().find_map(|x| x.kind))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -492,6 +518,18 @@ mod tests {
         // Other VGs are ignored.
         vgs[0].vg_name = "system".into();
         assert!(observe(&vgs, &[], &[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn wipefs_signatures() {
+        let pv = include_str!("../../tests/fixtures/wipefs-pv.json");
+        let ext4 = include_str!("../../tests/fixtures/wipefs-ext4.json");
+        let blank = include_str!("../../tests/fixtures/wipefs-blank.json");
+        assert_eq!(parse_wipefs(pv).unwrap().as_deref(), Some("LVM2_member"));
+        assert_eq!(parse_wipefs(ext4).unwrap().as_deref(), Some("ext4"));
+        assert_eq!(parse_wipefs(blank).unwrap(), None);
+        assert_eq!(parse_wipefs("").unwrap(), None);
+        assert!(parse_wipefs("{").is_err());
     }
 
     #[test]
