@@ -1009,7 +1009,14 @@ pub fn power(lab: &Lab, vm: &str, op: Power) -> Result<(), LabError> {
     let rec = st.vms.get(v.name).cloned().ok_or(LabError::NotUp)?;
     let q = lab.qmp_sock(v.name);
     match op {
-        Power::Kill => kill_pid(rec.pid, "-KILL"),
+        Power::Kill => {
+            kill_pid(rec.pid, "-KILL");
+            // Return only once it is gone, so `start` right after works.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while pid_is_qemu(rec.pid) && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
         Power::Freeze => {
             qmp::one(&q, "stop", None)?;
         }
@@ -1032,6 +1039,8 @@ pub fn power(lab: &Lab, vm: &str, op: Power) -> Result<(), LabError> {
                 },
             );
             lab.save(&st)?;
+            // Back only when its agent answers (it reinstalls the payload).
+            wait_agents(lab, &[v.name], Duration::from_secs(300))?;
         }
     }
     Ok(())

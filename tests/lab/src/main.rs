@@ -43,7 +43,7 @@ enum Cmd {
         /// A, B or H.
         vm: String,
     },
-    /// Start a killed VM again from its disk.
+    /// Start a killed VM again from its disk; returns when its agent answers.
     Start {
         /// A, B or H.
         vm: String,
