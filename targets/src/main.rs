@@ -6,6 +6,7 @@ use clap::Parser;
 use duplex_services::exec::Cmd;
 use duplex_services::{telemetry, Config, ServiceBuilder};
 use duplex_targets::backend::configfs::{ConfigFsBackend, DEFAULT_ROOT};
+use duplex_targets::backend::net::NetBackend;
 use duplex_targets::backend::sim::SimBackend;
 use duplex_targets::backend::TargetBackend;
 use duplex_targets::core::desired::Local;
@@ -122,7 +123,12 @@ async fn main() -> anyhow::Result<()> {
         }
         Box::new(ConfigFsBackend::open(&args.configfs).context("opening configfs")?)
     };
-    let shared = rpc::Shared::new(Reconciler::new(backend, local));
+    let net = if args.sim {
+        NetBackend::sim()
+    } else {
+        NetBackend::linux().context("floating addresses")?
+    };
+    let shared = rpc::Shared::new(Reconciler::new(backend, local), net, &cfg.controller_id);
     let mut svc = ServiceBuilder::new(
         &cfg,
         "targets",

@@ -9,8 +9,10 @@
 //! | desired state not read yet, config-keeper unreachable | `unavailable` |
 //! | configfs refused a step or could not be read | `backend_failed` (`data.step`, `data.index`) |
 
+use crate::backend::net::{NetBackend, NetError};
 use crate::core::desired::DesiredConfig;
 use crate::core::model::AccessState;
+use crate::core::net::{floating, plan_net, Floating, NetStep};
 use crate::error::{chain, ReconcileError};
 use crate::reconciler::{FlipError, Outcome, Reconciler};
 use duplex_services::{params, ErrorCode, RouterClient, RpcError, ServiceBuilder};
@@ -41,20 +43,73 @@ pub struct Status {
     pub last_error: Option<String>,
 }
 
+/// Floating addresses: the backend, the configuration's list and the
+/// states forced by `net.up` / `net.down` (kept while the address's
+/// ownership record is the one they were set under).
+struct NetState {
+    backend: NetBackend,
+    me: String,
+    floating: Vec<Floating>,
+    owners: std::collections::BTreeMap<String, (String, u64)>,
+    forced: std::collections::BTreeMap<String, (bool, String, u64)>,
+}
+
 /// State shared by the handlers and the driver.
 #[derive(Clone)]
 pub struct Shared {
     rec: Arc<Mutex<Reconciler>>,
     status: Arc<StdMutex<Status>>,
+    net: Arc<Mutex<NetState>>,
 }
 
 impl Shared {
-    /// Wraps a reconciler.
-    pub fn new(rec: Reconciler) -> Shared {
+    /// Wraps a reconciler and the floating-address backend of controller `me`.
+    pub fn new(rec: Reconciler, net: NetBackend, me: &str) -> Shared {
         Shared {
             rec: Arc::new(Mutex::new(rec)),
             status: Arc::new(StdMutex::new(Status::default())),
+            net: Arc::new(Mutex::new(NetState {
+                backend: net,
+                me: me.to_string(),
+                floating: Vec::new(),
+                owners: Default::default(),
+                forced: Default::default(),
+            })),
         }
+    }
+
+    /// Puts exactly the floating addresses this controller should hold on
+    /// its interfaces; `cfg` refreshes the list first.
+    pub async fn reconcile_net(
+        &self,
+        cfg: Option<&DesiredConfig>,
+    ) -> Result<Vec<NetStep>, NetError> {
+        let mut n = self.net.lock().await;
+        if let Some(cfg) = cfg {
+            n.floating = floating(cfg);
+            n.owners = cfg
+                .floating_ips
+                .iter()
+                .map(|f| (f.name.clone(), (f.owner.clone(), f.epoch)))
+                .collect();
+            let owners = n.owners.clone();
+            n.forced
+                .retain(|name, (_, o, e)| owners.get(name) == Some(&(o.clone(), *e)));
+        }
+        if n.floating.is_empty() {
+            return Ok(Vec::new());
+        }
+        let observed = n.backend.observe().await?;
+        let forced = n
+            .forced
+            .iter()
+            .map(|(k, (up, _, _))| (k.clone(), *up))
+            .collect();
+        let steps = plan_net(&n.floating, &n.me, &forced, &observed);
+        for s in &steps {
+            n.backend.apply(s).await?;
+        }
+        Ok(steps)
     }
 
     /// A copy of the status.
@@ -135,6 +190,12 @@ struct ReconcileParams {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct NetParams {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FlipParams {
     pool: String,
     state: AccessState,
@@ -148,6 +209,7 @@ pub async fn reconcile_now(
     dry_run: bool,
 ) -> Result<Outcome, RpcError> {
     let cfg = fetch_config(router).await?;
+    let net_cfg = cfg.clone();
     let r = shared
         .with(move |rec| {
             rec.set_config(cfg);
@@ -156,6 +218,19 @@ pub async fn reconcile_now(
         .await?;
     if !dry_run {
         shared.record(&r);
+        match shared.reconcile_net(Some(&net_cfg)).await {
+            Ok(steps) if !steps.is_empty() => {
+                tracing::info!(steps = ?steps, "floating addresses changed");
+                let _ = router
+                    .publish("net.changed", json!({"steps": steps}), false)
+                    .await;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %chain(&e), "floating addresses");
+                shared.update(|s| s.last_error = Some(chain(&e)));
+            }
+        }
     }
     r.map_err(|e| reconcile_error(&e))
 }
@@ -221,6 +296,25 @@ pub fn register(svc: &mut ServiceBuilder, shared: &Shared) {
         }
     });
 
+    net_method(svc, shared, "net.up", true);
+    net_method(svc, shared, "net.down", false);
+    let sh = shared.clone();
+    svc.method("net.status", move |_ctx, _p| {
+        let sh = sh.clone();
+        async move {
+            let n = sh.net.lock().await;
+            let held = n.backend.observe().await.unwrap_or_default();
+            let list: Vec<Value> = n
+                .floating
+                .iter()
+                .map(|f| json!({"name": f.name, "address": format!("{}/{}", f.addr.address, f.addr.prefix),
+                                "interface": f.addr.interface, "owner": f.owner, "held_here": held.contains(&f.addr),
+                                "forced": n.forced.get(&f.name).map(|(up, _, _)| *up)}))
+                .collect();
+            Ok(json!({"floating_ips": list}))
+        }
+    });
+
     let sh = shared.clone();
     svc.method("target.set_access_state", move |ctx, p| {
         let sh = sh.clone();
@@ -243,6 +337,37 @@ pub fn register(svc: &mut ServiceBuilder, shared: &Shared) {
             if let Err(e) = ctx.router.publish("target.access_state", data.clone(), true).await {
                 tracing::warn!(error = %e, "cannot publish target.access_state");
             }
+            Ok(data)
+        }
+    });
+}
+
+fn net_method(svc: &mut ServiceBuilder, shared: &Shared, method: &str, up: bool) {
+    let sh = shared.clone();
+    svc.method(method, move |ctx, p| {
+        let sh = sh.clone();
+        async move {
+            let p: NetParams = params(p)?;
+            let cfg = fetch_config(&ctx.router).await?;
+            let Some(f) = cfg.floating_ips.iter().find(|f| f.name == p.name) else {
+                return Err(RpcError::new(
+                    ErrorCode::NotFound,
+                    format!("floating IP {} is not in the configuration", p.name),
+                )
+                .with_field("name"));
+            };
+            let record = (up, f.owner.clone(), f.epoch);
+            {
+                let mut n = sh.net.lock().await;
+                n.forced.insert(p.name.clone(), record);
+            }
+            // The refresh keeps the forced state: its ownership record is current.
+            let steps = sh
+                .reconcile_net(Some(&cfg))
+                .await
+                .map_err(|e| RpcError::new(ErrorCode::BackendFailed, chain(&e)))?;
+            let data = json!({"name": p.name, "up": up, "steps": steps});
+            let _ = ctx.router.publish("net.changed", data.clone(), true).await;
             Ok(data)
         }
     });

@@ -356,6 +356,33 @@ async fn lab_targets() {
     )
     .await;
 
+    // ACLs: a host outside the group gets nothing, over either protocol.
+    let outsider = lab
+        .sh(
+            "H",
+            &format!(
+                "iscsiadm -m iface -I outsider -o new >/dev/null; \
+                 iscsiadm -m iface -I outsider -o update -n iface.initiatorname -v iqn.2026-11.lab.duplex:outsider >/dev/null; \
+                 iscsiadm -m discovery -t sendtargets -p {ADDR_A}:3260 -I outsider >/dev/null 2>&1; \
+                 timeout 30 iscsiadm -m node -T {TGT} -p {ADDR_A}:3260 -I outsider --login; rc=$?; \
+                 iscsiadm -m node -T {TGT} -I outsider -o delete >/dev/null 2>&1; iscsiadm -m iface -I outsider -o delete >/dev/null 2>&1; \
+                 echo iscsi_login_rc=$rc; \
+                 timeout 30 nvme connect --duplicate-connect -t tcp -a {ADDR_A} -s 4420 -n {SUB} --hostnqn=nqn.2014-08.org.nvmexpress:uuid:0badc0de-0000-4000-8000-000000000000 2>&1; \
+                 echo nvme_connect_rc=$?"
+            ),
+            90,
+        )
+        .await
+        .unwrap_or_else(|e| e);
+    println!("outsider:\n{outsider}");
+    assert!(
+        !outsider.contains("iscsi_login_rc=0"),
+        "an initiator outside the group logged in: {outsider}"
+    );
+    assert!(
+        !outsider.contains("nvme_connect_rc=0"),
+        "a host NQN outside the group connected: {outsider}"
+    );
     // iSCSI from H to both controllers: one map, two path groups.
     lab.sh_ok(
         "H",
@@ -417,7 +444,7 @@ async fn lab_targets() {
     let opts = "--keep-alive-tmo=2 --reconnect-delay=1 --ctrl-loss-tmo=-1";
     lab.sh_ok(
         "H",
-        &format!("for a in {ADDR_A} {ADDR_B}; do timeout 30 nvme connect -t tcp -a $a -s 4420 -n {SUB} {opts} >/dev/null; done"),
+        &format!("for a in {ADDR_A} {ADDR_B}; do timeout 30 nvme connect -t tcp -a $a -s 4420 -n {SUB} {opts} >/dev/null || true; done"),
         90,
     )
     .await;
@@ -450,33 +477,6 @@ async fn lab_targets() {
         .await;
     figures.insert("nvme".into(), json!({"paths": facts, "ana_log": ana_log}));
 
-    // ACLs: a host outside the group gets nothing, over either protocol.
-    let outsider = lab
-        .sh(
-            "H",
-            &format!(
-                "iscsiadm -m iface -I outsider -o new >/dev/null; \
-                 iscsiadm -m iface -I outsider -o update -n iface.initiatorname -v iqn.2026-11.lab.duplex:outsider >/dev/null; \
-                 iscsiadm -m discovery -t sendtargets -p {ADDR_A}:3260 -I outsider >/dev/null 2>&1; \
-                 timeout 30 iscsiadm -m node -T {TGT} -p {ADDR_A}:3260 -I outsider --login; rc=$?; \
-                 iscsiadm -m node -T {TGT} -I outsider -o delete >/dev/null 2>&1; iscsiadm -m iface -I outsider -o delete >/dev/null 2>&1; \
-                 echo iscsi_login_rc=$rc; \
-                 timeout 30 nvme connect --duplicate-connect -t tcp -a {ADDR_A} -s 4420 -n {SUB} --hostnqn=nqn.2014-08.org.nvmexpress:uuid:0badc0de-0000-4000-8000-000000000000 2>&1; \
-                 echo nvme_connect_rc=$?"
-            ),
-            90,
-        )
-        .await
-        .unwrap_or_else(|e| e);
-    println!("outsider:\n{outsider}");
-    assert!(
-        !outsider.contains("iscsi_login_rc=0"),
-        "an initiator outside the group logged in: {outsider}"
-    );
-    assert!(
-        !outsider.contains("nvme_connect_rc=0"),
-        "a host NQN outside the group connected: {outsider}"
-    );
     let luns = lab
         .sh_ok(
             "H",
@@ -584,7 +584,8 @@ async fn bench_round(lab: &Lab, n: u32) -> Value {
     lab.sh_ok(
         "A",
         &format!(
-            "dmsetup create --concise '{}' && mkdir -p /dev/dx-bench && for i in $(seq 0 {}); do ln -sf /dev/mapper/dxbench-$i /dev/dx-bench/b$i; done",
+            "dmsetup ls | awk '/^dxbench-/{{print $1}}' | xargs -r dmsetup remove; \
+             dmsetup --noudevsync --noudevrules create --concise '{}' && udevadm settle -t 600; mkdir -p /dev/dx-bench && for i in $(seq 0 {}); do ln -sf /dev/mapper/dxbench-$i /dev/dx-bench/b$i; done",
             table.join(";"),
             n - 1
         ),
@@ -646,7 +647,7 @@ async fn bench_round(lab: &Lab, n: u32) -> Value {
     let teardown_s = t.elapsed().as_secs_f64();
     lab.sh_ok(
         "A",
-        &format!("rm -rf /dev/dx-bench; for i in $(seq 0 {}); do echo dxbench-$i; done | xargs dmsetup remove", n - 1),
+        &format!("rm -rf /dev/dx-bench; for i in $(seq 0 {}); do echo dxbench-$i; done | xargs dmsetup --noudevsync --noudevrules remove; udevadm settle -t 600", n - 1),
         600,
     )
     .await;

@@ -7,6 +7,7 @@
 //! [`sim::SimBackend`] (an in-memory configfs with the kernel's rules).
 
 pub mod configfs;
+pub mod net;
 pub mod sim;
 
 use crate::core::desired::Scope;

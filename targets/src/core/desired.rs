@@ -190,6 +190,9 @@ pub struct FloatingIpCfg {
     pub interface: String,
     /// Current owner.
     pub owner: String,
+    /// Epoch of the ownership record.
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 /// What this controller is, for building its tree.

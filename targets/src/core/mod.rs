@@ -6,6 +6,7 @@
 
 pub mod desired;
 pub mod model;
+pub mod net;
 pub mod plan;
 
 pub use desired::{build, Desired, DesiredConfig, Local, Scope};
