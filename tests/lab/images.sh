@@ -124,13 +124,24 @@ chroot "$root" /bin/sh -euc '
       e2scrub_all.timer e2scrub_reap.service fstrim.timer dpkg-db-backup.timer \
       man-db.timer systemd-tmpfiles-clean.timer blk-availability.service \
       systemd-pcrphase.service systemd-pcrphase-sysinit.service \
-      systemd-pcrphase-initrd.service; do
+      systemd-pcrphase-initrd.service systemd-binfmt.service \
+      proc-sys-fs-binfmt_misc.automount systemd-update-utmp.service \
+      systemd-update-utmp-runlevel.service systemd-journal-flush.service \
+      modprobe@efi_pstore.service modprobe@fuse.service modprobe@drm.service \
+      sys-kernel-debug.mount sys-kernel-tracing.mount dev-hugepages.mount \
+      dev-mqueue.mount; do
     systemctl mask "$u" >/dev/null 2>&1 || true
   done
   for u in multipathd.service multipathd.socket iscsid.service iscsid.socket \
       open-iscsi.service nvmefc-boot-connections.service; do
     systemctl disable "$u" >/dev/null 2>&1 || true
   done
+  # The journal stays in memory: nothing to flush at boot, nothing to keep.
+  mkdir -p /etc/systemd/journald.conf.d
+  printf "[Journal]\nStorage=volatile\nRuntimeMaxUse=32M\n" > /etc/systemd/journald.conf.d/lab.conf
+  # Quick stops: a lab VM is reset or killed, never nursed.
+  mkdir -p /etc/systemd/system.conf.d
+  printf "[Manager]\nDefaultTimeoutStopSec=10s\n" > /etc/systemd/system.conf.d/lab.conf
   # Serial console logs in as root at once: `duplex-lab console` is for debugging.
   mkdir -p /etc/systemd/system/serial-getty@ttyS0.service.d
   printf "[Service]\nExecStart=\nExecStart=-/sbin/agetty --autologin root --keep-baud 115200 %%I \$TERM\n" \
