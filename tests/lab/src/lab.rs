@@ -1226,3 +1226,31 @@ pub fn restore(lab: &Lab, name: &str) -> Result<f64, LabError> {
     }
     Ok(t0.elapsed().as_secs_f64())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controller_config_names_both_interconnect_links() {
+        let a = vm_spec("A").unwrap();
+        let b = vm_spec("b").unwrap();
+        let t = duplex_toml(a, b);
+        assert!(t.contains("controller_id = \"A\""));
+        assert!(t.contains("[peer]\ncontroller_id = \"B\""));
+        assert!(t.contains("listen = [\"10.51.0.1:7400\", \"10.52.0.1:7400\"]"));
+        assert!(t.contains("addresses = [\"10.51.0.2:7400\", \"10.52.0.2:7400\"]"));
+        assert!(t.contains("secret_file = \"/etc/duplex/cluster.secret\""));
+    }
+
+    #[test]
+    fn ships_duplex_binaries_only() {
+        assert!(shipped("duplex-router"));
+        assert!(shipped("duplexctl"));
+        assert!(shipped("duplex-lab-agent"));
+        assert!(!shipped("duplex-lab"));
+        assert!(!shipped("duplex-router.d"));
+        assert!(!shipped("libduplex_lab.rlib"));
+        assert!(vm_spec("X").is_err());
+    }
+}
