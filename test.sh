@@ -12,3 +12,5 @@ echo "== clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== unit and integration tests"
 cargo test --workspace
+echo "== lab tier (real kernels in QEMU)"
+scripts/lab-tests.sh

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The lab tier of the tests: real kernels (LIO, nvmet, dm-multipath, LVM)
+# in QEMU. Runs the lab's smoke scenario, then the services' lab tests on a
+# second lab that is snapshotted once clean and restored before each tier.
+# Needs root; bounded waits everywhere; every lab is torn down on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+export DUPLEX_LAB_CACHE="${DUPLEX_LAB_CACHE:-/var/cache/duplex-lab}"
+profile="${DUPLEX_LAB_PROFILE:-debug}"
+lab="$repo/target/$profile/duplex-lab"
+
+echo "== lab: smoke (boot, demo exports, host multipath, planned flip under verified writes)"
+tests/lab/run.sh smoke
+
+echo "== lab: services on real kernels"
+export DUPLEX_LAB=1
+export DUPLEX_LAB_BENCH=0   # benchmarks are run on purpose, not in every test run
+DUPLEX_LAB_RUN=$(mktemp -d /tmp/duplex-lab-tier.XXXXXX)
+export DUPLEX_LAB_RUN
+cleanup() { "$lab" down || true; rm -rf "$DUPLEX_LAB_RUN"; }
+trap cleanup EXIT
+"$lab" up
+"$lab" snapshot clean
+
+echo "== lab: targets (iSCSI + NVMe/TCP multipath, ALUA/ANA, ACLs, flip under I/O)"
+cargo test -p duplex-targets --test lab -- --nocapture
+
+echo "== lab: pool-manager (system_id ownership, takeover, snapshots/clones, RAID rebuild)"
+"$lab" restore clean
+cargo test -p duplex-pool-manager --test lab -- --nocapture
