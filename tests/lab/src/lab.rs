@@ -170,6 +170,11 @@ pub const VMS: &[VmSpec] = &[
 const BRIDGES: &[&str] = &["br-fe", "br-ic0", "br-ic1"];
 /// Shelf disks shared by A and B (the heartbeat area lives on them too).
 pub const SHELF: &[&str] = &["shelf0", "shelf1", "shelf2", "shelf3"];
+/// A small shared disk reserved for the disk heartbeat (DESIGN 4.3); the
+/// heartbeat area may also live on the shelf disks.
+pub const HEARTBEAT_DISK: &str = "hb0";
+/// Size of the heartbeat disk.
+const HEARTBEAT_BYTES: u64 = 64 << 20;
 /// Size of each shelf disk (sparse).
 const SHELF_BYTES: u64 = 2 << 30;
 /// Address of the lab namespace itself on br-fe (management forwarder).
@@ -469,12 +474,11 @@ pub fn down(lab: &Lab) -> Result<(), LabError> {
     if let Ok(rd) = fs::read_dir(&lab.run_dir) {
         for e in rd.flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
-            let keep = n.ends_with(".log") || n.ends_with(".json") && n != "state.json";
-            if !keep && e.path().is_file()
-                || n.ends_with(".qmp")
-                || n.ends_with(".agent")
-                || n.ends_with(".console")
-            {
+            // Logs and scenario reports stay; the state file, disks, pid
+            // files and sockets go.
+            let keep = n.ends_with(".log") || (n.ends_with(".json") && n != "state.json");
+            let socket = n.ends_with(".qmp") || n.ends_with(".agent") || n.ends_with(".console");
+            if (!keep && e.path().is_file()) || socket {
                 let _ = fs::remove_file(e.path());
             }
         }
@@ -715,7 +719,7 @@ fn qemu_argv(lab: &Lab, images: &Path, v: &VmSpec, ns: &str) -> Vec<String> {
     ]);
     push(&["-device", "virtio-blk-pci,drive=payload,serial=payload"]);
     if v.controller {
-        for s in SHELF {
+        for s in SHELF.iter().chain(std::iter::once(&HEARTBEAT_DISK)) {
             // One raw file opened by both controllers: no locking, no host
             // cache, so O_DIRECT on one is seen by the other (LAB.md).
             push(&[
@@ -854,10 +858,14 @@ fn up_inner(lab: &Lab, images: &Path) -> Result<State, LabError> {
     for v in VMS {
         let _ = fs::remove_file(lab.console_log(v.name));
     }
-    for s in SHELF {
+    let disks = SHELF
+        .iter()
+        .map(|s| (*s, SHELF_BYTES))
+        .chain(std::iter::once((HEARTBEAT_DISK, HEARTBEAT_BYTES)));
+    for (s, size) in disks {
         let p = lab.path(&format!("{s}.img"));
         let f = fs::File::create(&p).map_err(io_err("create", &p))?;
-        f.set_len(SHELF_BYTES).map_err(io_err("size", &p))?;
+        f.set_len(size).map_err(io_err("size", &p))?;
     }
     build_payload(lab)?;
     let base = images.join("base.img");
@@ -1080,6 +1088,7 @@ fn disk_files() -> Vec<String> {
     VMS.iter()
         .map(|v| format!("{}.qcow2", v.name))
         .chain(SHELF.iter().map(|s| format!("{s}.img")))
+        .chain(std::iter::once(format!("{HEARTBEAT_DISK}.img")))
         .collect()
 }
 
