@@ -4,6 +4,7 @@
 #                  the demo and print the host's view; leaves the lab running
 #   run.sh down    tear the lab down (safe to repeat)
 #   run.sh smoke   same preparation, `duplex-lab scenario smoke`, tear down (CI)
+#   run.sh lab ... any duplex-lab command (status, exec H -- CMD, kill A, ...)
 # Environment:
 #   DUPLEX_LAB_PROFILE=release   build the binaries in release (default: debug,
 #                                which CI builds anyway for the tests)
@@ -98,8 +99,13 @@ case "$cmd" in
     trap '"$(lab_bin)" down || true' EXIT
     "$(lab_bin)" scenario smoke
     ;;
+  lab)
+    # Any duplex-lab command on the lab built here: run.sh lab exec H -- multipath -ll
+    shift
+    exec "$(lab_bin)" "$@"
+    ;;
   *)
-    echo "usage: $0 up|down|smoke" >&2
+    echo "usage: $0 up|down|smoke|lab ARGS..." >&2
     exit 2
     ;;
 esac
