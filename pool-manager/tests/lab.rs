@@ -49,19 +49,18 @@ impl G {
     /// Err(error object).
     fn call(&self, vm: &str, method: &str, params: Value) -> Result<Value, Value> {
         let p = params.to_string();
-        let (_, out, err) = self.exec(
-            vm,
-            &[
-                "duplexctl",
-                "--json",
-                "--timeout",
-                "900",
-                "call",
-                method,
-                &p,
-            ],
-            960,
-        );
+        // pool-manager's own socket for its methods: the router gives every
+        // routed call 30 s, and creating a RAID pool or activating hundreds
+        // of volumes under TCG takes longer.
+        let direct = ["pool.", "volume.", "disk."]
+            .iter()
+            .any(|ns| method.starts_with(ns));
+        let mut argv = vec!["duplexctl", "--json", "--timeout", "900"];
+        if direct {
+            argv.extend(["--socket", "/run/duplex/pool-manager.sock"]);
+        }
+        argv.extend(["call", method, &p]);
+        let (_, out, err) = self.exec(vm, &argv, 960);
         let v: Value = serde_json::from_str(&out)
             .unwrap_or_else(|e| panic!("{vm} {method}: not JSON ({e}): {out} {err}"));
         match v.get("error") {
@@ -443,7 +442,17 @@ fn raid_rebuild(g: &G, pool: &str) -> Value {
         let st = g.ok("A", "pool.status", json!({"name": pool}));
         let raid = st["pools"][0]["raid"].clone();
         seen_degraded |= raid["state"] == "degraded";
-        if seen_rebuild && raid["state"] == "healthy" {
+        // The daemon's own reconcile loop may rebuild before ours does: the
+        // rebuild is done when the pool is healthy, the missing disk is
+        // gone and the spare carries data.
+        let pvs = st["pools"][0]["disks"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let rebuilt = pvs
+            .iter()
+            .all(|p| p["missing"] == false && p["spare"] == false);
+        if (seen_rebuild || rebuilt) && raid["state"] == "healthy" {
             break;
         }
         assert!(t1.elapsed() < Duration::from_secs(900), "no rebuild: {st}");
