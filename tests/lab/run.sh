@@ -9,6 +9,7 @@
 #   DUPLEX_LAB_PROFILE=release   build the binaries in release (default: debug,
 #                                which CI builds anyway for the tests)
 #   DUPLEX_LAB_CACHE=DIR         image cache (default tests/lab/cache)
+#   DUPLEX_LAB_PR_DISKS=N        add N SCSI-3 PR capable shelf disks (tgt)
 # Needs root (namespaces, taps), no stdin; works with CI=true.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -36,6 +37,11 @@ install_packages() {
   command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
   command -v ip >/dev/null || need+=(iproute2)
   command -v strip >/dev/null || need+=(binutils)
+  if [ "${DUPLEX_LAB_PR_DISKS:-0}" != 0 ]; then
+    # PR-capable shelf disks: tgt in the namespace, QEMU's iSCSI client.
+    command -v tgtd >/dev/null || need+=(tgt)
+    dpkg -s qemu-block-extra >/dev/null 2>&1 || need+=(qemu-block-extra)
+  fi
   if [ ${#need[@]} -gt 0 ] || ! command -v qemu-img >/dev/null \
      || ! apt-cache show linux-image-amd64 >/dev/null 2>&1; then
     timeout 600 apt-get update -q >&2

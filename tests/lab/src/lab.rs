@@ -219,6 +219,9 @@ pub struct State {
     /// Forwards it serves: host loopback port -> guest address.
     #[serde(default)]
     pub forwards: Vec<(u16, String)>,
+    /// Pid of tgtd serving the PR-capable disks, if any.
+    #[serde(default)]
+    pub tgtd: Option<u32>,
 }
 
 /// Where the lab keeps its files.
@@ -457,6 +460,15 @@ pub fn down(lab: &Lab) -> Result<(), LabError> {
             }
         }
     }
+    if let Some(pid) = st.tgtd {
+        crate::prdisk::stop(pid);
+    }
+    if let Some(pid) = fs::read_to_string(lab.path("tgtd.pid"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+    {
+        crate::prdisk::stop(pid);
+    }
     let ns = if st.ns.is_empty() {
         lab.ns_name()
     } else {
@@ -669,7 +681,7 @@ fn build_payload(lab: &Lab) -> Result<PathBuf, LabError> {
     Ok(img)
 }
 
-fn qemu_argv(lab: &Lab, images: &Path, v: &VmSpec, ns: &str) -> Vec<String> {
+fn qemu_argv(lab: &Lab, images: &Path, v: &VmSpec, ns: &str, pr_disks: usize) -> Vec<String> {
     let p = |n: &str| lab.path(n).display().to_string();
     let mut a: Vec<String> = cmd::argv(&["ip", "netns", "exec", ns, "qemu-system-x86_64"]);
     let mut push = |parts: &[&str]| a.extend(parts.iter().map(|s| (*s).to_string()));
@@ -734,6 +746,11 @@ fn qemu_argv(lab: &Lab, images: &Path, v: &VmSpec, ns: &str) -> Vec<String> {
                 &format!("virtio-blk-pci,drive={s},share-rw=on,serial={s}"),
             ]);
         }
+    }
+    if v.controller {
+        let pr = crate::prdisk::qemu_args(name, pr_disks);
+        let refs: Vec<&str> = pr.iter().map(String::as_str).collect();
+        push(&refs);
     }
     for n in v.nics {
         push(&[
@@ -888,9 +905,14 @@ fn up_inner(lab: &Lab, images: &Path) -> Result<State, LabError> {
         )?;
     }
     setup_net(&ns)?;
+    let pr_disks = crate::prdisk::count();
+    if pr_disks > 0 {
+        st.tgtd = Some(crate::prdisk::start(&lab.run_dir, &ns, pr_disks)?);
+        lab.save(&st)?;
+    }
     let t0 = Instant::now();
     for v in VMS {
-        let argv = qemu_argv(lab, images, v, &ns);
+        let argv = qemu_argv(lab, images, v, &ns, pr_disks);
         let pid = start_vm(lab, v.name, &argv)?;
         st.vms.insert(v.name.to_string(), VmState { pid, argv });
         lab.save(&st)?;
@@ -1089,6 +1111,7 @@ fn disk_files() -> Vec<String> {
         .map(|v| format!("{}.qcow2", v.name))
         .chain(SHELF.iter().map(|s| format!("{s}.img")))
         .chain(std::iter::once(format!("{HEARTBEAT_DISK}.img")))
+        .chain((0..8).map(|i| format!("pr{i}.img")))
         .collect()
 }
 
@@ -1145,7 +1168,9 @@ pub fn snapshot(lab: &Lab, name: &str) -> Result<f64, LabError> {
             wait_migration(lab, vm, Duration::from_secs(180))?;
         }
         for f in disk_files() {
-            copy_sparse(&lab.path(&f), &dir.join(&f))?;
+            if lab.path(&f).is_file() {
+                copy_sparse(&lab.path(&f), &dir.join(&f))?;
+            }
         }
         Ok::<(), LabError>(())
     })();
@@ -1176,7 +1201,9 @@ pub fn restore(lab: &Lab, name: &str) -> Result<f64, LabError> {
         thread::sleep(Duration::from_millis(100));
     }
     for f in disk_files() {
-        copy_sparse(&dir.join(&f), &lab.path(&f))?;
+        if dir.join(&f).is_file() {
+            copy_sparse(&dir.join(&f), &lab.path(&f))?;
+        }
     }
     let names: Vec<String> = st.vms.keys().cloned().collect();
     for vm in &names {

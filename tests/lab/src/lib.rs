@@ -10,6 +10,7 @@ pub mod cmd;
 pub mod demo;
 pub mod forward;
 pub mod lab;
+pub mod prdisk;
 pub mod qmp;
 pub mod scenario;
 pub mod verify;
