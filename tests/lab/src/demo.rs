@@ -180,7 +180,7 @@ pub fn setup(lab: &Lab) -> Result<HostFacts, LabError> {
             .map_err(|_| LabError::State("fixture thread panicked".into()))??;
         print!("{out}");
     }
-    let out = run_sh(lab, "H", "host-connect.sh", &[], Duration::from_secs(150))?;
+    let out = run_sh(lab, "H", "host-connect.sh", &[], Duration::from_secs(240))?;
     print!("{out}");
     host_facts(lab)
 }

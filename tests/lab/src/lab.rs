@@ -918,7 +918,7 @@ fn up_inner(lab: &Lab, images: &Path) -> Result<State, LabError> {
         lab.save(&st)?;
     }
     let names: Vec<&str> = VMS.iter().map(|v| v.name).collect();
-    wait_agents(lab, &names, Duration::from_secs(300))?;
+    wait_agents(lab, &names, Duration::from_secs(480))?;
     st.boot_seconds = Some((t0.elapsed().as_secs_f64() * 10.0).round() / 10.0);
     if let Err(e) = start_forwarder(lab, &mut st) {
         // A convenience for browsers, not a reason to fail the lab.
