@@ -283,6 +283,12 @@ async fn lab_targets() {
     }
     let lab = Lab::new();
     let mut figures = serde_json::Map::new();
+    if std::env::var("DUPLEX_LAB_BENCH_ONLY").as_deref() == Ok("1") {
+        // A lab this test already configured: the benchmark alone.
+        let v = bench(&lab).await;
+        println!("{}", serde_json::to_string_pretty(&v).unwrap());
+        return;
+    }
     let status = lab.lab(&["status"], 60).await.unwrap_or_default();
     if status.matches("agent ok").count() < 3 {
         lab.lab(&["up"], 900).await.expect("duplex-lab up");
@@ -596,11 +602,7 @@ async fn lab_targets() {
     // nothing at service start, then flip the pool's N volumes.
     // DUPLEX_LAB_BENCH=0 skips it (about 10 minutes under TCG).
     if std::env::var("DUPLEX_LAB_BENCH").as_deref() != Ok("0") {
-        let mut bench = Vec::new();
-        for n in [1u32, 100, 1000] {
-            bench.push(bench_round(&lab, n).await);
-        }
-        figures.insert("benchmark".into(), json!(bench));
+        figures.insert("benchmark".into(), bench(&lab).await);
     }
 
     let out = Value::Object(figures);
@@ -609,6 +611,19 @@ async fn lab_targets() {
     if let Ok(run) = std::env::var("DUPLEX_LAB_RUN") {
         let _ = std::fs::write(PathBuf::from(run).join("targets-lab.json"), &text);
     }
+}
+
+/// The benchmark rounds: `DUPLEX_LAB_BENCH_SIZES` (default `1,100,1000`).
+async fn bench(lab: &Lab) -> Value {
+    let sizes = std::env::var("DUPLEX_LAB_BENCH_SIZES").unwrap_or_else(|_| "1,100,1000".into());
+    let mut out = Vec::new();
+    for n in sizes
+        .split(',')
+        .filter_map(|s| s.trim().parse::<u32>().ok())
+    {
+        out.push(bench_round(lab, n).await);
+    }
+    json!(out)
 }
 
 /// N dm `zero` devices as `/dev/dx-bench/b<i>` (links to devtmpfs's
@@ -621,8 +636,13 @@ async fn bench_round(lab: &Lab, n: u32) -> Value {
     lab.sh_ok(
         "A",
         &format!(
-            "dmsetup ls | awk '/^dxbench-/{{print $1}}' | xargs -r dmsetup remove; \
-             dmsetup --noudevsync --noudevrules create --concise '{}' && udevadm settle -t 600; rm -rf /dev/dx-bench; mkdir -p /dev/dx-bench; \
+            // udev would probe each device for minutes under TCG: its
+            // queue is held until the round's teardown.
+            "udevadm control --stop-exec-queue; \
+             if [ $(dmsetup ls | grep -c '^dxbench-') -ne {n} ]; then \
+               dmsetup ls | awk '/^dxbench-/{{print $1}}' | xargs -r dmsetup --noudevsync remove; \
+               dmsetup --noudevsync --noudevrules create --concise '{}'; fi; \
+             rm -rf /dev/dx-bench; mkdir -p /dev/dx-bench; \
              dmsetup ls | while read -r name dev; do case $name in dxbench-*) m=${{dev#*:}}; m=${{m%)}}; \
              ln -s /dev/dm-$m /dev/dx-bench/b${{name#dxbench-}} ;; esac; done; ls /dev/dx-bench | wc -l",
             table.join(";"),
@@ -685,7 +705,7 @@ async fn bench_round(lab: &Lab, n: u32) -> Value {
     let teardown_s = t.elapsed().as_secs_f64();
     lab.sh_ok(
         "A",
-        &format!("rm -rf /dev/dx-bench; for i in $(seq 0 {}); do echo dxbench-$i; done | xargs dmsetup --noudevsync --noudevrules remove; udevadm settle -t 600", n - 1),
+        &format!("rm -rf /dev/dx-bench; for i in $(seq 0 {}); do echo dxbench-$i; done | xargs dmsetup --noudevsync --noudevrules remove; udevadm control --start-exec-queue", n - 1),
         600,
     )
     .await;
