@@ -169,7 +169,11 @@ pub const VMS: &[VmSpec] = &[
 /// Bridges of the lab namespace.
 const BRIDGES: &[&str] = &["br-fe", "br-ic0", "br-ic1"];
 /// Shelf disks shared by A and B (the heartbeat area lives on them too).
-pub const SHELF: &[&str] = &["shelf0", "shelf1", "shelf2", "shelf3"];
+/// Eight, so raid6 (five disks in LVM) and raid10 fit beside other pools
+/// and a spare; the files are sparse, so unused disks cost nothing.
+pub const SHELF: &[&str] = &[
+    "shelf0", "shelf1", "shelf2", "shelf3", "shelf4", "shelf5", "shelf6", "shelf7",
+];
 /// A small shared disk reserved for the disk heartbeat (DESIGN 4.3); the
 /// heartbeat area may also live on the shelf disks.
 pub const HEARTBEAT_DISK: &str = "hb0";
@@ -177,6 +181,20 @@ pub const HEARTBEAT_DISK: &str = "hb0";
 const HEARTBEAT_BYTES: u64 = 64 << 20;
 /// Size of each shelf disk (sparse).
 const SHELF_BYTES: u64 = 2 << 30;
+/// Guest memory in MiB: `DUPLEX_LAB_MEM_MB` for the controllers (768 by
+/// default; benchmarks with a thousand exports or volumes need more), 768
+/// for the host.
+fn memory_mb(controller: bool) -> u32 {
+    let default = 768;
+    if !controller {
+        return default;
+    }
+    std::env::var("DUPLEX_LAB_MEM_MB")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|m| (256..=16384).contains(m))
+        .unwrap_or(default)
+}
 /// Address of the lab namespace itself on br-fe (management forwarder).
 const FORWARDER_ADDR: &str = "10.50.0.1/24";
 /// Interconnect port of the Duplex peer link.
@@ -704,7 +722,7 @@ fn qemu_argv(lab: &Lab, images: &Path, v: &VmSpec, ns: &str, pr_disks: usize) ->
         "-smp",
         "1",
         "-m",
-        "768",
+        &memory_mb(v.controller).to_string(),
     ]);
     push(&["-kernel", &images.join("vmlinuz").display().to_string()]);
     push(&["-initrd", &images.join("initrd.img").display().to_string()]);
