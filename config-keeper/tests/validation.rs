@@ -941,3 +941,129 @@ fn partner_section_delete_is_refused() {
         "{e:?}"
     );
 }
+
+/// Applies `changes` to a populated store of controller a and expects
+/// success.
+fn accepted(changes: Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = populated(dir.path(), "a");
+    let v = s.version();
+    apply(&mut s, changes).unwrap();
+    assert!(s.version() > v, "nothing written");
+}
+
+#[test]
+fn mutual_chap_needs_both_halves_and_its_own_secret() {
+    let mut h = host("h9");
+    h["object"]["chap"]["mutual_user"] = json!("target-a");
+    refused(
+        json!([h.clone()]),
+        Invalid,
+        "changes[0].object.chap.mutual_secret",
+        "both",
+    );
+    let secret = h["object"]["chap"]["secret"].clone();
+    h["object"]["chap"]["mutual_secret"] = secret;
+    refused(
+        json!([h.clone()]),
+        Invalid,
+        "changes[0].object.chap.mutual_secret",
+        "differ",
+    );
+    h["object"]["chap"]["mutual_secret"] = json!("short");
+    refused(
+        json!([h.clone()]),
+        Invalid,
+        "changes[0].object.chap.mutual_secret",
+        "12 to 255",
+    );
+    let mut only_secret = host("h9");
+    only_secret["object"]["chap"]["mutual_secret"] = json!("another-secret-123");
+    refused(
+        json!([only_secret]),
+        Invalid,
+        "changes[0].object.chap.mutual_user",
+        "both",
+    );
+    h["object"]["chap"]["mutual_secret"] = json!("another-secret-123");
+    accepted(json!([h]));
+}
+
+#[test]
+fn portals_are_checked_like_other_addresses() {
+    let mut c = controller("b", 2);
+    c["object"]["portals"] = json!(["10.10.0.7/24"]);
+    refused(
+        json!([c.clone()]),
+        Conflict,
+        "changes[0].object.portals[0]",
+        "overlaps",
+    );
+    c["object"]["portals"] = json!(["198.51.100.10/24"]);
+    refused(
+        json!([c.clone()]),
+        Conflict,
+        "changes[0].object.portals[0]",
+        "already used by floating IP",
+    );
+    c["object"]["portals"] = json!(["198.51.100.12/24", "198.51.100.12/24"]);
+    refused(
+        json!([c.clone()]),
+        Invalid,
+        "changes[0].object.portals",
+        "twice",
+    );
+    c["object"]["portals"] = json!(["198.51.100.12/24"]);
+    let mut a = controller("a", 1);
+    a["object"]["portals"] = json!(["198.51.100.12/24"]);
+    refused(
+        json!([c.clone(), a]),
+        Conflict,
+        "changes[1].object.portals[0]",
+        "controller \"b\" portal",
+    );
+    accepted(json!([c]));
+}
+
+#[test]
+fn mirror_copies() {
+    let mut p = pool("p9", "a", [3, 4]);
+    p["object"]["copies"] = json!(4);
+    refused(
+        json!([p.clone()]),
+        Invalid,
+        "changes[0].object.copies",
+        "2 or 3",
+    );
+    p["object"]["copies"] = json!(3);
+    refused(
+        json!([p.clone()]),
+        Invalid,
+        "changes[0].object.disks",
+        "at least 3",
+    );
+    p["object"]["layout"] = json!("linear");
+    refused(
+        json!([p.clone()]),
+        Invalid,
+        "changes[0].object.copies",
+        "only a raid1",
+    );
+    p["object"]["layout"] = json!("raid1");
+    p["object"]["copies"] = json!(2);
+    accepted(json!([p]));
+}
+
+#[test]
+fn read_only_volume_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = populated(dir.path(), "a");
+    let mut v = volume_obj("ro1", "pa", 77);
+    v["read_only"] = json!(true);
+    apply(&mut s, json!([up("volume", v)])).unwrap();
+    assert!(s.config().volumes["ro1"].read_only);
+    // Objects without the field keep their canonical form (no
+    // "read_only": false is written), so digests of old data do not move.
+    let plain = serde_json::to_value(&s.config().volumes["v1"]).unwrap();
+    assert!(plain.get("read_only").is_none(), "{plain}");
+}

@@ -119,6 +119,10 @@ pub struct Controller {
     pub interconnect: Vec<IfAddr>,
     /// Management address.
     pub management: IfAddr,
+    /// Front-end portal addresses: where this controller's iSCSI (3260)
+    /// and NVMe/TCP (4420) targets listen.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub portals: Vec<IfAddr>,
 }
 
 /// Storage tier of a disk or pool.
@@ -196,6 +200,9 @@ pub struct Pool {
     /// Member disks by WWN (sorted).
     #[serde(default)]
     pub disks: Vec<String>,
+    /// Mirror copies (raid1 only: 2 or 3; absent means 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copies: Option<u32>,
 }
 
 /// A volume.
@@ -222,6 +229,16 @@ pub struct Volume {
     /// The snapshot this volume was cloned from, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_snapshot: Option<String>,
+    /// Read-only (snapshots are by default): targets export it write
+    /// protected.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub read_only: bool,
+}
+
+/// Serde helper: omit `false` so objects written before the field existed
+/// keep their canonical form (and the digest).
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Transport protocol of an export.
@@ -263,6 +280,13 @@ pub struct Chap {
     /// CHAP secret. Stored because LIO needs it in clear; the management
     /// endpoint's roles decide who may read it.
     pub secret: String,
+    /// Mutual CHAP: the user name the target answers with (with
+    /// `mutual_secret`, or neither).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutual_user: Option<String>,
+    /// Mutual CHAP: the target's secret; must differ from `secret`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutual_secret: Option<String>,
 }
 
 /// A host.

@@ -7,8 +7,8 @@
 
 use super::change::Violation;
 use super::model::{
-    Cluster, Config, Controller, Disk, Export, FloatingIp, Host, HostGroup, Kind, Object, Pool,
-    Protocol, Settings, User, Volume,
+    Cluster, Config, Controller, Disk, Export, FloatingIp, Host, HostGroup, Kind, Layout, Object,
+    Pool, Protocol, Settings, User, Volume,
 };
 use super::syntax::{
     check_chap_secret, check_ifname, check_iqn, check_naa_wwn, check_name, check_nguid, check_nqn,
@@ -63,12 +63,17 @@ pub fn normalise(at: &str, obj: &mut Object) -> V {
         }
         Object::HostGroup(g) => normalise_set(at, "hosts", &mut g.hosts),
         Object::Controller(c) => {
-            c.interconnect.sort();
-            if let Some(w) = c.interconnect.windows(2).find(|w| w[0] == w[1]) {
-                return Err(Violation::invalid(
-                    field(at, "interconnect"),
-                    format!("{} is listed twice", w[0]),
-                ));
+            for (name, list) in [
+                ("interconnect", &mut c.interconnect),
+                ("portals", &mut c.portals),
+            ] {
+                list.sort();
+                if let Some(w) = list.windows(2).find(|w| w[0] == w[1]) {
+                    return Err(Violation::invalid(
+                        field(at, name),
+                        format!("{} is listed twice", w[0]),
+                    ));
+                }
             }
             Ok(())
         }
@@ -161,6 +166,13 @@ fn addresses(cfg: &Config, skip: (Kind, &str)) -> Vec<AddrUse> {
                 interconnect: true,
             });
         }
+        for a in &c.portals {
+            out.push(AddrUse {
+                what: format!("controller {:?} portal", c.id),
+                addr: *a,
+                interconnect: false,
+            });
+        }
     }
     for f in cfg.floating_ips.values() {
         if skip == (Kind::FloatingIp, f.name.as_str()) {
@@ -233,6 +245,20 @@ fn check_controller(cfg: &Config, at: &str, c: &Controller) -> V {
             what: format!("controller {:?} interconnect", c.id),
             addr: *a,
             interconnect: true,
+        });
+    }
+    if c.portals.len() > 8 {
+        return Err(Violation::invalid(
+            field(at, "portals"),
+            "at most 8 portal addresses per controller",
+        ));
+    }
+    for (i, a) in c.portals.iter().enumerate() {
+        check_address(&others, at, &format!("portals[{i}]"), *a, false)?;
+        others.push(AddrUse {
+            what: format!("controller {:?} portal", c.id),
+            addr: *a,
+            interconnect: false,
         });
     }
     Ok(())
@@ -315,6 +341,29 @@ fn check_pool(cfg: &Config, at: &str, p: &Pool) -> V {
             return Err(Violation::invalid(
                 field(at, "tier"),
                 "the tier of a pool cannot change",
+            ));
+        }
+    }
+    if let Some(copies) = p.copies {
+        if p.layout != Layout::Raid1 {
+            return Err(Violation::invalid(
+                field(at, "copies"),
+                format!(
+                    "only a raid1 (mirror) pool has copies; this one is {:?}",
+                    p.layout
+                ),
+            ));
+        }
+        if !(2..=3).contains(&copies) {
+            return Err(Violation::invalid(
+                field(at, "copies"),
+                format!("a mirror has 2 or 3 copies, not {copies}"),
+            ));
+        }
+        if p.disks.len() < copies as usize {
+            return Err(Violation::invalid(
+                field(at, "disks"),
+                format!("{copies} copies need at least {copies} disks"),
             ));
         }
     }
@@ -591,6 +640,40 @@ fn check_host(cfg: &Config, at: &str, h: &Host) -> V {
         }
         check_chap_secret(&chap.secret)
             .map_err(|r| Violation::invalid(field(at, "chap.secret"), r))?;
+        match (&chap.mutual_user, &chap.mutual_secret) {
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(Violation::invalid(
+                    field(at, "chap.mutual_secret"),
+                    "mutual CHAP needs both mutual_user and mutual_secret",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(Violation::invalid(
+                    field(at, "chap.mutual_user"),
+                    "mutual CHAP needs both mutual_user and mutual_secret",
+                ))
+            }
+            (Some(user), Some(secret)) => {
+                if user.is_empty() || user.len() > 255 || !user.is_ascii() {
+                    return Err(Violation::invalid(
+                        field(at, "chap.mutual_user"),
+                        "must be 1 to 255 ASCII characters",
+                    ));
+                }
+                check_chap_secret(secret)
+                    .map_err(|r| Violation::invalid(field(at, "chap.mutual_secret"), r))?;
+                // The target would answer with the initiator's own secret,
+                // which lets anyone who captured one side impersonate the
+                // other (RFC 3720 8.2.1).
+                if *secret == chap.secret {
+                    return Err(Violation::invalid(
+                        field(at, "chap.mutual_secret"),
+                        "must differ from the initiator's secret",
+                    ));
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -178,6 +178,7 @@ mod tests {
             owner: owner.into(),
             epoch,
             disks: vec![],
+            copies: None,
         }
     }
 

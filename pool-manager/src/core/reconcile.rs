@@ -232,6 +232,7 @@ mod tests {
                 owner: "A".into(),
                 epoch: 1,
                 disks: vec![],
+                copies: None,
             },
         );
         for (n, parent) in [("v1", None), ("s1", Some("v1"))] {
@@ -247,6 +248,7 @@ mod tests {
                     nguid: String::new(),
                     uuid: String::new(),
                     parent_snapshot: parent.map(str::to_string),
+                    read_only: false,
                 },
             );
         }

@@ -405,6 +405,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             owner: self.me.clone(),
             epoch: cluster_epoch,
             disks: chosen.iter().map(|(d, _)| d.wwn.clone()).collect(),
+            copies: None,
         };
         let was_recorded = cfg.pools.contains_key(&req.name);
         changes.push(Change::Upsert(Object::Pool(rec)));
@@ -866,6 +867,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             nguid: id.nguid,
             uuid: id.uuid,
             parent_snapshot: None,
+            read_only: false,
         };
         self.record_then(
             rec,
@@ -1073,6 +1075,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             nguid: id.nguid,
             uuid: id.uuid,
             parent_snapshot: Some(source.into()),
+            read_only: false,
         };
         let source = source.to_string();
         self.record_then(
