@@ -27,8 +27,9 @@ struct Args {
     /// Run the command on this controller (the partner's id goes over the peer link).
     #[arg(long, short = 'c', global = true)]
     controller: Option<String>,
-    /// Call timeout in seconds.
-    #[arg(long, global = true, default_value_t = 30)]
+    /// Call timeout in seconds (the router bounds each call by the
+    /// method's own limit, at most 15 min, so this is a backstop).
+    #[arg(long, global = true, default_value_t = 960)]
     timeout: u64,
     #[command(subcommand)]
     cmd: Cmd,

@@ -94,6 +94,20 @@ impl Registry {
                 ));
             }
         }
+        for (m, ms) in &reg.timeouts_ms {
+            if !reg.methods.contains(m) {
+                return Err(RpcError::invalid_params(
+                    "timeouts_ms",
+                    format!("{m} has a timeout but is not one of the service's methods"),
+                ));
+            }
+            if *ms == 0 {
+                return Err(RpcError::invalid_params(
+                    "timeouts_ms",
+                    format!("the timeout of {m} must be greater than zero"),
+                ));
+            }
+        }
         self.services.insert(
             reg.name.clone(),
             Entry {
@@ -186,7 +200,24 @@ mod tests {
             methods: methods.iter().map(|s| s.to_string()).collect(),
             socket: "/tmp/x.sock".into(),
             pid: 42,
+            timeouts_ms: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn method_timeouts_name_registered_methods() {
+        let mut r = Registry::default();
+        let mut g = reg("pool-manager", &["pool"], &["pool.takeover"]);
+        g.timeouts_ms.insert("pool.create".into(), 1000);
+        let e = r.register(g.clone(), 1, 0).unwrap_err();
+        assert_eq!(e.field(), Some("timeouts_ms"));
+        g.timeouts_ms.clear();
+        g.timeouts_ms.insert("pool.takeover".into(), 0);
+        assert!(r.register(g.clone(), 1, 0).is_err());
+        g.timeouts_ms.insert("pool.takeover".into(), 600_000);
+        r.register(g, 1, 0).unwrap();
+        let e = r.route("pool.takeover").unwrap();
+        assert_eq!(e.reg.timeouts_ms.get("pool.takeover"), Some(&600_000));
     }
 
     #[test]

@@ -338,13 +338,18 @@ impl Router {
         action_id: String,
         caller: String,
     ) -> (String, Result<Value, RpcError>) {
-        let (name, socket) = {
+        let (name, socket, limit) = {
             let reg = lock(&self.registry);
             match reg.route(&req.method) {
-                Ok(e) => (e.reg.name.clone(), e.reg.socket.clone()),
+                Ok(e) => (
+                    e.reg.name.clone(),
+                    e.reg.socket.clone(),
+                    e.reg.timeouts_ms.get(&req.method).copied(),
+                ),
                 Err(e) => return ("router".into(), Err(e)),
             }
         };
+        let timeout = self.cfg.router.call_timeout_for(limit);
         let conn = match self.service_conn(&name, &socket).await {
             Ok(c) => c,
             Err(e) => return (name, Err(e)),
@@ -355,7 +360,7 @@ impl Router {
             controller: None,
             ..req
         };
-        let r = match conn.call(fwd, self.cfg.router.call_timeout()).await {
+        let r = match conn.call(fwd, timeout).await {
             Ok(resp) => resp.into_result(),
             Err(ConnError::Closed) => Err(RpcError::unavailable(format!(
                 "service {name} went away during the call"
@@ -383,12 +388,20 @@ impl Router {
             ))
             .with_data("reason", "peer_down".into()));
         };
+        // Both controllers run the same services: the partner's router
+        // gives the method the limit ours would, so wait that long (its
+        // answer or the link's loss ends the wait sooner).
+        let limit = lock(&self.registry)
+            .route(&req.method)
+            .ok()
+            .and_then(|e| e.reg.timeouts_ms.get(&req.method).copied());
+        let timeout = self.cfg.router.call_timeout_for(limit);
         let fwd = Request {
             action_id: Some(action_id),
             caller: Some(caller),
             ..req
         };
-        match conn.call(fwd, self.cfg.router.call_timeout()).await {
+        match conn.call(fwd, timeout).await {
             Ok(resp) => resp.into_result(),
             Err(e) => Err(RpcError::unavailable(format!("peer link: {e}"))
                 .with_data("reason", "peer_down".into())),

@@ -80,6 +80,9 @@ pub struct RouterSettings {
     pub event_queue: usize,
     /// How long a routed call may take before it fails with `unavailable`.
     pub call_timeout_ms: u64,
+    /// The most a service may ask for one method (`timeouts_ms` in its
+    /// registration).
+    pub max_call_timeout_ms: u64,
 }
 
 impl Default for RouterSettings {
@@ -91,6 +94,7 @@ impl Default for RouterSettings {
             max_connections: 1024,
             event_queue: 1024,
             call_timeout_ms: 30_000,
+            max_call_timeout_ms: 900_000,
         }
     }
 }
@@ -99,6 +103,17 @@ impl RouterSettings {
     /// The call timeout as a duration.
     pub fn call_timeout(&self) -> Duration {
         Duration::from_millis(self.call_timeout_ms)
+    }
+
+    /// The timeout of one routed call: the service's own limit for the
+    /// method if it registered one (capped), else the default.
+    pub fn call_timeout_for(&self, method_limit_ms: Option<u64>) -> Duration {
+        match method_limit_ms {
+            Some(ms) => {
+                Duration::from_millis(ms.min(self.max_call_timeout_ms.max(self.call_timeout_ms)))
+            }
+            None => self.call_timeout(),
+        }
     }
 }
 

@@ -114,6 +114,11 @@ pub struct Registration {
     /// Its process id.
     #[serde(default)]
     pub pid: u32,
+    /// Methods that may run longer than the router's default call timeout
+    /// (method → milliseconds), e.g. a pool takeover activating hundreds of
+    /// volumes. The router caps them at its `max_call_timeout_ms`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub timeouts_ms: BTreeMap<String, u64>,
 }
 
 /// Declares a service's methods, then starts it.
@@ -123,6 +128,7 @@ pub struct ServiceBuilder {
     version: String,
     namespaces: Vec<String>,
     handlers: BTreeMap<String, Handler>,
+    timeouts: BTreeMap<String, u64>,
 }
 
 impl ServiceBuilder {
@@ -134,7 +140,16 @@ impl ServiceBuilder {
             version: version.into(),
             namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
             handlers: BTreeMap::new(),
+            timeouts: BTreeMap::new(),
         }
+    }
+
+    /// Lets routed calls of `method` run up to `limit` instead of the
+    /// router's default call timeout (long pool or target operations).
+    pub fn timeout(&mut self, method: &str, limit: Duration) -> &mut Self {
+        let ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        self.timeouts.insert(method.into(), ms);
+        self
     }
 
     /// Adds a method handler.
@@ -187,6 +202,7 @@ impl ServiceBuilder {
             methods: self.handlers.keys().cloned().collect(),
             socket: socket.clone(),
             pid: std::process::id(),
+            timeouts_ms: self.timeouts,
         };
         let dispatch = Arc::new(ServiceDispatch {
             handlers: self.handlers,

@@ -236,6 +236,25 @@ async fn a_crashed_service_is_unavailable_until_it_registers_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_with_its_own_timeout_outlives_the_default() {
+    let node = Node::new("A", None, "call_timeout_ms = 400");
+    let _router = node.start_router().await;
+    let _alpha = node.start_test_service("alpha", "alpha").await;
+    let c = node.client();
+    let e = c
+        .call("alpha.sleep", json!({"ms": 1500}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), Some(ErrorCode::Unavailable), "{e}");
+    assert!(e.to_string().contains("did not answer"), "{e}");
+    let v = c.call("alpha.long", json!({"ms": 1500})).await.unwrap();
+    assert_eq!(v["slept_ms"], 1500);
+    let (code, out, _) = node.duplexctl(&["--json", "services"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"alpha.long\": 10000"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_reach_subscribers_and_a_slow_one_is_dropped() {
     let node = Node::new("A", None, "event_queue = 16");
     let router = node.start_router().await;

@@ -77,6 +77,14 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(std::time::Duration::from_millis(s.ms)).await;
         Ok(json!({"slept_ms": s.ms}))
     });
+    // The same sleep, registered with its own 10 s limit: the router must
+    // let it outlive its default call timeout.
+    b.method(&format!("{ns}.long"), |_ctx, p| async move {
+        let s: Sleep = params(p)?;
+        tokio::time::sleep(std::time::Duration::from_millis(s.ms)).await;
+        Ok(json!({"slept_ms": s.ms}))
+    })
+    .timeout(&format!("{ns}.long"), std::time::Duration::from_secs(10));
     b.method(&format!("{ns}.publish"), |ctx, p| async move {
         let e: Publish = params(p)?;
         ctx.router
