@@ -2,33 +2,54 @@
 # Runs in every lab guest at boot from the read-only payload disk: names the
 # NICs by MAC and addresses them, installs the agent and the Duplex binaries,
 # units and configuration (controllers), or the shipped host settings (H).
+#   install.sh        the whole installation (at boot)
+#   install.sh nics   name and address the NICs again, idempotently: the lab
+#                     runs it once every agent answers, because udev may
+#                     still rename a NIC after the boot-time pass.
 set -eu
 P=/run/duplex-lab/payload
 role=$(sed -n 's/.*duplex_lab\.role=\([A-Za-z]*\).*/\1/p' /proc/cmdline)
 [ -n "$role" ] || { echo "install: no duplex_lab.role on the kernel command line"; exit 1; }
-echo "duplex-lab-$role" > /etc/hostname
-hostname "duplex-lab-$role"
 
-# Networks: "<mac> <name> <addr/prefix>" per line. This runs before udev
-# has probed every device: load the NIC driver and wait for each MAC.
-modprobe virtio_net || true
-while read -r mac name addr; do
-  dev=""
-  i=0
-  while [ -z "$dev" ] && [ $i -lt 600 ]; do
+# "<mac> <name> <addr/prefix>" per line in $P/roles/$role/net.
+nics() {
+  changed=0
+  while read -r mac name addr; do
+    dev=""
     for d in /sys/class/net/*; do
       [ "$(cat "$d/address")" = "$mac" ] && dev=${d##*/}
     done
-    [ -n "$dev" ] || { sleep 0.1; i=$((i+1)); }
+    [ -n "$dev" ] || { echo "install: no NIC with MAC $mac"; exit 1; }
+    if [ "$dev" != "$name" ]; then
+      ip link set dev "$dev" down
+      ip link set dev "$dev" name "$name"
+      changed=1
+    fi
+    ip -br addr show dev "$name" | grep -q " ${addr%/*}/" || { ip addr add "$addr" dev "$name"; changed=1; }
+    ip link set dev "$name" up
+  done < "$P/roles/$role/net"
+  echo "nics: changed=$changed"
+}
+if [ "${1:-}" = nics ]; then
+  nics
+  exit 0
+fi
+
+echo "duplex-lab-$role" > /etc/hostname
+hostname "duplex-lab-$role"
+
+# Networks. This runs before udev has probed every device: load the NIC
+# driver and wait for each MAC, then name and address them.
+modprobe virtio_net || true
+while read -r mac name addr; do
+  i=0
+  until grep -qx "$mac" /sys/class/net/*/address 2>/dev/null; do
+    i=$((i+1))
+    [ $i -lt 600 ] || { echo "install: no NIC with MAC $mac"; exit 1; }
+    sleep 0.1
   done
-  [ -n "$dev" ] || { echo "install: no NIC with MAC $mac"; exit 1; }
-  if [ "$dev" != "$name" ]; then
-    ip link set dev "$dev" down
-    ip link set dev "$dev" name "$name"
-  fi
-  ip addr add "$addr" dev "$name"
-  ip link set dev "$name" up
 done < "$P/roles/$role/net"
+nics
 ip link set lo up
 
 # Binaries (agent, verifier, Duplex daemons and CLI): links into the

@@ -77,7 +77,12 @@ fn run_sh(
 
 /// Reads H's view of the demo volumes.
 pub fn host_facts(lab: &Lab) -> Result<HostFacts, LabError> {
-    let out = run_sh(lab, "H", "host-facts.sh", &[], Duration::from_secs(30))?;
+    host_facts_for(lab, "nqn.2026-11.io.duplex.lab:vol1")
+}
+
+/// Reads H's view: the dm-multipath maps and the NVMe subsystem `nqn`.
+pub fn host_facts_for(lab: &Lab, nqn: &str) -> Result<HostFacts, LabError> {
+    let out = run_sh(lab, "H", "host-facts.sh", &[nqn], Duration::from_secs(30))?;
     let mut f = HostFacts::default();
     for line in out.lines() {
         match line.split_once('=') {

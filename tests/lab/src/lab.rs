@@ -937,6 +937,18 @@ fn up_inner(lab: &Lab, images: &Path) -> Result<State, LabError> {
     }
     let names: Vec<&str> = VMS.iter().map(|v| v.name).collect();
     wait_agents(lab, &names, Duration::from_secs(480))?;
+    for v in VMS {
+        // udev may rename a NIC after the boot-time pass named it.
+        let out = exec_ok(
+            lab,
+            v.name,
+            &["sh", "/run/duplex-lab/payload/install.sh", "nics"],
+            Duration::from_secs(60),
+        )?;
+        if out.contains("changed=1") {
+            warn!("{}: NICs named or addressed again after boot", v.name);
+        }
+    }
     st.boot_seconds = Some((t0.elapsed().as_secs_f64() * 10.0).round() / 10.0);
     if let Err(e) = start_forwarder(lab, &mut st) {
         // A convenience for browsers, not a reason to fail the lab.

@@ -6,6 +6,7 @@
 //! their QMP socket ([`qmp`]) and the guest agent ([`agent`]).
 
 pub mod agent;
+pub mod appliance;
 pub mod cmd;
 pub mod demo;
 pub mod forward;

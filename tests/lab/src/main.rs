@@ -87,9 +87,23 @@ enum Cmd {
         /// Snapshot name.
         name: String,
     },
-    /// Apply the demo configuration (temporary configfs fixture), log H in,
-    /// run a short verified write and print the host's view.
-    Demo,
+    /// The demo through the appliance's services (a pool and two volumes
+    /// from pool-manager, exports built by targets on A and B), H attached
+    /// over iSCSI and NVMe/TCP, a short verified write, the host's view.
+    /// `--fixture`: the old raw configfs fixture instead.
+    Demo {
+        /// Use the configfs fixture on raw shelf disks (no Duplex services).
+        #[arg(long)]
+        fixture: bool,
+    },
+    /// Hand the demo pool over from one controller to the other (standby,
+    /// export, new epoch, takeover, active) and print the steps' times.
+    Handover {
+        /// The controller that owns the pool now.
+        from: String,
+        /// The controller that takes it.
+        to: String,
+    },
     /// (internal) Serve the management-port forwards until killed.
     #[command(hide = true)]
     Forward {
@@ -248,18 +262,32 @@ fn run() -> Result<i32> {
             let s = lab::restore(&lab, &name)?;
             println!("snapshot {name} restored in {s:.1} s");
         }
-        Cmd::Demo => {
-            let facts = demo::setup(&lab)?;
+        Cmd::Demo { fixture } => {
+            let facts = if fixture {
+                demo::setup(&lab)?
+            } else {
+                duplex_lab::appliance::setup(&lab)?
+            };
             println!("host devices: {}", serde_json::to_string(&facts)?);
             let v = demo::verify(&lab, &facts, 5)?;
             println!(
                 "--- H: duplex-verify (5 s)\n{}",
                 serde_json::to_string_pretty(&v)?
             );
-            print!("{}", demo::report(&lab));
+            if fixture {
+                print!("{}", demo::report(&lab));
+            } else {
+                print!("{}", duplex_lab::appliance::report(&lab));
+            }
             if v.get("ok").and_then(serde_json::Value::as_bool) != Some(true) {
                 return Ok(1);
             }
+        }
+        Cmd::Handover { from, to } => {
+            for (step, s) in duplex_lab::appliance::handover(&lab, &from, &to)? {
+                println!("{step:>9} at {s:6.2} s");
+            }
+            print!("{}", duplex_lab::appliance::states(&lab));
         }
         Cmd::Forward { ns, forwards } => {
             let fw: Vec<(u16, String)> = forwards
