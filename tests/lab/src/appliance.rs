@@ -279,20 +279,7 @@ pub fn handover(lab: &Lab, from: &str, to: &str) -> Result<Vec<(String, f64)>, L
 
 /// Text for humans: H's multipath and NVMe view, the pool's access states.
 pub fn report(lab: &Lab) -> String {
-    let mut s = String::new();
-    for (title, argv) in [
-        ("multipath -ll", vec!["multipath", "-ll"]),
-        ("nvme list-subsys", vec!["nvme", "list-subsys"]),
-    ] {
-        s.push_str(&format!("--- H: {title}\n"));
-        match lab::exec(lab, "H", &crate::cmd::argv(&argv), Duration::from_secs(30)) {
-            Ok(r) => {
-                s.push_str(&r.stdout);
-                s.push_str(&r.stderr);
-            }
-            Err(e) => s.push_str(&format!("{e}\n")),
-        }
-    }
+    let mut s = crate::demo::host_report(lab);
     s.push_str("--- access states (target.access_states)\n");
     s.push_str(&states(lab));
     s

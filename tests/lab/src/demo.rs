@@ -185,7 +185,18 @@ pub fn setup(lab: &Lab) -> Result<HostFacts, LabError> {
             .map_err(|_| LabError::State("fixture thread panicked".into()))??;
         print!("{out}");
     }
-    let out = run_sh(lab, "H", "host-connect.sh", &[], Duration::from_secs(240))?;
+    let out = run_sh(
+        lab,
+        "H",
+        "host-attach.sh",
+        &[
+            "iqn.2026-11.io.duplex.lab:vol0",
+            "nqn.2026-11.io.duplex.lab:vol1",
+            "10.50.0.11",
+            "10.50.0.12",
+        ],
+        Duration::from_secs(240),
+    )?;
     print!("{out}");
     host_facts(lab)
 }
@@ -265,6 +276,14 @@ pub fn verify(lab: &Lab, facts: &HostFacts, seconds: u32) -> Result<Value, LabEr
 
 /// Text for humans: multipath, NVMe subsystems, port-group states.
 pub fn report(lab: &Lab) -> String {
+    let mut s = host_report(lab);
+    s.push_str("--- port group states (ALUA tg_pt_gp / nvmet ANA group)\n");
+    s.push_str(&states(lab));
+    s
+}
+
+/// H's multipath and NVMe subsystem view, for humans.
+pub fn host_report(lab: &Lab) -> String {
     let mut s = String::new();
     for (title, argv) in [
         ("multipath -ll", vec!["multipath", "-ll"]),
@@ -279,8 +298,6 @@ pub fn report(lab: &Lab) -> String {
             Err(e) => s.push_str(&format!("{e}\n")),
         }
     }
-    s.push_str("--- port group states (ALUA tg_pt_gp / nvmet ANA group)\n");
-    s.push_str(&states(lab));
     s
 }
 
