@@ -35,6 +35,39 @@ pub enum BackendError {
     },
 }
 
+/// Saving or loading the flip overrides failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    /// A filesystem call failed.
+    #[error("{op} {path}")]
+    Io {
+        /// `read`, `create`, `write`, `fsync`, `rename`, `mkdir`.
+        op: &'static str,
+        /// The file or directory.
+        path: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The file is not the JSON we write.
+    #[error("{path} is damaged")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The file was written by a newer format.
+    #[error("{path} has format version {version}, this service reads 1")]
+    Version {
+        /// The file.
+        path: String,
+        /// The version found.
+        version: u32,
+    },
+}
+
 /// A reconcile that stopped part way.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {

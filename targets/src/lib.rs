@@ -7,6 +7,7 @@
 //!   the simulator, and the observer.
 //! - [`reconciler`]: the driver that observes, plans, applies and flips.
 //! - [`rpc`]: the `target.*` methods.
+//! - [`overrides`]: the flip overrides kept on disk across restarts.
 //! - [`error`]: error types.
 //!
 //! Architecture invariant: only `backend` touches the kernel; only `rpc`
@@ -15,5 +16,6 @@
 pub mod backend;
 pub mod core;
 pub mod error;
+pub mod overrides;
 pub mod reconciler;
 pub mod rpc;

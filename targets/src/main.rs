@@ -10,6 +10,7 @@ use duplex_targets::backend::net::NetBackend;
 use duplex_targets::backend::sim::SimBackend;
 use duplex_targets::backend::TargetBackend;
 use duplex_targets::core::desired::Local;
+use duplex_targets::overrides::OverrideStore;
 use duplex_targets::reconciler::Reconciler;
 use duplex_targets::rpc;
 use std::net::IpAddr;
@@ -31,7 +32,8 @@ struct Args {
     #[arg(long)]
     sim: bool,
     /// A front-end portal address (iSCSI 3260, NVMe/TCP 4420); repeat for
-    /// several. Default: the wildcard 0.0.0.0.
+    /// several. Overrides the controller's `portals` in the configuration;
+    /// with neither, the wildcard 0.0.0.0.
     #[arg(long = "portal")]
     portals: Vec<IpAddr>,
     /// Seconds between drift checks of configfs.
@@ -128,7 +130,12 @@ async fn main() -> anyhow::Result<()> {
     } else {
         NetBackend::linux().context("floating addresses")?
     };
-    let shared = rpc::Shared::new(Reconciler::new(backend, local), net, &cfg.controller_id);
+    let mut rec = Reconciler::new(backend, local);
+    if !args.sim {
+        // Flip overrides survive a restart (a simulated configfs does not).
+        rec = rec.with_store(OverrideStore::new(&cfg.state_dir));
+    }
+    let shared = rpc::Shared::new(rec, net, &cfg.controller_id);
     let mut svc = ServiceBuilder::new(
         &cfg,
         "targets",

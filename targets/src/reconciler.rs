@@ -3,17 +3,19 @@
 //! on the blocking pool, one operation at a time.
 
 use crate::backend::{observe, Observed, TargetBackend};
-use crate::core::desired::{build, with_pool_state, Desired, DesiredConfig, Local};
+use crate::core::desired::{build, Desired, DesiredConfig, Local, PoolCfg};
+use crate::core::flip;
 use crate::core::model::{AccessState, Tree};
 use crate::core::plan::{plan, Step};
-use crate::error::ReconcileError;
-use serde::Serialize;
+use crate::error::{chain, ReconcileError};
+use crate::overrides::OverrideStore;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// An access state set by `target.set_access_state`, valid while the pool's
 /// ownership record is the one it was set under.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Override {
     /// The state.
     pub state: AccessState,
@@ -47,8 +49,21 @@ pub struct Flip {
     pub volumes: usize,
     /// The pool's ANA group on this controller, if it has NVMe exports.
     pub ana_group: Option<u32>,
-    /// Steps while transitioning plus steps to the final state.
+    /// Attribute writes while transitioning plus writes to the final state.
     pub steps: usize,
+    /// True when configfs had to be read first (nothing applied yet).
+    pub observed: bool,
+    /// Milliseconds before the first write (ownership record, members,
+    /// reading configfs when needed).
+    pub prepare_ms: u64,
+    /// Milliseconds of the Transitioning / change writes.
+    pub transition_ms: u64,
+    /// Milliseconds to save the override (temp file, fsync, rename).
+    pub persist_ms: u64,
+    /// False when the override could not be saved (it holds until a restart).
+    pub persisted: bool,
+    /// Milliseconds of the final-state writes.
+    pub final_ms: u64,
     /// Wall time in milliseconds.
     pub ms: u64,
 }
@@ -73,6 +88,8 @@ pub struct Reconciler {
     local: Local,
     config: Option<DesiredConfig>,
     overrides: BTreeMap<String, Override>,
+    /// Where the overrides are kept across restarts (none in tests and `--sim`).
+    store: Option<OverrideStore>,
     /// Our part of configfs as the last successful apply left it; `None`
     /// when unknown (start-up, after a failure): then configfs is read.
     cache: Option<Tree>,
@@ -91,20 +108,71 @@ impl Reconciler {
             local,
             config: None,
             overrides: BTreeMap::new(),
+            store: None,
             cache: None,
             last: None,
+        }
+    }
+
+    /// Keeps the overrides in `store`, starting from the ones saved there
+    /// (they are checked against the ownership records by the first
+    /// [`Reconciler::set_config`]). A file that cannot be read is reported
+    /// and ignored: the states then follow ownership, as after a first start.
+    pub fn with_store(mut self, store: OverrideStore) -> Reconciler {
+        match store.load() {
+            Ok(o) => {
+                if !o.is_empty() {
+                    tracing::info!(overrides = ?o, file = %store.path().display(), "flip overrides loaded");
+                }
+                self.overrides = o;
+            }
+            Err(e) => {
+                tracing::warn!(error = %chain(&e), "flip overrides not loaded; states follow ownership")
+            }
+        }
+        self.store = Some(store);
+        self
+    }
+
+    /// Saves the overrides; a failure is logged (the kernel state is set
+    /// already; only a restart would lose it) and returned as false.
+    fn persist(&self) -> bool {
+        let Some(store) = &self.store else {
+            return true;
+        };
+        match store.save(&self.overrides) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %chain(&e), "flip overrides not saved");
+                false
+            }
         }
     }
 
     /// Replaces the desired state; overrides of pools whose ownership
     /// record changed are dropped (the new owner's decision wins).
     pub fn set_config(&mut self, cfg: DesiredConfig) {
+        let before = self.overrides.len();
         self.overrides.retain(|pool, o| {
             cfg.pools
                 .iter()
                 .any(|p| &p.name == pool && p.owner == o.owner && p.epoch == o.epoch)
         });
+        if self.overrides.len() != before {
+            self.persist();
+        }
         self.config = Some(cfg);
+    }
+
+    /// Replaces the pools' ownership records only (a flip reads just those:
+    /// the whole configuration of a thousand volumes costs more to fetch
+    /// and parse than the flip itself); stale overrides are dropped as in
+    /// [`Reconciler::set_config`].
+    pub fn set_pools(&mut self, pools: Vec<PoolCfg>) {
+        if let Some(mut cfg) = self.config.take() {
+            cfg.pools = pools;
+            self.set_config(cfg);
+        }
     }
 
     /// True once a desired state was set.
@@ -187,8 +255,11 @@ impl Reconciler {
     }
 
     /// Sets every volume of `pool` to `state` through this controller:
-    /// first Transitioning (ALUA) / change (ANA), then whatever else the
-    /// desired state needs, then the final state.
+    /// first Transitioning (ALUA) / change (ANA) on all of them, then the
+    /// final state. Only the state attributes are written, from the cache
+    /// of what was applied last (configfs is read only when that is
+    /// unknown); anything else the desired state needs is left to the next
+    /// reconcile, which builds with this state and so keeps it.
     pub fn set_access_state(&mut self, pool: &str, state: AccessState) -> Result<Flip, FlipError> {
         let t = Instant::now();
         let cfg = self.config.as_ref().ok_or(FlipError::NoConfig)?;
@@ -202,26 +273,48 @@ impl Reconciler {
             owner: p.owner.clone(),
             epoch: p.epoch,
         };
-        let observed = match &self.cache {
-            Some(c) => c.clone(),
-            None => self.observe()?.tree,
+        let members = flip::members(cfg, pool);
+        let group = self.local.alua_group();
+        let (mut tree, observed) = match self.cache.take() {
+            Some(c) => (c, false),
+            None => (self.observe()?.tree, true),
         };
-        let base = self.desired(&observed);
-        let view = base.pools.get(pool).cloned();
-        let mid = with_pool_state(&base, pool, AccessState::Transitioning);
-        let first = plan(&mid.tree, &observed);
-        self.apply(&first, &mid.tree)?;
+        let prepare_ms = ms_since(t);
+        let t1 = Instant::now();
+        let mid = flip::flip_steps(&mut tree, &members, &group, AccessState::Transitioning);
+        // On failure the cache stays unknown: the next reconcile reads configfs.
+        self.backend.apply(&mid.steps)?;
+        let transition_ms = ms_since(t1);
+        let t_persist = Instant::now();
+        // Saved before the final state is written: after a crash in
+        // between, the restarted service finishes the flip, not undoes it.
+        let changed = self.overrides.get(pool) != Some(&ov);
         self.overrides.insert(pool.to_string(), ov);
-        let fin = with_pool_state(&mid, pool, state);
-        let second = plan(&fin.tree, &mid.tree);
-        self.apply(&second, &fin.tree)?;
-        self.last = Some(fin);
+        let persisted = !changed || self.persist();
+        let persist_ms = ms_since(t_persist);
+        let t2 = Instant::now();
+        let fin = flip::flip_steps(&mut tree, &members, &group, state);
+        self.backend.apply(&fin.steps)?;
+        let final_ms = ms_since(t2);
+        self.cache = Some(tree);
+        if let Some(last) = &mut self.last {
+            flip::flip_steps(&mut last.tree, &members, &group, state);
+            if let Some(v) = last.pools.get_mut(pool) {
+                v.state = state;
+            }
+        }
         Ok(Flip {
             pool: pool.to_string(),
             state,
-            volumes: view.as_ref().map_or(0, |v| v.volumes.len()),
-            ana_group: view.and_then(|v| v.ana_group),
-            steps: first.len() + second.len(),
+            volumes: fin.volumes,
+            ana_group: fin.ana_groups.first().copied(),
+            steps: mid.steps.len() + fin.steps.len(),
+            observed,
+            prepare_ms,
+            transition_ms,
+            persist_ms,
+            persisted,
+            final_ms,
             ms: ms_since(t),
         })
     }
@@ -246,12 +339,71 @@ mod tests {
         .unwrap_or_default()
     }
 
-    fn rec() -> Reconciler {
+    fn sim() -> SimBackend {
         let mut sim = SimBackend::new();
         sim.add_device("/dev/dx-p1/v1");
-        let mut r = Reconciler::new(Box::new(sim), Local::new("A"));
+        sim
+    }
+
+    fn rec() -> Reconciler {
+        let mut r = Reconciler::new(Box::new(sim()), Local::new("A"));
         r.set_config(cfg());
         r
+    }
+
+    #[test]
+    fn overrides_survive_a_restart_until_the_ownership_record_changes(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = OverrideStore::new(dir.path());
+        let mut r = Reconciler::new(Box::new(sim()), Local::new("A")).with_store(store.clone());
+        r.set_config(cfg());
+        r.reconcile(true, false)?;
+        let f = r.set_access_state("p1", AccessState::Standby)?;
+        assert!(f.persisted);
+        assert_eq!(store.load()?.len(), 1);
+
+        // A restart (after a reboot: configfs empty), same state dir.
+        let mut again = Reconciler::new(Box::new(sim()), Local::new("A")).with_store(store.clone());
+        assert_eq!(
+            again.overrides().get("p1").map(|o| o.state),
+            Some(AccessState::Standby)
+        );
+        again.set_config(cfg());
+        assert_eq!(again.overrides().len(), 1, "same owner and epoch: kept");
+        again.reconcile(true, false)?;
+        let pools = again.last().map(|d| d.pools.clone()).unwrap_or_default();
+        assert_eq!(pools.get("p1").map(|p| p.state), Some(AccessState::Standby));
+
+        // Giveback recorded: new owner and epoch; the override goes, on disk too.
+        let mut c = cfg();
+        c.pools[0].owner = "B".into();
+        c.pools[0].epoch = 4;
+        again.set_config(c);
+        assert!(again.overrides().is_empty());
+        assert!(store.load()?.is_empty());
+        let third = Reconciler::new(Box::new(sim()), Local::new("A")).with_store(store);
+        assert!(third.overrides().is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn an_unreadable_override_file_means_states_follow_ownership(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = OverrideStore::new(dir.path());
+        std::fs::write(store.path(), "not json")?;
+        let mut r = Reconciler::new(Box::new(sim()), Local::new("A")).with_store(store.clone());
+        assert!(r.overrides().is_empty());
+        r.set_config(cfg());
+        r.reconcile(true, false)?;
+        // The next flip writes a good file again.
+        r.set_access_state("p1", AccessState::NonOptimized)?;
+        assert_eq!(
+            store.load()?.get("p1").map(|o| o.state),
+            Some(AccessState::NonOptimized)
+        );
+        Ok(())
     }
 
     #[test]

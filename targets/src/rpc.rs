@@ -10,7 +10,7 @@
 //! | configfs refused a step or could not be read | `backend_failed` (`data.step`, `data.index`) |
 
 use crate::backend::net::{NetBackend, NetError};
-use crate::core::desired::DesiredConfig;
+use crate::core::desired::{DesiredConfig, PoolCfg};
 use crate::core::model::AccessState;
 use crate::core::net::{floating, plan_net, Floating, NetStep};
 use crate::error::{chain, ReconcileError};
@@ -181,6 +181,18 @@ pub async fn fetch_config(router: &RouterClient) -> Result<DesiredConfig, RpcErr
         .map_err(|e| RpcError::internal(format!("config.get answered an unexpected shape: {e}")))
 }
 
+/// Reads only the pools (their ownership records) from config-keeper.
+pub async fn fetch_pools(router: &RouterClient) -> Result<Vec<PoolCfg>, RpcError> {
+    let v = router.call("config.get", json!({"kind": "pool"})).await?;
+    let pools = v
+        .get("config")
+        .and_then(|c| c.get("pool"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    serde_json::from_value(pools)
+        .map_err(|e| RpcError::internal(format!("config.get answered an unexpected shape: {e}")))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReconcileParams {
@@ -323,17 +335,23 @@ pub fn register(svc: &mut ServiceBuilder, shared: &Shared) {
             if p.state == AccessState::Transitioning {
                 return Err(RpcError::invalid_params("state", "transitioning is set by the service itself while a flip runs"));
             }
-            // The latest ownership record, so the override is tied to it.
-            if let Ok(cfg) = fetch_config(&ctx.router).await {
-                sh.with(move |rec| rec.set_config(cfg)).await?;
+            let t = std::time::Instant::now();
+            // The latest ownership records, so the override is tied to them.
+            match fetch_pools(&ctx.router).await {
+                Ok(pools) => sh.with(move |rec| rec.set_pools(pools)).await?,
+                Err(e) => tracing::warn!(error = %e, "cannot read the pools' ownership records; using the last known"),
             }
             let pool = p.pool.clone();
             let f = sh
                 .with(move |rec| rec.set_access_state(&p.pool, p.state))
                 .await?
                 .map_err(flip_error)?;
-            tracing::info!(pool = %pool, state = ?f.state, volumes = f.volumes, ms = f.ms, "access state set");
-            let data = serde_json::to_value(&f).unwrap_or(Value::Null);
+            let handler_ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
+            tracing::info!(pool = %pool, state = ?f.state, volumes = f.volumes, writes = f.steps, ms = f.ms, handler_ms, "access state set");
+            let mut data = serde_json::to_value(&f).unwrap_or(Value::Null);
+            if let Value::Object(m) = &mut data {
+                m.insert("handler_ms".into(), json!(handler_ms));
+            }
             if let Err(e) = ctx.router.publish("target.access_state", data.clone(), true).await {
                 tracing::warn!(error = %e, "cannot publish target.access_state");
             }

@@ -717,6 +717,8 @@ async fn bench_round(lab: &Lab, n: u32) -> Value {
         "flip_to_standby_ms": flip_standby["ms"],
         "flip_to_active_ms": flip_active["ms"],
         "flip_steps": flip_standby["steps"],
+        "flip_to_standby": flip_standby,
+        "flip_to_active": flip_active,
         "teardown_wall_s": teardown_s,
     });
     println!("bench {v}");

@@ -5,7 +5,10 @@
 
 use duplex_targets::backend::sim::SimBackend;
 use duplex_targets::backend::{observe, TargetBackend};
-use duplex_targets::core::desired::{build, with_pool_state, Desired, DesiredConfig, Local};
+use duplex_targets::core::desired::{
+    build, portals, with_pool_state, Desired, DesiredConfig, Local,
+};
+use duplex_targets::core::flip::{flip_steps, members, pool_ana_groups};
 use duplex_targets::core::model::{path, AccessState};
 use duplex_targets::core::plan::{plan, Step};
 use serde_json::{json, Value};
@@ -319,6 +322,22 @@ fn chap_one_way_then_mutual_then_off() {
     let steps = reconcile(&mut s, &v, "A");
     assert_eq!(steps.len(), 2);
     assert_eq!(read(&s, &format!("{acl}/auth/userid_mutual")), "tgt");
+    assert_eq!(
+        read(&s, &format!("{acl}/auth/password_mutual")),
+        "other-secret"
+    );
+    let shown: Vec<String> = steps.iter().map(ToString::to_string).collect();
+    assert!(
+        shown.iter().all(|l| !l.contains("other-secret")),
+        "the target's secret leaks: {shown:?}"
+    );
+    // A new target secret alone is one write.
+    v["host"][0]["chap"]["mutual_secret"] = json!("newer-secret");
+    let steps = reconcile(&mut s, &v, "A");
+    assert_eq!(
+        steps.iter().map(Step::path).collect::<Vec<_>>(),
+        vec![format!("{acl}/auth/password_mutual")]
+    );
     let steps = reconcile(&mut s, &base(), "A");
     assert_eq!(
         steps.len(),
@@ -656,4 +675,233 @@ fn a_thousand_volumes_flip_with_one_write_each_plus_one_per_port() {
     let flip = with_pool_state(&d, "p1", AccessState::Standby);
     let steps = plan(&flip.tree, &d.tree);
     assert_eq!(steps.len(), 1001);
+}
+
+#[test]
+fn portals_come_from_the_configuration_and_the_flag_overrides_them() {
+    let mut v = base();
+    v["controller"] = json!([
+        {"id": "A", "portals": ["10.50.0.11/24", "fd00:50::11/64"]},
+        {"id": "B", "portals": ["10.50.0.12/24"]}
+    ]);
+    let mut s = sim();
+    reconcile(&mut s, &v, "A");
+    assert!(has(&s, &path::portal(TGT, 1, "10.50.0.11:3260")));
+    assert!(has(&s, &path::portal(TGT, 1, "[fd00:50::11]:3260")));
+    assert!(!has(&s, &path::portal(TGT, 1, "0.0.0.0:3260")));
+    // Port ids: 1000 + 2k + controller index, one per address.
+    assert_eq!(read(&s, "nvmet/ports/1000/addr_traddr"), "10.50.0.11");
+    assert_eq!(read(&s, "nvmet/ports/1002/addr_traddr"), "fd00:50::11");
+    assert_eq!(read(&s, "nvmet/ports/1002/addr_adrfam"), "ipv6");
+    let mut b = sim();
+    reconcile(&mut b, &v, "B");
+    assert!(has(&b, &path::portal(TGT, 2, "10.50.0.12:3260")));
+    assert_eq!(read(&b, "nvmet/ports/1001/addr_traddr"), "10.50.0.12");
+
+    // The address moves: the port is re-addressed, the portal replaced.
+    v["controller"][0]["portals"] = json!(["10.50.0.21/24"]);
+    reconcile(&mut s, &v, "A");
+    assert!(has(&s, &path::portal(TGT, 1, "10.50.0.21:3260")));
+    assert!(!has(&s, &path::portal(TGT, 1, "10.50.0.11:3260")));
+    assert!(!has(&s, "nvmet/ports/1002"));
+    assert_eq!(read(&s, "nvmet/ports/1000/addr_traddr"), "10.50.0.21");
+    assert!(has(&s, &path::port_subsystem(1000, SUB)));
+
+    // --portal wins over the configuration; no portal anywhere: wildcard.
+    let mut local = Local::new("A");
+    local.portals = vec!["192.0.2.7".parse().unwrap()];
+    assert_eq!(
+        portals(&cfg(&v), &local).0,
+        vec!["192.0.2.7".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!(
+        portals(&cfg(&base()), &Local::new("A")).0,
+        vec!["0.0.0.0".parse::<std::net::IpAddr>().unwrap()]
+    );
+    // An entry that is not an address is reported, the others are used.
+    v["controller"][0]["portals"] = json!(["10.50.0.21/24", "fe0"]);
+    let d = desired(&s, &v, "A");
+    assert!(
+        d.pending.iter().any(|p| p.contains("\"fe0\"")),
+        "{:?}",
+        d.pending
+    );
+    assert!(d.tree.ports.contains_key(&1000));
+}
+
+/// The flip path: state writes computed from the applied tree only.
+fn flip_on(
+    s: &mut SimBackend,
+    tree: &mut duplex_targets::core::Tree,
+    v: &Value,
+    pool: &str,
+    state: AccessState,
+) -> usize {
+    let m = members(&cfg(v), pool);
+    let f = flip_steps(tree, &m, "dx_a", state);
+    s.apply(&f.steps).unwrap();
+    // The tree the flip keeps is what configfs now holds.
+    let again = observe(s, &Local::new("A").scope()).unwrap();
+    assert!(
+        same(&again.tree, tree),
+        "configfs differs from the tree the flip keeps"
+    );
+    f.steps.len()
+}
+
+/// Equal but for the subsystem serial, which configfs is not read for.
+fn same(a: &duplex_targets::core::Tree, b: &duplex_targets::core::Tree) -> bool {
+    let strip = |t: &duplex_targets::core::Tree| {
+        let mut t = t.clone();
+        for s in t.subsystems.values_mut() {
+            s.serial.clear();
+        }
+        t
+    };
+    strip(a) == strip(b)
+}
+
+#[test]
+fn the_flip_writes_only_state_attributes_and_a_reconcile_keeps_it() {
+    let mut v = base();
+    v["pool"] =
+        json!([{"name": "p1", "owner": "A", "epoch": 1}, {"name": "p2", "owner": "A", "epoch": 1}]);
+    v["volume"][1]["pool"] = json!("p2");
+    v["export"] = json!([
+        {"name": "e1", "volume": "v1", "protocol": "iscsi", "lun": 0, "host_group": "g1"},
+        {"name": "e2", "volume": "v2", "protocol": "iscsi", "lun": 1, "host_group": "g1"},
+        {"name": "e3", "volume": "v1", "protocol": "nvme", "nsid": 1, "host_group": "g1"},
+        {"name": "e4", "volume": "v2", "protocol": "nvme", "nsid": 2, "host_group": "g1"}
+    ]);
+    let mut s = SimBackend::new();
+    s.add_device("/dev/dx-p1/v1");
+    s.add_device("/dev/dx-p2/v2");
+    let d = desired(&s, &v, "A");
+    apply_desired(&mut s, &d, "A");
+    let mut tree = d.tree.clone();
+    let m = members(&cfg(&v), "p1");
+    assert_eq!(pool_ana_groups(&tree, &m), vec![2]);
+
+    assert_eq!(
+        flip_on(&mut s, &mut tree, &v, "p1", AccessState::Transitioning),
+        2
+    );
+    assert_eq!(
+        read(
+            &s,
+            &format!("{}/alua_access_state", path::tg_pt_gp("v1", "dx_a"))
+        ),
+        "15"
+    );
+    assert_eq!(
+        read(&s, &format!("{}/ana_state", path::ana_group(1000, 2))),
+        "change"
+    );
+    assert_eq!(
+        flip_on(&mut s, &mut tree, &v, "p1", AccessState::Standby),
+        2
+    );
+    assert_eq!(
+        read(
+            &s,
+            &format!("{}/alua_access_state", path::tg_pt_gp("v1", "dx_a"))
+        ),
+        "2"
+    );
+    // The other pool is untouched, and a flip to the state held writes nothing.
+    assert_eq!(
+        read(
+            &s,
+            &format!("{}/alua_access_state", path::tg_pt_gp("v2", "dx_a"))
+        ),
+        "0"
+    );
+    assert_eq!(
+        read(&s, &format!("{}/ana_state", path::ana_group(1000, 3))),
+        "optimized"
+    );
+    assert_eq!(
+        flip_on(&mut s, &mut tree, &v, "p1", AccessState::Standby),
+        0
+    );
+
+    // A reconcile with the override in force has nothing to undo.
+    let local = Local::new("A");
+    let observed = observe(&s, &local.scope()).unwrap();
+    let with_override = build(
+        &cfg(&v),
+        &local,
+        &|x| s.device_present(x),
+        &BTreeMap::from([("p1".to_string(), AccessState::Standby)]),
+        &observed.tree,
+    );
+    assert!(plan(&with_override.tree, &observed.tree).is_empty());
+    // Without it, ownership decides again: back to active.
+    let owned = desired(&s, &v, "A");
+    assert_eq!(plan(&owned.tree, &observed.tree).len(), 2);
+}
+
+#[test]
+fn the_flip_leaves_an_ana_group_shared_with_another_pool_alone() {
+    let mut v = base();
+    v["pool"] =
+        json!([{"name": "p1", "owner": "A", "epoch": 1}, {"name": "p2", "owner": "A", "epoch": 1}]);
+    v["volume"][1]["pool"] = json!("p2");
+    v["export"] = json!([
+        {"name": "e3", "volume": "v1", "protocol": "nvme", "nsid": 1, "host_group": "g1"},
+        {"name": "e4", "volume": "v2", "protocol": "nvme", "nsid": 2, "host_group": "g1"}
+    ]);
+    let mut s = SimBackend::new();
+    s.add_device("/dev/dx-p1/v1");
+    s.add_device("/dev/dx-p2/v2");
+    let d = desired(&s, &v, "A");
+    apply_desired(&mut s, &d, "A");
+    // Someone moved p2's namespace into p1's group by hand.
+    let mut tree = d.tree.clone();
+    if let Some(ns) = tree
+        .subsystems
+        .get_mut(SUB)
+        .and_then(|x| x.namespaces.get_mut(&2))
+    {
+        ns.ana_group = 2;
+    }
+    let m = members(&cfg(&v), "p1");
+    assert!(pool_ana_groups(&tree, &m).is_empty());
+    let f = flip_steps(&mut tree, &m, "dx_a", AccessState::Standby);
+    assert!(f.steps.is_empty(), "{:?}", f.steps);
+}
+
+#[test]
+fn a_thousand_volume_flip_is_one_write_per_volume_plus_one_per_port() {
+    let mut v = base();
+    let mut vols = Vec::new();
+    let mut exps = Vec::new();
+    let mut s = SimBackend::new();
+    for i in 0..1000u32 {
+        vols.push(json!({"name": format!("v{i}"), "pool": "p1", "serial": format!("{i:032x}"), "wwn": "",
+            "nguid": format!("{:032x}", i + 1), "uuid": format!("00000000-0000-4000-8000-{:012x}", i + 1)}));
+        exps.push(json!({"name": format!("i{i}"), "volume": format!("v{i}"), "protocol": "iscsi", "lun": i, "host_group": "g1"}));
+        exps.push(json!({"name": format!("n{i}"), "volume": format!("v{i}"), "protocol": "nvme", "nsid": i + 1, "host_group": "g1"}));
+        s.add_device(&format!("/dev/dx-p1/v{i}"));
+    }
+    v["volume"] = json!(vols);
+    v["export"] = json!(exps);
+    v["controller"] =
+        json!([{"id": "A", "portals": ["10.50.0.11/24", "10.60.0.11/24"]}, {"id": "B"}]);
+    let d = desired(&s, &v, "A");
+    s.apply(&plan(&d.tree, &Default::default())).unwrap();
+    let mut tree = d.tree.clone();
+    let m = members(&cfg(&v), "p1");
+    let mid = flip_steps(&mut tree, &m, "dx_a", AccessState::Transitioning);
+    let fin = flip_steps(&mut tree, &m, "dx_a", AccessState::Standby);
+    assert_eq!(
+        (mid.steps.len(), fin.steps.len(), fin.volumes),
+        (1002, 1002, 1000)
+    );
+    s.apply(&mid.steps).unwrap();
+    s.apply(&fin.steps).unwrap();
+    assert!(same(
+        &observe(&s, &Local::new("A").scope()).unwrap().tree,
+        &tree
+    ));
 }

@@ -76,6 +76,10 @@ pub struct ClusterCfg {
 pub struct ControllerCfg {
     /// Its id.
     pub id: String,
+    /// Front-end addresses (`10.50.0.11/24`) where its iSCSI (3260) and
+    /// NVMe/TCP (4420) targets listen.
+    #[serde(default)]
+    pub portals: Vec<String>,
 }
 
 /// A pool: owner decides the default access state.
@@ -200,7 +204,9 @@ pub struct FloatingIpCfg {
 pub struct Local {
     /// This controller's id.
     pub controller: String,
-    /// Front-end portal addresses (iSCSI and NVMe/TCP).
+    /// Front-end portal addresses given on the command line (`--portal`):
+    /// when set they override the controller's `portals` in the
+    /// configuration; when neither names one, the wildcard address is used.
     pub portals: Vec<IpAddr>,
     /// IQN base.
     pub iqn_base: String,
@@ -209,14 +215,19 @@ pub struct Local {
 }
 
 impl Local {
-    /// A controller with the default names and a wildcard portal.
+    /// A controller with the default names and no portal override.
     pub fn new(controller: &str) -> Local {
         Local {
             controller: controller.into(),
-            portals: vec![IpAddr::from([0, 0, 0, 0])],
+            portals: Vec::new(),
             iqn_base: IQN_BASE.into(),
             nqn_base: NQN_BASE.into(),
         }
+    }
+
+    /// This controller's ALUA target port group name on every backstore.
+    pub fn alua_group(&self) -> String {
+        format!("dx_{}", self.controller.to_ascii_lowercase())
     }
 
     /// The objects this controller manages (everything else is foreign).
@@ -280,8 +291,8 @@ pub struct Desired {
 }
 
 /// The block device of a volume (convention shared with pool-manager).
-pub fn device_path(pool: &str, volume: &str) -> String {
-    format!("/dev/dx-{pool}/{volume}")
+pub fn device_path(v: &VolumeCfg) -> String {
+    format!("/dev/dx-{}/{}", v.pool, v.name)
 }
 
 /// The name part of a target built for a host group: lowercase, `_` as `-`
@@ -348,6 +359,31 @@ pub fn portal_name(ip: &IpAddr) -> String {
     }
 }
 
+/// The addresses this controller's targets listen on: the `--portal`
+/// override, else its `portals` in the configuration, else the wildcard.
+/// Entries that are not `address[/prefix]` are returned apart (reported as
+/// pending; config-keeper validates, so they mean a newer schema).
+pub fn portals(cfg: &DesiredConfig, local: &Local) -> (Vec<IpAddr>, Vec<String>) {
+    if !local.portals.is_empty() {
+        return (local.portals.clone(), Vec::new());
+    }
+    let mut ok: Vec<IpAddr> = Vec::new();
+    let mut bad = Vec::new();
+    let mine = cfg.controllers.iter().filter(|c| c.id == local.controller);
+    for p in mine.flat_map(|c| c.portals.iter()) {
+        let addr = p.split_once('/').map_or(p.as_str(), |(a, _)| a).trim();
+        match addr.parse::<IpAddr>() {
+            Ok(ip) if !ok.contains(&ip) => ok.push(ip),
+            Ok(_) => {}
+            Err(_) => bad.push(p.clone()),
+        }
+    }
+    if ok.is_empty() {
+        ok.push(IpAddr::from([0, 0, 0, 0]));
+    }
+    (ok, bad)
+}
+
 /// Builds this controller's tree. `present` tells whether a block device
 /// exists here (the pool is imported); `overrides` are access states set by
 /// `target.set_access_state` that still apply; `observed` keeps ANA group
@@ -373,7 +409,14 @@ pub fn build(
         return out;
     };
     let index16 = u16::try_from(index).unwrap_or(u16::MAX);
-    let group = format!("dx_{}", local.controller.to_ascii_lowercase());
+    let (portal_addrs, bad_portals) = portals(cfg, local);
+    for p in bad_portals {
+        out.pending.push(format!(
+            "controller {}: portal {p:?} is not an address; ignored",
+            local.controller
+        ));
+    }
+    let group = local.alua_group();
     out.group.clone_from(&group);
     let gp_id = TG_PT_GP_BASE.saturating_add(index16);
     let tpg_tag = index16.saturating_add(1);
@@ -448,7 +491,7 @@ pub fn build(
                 tags.insert(tag, &e.host_group);
             }
         }
-        let dev = device_path(&v.pool, &v.name);
+        let dev = device_path(v);
         if !present(&dev) {
             out.pending
                 .push(format!("export {}: waiting for {dev}", e.name));
@@ -532,7 +575,7 @@ pub fn build(
                     .backstores
                     .entry(v.name.clone())
                     .or_insert_with(|| Backstore {
-                        dev: device_path(&v.pool, &v.name),
+                        dev: device_path(v),
                         serial: v.serial.clone(),
                         enabled: true,
                         groups: BTreeMap::new(),
@@ -559,7 +602,7 @@ pub fn build(
                     .entry(tpg_tag)
                     .or_insert_with(|| Tpg {
                         enabled: true,
-                        portals: local.portals.iter().map(portal_name).collect(),
+                        portals: portal_addrs.iter().map(portal_name).collect(),
                         ..Tpg::default()
                     });
                 tpg.luns.insert(
@@ -610,7 +653,7 @@ pub fn build(
                 sub.namespaces.insert(
                     nsid,
                     Namespace {
-                        device: device_path(&v.pool, &v.name),
+                        device: device_path(v),
                         uuid: v.uuid.to_ascii_lowercase(),
                         nguid: hex_only(&v.nguid),
                         ana_group: grp,
@@ -646,7 +689,7 @@ pub fn build(
             })
             .collect();
         let subs: BTreeSet<String> = tree.subsystems.keys().cloned().collect();
-        for (k, ip) in local.portals.iter().enumerate() {
+        for (k, ip) in portal_addrs.iter().enumerate() {
             let k16 = u16::try_from(k).unwrap_or(u16::MAX / 4);
             let id = PORT_BASE
                 .saturating_add(k16.saturating_mul(2))

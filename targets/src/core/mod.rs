@@ -5,6 +5,7 @@
 //! decision is a unit test on plain values.
 
 pub mod desired;
+pub mod flip;
 pub mod model;
 pub mod net;
 pub mod plan;

@@ -1,0 +1,108 @@
+//! The pool flip as pure planning: the ALUA and ANA state writes that move
+//! one pool's volumes to an access state, and nothing else.
+//!
+//! A flip is on the takeover and giveback path, so it must not pay for a
+//! whole reconcile (building the desired tree checks every export's device,
+//! planning compares every object): it starts from the tree configfs has
+//! (the reconciler's cache of what it applied last), finds the pool's port
+//! groups and ANA group in it, and writes only the state attributes that
+//! differ. Whatever else the desired state needs is the next reconcile's
+//! job; that one builds with the same access state (the override), so it
+//! never undoes a flip.
+
+use super::desired::{device_path, DesiredConfig};
+use super::model::{path, AccessState, Tree, DEFAULT_ANA_GROUP};
+use super::plan::Step;
+use std::collections::BTreeSet;
+
+/// What identifies a pool's objects in configfs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolMembers {
+    /// Backstore names (the pool's volume names).
+    pub volumes: BTreeSet<String>,
+    /// Block devices of the pool's volumes (what its namespaces point at).
+    pub devices: BTreeSet<String>,
+}
+
+/// The volumes of `pool` in the configuration.
+pub fn members(cfg: &DesiredConfig, pool: &str) -> PoolMembers {
+    let mut m = PoolMembers::default();
+    for v in cfg.volumes.iter().filter(|v| v.pool == pool) {
+        m.volumes.insert(v.name.clone());
+        m.devices.insert(device_path(v));
+    }
+    m
+}
+
+/// The writes of one flip phase.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlipPlan {
+    /// The writes, ALUA groups first (sorted by volume), then ANA groups.
+    pub steps: Vec<Step>,
+    /// Volumes whose ALUA group of this controller exists in the tree.
+    pub volumes: usize,
+    /// The pool's ANA group(s) on this controller.
+    pub ana_groups: Vec<u32>,
+}
+
+/// The ANA groups that hold the pool's namespaces and nothing else: a
+/// group shared with another pool's namespace (which `build` never makes)
+/// is left alone rather than flipping someone else's volumes.
+pub fn pool_ana_groups(tree: &Tree, m: &PoolMembers) -> Vec<u32> {
+    let mut mine: BTreeSet<u32> = BTreeSet::new();
+    let mut others: BTreeSet<u32> = BTreeSet::new();
+    for ns in tree.subsystems.values().flat_map(|s| s.namespaces.values()) {
+        if m.devices.contains(&ns.device) {
+            mine.insert(ns.ana_group);
+        } else {
+            others.insert(ns.ana_group);
+        }
+    }
+    mine.into_iter()
+        .filter(|g| *g != DEFAULT_ANA_GROUP && !others.contains(g))
+        .collect()
+}
+
+/// The writes that give the pool's volumes `state` in ALUA group `group`
+/// and on every port's ANA group of the pool; `tree` is updated to what
+/// configfs holds once they are applied. Attributes that already hold the
+/// state are not written.
+pub fn flip_steps(tree: &mut Tree, m: &PoolMembers, group: &str, state: AccessState) -> FlipPlan {
+    let mut out = FlipPlan {
+        ana_groups: pool_ana_groups(tree, m),
+        ..FlipPlan::default()
+    };
+    let alua = state.alua();
+    for name in &m.volumes {
+        let Some(gp) = tree
+            .backstores
+            .get_mut(name)
+            .and_then(|b| b.groups.get_mut(group))
+        else {
+            continue;
+        };
+        out.volumes += 1;
+        if gp.state != alua {
+            gp.state = alua;
+            out.steps.push(Step::Write {
+                path: format!("{}/alua_access_state", path::tg_pt_gp(name, group)),
+                value: alua.code().to_string(),
+            });
+        }
+    }
+    let ana = state.ana();
+    for (id, port) in &mut tree.ports {
+        for g in &out.ana_groups {
+            if let Some(s) = port.ana.get_mut(g) {
+                if *s != ana {
+                    *s = ana;
+                    out.steps.push(Step::Write {
+                        path: format!("{}/ana_state", path::ana_group(*id, *g)),
+                        value: ana.word().to_string(),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
