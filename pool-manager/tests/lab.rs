@@ -9,9 +9,11 @@
 //! DUPLEX_LAB=1 DUPLEX_LAB_RUN=/tmp/pool-lab cargo test -p duplex-pool-manager --test lab -- --nocapture
 //! ```
 //!
-//! Uses shelf0 for the ownership and snapshot pool, shelf1+shelf2 with
-//! shelf3 as spare for the RAID pool, and pulls shelf2 out of both
-//! controllers (QMP `drive_del`): the lab must be brought up again after.
+//! Uses shelf0 for the ownership, standby-device and snapshot pool;
+//! shelf1-5 for raid5, raid10 and raid6 pools (created, checked, deleted);
+//! then shelf1+shelf2 with shelf3 as spare for the mirror rebuild, which
+//! pulls shelf2 out of both controllers (QMP `drive_del`): the lab must be
+//! brought up again (or restored) after.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
@@ -267,8 +269,53 @@ fn ownership_and_snapshots(g: &G, pool: &str) -> Value {
         "volume.create",
         json!({"pool": pool, "name": format!("{pool}-v1"), "size": "64MiB"}),
     );
+    // The volume's device is the per-volume dm device (the standby path),
+    // present on both controllers: linear over the LV on A, the owner; an
+    // error table of the volume's size on B once B reconciled.
+    let serial = v["volume"]["serial"].as_str().unwrap().to_string();
     let dev = v["volume"]["device"].as_str().unwrap().to_string();
-    assert_eq!(dev, format!("/dev/dx-{pool}/{pool}-v1"));
+    assert_eq!(dev, format!("/dev/mapper/dxvol-{serial}"));
+    assert_eq!(
+        v["volume"]["lv_device"],
+        format!("/dev/dx-{pool}/{pool}-v1")
+    );
+    let dm_table = |vm: &str| -> String {
+        let (rc, out, err) = g.exec(vm, &["dmsetup", "table", &format!("dxvol-{serial}")], 60);
+        assert_eq!(rc, 0, "{vm}: {err}");
+        out.trim().to_string()
+    };
+    let lv_dev = |vm: &str| -> String {
+        let (_, out, _) = g.sh(
+            vm,
+            &format!(
+                "dmsetup info -c --noheadings -o major,minor --separator : dx--{pool}-{pool}--v1"
+            ),
+        );
+        out.trim().to_string()
+    };
+    assert_eq!(dm_table("A"), format!("0 131072 linear {} 0", lv_dev("A")));
+    let (_, uuid, _) = g.exec(
+        "A",
+        &[
+            "dmsetup",
+            "info",
+            "-c",
+            "--noheadings",
+            "-o",
+            "uuid",
+            &format!("dxvol-{serial}"),
+        ],
+        60,
+    );
+    assert_eq!(uuid.trim(), format!("DUPLEX-VOL-{serial}"));
+    let r = g.ok("B", "pool.reconcile", json!({}));
+    assert!(r["dm"]["created"].as_u64().unwrap() >= 1, "{r}");
+    assert_eq!(dm_table("B"), "0 131072 error");
+    let (rc, _, _) = g.sh(
+        "B",
+        &format!("test -b {dev} && dd if={dev} of=/dev/null iflag=direct bs=4096 count=1"),
+    );
+    assert_ne!(rc, 0, "B's standby device must fail I/O before a takeover");
     let e = g.err(
         "A",
         "volume.create",
@@ -365,9 +412,18 @@ fn ownership_and_snapshots(g: &G, pool: &str) -> Value {
     let ex = g.ok("A", "pool.export", json!({"name": pool}));
     assert_eq!(ex["dm_clean"], true);
     assert_eq!(g.active_lvs("A", pool), 0);
+    assert_eq!(dm_table("A"), "0 131072 error");
     let t = g.ok("B", "pool.takeover", json!({"name": pool, "epoch": epoch}));
     assert_eq!(t["pool"]["system_id"], "B", "{t}");
     assert_eq!(g.active_lvs("B", pool), 3);
+    // B's per-volume device is now linear over B's LV, and reads through
+    // it return what A wrote through its own.
+    assert_eq!(dm_table("B"), format!("0 131072 linear {} 0", lv_dev("B")));
+    let (_, got, _) = g.sh(
+        "B",
+        &format!("dd if={dev} iflag=direct bs=512 count=1 2>/dev/null | tr -d '\\0'"),
+    );
+    assert_eq!(got, "duplex-lab-after-snapshot!");
     assert_eq!(
         read("B", &format!("{pool}-v1")),
         "duplex-lab-after-snapshot!"
@@ -392,6 +448,94 @@ fn ownership_and_snapshots(g: &G, pool: &str) -> Value {
     assert!(err.contains("with system ID B"), "{err}");
     assert_eq!(g.active_lvs("A", pool), 0);
     json!({"takeover_ms": t["duration_ms"], "timings_ms": t["timings_ms"]})
+}
+
+/// raid5 (3 disks), raid10 (4) and raid6 (5) built through `pool.create`
+/// on shelf1-5, checked in LVM (segment type, images) and in
+/// `pool.status`/`pool.layouts`, then deleted. Initial resync is not
+/// awaited. Runs before the mirror scenario, which pulls shelf2 out.
+fn raid_layouts(g: &G, tag: u64) -> Value {
+    let mut out = vec![];
+    for (layout, n, tolerance) in [("raid5", 3usize, 1u64), ("raid10", 4, 1), ("raid6", 5, 2)] {
+        let pool = format!("{layout}x{tag}");
+        let disks: Vec<String> = (1..=n).map(|i| format!("shelf{i}")).collect();
+        let t0 = Instant::now();
+        let p = g.ok(
+            "A",
+            "pool.create",
+            json!({"name": pool, "layout": layout, "disks": disks}),
+        );
+        let create_s = t0.elapsed().as_secs();
+        assert_eq!(p["pool"]["layout"]["layout"], layout, "{p}");
+        assert_eq!(p["pool"]["system_id"], "A", "{p}");
+        assert_eq!(p["pool"]["disks"].as_array().map(Vec::len), Some(n), "{p}");
+        let (rc, lvs, err) = g.exec(
+            "A",
+            &[
+                "lvm",
+                "lvs",
+                "--config",
+                &G::lvm_config("A"),
+                "--reportformat",
+                "json",
+                "-a",
+                "-o",
+                "lv_name,segtype,stripes,data_stripes",
+                &format!("dx-{pool}"),
+            ],
+            120,
+        );
+        assert_eq!(rc, 0, "{err}");
+        let lvs: Value = serde_json::from_str(&lvs).unwrap();
+        let tdata = lvs["report"][0]["lv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["lv_name"] == "[_dxthin_tdata]")
+            .unwrap_or_else(|| panic!("no thin data LV: {lvs}"))
+            .clone();
+        assert_eq!(
+            tdata["segtype"].as_str().map(|s| s.starts_with(layout)),
+            Some(true),
+            "{tdata}"
+        );
+        assert_eq!(tdata["stripes"], n.to_string(), "{tdata}");
+        let st = g.ok("A", "pool.status", json!({"name": pool}));
+        let sp = &st["pools"][0];
+        assert_eq!(sp["layout"]["layout"], layout, "{st}");
+        assert!(
+            ["syncing", "healthy"].contains(&sp["raid"]["state"].as_str().unwrap_or("")),
+            "{st}"
+        );
+        let lay = g.ok("A", "pool.layouts", json!({"disks": n}));
+        let row = lay["layouts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["layout"] == layout)
+            .unwrap()
+            .clone();
+        assert_eq!(row["possible"], true, "{row}");
+        assert_eq!(row["fault_tolerance"], tolerance, "{row}");
+        g.ok("A", "pool.delete", json!({"name": pool}));
+        let (_, vgs, _) = g.exec(
+            "A",
+            &[
+                "lvm",
+                "vgs",
+                "--config",
+                &G::lvm_config("A"),
+                "--noheadings",
+                "-o",
+                "vg_name",
+            ],
+            120,
+        );
+        assert!(!vgs.contains(&format!("dx-{pool}")), "{vgs}");
+        out.push(json!({"layout": layout, "disks": n, "segtype": tdata["segtype"],
+            "stripes": tdata["stripes"], "data_stripes": tdata["data_stripes"], "create_s": create_s}));
+    }
+    json!(out)
 }
 
 fn raid_rebuild(g: &G, pool: &str) -> Value {
@@ -524,6 +668,7 @@ fn lab_pool_manager() {
     // The RAID scenario pulls shelf2 out for good: DUPLEX_LAB_NO_RAID=1
     // lets the other scenarios run again on the same lab.
     if !std::env::var("DUPLEX_LAB_NO_RAID").is_ok_and(|v| v == "1") {
+        out["raid_layouts"] = raid_layouts(&g, tag);
         out["raid"] = raid_rebuild(&g, &format!("lr{tag}"));
     }
     println!("{}", serde_json::to_string_pretty(&out).unwrap());

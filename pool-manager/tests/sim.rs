@@ -312,7 +312,9 @@ async fn volumes_snapshots_clones_and_the_tree() {
         .await
         .unwrap();
     let v = rig.a.create_volume(vol("p", "v1", "1GiB")).await.unwrap();
-    assert_eq!(v["volume"]["device"], "/dev/dx-p/v1");
+    assert_eq!(v["volume"]["lv_device"], "/dev/dx-p/v1");
+    let serial = v["volume"]["serial"].as_str().unwrap();
+    assert_eq!(v["volume"]["device"], format!("/dev/mapper/dxvol-{serial}"));
     let s = rig
         .a
         .snapshot("v1", "v1-snap", true, "snapshot")
@@ -578,8 +580,10 @@ async fn reconciler_repairs_what_is_safe_and_reports_drift() {
     rig.a.create_volume(vol("p", "v1", "1GiB")).await.unwrap();
     rig.a.snapshot("v1", "s1", true, "snapshot").await.unwrap();
     let be = rig.shelf.backend("A");
-    // Behind the service's back: v1's LV is gone, an unknown LV appears,
-    // everything is deactivated (a reboot).
+    // Behind the service's back: a reboot, then s1's LV is gone and an
+    // unknown LV appears.
+    rig.shelf.reboot("A");
+    be.activate_pool("p").await.unwrap();
     be.delete_volume("p", "s1").await.unwrap();
     be.create_volume("p", "stray", 4 << 20).await.unwrap();
     be.deactivate_pool("p").await.unwrap();
@@ -663,4 +667,122 @@ async fn delete_pool_needs_it_empty() {
         .unwrap();
     let r = rig.a.delete_pool("nosuch").await.unwrap();
     assert_eq!(r["outcome"], "unchanged");
+}
+
+#[tokio::test]
+async fn per_volume_devices_follow_ownership_on_both_controllers() {
+    use duplex_pool_manager::core::dmvol::Table;
+    let rig = rig(2).await;
+    rig.a
+        .create_pool(pool("p", "linear", &["shelf0"]))
+        .await
+        .unwrap();
+    let v = rig.a.create_volume(vol("p", "v1", "64MiB")).await.unwrap();
+    let serial = v["volume"]["serial"].as_str().unwrap().to_string();
+    let snap = rig.a.snapshot("v1", "s1", true, "snapshot").await.unwrap();
+    let sserial = snap["volume"]["serial"].as_str().unwrap().to_string();
+    // A (owner): linear over the LV; the read-only snapshot read-only.
+    let a = rig.shelf.dm_table("A", &serial).unwrap();
+    assert!(
+        matches!(
+            a.table,
+            Table::Linear {
+                sectors: 131_072,
+                ..
+            }
+        ),
+        "{a:?}"
+    );
+    let s = rig.shelf.dm_table("A", &sserial).unwrap();
+    assert!(s.read_only && s.table.is_linear(), "{s:?}");
+    // B (partner): nothing until its reconciler runs, then error tables of
+    // the volume's size; running it again changes nothing.
+    assert!(rig.shelf.dm_table("B", &serial).is_none());
+    let r = rig.b.reconcile().await.unwrap();
+    assert_eq!(r["dm"]["created"], 2, "{r}");
+    assert_eq!(
+        rig.shelf.dm_table("B", &serial).unwrap().table,
+        Table::Error { sectors: 131_072 }
+    );
+    let r = rig.b.reconcile().await.unwrap();
+    assert_eq!(r["dm"]["created"], 0, "{r}");
+    assert_eq!(r["dm"]["swapped"], 0, "{r}");
+    // targets holds both paths open from here on.
+    for c in ["A", "B"] {
+        rig.shelf.hold_dm(c, &serial, true);
+    }
+    // A grows the volume: A's linear table follows the LV, B's error
+    // table follows the record.
+    rig.a.resize_volume("v1", "128MiB").await.unwrap();
+    assert_eq!(
+        rig.shelf.dm_table("A", &serial).unwrap().table.sectors(),
+        262_144
+    );
+    rig.b.reconcile().await.unwrap();
+    assert_eq!(
+        rig.shelf.dm_table("B", &serial).unwrap().table,
+        Table::Error { sectors: 262_144 }
+    );
+    // Failover: A exports (its devices swap to error before the LVs are
+    // deactivated, or the simulator refuses as the kernel would), B takes
+    // over and its devices become linear, still open.
+    let epoch = rig.cluster.bump_epoch();
+    let r = rig.a.export_pool("p", None).await.unwrap();
+    assert_eq!(r["dm_clean"], true, "{r}");
+    assert!(!rig.shelf.dm_table("A", &serial).unwrap().table.is_linear());
+    let t = rig.b.takeover_pool("p", epoch).await.unwrap();
+    assert_eq!(t["dm"]["swapped"], 2, "{t}");
+    assert!(t["timings_ms"]["dm_switch"].is_u64(), "{t}");
+    assert!(matches!(
+        rig.shelf.dm_table("B", &serial).unwrap().table,
+        Table::Linear {
+            sectors: 262_144,
+            ..
+        }
+    ));
+    // B cannot deactivate the pool underneath a linear device.
+    let e = rig
+        .shelf
+        .backend("B")
+        .deactivate_pool("p")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("in use"), "{e}");
+    // Giveback to A (A home): B swaps to error and hands over, A imports.
+    let epoch = rig.cluster.bump_epoch();
+    let mut rec = rig.cluster.snapshot().pools["p"].clone();
+    rec.owner = "A".into();
+    rec.epoch = epoch;
+    use duplex_config_keeper::core::change::Change;
+    use duplex_config_keeper::core::model::Object;
+    use duplex_pool_manager::manager::Cluster;
+    rig.cluster
+        .apply(vec![Change::Upsert(Object::Pool(rec))])
+        .await
+        .unwrap();
+    rig.b.export_pool("p", Some("A")).await.unwrap();
+    assert!(!rig.shelf.dm_table("B", &serial).unwrap().table.is_linear());
+    rig.a.import_pool("p").await.unwrap();
+    assert!(rig.shelf.dm_table("A", &serial).unwrap().table.is_linear());
+    // Delete: the snapshot first, then the volume while A's device is
+    // still held open: its LV is released (error table), the device stays
+    // until the holder lets go, then the reconciler removes it.
+    rig.a.delete_volume("s1").await.unwrap();
+    assert!(rig.shelf.dm_table("A", &sserial).is_none());
+    rig.a.delete_volume("v1").await.unwrap();
+    assert_eq!(
+        rig.shelf.dm_table("A", &serial).unwrap().table,
+        Table::Error { sectors: 262_144 }
+    );
+    rig.shelf.hold_dm("A", &serial, false);
+    rig.a.reconcile().await.unwrap();
+    assert!(rig.shelf.dm_table("A", &serial).is_none());
+    // On the partner, the reconciler removes devices of volumes no longer
+    // recorded once they are closed.
+    rig.b.reconcile().await.unwrap();
+    assert!(rig.shelf.dm_table("B", &sserial).is_none());
+    assert!(rig.shelf.dm_table("B", &serial).is_some());
+    rig.shelf.hold_dm("B", &serial, false);
+    rig.b.reconcile().await.unwrap();
+    assert!(rig.shelf.dm_table("B", &serial).is_none());
 }

@@ -9,6 +9,7 @@ pub mod lvm;
 pub mod sim;
 
 use crate::core::disk::DiskInfo;
+use crate::core::dmvol::{DmDevice, DmParseError, DmPlan};
 use crate::core::layout::Layout;
 use crate::core::observed::ObservedPool;
 use crate::core::Invalid;
@@ -24,6 +25,9 @@ pub enum BackendError {
     /// A tool printed something we could not understand.
     #[error("unexpected tool output")]
     Parse(#[from] lvm::ParseError),
+    /// dmsetup printed something we could not understand.
+    #[error("unexpected dmsetup output")]
+    DmParse(#[from] DmParseError),
     /// Reading sysfs or `/dev` failed.
     #[error("cannot read {path}")]
     Io {
@@ -153,4 +157,18 @@ pub trait PoolBackend: Send + Sync + 'static {
     /// Rebuilds the failed images of a degraded pool onto its spares and
     /// drops the missing disks from the VG.
     fn repair(&self, pool: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Every device-mapper device here, with its live table (LVM's and
+    /// the per-volume `dxvol-` devices alike).
+    fn dm_devices(&self) -> impl Future<Output = Result<Vec<DmDevice>, BackendError>> + Send;
+
+    /// Applies a per-volume device plan: creates, table swaps (every load,
+    /// then every suspend, then every resume), resumes, then removals.
+    /// Returns the devices that could not be removed because they are still
+    /// open (a holder such as targets has not let go yet; the next
+    /// reconcile retries); any other failure is an error.
+    fn dm_apply(
+        &self,
+        plan: &DmPlan,
+    ) -> impl Future<Output = Result<Vec<String>, BackendError>> + Send;
 }

@@ -6,6 +6,7 @@
 
 use super::{BackendError, PoolBackend, PoolSpec};
 use crate::core::disk::{synthetic_wwn, DiskInfo};
+use crate::core::dmvol::{self, DevNum, DmDevice, DmPlan, DmState, Table};
 use crate::core::layout::Layout;
 use crate::core::names::{self, check_pool_name, check_volume_name};
 use crate::core::observed::{ObservedPool, ObservedPv, ObservedThin, ObservedVolume};
@@ -50,7 +51,25 @@ pub struct Shelf {
     active: BTreeMap<(String, String), BTreeSet<String>>,
     /// Operations to fail once (by name), for rollback tests.
     fail: BTreeSet<String>,
+    /// (controller, pool, LV) -> device minor of an active LV.
+    lv_minor: BTreeMap<(String, String, String), u32>,
+    /// Last device minor handed out.
+    last_minor: u32,
+    /// controller -> per-volume devices by name.
+    dm: BTreeMap<String, BTreeMap<String, SimDm>>,
 }
+
+/// A simulated per-volume device-mapper device.
+#[derive(Debug, Clone)]
+struct SimDm {
+    uuid: String,
+    minor: u32,
+    state: DmState,
+    open: u32,
+}
+
+/// Major number of every simulated device-mapper device.
+const SIM_MAJOR: u32 = 253;
 
 /// A handle on a shared simulated shelf.
 #[derive(Debug, Clone, Default)]
@@ -207,10 +226,108 @@ impl SimBackend {
     }
 
     fn activate(&self, sh: &mut Shelf, pool: &str, lv: &str) {
+        let key = (self.me.clone(), pool.to_string(), lv.to_string());
+        if !sh.lv_minor.contains_key(&key) {
+            sh.last_minor += 1;
+            let m = sh.last_minor;
+            sh.lv_minor.insert(key, m);
+        }
         sh.active
             .entry((self.me.clone(), pool.to_string()))
             .or_default()
             .insert(lv.to_string());
+    }
+}
+
+impl SimBackend {
+    /// The per-volume devices here whose linear table holds an LV of
+    /// `pool` (`lv`: one LV, or any) open, as the kernel reports a holder.
+    fn holders(sh: &Shelf, me: &str, pool: &str, lv: Option<&str>) -> Vec<String> {
+        let held: BTreeSet<u32> = sh
+            .lv_minor
+            .iter()
+            .filter(|((c, p, l), _)| c == me && p == pool && lv.is_none_or(|x| x == l))
+            .map(|(_, m)| *m)
+            .collect();
+        sh.dm
+            .get(me)
+            .map(|devs| {
+                devs.iter()
+                    .filter(|(_, d)| {
+                        matches!(d.state.table, Table::Linear { dev, .. } if dev.major == SIM_MAJOR && held.contains(&dev.minor))
+                    })
+                    .map(|(n, _)| n.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn forget_lvs(sh: &mut Shelf, me: &str, pool: &str, lv: Option<&str>) {
+        sh.lv_minor
+            .retain(|(c, p, l), _| !(c == me && p == pool && lv.is_none_or(|x| x == l)));
+    }
+
+    /// The kernel's checks on a table: a linear target needs an existing
+    /// device, and a writable table over a read-only LV is refused.
+    fn check_table(sh: &Shelf, me: &str, name: &str, st: &DmState) -> Result<(), BackendError> {
+        if let Table::Linear { dev, .. } = st.table {
+            let lv = sh
+                .lv_minor
+                .iter()
+                .find(|((c, _, _), m)| c == me && dev.major == SIM_MAJOR && **m == dev.minor)
+                .map(|((_, p, l), _)| (p.clone(), l.clone()));
+            let Some((pool, lv)) = lv else {
+                return Err(refused(format!("{name}: linear: device {dev} not found")));
+            };
+            let ro = sh
+                .vgs
+                .get(&pool)
+                .and_then(|vg| vg.lvs.get(&lv))
+                .is_some_and(|l| l.read_only);
+            if ro && !st.read_only {
+                return Err(refused(format!(
+                    "{name}: linear: device {dev} is read-only (Permission denied)"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SimShelf {
+    /// The table of a per-volume device on `controller`, by serial.
+    pub fn dm_table(&self, controller: &str, serial: &str) -> Option<DmState> {
+        self.lock()
+            .dm
+            .get(controller)
+            .and_then(|d| d.get(&dmvol::dm_name(serial)))
+            .map(|d| d.state)
+    }
+
+    /// A reboot of `controller`: device-mapper forgets everything (the
+    /// per-volume devices and every active LV).
+    pub fn reboot(&self, controller: &str) {
+        let mut sh = self.lock();
+        sh.dm.remove(controller);
+        sh.active.retain(|(c, _), _| c != controller);
+        sh.lv_minor.retain(|(c, _, _), _| c != controller);
+    }
+
+    /// Opens (`true`) or closes a per-volume device on `controller`, as
+    /// targets' backstore does.
+    pub fn hold_dm(&self, controller: &str, serial: &str, open: bool) {
+        if let Some(d) = self
+            .lock()
+            .dm
+            .get_mut(controller)
+            .and_then(|d| d.get_mut(&dmvol::dm_name(serial)))
+        {
+            if open {
+                d.open += 1;
+            } else {
+                d.open = d.open.saturating_sub(1);
+            }
+        }
     }
 }
 
@@ -398,6 +515,7 @@ impl PoolBackend for SimBackend {
         self.own_vg(&mut sh, pool)?;
         sh.vgs.remove(pool);
         sh.active.remove(&(self.me.clone(), pool.to_string()));
+        Self::forget_lvs(&mut sh, &self.me, pool, None);
         Ok(())
     }
 
@@ -415,7 +533,15 @@ impl PoolBackend for SimBackend {
     async fn deactivate_pool(&self, pool: &str) -> Result<(), BackendError> {
         let mut sh = self.shelf.lock();
         self.check_fail(&mut sh, "deactivate_pool")?;
+        let held = Self::holders(&sh, &self.me, pool, None);
+        if !held.is_empty() {
+            return Err(refused(format!(
+                "Logical volumes of {} in use by {held:?}",
+                names::vg_name(pool)
+            )));
+        }
         sh.active.remove(&(self.me.clone(), pool.to_string()));
+        Self::forget_lvs(&mut sh, &self.me, pool, None);
         Ok(())
     }
 
@@ -518,6 +644,14 @@ impl PoolBackend for SimBackend {
     async fn delete_volume(&self, pool: &str, name: &str) -> Result<(), BackendError> {
         let mut sh = self.shelf.lock();
         self.check_fail(&mut sh, "delete_volume")?;
+        let held = Self::holders(&sh, &self.me, pool, Some(name));
+        if !held.is_empty() {
+            return Err(refused(format!(
+                "Logical volume {}/{name} in use by {held:?}",
+                names::vg_name(pool)
+            )));
+        }
+        Self::forget_lvs(&mut sh, &self.me, pool, Some(name));
         let vg = self.own_vg(&mut sh, pool)?;
         vg.lvs.remove(name);
         if let Some(a) = sh.active.get_mut(&(self.me.clone(), pool.to_string())) {
@@ -598,5 +732,93 @@ impl PoolBackend for SimBackend {
             vg.sync_percent = 0.0;
         }
         Ok(())
+    }
+
+    async fn dm_devices(&self) -> Result<Vec<DmDevice>, BackendError> {
+        let sh = self.shelf.lock();
+        let mut out = Vec::new();
+        for ((c, pool, lv), minor) in &sh.lv_minor {
+            if *c != self.me {
+                continue;
+            }
+            let vg = sh.vgs.get(pool);
+            let l = vg.and_then(|vg| vg.lvs.get(lv));
+            let sectors =
+                l.map_or_else(|| vg.map_or(0, |v| v.thin_size), |l| l.size) / dmvol::SECTOR;
+            out.push(DmDevice {
+                name: names::dm_name(&names::vg_name(pool), lv),
+                uuid: format!("LVM-sim{pool}{lv}"),
+                dev: DevNum {
+                    major: SIM_MAJOR,
+                    minor: *minor,
+                },
+                live: true,
+                suspended: false,
+                read_only: l.is_some_and(|l| l.read_only),
+                open: 0,
+                table: vec![format!("0 {sectors} thin {SIM_MAJOR}:0 {minor}")],
+            });
+        }
+        for (name, d) in sh.dm.get(&self.me).into_iter().flatten() {
+            out.push(DmDevice {
+                name: name.clone(),
+                uuid: d.uuid.clone(),
+                dev: DevNum {
+                    major: SIM_MAJOR,
+                    minor: d.minor,
+                },
+                live: true,
+                suspended: false,
+                read_only: d.state.read_only,
+                open: d.open,
+                table: vec![d.state.table.line()],
+            });
+        }
+        Ok(out)
+    }
+
+    async fn dm_apply(&self, plan: &DmPlan) -> Result<Vec<String>, BackendError> {
+        let mut sh = self.shelf.lock();
+        self.check_fail(&mut sh, "dm_apply")?;
+        for c in &plan.create {
+            if sh.dm.get(&self.me).is_some_and(|d| d.contains_key(&c.name)) {
+                return Err(refused(format!(
+                    "device-mapper: create ioctl on {} failed: Device or resource busy",
+                    c.name
+                )));
+            }
+            Self::check_table(&sh, &self.me, &c.name, &c.state)?;
+            sh.last_minor += 1;
+            let minor = sh.last_minor;
+            sh.dm.entry(self.me.clone()).or_default().insert(
+                c.name.clone(),
+                SimDm {
+                    uuid: c.uuid.clone(),
+                    minor,
+                    state: c.state,
+                    open: 0,
+                },
+            );
+        }
+        for r in &plan.reload {
+            Self::check_table(&sh, &self.me, &r.name, &r.state)?;
+            let d = sh
+                .dm
+                .get_mut(&self.me)
+                .and_then(|d| d.get_mut(&r.name))
+                .ok_or_else(|| refused(format!("Device {} not found", r.name)))?;
+            d.state = r.state;
+        }
+        let mut left = Vec::new();
+        let devs = sh.dm.entry(self.me.clone()).or_default();
+        for n in &plan.remove {
+            match devs.get(n) {
+                Some(d) if d.open > 0 => left.push(n.clone()),
+                _ => {
+                    devs.remove(n);
+                }
+            }
+        }
+        Ok(left)
     }
 }

@@ -6,6 +6,7 @@
 //! real service refuses.
 
 pub mod disk;
+pub mod dmvol;
 pub mod health;
 pub mod identity;
 pub mod layout;

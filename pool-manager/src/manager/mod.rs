@@ -18,6 +18,7 @@ pub mod cluster;
 
 use crate::backend::{PoolBackend, PoolSpec};
 use crate::core::disk::{qualify, DiskInfo, PartnerDisks, Refusal};
+use crate::core::dmvol;
 use crate::core::health::{self, usage, Usage};
 use crate::core::identity::Identity;
 use crate::core::layout::Layout;
@@ -134,7 +135,9 @@ fn find_disk<'a>(disks: &'a [DiskInfo], r: &str) -> Option<&'a DiskInfo> {
 fn volume_json(v: &Volume) -> Value {
     json!({
         "name": v.name, "pool": v.pool, "size": v.size, "size_bytes": v.size.bytes(),
-        "device": device_path(&v.pool, &v.name),
+        "device": dmvol::device_path(&v.serial),
+        "lv_device": device_path(&v.pool, &v.name),
+        "read_only": v.read_only,
         "serial": v.serial, "wwn": v.wwn, "nguid": v.nguid, "uuid": v.uuid,
         "parent": v.parent_snapshot,
     })
@@ -208,6 +211,78 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             tracing::warn!(partner = %p, error = %e, "partner disk list unavailable");
             Some(p.clone())
         })
+    }
+
+    /// Brings the per-volume devices (`dxvol-<serial>`) in line with the
+    /// desired state `cfg`: linear over the active LVs of pools recorded
+    /// for us, error tables elsewhere, none for volumes no longer recorded.
+    /// `release` names a pool whose devices must become error tables
+    /// whatever LVM shows (an export: the linear devices hold the LVs open,
+    /// so they are swapped before the deactivation). Returns what changed.
+    async fn sync_dm(&self, cfg: &Config, release: Option<&str>) -> Result<Value, PoolError> {
+        let devs = self
+            .backend
+            .dm_devices()
+            .await
+            .map_err(PoolError::backend("read device-mapper"))?;
+        let mut lvs = dmvol::active_lvs(&devs);
+        if let Some(p) = release {
+            lvs.retain(|(pool, _), _| pool != p);
+        }
+        let ro: BTreeSet<String> = cfg
+            .volumes
+            .values()
+            .filter(|v| v.read_only)
+            .map(|v| v.name.clone())
+            .collect();
+        let (wanted, bad) = dmvol::wanted(cfg, &self.me, &lvs, &ro);
+        if !bad.is_empty() {
+            tracing::warn!(volumes = ?bad, "serial cannot name a device; no dxvol device");
+        }
+        let plan = dmvol::plan(&wanted, &devs);
+        if !plan.conflicts.is_empty() {
+            tracing::error!(devices = ?plan.conflicts, "device names taken by devices that are not ours");
+        }
+        let mut left = Vec::new();
+        if !plan.is_empty() {
+            let linear = wanted.iter().filter(|w| w.state.table.is_linear()).count();
+            tracing::info!(
+                create = plan.create.len(),
+                swap = plan.reload.len(),
+                resume = plan.resume.len(),
+                remove = plan.remove.len(),
+                linear,
+                "per-volume devices"
+            );
+            left = self
+                .backend
+                .dm_apply(&plan)
+                .await
+                .map_err(PoolError::backend("switch the per-volume devices"))?;
+        }
+        Ok(json!({
+            "created": plan.create.len(), "swapped": plan.reload.len(),
+            "resumed": plan.resume.len(),
+            "removed": plan.remove.len().saturating_sub(left.len()),
+            "still_open": left, "conflicts": plan.conflicts, "bad_serial": bad,
+        }))
+    }
+
+    /// [`Self::sync_dm`] after an operation that already succeeded: a
+    /// failure is logged and reported in the result (`dm_error`), the
+    /// reconciler retries.
+    async fn sync_dm_after(&self, what: &str) -> Value {
+        let r = match self.config().await {
+            Ok(cfg) => self.sync_dm(&cfg, None).await,
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e.chain(), "per-volume devices after {what}; the reconciler retries");
+                json!({"dm_error": e.chain()})
+            }
+        }
     }
 
     /// `disk.list`: with `local`, this controller's discovery only (what the
@@ -589,6 +664,9 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
                 field: "name".into(),
             })?;
         let was_active = o.active();
+        // Error tables first: the linear devices hold the LVs open, and a
+        // host must see I/O errors on this path, never stale data.
+        self.sync_dm(&cfg, Some(name)).await?;
         if o.system_id == self.me {
             self.backend
                 .deactivate_pool(name)
@@ -690,6 +768,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
                 Outcome::Changed
             }
         };
+        let dm = self.sync_dm(&cfg, None).await?;
         let ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.cluster
             .publish(
@@ -699,6 +778,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             .await;
         let mut v = self.pool_json(&cfg, name, outcome).await?;
         v["duration_ms"] = ms.into();
+        v["dm"] = dm;
         Ok(v)
     }
 
@@ -749,6 +829,15 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             .await
             .map_err(PoolError::backend(format!("activate pool {name}")))?;
         let activate_ms = t_act.elapsed().as_millis();
+        // The desired state now names us (recorded above or by heartbeat).
+        let t_dm = Instant::now();
+        let mut now = cfg.clone();
+        if let Some(p) = now.pools.get_mut(name) {
+            p.owner = self.me.clone();
+            p.epoch = epoch;
+        }
+        let dm = self.sync_dm(&now, None).await?;
+        let dm_ms = t_dm.elapsed().as_millis();
         let total = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
         tracing::info!(pool = name, epoch, from = %o.system_id, total_ms = total, "took over pool");
         self.cluster
@@ -772,7 +861,9 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             .await?;
         v["duration_ms"] = total.into();
         v["timings_ms"] = json!({"system_id": u64::try_from(sysid_ms).unwrap_or(u64::MAX),
-            "activate": u64::try_from(activate_ms).unwrap_or(u64::MAX)});
+            "activate": u64::try_from(activate_ms).unwrap_or(u64::MAX),
+            "dm_switch": u64::try_from(dm_ms).unwrap_or(u64::MAX)});
+        v["dm"] = dm;
         Ok(v)
     }
 
@@ -916,13 +1007,14 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             }
             return Err(first);
         }
+        let dm = self.sync_dm_after(what).await;
         self.cluster
             .publish(
                 "volume.created",
                 json!({"volume": name, "pool": rec.pool, "parent": rec.parent_snapshot}),
             )
             .await;
-        Ok(json!({"outcome": Outcome::Changed, "volume": volume_json(&rec)}))
+        Ok(json!({"outcome": Outcome::Changed, "volume": volume_json(&rec), "dm": dm}))
     }
 
     fn desired_volume<'a>(
@@ -979,10 +1071,11 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             .map_err(PoolError::backend(format!(
                 "grow volume {name} (recorded; the reconciler retries)"
             )))?;
+        let dm = self.sync_dm_after("grow").await;
         self.cluster
             .publish("volume.resized", json!({"volume": name, "size": rec.size}))
             .await;
-        Ok(json!({"outcome": Outcome::Changed, "volume": volume_json(&rec)}))
+        Ok(json!({"outcome": Outcome::Changed, "volume": volume_json(&rec), "dm": dm}))
     }
 
     /// `volume.delete`.
@@ -1004,11 +1097,23 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             .map_err(PoolError::cluster(format!(
                 "delete the record of volume {name}"
             )))?;
-        if let Err(e) = self.backend.delete_volume(&v.pool, name).await {
-            let first = PoolError::Backend {
-                op: format!("delete volume {name}"),
-                source: e,
-            };
+        // The device goes first: a linear one holds the LV open. It is
+        // swapped to an error table, then removed (if a holder keeps it
+        // open, the reconciler removes it later).
+        let mut after = cfg.clone();
+        after.volumes.remove(name);
+        let deleted = match self.sync_dm(&after, None).await {
+            Ok(_) => self
+                .backend
+                .delete_volume(&v.pool, name)
+                .await
+                .map_err(|e| PoolError::Backend {
+                    op: format!("delete volume {name}"),
+                    source: e,
+                }),
+            Err(e) => Err(e),
+        };
+        if let Err(first) = deleted {
             if let Err(e2) = self
                 .cluster
                 .apply(vec![Change::Upsert(Object::Volume(v.clone()))])
@@ -1075,7 +1180,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             nguid: id.nguid,
             uuid: id.uuid,
             parent_snapshot: Some(source.into()),
-            read_only: false,
+            read_only,
         };
         let source = source.to_string();
         self.record_then(
@@ -1169,6 +1274,14 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             }
             results.push(json!({"step": s, "ok": r.is_ok(), "error": r.err().map(|e| PoolError::Backend{op: "reconcile".into(), source: e}.chain())}));
         }
+        // The per-volume devices, on both controllers, after LVM.
+        let dm = match self.sync_dm(&cfg, None).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e.chain(), "per-volume devices not reconciled");
+                json!({"dm_error": e.chain()})
+            }
+        };
         let mut mem = self.memory.lock().await;
         for d in steps.iter().filter_map(|s| match s {
             Step::Drift(d) => Some(d),
@@ -1245,7 +1358,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             }
         }
         mem.alerts = alerts;
-        Ok(json!({"steps": results, "repairs": repairs}))
+        Ok(json!({"steps": results, "repairs": repairs, "dm": dm}))
     }
 
     /// `pool.delete`: removes an empty pool (its volumes deleted first) from

@@ -1,0 +1,716 @@
+//! The stable per-volume block device (the standby path).
+//!
+//! Every volume in the desired state gets, on BOTH controllers, a
+//! device-mapper device `dxvol-<serial>` (`/dev/mapper/dxvol-<serial>`, dm
+//! UUID `DUPLEX-VOL-<serial>`). Where the pool is owned here and the LV is
+//! active, its table is `linear` over the LV; everywhere else it is an
+//! `error` table of the volume's size. targets builds its backstores on
+//! this path, so the partner can present a standby path, and a takeover or
+//! a giveback only swaps the table underneath an open device (load,
+//! suspend, resume: atomic for the holder).
+//!
+//! This module is pure: what each device should be ([`wanted`]), what
+//! dmsetup printed ([`parse_info`], [`parse_table`]) and the difference
+//! ([`plan`]), as batches the backend can apply with few commands.
+
+use super::names::{pool_of_vg, split_dm_name};
+use duplex_config_keeper::core::model::Config;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// Name prefix of the per-volume devices.
+pub const NAME_PREFIX: &str = "dxvol-";
+/// dm UUID prefix of the per-volume devices. Not `LVM-`, so LVM never
+/// treats them as its own, and udev's LVM rules skip them.
+pub const UUID_PREFIX: &str = "DUPLEX-VOL-";
+/// The kernel's sector.
+pub const SECTOR: u64 = 512;
+/// Longest serial accepted for a device name (dm names are < 128 bytes).
+const SERIAL_MAX: usize = 64;
+
+/// The device-mapper name of a volume's device.
+pub fn dm_name(serial: &str) -> String {
+    format!("{NAME_PREFIX}{serial}")
+}
+
+/// The dm UUID of a volume's device.
+pub fn dm_uuid(serial: &str) -> String {
+    format!("{UUID_PREFIX}{serial}")
+}
+
+/// The block device path of a volume on either controller (the contract
+/// with targets).
+pub fn device_path(serial: &str) -> String {
+    format!("/dev/mapper/{}", dm_name(serial))
+}
+
+/// True when `serial` can name a device (hex digits, not too long).
+pub fn serial_ok(serial: &str) -> bool {
+    !serial.is_empty()
+        && serial.len() <= SERIAL_MAX
+        && serial.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A block device number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct DevNum {
+    /// Major number.
+    pub major: u32,
+    /// Minor number.
+    pub minor: u32,
+}
+
+impl fmt::Display for DevNum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.major, self.minor)
+    }
+}
+
+/// The table of a per-volume device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "target", rename_all = "snake_case")]
+pub enum Table {
+    /// The whole LV, mapped one to one.
+    Linear {
+        /// The LV's device.
+        dev: DevNum,
+        /// Length in sectors.
+        sectors: u64,
+    },
+    /// Every I/O fails (the pool is not imported here).
+    Error {
+        /// Length in sectors (the volume's size, so the standby path
+        /// reports the right capacity).
+        sectors: u64,
+    },
+}
+
+impl Table {
+    /// Length in sectors.
+    pub fn sectors(&self) -> u64 {
+        match self {
+            Table::Linear { sectors, .. } | Table::Error { sectors } => *sectors,
+        }
+    }
+
+    /// The one-line table dmsetup takes (`--table`).
+    pub fn line(&self) -> String {
+        match self {
+            Table::Linear { dev, sectors } => format!("0 {sectors} linear {dev} 0"),
+            Table::Error { sectors } => format!("0 {sectors} error"),
+        }
+    }
+
+    /// True for a linear table.
+    pub fn is_linear(&self) -> bool {
+        matches!(self, Table::Linear { .. })
+    }
+}
+
+/// What a per-volume device must be: its table and whether it is
+/// read-only (a read-only snapshot: the LV itself is read-only, and the
+/// kernel refuses a writable table over it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DmState {
+    /// The table.
+    pub table: Table,
+    /// Loaded read-only.
+    pub read_only: bool,
+}
+
+/// One device-mapper device as dmsetup reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DmDevice {
+    /// Name.
+    pub name: String,
+    /// dm UUID ("" when none).
+    pub uuid: String,
+    /// Device number.
+    pub dev: DevNum,
+    /// A live table is loaded.
+    pub live: bool,
+    /// Suspended (a swap interrupted between suspend and resume).
+    pub suspended: bool,
+    /// The live table is read-only.
+    pub read_only: bool,
+    /// Open count.
+    pub open: u32,
+    /// The live table, line by line (`start len target args`).
+    pub table: Vec<String>,
+}
+
+impl DmDevice {
+    /// Length of the live table in sectors.
+    pub fn sectors(&self) -> u64 {
+        self.table
+            .iter()
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum()
+    }
+
+    /// The live table as a per-volume [`Table`], when it is one we load.
+    pub fn parsed_table(&self) -> Option<Table> {
+        let [line] = self.table.as_slice() else {
+            return None;
+        };
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let sectors = f.get(1)?.parse().ok()?;
+        match f.as_slice() {
+            ["0", _, "error"] => Some(Table::Error { sectors }),
+            ["0", _, "linear", dev, "0"] => Some(Table::Linear {
+                dev: parse_devnum(dev)?,
+                sectors,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Its state, when the table is one we load.
+    pub fn state(&self) -> Option<DmState> {
+        Some(DmState {
+            table: self.parsed_table()?,
+            read_only: self.read_only,
+        })
+    }
+}
+
+fn parse_devnum(s: &str) -> Option<DevNum> {
+    let (a, b) = s.split_once(':')?;
+    Some(DevNum {
+        major: a.parse().ok()?,
+        minor: b.parse().ok()?,
+    })
+}
+
+/// Why dmsetup output could not be understood.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DmParseError {
+    /// A `dmsetup info -c` row without the columns asked for.
+    #[error("dmsetup info: unexpected row {0:?}")]
+    Row(String),
+    /// A field that must be a number is not.
+    #[error("dmsetup info: {field} = {value:?} of {name} is not a number")]
+    Number {
+        /// The device.
+        name: String,
+        /// The field.
+        field: &'static str,
+        /// What it held.
+        value: String,
+    },
+    /// A `dmsetup table` line without the `name:` prefix.
+    #[error("dmsetup table: line {0:?} has no device name")]
+    TableLine(String),
+}
+
+/// The columns asked of `dmsetup info -c --noheadings --separator '|'
+/// -o` (dmsetup has no JSON report). The name comes last, so a `|` in a
+/// name cannot shift the other columns.
+pub const INFO_COLUMNS: &str = "major,minor,attr,open,uuid,name";
+/// The separator asked of `dmsetup info -c`.
+pub const INFO_SEPARATOR: &str = "|";
+
+/// Parses `dmsetup info -c` with [`INFO_COLUMNS`] and the `dmsetup table`
+/// text into devices. A device that vanished between the two commands
+/// simply has no table.
+pub fn parse(info: &str, table_text: &str) -> Result<Vec<DmDevice>, DmParseError> {
+    let tables = parse_table(table_text)?;
+    let mut out = parse_info(info)?;
+    for d in &mut out {
+        d.table = tables.get(&d.name).cloned().unwrap_or_default();
+    }
+    Ok(out)
+}
+
+/// Parses `dmsetup info -c --noheadings --separator '|' -o`
+/// [`INFO_COLUMNS`].
+pub fn parse_info(text: &str) -> Result<Vec<DmDevice>, DmParseError> {
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim_end).filter(|l| !l.is_empty()) {
+        // dmsetup prints this instead of rows when there is no device.
+        if line == "No devices found" {
+            continue;
+        }
+        let f: Vec<&str> = line.splitn(6, INFO_SEPARATOR).collect();
+        let [major, minor, attr, open, uuid, name] = f.as_slice() else {
+            return Err(DmParseError::Row(line.to_string()));
+        };
+        let num = |field: &'static str, v: &str| {
+            v.trim().parse::<u32>().map_err(|_| DmParseError::Number {
+                name: (*name).to_string(),
+                field,
+                value: v.to_string(),
+            })
+        };
+        // attr: L (live table) or '-', I (inactive table) or '-', s
+        // (suspended) or '-', r (read-only) or w.
+        let a: Vec<char> = attr.chars().collect();
+        out.push(DmDevice {
+            dev: DevNum {
+                major: num("major", major)?,
+                minor: num("minor", minor)?,
+            },
+            live: a.first() == Some(&'L'),
+            suspended: a.get(2) == Some(&'s'),
+            read_only: a.get(3) == Some(&'r'),
+            open: num("open", open)?,
+            name: (*name).to_string(),
+            uuid: (*uuid).to_string(),
+            table: Vec::new(),
+        });
+    }
+    Ok(out)
+}
+
+/// Parses `dmsetup table` (every device: `name: start len target args`,
+/// one line per segment; a device without a live table prints `name: `).
+pub fn parse_table(text: &str) -> Result<BTreeMap<String, Vec<String>>, DmParseError> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim_end();
+        if line.is_empty() || line == "No devices found" {
+            continue;
+        }
+        let (name, rest) = line
+            .split_once(": ")
+            .or_else(|| line.strip_suffix(':').map(|n| (n, "")))
+            .ok_or_else(|| DmParseError::TableLine(line.to_string()))?;
+        let e = out.entry(name.to_string()).or_default();
+        if !rest.trim().is_empty() {
+            e.push(rest.trim().to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// An active LV device of a pool, from the device-mapper view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveLv {
+    /// Its device number.
+    pub dev: DevNum,
+    /// Its size in sectors.
+    pub sectors: u64,
+    /// Its table is read-only.
+    pub read_only: bool,
+}
+
+/// The LVs of our pools that are live here (not suspended), by (pool, LV),
+/// read from the device-mapper view (LVM names its devices
+/// `<vg>-<lv>` with `-` doubled and gives them an `LVM-` UUID).
+pub fn active_lvs(devices: &[DmDevice]) -> BTreeMap<(String, String), ActiveLv> {
+    devices
+        .iter()
+        .filter(|d| d.uuid.starts_with("LVM-") && d.live && !d.suspended)
+        .filter_map(|d| {
+            let (vg, lv) = split_dm_name(&d.name)?;
+            let pool = pool_of_vg(&vg)?.to_string();
+            Some((
+                (pool, lv),
+                ActiveLv {
+                    dev: d.dev,
+                    sectors: d.sectors(),
+                    read_only: d.read_only,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// A device that must exist, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Wanted {
+    /// The volume.
+    pub volume: String,
+    /// Its pool.
+    pub pool: String,
+    /// dm name.
+    pub name: String,
+    /// dm UUID.
+    pub uuid: String,
+    /// Table and mode.
+    pub state: DmState,
+}
+
+/// What every volume's device must be on controller `me`: linear over the
+/// LV where the pool is recorded as ours and its LV is active here
+/// (`lvs`), an error table of the recorded size elsewhere. `read_only`
+/// names the volumes that are read-only (snapshots). Volumes whose serial
+/// cannot name a device are returned in the second list.
+pub fn wanted(
+    desired: &Config,
+    me: &str,
+    lvs: &BTreeMap<(String, String), ActiveLv>,
+    read_only: &BTreeSet<String>,
+) -> (Vec<Wanted>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut bad = Vec::new();
+    for v in desired.volumes.values() {
+        if !serial_ok(&v.serial) {
+            bad.push(v.name.clone());
+            continue;
+        }
+        let ours = desired.pools.get(&v.pool).is_some_and(|p| p.owner == me);
+        let lv = lvs.get(&(v.pool.clone(), v.name.clone())).filter(|_| ours);
+        let ro = read_only.contains(&v.name) || lv.is_some_and(|l| l.read_only);
+        let table = match lv {
+            Some(l) => Table::Linear {
+                dev: l.dev,
+                sectors: l.sectors,
+            },
+            None => Table::Error {
+                sectors: v.size.bytes().div_ceil(SECTOR),
+            },
+        };
+        out.push(Wanted {
+            volume: v.name.clone(),
+            pool: v.pool.clone(),
+            name: dm_name(&v.serial),
+            uuid: dm_uuid(&v.serial),
+            state: DmState {
+                table,
+                read_only: ro,
+            },
+        });
+    }
+    (out, bad)
+}
+
+/// A device to create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Create {
+    /// dm name.
+    pub name: String,
+    /// dm UUID.
+    pub uuid: String,
+    /// Table and mode.
+    pub state: DmState,
+}
+
+/// A device whose table is swapped: load, suspend, resume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reload {
+    /// dm name.
+    pub name: String,
+    /// The new table and mode.
+    pub state: DmState,
+}
+
+/// The difference between the wanted and the observed devices, in
+/// batches: the backend creates, then swaps (every load, then every
+/// suspend, then every resume), then resumes devices left suspended, then
+/// removes. Empty when converged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DmPlan {
+    /// Devices to create.
+    pub create: Vec<Create>,
+    /// Tables to swap.
+    pub reload: Vec<Reload>,
+    /// Devices left suspended by an interrupted swap, table already right.
+    pub resume: Vec<String>,
+    /// Devices of volumes no longer in the desired state. A linear one is
+    /// first swapped to an error table (in `reload`), so the LV is
+    /// released even if a holder keeps the device open.
+    pub remove: Vec<String>,
+    /// Names taken by a device that is not ours (another dm UUID): left
+    /// alone and reported.
+    pub conflicts: Vec<String>,
+}
+
+impl DmPlan {
+    /// True when nothing is to be done.
+    pub fn is_empty(&self) -> bool {
+        self.create.is_empty()
+            && self.reload.is_empty()
+            && self.resume.is_empty()
+            && self.remove.is_empty()
+    }
+
+    /// Number of devices touched.
+    pub fn len(&self) -> usize {
+        self.create.len() + self.reload.len() + self.resume.len() + self.remove.len()
+    }
+}
+
+/// Plans the changes that make the per-volume devices match `wanted`.
+/// Only devices with our UUID prefix are ever changed or removed.
+pub fn plan(wanted: &[Wanted], observed: &[DmDevice]) -> DmPlan {
+    let mut p = DmPlan::default();
+    let by_name: BTreeMap<&str, &DmDevice> =
+        observed.iter().map(|d| (d.name.as_str(), d)).collect();
+    let wanted_names: BTreeSet<&str> = wanted.iter().map(|w| w.name.as_str()).collect();
+    for w in wanted {
+        match by_name.get(w.name.as_str()) {
+            None => p.create.push(Create {
+                name: w.name.clone(),
+                uuid: w.uuid.clone(),
+                state: w.state,
+            }),
+            Some(d) if d.uuid != w.uuid => p.conflicts.push(w.name.clone()),
+            Some(d) => {
+                if !d.live || d.state() != Some(w.state) {
+                    p.reload.push(Reload {
+                        name: w.name.clone(),
+                        state: w.state,
+                    });
+                } else if d.suspended {
+                    p.resume.push(w.name.clone());
+                }
+            }
+        }
+    }
+    for d in observed
+        .iter()
+        .filter(|d| d.uuid.starts_with(UUID_PREFIX) && !wanted_names.contains(d.name.as_str()))
+    {
+        if d.parsed_table().is_none_or(|t| t.is_linear()) {
+            p.reload.push(Reload {
+                name: d.name.clone(),
+                state: DmState {
+                    table: Table::Error {
+                        sectors: d.sectors().max(1),
+                    },
+                    read_only: d.read_only,
+                },
+            });
+        }
+        p.remove.push(d.name.clone());
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use duplex_config_keeper::core::model::{Pool, Volume};
+    use duplex_config_keeper::core::syntax::Size;
+
+    const S1: &str = "0123456789abcdef0123456789abcdef";
+    const S2: &str = "fedcba9876543210fedcba9876543210";
+
+    fn cfg(owner: &str) -> Config {
+        let mut c = Config::default();
+        // Built from JSON so fields added to the model later default.
+        let pool: Pool = serde_json::from_value(serde_json::json!({
+            "name": "p", "tier": "regular", "layout": "linear", "home": "A",
+            "owner": owner, "epoch": 1}))
+        .unwrap();
+        c.pools.insert("p".into(), pool);
+        for (n, s, parent) in [("v1", S1, None), ("s1", S2, Some("v1"))] {
+            let v: Volume = serde_json::from_value(serde_json::json!({
+                "name": n, "pool": "p", "size": "64MiB", "thin": true, "serial": s,
+                "wwn": "", "nguid": "", "uuid": "", "parent_snapshot": parent}))
+            .unwrap();
+            assert_eq!(v.size, Size(64 << 20));
+            c.volumes.insert(n.into(), v);
+        }
+        c
+    }
+
+    fn lv(minor: u32) -> ActiveLv {
+        ActiveLv {
+            dev: DevNum { major: 253, minor },
+            sectors: 131_072,
+            read_only: false,
+        }
+    }
+
+    fn dev(name: &str, uuid: &str, line: &str, ro: bool) -> DmDevice {
+        DmDevice {
+            name: name.into(),
+            uuid: uuid.into(),
+            dev: DevNum {
+                major: 253,
+                minor: 50,
+            },
+            live: true,
+            suspended: false,
+            read_only: ro,
+            open: 1,
+            table: vec![line.into()],
+        }
+    }
+
+    #[test]
+    fn names_and_lines() {
+        assert_eq!(dm_name(S1), format!("dxvol-{S1}"));
+        assert_eq!(device_path(S1), format!("/dev/mapper/dxvol-{S1}"));
+        assert_eq!(dm_uuid(S1), format!("DUPLEX-VOL-{S1}"));
+        assert!(serial_ok(S1));
+        assert!(!serial_ok("not-hex"));
+        assert!(!serial_ok(""));
+        assert!(!serial_ok(&"a".repeat(65)));
+        let t = Table::Linear {
+            dev: DevNum {
+                major: 253,
+                minor: 7,
+            },
+            sectors: 2048,
+        };
+        assert_eq!(t.line(), "0 2048 linear 253:7 0");
+        assert_eq!(Table::Error { sectors: 8 }.line(), "0 8 error");
+    }
+
+    #[test]
+    fn owner_gets_linear_partner_gets_error() {
+        let lvs: BTreeMap<_, _> = [(("p".to_string(), "v1".to_string()), lv(7))].into();
+        let ro: BTreeSet<String> = ["s1".to_string()].into();
+        let (w, bad) = wanted(&cfg("A"), "A", &lvs, &ro);
+        assert!(bad.is_empty());
+        let v1 = w.iter().find(|x| x.volume == "v1").unwrap();
+        assert_eq!(
+            v1.state.table,
+            Table::Linear {
+                dev: lv(7).dev,
+                sectors: 131_072
+            }
+        );
+        assert!(!v1.state.read_only);
+        // The snapshot's LV is not active: an error table of its size, read-only.
+        let s1 = w.iter().find(|x| x.volume == "s1").unwrap();
+        assert_eq!(
+            s1.state,
+            DmState {
+                table: Table::Error { sectors: 131_072 },
+                read_only: true
+            }
+        );
+        // The partner (or an LV active where the record says another owner:
+        // fail closed) gets error tables.
+        let (w, _) = wanted(&cfg("A"), "B", &lvs, &BTreeSet::new());
+        assert!(w.iter().all(|x| !x.state.table.is_linear()));
+    }
+
+    #[test]
+    fn plan_creates_swaps_resumes_removes_and_converges() {
+        let lvs: BTreeMap<_, _> = [
+            (("p".to_string(), "v1".to_string()), lv(7)),
+            (("p".to_string(), "s1".to_string()), lv(8)),
+        ]
+        .into();
+        let (w, _) = wanted(&cfg("A"), "A", &lvs, &BTreeSet::new());
+        // Nothing there: two creates.
+        let p = plan(&w, &[]);
+        assert_eq!(p.create.len(), 2);
+        assert!(p.reload.is_empty() && p.remove.is_empty());
+        // v1 has an error table (the partner's view before a takeover), s1
+        // is right but suspended, an old device of a deleted volume is
+        // linear, and a foreign device took a name.
+        let mut s1 = dev(&dm_name(S2), &dm_uuid(S2), "0 131072 linear 253:8 0", false);
+        s1.suspended = true;
+        let obs = vec![
+            dev(&dm_name(S1), &dm_uuid(S1), "0 131072 error", false),
+            s1,
+            dev("dxvol-00", "DUPLEX-VOL-00", "0 2048 linear 253:9 0", false),
+            dev("dxvol-11", "DUPLEX-VOL-11", "0 2048 error", false),
+            dev("dx--p-v1", "LVM-xyz", "0 131072 thin 253:3 1", false),
+        ];
+        let p = plan(&w, &obs);
+        assert!(p.create.is_empty());
+        assert_eq!(
+            p.reload,
+            vec![
+                Reload {
+                    name: dm_name(S1),
+                    state: w[1].state
+                },
+                Reload {
+                    name: "dxvol-00".into(),
+                    state: DmState {
+                        table: Table::Error { sectors: 2048 },
+                        read_only: false
+                    }
+                },
+            ]
+        );
+        assert_eq!(p.resume, vec![dm_name(S2)]);
+        assert_eq!(
+            p.remove,
+            vec!["dxvol-00".to_string(), "dxvol-11".to_string()]
+        );
+        // Converged: empty.
+        let done = vec![
+            dev(&dm_name(S1), &dm_uuid(S1), "0 131072 linear 253:7 0", false),
+            dev(&dm_name(S2), &dm_uuid(S2), "0 131072 linear 253:8 0", false),
+        ];
+        assert!(plan(&w, &done).is_empty());
+        // A name held by a device that is not ours: reported, not touched.
+        let foreign = vec![dev(&dm_name(S1), "mpath-1", "0 8 error", false)];
+        let p = plan(&w, &foreign);
+        assert_eq!(p.conflicts, vec![dm_name(S1)]);
+        assert!(p.reload.is_empty() && p.remove.is_empty());
+        // A read-only mismatch and a missing live table are swaps too.
+        let mut nolive = dev(&dm_name(S2), &dm_uuid(S2), "0 131072 linear 253:8 0", false);
+        nolive.live = false;
+        nolive.table.clear();
+        let obs = vec![
+            dev(&dm_name(S1), &dm_uuid(S1), "0 131072 linear 253:7 0", true),
+            nolive,
+        ];
+        assert_eq!(plan(&w, &obs).reload.len(), 2);
+    }
+
+    #[test]
+    fn grows_follow_the_lv_and_the_record() {
+        let mut big = lv(7);
+        big.sectors = 262_144;
+        let lvs: BTreeMap<_, _> = [(("p".to_string(), "v1".to_string()), big)].into();
+        let (w, _) = wanted(&cfg("A"), "A", &lvs, &BTreeSet::new());
+        let obs = vec![dev(
+            &dm_name(S1),
+            &dm_uuid(S1),
+            "0 131072 linear 253:7 0",
+            false,
+        )];
+        let p = plan(&w, &obs);
+        assert!(p
+            .reload
+            .iter()
+            .any(|r| r.name == dm_name(S1) && r.state.table.sectors() == 262_144));
+    }
+
+    #[test]
+    fn parses_dmsetup_output() {
+        // Captured in the lab (dmsetup 1.02.185), trimmed.
+        let info = "253|4|L--w|1|LVM-jVU2xO4IdTcDNaQ6qddFInG20crEen73x3URQoqLTNRNqp5k6p4axgolVt1Ih3LB|dx--p-v1\n\
+                    253|9|LIsr|0|DUPLEX-VOL-0123|dxvol-0123\n\
+                    253|10|-I-w|0||empty\n";
+        let table = "dx--p-v1: 0 131072 thin 253:3 1\ndxvol-0123: 0 131072 linear 253:4 0 \nempty: \nstriped: 0 8 linear 8:0 0\nstriped: 8 8 linear 8:16 0\n";
+        let devs = parse(info, table).unwrap();
+        assert_eq!(devs.len(), 3);
+        assert_eq!(
+            devs[0].dev,
+            DevNum {
+                major: 253,
+                minor: 4
+            }
+        );
+        assert!(devs[0].live && !devs[0].suspended && !devs[0].read_only);
+        assert!(devs[1].suspended && devs[1].read_only);
+        assert_eq!(
+            devs[1].parsed_table(),
+            Some(Table::Linear {
+                dev: DevNum {
+                    major: 253,
+                    minor: 4
+                },
+                sectors: 131_072
+            })
+        );
+        assert!(!devs[2].live && devs[2].table.is_empty());
+        let t = parse_table(table).unwrap();
+        assert_eq!(t["striped"].len(), 2);
+        let lvs = active_lvs(&devs);
+        assert_eq!(lvs.len(), 1);
+        assert_eq!(lvs[&("p".to_string(), "v1".to_string())].sectors, 131_072);
+        assert!(parse_info("No devices found\n").unwrap().is_empty());
+        assert!(matches!(parse_info("garbage"), Err(DmParseError::Row(_))));
+        assert!(parse_table("no colon here").is_err());
+        assert!(matches!(
+            parse_info("x|4|L--w|1||n"),
+            Err(DmParseError::Number { field: "major", .. })
+        ));
+        // A '|' in a name stays in the name.
+        assert_eq!(parse_info("253|1|L--w|0||a|b").unwrap()[0].name, "a|b");
+    }
+}
