@@ -34,6 +34,9 @@ pub struct Outcome {
     pub pending: Vec<String>,
     /// Objects in configfs that are not ours.
     pub foreign: Vec<String>,
+    /// True when configfs was read and differed from what was applied
+    /// last (changed out of band); a new desired state alone is not drift.
+    pub drift: bool,
     /// Wall time in milliseconds.
     pub ms: u64,
 }
@@ -230,11 +233,12 @@ impl Reconciler {
     /// trusted. With `dry_run` nothing is changed.
     pub fn reconcile(&mut self, fresh: bool, dry_run: bool) -> Result<Outcome, ReconcileError> {
         let t = Instant::now();
-        let (observed, foreign) = match (&self.cache, fresh || dry_run) {
-            (Some(c), false) => (c.clone(), Vec::new()),
-            _ => {
+        let (observed, foreign, drift) = match (&self.cache, fresh || dry_run) {
+            (Some(c), false) => (c.clone(), Vec::new(), false),
+            (cache, _) => {
                 let o = self.observe()?;
-                (o.tree, o.foreign)
+                let drift = cache.as_ref().is_some_and(|c| *c != o.tree);
+                (o.tree, o.foreign, drift)
             }
         };
         let d = self.desired(&observed);
@@ -246,6 +250,7 @@ impl Reconciler {
             steps: crate::core::plan::masked(&steps),
             pending: d.pending.clone(),
             foreign,
+            drift,
             ms: ms_since(t),
         };
         if !dry_run {
@@ -411,8 +416,29 @@ mod tests {
         let mut r = rec();
         let first = r.reconcile(true, false).unwrap_or_default();
         assert!(!first.steps.is_empty());
+        assert!(!first.drift, "nothing applied before: nothing drifted");
         let again = r.reconcile(true, false).unwrap_or_default();
         assert!(again.steps.is_empty(), "{:?}", again.steps);
+        assert!(!again.drift, "configfs reads back as applied");
+    }
+
+    #[test]
+    fn a_new_desired_state_is_not_drift_an_out_of_band_change_is() {
+        let mut r = rec();
+        assert!(r.reconcile(true, false).is_ok());
+        let mut c = cfg();
+        c.pools[0].owner = "B".into();
+        r.set_config(c);
+        let o = r.reconcile(true, false).unwrap_or_default();
+        assert!(!o.steps.is_empty() && !o.drift, "{o:?}");
+        // Someone flips a port group by hand.
+        let gp = crate::core::model::path::tg_pt_gp("v1", "dx_a");
+        assert!(r
+            .backend
+            .write(&format!("{gp}/alua_access_state"), "0")
+            .is_ok());
+        let o = r.reconcile(true, false).unwrap_or_default();
+        assert!(o.drift && o.steps.len() == 1, "{o:?}");
     }
 
     #[test]

@@ -460,7 +460,7 @@ pub async fn drive(shared: Shared, router: RouterClient, drift_every: Duration) 
 async fn check_drift(shared: &Shared, router: &RouterClient) {
     let r = reconcile_now(shared, router, true, false).await;
     match r {
-        Ok(o) if !o.steps.is_empty() => {
+        Ok(o) if o.drift => {
             tracing::warn!(
                 steps = o.steps.len(),
                 "out-of-band configfs changes repaired"
@@ -474,6 +474,13 @@ async fn check_drift(shared: &Shared, router: &RouterClient) {
                     json!({"kind": "target.drift", "detail": detail}),
                 )
                 .await;
+        }
+        Ok(o) if !o.steps.is_empty() => {
+            // A desired state newer than the last config.changed handled.
+            tracing::info!(
+                steps = o.steps.len(),
+                "configuration applied by the drift check"
+            );
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "drift check failed"),

@@ -31,6 +31,11 @@ const TGT: &str = "iqn.2026-11.io.duplex:5e1f0c1e.g1";
 const SUB: &str = "nqn.2026-11.io.duplex:5e1f0c1e.g1";
 const ADDR_A: &str = "10.50.0.11";
 const ADDR_B: &str = "10.50.0.12";
+/// Mutual CHAP: H's credentials, and the ones the targets answer with.
+const CHAP_USER: &str = "h-lab";
+const CHAP_SECRET: &str = "lab-secret-h1!";
+const CHAP_TARGET_USER: &str = "duplex-lab";
+const CHAP_TARGET_SECRET: &str = "lab-secret-tgt";
 
 /// Names and addresses the NICs by MAC again: the lab's payload step can
 /// run before slow virtio-net devices appear (seen under load), leaving the
@@ -214,11 +219,13 @@ fn base_config(host_iqn: &str, host_nqn: &str) -> Vec<Value> {
         ),
         up(
             "controller",
-            json!({"id": "A", "name": "controller A", "interconnect": ["10.51.0.1/24", "10.52.0.1/24"], "management": "192.0.2.1/24"}),
+            json!({"id": "A", "name": "controller A", "interconnect": ["10.51.0.1/24", "10.52.0.1/24"], "management": "192.0.2.1/24",
+                   "portals": [format!("{ADDR_A}/24")]}),
         ),
         up(
             "controller",
-            json!({"id": "B", "name": "controller B", "interconnect": ["10.51.0.2/24", "10.52.0.2/24"], "management": "192.0.2.2/24"}),
+            json!({"id": "B", "name": "controller B", "interconnect": ["10.51.0.2/24", "10.52.0.2/24"], "management": "192.0.2.2/24",
+                   "portals": [format!("{ADDR_B}/24")]}),
         ),
         up(
             "disk",
@@ -236,7 +243,9 @@ fn base_config(host_iqn: &str, host_nqn: &str) -> Vec<Value> {
         volume("v2", "p1", 2, "256MiB"),
         up(
             "host",
-            json!({"name": "h", "iqns": [host_iqn], "nqns": [host_nqn]}),
+            json!({"name": "h", "iqns": [host_iqn], "nqns": [host_nqn],
+                   "chap": {"user": CHAP_USER, "secret": CHAP_SECRET,
+                            "mutual_user": CHAP_TARGET_USER, "mutual_secret": CHAP_TARGET_SECRET}}),
         ),
         up("host_group", json!({"name": "g1", "hosts": ["h"]})),
         up(
@@ -393,17 +402,52 @@ async fn lab_targets() {
         !outsider.contains("nvme_connect_rc=0"),
         "a host NQN outside the group connected: {outsider}"
     );
-    // iSCSI from H to both controllers: one map, two path groups.
+    // iSCSI from H to both controllers with mutual CHAP: one map, two path
+    // groups. First a wrong target secret: H must refuse the target.
+    let chap = |target_secret: &str| {
+        [
+            ("authmethod", "CHAP"),
+            ("username", CHAP_USER),
+            ("password", CHAP_SECRET),
+            ("username_in", CHAP_TARGET_USER),
+            ("password_in", target_secret),
+        ]
+        .iter()
+        .map(|(k, v)| {
+            format!("iscsiadm -m node -T {TGT} -o update -n node.session.auth.{k} -v '{v}'; ")
+        })
+        .collect::<String>()
+    };
+    let wrong = lab
+        .sh(
+            "H",
+            &format!(
+                "for a in {ADDR_A} {ADDR_B}; do timeout 30 iscsiadm -m discovery -t sendtargets -p $a:3260 >/dev/null; done; \
+                 {} timeout 30 iscsiadm -m node -T {TGT} -p {ADDR_A}:3260 --login; echo login_rc=$?",
+                chap("not-the-target-secret")
+            ),
+            90,
+        )
+        .await
+        .unwrap_or_else(|e| e);
+    assert!(
+        wrong.contains("login_rc=") && !wrong.contains("login_rc=0"),
+        "H logged in to a target that answered with the wrong mutual CHAP secret: {wrong}"
+    );
     lab.sh_ok(
         "H",
         &format!(
-            "for a in {ADDR_A} {ADDR_B}; do timeout 30 iscsiadm -m discovery -t sendtargets -p $a:3260 >/dev/null; done; \
-             timeout 60 iscsiadm -m node -T {TGT} --login >/dev/null 2>&1; \
-             iscsiadm -m session | grep -c {TGT}"
+            "{} timeout 60 iscsiadm -m node -T {TGT} --login >/dev/null 2>&1; \
+             iscsiadm -m session | grep -c {TGT}",
+            chap(CHAP_TARGET_SECRET)
         ),
         120,
     )
     .await;
+    figures.insert(
+        "mutual_chap".into(),
+        json!({"wrong_target_secret": wrong.trim()}),
+    );
     let map = wait_for("one dm-multipath map with two path groups", 90, || async {
         let out = lab.sh("H", "multipathd show maps json", 30).await.ok()?;
         let v: Value = serde_json::from_str(&out).ok()?;

@@ -869,6 +869,7 @@ fn the_flip_leaves_an_ana_group_shared_with_another_pool_alone() {
     assert!(pool_ana_groups(&tree, &m).is_empty());
     let f = flip_steps(&mut tree, &m, "dx_a", AccessState::Standby);
     assert!(f.steps.is_empty(), "{:?}", f.steps);
+    assert_eq!(f.volumes, 1, "v1 is exported here (NVMe only)");
 }
 
 #[test]

@@ -13,25 +13,32 @@
 use super::desired::{device_path, DesiredConfig};
 use super::model::{path, AccessState, Tree, DEFAULT_ANA_GROUP};
 use super::plan::Step;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What identifies a pool's objects in configfs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PoolMembers {
-    /// Backstore names (the pool's volume names).
-    pub volumes: BTreeSet<String>,
-    /// Block devices of the pool's volumes (what its namespaces point at).
-    pub devices: BTreeSet<String>,
+    /// The pool's volume names (backstore names) and their block devices
+    /// (what their namespaces point at).
+    pub volumes: BTreeMap<String, String>,
+}
+
+impl PoolMembers {
+    fn has_device(&self, dev: &str) -> bool {
+        self.volumes.values().any(|d| d == dev)
+    }
 }
 
 /// The volumes of `pool` in the configuration.
 pub fn members(cfg: &DesiredConfig, pool: &str) -> PoolMembers {
-    let mut m = PoolMembers::default();
-    for v in cfg.volumes.iter().filter(|v| v.pool == pool) {
-        m.volumes.insert(v.name.clone());
-        m.devices.insert(device_path(v));
+    PoolMembers {
+        volumes: cfg
+            .volumes
+            .iter()
+            .filter(|v| v.pool == pool)
+            .map(|v| (v.name.clone(), device_path(v)))
+            .collect(),
     }
-    m
 }
 
 /// The writes of one flip phase.
@@ -39,7 +46,8 @@ pub fn members(cfg: &DesiredConfig, pool: &str) -> PoolMembers {
 pub struct FlipPlan {
     /// The writes, ALUA groups first (sorted by volume), then ANA groups.
     pub steps: Vec<Step>,
-    /// Volumes whose ALUA group of this controller exists in the tree.
+    /// The pool's volumes exported here (a backstore with this
+    /// controller's ALUA group, or a namespace), whatever their state was.
     pub volumes: usize,
     /// The pool's ANA group(s) on this controller.
     pub ana_groups: Vec<u32>,
@@ -49,10 +57,11 @@ pub struct FlipPlan {
 /// group shared with another pool's namespace (which `build` never makes)
 /// is left alone rather than flipping someone else's volumes.
 pub fn pool_ana_groups(tree: &Tree, m: &PoolMembers) -> Vec<u32> {
+    let devices: BTreeSet<&str> = m.volumes.values().map(String::as_str).collect();
     let mut mine: BTreeSet<u32> = BTreeSet::new();
     let mut others: BTreeSet<u32> = BTreeSet::new();
     for ns in tree.subsystems.values().flat_map(|s| s.namespaces.values()) {
-        if m.devices.contains(&ns.device) {
+        if devices.contains(ns.device.as_str()) {
             mine.insert(ns.ana_group);
         } else {
             others.insert(ns.ana_group);
@@ -73,7 +82,25 @@ pub fn flip_steps(tree: &mut Tree, m: &PoolMembers, group: &str, state: AccessSt
         ..FlipPlan::default()
     };
     let alua = state.alua();
-    for name in &m.volumes {
+    let in_namespace: BTreeSet<&str> = tree
+        .subsystems
+        .values()
+        .flat_map(|s| s.namespaces.values())
+        .map(|ns| ns.device.as_str())
+        .filter(|d| m.has_device(d))
+        .collect();
+    out.volumes = m
+        .volumes
+        .iter()
+        .filter(|(name, dev)| {
+            in_namespace.contains(dev.as_str())
+                || tree
+                    .backstores
+                    .get(*name)
+                    .is_some_and(|b| b.groups.contains_key(group))
+        })
+        .count();
+    for name in m.volumes.keys() {
         let Some(gp) = tree
             .backstores
             .get_mut(name)
@@ -81,7 +108,6 @@ pub fn flip_steps(tree: &mut Tree, m: &PoolMembers, group: &str, state: AccessSt
         else {
             continue;
         };
-        out.volumes += 1;
         if gp.state != alua {
             gp.state = alua;
             out.steps.push(Step::Write {

@@ -180,8 +180,9 @@ impl fmt::Debug for Chap {
     }
 }
 
-/// An nvmet subsystem (`nvmet/subsystems/<nqn>`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// An nvmet subsystem (`nvmet/subsystems/<nqn>`). Equality leaves out
+/// `serial` (see the field).
+#[derive(Debug, Clone, Default, Eq, Serialize)]
 pub struct Subsystem {
     /// `attr_allow_any_host` (never ours: deny by default).
     pub allow_any_host: bool,
@@ -196,6 +197,18 @@ pub struct Subsystem {
     pub namespaces: BTreeMap<u32, Namespace>,
     /// `allowed_hosts` links (host NQNs).
     pub hosts: BTreeSet<String>,
+}
+
+impl PartialEq for Subsystem {
+    // The serial is written at creation and never read back, so a tree
+    // read from configfs equals the one that was applied.
+    fn eq(&self, o: &Subsystem) -> bool {
+        self.allow_any_host == o.allow_any_host
+            && self.cntlid_min == o.cntlid_min
+            && self.cntlid_max == o.cntlid_max
+            && self.namespaces == o.namespaces
+            && self.hosts == o.hosts
+    }
 }
 
 /// An nvmet namespace.
