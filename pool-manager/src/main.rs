@@ -9,9 +9,10 @@ use duplex_pool_manager::backend::sim::SimShelf;
 use duplex_pool_manager::backend::PoolBackend;
 use duplex_pool_manager::manager::{Manager, RouterCluster};
 use duplex_pool_manager::rpc;
-use duplex_services::{telemetry, Config, ServiceBuilder};
+use duplex_services::{action, telemetry, Config, ServiceBuilder};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Command-line arguments.
 #[derive(Parser)]
@@ -23,8 +24,9 @@ struct Args {
     /// Use the in-memory simulator instead of LVM (demos, tests).
     #[arg(long)]
     sim: bool,
-    /// Seconds between reconciliation passes (0: only on `pool.reconcile`).
-    #[arg(long, default_value_t = 10)]
+    /// Seconds between backstop reconciliation passes; `config.changed`
+    /// events trigger one at once (0: events and `pool.reconcile` only).
+    #[arg(long, default_value_t = 30)]
     reconcile_interval: u64,
 }
 
@@ -67,18 +69,52 @@ async fn run<B: PoolBackend>(backend: B, cfg: &Config, args: &Args) -> anyhow::R
     });
     rpc::register(&mut svc, &m, service);
     let svc = svc.start().await.context("starting the service")?;
-    if args.reconcile_interval > 0 {
-        let every = Duration::from_secs(args.reconcile_interval);
+    {
         let m = Arc::clone(&m);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                if let Err(e) = m.reconcile().await {
-                    tracing::warn!(error = %e.chain(), "reconcile pass failed");
-                }
-            }
-        });
+        let router = duplex_services::RouterClient::new(cfg.router_socket());
+        let every =
+            (args.reconcile_interval > 0).then(|| Duration::from_secs(args.reconcile_interval));
+        tokio::spawn(reconcile_loop(m, router, every));
     }
     svc.run_until_signal().await?;
     Ok(())
+}
+
+/// Reconciles on every `config.changed` event, under the event's
+/// action_id (so a volume created on the partner gets its standby device
+/// here in the same traceable action), and every `every` as a backstop
+/// (events published while the router was away are not replayed; RAID
+/// health is not a config change).
+async fn reconcile_loop<B: PoolBackend, C: duplex_pool_manager::manager::Cluster>(
+    m: Arc<Manager<B, C>>,
+    router: duplex_services::RouterClient,
+    every: Option<Duration>,
+) {
+    let mut sub = loop {
+        match router.subscribe(&["config.changed"]).await {
+            Ok(s) => break s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot subscribe to config.changed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    // Without a backstop interval the timer never fires.
+    let period = every.unwrap_or(Duration::from_secs(365 * 24 * 3600));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        let (id, why) = tokio::select! {
+            ev = sub.next() => (ev.action_id.unwrap_or_else(action::new_id), "config.changed"),
+            _ = tick.tick(), if every.is_some() => (action::new_id(), "interval"),
+        };
+        let span = tracing::info_span!("reconcile", action_id = %id, trigger = why);
+        let r = action::scope(id.clone(), m.reconcile())
+            .instrument(span.clone())
+            .await;
+        if let Err(e) = r {
+            span.in_scope(|| tracing::warn!(error = %e.chain(), "reconcile pass failed"));
+        }
+    }
 }

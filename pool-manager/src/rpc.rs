@@ -29,6 +29,9 @@ use duplex_services::{params, ServiceBuilder};
 use serde::Deserialize;
 use std::sync::Arc;
 
+/// The call timeout pool-manager asks the router for on long methods.
+const LONG_CALL: std::time::Duration = std::time::Duration::from_secs(900);
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DiskList {
@@ -144,6 +147,20 @@ pub fn register<B: PoolBackend, C: Cluster>(
                 Ok(v)
             }
         });
+    }
+    // Routed calls of these may outlive the router's default timeout: a
+    // RAID create, or activating and switching hundreds of volumes under
+    // emulation. The router caps the limit at its own maximum.
+    for long in [
+        "pool.create",
+        "pool.delete",
+        "pool.export",
+        "pool.import",
+        "pool.takeover",
+        "pool.repair",
+        "pool.reconcile",
+    ] {
+        svc.timeout(long, LONG_CALL);
     }
     method!(svc, m, "disk.list", |mm, p: DiskList| mm.disk_list(p.local));
     {

@@ -349,7 +349,7 @@ fn ownership_and_snapshots(g: &G, pool: &str) -> Value {
         let (_, out, _) = g.sh(
             vm,
             &format!(
-                "dd if=/dev/dx-{pool}/{name} iflag=direct bs=512 count=1 2>/dev/null | tr -d '\\0'"
+                "udevadm settle; dd if=/dev/dx-{pool}/{name} iflag=direct bs=512 count=1 2>/dev/null | tr -d '\\0'"
             ),
         );
         out
@@ -612,14 +612,79 @@ fn raid_rebuild(g: &G, pool: &str) -> Value {
            "seen_degraded": seen_degraded})
 }
 
-fn bench(g: &G, pool: &str) -> Value {
+/// Records `bench<from..=to>` (16 MiB thin volumes) in the desired state,
+/// in one `config.apply` on the pool's home controller A, with made-up but
+/// valid identities unique to this run.
+fn record_bench(g: &G, pool: &str, from: usize, to: usize, tag: u64) {
+    let changes: Vec<Value> = (from..=to)
+        .map(|i| {
+            let n = (tag << 20) + i as u64;
+            json!({"op": "upsert", "kind": "volume", "object": {
+                "name": format!("bench{i}"), "pool": pool, "size": "16MiB", "thin": true,
+                "serial": format!("{n:032x}"), "wwn": format!("6001405{n:025x}"),
+                "nguid": format!("{:032x}", u128::from(n) | (1u128 << 127)),
+                "uuid": format!("{:08x}-0000-4000-8000-{:012x}", tag, i)}})
+        })
+        .collect();
+    for chunk in changes.chunks(100) {
+        g.ok("A", "config.apply", json!({"changes": chunk, "sync": true}));
+    }
+}
+
+/// Removes the benchmark volumes: records (one batch), their devices (a
+/// reconcile on both controllers), then the LVs (one lvremove).
+fn drop_bench(g: &G, pool: &str, owner: &str) {
+    let cfg = g.ok("A", "config.get", json!({}))["config"].clone();
+    let dels: Vec<Value> = cfg["volume"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|v| v["pool"] == pool && v["name"].as_str().is_some_and(|n| n.starts_with("bench")))
+        .map(|v| json!({"op": "delete", "kind": "volume", "key": v["name"]}))
+        .collect();
+    for chunk in dels.chunks(100) {
+        g.ok("A", "config.apply", json!({"changes": chunk, "sync": true}));
+    }
+    for vm in ["A", "B"] {
+        g.ok(vm, "pool.reconcile", json!({}));
+    }
+    g.exec(
+        owner,
+        &[
+            "lvm",
+            "lvremove",
+            "--config",
+            &G::lvm_config(owner),
+            "-y",
+            "-S",
+            "lv_name=~^bench",
+            &format!("dx-{pool}"),
+        ],
+        900,
+    );
+}
+
+fn dxvol_linear(g: &G, vm: &str) -> usize {
+    let (_, out, _) = g.sh(
+        vm,
+        "dmsetup table | grep -c '^dxvol-[0-9a-f]*: 0 [0-9]* linear' || true",
+    );
+    out.trim().parse().unwrap_or(0)
+}
+
+fn bench(g: &G, pool: &str, tag: u64) -> Value {
     // The pool is on B after the ownership test; it moves back and forth.
     let mut owner = "B";
-    let mut have = g.active_lvs(owner, pool);
+    let mut have = 0;
     let mut rows = vec![];
-    for n in [1usize, 100, 500] {
-        // Volumes for the benchmark are made directly with LVM, inactive:
-        // the benchmark measures the takeover, not the creation.
+    let sizes: Vec<usize> = std::env::var("DUPLEX_LAB_BENCH_SIZES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 100, 500]);
+    for n in sizes {
+        // Benchmark volumes are made directly with LVM, inactive, and
+        // recorded in one batch: the benchmark measures the takeover.
         if have < n {
             let script = format!(
                 "C='{}'; for i in $(seq {} {}); do lvm lvcreate --config \"$C\" -q -y -an -kn --thin dx-{pool}/_dxthin -V 16m -n bench$i >/dev/null || exit 1; done",
@@ -627,19 +692,32 @@ fn bench(g: &G, pool: &str) -> Value {
             );
             let (rc, _, err) = g.sh(owner, &script);
             assert_eq!(rc, 0, "{err}");
+            record_bench(g, pool, have + 1, n, tag);
             have = n;
         }
         let to = if owner == "A" { "B" } else { "A" };
+        // The partner has its standby devices before the failure.
+        g.ok(to, "pool.reconcile", json!({}));
         let epoch = g.fence_and_record(to, pool);
+        let t0 = Instant::now();
         g.ok(owner, "pool.export", json!({"name": pool}));
+        let export_ms = t0.elapsed().as_millis();
         let t0 = Instant::now();
         let t = g.ok(to, "pool.takeover", json!({"name": pool, "epoch": epoch}));
         let wall = t0.elapsed().as_millis();
         let active = g.active_lvs(to, pool);
         assert!(active >= n, "{active} of {n} active");
-        rows.push(json!({"volumes": active, "takeover_ms": t["duration_ms"], "timings_ms": t["timings_ms"], "wall_ms": wall}));
+        let linear = dxvol_linear(g, to);
+        assert!(
+            linear >= n,
+            "{linear} of {n} per-volume devices linear on {to}"
+        );
+        rows.push(json!({"volumes": active, "takeover_ms": t["duration_ms"],
+            "timings_ms": t["timings_ms"], "dm": t["dm"], "wall_ms": wall, "export_ms": export_ms}));
+        eprintln!("bench: {}", rows.last().unwrap());
         owner = to;
     }
+    drop_bench(g, pool, owner);
     json!(rows)
 }
 
@@ -663,7 +741,7 @@ fn lab_pool_manager() {
     let mut out = json!({});
     out["ownership"] = ownership_and_snapshots(&g, &own);
     if std::env::var("DUPLEX_LAB_BENCH").is_ok_and(|v| v == "1") {
-        out["takeover_benchmark"] = bench(&g, &own);
+        out["takeover_benchmark"] = bench(&g, &own, tag);
     }
     // The RAID scenario pulls shelf2 out for good: DUPLEX_LAB_NO_RAID=1
     // lets the other scenarios run again on the same lab.

@@ -786,3 +786,34 @@ async fn per_volume_devices_follow_ownership_on_both_controllers() {
     rig.b.reconcile().await.unwrap();
     assert!(rig.shelf.dm_table("B", &serial).is_none());
 }
+
+#[tokio::test]
+async fn copies_and_read_only_are_recorded() {
+    let rig = rig(4).await;
+    let mut p = pool("m", "mirror", &["shelf0", "shelf1", "shelf2"]);
+    p.copies = Some(3);
+    rig.a.create_pool(p.clone()).await.unwrap();
+    assert_eq!(rig.cluster.snapshot().pools["m"].copies, Some(3));
+    // The same create again is unchanged; another copy count is not.
+    assert_eq!(
+        rig.a.create_pool(p.clone()).await.unwrap()["outcome"],
+        "unchanged"
+    );
+    p.copies = Some(2);
+    let e = rpc(rig.a.create_pool(p).await);
+    assert_eq!(e.kind(), Some(ErrorCode::Conflict), "{e}");
+    rig.a
+        .create_pool(pool("l", "linear", &["shelf3"]))
+        .await
+        .unwrap();
+    assert_eq!(rig.cluster.snapshot().pools["l"].copies, None);
+    rig.a.create_volume(vol("m", "v", "64MiB")).await.unwrap();
+    rig.a.snapshot("v", "ro", true, "snapshot").await.unwrap();
+    rig.a.snapshot("v", "rw", false, "snapshot").await.unwrap();
+    rig.a.snapshot("ro", "cl", false, "clone").await.unwrap();
+    let c = rig.cluster.snapshot();
+    assert!(!c.volumes["v"].read_only);
+    assert!(c.volumes["ro"].read_only);
+    assert!(!c.volumes["rw"].read_only);
+    assert!(!c.volumes["cl"].read_only);
+}

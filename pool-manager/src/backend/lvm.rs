@@ -158,6 +158,67 @@ pub struct LvRow {
     pub lv_metadata_size: String,
 }
 
+/// Fields asked of `lvs -o` to activate a pool's thin LVs in one batch.
+pub const THIN_FIELDS: &str =
+    "vg_uuid,lv_uuid,lv_name,thin_id,lv_size,lv_permissions,segtype,pool_lv";
+
+/// One row of the thin activation report ([`THIN_FIELDS`]).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ThinRow {
+    /// VG UUID.
+    pub vg_uuid: String,
+    /// LV UUID.
+    pub lv_uuid: String,
+    /// LV name.
+    pub lv_name: String,
+    /// Thin device id ("" for LVs that are not thin).
+    #[serde(default)]
+    pub thin_id: String,
+    /// Size in bytes.
+    pub lv_size: String,
+    /// `writeable`, `read-only`...
+    #[serde(default)]
+    pub lv_permissions: String,
+    /// Segment type.
+    pub segtype: String,
+    /// Its thin pool.
+    #[serde(default)]
+    pub pool_lv: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ThinSection {
+    #[serde(default)]
+    lv: Vec<ThinRow>,
+}
+
+/// Parses the thin activation report: the VG UUID and the thin LVs of
+/// `pool_lv`.
+pub fn parse_thin_lvs(
+    s: &str,
+    pool_lv: &str,
+) -> Result<(Option<String>, Vec<crate::core::dmvol::ThinLv>), ParseError> {
+    let rows: Vec<ThinRow> = json::<ThinSection>("lvs", s)?
+        .into_iter()
+        .flat_map(|x| x.lv)
+        .collect();
+    let vg_uuid = rows.first().map(|r| r.vg_uuid.clone());
+    let mut out = Vec::new();
+    for r in rows
+        .iter()
+        .filter(|r| r.segtype == "thin" && r.pool_lv == pool_lv)
+    {
+        out.push(crate::core::dmvol::ThinLv {
+            name: r.lv_name.clone(),
+            lv_uuid: r.lv_uuid.clone(),
+            thin_id: num("lvs", "thin_id", &r.thin_id)?,
+            size: num("lvs", "lv_size", &r.lv_size)?,
+            read_only: r.lv_permissions.starts_with("read-only"),
+        });
+    }
+    Ok((vg_uuid, out))
+}
+
 fn json<T: for<'de> Deserialize<'de>>(what: &'static str, s: &str) -> Result<Vec<T>, ParseError> {
     serde_json::from_str::<Report<T>>(s)
         .map(|r| r.report)
@@ -557,5 +618,30 @@ mod tests {
         // The mirrored disks carry the pool's device-mapper devices.
         let s2 = disks.iter().find(|d| d.serial == "shelf2").unwrap();
         assert!(!s2.holders.is_empty());
+    }
+
+    #[test]
+    fn thin_activation_report() {
+        // Shape of `lvs --reportformat json --units b --nosuffix -o
+        // THIN_FIELDS` in the lab (lvm2 2.03.16).
+        let out = r#"{"report": [{"lv": [
+            {"vg_uuid":"jVU2xO-4IdT-cDNa-Q6qd-dFIn-G20c-rEen73", "lv_uuid":"DOJJ6c-t0la-MnAY-1xEe-wtov-1nrm-BB3nMH", "lv_name":"_dxthin", "thin_id":"", "lv_size":"1073741824", "lv_permissions":"writeable", "segtype":"thin-pool", "pool_lv":""},
+            {"vg_uuid":"jVU2xO-4IdT-cDNa-Q6qd-dFIn-G20c-rEen73", "lv_uuid":"x3URQo-qLTN-RNqp-5k6p-4axg-olVt-1Ih3LB", "lv_name":"v1", "thin_id":"1", "lv_size":"16777216", "lv_permissions":"writeable", "segtype":"thin", "pool_lv":"_dxthin"},
+            {"vg_uuid":"jVU2xO-4IdT-cDNa-Q6qd-dFIn-G20c-rEen73", "lv_uuid":"z2YQcN-ALR7-v740-vfhZ-3XMh-7A14-iNWoVt", "lv_name":"s1", "thin_id":"2", "lv_size":"16777216", "lv_permissions":"read-only", "segtype":"thin", "pool_lv":"_dxthin"}
+        ]}]}"#;
+        let (vg, lvs) = parse_thin_lvs(out, "_dxthin").unwrap();
+        assert_eq!(
+            vg.as_deref(),
+            Some("jVU2xO-4IdT-cDNa-Q6qd-dFIn-G20c-rEen73")
+        );
+        assert_eq!(lvs.len(), 2);
+        assert_eq!(lvs[1].thin_id, 2);
+        assert!(lvs[1].read_only && !lvs[0].read_only);
+        assert!(parse_thin_lvs(
+            &out.replace("\"thin_id\":\"1\"", "\"thin_id\":\"x\""),
+            "_dxthin"
+        )
+        .is_err());
+        assert!(parse_thin_lvs("{}", "_dxthin").is_err());
     }
 }

@@ -78,6 +78,16 @@ pub enum Table {
         /// Length in sectors.
         sectors: u64,
     },
+    /// A thin volume of a thin pool (how LVM maps a thin LV; used to
+    /// activate a pool's thin LVs in one batch, see [`thin_activation`]).
+    Thin {
+        /// The thin pool's `-tpool` device.
+        pool: DevNum,
+        /// The thin device id in the pool's metadata.
+        id: u64,
+        /// Length in sectors.
+        sectors: u64,
+    },
     /// Every I/O fails (the pool is not imported here).
     Error {
         /// Length in sectors (the volume's size, so the standby path
@@ -90,7 +100,9 @@ impl Table {
     /// Length in sectors.
     pub fn sectors(&self) -> u64 {
         match self {
-            Table::Linear { sectors, .. } | Table::Error { sectors } => *sectors,
+            Table::Linear { sectors, .. }
+            | Table::Thin { sectors, .. }
+            | Table::Error { sectors } => *sectors,
         }
     }
 
@@ -98,6 +110,7 @@ impl Table {
     pub fn line(&self) -> String {
         match self {
             Table::Linear { dev, sectors } => format!("0 {sectors} linear {dev} 0"),
+            Table::Thin { pool, id, sectors } => format!("0 {sectors} thin {pool} {id}"),
             Table::Error { sectors } => format!("0 {sectors} error"),
         }
     }
@@ -479,6 +492,72 @@ pub fn plan(wanted: &[Wanted], observed: &[DmDevice]) -> DmPlan {
     p
 }
 
+/// A thin LV of a pool as LVM's metadata describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThinLv {
+    /// LV name.
+    pub name: String,
+    /// LVM's LV UUID (with or without its dashes).
+    pub lv_uuid: String,
+    /// Thin device id in the pool.
+    pub thin_id: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Read-only permission.
+    pub read_only: bool,
+}
+
+/// The dm UUID LVM gives an LV's top-level device: `LVM-` followed by the
+/// VG and LV UUIDs without their dashes.
+pub fn lvm_dm_uuid(vg_uuid: &str, lv_uuid: &str) -> String {
+    format!(
+        "LVM-{}{}",
+        vg_uuid.replace('-', ""),
+        lv_uuid.replace('-', "")
+    )
+}
+
+/// The devices that activate every thin LV of `vg` not active yet, exactly
+/// as LVM would (its name, its UUID, a `thin` table over the pool's
+/// `-tpool` device `tpool`, read-only when the LV is), so that one batched
+/// `dmsetup create` replaces LVM's per-LV activation (measured at about
+/// 0.6 s per LV under emulation, in LVM itself, not in udev). LVM finds
+/// these devices by UUID afterwards and treats them as its own
+/// (`lvs` shows them active, `vgchange -an` removes them).
+pub fn thin_activation(
+    vg: &str,
+    vg_uuid: &str,
+    tpool: DevNum,
+    lvs: &[ThinLv],
+    observed: &[DmDevice],
+) -> Vec<Create> {
+    let present: BTreeSet<&str> = observed.iter().map(|d| d.uuid.as_str()).collect();
+    let names: BTreeSet<&str> = observed.iter().map(|d| d.name.as_str()).collect();
+    lvs.iter()
+        .filter_map(|l| {
+            let uuid = lvm_dm_uuid(vg_uuid, &l.lv_uuid);
+            let name = super::names::dm_name(vg, &l.name);
+            // Active already, or a stray device holds the name: LVM's own
+            // activation (the fallback) sorts that out or says why.
+            if present.contains(uuid.as_str()) || names.contains(name.as_str()) {
+                return None;
+            }
+            Some(Create {
+                name,
+                uuid,
+                state: DmState {
+                    table: Table::Thin {
+                        pool: tpool,
+                        id: l.thin_id,
+                        sectors: l.size.div_ceil(SECTOR),
+                    },
+                    read_only: l.read_only,
+                },
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -712,5 +791,55 @@ mod tests {
         ));
         // A '|' in a name stays in the name.
         assert_eq!(parse_info("253|1|L--w|0||a|b").unwrap()[0].name, "a|b");
+    }
+
+    #[test]
+    fn thin_activation_mirrors_lvm() {
+        let tpool = DevNum {
+            major: 253,
+            minor: 2,
+        };
+        let lvs = vec![
+            ThinLv {
+                name: "v-1".into(),
+                lv_uuid: "x3URQo-qLTN-RNqp-5k6p-4axg-olVt-1Ih3LB".into(),
+                thin_id: 1,
+                size: 16 << 20,
+                read_only: false,
+            },
+            ThinLv {
+                name: "s1".into(),
+                lv_uuid: "z2YQcN-ALR7-v740-vfhZ-3XMh-7A14-iNWoVt".into(),
+                thin_id: 10,
+                size: 16 << 20,
+                read_only: true,
+            },
+        ];
+        let vg_uuid = "jVU2xO-4IdT-cDNa-Q6qd-dFIn-G20c-rEen73";
+        // s1 is active already (found by its UUID).
+        let obs = vec![dev(
+            "dx--p-s1",
+            "LVM-jVU2xO4IdTcDNaQ6qddFInG20crEen73z2YQcNALR7v740vfhZ3XMh7A14iNWoVt",
+            "0 32768 thin 253:2 10",
+            true,
+        )];
+        let c = thin_activation("dx-p", vg_uuid, tpool, &lvs, &obs);
+        assert_eq!(
+            c,
+            vec![Create {
+                name: "dx--p-v--1".into(),
+                uuid: "LVM-jVU2xO4IdTcDNaQ6qddFInG20crEen73x3URQoqLTNRNqp5k6p4axgolVt1Ih3LB".into(),
+                state: DmState {
+                    table: Table::Thin {
+                        pool: tpool,
+                        id: 1,
+                        sectors: 32_768
+                    },
+                    read_only: false
+                }
+            }]
+        );
+        assert_eq!(c[0].state.table.line(), "0 32768 thin 253:2 1");
+        assert!(thin_activation("dx-p", vg_uuid, tpool, &lvs[1..], &obs).is_empty());
     }
 }

@@ -200,8 +200,17 @@ impl Layout {
         }
     }
 
-    /// The record in config-keeper (which has no copy count: a 3-copy
-    /// mirror is stored as raid1 and its copies are read back from LVM).
+    /// The copy count config-keeper records (`pools[].copies`, raid1
+    /// only).
+    pub fn config_copies(self) -> Option<u32> {
+        match self {
+            Layout::Mirror { copies } => Some(u32::from(copies)),
+            _ => None,
+        }
+    }
+
+    /// The layout config-keeper records (`raid1` for a mirror; its copy
+    /// count is [`Layout::config_copies`]).
     pub fn to_config(self) -> CfgLayout {
         match self {
             Layout::Linear => CfgLayout::Linear,
@@ -212,7 +221,8 @@ impl Layout {
         }
     }
 
-    /// The layout of a config-keeper record (`copies` from LVM when known).
+    /// The layout of a config-keeper record (`copies` as recorded; absent
+    /// means 2).
     pub fn from_config(l: CfgLayout, copies: Option<u8>) -> Result<Layout, Invalid> {
         Ok(match l {
             CfgLayout::Linear => Layout::Linear,

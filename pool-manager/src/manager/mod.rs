@@ -358,6 +358,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             // Idempotent: the same pool, ours, already built.
             let same = p.owner == self.me
                 && p.layout == layout.to_config()
+                && p.copies.unwrap_or(2) == layout.config_copies().unwrap_or(2)
                 && observed
                     .as_ref()
                     .is_some_and(|o| o.thin.is_some() && o.system_id == self.me);
@@ -480,7 +481,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             owner: self.me.clone(),
             epoch: cluster_epoch,
             disks: chosen.iter().map(|(d, _)| d.wwn.clone()).collect(),
-            copies: None,
+            copies: layout.config_copies(),
         };
         let was_recorded = cfg.pools.contains_key(&req.name);
         changes.push(Change::Upsert(Object::Pool(rec)));
@@ -581,7 +582,13 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             "owner": d.map(|p| p.owner.clone()),
             "epoch": d.map(|p| p.epoch),
             "tier": d.map(|p| p.tier),
-            "layout": o.and_then(|o| o.layout).map(|l| json!(l)).or_else(|| d.map(|p| json!(p.layout))),
+            "layout": o.and_then(|o| o.layout).map(|l| json!(l)).or_else(|| {
+                d.map(|p| {
+                    let copies = p.copies.and_then(|c| u8::try_from(c).ok());
+                    Layout::from_config(p.layout, copies).map_or_else(|_| json!(p.layout), |l| json!(l))
+                })
+            }),
+            "copies": d.and_then(|p| p.copies),
             "system_id": o.map(|o| o.system_id.clone()),
             "visible": o.is_some(),
             "active_here": o.is_some_and(ObservedPool::active),
