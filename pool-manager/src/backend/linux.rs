@@ -28,8 +28,6 @@ pub const LSBLK: &str = "/usr/bin/lsblk";
 pub const WIPEFS: &str = "/usr/sbin/wipefs";
 /// device-mapper's tool.
 pub const DMSETUP: &str = "/usr/sbin/dmsetup";
-/// udev's tool (one `settle` after a batch of device creations/removals).
-pub const UDEVADM: &str = "/usr/bin/udevadm";
 
 /// Devices per dmsetup command for batched creates, suspends and resumes
 /// (keeps the argument list far below the kernel's limit).
@@ -52,7 +50,7 @@ impl LinuxBackend {
     /// A backend stamping `me` as system_id. Fails when a tool is missing,
     /// at start rather than at the first request.
     pub fn new(me: &str) -> Result<LinuxBackend, BackendError> {
-        for tool in [LVM, LSBLK, WIPEFS, DMSETUP, UDEVADM] {
+        for tool in [LVM, LSBLK, WIPEFS, DMSETUP] {
             if !Path::new(tool).exists() {
                 return Err(BackendError::Refused(format!(
                     "{tool} is missing; install lvm2, dmsetup, udev and util-linux"
@@ -117,9 +115,18 @@ impl LinuxBackend {
         Cmd::new(DMSETUP).timeout(SHORT)
     }
 
+    /// dmsetup for the per-volume devices, with udev bypassed: libdm makes
+    /// and removes the `/dev/mapper` node itself, at once, and flags the
+    /// uevents so udev's device-mapper rules skip them. Under emulation
+    /// udev takes a large fraction of a second per event, and nothing but
+    /// the node is wanted from it (the dm UUID keeps LVM's rules away).
+    fn dmsetup_noudev(&self) -> Cmd {
+        self.dmsetup().env("DM_DISABLE_UDEV", "1")
+    }
+
     /// `dmsetup load` of one device (dmsetup loads one table per call).
     async fn dm_load(&self, name: &str, state: &DmState) -> Result<(), BackendError> {
-        let mut c = self.dmsetup().arg("load");
+        let mut c = self.dmsetup_noudev().arg("load");
         if state.read_only {
             c = c.arg("--readonly");
         }
@@ -138,8 +145,8 @@ impl LinuxBackend {
         let mut left = Vec::new();
         for chunk in names.chunks(DM_CHUNK) {
             let batch = self
-                .dmsetup()
-                .args(["remove", "--noudevsync"])
+                .dmsetup_noudev()
+                .arg("remove")
                 .args(chunk.iter().map(String::as_str))
                 .run()
                 .await;
@@ -154,8 +161,8 @@ impl LinuxBackend {
                 .collect();
             for n in chunk.iter().filter(|n| present.contains(n)) {
                 if let Err(e) = self
-                    .dmsetup()
-                    .args(["remove", "--noudevsync", n.as_str()])
+                    .dmsetup_noudev()
+                    .args(["remove", n.as_str()])
                     .run()
                     .await
                 {
@@ -677,12 +684,10 @@ impl PoolBackend for LinuxBackend {
     }
 
     async fn dm_apply(&self, plan: &DmPlan) -> Result<Vec<String>, BackendError> {
-        // Creates in batches, without waiting for udev per device (one
-        // settle at the end): under emulation udev takes a large fraction
-        // of a second per event.
+        // Creates in batches of DM_CHUNK devices per command.
         for chunk in plan.create.chunks(DM_CHUNK) {
-            self.dmsetup()
-                .args(["create", "--noudevsync", "--concise"])
+            self.dmsetup_noudev()
+                .args(["create", "--concise"])
                 .arg(concise(chunk))
                 .run()
                 .await?;
@@ -696,34 +701,25 @@ impl PoolBackend for LinuxBackend {
         }
         let swapped: Vec<&str> = plan.reload.iter().map(|r| r.name.as_str()).collect();
         for chunk in swapped.chunks(DM_CHUNK) {
-            self.dmsetup()
+            self.dmsetup_noudev()
                 .arg("suspend")
                 .args(chunk.iter().copied())
                 .run()
                 .await?;
         }
-        // The node exists already, so a resume needs no udev wait.
         let resumed: Vec<&str> = swapped
             .iter()
             .copied()
             .chain(plan.resume.iter().map(String::as_str))
             .collect();
         for chunk in resumed.chunks(DM_CHUNK) {
-            self.dmsetup()
-                .args(["resume", "--noudevsync"])
+            self.dmsetup_noudev()
+                .arg("resume")
                 .args(chunk.iter().copied())
                 .run()
                 .await?;
         }
         let left = self.dm_remove(&plan.remove).await?;
-        if !plan.create.is_empty() || !plan.remove.is_empty() {
-            // The /dev/mapper nodes of new devices are udev's to make.
-            Cmd::new(UDEVADM)
-                .args(["settle", "--timeout=120"])
-                .timeout(Duration::from_secs(130))
-                .run()
-                .await?;
-        }
         Ok(left)
     }
 }

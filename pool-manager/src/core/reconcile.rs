@@ -146,7 +146,14 @@ pub fn plan(desired: &Config, observed: &[ObservedPool], me: &str) -> Vec<Step> 
             continue;
         }
         let pool_active = o.thin.as_ref().is_some_and(|t| t.active);
-        if !pool_active {
+        // One activation of the whole pool, also when only volumes are
+        // inactive: it activates every thin LV in one batch, where one
+        // step per volume costs an LVM command each.
+        let recorded_inactive = desired
+            .volumes
+            .values()
+            .any(|v| v.pool == p.name && o.volume(&v.name).is_some_and(|ov| !ov.active));
+        if !pool_active || recorded_inactive {
             steps.push(Step::ActivatePool {
                 pool: p.name.clone(),
             });
@@ -180,13 +187,7 @@ pub fn plan(desired: &Config, observed: &[ObservedPool], me: &str) -> Vec<Step> 
                             actual: ov.size,
                         }));
                     }
-                    // Activating the pool activates its volumes too.
-                    if pool_active && !ov.active {
-                        steps.push(Step::ActivateVolume {
-                            pool: p.name.clone(),
-                            volume: v.name.clone(),
-                        });
-                    }
+                    // Inactive volumes: the pool activation above.
                 }
             }
         }
@@ -330,10 +331,18 @@ mod tests {
             volume: "v1".into(),
             size: 1 << 30
         }));
-        assert!(steps.contains(&Step::ActivateVolume {
-            pool: "p".into(),
-            volume: "s1".into()
-        }));
+        // An inactive volume of an active pool: one pool activation (a
+        // batch), not one step per volume.
+        assert_eq!(
+            steps
+                .iter()
+                .filter(|s| **s == Step::ActivatePool { pool: "p".into() })
+                .count(),
+            1
+        );
+        assert!(!steps
+            .iter()
+            .any(|s| matches!(s, Step::ActivateVolume { .. })));
     }
 
     #[test]
