@@ -30,18 +30,9 @@ const FIXTURE: &str = "/run/duplex-lab/payload/fixture";
 /// error object as text.
 pub fn call(lab: &Lab, vm: &str, method: &str, params: &Value) -> Result<Value, LabError> {
     let p = params.to_string();
-    let mut argv = vec!["duplexctl", "--json"];
-    // pool-manager's own socket for its methods until it declares long
-    // limits for them: the router gives other calls 30 s, and a takeover
-    // under TCG may take longer.
-    if ["pool.", "volume.", "disk."]
-        .iter()
-        .any(|ns| method.starts_with(ns))
-    {
-        argv.extend(["--socket", "/run/duplex/pool-manager.sock"]);
-    }
-    argv.extend(["call", method, &p]);
-    let argv = crate::cmd::argv(&argv);
+    // Through the router: pool-manager declares long limits for its slow
+    // methods (takeover, create), and duplexctl waits longer than any.
+    let argv = crate::cmd::argv(&["duplexctl", "--json", "call", method, &p]);
     let r = lab::exec(lab, vm, &argv, Duration::from_secs(960))?;
     let v: Value = serde_json::from_str(&r.stdout).map_err(|e| {
         LabError::State(format!(
