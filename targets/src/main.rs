@@ -9,7 +9,7 @@ use duplex_targets::backend::configfs::{ConfigFsBackend, DEFAULT_ROOT};
 use duplex_targets::backend::net::NetBackend;
 use duplex_targets::backend::sim::SimBackend;
 use duplex_targets::backend::TargetBackend;
-use duplex_targets::core::desired::Local;
+use duplex_targets::core::desired::{Local, DEVICE_PREFIX};
 use duplex_targets::overrides::OverrideStore;
 use duplex_targets::reconciler::Reconciler;
 use duplex_targets::rpc;
@@ -28,7 +28,7 @@ struct Args {
     #[arg(long, default_value = DEFAULT_ROOT)]
     configfs: PathBuf,
     /// Use the in-memory simulator instead of configfs (every
-    /// `/dev/dx-*` device counts as present).
+    /// `/dev/mapper/dxvol-*` device counts as present).
     #[arg(long)]
     sim: bool,
     /// A front-end portal address (iSCSI 3260, NVMe/TCP 4420); repeat for
@@ -58,7 +58,7 @@ impl TargetBackend for SimAll {
         if let Some(dev) = v
             .strip_prefix("udev_path=")
             .or(Some(v))
-            .filter(|d| d.starts_with("/dev/dx-"))
+            .filter(|d| d.starts_with(DEVICE_PREFIX))
         {
             self.0.add_device(dev);
         }
@@ -80,7 +80,7 @@ impl TargetBackend for SimAll {
         self.0.read_link(p)
     }
     fn device_present(&self, dev: &str) -> bool {
-        dev.starts_with("/dev/dx-")
+        dev.starts_with(DEVICE_PREFIX)
     }
 }
 

@@ -3,7 +3,7 @@
 //! on the blocking pool, one operation at a time.
 
 use crate::backend::{observe, Observed, TargetBackend};
-use crate::core::desired::{build, Desired, DesiredConfig, Local, PoolCfg};
+use crate::core::desired::{build, Desired, DesiredConfig, DeviceState, Local, PoolCfg};
 use crate::core::flip;
 use crate::core::model::{AccessState, Tree};
 use crate::core::plan::{plan, Step};
@@ -80,6 +80,15 @@ pub enum FlipError {
     /// The configuration was never read.
     #[error("the desired state has not been read yet")]
     NoConfig,
+    /// The pool cannot be active here: its devices serve no data (the
+    /// pool is imported elsewhere; pool-manager's `error` tables).
+    #[error("pool {pool} is not imported here: {device} serves no data")]
+    NotServing {
+        /// The pool.
+        pool: String,
+        /// The first device found unbacked.
+        device: String,
+    },
     /// Applying failed.
     #[error(transparent)]
     Apply(#[from] ReconcileError),
@@ -209,7 +218,7 @@ impl Reconciler {
         build(
             &cfg,
             &self.local,
-            &|d| b.device_present(d),
+            &|d| b.device_state(d),
             &overrides,
             observed,
         )
@@ -284,6 +293,28 @@ impl Reconciler {
             Some(c) => (c, false),
             None => (self.observe()?.tree, true),
         };
+        if matches!(state, AccessState::Active | AccessState::NonOptimized) {
+            // Never an active path that cannot serve: check only the
+            // devices of volumes exported here.
+            let exported = |name: &str, dev: &str| {
+                tree.backstores.contains_key(name)
+                    || tree
+                        .subsystems
+                        .values()
+                        .any(|s| s.namespaces.values().any(|n| n.device == dev))
+            };
+            let bad = members.volumes.iter().find(|(name, dev)| {
+                exported(name, dev) && self.backend.device_state(dev) != DeviceState::Backed
+            });
+            if let Some((_, dev)) = bad {
+                let device = dev.clone();
+                self.cache = Some(tree);
+                return Err(FlipError::NotServing {
+                    pool: pool.to_string(),
+                    device,
+                });
+            }
+        }
         let prepare_ms = ms_since(t);
         let t1 = Instant::now();
         let mid = flip::flip_steps(&mut tree, &members, &group, AccessState::Transitioning);
@@ -346,7 +377,7 @@ mod tests {
 
     fn sim() -> SimBackend {
         let mut sim = SimBackend::new();
-        sim.add_device("/dev/dx-p1/v1");
+        sim.add_device("/dev/mapper/dxvol-ab01");
         sim
     }
 
@@ -389,6 +420,28 @@ mod tests {
         assert!(store.load()?.is_empty());
         let third = Reconciler::new(Box::new(sim()), Local::new("A")).with_store(store);
         assert!(third.overrides().is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn no_active_flip_where_the_devices_serve_no_data() -> Result<(), Box<dyn std::error::Error>> {
+        let mut s = sim();
+        s.set_backed("/dev/mapper/dxvol-ab01", false);
+        let mut r = Reconciler::new(Box::new(s), Local::new("A"));
+        r.set_config(cfg());
+        let o = r.reconcile(true, false)?;
+        assert!(
+            o.pending.iter().any(|p| p.contains("standby here")),
+            "{o:?}"
+        );
+        assert!(matches!(
+            r.set_access_state("p1", AccessState::Active),
+            Err(FlipError::NotServing { .. })
+        ));
+        assert!(r.overrides().is_empty(), "a refused flip records nothing");
+        // Standby is always possible, and nothing is left to do after.
+        r.set_access_state("p1", AccessState::Standby)?;
+        assert!(r.reconcile(true, false)?.steps.is_empty());
         Ok(())
     }
 

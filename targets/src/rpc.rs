@@ -6,6 +6,7 @@
 //! |---|---|
 //! | bad parameter | `invalid_params` (`data.field`) |
 //! | unknown pool | `not_found` (`field: pool`) |
+//! | active asked where the pool's devices serve no data | `conflict` (`field: pool`) |
 //! | desired state not read yet, config-keeper unreachable | `unavailable` |
 //! | configfs refused a step or could not be read | `backend_failed` (`data.step`, `data.index`) |
 
@@ -169,6 +170,9 @@ fn flip_error(e: FlipError) -> RpcError {
         )
         .with_field("pool"),
         FlipError::NoConfig => RpcError::unavailable("the desired state has not been read yet"),
+        e @ FlipError::NotServing { .. } => {
+            RpcError::new(ErrorCode::Conflict, e.to_string()).with_field("pool")
+        }
         FlipError::Apply(e) => reconcile_error(&e),
     }
 }

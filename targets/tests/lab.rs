@@ -160,6 +160,62 @@ impl Lab {
         }
     }
 
+    /// Calls pool-manager on its own socket (the router gives a routed
+    /// call 30 s; creating or moving a pool under TCG can take longer).
+    async fn pm(&self, vm: &str, method: &str, params: Value) -> Value {
+        let p = params.to_string();
+        let argv = [
+            "exec",
+            vm,
+            "--timeout",
+            "960",
+            "--",
+            "duplexctl",
+            "--json",
+            "--timeout",
+            "900",
+            "--socket",
+            "/run/duplex/pool-manager.sock",
+            "call",
+            method,
+            &p,
+        ];
+        let out = match self.lab_out(&argv, 1000).await {
+            Ok(o) => o,
+            Err((_, stdout)) if stdout.trim_start().starts_with('{') => stdout,
+            Err((e, _)) => panic!("{vm} {method} {params}: {e}"),
+        };
+        let v: Value = serde_json::from_str(out.trim())
+            .unwrap_or_else(|e| panic!("{vm} {method}: {e}: {out}"));
+        match v.get("result") {
+            Some(r) => r.clone(),
+            None => panic!("{vm} {method} {params}: {v}"),
+        }
+    }
+
+    /// What heartbeat does before a pool moves: bump the cluster epoch and
+    /// record the new owner (applied on the new owner).
+    async fn record_owner(&self, owner: &str, pool: &str) -> u64 {
+        let cfg = self.call_ok(owner, "config.get", json!({})).await["config"].clone();
+        let mut cluster = cfg["cluster"].clone();
+        let epoch = cluster["epoch"].as_u64().unwrap_or(0) + 1;
+        cluster["epoch"] = epoch.into();
+        let mut p = cfg["pool"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == pool))
+            .cloned()
+            .unwrap_or_else(|| panic!("pool {pool} not in the configuration"));
+        p["owner"] = owner.into();
+        p["epoch"] = epoch.into();
+        self.call_ok(
+            owner,
+            "config.apply",
+            json!({"changes": [up("cluster", cluster), up("pool", p)], "sync": true}),
+        )
+        .await;
+        epoch
+    }
+
     async fn call_ok(&self, vm: &str, method: &str, params: Value) -> Value {
         self.call(vm, method, params.clone())
             .await
@@ -202,6 +258,14 @@ fn del(kind: &str, name: &str) -> Value {
     json!({"op": "delete", "kind": kind, "name": name})
 }
 
+/// A made-up disk record for the benchmark's pool (no VG behind it).
+const BENCH_DISK: &str = "5000c500000000be";
+
+/// The unit serial of benchmark volume `i`.
+fn bench_serial(i: u32) -> String {
+    format!("5e1f0c1e{:024x}", 1000 + i)
+}
+
 fn volume(name: &str, pool: &str, n: u32, size: &str) -> Value {
     up(
         "volume",
@@ -211,7 +275,8 @@ fn volume(name: &str, pool: &str, n: u32, size: &str) -> Value {
     )
 }
 
-fn base_config(host_iqn: &str, host_nqn: &str) -> Vec<Value> {
+/// The cluster and its controllers (with their front-end portals).
+fn cluster_config() -> Vec<Value> {
     vec![
         up(
             "cluster",
@@ -227,20 +292,13 @@ fn base_config(host_iqn: &str, host_nqn: &str) -> Vec<Value> {
             json!({"id": "B", "name": "controller B", "interconnect": ["10.51.0.2/24", "10.52.0.2/24"], "management": "192.0.2.2/24",
                    "portals": [format!("{ADDR_B}/24")]}),
         ),
-        up(
-            "disk",
-            json!({"wwn": "5000c50000000002", "serial": "shelf2", "size": "2GiB", "tier": "fast", "seen_by": ["A", "B"]}),
-        ),
-        up(
-            "disk",
-            json!({"wwn": "5000c50000000003", "serial": "shelf3", "size": "2GiB", "tier": "fast", "seen_by": ["A", "B"]}),
-        ),
-        up(
-            "pool",
-            json!({"name": "p1", "tier": "fast", "layout": "linear", "home": "A", "owner": "A", "epoch": 1, "disks": ["5000c50000000002"]}),
-        ),
-        volume("v1", "p1", 1, "256MiB"),
-        volume("v2", "p1", 2, "256MiB"),
+    ]
+}
+
+/// H with mutual CHAP, its group, the exports of v1 (iSCSI) and v2 (NVMe),
+/// a floating IP.
+fn export_config(host_iqn: &str, host_nqn: &str) -> Vec<Value> {
+    vec![
         up(
             "host",
             json!({"name": "h", "iqns": [host_iqn], "nqns": [host_nqn],
@@ -321,23 +379,6 @@ async fn lab_targets() {
         .await;
     }
 
-    // Volumes: an LVM pool on a shared shelf disk. Without pool-manager the
-    // test activates it on both controllers, which gives the partner the
-    // device its standby path needs (docs/targets.md, "the standby path").
-    lab.sh_ok(
-        "A",
-        "vgs dx-p1 >/dev/null 2>&1 || { wipefs -qa /dev/disk/by-id/virtio-shelf2; \
-         vgcreate -qy dx-p1 /dev/disk/by-id/virtio-shelf2 && lvcreate -qy -L 256M -n v1 dx-p1 && lvcreate -qy -L 256M -n v2 dx-p1; }; \
-         vgchange -qay dx-p1 >/dev/null",
-        120,
-    )
-    .await;
-    lab.sh_ok(
-        "B",
-        "pvscan --cache >/dev/null 2>&1; vgchange -qay dx-p1 >/dev/null; test -b /dev/dx-p1/v1",
-        120,
-    )
-    .await;
     let host_iqn = lab
         .sh_ok(
             "H",
@@ -353,10 +394,55 @@ async fn lab_targets() {
         .trim()
         .to_string();
 
-    // Desired state, applied on A and replicated to B.
-    let (ra, rb) = (reconciles(&lab, "A").await, reconciles(&lab, "B").await);
+    // Desired state, applied on A and replicated to B. The pool and its
+    // volumes through pool-manager: each volume's device is the per-volume
+    // dm device, linear over the LV on A (the owner), an error table on B.
     let t = Instant::now();
-    lab.apply(base_config(&host_iqn, &host_nqn)).await;
+    lab.apply(cluster_config()).await;
+    lab.pm(
+        "A",
+        "pool.create",
+        json!({"name": "p1", "layout": "linear", "disks": ["shelf2"]}),
+    )
+    .await;
+    let have = lab
+        .call_ok("A", "config.get", json!({"kind": "volume"}))
+        .await;
+    let mut devices = serde_json::Map::new();
+    for v in ["v1", "v2"] {
+        let known = have["config"]["volume"]
+            .as_array()
+            .and_then(|vs| vs.iter().find(|x| x["name"] == v))
+            .cloned();
+        let serial = match known {
+            Some(x) => x["serial"].as_str().unwrap_or_default().to_string(),
+            None => {
+                let r = lab
+                    .pm(
+                        "A",
+                        "volume.create",
+                        json!({"pool": "p1", "name": v, "size": "256MiB"}),
+                    )
+                    .await;
+                r["volume"]["serial"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            }
+        };
+        devices.insert(v.into(), json!(format!("/dev/mapper/dxvol-{serial}")));
+    }
+    lab.pm("B", "pool.reconcile", json!({})).await;
+    let dev1 = devices["v1"].as_str().unwrap().to_string();
+    let tables = format!(
+        "dmsetup table {} | cut -d' ' -f3",
+        dev1.trim_start_matches("/dev/mapper/")
+    );
+    assert_eq!(lab.sh_ok("A", &tables, 30).await.trim(), "linear");
+    assert_eq!(lab.sh_ok("B", &tables, 30).await.trim(), "error");
+    figures.insert("devices".into(), Value::Object(devices));
+    let (ra, rb) = (reconciles(&lab, "A").await, reconciles(&lab, "B").await);
+    lab.apply(export_config(&host_iqn, &host_nqn)).await;
     let sa = settled(&lab, "A", ra).await;
     let sb = settled(&lab, "B", rb).await;
     figures.insert("configure_demo_s".into(), json!(t.elapsed().as_secs_f64()));
@@ -545,21 +631,28 @@ async fn lab_targets() {
     );
     figures.insert("acl".into(), json!({"outsider": outsider}));
 
-    // A planned make-before-break flip A -> B under host I/O.
-    let verify = format!(
-        "duplex-verify --seconds 24 --threads 4 --blocks 4096 --device iscsi=/dev/mapper/{wwid} --device nvme={nvme_dev}"
+    // A planned move of the pool A -> B under host I/O: A standby (hosts
+    // queue), the new owner recorded, A exports (its devices become error
+    // tables), B imports (its devices become linear), B active. B cannot be
+    // active before that: its devices serve no data (checked first).
+    let refused = lab
+        .call(
+            "B",
+            "target.set_access_state",
+            json!({"pool": "p1", "state": "active"}),
+        )
+        .await;
+    assert!(
+        refused.as_ref().is_err_and(|e| e.contains("conflict")),
+        "B must refuse active while the pool is on A: {refused:?}"
     );
-    let io = lab.sh("H", &verify, 150);
+    let verify = format!(
+        "duplex-verify --seconds 40 --threads 4 --blocks 4096 --device iscsi=/dev/mapper/{wwid} --device nvme={nvme_dev}"
+    );
+    let io = lab.sh("H", &verify, 170);
     let flip = async {
         tokio::time::sleep(Duration::from_secs(8)).await;
         let t = Instant::now();
-        let b = lab
-            .call_ok(
-                "B",
-                "target.set_access_state",
-                json!({"pool": "p1", "state": "active"}),
-            )
-            .await;
         let a = lab
             .call_ok(
                 "A",
@@ -567,7 +660,26 @@ async fn lab_targets() {
                 json!({"pool": "p1", "state": "standby"}),
             )
             .await;
-        json!({"b_active": b, "a_standby": a, "total_s": t.elapsed().as_secs_f64()})
+        let t_a = t.elapsed().as_secs_f64();
+        let epoch = lab.record_owner("B", "p1").await;
+        let t_rec = t.elapsed().as_secs_f64();
+        let export = lab
+            .pm("A", "pool.export", json!({"name": "p1", "to": "B"}))
+            .await;
+        let t_exp = t.elapsed().as_secs_f64();
+        let import = lab.pm("B", "pool.import", json!({"name": "p1"})).await;
+        let t_imp = t.elapsed().as_secs_f64();
+        let b = lab
+            .call_ok(
+                "B",
+                "target.set_access_state",
+                json!({"pool": "p1", "state": "active"}),
+            )
+            .await;
+        json!({"a_standby": a, "b_active": b, "epoch": epoch,
+               "export": export["outcome"], "import_ms": import["duration_ms"],
+               "at_s": {"a_standby": t_a, "recorded": t_rec, "exported": t_exp, "imported": t_imp},
+               "total_s": t.elapsed().as_secs_f64()})
     };
     let (io, flip) = tokio::join!(io, flip);
     let io = io.unwrap_or_else(|e| panic!("duplex-verify: {e}"));
@@ -593,7 +705,7 @@ async fn lab_targets() {
         .sh_ok("H", "for d in $(multipathd show paths raw format '%d'); do sg_rtpg -d /dev/$d | grep -E 'group id|access state'; done", 60)
         .await;
     figures.insert(
-        "flip_under_io".into(),
+        "pool_move_under_io".into(),
         json!({"flip": flip, "nvme_after": after, "sg_rtpg_after": rtpg_after,
                "devices": report["devices"].as_array().unwrap().iter().map(|d| json!({
                    "name": d["name"], "writes_acked": d["writes_acked"], "write_errors": d["write_errors"],
@@ -628,20 +740,6 @@ async fn lab_targets() {
     lab.call_ok("B", "net.down", json!({"name": "fa"})).await;
     lab.call_ok("A", "net.up", json!({"name": "fa"})).await;
 
-    // And back home, so the benchmark starts from the usual state.
-    lab.call_ok(
-        "A",
-        "target.set_access_state",
-        json!({"pool": "p1", "state": "active"}),
-    )
-    .await;
-    lab.call_ok(
-        "B",
-        "target.set_access_state",
-        json!({"pool": "p1", "state": "standby"}),
-    )
-    .await;
-
     // Benchmark on A: configure N exports (iSCSI and NVMe each) from
     // nothing at service start, then flip the pool's N volumes.
     // DUPLEX_LAB_BENCH=0 skips it (about 10 minutes under TCG).
@@ -670,34 +768,54 @@ async fn bench(lab: &Lab) -> Value {
     json!(out)
 }
 
-/// N dm `zero` devices as `/dev/dx-bench/b<i>` (links to devtmpfs's
-/// `/dev/dm-N`: created without udev, which takes minutes for 1000 under TCG), N volumes exported over
+/// N per-volume dm devices (`/dev/mapper/dxvol-<serial>`, created without
+/// udev, which takes minutes for 1000 under TCG), N volumes exported over
 /// iSCSI and NVMe; time to build them at service start and to flip them.
 async fn bench_round(lab: &Lab, n: u32) -> Value {
-    let table: Vec<String> = (0..n)
-        .map(|i| format!("dxbench-{i},,,,0 2048 zero"))
+    // The per-volume devices pool-manager would make, made here directly:
+    // `linear` over one small `zero` device (so they serve data, as an
+    // imported pool's do), linked from /dev/mapper to devtmpfs's node (no
+    // udev, no node from dmsetup then). pool-manager is stopped on both controllers for
+    // the round: it would turn volumes without an LV into error tables.
+    let names: Vec<String> = (0..n)
+        .map(|i| format!("dxvol-{}", bench_serial(i)))
         .collect();
-    lab.sh_ok(
-        "A",
-        &format!(
-            // udev would probe each device for minutes under TCG: its
-            // queue is held until the round's teardown.
-            "udevadm control --stop-exec-queue; \
-             if [ $(dmsetup ls | grep -c '^dxbench-') -ne {n} ]; then \
-               dmsetup ls | awk '/^dxbench-/{{print $1}}' | xargs -r dmsetup --noudevsync remove; \
-               dmsetup --noudevsync --noudevrules create --concise '{}'; fi; \
-             rm -rf /dev/dx-bench; mkdir -p /dev/dx-bench; \
-             dmsetup ls | while read -r name dev; do case $name in dxbench-*) m=${{dev#*:}}; m=${{m%)}}; \
-             ln -s /dev/dm-$m /dev/dx-bench/b${{name#dxbench-}} ;; esac; done; ls /dev/dx-bench | wc -l",
-            table.join(";"),
-        ),
-        600,
-    )
-    .await;
+    lab.sh_ok("A", "systemctl stop duplex-pool-manager", 60)
+        .await;
+    lab.sh_ok("B", "systemctl stop duplex-pool-manager", 60)
+        .await;
+    let table: Vec<String> = names
+        .iter()
+        .map(|name| format!("{name},,,,0 2048 linear BASE 0"))
+        .collect();
+    let made = lab
+        .sh_ok(
+            "A",
+            &format!(
+                // udev would probe each device for minutes under TCG: its
+                // queue is held until the round's teardown.
+                "udevadm control --stop-exec-queue; \
+                 dmsetup ls | awk '/^dxvol-5e1f0c1e/{{print $1}}' | xargs -r dmsetup --noudevsync remove; \
+                 dmsetup info dxbench-base >/dev/null 2>&1 || dmsetup --noudevsync --noudevrules create dxbench-base --table '0 2048 zero'; \
+                 base=$(dmsetup info -c --noheadings -o major,minor --separator : dxbench-base); \
+                 dmsetup --noudevsync --noudevrules create --concise \"$(echo '{}' | sed \"s/BASE/$base/g\")\"; \
+                 dmsetup ls | while read -r name dev; do case $name in dxvol-5e1f0c1e*) m=${{dev#*:}}; m=${{m%)}}; \
+                 ln -sf /dev/dm-$m /dev/mapper/$name ;; esac; done; \
+                 ls /dev/mapper | grep -c '^dxvol-5e1f0c1e'",
+                table.join(";"),
+            ),
+            600,
+        )
+        .await;
+    assert_eq!(made.trim(), n.to_string(), "bench devices in /dev/mapper");
     let mut changes = vec![
         up(
+            "disk",
+            json!({"wwn": BENCH_DISK, "serial": "bench", "size": "2GiB", "tier": "fast", "seen_by": ["A", "B"]}),
+        ),
+        up(
             "pool",
-            json!({"name": "bench", "tier": "fast", "layout": "linear", "home": "A", "owner": "A", "epoch": 1, "disks": ["5000c50000000003"]}),
+            json!({"name": "bench", "tier": "fast", "layout": "linear", "home": "A", "owner": "A", "epoch": 1, "disks": [BENCH_DISK]}),
         ),
         up("host_group", json!({"name": "gb", "hosts": []})),
     ];
@@ -743,16 +861,22 @@ async fn bench_round(lab: &Lab, n: u32) -> Value {
     gone.extend((0..n).map(|i| del("volume", &format!("b{i}"))));
     gone.push(del("pool", "bench"));
     gone.push(del("host_group", "gb"));
+    gone.push(del("disk", BENCH_DISK));
     let t = Instant::now();
     lab.apply(gone).await;
     let _ = settled(lab, "A", r).await;
     let teardown_s = t.elapsed().as_secs_f64();
     lab.sh_ok(
         "A",
-        &format!("rm -rf /dev/dx-bench; for i in $(seq 0 {}); do echo dxbench-$i; done | xargs dmsetup --noudevsync --noudevrules remove; udevadm control --start-exec-queue", n - 1),
+        "dmsetup ls | awk '/^dxvol-5e1f0c1e/{print $1}' | xargs -r dmsetup --noudevsync --noudevrules remove; \
+         rm -f /dev/mapper/dxvol-5e1f0c1e*; \
+         dmsetup --noudevsync --noudevrules remove dxbench-base; udevadm control --start-exec-queue; \
+         systemctl start duplex-pool-manager",
         600,
     )
     .await;
+    lab.sh_ok("B", "systemctl start duplex-pool-manager", 60)
+        .await;
     let v = json!({
         "n": n,
         "configure_ms": s["last_ms"],

@@ -19,6 +19,10 @@ const IQN_H2: &str = "iqn.1994-05.com.redhat:h2";
 const NQN_H1: &str = "nqn.2014-08.org.nvmexpress:uuid:11111111-1111-1111-1111-111111111111";
 const TGT: &str = "iqn.2026-11.io.duplex:5e1f0c1e.g1";
 const SUB: &str = "nqn.2026-11.io.duplex:5e1f0c1e.g1";
+/// The per-volume devices of v1 and v2 (by serial) and of a third volume.
+const DEV1: &str = "/dev/mapper/dxvol-5e1f0c1ed0c14a5b9f3e2d1c0b0a0901";
+const DEV2: &str = "/dev/mapper/dxvol-5e1f0c1ed0c14a5b9f3e2d1c0b0a0902";
+const DEV3: &str = "/dev/mapper/dxvol-5e1f0c1ed0c14a5b9f3e2d1c0b0a0903";
 
 fn base() -> Value {
     json!({
@@ -51,8 +55,8 @@ fn cfg(v: &Value) -> DesiredConfig {
 
 fn sim() -> SimBackend {
     let mut s = SimBackend::new();
-    for v in ["v1", "v2", "v3"] {
-        s.add_device(&format!("/dev/dx-p1/{v}"));
+    for d in [DEV1, DEV2, DEV3] {
+        s.add_device(d);
     }
     s
 }
@@ -63,7 +67,7 @@ fn desired(sim: &SimBackend, v: &Value, me: &str) -> Desired {
     build(
         &cfg(v),
         &local,
-        &|d| sim.device_present(d),
+        &|d| sim.device_state(d),
         &BTreeMap::new(),
         &observed.tree,
     )
@@ -102,7 +106,7 @@ fn create_from_nothing_builds_both_protocols() {
     assert!(!steps.is_empty());
     let bs = path::backstore("v1");
     assert_eq!(read(&s, &format!("{bs}/enable")), "1");
-    assert_eq!(read(&s, &format!("{bs}/udev_path")), "/dev/dx-p1/v1");
+    assert_eq!(read(&s, &format!("{bs}/udev_path")), DEV1);
     assert!(read(&s, &format!("{bs}/wwn/vpd_unit_serial"))
         .ends_with("5e1f0c1ed0c14a5b9f3e2d1c0b0a0901"));
     let gp = path::tg_pt_gp("v1", "dx_a");
@@ -376,8 +380,8 @@ fn a_missing_device_waits_and_is_built_when_it_appears() {
     assert!(d.tree.backstores.is_empty() && d.tree.subsystems.is_empty());
     assert_eq!(d.pending.len(), 2, "{:?}", d.pending);
     apply_desired(&mut s, &d, "A");
-    s.add_device("/dev/dx-p1/v1");
-    s.add_device("/dev/dx-p1/v2");
+    s.add_device(DEV1);
+    s.add_device(DEV2);
     reconcile(&mut s, &base(), "A");
     assert!(has(&s, &path::lun_link(TGT, 1, 0, "v1")));
 }
@@ -423,7 +427,7 @@ fn portal_change_readdresses_ports_and_portals() {
     let d = build(
         &cfg(&base()),
         &local,
-        &|x| s.device_present(x),
+        &|x| s.device_state(x),
         &BTreeMap::new(),
         &observed.tree,
     );
@@ -449,15 +453,14 @@ fn a_backstore_on_the_wrong_device_is_rebuilt_with_its_luns() {
     s.rmdir(&path::backstore("v1")).unwrap();
     let bs = path::backstore("v1");
     s.mkdir(&bs).unwrap();
-    s.write(&format!("{bs}/control"), "udev_path=/dev/dx-p1/v3")
+    s.write(&format!("{bs}/control"), &format!("udev_path={DEV3}"))
         .unwrap();
-    s.write(&format!("{bs}/udev_path"), "/dev/dx-p1/v3")
-        .unwrap();
+    s.write(&format!("{bs}/udev_path"), DEV3).unwrap();
     s.write(&format!("{bs}/enable"), "1").unwrap();
     s.mkdir(&path::lun(TGT, 1, 0)).unwrap();
     s.symlink(&path::lun_link(TGT, 1, 0, "v1"), &bs).unwrap();
     reconcile(&mut s, &base(), "A");
-    assert_eq!(read(&s, &format!("{bs}/udev_path")), "/dev/dx-p1/v1");
+    assert_eq!(read(&s, &format!("{bs}/udev_path")), DEV1);
     assert!(has(&s, &acl_link));
 }
 
@@ -489,7 +492,7 @@ fn the_sim_refuses_what_the_kernel_refuses() {
         s.write(&format!("{bs}/enable"), "1").is_err(),
         "no device given yet"
     );
-    s.write(&format!("{bs}/control"), "udev_path=/dev/dx-p1/v1")
+    s.write(&format!("{bs}/control"), &format!("udev_path={DEV1}"))
         .unwrap();
     s.write(&format!("{bs}/enable"), "1").unwrap();
     s.mkdir(&format!("{bs}/alua/g")).unwrap();
@@ -538,12 +541,10 @@ fn the_sim_refuses_what_the_kernel_refuses() {
     let ns = path::namespace(SUB, 1);
     s.mkdir(&ns).unwrap();
     assert!(s.write(&format!("{ns}/enable"), "1").is_err(), "no device");
-    s.write(&format!("{ns}/device_path"), "/dev/dx-p1/v2")
-        .unwrap();
+    s.write(&format!("{ns}/device_path"), DEV2).unwrap();
     s.write(&format!("{ns}/enable"), "1").unwrap();
     assert!(
-        s.write(&format!("{ns}/device_path"), "/dev/dx-p1/v1")
-            .is_err(),
+        s.write(&format!("{ns}/device_path"), DEV1).is_err(),
         "EBUSY while enabled"
     );
     s.write(&format!("{ns}/ana_grpid"), "3").unwrap();
@@ -613,7 +614,7 @@ fn ana_groups_are_per_pool_and_stable() {
     v["export"][0] =
         json!({"name": "e1", "volume": "v1", "protocol": "nvme", "nsid": 2, "host_group": "g1"});
     let mut s = sim();
-    s.add_device("/dev/dx-p0/v1");
+    s.add_device(DEV1);
     let d = desired(&s, &v, "A");
     assert_eq!(d.pools["p0"].ana_group, Some(2));
     assert_eq!(d.pools["p1"].ana_group, Some(3));
@@ -635,7 +636,7 @@ fn ana_groups_are_per_pool_and_stable() {
     v["export"].as_array_mut().unwrap().push(
         json!({"name": "e3", "volume": "v3", "protocol": "nvme", "nsid": 3, "host_group": "g1"}),
     );
-    s.add_device("/dev/dx-a0/v3");
+    s.add_device("/dev/mapper/dxvol-aa");
     let d = desired(&s, &v, "A");
     assert_eq!(
         (
@@ -658,7 +659,7 @@ fn a_thousand_volumes_flip_with_one_write_each_plus_one_per_port() {
             "nguid": format!("{:032x}", i + 1), "uuid": format!("00000000-0000-4000-8000-{:012x}", i + 1)}));
         exps.push(json!({"name": format!("i{i}"), "volume": format!("v{i}"), "protocol": "iscsi", "lun": i, "host_group": "g1"}));
         exps.push(json!({"name": format!("n{i}"), "volume": format!("v{i}"), "protocol": "nvme", "nsid": i + 1, "host_group": "g1"}));
-        s.add_device(&format!("/dev/dx-p1/v{i}"));
+        s.add_device(&format!("/dev/mapper/dxvol-{i:032x}"));
     }
     v["volume"] = json!(vols);
     v["export"] = json!(exps);
@@ -666,7 +667,7 @@ fn a_thousand_volumes_flip_with_one_write_each_plus_one_per_port() {
     let d = build(
         &cfg(&v),
         &local,
-        &|x| s.device_present(x),
+        &|x| s.device_state(x),
         &BTreeMap::new(),
         &Default::default(),
     );
@@ -774,8 +775,8 @@ fn the_flip_writes_only_state_attributes_and_a_reconcile_keeps_it() {
         {"name": "e4", "volume": "v2", "protocol": "nvme", "nsid": 2, "host_group": "g1"}
     ]);
     let mut s = SimBackend::new();
-    s.add_device("/dev/dx-p1/v1");
-    s.add_device("/dev/dx-p2/v2");
+    s.add_device(DEV1);
+    s.add_device(DEV2);
     let d = desired(&s, &v, "A");
     apply_desired(&mut s, &d, "A");
     let mut tree = d.tree.clone();
@@ -831,7 +832,7 @@ fn the_flip_writes_only_state_attributes_and_a_reconcile_keeps_it() {
     let with_override = build(
         &cfg(&v),
         &local,
-        &|x| s.device_present(x),
+        &|x| s.device_state(x),
         &BTreeMap::from([("p1".to_string(), AccessState::Standby)]),
         &observed.tree,
     );
@@ -852,8 +853,8 @@ fn the_flip_leaves_an_ana_group_shared_with_another_pool_alone() {
         {"name": "e4", "volume": "v2", "protocol": "nvme", "nsid": 2, "host_group": "g1"}
     ]);
     let mut s = SimBackend::new();
-    s.add_device("/dev/dx-p1/v1");
-    s.add_device("/dev/dx-p2/v2");
+    s.add_device(DEV1);
+    s.add_device(DEV2);
     let d = desired(&s, &v, "A");
     apply_desired(&mut s, &d, "A");
     // Someone moved p2's namespace into p1's group by hand.
@@ -883,7 +884,7 @@ fn a_thousand_volume_flip_is_one_write_per_volume_plus_one_per_port() {
             "nguid": format!("{:032x}", i + 1), "uuid": format!("00000000-0000-4000-8000-{:012x}", i + 1)}));
         exps.push(json!({"name": format!("i{i}"), "volume": format!("v{i}"), "protocol": "iscsi", "lun": i, "host_group": "g1"}));
         exps.push(json!({"name": format!("n{i}"), "volume": format!("v{i}"), "protocol": "nvme", "nsid": i + 1, "host_group": "g1"}));
-        s.add_device(&format!("/dev/dx-p1/v{i}"));
+        s.add_device(&format!("/dev/mapper/dxvol-{i:032x}"));
     }
     v["volume"] = json!(vols);
     v["export"] = json!(exps);
@@ -905,4 +906,42 @@ fn a_thousand_volume_flip_is_one_write_per_volume_plus_one_per_port() {
         &observe(&s, &Local::new("A").scope()).unwrap().tree,
         &tree
     ));
+}
+
+#[test]
+fn a_pool_is_active_only_where_its_devices_serve_data() {
+    // The owner's devices are still error tables (import not done yet).
+    let mut s = sim();
+    s.set_backed(DEV1, false);
+    let d = desired(&s, &base(), "A");
+    assert!(
+        d.pending
+            .iter()
+            .any(|p| p.contains("pool p1: standby here")),
+        "{:?}",
+        d.pending
+    );
+    apply_desired(&mut s, &d, "A");
+    let gp = format!("{}/alua_access_state", path::tg_pt_gp("v1", "dx_a"));
+    let ana = format!("{}/ana_state", path::ana_group(1000, 2));
+    assert_eq!(read(&s, &gp), "2", "exported, but standby");
+    assert_eq!(read(&s, &ana), "inaccessible");
+    // The import swaps the table: the next reconcile makes it active.
+    s.set_backed(DEV1, true);
+    let steps = reconcile(&mut s, &base(), "A");
+    assert_eq!(steps.len(), 2, "{steps:#?}");
+    assert_eq!(read(&s, &gp), "0");
+    assert_eq!(read(&s, &ana), "optimized");
+    // The partner keeps its standby path on its own error tables.
+    let mut b = sim();
+    b.set_backed(DEV1, false);
+    b.set_backed(DEV2, false);
+    let d = desired(&b, &base(), "B");
+    assert!(
+        d.pending.is_empty(),
+        "standby is what B wants: {:?}",
+        d.pending
+    );
+    apply_desired(&mut b, &d, "B");
+    assert!(has(&b, &path::lun_link(TGT, 2, 0, "v1")));
 }

@@ -3,9 +3,11 @@
 //! refused at start-up: it would accept any `mkdir` and prove nothing.
 
 use super::{EntryKind, TargetBackend};
+use crate::core::desired::DeviceState;
 use crate::error::BackendError;
 use std::fs;
 use std::io::{self, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// Where configfs lives on the appliance.
@@ -90,12 +92,9 @@ impl TargetBackend for ConfigFsBackend {
     }
 
     fn write(&mut self, path: &str, value: &str) -> io::Result<()> {
-        // configfs wants the whole value in one write; a newline as echo
-        // sends it is what every LIO and nvmet parser expects.
+        // configfs wants the whole value in one write.
         let mut f = fs::OpenOptions::new().write(true).open(self.p(path))?;
-        let mut buf = value.as_bytes().to_vec();
-        buf.push(b'\n');
-        f.write_all(&buf)
+        f.write_all(&wire_bytes(path, value))
     }
 
     fn read(&self, path: &str) -> io::Result<String> {
@@ -136,6 +135,49 @@ impl TargetBackend for ConfigFsBackend {
     fn device_present(&self, dev: &str) -> bool {
         Path::new(dev).exists()
     }
+
+    fn device_state(&self, dev: &str) -> DeviceState {
+        let Ok(md) = fs::metadata(dev) else {
+            return DeviceState::Missing;
+        };
+        if !md.file_type().is_block_device() {
+            return DeviceState::Missing;
+        }
+        let (major, minor) = dev_numbers(md.rdev());
+        let sys = PathBuf::from(format!("/sys/dev/block/{major}:{minor}"));
+        // Only device-mapper devices can be error tables; a dm device
+        // serves data when it maps onto another device (pool-manager's
+        // `linear` over the LV), and an `error` table has no such slave.
+        if !sys.join("dm").exists() {
+            return DeviceState::Backed;
+        }
+        let has_slave = fs::read_dir(sys.join("slaves")).is_ok_and(|mut d| d.next().is_some());
+        if has_slave {
+            DeviceState::Backed
+        } else {
+            DeviceState::Unbacked
+        }
+    }
+}
+
+/// The bytes written for `value`: with a newline as `echo` sends it (the
+/// number, word and path parsers of LIO and nvmet strip it), except for
+/// the iSCSI CHAP credentials under `auth/`, which LIO stores verbatim:
+/// a newline there becomes part of the user name or secret and no
+/// initiator can log in (seen in the lab: "CHAP_N values do not match").
+pub fn wire_bytes(path: &str, value: &str) -> Vec<u8> {
+    let mut buf = value.as_bytes().to_vec();
+    if !path.contains("/auth/") {
+        buf.push(b'\n');
+    }
+    buf
+}
+
+/// Major and minor of a Linux `dev_t` (glibc's `gnu_dev_major/minor`).
+pub fn dev_numbers(rdev: u64) -> (u64, u64) {
+    let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
+    let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
+    (major, minor)
 }
 
 #[cfg(test)]
@@ -165,6 +207,26 @@ mod tests {
             mount_fstype(INFO, Path::new("/home")).as_deref(),
             Some("ext4")
         );
+    }
+
+    #[test]
+    fn chap_credentials_are_written_without_a_newline() {
+        let acl = "target/iscsi/iqn.x:t/tpgt_1/acls/iqn.y:h";
+        for f in ["userid", "password", "userid_mutual", "password_mutual"] {
+            assert_eq!(wire_bytes(&format!("{acl}/auth/{f}"), "h-lab"), b"h-lab");
+        }
+        assert_eq!(
+            wire_bytes("target/core/iblock_100/v1/alua/dx_a/alua_access_state", "2"),
+            b"2\n"
+        );
+    }
+
+    #[test]
+    fn device_numbers_split_like_glibc() {
+        // makedev(253, 7) and makedev(259, 70000).
+        assert_eq!(dev_numbers((253 << 8) | 7), (253, 7));
+        let big = ((70000u64 & 0xff) | ((259u64 & 0xfff) << 8)) | ((70000u64 & !0xff) << 12);
+        assert_eq!(dev_numbers(big), (259, 70000));
     }
 
     #[test]

@@ -10,7 +10,7 @@ pub mod configfs;
 pub mod net;
 pub mod sim;
 
-use crate::core::desired::Scope;
+use crate::core::desired::{DeviceState, Scope};
 use crate::core::model::{
     hex_only, Acl, AluaState, AnaState, Backstore, Chap, IscsiTarget, Lun, Namespace, Port,
     Subsystem, TgPtGp, Tpg, Tree, DEFAULT_ANA_GROUP, HBA,
@@ -55,6 +55,15 @@ pub trait TargetBackend: Send {
     fn read_link(&self, path: &str) -> io::Result<String>;
     /// True when a block device exists on this controller.
     fn device_present(&self, dev: &str) -> bool;
+    /// What a volume's block device is here: missing, present but serving
+    /// no data (an `error` table), or serving the volume.
+    fn device_state(&self, dev: &str) -> DeviceState {
+        if self.device_present(dev) {
+            DeviceState::Backed
+        } else {
+            DeviceState::Missing
+        }
+    }
 
     /// Applies steps in order and stops at the first failure.
     fn apply(&mut self, steps: &[Step]) -> Result<(), ReconcileError> {

@@ -11,6 +11,7 @@
 //! Attributes read back in the kernel's formats.
 
 use super::{EntryKind, TargetBackend};
+use crate::core::desired::DeviceState;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, ErrorKind};
 
@@ -29,6 +30,8 @@ enum Entry {
 pub struct SimBackend {
     entries: BTreeMap<String, Entry>,
     devices: BTreeSet<String>,
+    /// Devices that exist but serve no data (error tables).
+    unbacked: BTreeSet<String>,
     ops: u64,
 }
 
@@ -127,6 +130,7 @@ impl SimBackend {
         let mut s = SimBackend {
             entries: BTreeMap::new(),
             devices: BTreeSet::new(),
+            unbacked: BTreeSet::new(),
             ops: 0,
         };
         for d in [
@@ -146,6 +150,16 @@ impl SimBackend {
     /// Makes a block device exist (a pool imported here).
     pub fn add_device(&mut self, dev: &str) {
         self.devices.insert(dev.to_string());
+    }
+
+    /// Makes a device serve no data (pool-manager's `error` table where the
+    /// pool is not imported) or serve it again.
+    pub fn set_backed(&mut self, dev: &str, backed: bool) {
+        if backed {
+            self.unbacked.remove(dev);
+        } else {
+            self.unbacked.insert(dev.to_string());
+        }
     }
 
     /// Makes a block device disappear.
@@ -976,5 +990,13 @@ impl TargetBackend for SimBackend {
 
     fn device_present(&self, dev: &str) -> bool {
         self.devices.contains(dev)
+    }
+
+    fn device_state(&self, dev: &str) -> DeviceState {
+        match (self.devices.contains(dev), self.unbacked.contains(dev)) {
+            (false, _) => DeviceState::Missing,
+            (true, true) => DeviceState::Unbacked,
+            (true, false) => DeviceState::Backed,
+        }
     }
 }

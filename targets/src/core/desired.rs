@@ -9,9 +9,9 @@
 //!   NSIDs from the exports, the same serial on both controllers and
 //!   disjoint controller id ranges;
 //! - one backstore per exported volume, named after it, on the volume's
-//!   block device **`/dev/dx-<pool>/<volume>`** (the LVM convention shared
-//!   with pool-manager: VG `dx-<pool>`, LV `<volume>`), with the volume's hex
-//!   unit serial;
+//!   block device **`/dev/mapper/dxvol-<serial>`** (the per-volume dm device
+//!   pool-manager keeps on both controllers), with the volume's hex unit
+//!   serial;
 //! - one ALUA group per controller (`dx_<id>`, id 16 + index) on every
 //!   backstore, implicit ALUA;
 //! - one ANA group per **pool** on this controller's port, so a pool flips
@@ -290,9 +290,15 @@ pub struct Desired {
     pub pending: Vec<String>,
 }
 
-/// The block device of a volume (convention shared with pool-manager).
+/// The device-mapper name prefix of the per-volume devices.
+pub const DEVICE_PREFIX: &str = "/dev/mapper/dxvol-";
+
+/// The block device of a volume: the per-volume device-mapper device
+/// pool-manager keeps on **both** controllers (`linear` over the LV where
+/// the pool is imported, `error` on the partner, swapped at takeover), named
+/// after the volume's unit serial so it never changes with the pool's owner.
 pub fn device_path(v: &VolumeCfg) -> String {
-    format!("/dev/dx-{}/{}", v.pool, v.name)
+    format!("{DEVICE_PREFIX}{}", v.serial)
 }
 
 /// The name part of a target built for a host group: lowercase, `_` as `-`
@@ -384,14 +390,27 @@ pub fn portals(cfg: &DesiredConfig, local: &Local) -> (Vec<IpAddr>, Vec<String>)
     (ok, bad)
 }
 
-/// Builds this controller's tree. `present` tells whether a block device
+/// A volume's block device on this controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceState {
+    /// No such device: its exports wait (pending).
+    Missing,
+    /// The device exists but serves no data: pool-manager's `error` table
+    /// where the pool is not imported. Exported (the standby path), never
+    /// active.
+    Unbacked,
+    /// The device serves the volume's data (the pool is imported here).
+    Backed,
+}
+
+/// Builds this controller's tree. `device` tells what a block device
 /// exists here (the pool is imported); `overrides` are access states set by
 /// `target.set_access_state` that still apply; `observed` keeps ANA group
 /// numbers stable across reconciles.
 pub fn build(
     cfg: &DesiredConfig,
     local: &Local,
-    present: &dyn Fn(&str) -> bool,
+    device: &dyn Fn(&str) -> DeviceState,
     overrides: &BTreeMap<String, AccessState>,
     observed: &Tree,
 ) -> Desired {
@@ -458,6 +477,7 @@ pub fn build(
     // Exports that can be built: known volume, pool, group, device present.
     let mut usable: Vec<(&ExportCfg, &VolumeCfg)> = Vec::new();
     let mut tags: BTreeMap<String, &str> = BTreeMap::new();
+    let mut unbacked: BTreeSet<&str> = BTreeSet::new();
     let mut exports: Vec<&ExportCfg> = cfg.exports.iter().collect();
     exports.sort_by(|a, b| a.name.cmp(&b.name));
     for e in exports {
@@ -492,12 +512,32 @@ pub fn build(
             }
         }
         let dev = device_path(v);
-        if !present(&dev) {
-            out.pending
-                .push(format!("export {}: waiting for {dev}", e.name));
-            continue;
+        match device(&dev) {
+            DeviceState::Missing => {
+                out.pending
+                    .push(format!("export {}: waiting for {dev}", e.name));
+                continue;
+            }
+            DeviceState::Unbacked => {
+                unbacked.insert(v.pool.as_str());
+            }
+            DeviceState::Backed => {}
         }
         usable.push((e, v));
+    }
+    // A path that cannot serve the data is never presented as active:
+    // where the pool is not imported (its devices are error tables) it
+    // stays standby whatever ownership or an override says, until the
+    // import swaps the tables.
+    for pool in &unbacked {
+        if let Some(p) = out.pools.get_mut(*pool) {
+            if matches!(p.state, AccessState::Active | AccessState::NonOptimized) {
+                p.state = AccessState::Standby;
+                out.pending.push(format!(
+                    "pool {pool}: standby here until its volumes' devices serve data (pool imported here)"
+                ));
+            }
+        }
     }
 
     // ANA groups per pool with NVMe exports: keep the numbers configfs has.
