@@ -333,11 +333,10 @@ impl Reconciler {
         self.backend.apply(&fin.steps)?;
         let final_ms = ms_since(t2);
         self.cache = Some(tree);
-        if let Some(last) = &mut self.last {
-            flip::flip_steps(&mut last.tree, &members, &group, state);
-            if let Some(v) = last.pools.get_mut(pool) {
-                v.state = state;
-            }
+        // `last` answers target.access_states: its pool view is all that
+        // needs the new state (its tree is never planned against).
+        if let Some(v) = self.last.as_mut().and_then(|l| l.pools.get_mut(pool)) {
+            v.state = state;
         }
         Ok(Flip {
             pool: pool.to_string(),
