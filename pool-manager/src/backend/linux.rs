@@ -191,7 +191,7 @@ impl LinuxBackend {
         let vg_uuid =
             vg_uuid.ok_or_else(|| BackendError::Refused(format!("no LV of {vg} in the report")))?;
         let devs = self.dm_devices().await?;
-        let tpool_name = names::dm_name(&vg, &format!("{THIN_POOL_LV}-tpool"));
+        let tpool_name = names::tpool_dm_name(&vg, THIN_POOL_LV);
         let tpool = devs
             .iter()
             .find(|d| d.name == tpool_name && d.live)

@@ -49,6 +49,13 @@ pub fn dm_name(vg: &str, lv: &str) -> String {
     format!("{}-{}", vg.replace('-', "--"), lv.replace('-', "--"))
 }
 
+/// The device-mapper name of a thin pool's `-tpool` layer (the device
+/// thin volumes map onto): LVM escapes the VG and LV names but appends
+/// the layer suffix with a single '-'.
+pub fn tpool_dm_name(vg: &str, pool_lv: &str) -> String {
+    format!("{}-tpool", dm_name(vg, pool_lv))
+}
+
 /// Splits a device-mapper name into (VG, LV); `None` when it is not an LVM
 /// name (no single '-' separator).
 pub fn split_dm_name(name: &str) -> Option<(String, String)> {
@@ -125,6 +132,11 @@ mod tests {
         let (vg, _) = split_dm_name("dx--p1--x-v").unwrap();
         assert_eq!(pool_of_vg(&vg), Some("p1-x"));
         assert_eq!(split_dm_name("nolvm"), None);
+        // As seen in the lab: dx--tst-_dxthin-tpool.
+        assert_eq!(
+            tpool_dm_name("dx-tst", THIN_POOL_LV),
+            "dx--tst-_dxthin-tpool"
+        );
     }
 
     #[test]
