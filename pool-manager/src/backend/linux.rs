@@ -190,11 +190,25 @@ impl LinuxBackend {
         let (vg_uuid, lvs) = lvm::parse_thin_lvs(&out, THIN_POOL_LV)?;
         let vg_uuid =
             vg_uuid.ok_or_else(|| BackendError::Refused(format!("no LV of {vg} in the report")))?;
+        if lvs.is_empty() {
+            return Ok(0);
+        }
         let devs = self.dm_devices().await?;
+        // With thin LVs active LVM stacks the pool as `-tpool` under a
+        // read-only wrapper; a pool activated alone may carry the
+        // thin-pool table under its own name.
         let tpool_name = names::tpool_dm_name(&vg, THIN_POOL_LV);
+        let pool_name = names::dm_name(&vg, THIN_POOL_LV);
+        let is_pool_target = |d: &DmDevice| {
+            d.table
+                .first()
+                .is_some_and(|l| l.split_whitespace().nth(2) == Some("thin-pool"))
+        };
         let tpool = devs
             .iter()
-            .find(|d| d.name == tpool_name && d.live)
+            .filter(|d| d.live && !d.suspended)
+            .find(|d| d.name == tpool_name || (d.name == pool_name && is_pool_target(d)))
+            .filter(|d| is_pool_target(d))
             .map(|d| d.dev)
             .ok_or_else(|| BackendError::Refused(format!("{tpool_name} is not active")))?;
         let creates = dmvol::thin_activation(&vg, &vg_uuid, tpool, &lvs, &devs);
