@@ -61,11 +61,13 @@ pub struct Flip {
     pub prepare_ms: u64,
     /// Milliseconds of the Transitioning / change writes.
     pub transition_ms: u64,
-    /// Milliseconds to save the override (temp file, fsync, rename).
+    /// Milliseconds to save the override (temp file, fsync, rename), in
+    /// parallel with the final writes.
     pub persist_ms: u64,
     /// False when the override could not be saved (it holds until a restart).
     pub persisted: bool,
-    /// Milliseconds of the final-state writes.
+    /// Milliseconds of the final-state writes (and of the save, which runs
+    /// beside them).
     pub final_ms: u64,
     /// Wall time in milliseconds.
     pub ms: u64,
@@ -321,16 +323,44 @@ impl Reconciler {
         // On failure the cache stays unknown: the next reconcile reads configfs.
         self.backend.apply(&mid.steps)?;
         let transition_ms = ms_since(t1);
-        let t_persist = Instant::now();
-        // Saved before the final state is written: after a crash in
-        // between, the restarted service finishes the flip, not undoes it.
         let changed = self.overrides.get(pool) != Some(&ov);
         self.overrides.insert(pool.to_string(), ov);
-        let persisted = !changed || self.persist();
-        let persist_ms = ms_since(t_persist);
+        // The override is saved while the final state is written (the
+        // fsync waits on the disk, the writes on configfs), and the reply
+        // waits for both: a caller that got no reply must ask again, and
+        // after a crash the restarted service either finishes the flip
+        // (saved) or follows ownership (not saved).
+        let to_save = self
+            .store
+            .clone()
+            .filter(|_| changed)
+            .map(|store| (store, self.overrides.clone()));
         let t2 = Instant::now();
-        let fin = flip::flip_steps(&mut tree, &members, &group, state);
-        self.backend.apply(&fin.steps)?;
+        let (fin, applied, persisted, persist_ms) = std::thread::scope(|sc| {
+            let saver = to_save.map(|(store, overrides)| {
+                sc.spawn(move || {
+                    let t = Instant::now();
+                    let r = store.save(&overrides);
+                    (r, ms_since(t))
+                })
+            });
+            let fin = flip::flip_steps(&mut tree, &members, &group, state);
+            let applied = self.backend.apply(&fin.steps);
+            let (persisted, persist_ms) = match saver.map(|h| h.join()) {
+                None => (true, 0),
+                Some(Ok((Ok(()), ms))) => (true, ms),
+                Some(Ok((Err(e), ms))) => {
+                    tracing::warn!(error = %chain(&e), "flip overrides not saved");
+                    (false, ms)
+                }
+                Some(Err(_)) => {
+                    tracing::warn!("flip overrides not saved: the saving thread panicked");
+                    (false, 0)
+                }
+            };
+            (fin, applied, persisted, persist_ms)
+        });
+        applied?;
         let final_ms = ms_since(t2);
         self.cache = Some(tree);
         // `last` answers target.access_states: its pool view is all that
@@ -441,6 +471,26 @@ mod tests {
         // Standby is always possible, and nothing is left to do after.
         r.set_access_state("p1", AccessState::Standby)?;
         assert!(r.reconcile(true, false)?.steps.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn a_flip_whose_override_cannot_be_saved_still_flips_and_says_so(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        // The state dir is a file: nothing can be saved under it.
+        let blocker = dir.path().join("state");
+        std::fs::write(&blocker, "")?;
+        let mut r = Reconciler::new(Box::new(sim()), Local::new("A"))
+            .with_store(OverrideStore::new(&blocker));
+        r.set_config(cfg());
+        r.reconcile(true, false)?;
+        let f = r.set_access_state("p1", AccessState::Standby)?;
+        assert!(!f.persisted && f.steps == 4, "{f:?}");
+        assert_eq!(
+            r.overrides().get("p1").map(|o| o.state),
+            Some(AccessState::Standby)
+        );
         Ok(())
     }
 
