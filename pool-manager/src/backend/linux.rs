@@ -213,14 +213,23 @@ impl LinuxBackend {
             .ok_or_else(|| BackendError::Refused(format!("{tpool_name} is not active")))?;
         let creates = dmvol::thin_activation(&vg, &vg_uuid, tpool, &lvs, &devs);
         for chunk in creates.chunks(DM_CHUNK) {
-            // udev runs its rules on these as on any LV; nobody waits for
-            // it (the per-volume devices map them by device number).
-            self.dmsetup()
-                .args(["create", "--noudevsync", "--concise"])
+            // udev bypassed, as for the per-volume devices: measured in the
+            // lab, udev's full rules on hundreds of new LVs (a few programs
+            // per event) starve the table swaps that follow.
+            self.dmsetup_noudev()
+                .args(["create", "--concise"])
                 .arg(concise(chunk))
                 .timeout(LONG)
                 .run()
                 .await?;
+        }
+        if !creates.is_empty() {
+            // The /dev/<vg>/<lv> links udev would have made, in one
+            // command. Nothing in Duplex needs them (the per-volume devices
+            // map LVs by device number), so a failure is only logged.
+            if let Err(e) = self.lvm("vgmknodes").arg(&vg).timeout(LONG).run().await {
+                tracing::warn!(pool, error = %e, "vgmknodes failed; /dev/{vg}/<lv> links may be missing");
+            }
         }
         Ok(creates.len())
     }
