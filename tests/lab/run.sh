@@ -90,7 +90,7 @@ case "$cmd" in
   up)
     prepare
     "$(lab_bin)" up
-    "$(lab_bin)" demo --fixture || { log "demo failed; the lab is still up (run.sh down to stop it)"; exit 1; }
+    "$(lab_bin)" demo || { log "demo failed; the lab is still up (run.sh down to stop it)"; exit 1; }
     log "the lab is up: $(lab_bin) status | exec A|B|H -- CMD | down"
     ;;
   down)

@@ -217,23 +217,13 @@ pub fn setup(lab: &Lab) -> Result<HostFacts, LabError> {
     host_facts_for(lab, NQN)
 }
 
-/// The pool's current owner and the cluster epoch.
-fn owner_and_epoch(lab: &Lab, vm: &str) -> Result<(String, u64, Value), LabError> {
-    let cfg = call(lab, vm, "config.get", &json!({}))?["config"].clone();
-    let epoch = cfg["cluster"]["epoch"].as_u64().unwrap_or(0);
-    let pool = cfg["pool"]
-        .as_array()
-        .and_then(|a| a.iter().find(|p| p["name"] == POOL).cloned())
-        .ok_or_else(|| LabError::State(format!("pool {POOL} is not in the desired state")))?;
-    let owner = pool["owner"].as_str().unwrap_or_default().to_string();
-    Ok((owner, epoch, cfg["cluster"].clone()))
-}
-
-/// A planned move of the pool from `from` to `to`, in the order that keeps
-/// host I/O error free: `from` standby (hosts queue), export there, a new
-/// cluster epoch, takeover on `to` (system_id, activation, live devices),
-/// which records the new owner, and targets on `to` turn optimized. Returns
-/// the seconds each step ended at.
+/// A planned move (giveback) of the pool from `from` to `to`, in the order
+/// that keeps host I/O error free and never leaves the pool importable on
+/// both: `from` standby (hosts queue), the new owner recorded under a new
+/// cluster epoch (targets on `to` stay standby while its devices are the
+/// `error` table), export on `from` handing the system_id to `to`, import
+/// on `to` (activation, devices swapped to linear), `to` optimized.
+/// Returns the seconds each step ended at.
 pub fn handover(lab: &Lab, from: &str, to: &str) -> Result<Vec<(String, f64)>, LabError> {
     let t = Instant::now();
     let mut steps = Vec::new();
@@ -245,19 +235,22 @@ pub fn handover(lab: &Lab, from: &str, to: &str) -> Result<Vec<(String, f64)>, L
         &json!({"pool": POOL, "state": "standby"}),
     )?;
     mark("standby");
-    call(lab, from, "pool.export", &json!({"name": POOL}))?;
+    let cfg = call(lab, to, "config.get", &json!({}))?["config"].clone();
+    let epoch = cfg["cluster"]["epoch"].as_u64().unwrap_or(0) + 1;
+    let mut cluster = cfg["cluster"].clone();
+    cluster["epoch"] = json!(epoch);
+    let mut pool = cfg["pool"]
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == POOL).cloned())
+        .ok_or_else(|| LabError::State(format!("pool {POOL} is not in the desired state")))?;
+    pool["owner"] = json!(to);
+    pool["epoch"] = json!(epoch);
+    apply(lab, to, vec![up("cluster", cluster), up("pool", pool)])?;
+    mark("record");
+    call(lab, from, "pool.export", &json!({"name": POOL, "to": to}))?;
     mark("export");
-    let (_, epoch, mut cluster) = owner_and_epoch(lab, to)?;
-    cluster["epoch"] = json!(epoch + 1);
-    apply(lab, to, vec![up("cluster", cluster)])?;
-    mark("epoch");
-    call(
-        lab,
-        to,
-        "pool.takeover",
-        &json!({"name": POOL, "epoch": epoch + 1}),
-    )?;
-    mark("takeover");
+    call(lab, to, "pool.import", &json!({"name": POOL}))?;
+    mark("import");
     call(
         lab,
         to,

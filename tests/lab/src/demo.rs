@@ -243,8 +243,18 @@ pub fn states(lab: &Lab) -> String {
 
 /// Runs `duplex-verify` on H against the demo devices and returns its JSON.
 pub fn verify(lab: &Lab, facts: &HostFacts, seconds: u32) -> Result<Value, LabError> {
+    verify_until(lab, facts, seconds, None)
+}
+
+/// Like [`verify`], ending early once `stop_file` exists on H.
+pub fn verify_until(
+    lab: &Lab,
+    facts: &HostFacts,
+    seconds: u32,
+    stop_file: Option<&str>,
+) -> Result<Value, LabError> {
     let mut argv = vec![
-        "duplex-verify".to_string(),
+        "/usr/local/bin/duplex-verify".to_string(),
         "--seconds".into(),
         seconds.to_string(),
         "--threads".into(),
@@ -252,6 +262,10 @@ pub fn verify(lab: &Lab, facts: &HostFacts, seconds: u32) -> Result<Value, LabEr
         "--blocks".into(),
         "4096".into(),
     ];
+    if let Some(f) = stop_file {
+        argv.push("--stop-file".into());
+        argv.push(f.into());
+    }
     for d in &facts.iscsi_devs {
         argv.push("--device".into());
         argv.push(format!("iscsi={d}"));
@@ -259,6 +273,9 @@ pub fn verify(lab: &Lab, facts: &HostFacts, seconds: u32) -> Result<Value, LabEr
     for d in &facts.nvme_devs {
         argv.push("--device".into());
         argv.push(format!("nvme={d}"));
+    }
+    if stop_file.is_some() {
+        return verify_detached(lab, argv, seconds);
     }
     let r = lab::exec(
         lab,
@@ -272,6 +289,54 @@ pub fn verify(lab: &Lab, facts: &HostFacts, seconds: u32) -> Result<Value, LabEr
             r.stdout, r.stderr
         ))
     })
+}
+
+/// Runs the verifier as a transient unit on H and polls for its end: the
+/// agent's serial channel takes one client at a time, so a command held
+/// open for the whole run would keep the caller from touching the stop
+/// file.
+fn verify_detached(lab: &Lab, argv: Vec<String>, seconds: u32) -> Result<Value, LabError> {
+    const OUT: &str = "/run/duplex-lab/verify.json";
+    let unit = format!("duplex-verify-{}", std::process::id());
+    let mut run = vec![
+        "systemd-run".to_string(),
+        "--quiet".into(),
+        "--collect".into(),
+        format!("--unit={unit}"),
+        "-p".into(),
+        format!("StandardOutput=truncate:{OUT}"),
+    ];
+    run.extend(argv);
+    let r = lab::exec(lab, "H", &run, Duration::from_secs(60))?;
+    if r.code != Some(0) {
+        return Err(LabError::State(format!(
+            "systemd-run duplex-verify: {} {}",
+            r.stdout, r.stderr
+        )));
+    }
+    let t = std::time::Instant::now();
+    let limit = Duration::from_secs(u64::from(seconds) + 180);
+    loop {
+        std::thread::sleep(Duration::from_secs(2));
+        // `is-active` exits non-zero once the unit is gone (collected).
+        let r = lab::exec(
+            lab,
+            "H",
+            &crate::cmd::argv(&["systemctl", "is-active", "--quiet", &unit]),
+            Duration::from_secs(30),
+        )?;
+        if r.code != Some(0) {
+            break;
+        }
+        if t.elapsed() > limit {
+            return Err(LabError::State(format!(
+                "{unit} still running after {limit:?}"
+            )));
+        }
+    }
+    let out = lab::exec_ok(lab, "H", &["cat", OUT], Duration::from_secs(30))?;
+    serde_json::from_str(&out)
+        .map_err(|e| LabError::State(format!("duplex-verify output ({e}): {out}")))
 }
 
 /// Text for humans: multipath, NVMe subsystems, port-group states.

@@ -97,7 +97,8 @@ enum Cmd {
         fixture: bool,
     },
     /// Hand the demo pool over from one controller to the other (standby,
-    /// export, new epoch, takeover, active) and print the steps' times.
+    /// new owner under a new epoch, export to it, import, active) and print
+    /// the steps' times.
     Handover {
         /// The controller that owns the pool now.
         from: String,

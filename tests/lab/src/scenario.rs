@@ -1,7 +1,7 @@
 //! Scenarios: boot, act, measure, print figures as JSON.
 
-use crate::demo;
 use crate::lab::{self, Lab, LabError};
+use crate::{appliance, demo};
 use serde_json::{json, Value};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -77,16 +77,33 @@ fn figures(v: &Value, name: &str, window: (f64, f64)) -> Value {
     }
 }
 
-/// `smoke`: boot, the demo volumes, the expected host view, a planned
-/// make-before-break flip A -> B under verified writes. The caller tears
-/// the lab down.
+/// Where H's verifier looks for the file that ends its run.
+const STOP_FILE: &str = "/run/duplex-lab/verify.stop";
+
+/// `smoke`: boot, the demo volumes through the appliance's services, the
+/// expected host view, a planned handover of the pool A -> B (standby,
+/// export, epoch, takeover, active) under verified writes. With
+/// `DUPLEX_LAB_DEMO=fixture`, the raw configfs fixture and a
+/// make-before-break flip instead. The caller tears the lab down.
 pub fn smoke(lab: &Lab) -> Result<Outcome, LabError> {
+    let fixture = std::env::var("DUPLEX_LAB_DEMO").as_deref() == Ok("fixture");
     let mut c = Checks::new();
     let st = lab::up(lab)?;
     let boot = st.boot_seconds;
     info!("lab up in {boot:?} s");
     let t = Instant::now();
-    let facts = demo::setup(lab)?;
+    let facts = if fixture {
+        demo::setup(lab)?
+    } else {
+        appliance::setup(lab)?
+    };
+    let report_text = |lab: &Lab| {
+        if fixture {
+            demo::report(lab)
+        } else {
+            appliance::report(lab)
+        }
+    };
     let setup_s = t.elapsed().as_secs_f64();
     let maps = demo::mpath_maps(lab)?;
     let groups = maps.first().map_or(0, |m| m.groups.len());
@@ -119,28 +136,49 @@ pub fn smoke(lab: &Lab) -> Result<Outcome, LabError> {
         format!("{:?}", facts.nvme_paths),
     );
     if !c.ok {
-        print!("{}", demo::report(lab));
+        print!("{}", report_text(lab));
         return Ok(Outcome {
             report: json!({ "scenario": "smoke", "ok": false, "boot_seconds": boot, "checks": c.list }),
             ok: false,
         });
     }
 
-    // Verified writes on both devices; the flip happens in the middle.
-    let seconds = 16;
+    // Verified writes on both devices; the flip happens in the middle. The
+    // fixture's flip is quick (16 s of writes); a handover ends the writes
+    // through the stop file 5 s after it is done (at most 10 minutes).
+    let seconds = if fixture { 16 } else { 600 };
     let flip_after = Duration::from_secs(6);
     let vlab = lab.clone();
     let vfacts = facts.clone();
     let t_io = Instant::now();
-    let writer = thread::spawn(move || demo::verify(&vlab, &vfacts, seconds));
+    let stop = (!fixture).then_some(STOP_FILE);
+    let writer = thread::spawn(move || demo::verify_until(&vlab, &vfacts, seconds, stop));
     thread::sleep(flip_after);
     let flip_at = t_io.elapsed().as_secs_f64();
-    let flip = demo::flip(lab, "A", "B");
+    let mut steps = Vec::new();
+    let flip = if fixture {
+        demo::flip(lab, "A", "B")
+    } else {
+        appliance::handover(lab, "A", "B").map(|s| {
+            steps = s;
+            let done = steps.last().map_or(0.0, |(_, at)| *at);
+            (done, done)
+        })
+    };
+    if !fixture {
+        thread::sleep(Duration::from_secs(5));
+        // Ends the writes even when the handover failed.
+        let _ = lab::exec_ok(lab, "H", &["touch", STOP_FILE], Duration::from_secs(30));
+    }
     let v = writer
         .join()
         .map_err(|_| LabError::State("verify thread panicked".into()))??;
     let (b_active_s, flip_s) = flip?;
-    let after = demo::host_facts(lab)?;
+    let after = if fixture {
+        demo::host_facts(lab)?
+    } else {
+        demo::host_facts_for(lab, appliance::NQN)?
+    };
     c.check(
         "nvme_optimized_on_B_after",
         opt_on(&after, "10.50.0.12") && !opt_on(&after, "10.50.0.11"),
@@ -169,7 +207,7 @@ pub fn smoke(lab: &Lab) -> Result<Outcome, LabError> {
             f.to_string(),
         );
     }
-    print!("{}", demo::report(lab));
+    print!("{}", report_text(lab));
     let build = std::env::var("DUPLEX_LAB_BUILD_SECONDS")
         .ok()
         .and_then(|s| s.parse::<f64>().ok());
@@ -184,10 +222,15 @@ pub fn smoke(lab: &Lab) -> Result<Outcome, LabError> {
         "boot_seconds": boot,
         "demo_setup_seconds": (setup_s * 10.0).round() / 10.0,
         "flip": {
-            "kind": "planned make-before-break A -> B (ALUA + ANA)",
+            "kind": if fixture {
+                "planned make-before-break A -> B (ALUA + ANA), configfs fixture"
+            } else {
+                "planned handover of the pool A -> B: standby, record owner (new epoch), export to B, import, active"
+            },
             "at_s": (flip_at * 1000.0).round() / 1000.0,
             "b_optimized_after_s": (b_active_s * 1000.0).round() / 1000.0,
             "done_after_s": (flip_s * 1000.0).round() / 1000.0,
+            "steps_s": steps.iter().map(|(s, at)| json!({"step": s, "at_s": (at * 1000.0).round() / 1000.0})).collect::<Vec<_>>(),
         },
         "write_seconds": seconds,
         "iscsi": iscsi,

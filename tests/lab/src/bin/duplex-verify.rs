@@ -10,7 +10,7 @@ use duplex_lab::verify::{self, BLOCK};
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -33,6 +33,10 @@ struct Args {
     /// First block used on each device.
     #[arg(long, default_value_t = 0)]
     offset_blocks: u64,
+    /// Stop writing as soon as this file exists (before `--seconds`): the
+    /// caller ends the run when the event it measures is over.
+    #[arg(long)]
+    stop_file: Option<std::path::PathBuf>,
     /// Give up if a write is still outstanding this long after the end.
     #[arg(long, default_value_t = 60.0)]
     stall_seconds: f64,
@@ -130,6 +134,7 @@ struct WriterCfg {
     count: u64,
     start: Instant,
     end: Instant,
+    stop: Arc<AtomicBool>,
     seq: Arc<AtomicU64>,
 }
 
@@ -145,7 +150,7 @@ fn writer(c: &WriterCfg) -> WriterLog {
     };
     let mut buf = Aligned::new();
     let mut i: u64 = 0;
-    while Instant::now() < c.end && c.count > 0 {
+    while Instant::now() < c.end && !c.stop.load(Ordering::Relaxed) && c.count > 0 {
         let idx = i % c.count;
         i += 1;
         let lba = c.first_lba + idx;
@@ -244,6 +249,11 @@ fn main() -> Result<()> {
     let seq = Arc::new(AtomicU64::new(1));
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(args.seconds.max(0.0));
+    let stop = Arc::new(AtomicBool::new(false));
+    if let Some(f) = &args.stop_file {
+        // A file left from an earlier run would end this one at once.
+        let _ = std::fs::remove_file(f);
+    }
     let per = args.blocks / args.threads;
 
     let mut devices = Vec::new();
@@ -259,6 +269,7 @@ fn main() -> Result<()> {
                 count: per,
                 start,
                 end,
+                stop: Arc::clone(&stop),
                 seq: Arc::clone(&seq),
             };
             handles.push(thread::spawn(move || writer(&cfg)));
@@ -268,8 +279,13 @@ fn main() -> Result<()> {
 
     // Bounded wait: a write stuck in a queueing multipath device must not
     // hang the caller forever.
-    let stall = end + Duration::from_secs_f64(args.stall_seconds.max(0.0));
+    let stall_for = Duration::from_secs_f64(args.stall_seconds.max(0.0));
+    let mut stall = end + stall_for;
     loop {
+        if !stop.load(Ordering::Relaxed) && args.stop_file.as_ref().is_some_and(|f| f.exists()) {
+            stop.store(true, Ordering::Relaxed);
+            stall = Instant::now() + stall_for;
+        }
         let pending = devices
             .iter()
             .flat_map(|(_, _, hs)| hs.iter())
