@@ -395,8 +395,22 @@ fn net_method(svc: &mut ServiceBuilder, shared: &Shared, method: &str, up: bool)
     });
 }
 
+/// Events after which the desired tree may differ: a new desired state, or
+/// pool-manager having swapped per-volume devices (an import makes a pool's
+/// devices serve data, so it may turn active now rather than at the next
+/// drift check).
+const TRIGGERS: [&str; 6] = [
+    "config.changed",
+    "pool.imported",
+    "pool.taken_over",
+    "pool.exported",
+    "volume.created",
+    "volume.resized",
+];
+
 /// The background driver: rebuild at start (configfs is volatile), follow
-/// `config.changed`, and check for drift every `drift_every`.
+/// `config.changed` and pool-manager's device events, and check for drift
+/// every `drift_every`.
 pub async fn drive(shared: Shared, router: RouterClient, drift_every: Duration) {
     // Start-up: read configfs, build everything the desired state wants.
     let mut delay = Duration::from_millis(200);
@@ -428,10 +442,10 @@ pub async fn drive(shared: Shared, router: RouterClient, drift_every: Duration) 
         }
     }
     let mut sub = loop {
-        match router.subscribe(&["config.changed"]).await {
+        match router.subscribe(&TRIGGERS).await {
             Ok(s) => break s,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot subscribe to config.changed; retrying");
+                tracing::warn!(error = %e, "cannot subscribe to config.changed and pool events; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
@@ -451,7 +465,7 @@ pub async fn drive(shared: Shared, router: RouterClient, drift_every: Duration) 
                         let _ = router.publish("target.reconciled", json!({"steps": o.steps.len(), "ms": o.ms}), false).await;
                     }
                     Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "reconcile after config.changed failed"),
+                    Err(e) => tracing::warn!(error = %e, topic = %ev.topic, "reconcile after an event failed"),
                 }
             }
             _ = tick.tick() => check_drift(&shared, &router).await,
