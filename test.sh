@@ -12,5 +12,7 @@ echo "== clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== unit and integration tests"
 cargo test --workspace
+echo "== netlink against the real kernel, in a private network namespace"
+unshare --net sh -c 'ip link set lo up && cargo test -q -p duplex-targets --lib -- --ignored netlink'
 echo "== lab tier (real kernels in QEMU)"
 scripts/lab-tests.sh
