@@ -53,12 +53,15 @@ async fn run<B: PoolBackend>(backend: B, cfg: &Config, args: &Args) -> anyhow::R
     );
     let router = duplex_services::RouterClient::new(cfg.router_socket());
     let partner = cfg.partner_id().map(str::to_string);
-    let m = Arc::new(Manager::new(
-        backend,
-        RouterCluster::new(router),
-        &cfg.controller_id,
-        partner.as_deref(),
-    ));
+    let m = Arc::new(
+        Manager::new(
+            backend,
+            RouterCluster::new(router),
+            &cfg.controller_id,
+            partner.as_deref(),
+        )
+        .with_held_file(cfg.state_dir.join("pool-manager-held.json")),
+    );
     // pool.status answers for the service too (the runtime's generic
     // status method would shadow the pools).
     let service = serde_json::json!({

@@ -452,11 +452,20 @@ async fn export_verifies_device_mapper_and_giveback_hands_over() {
     assert!(!rig.shelf.is_active("A", "p"));
     let r = rig.a.export_pool("p", None).await.unwrap();
     assert_eq!(r["outcome"], "unchanged");
+    // Exported by request, the pool stays down although the desired state
+    // names A as owner: the reconciler does not undo an export.
+    rig.a.reconcile().await.unwrap();
+    assert!(!rig.shelf.is_active("A", "p"));
     // Handing to B needs B recorded as owner first.
     let e = rpc(rig.a.export_pool("p", Some("B")).await);
     assert_eq!(e.kind(), Some(ErrorCode::Conflict));
     assert_eq!(e.field(), Some("to"));
     rig.a.import_pool("p").await.unwrap();
+    assert!(rig.shelf.is_active("A", "p"));
+    // Released by the import: a reboot's inactive pool comes back.
+    rig.shelf.reboot("A");
+    rig.a.reconcile().await.unwrap();
+    assert!(rig.shelf.is_active("A", "p"));
     let epoch = rig.cluster.bump_epoch();
     let mut rec = rig.cluster.snapshot().pools["p"].clone();
     rec.owner = "B".into();

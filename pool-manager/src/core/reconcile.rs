@@ -12,6 +12,7 @@
 use super::observed::ObservedPool;
 use duplex_config_keeper::core::model::Config;
 use serde::Serialize;
+use std::collections::BTreeSet;
 
 /// One step of a plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -118,11 +119,20 @@ impl Step {
 
 /// Plans the changes that make LVM match the desired state on controller
 /// `me`. `observed` lists every `dx-` volume group this controller sees,
-/// foreign ones included.
-pub fn plan(desired: &Config, observed: &[ObservedPool], me: &str) -> Vec<Step> {
+/// foreign ones included; `held` names the pools exported here by request,
+/// which stay inactive until an explicit import.
+pub fn plan(
+    desired: &Config,
+    observed: &[ObservedPool],
+    me: &str,
+    held: &BTreeSet<String>,
+) -> Vec<Step> {
     let mut steps = Vec::new();
     for p in desired.pools.values() {
         let obs = observed.iter().find(|o| o.pool == p.name);
+        if held.contains(&p.name) {
+            continue;
+        }
         if p.owner != me {
             if let Some(o) = obs.filter(|o| o.active()) {
                 steps.push(Step::Drift(Drift::ActiveButNotOwner {
@@ -294,7 +304,23 @@ mod tests {
             true,
             vec![vol("v1", 1 << 30, true), vol("s1", 1 << 30, true)],
         );
-        assert_eq!(plan(&desired(), &[o], "A"), vec![]);
+        assert_eq!(plan(&desired(), &[o], "A", &BTreeSet::new()), vec![]);
+    }
+
+    #[test]
+    fn a_pool_exported_by_request_stays_inactive() {
+        let o = observed("A", false, vec![vol("v1", 1 << 30, false)]);
+        let held = BTreeSet::from(["p".to_string()]);
+        assert_eq!(
+            plan(&desired(), std::slice::from_ref(&o), "A", &held),
+            vec![]
+        );
+        // Released (an import), the same state is activated again.
+        let steps = plan(&desired(), &[o], "A", &BTreeSet::new());
+        assert_eq!(
+            steps.first(),
+            Some(&Step::ActivatePool { pool: "p".into() })
+        );
     }
 
     #[test]
@@ -304,7 +330,7 @@ mod tests {
             false,
             vec![vol("v1", 512 << 20, false), vol("x", 1 << 20, false)],
         );
-        let steps = plan(&desired(), &[o], "A");
+        let steps = plan(&desired(), &[o], "A", &BTreeSet::new());
         assert_eq!(
             steps,
             vec![
@@ -325,7 +351,7 @@ mod tests {
             ]
         );
         let o = observed("A", true, vec![vol("s1", 1 << 30, false)]);
-        let steps = plan(&desired(), &[o], "A");
+        let steps = plan(&desired(), &[o], "A", &BTreeSet::new());
         assert!(steps.contains(&Step::CreateVolume {
             pool: "p".into(),
             volume: "v1".into(),
@@ -348,7 +374,12 @@ mod tests {
     #[test]
     fn never_touches_what_is_not_ours() {
         // Partner's system_id on a pool recorded for us: drift only.
-        let steps = plan(&desired(), &[observed("B", false, vec![])], "A");
+        let steps = plan(
+            &desired(),
+            &[observed("B", false, vec![])],
+            "A",
+            &BTreeSet::new(),
+        );
         assert_eq!(
             steps,
             vec![Step::Drift(Drift::NotOurSystemId {
@@ -357,7 +388,12 @@ mod tests {
             })]
         );
         // Recorded for A, active on B: B reports it, does nothing else.
-        let steps = plan(&desired(), &[observed("B", true, vec![])], "B");
+        let steps = plan(
+            &desired(),
+            &[observed("B", true, vec![])],
+            "B",
+            &BTreeSet::new(),
+        );
         assert_eq!(
             steps,
             vec![Step::Drift(Drift::ActiveButNotOwner {
@@ -365,11 +401,17 @@ mod tests {
                 owner: "A".into()
             })]
         );
-        assert!(plan(&desired(), &[observed("B", false, vec![])], "B").is_empty());
+        assert!(plan(
+            &desired(),
+            &[observed("B", false, vec![])],
+            "B",
+            &BTreeSet::new()
+        )
+        .is_empty());
         // Missing pool and unknown pool.
         let mut other = observed("A", true, vec![]);
         other.pool = "q".into();
-        let steps = plan(&desired(), &[other], "A");
+        let steps = plan(&desired(), &[other], "A", &BTreeSet::new());
         assert_eq!(
             steps,
             vec![

@@ -15,6 +15,7 @@
 //!   system_id, activate.
 
 pub mod cluster;
+pub mod held;
 
 use crate::backend::{PoolBackend, PoolSpec};
 use crate::core::disk::{qualify, DiskInfo, PartnerDisks, Refusal};
@@ -100,6 +101,7 @@ pub struct Manager<B, C> {
     partner: Option<String>,
     op: Mutex<()>,
     memory: Mutex<Memory>,
+    held: Mutex<held::Held>,
 }
 
 fn random64() -> [u8; 64] {
@@ -153,6 +155,22 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             partner: partner.map(str::to_string),
             op: Mutex::new(()),
             memory: Mutex::new(Memory::default()),
+            held: Mutex::new(held::Held::default()),
+        }
+    }
+
+    /// Keeps the pools exported here by request in `path` (the state
+    /// directory), so a restart does not activate them again.
+    pub fn with_held_file(mut self, path: std::path::PathBuf) -> Self {
+        self.held = Mutex::new(held::Held::load(path));
+        self
+    }
+
+    /// Holds (exported by request) or releases a pool; a failed save is
+    /// logged: the in-memory set still holds for this process.
+    async fn hold(&self, pool: &str, held: bool) {
+        if let Err(e) = self.held.lock().await.set(pool, held) {
+            tracing::error!(pool, error = %e, "cannot save the held-pools file");
         }
     }
 
@@ -509,6 +527,8 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             };
             return Err(self.rollback_pool(&req.name, was_recorded, first).await);
         }
+        // A pool created again under an old name starts out not held.
+        self.hold(&req.name, false).await;
         self.cluster
             .publish(
                 "pool.created",
@@ -708,6 +728,8 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
                 handed = true;
             }
         }
+        // Exported without a new owner: stays down until pool.import.
+        self.hold(name, to.is_none()).await;
         self.cluster
             .publish(
                 "pool.exported",
@@ -775,6 +797,8 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
                 Outcome::Changed
             }
         };
+        // Imported on request: the reconciler may keep it up again.
+        self.hold(name, false).await;
         let dm = self.sync_dm(&cfg, None).await?;
         let ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.cluster
@@ -808,6 +832,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
                 field: "name".into(),
             })?;
         let plan = check_takeover(desired, &o.system_id, &self.me, epoch, cluster_epoch)?;
+        self.hold(name, false).await;
         if plan.record {
             let mut rec = desired.clone();
             rec.owner = self.me.clone();
@@ -1256,7 +1281,8 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         let _g = self.op.lock().await;
         let cfg = self.config().await?;
         let observed = self.observe().await?;
-        let steps = plan(&cfg, &observed, &self.me);
+        let held = self.held.lock().await.pools().clone();
+        let steps = plan(&cfg, &observed, &self.me, &held);
         let mut results = Vec::new();
         let mut drifts = BTreeSet::new();
         for s in &steps {
