@@ -10,7 +10,7 @@ export DUPLEX_LAB_CACHE="${DUPLEX_LAB_CACHE:-/var/cache/duplex-lab}"
 profile="${DUPLEX_LAB_PROFILE:-debug}"
 lab="$repo/target/$profile/duplex-lab"
 
-echo "== lab: smoke (boot, demo exports, host multipath, planned flip under verified writes)"
+echo "== lab: smoke (boot, the demo through the services, host multipath, planned handover under verified writes)"
 tests/lab/run.sh smoke
 
 echo "== lab: services on real kernels"
