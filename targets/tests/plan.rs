@@ -648,8 +648,9 @@ fn ana_groups_are_per_pool_and_stable() {
     );
 }
 
-#[test]
-fn a_thousand_volumes_flip_with_one_write_each_plus_one_per_port() {
+/// The base configuration with pool p1 holding 1000 volumes, each exported
+/// over iSCSI and NVMe to g1, and a simulator with their devices.
+fn thousand_volumes() -> (Value, SimBackend) {
     let mut v = base();
     let mut vols = Vec::new();
     let mut exps = Vec::new();
@@ -663,6 +664,12 @@ fn a_thousand_volumes_flip_with_one_write_each_plus_one_per_port() {
     }
     v["volume"] = json!(vols);
     v["export"] = json!(exps);
+    (v, s)
+}
+
+#[test]
+fn a_thousand_volumes_flip_with_one_write_each_plus_one_per_port() {
+    let (v, mut s) = thousand_volumes();
     let local = Local::new("A");
     let d = build(
         &cfg(&v),
@@ -875,19 +882,7 @@ fn the_flip_leaves_an_ana_group_shared_with_another_pool_alone() {
 
 #[test]
 fn a_thousand_volume_flip_is_one_write_per_volume_plus_one_per_port() {
-    let mut v = base();
-    let mut vols = Vec::new();
-    let mut exps = Vec::new();
-    let mut s = SimBackend::new();
-    for i in 0..1000u32 {
-        vols.push(json!({"name": format!("v{i}"), "pool": "p1", "serial": format!("{i:032x}"), "wwn": "",
-            "nguid": format!("{:032x}", i + 1), "uuid": format!("00000000-0000-4000-8000-{:012x}", i + 1)}));
-        exps.push(json!({"name": format!("i{i}"), "volume": format!("v{i}"), "protocol": "iscsi", "lun": i, "host_group": "g1"}));
-        exps.push(json!({"name": format!("n{i}"), "volume": format!("v{i}"), "protocol": "nvme", "nsid": i + 1, "host_group": "g1"}));
-        s.add_device(&format!("/dev/mapper/dxvol-{i:032x}"));
-    }
-    v["volume"] = json!(vols);
-    v["export"] = json!(exps);
+    let (mut v, mut s) = thousand_volumes();
     v["controller"] =
         json!([{"id": "A", "portals": ["10.50.0.11/24", "10.60.0.11/24"]}, {"id": "B"}]);
     let d = desired(&s, &v, "A");
