@@ -16,6 +16,7 @@ pub mod action;
 pub mod client;
 pub mod config;
 pub mod conn;
+pub mod durable;
 pub mod exec;
 pub mod frame;
 pub mod rpc;

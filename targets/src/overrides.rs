@@ -14,7 +14,6 @@ use crate::reconciler::Override;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The file name in the state directory.
@@ -78,11 +77,6 @@ impl OverrideStore {
 
     /// Replaces the saved overrides with `overrides`, atomically.
     pub fn save(&self, overrides: &BTreeMap<String, Override>) -> Result<(), PersistError> {
-        let dir = self
-            .path
-            .parent()
-            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-        fs::create_dir_all(&dir).map_err(io("mkdir", &dir))?;
         let body = serde_json::to_vec_pretty(&OnDisk {
             version: VERSION,
             overrides: overrides.clone(),
@@ -91,18 +85,11 @@ impl OverrideStore {
             path: self.path.display().to_string(),
             source,
         })?;
-        let tmp = dir.join(format!(".{FILE}.tmp"));
-        {
-            let mut f = fs::File::create(&tmp).map_err(io("create", &tmp))?;
-            f.write_all(&body).map_err(io("write", &tmp))?;
-            f.sync_all().map_err(io("fsync", &tmp))?;
-        }
-        fs::rename(&tmp, &self.path).map_err(io("rename", &self.path))?;
-        // The rename is durable only once the directory entry is.
-        fs::File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("fsync", &dir))?;
-        Ok(())
+        duplex_services::durable::write_atomic(&self.path, &body).map_err(|e| PersistError::Io {
+            op: e.op,
+            path: e.path.display().to_string(),
+            source: e.source,
+        })
     }
 }
 

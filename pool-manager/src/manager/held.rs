@@ -5,7 +5,6 @@
 //! `pool.takeover` and `pool.create` release a pool.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::PathBuf;
 
 /// The set of held pools and where it is saved.
@@ -54,23 +53,13 @@ impl Held {
         Ok(())
     }
 
-    /// Temp file, fsync, rename: a crash leaves the old set or the new.
+    /// A crash leaves the old set or the new (atomic replace).
     fn save(&self) -> std::io::Result<()> {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec(&self.pools).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
+        let body = serde_json::to_vec(&self.pools).map_err(std::io::Error::other)?;
+        duplex_services::durable::write_atomic(path, &body).map_err(std::io::Error::other)
     }
 }
 
