@@ -29,6 +29,18 @@ pub const WIPEFS: &str = "/usr/sbin/wipefs";
 /// device-mapper's tool.
 pub const DMSETUP: &str = "/usr/sbin/dmsetup";
 
+/// The udev rules the appliance installs (shipped in `systemd/`) so that
+/// udev neither probes Duplex's volume devices nor starts helper processes
+/// for pool-manager's unsynchronised dmsetup batches. Without them
+/// everything works, but each device event costs several processes.
+pub const UDEV_RULES: [&str; 2] = ["54-duplex-dm-cookie.rules", "55-duplex-volumes.rules"];
+/// Where udev looks for rules.
+const UDEV_RULE_DIRS: [&str; 3] = [
+    "/etc/udev/rules.d",
+    "/run/udev/rules.d",
+    "/usr/lib/udev/rules.d",
+];
+
 /// Devices per dmsetup command for batched creates, suspends and resumes
 /// (keeps the argument list far below the kernel's limit).
 const DM_CHUNK: usize = 100;
@@ -55,6 +67,17 @@ impl LinuxBackend {
                 return Err(BackendError::Refused(format!(
                     "{tool} is missing; install lvm2, dmsetup, udev and util-linux"
                 )));
+            }
+        }
+        for rule in UDEV_RULES {
+            if !UDEV_RULE_DIRS
+                .iter()
+                .any(|d| Path::new(d).join(rule).exists())
+            {
+                tracing::warn!(
+                    rule,
+                    "udev rule not installed: takeovers of large pools will be slow"
+                );
             }
         }
         Ok(LinuxBackend {
@@ -119,7 +142,9 @@ impl LinuxBackend {
     /// and removes the `/dev/mapper` node itself, at once, and flags the
     /// uevents so udev's device-mapper rules skip them. Under emulation
     /// udev takes a large fraction of a second per event, and nothing but
-    /// the node is wanted from it (the dm UUID keeps LVM's rules away).
+    /// the node is wanted from it. udev still receives every uevent: the
+    /// shipped rules ([`UDEV_RULES`]) make those events cheap (no helper
+    /// processes, no probing).
     fn dmsetup_noudev(&self) -> Cmd {
         self.dmsetup().env("DM_DISABLE_UDEV", "1")
     }
@@ -768,6 +793,29 @@ mod tests {
     }
 
     use super::*;
+
+    /// The rules the backend names are the ones shipped, and they match the
+    /// devices by the prefixes the code gives them.
+    #[test]
+    fn shipped_udev_rules_match_our_devices() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd");
+        let uuid = format!("{}*", dmvol::UUID_PREFIX);
+        // Every VG of ours starts with VG_PREFIX, whose '-' LVM doubles in
+        // device-mapper names.
+        let thin = format!("{}*", names::VG_PREFIX.replace('-', "--"));
+        assert_eq!(names::dm_name("dx-p", "v"), "dx--p-v");
+        for rule in UDEV_RULES {
+            let text = std::fs::read_to_string(dir.join(rule)).expect("shipped rule");
+            assert!(
+                text.contains(&format!("ATTR{{dm/uuid}}==\"{uuid}\"")),
+                "{rule}"
+            );
+            assert!(
+                text.contains(&format!("ATTR{{dm/name}}==\"{thin}\"")),
+                "{rule}"
+            );
+        }
+    }
 
     #[test]
     fn config_string() {

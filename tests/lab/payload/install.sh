@@ -67,6 +67,9 @@ if [ -f "$P/roles/$role/duplex.toml" ]; then
     install -m 0644 "$u" /etc/systemd/system/
     n=$((n+1))
   done
+  # udev rules shipped beside the units (pool-manager's volume devices).
+  for r in "$P"/systemd/*.rules; do [ -f "$r" ] || continue; install -m 0644 "$r" /etc/udev/rules.d/; done
+  udevadm control --reload || true
   if [ "$n" -gt 0 ]; then
     # Units may name /usr/bin; the payload installs into /usr/local/bin.
     for b in "$P"/bin/*; do ln -sf "$b" "/usr/bin/${b##*/}"; done
