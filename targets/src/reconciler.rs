@@ -305,11 +305,27 @@ impl Reconciler {
                         .values()
                         .any(|s| s.namespaces.values().any(|n| n.device == dev))
             };
-            let bad = members.volumes.iter().find(|(name, dev)| {
-                exported(name, dev) && self.backend.device_state(dev) != DeviceState::Backed
-            });
-            if let Some((_, dev)) = bad {
-                let device = dev.clone();
+            // The LU group's other members (a backstore whose volume left
+            // the configuration) move with the write too.
+            let in_lu = tree
+                .backstores
+                .values()
+                .filter(|b| b.lu_group.as_deref() == Some(members.lu_group.as_str()))
+                .map(|b| b.dev.as_str());
+            let mut devices: Vec<&str> = members
+                .volumes
+                .iter()
+                .filter(|(name, dev)| exported(name, dev))
+                .map(|(_, dev)| dev.as_str())
+                .chain(in_lu)
+                .collect();
+            devices.sort_unstable();
+            devices.dedup();
+            let bad = devices
+                .into_iter()
+                .find(|dev| self.backend.device_state(dev) != DeviceState::Backed);
+            if let Some(dev) = bad {
+                let device = dev.to_string();
                 self.cache = Some(tree);
                 return Err(FlipError::NotServing {
                     pool: pool.to_string(),
@@ -471,6 +487,36 @@ mod tests {
         // Standby is always possible, and nothing is left to do after.
         r.set_access_state("p1", AccessState::Standby)?;
         assert!(r.reconcile(true, false)?.steps.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn no_active_flip_while_a_stale_lu_group_member_serves_no_data(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        // v2 is still in configfs (and in p1's LU group, which one write
+        // moves as a whole) but left the configuration; its device is an
+        // error table.
+        let mut s = sim();
+        s.add_device("/dev/mapper/dxvol-ab02");
+        s.set_backed("/dev/mapper/dxvol-ab02", false);
+        let mut with_v2 = cfg();
+        let mut v2 = with_v2.volumes[0].clone();
+        v2.name = "v2".into();
+        v2.serial = "ab02".into();
+        with_v2.volumes.push(v2);
+        let mut e3 = with_v2.exports[0].clone();
+        e3.name = "e3".into();
+        e3.volume = "v2".into();
+        e3.lun = Some(1);
+        with_v2.exports.push(e3);
+        let mut r = Reconciler::new(Box::new(s), Local::new("A"));
+        r.set_config(with_v2);
+        r.reconcile(true, false)?;
+        r.set_config(cfg());
+        assert!(matches!(
+            r.set_access_state("p1", AccessState::Active),
+            Err(FlipError::NotServing { device, .. }) if device.ends_with("ab02")
+        ));
         Ok(())
     }
 

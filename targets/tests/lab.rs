@@ -579,6 +579,20 @@ async fn lab_targets() {
         "A/O and Standby: {rtpg}"
     );
     figures.insert("sg_rtpg".into(), json!(rtpg));
+    // Each pool's backstores form an ALUA LU group on both controllers.
+    for vm in ["A", "B"] {
+        let members = lab
+            .sh_ok(
+                vm,
+                "cat /sys/kernel/config/target/core/alua/lu_gps/dxpool_p1/lu_gp_id /sys/kernel/config/target/core/alua/lu_gps/dxpool_p1/members",
+                30,
+            )
+            .await;
+        assert!(
+            members.contains("iblock_100/v1"),
+            "{vm}: p1's LU group holds v1: {members}"
+        );
+    }
 
     // NVMe/TCP from H to both: one namespace, two paths.
     let opts = "--keep-alive-tmo=2 --reconnect-delay=1 --ctrl-loss-tmo=-1";
@@ -841,6 +855,15 @@ async fn bench_round(lab: &Lab, n: u32) -> Value {
             json!({"pool": "bench", "state": "standby"}),
         )
         .await;
+    // The flip writes one member of the pool's LU group: the kernel must
+    // have moved every volume.
+    let states = "cat /sys/kernel/config/target/core/iblock_100/b*/alua/dx_a/alua_access_state | sort | uniq -c";
+    let standby_states = lab.sh_ok("A", states, 120).await;
+    assert_eq!(
+        standby_states.split_whitespace().collect::<Vec<_>>(),
+        [n.to_string(), "2".into()],
+        "after the standby flip"
+    );
     let flip_active = lab
         .call_ok(
             "A",
@@ -848,6 +871,12 @@ async fn bench_round(lab: &Lab, n: u32) -> Value {
             json!({"pool": "bench", "state": "active"}),
         )
         .await;
+    let active_states = lab.sh_ok("A", states, 120).await;
+    assert_eq!(
+        active_states.split_whitespace().collect::<Vec<_>>(),
+        [n.to_string(), "0".into()],
+        "after the active flip"
+    );
     // Teardown: exports, then volumes, then the pool.
     let r = reconciles(lab, "A").await;
     let mut gone: Vec<Value> = (0..n)

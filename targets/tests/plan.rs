@@ -215,7 +215,7 @@ fn an_ownership_change_is_only_state_writes() {
 }
 
 #[test]
-fn a_pool_flip_writes_every_volume_and_one_ana_group_and_can_transition() {
+fn a_pool_flip_writes_its_lu_group_once_and_one_ana_group_and_can_transition() {
     let mut v = base();
     v["export"] = json!([
         {"name": "e1", "volume": "v1", "protocol": "iscsi", "lun": 0, "host_group": "g1"},
@@ -228,21 +228,24 @@ fn a_pool_flip_writes_every_volume_and_one_ana_group_and_can_transition() {
     apply_desired(&mut s, &d, "A");
     let t = with_pool_state(&d, "p1", AccessState::Transitioning);
     let steps = apply_desired(&mut s, &t, "A");
-    assert_eq!(steps.len(), 3, "{steps:#?}");
-    assert_eq!(
-        read(
-            &s,
-            &format!("{}/alua_access_state", path::tg_pt_gp("v2", "dx_a"))
-        ),
-        "15"
-    );
+    // One ALUA write: LIO carries it to every member of the pool's LU group.
+    assert_eq!(steps.len(), 2, "{steps:#?}");
+    for v in ["v1", "v2"] {
+        assert_eq!(
+            read(
+                &s,
+                &format!("{}/alua_access_state", path::tg_pt_gp(v, "dx_a"))
+            ),
+            "15"
+        );
+    }
     assert_eq!(
         read(&s, &format!("{}/ana_state", path::ana_group(1000, 2))),
         "change"
     );
     let sb = with_pool_state(&d, "p1", AccessState::Standby);
     let steps = apply_desired(&mut s, &sb, "A");
-    assert_eq!(steps.len(), 3);
+    assert_eq!(steps.len(), 2);
     assert_eq!(
         read(&s, &format!("{}/ana_state", path::ana_group(1000, 2))),
         "inaccessible"
@@ -668,7 +671,7 @@ fn thousand_volumes() -> (Value, SimBackend) {
 }
 
 #[test]
-fn a_thousand_volumes_flip_with_one_write_each_plus_one_per_port() {
+fn a_thousand_volume_reconcile_flip_is_one_alua_write_plus_one_per_port() {
     let (v, mut s) = thousand_volumes();
     let local = Local::new("A");
     let d = build(
@@ -682,7 +685,11 @@ fn a_thousand_volumes_flip_with_one_write_each_plus_one_per_port() {
     s.apply(&steps).unwrap();
     let flip = with_pool_state(&d, "p1", AccessState::Standby);
     let steps = plan(&flip.tree, &d.tree);
-    assert_eq!(steps.len(), 1001);
+    assert_eq!(steps.len(), 2, "{:#?}", &steps[..steps.len().min(4)]);
+    // And configfs then holds the flipped state on every volume.
+    s.apply(&steps).unwrap();
+    let after = observe(&s, &local.scope()).unwrap();
+    assert!(plan(&flip.tree, &after.tree).is_empty());
 }
 
 #[test]
@@ -881,7 +888,7 @@ fn the_flip_leaves_an_ana_group_shared_with_another_pool_alone() {
 }
 
 #[test]
-fn a_thousand_volume_flip_is_one_write_per_volume_plus_one_per_port() {
+fn a_thousand_volume_flip_is_one_alua_write_plus_one_per_port() {
     let (mut v, mut s) = thousand_volumes();
     v["controller"] =
         json!([{"id": "A", "portals": ["10.50.0.11/24", "10.60.0.11/24"]}, {"id": "B"}]);
@@ -893,7 +900,7 @@ fn a_thousand_volume_flip_is_one_write_per_volume_plus_one_per_port() {
     let fin = flip_steps(&mut tree, &m, "dx_a", AccessState::Standby);
     assert_eq!(
         (mid.steps.len(), fin.steps.len(), fin.volumes),
-        (1002, 1002, 1000)
+        (3, 3, 1000)
     );
     s.apply(&mid.steps).unwrap();
     s.apply(&fin.steps).unwrap();
@@ -939,4 +946,137 @@ fn a_pool_is_active_only_where_its_devices_serve_data() {
     );
     apply_desired(&mut b, &d, "B");
     assert!(has(&b, &path::lun_link(TGT, 2, 0, "v1")));
+}
+
+#[test]
+fn each_pool_has_an_lu_group_of_its_backstores_which_goes_with_it() {
+    let mut v = base();
+    v["pool"] =
+        json!([{"name": "p1", "owner": "A", "epoch": 1}, {"name": "p2", "owner": "A", "epoch": 1}]);
+    v["volume"][1]["pool"] = json!("p2");
+    v["export"] = json!([
+        {"name": "e1", "volume": "v1", "protocol": "iscsi", "lun": 0, "host_group": "g1"},
+        {"name": "e2", "volume": "v2", "protocol": "iscsi", "lun": 1, "host_group": "g1"}
+    ]);
+    let mut s = sim();
+    reconcile(&mut s, &v, "A");
+    let lu1 = path::lu_group("dxpool_p1");
+    let lu2 = path::lu_group("dxpool_p2");
+    assert_eq!(read(&s, &format!("{lu1}/lu_gp_id")), "100");
+    assert_eq!(read(&s, &format!("{lu2}/lu_gp_id")), "101");
+    assert_eq!(
+        read(&s, &format!("{}/alua_lu_gp", path::backstore("v2"))),
+        "LU Group Alias: dxpool_p2\nLU Group ID: 101"
+    );
+    assert_eq!(read(&s, &format!("{lu1}/members")), "iblock_100/v1");
+    // A flip of p1 leaves p2 alone although both use port group dx_a.
+    let mut o = v.clone();
+    o["pool"][0]["owner"] = json!("B");
+    assert_eq!(reconcile(&mut s, &o, "A").len(), 1);
+    let state = |s: &SimBackend, vol: &str| {
+        read(
+            s,
+            &format!("{}/alua_access_state", path::tg_pt_gp(vol, "dx_a")),
+        )
+    };
+    assert_eq!((state(&s, "v1"), state(&s, "v2")), ("2".into(), "0".into()));
+    // p2's exports go: so does its LU group; p1's keeps its id.
+    let mut w = v.clone();
+    w["export"] = json!([v["export"][0].clone()]);
+    let steps = reconcile(&mut s, &w, "A");
+    assert!(
+        steps.contains(&Step::Rmdir { path: lu2.clone() }),
+        "{steps:#?}"
+    );
+    assert!(!has(&s, &lu2));
+    assert_eq!(read(&s, &format!("{lu1}/lu_gp_id")), "100");
+    w["export"] = json!([]);
+    reconcile(&mut s, &w, "A");
+    assert!(s.paths().iter().all(|p| !p.contains("dxpool_")));
+}
+
+#[test]
+fn lu_group_drift_is_repaired_and_a_straggler_is_flipped_on_its_own() {
+    let mut v = base();
+    v["export"] = json!([
+        {"name": "e1", "volume": "v1", "protocol": "iscsi", "lun": 0, "host_group": "g1"},
+        {"name": "e2", "volume": "v2", "protocol": "iscsi", "lun": 1, "host_group": "g1"}
+    ]);
+    let mut s = sim();
+    reconcile(&mut s, &v, "A");
+    // Someone took v2 out of the pool's LU group.
+    s.write(&format!("{}/alua_lu_gp", path::backstore("v2")), "NULL")
+        .unwrap();
+    let mut tree = observe(&s, &Local::new("A").scope()).unwrap().tree;
+    assert_eq!(tree.backstores["v2"].lu_group, None);
+    // The flip still reaches it, with a write of its own.
+    assert_eq!(
+        flip_on(&mut s, &mut tree, &v, "p1", AccessState::Standby),
+        2
+    );
+    // A reconcile puts it back (one write), and then one write flips both.
+    let mut o = v.clone();
+    o["pool"][0]["owner"] = json!("B");
+    let steps = reconcile(&mut s, &o, "A");
+    assert_eq!(
+        steps,
+        vec![Step::Write {
+            path: format!("{}/alua_lu_gp", path::backstore("v2")),
+            value: "dxpool_p1".into()
+        }]
+    );
+    let steps = reconcile(&mut s, &v, "A");
+    assert_eq!(steps.len(), 1, "{steps:#?}");
+    // An LU group made again by hand (rmdir sends members to LIO's
+    // default group) with another id: the id is kept, the members rejoin.
+    let lu = path::lu_group("dxpool_p1");
+    s.rmdir(&lu).unwrap();
+    assert_eq!(
+        read(&s, &format!("{}/alua_lu_gp", path::backstore("v1"))),
+        "LU Group Alias: default_lu_gp\nLU Group ID: 0"
+    );
+    s.mkdir(&lu).unwrap();
+    s.write(&format!("{lu}/lu_gp_id"), "7").unwrap();
+    let steps = reconcile(&mut s, &v, "A");
+    assert_eq!(steps.len(), 2, "two joins: {steps:#?}");
+    assert_eq!(read(&s, &format!("{lu}/lu_gp_id")), "7");
+    // Half built (no id, which cannot be given any more): made again.
+    s.rmdir(&lu).unwrap();
+    s.mkdir(&lu).unwrap();
+    let steps = reconcile(&mut s, &v, "A");
+    assert_eq!(steps.len(), 5, "rmdir, mkdir, id, two joins: {steps:#?}");
+    assert_eq!(read(&s, &format!("{lu}/lu_gp_id")), "100");
+}
+
+#[test]
+fn the_sim_keeps_lios_lu_group_rules() {
+    let mut s = sim();
+    let bs = path::backstore("v1");
+    let lu = path::lu_group("dxpool_p1");
+    s.mkdir(&path::hba()).unwrap();
+    s.mkdir(&bs).unwrap();
+    s.mkdir(&lu).unwrap();
+    // Not usable until it has an id; an id is set once and is unique.
+    s.write(&format!("{bs}/control"), &format!("udev_path={DEV1}"))
+        .unwrap();
+    s.write(&format!("{bs}/enable"), "1").unwrap();
+    assert!(s.write(&format!("{bs}/alua_lu_gp"), "dxpool_p1").is_err());
+    s.write(&format!("{lu}/lu_gp_id"), "100").unwrap();
+    assert!(s.write(&format!("{lu}/lu_gp_id"), "101").is_err());
+    s.mkdir(&path::lu_group("dxpool_p2")).unwrap();
+    assert!(s
+        .write(&format!("{}/lu_gp_id", path::lu_group("dxpool_p2")), "100")
+        .is_err());
+    assert!(s.write(&format!("{bs}/alua_lu_gp"), "nosuch").is_err());
+    s.write(&format!("{bs}/alua_lu_gp"), "dxpool_p1").unwrap();
+    assert!(read(&s, &format!("{bs}/alua_lu_gp")).contains("dxpool_p1"));
+    // Before `enable` a device has no member: the write is ignored.
+    let bs2 = path::backstore("v2");
+    s.mkdir(&bs2).unwrap();
+    s.write(&format!("{bs2}/alua_lu_gp"), "dxpool_p1").unwrap();
+    assert_eq!(read(&s, &format!("{bs2}/alua_lu_gp")), "");
+    // The default group cannot go; ours can, and its members go back.
+    assert!(s.rmdir(&path::lu_group("default_lu_gp")).is_err());
+    s.rmdir(&lu).unwrap();
+    assert!(read(&s, &format!("{bs}/alua_lu_gp")).contains("default_lu_gp"));
 }

@@ -12,8 +12,8 @@ pub mod sim;
 
 use crate::core::desired::{DeviceState, Scope};
 use crate::core::model::{
-    hex_only, Acl, AluaState, AnaState, Backstore, Chap, IscsiTarget, Lun, Namespace, Port,
-    Subsystem, TgPtGp, Tpg, Tree, DEFAULT_ANA_GROUP, HBA,
+    hex_only, path, Acl, AluaState, AnaState, Backstore, Chap, IscsiTarget, Lun, Namespace, Port,
+    Subsystem, TgPtGp, Tpg, Tree, DEFAULT_ANA_GROUP, DEFAULT_LU_GROUP, HBA, LU_GROUP_PREFIX,
 };
 use crate::core::plan::Step;
 use crate::error::{BackendError, ReconcileError};
@@ -179,6 +179,7 @@ fn observe_lio(b: &dyn TargetBackend, scope: &Scope, o: &mut Observed) -> Result
             continue;
         }
         if hba == "alua" {
+            observe_lu_groups(b, o)?;
             continue;
         }
         for dev in dirs(list_opt(b, &format!("target/core/{hba}"))?) {
@@ -198,10 +199,13 @@ fn observe_lio(b: &dyn TargetBackend, scope: &Scope, o: &mut Observed) -> Result
                 .map_or(raw.as_str(), |(_, s)| s)
                 .trim()
                 .to_string();
+            let lp = format!("{dir}/alua_lu_gp");
+            let lu_group = parse_lu_group(&read_attr(b, &lp)?);
             let mut bs = Backstore {
                 dev,
                 serial,
                 enabled,
+                lu_group,
                 ..Backstore::default()
             };
             for gp in dirs(list_opt(b, &format!("{dir}/alua"))?) {
@@ -264,6 +268,40 @@ fn observe_lio(b: &dyn TargetBackend, scope: &Scope, o: &mut Observed) -> Result
         o.tree.iscsi.insert(iqn, t);
     }
     Ok(())
+}
+
+/// Our ALUA LU groups, with their ids; anyone else's is foreign.
+fn observe_lu_groups(b: &dyn TargetBackend, o: &mut Observed) -> Result<(), BackendError> {
+    for name in dirs(list_opt(b, "target/core/alua/lu_gps")?) {
+        if name == DEFAULT_LU_GROUP {
+            continue;
+        }
+        let dir = path::lu_group(&name);
+        if !name.starts_with(LU_GROUP_PREFIX) {
+            o.foreign.push(dir);
+            continue;
+        }
+        let idp = format!("{dir}/lu_gp_id");
+        let id_s = read_attr(b, &idp)?;
+        // An unset id reads empty: the group is half built.
+        let id = if id_s.is_empty() {
+            0
+        } else {
+            parse_num(&idp, &id_s)?
+        };
+        o.tree.lu_groups.insert(name, id);
+    }
+    Ok(())
+}
+
+/// A device's `alua_lu_gp` ("LU Group Alias: <name>\nLU Group ID: <id>"):
+/// the group's name, `None` for LIO's default group or no group.
+pub fn parse_lu_group(s: &str) -> Option<String> {
+    s.lines()
+        .find_map(|line| line.strip_prefix("LU Group Alias:"))
+        .map(str::trim)
+        .filter(|n| !n.is_empty() && *n != DEFAULT_LU_GROUP)
+        .map(str::to_string)
 }
 
 fn observe_tpg(b: &dyn TargetBackend, dir: &str) -> Result<Tpg, BackendError> {
@@ -410,4 +448,23 @@ fn observe_nvmet(
         o.tree.ports.insert(pid, port);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_lu_group;
+
+    #[test]
+    fn lu_group_membership_reads_as_lio_prints_it() {
+        // As a 6.1 kernel prints it, and before `enable` (empty).
+        assert_eq!(
+            parse_lu_group("LU Group Alias: dxpool_p1\nLU Group ID: 100\n"),
+            Some("dxpool_p1".to_string())
+        );
+        assert_eq!(
+            parse_lu_group("LU Group Alias: default_lu_gp\nLU Group ID: 0\n"),
+            None
+        );
+        assert_eq!(parse_lu_group(""), None);
+    }
 }

@@ -56,6 +56,8 @@ fn num_suffix(name: &str, prefix: &str) -> Option<u32> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
     CoreRoot,
+    LuGps,
+    LuGp,
     Hba,
     Device,
     AluaDir,
@@ -87,6 +89,9 @@ fn classify(p: &str) -> Class {
     let c: Vec<&str> = p.split('/').collect();
     match c.as_slice() {
         ["target", "core"] => Class::CoreRoot,
+        ["target", "core", "alua", "lu_gps"] => Class::LuGps,
+        ["target", "core", "alua", "lu_gps", _] => Class::LuGp,
+        ["target", "core", "alua", ..] => Class::Other,
         ["target", "core", _] => Class::Hba,
         ["target", "core", _, _] => Class::Device,
         ["target", "core", _, _, "alua"] => Class::AluaDir,
@@ -115,6 +120,8 @@ fn classify(p: &str) -> Class {
     }
 }
 
+/// LIO's default LU group, which every configured device joins.
+const DEFAULT_LU_GP: &str = "target/core/alua/lu_gps/default_lu_gp";
 const ZERO_UUID: &str = "00000000-0000-0000-0000-000000000000";
 
 impl Default for SimBackend {
@@ -137,6 +144,8 @@ impl SimBackend {
             "target",
             "target/core",
             "target/core/alua",
+            "target/core/alua/lu_gps",
+            DEFAULT_LU_GP,
             "nvmet",
             "nvmet/subsystems",
             "nvmet/ports",
@@ -144,6 +153,7 @@ impl SimBackend {
         ] {
             s.entries.insert(d.into(), Entry::Dir { default: true });
         }
+        s.add_files(DEFAULT_LU_GP, &[("lu_gp_id", "0"), ("members", "")]);
         s
     }
 
@@ -240,6 +250,47 @@ impl SimBackend {
             .is_some()
     }
 
+    /// The LU group a device is in: `None` before it is configured or
+    /// after `NULL` was written.
+    fn lu_gp_of(&self, dev: &str) -> Option<String> {
+        let g = self.file(&format!("{dev}/.lu_gp")).unwrap_or("");
+        (self.dev_enabled(dev) && !g.is_empty()).then(|| g.to_string())
+    }
+
+    /// Every device of an LU group (but LIO's default one), as `hba/dev`.
+    fn lu_gp_members(&self, name: &str) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|(k, e)| matches!(e, Entry::File(v) if v == name) && base(k) == ".lu_gp")
+            .map(|(k, _)| parent(k).to_string())
+            .filter(|dev| classify(dev) == Class::Device && self.dev_enabled(dev))
+            .collect()
+    }
+
+    /// LIO's LU group rule: a state set on one member's port group is set
+    /// on the port group with the same id of every member of the group
+    /// (not for the default group, whose members are unrelated).
+    fn propagate_lu_group(&mut self, dev: &str, gp_dir: &str, state: u8) {
+        let Some(lu) = self.lu_gp_of(dev).filter(|g| g != "default_lu_gp") else {
+            return;
+        };
+        let id = self
+            .file(&format!("{gp_dir}/tg_pt_gp_id"))
+            .unwrap_or("")
+            .to_string();
+        let mut writes = Vec::new();
+        for member in self.lu_gp_members(&lu) {
+            for (gdir, _) in self.children(&format!("{member}/alua")) {
+                if self.file(&format!("{gdir}/tg_pt_gp_id")) == Some(id.as_str()) {
+                    writes.push(format!("{gdir}/alua_access_state"));
+                }
+            }
+        }
+        for w in writes {
+            self.set(&w, state.to_string());
+        }
+    }
+
     fn do_mkdir(&mut self, p: &str) -> io::Result<()> {
         if self.entries.contains_key(p) {
             return Err(err(ErrorKind::AlreadyExists, format!("EEXIST: {p}")));
@@ -292,6 +343,9 @@ impl SimBackend {
                         ("udev_path", ""),
                         ("enable", "0"),
                         ("alias", ""),
+                        // Read through `lu_gp_of`; `.lu_gp` holds the group.
+                        ("alua_lu_gp", ""),
+                        (".lu_gp", ""),
                     ],
                 );
                 self.set(&format!("{p}/wwn/vpd_unit_serial"), "");
@@ -310,6 +364,11 @@ impl SimBackend {
                         ("preferred", "0"),
                     ],
                 );
+            }
+            Class::LuGps => {
+                self.add_dir(p, false);
+                // A new LU group has no valid id yet: it reads empty.
+                self.add_files(p, &[("lu_gp_id", ""), ("members", "")]);
             }
             Class::AluaDir => {
                 self.add_dir(p, false);
@@ -501,6 +560,12 @@ impl SimBackend {
                 format!("EBUSY: {p} is the target of a link"),
             ));
         }
+        if classify(p) == Class::LuGp {
+            // LIO moves the group's members back to its default group.
+            for dev in self.lu_gp_members(base(p)) {
+                self.set(&format!("{dev}/.lu_gp"), "default_lu_gp");
+            }
+        }
         let doomed: Vec<String> = self
             .entries
             .range(below.clone()..)
@@ -568,6 +633,54 @@ impl SimBackend {
                     ));
                 }
                 self.set(p, "1");
+                // Configuring a device makes its LU group member, in
+                // LIO's default group.
+                self.set(&format!("{dir}/.lu_gp"), "default_lu_gp");
+            }
+            (Class::Device, "alua_lu_gp") => {
+                // Before `enable` LIO has no member to move and ignores it.
+                if !self.dev_enabled(&dir) {
+                    return Ok(());
+                }
+                if v == "NULL" {
+                    self.set(&format!("{dir}/.lu_gp"), "");
+                    return Ok(());
+                }
+                let gp = format!("target/core/alua/lu_gps/{v}");
+                if self
+                    .file(&format!("{gp}/lu_gp_id"))
+                    .unwrap_or("")
+                    .is_empty()
+                {
+                    return Err(err(
+                        ErrorKind::NotFound,
+                        format!("ENODEV: no LU group {v} with a valid id"),
+                    ));
+                }
+                self.set(&format!("{dir}/.lu_gp"), v);
+            }
+            (Class::LuGp, "lu_gp_id") => {
+                if !self.file(p).unwrap_or("").is_empty() {
+                    return Err(einval("the LU group already has a valid id"));
+                }
+                let id: u16 = v.parse().map_err(|_| einval(format!("lu_gp_id {v}")))?;
+                let used: BTreeSet<String> = self
+                    .children("target/core/alua/lu_gps")
+                    .filter(|(k, _)| *k != &dir)
+                    .filter_map(|(k, _)| self.file(&format!("{k}/lu_gp_id")).map(str::to_string))
+                    .collect();
+                // 0 asks LIO for the next free id.
+                let id = if id == 0 {
+                    (1..=u16::MAX)
+                        .find(|i| !used.contains(&i.to_string()))
+                        .ok_or_else(|| einval("no LU group id left"))?
+                } else {
+                    id
+                };
+                if used.contains(&id.to_string()) {
+                    return Err(einval(format!("lu_gp_id {id} is used by another group")));
+                }
+                self.set(p, id.to_string());
             }
             (Class::Other, "vpd_unit_serial") if classify(parent(&dir)) == Class::Device => {
                 let dev = parent(&dir).to_string();
@@ -634,6 +747,7 @@ impl SimBackend {
                     return Err(einval(format!("alua_access_state {s}")));
                 }
                 self.set(p, s.to_string());
+                self.propagate_lu_group(&dev, &dir, s);
             }
             (Class::TgPtGp, "preferred") => {
                 self.set(p, bit(v)?);
@@ -916,6 +1030,25 @@ impl TargetBackend for SimBackend {
                         _ => "None",
                     };
                     return Ok(format!("{word}\n"));
+                }
+                if classify(dir) == Class::Device && base(path) == "alua_lu_gp" {
+                    let Some(g) = self.lu_gp_of(dir) else {
+                        return Ok(String::new());
+                    };
+                    let id = self
+                        .file(&format!("target/core/alua/lu_gps/{g}/lu_gp_id"))
+                        .unwrap_or("");
+                    return Ok(format!("LU Group Alias: {g}\nLU Group ID: {id}\n"));
+                }
+                if classify(dir) == Class::LuGp && base(path) == "members" {
+                    let mut out = String::new();
+                    for dev in self.lu_gp_members(base(dir)) {
+                        let c: Vec<&str> = dev.split('/').collect();
+                        if let [.., hba, name] = c.as_slice() {
+                            out.push_str(&format!("{hba}/{name}\n"));
+                        }
+                    }
+                    return Ok(out);
                 }
                 if base(path) == "vpd_unit_serial" {
                     return Ok(format!("T10 VPD Unit Serial Number: {v}\n"));

@@ -14,12 +14,16 @@
 //!   serial;
 //! - one ALUA group per controller (`dx_<id>`, id 16 + index) on every
 //!   backstore, implicit ALUA;
+//! - one ALUA LU group per **pool** (`dxpool_<pool>`, id 100 and up,
+//!   kept as configfs has it) holding the pool's backstores, so one state
+//!   write moves this controller's port group on every volume of the pool;
 //! - one ANA group per **pool** on this controller's port, so a pool flips
 //!   with one write per port (docs/targets.md says why).
 
 use super::model::{
     hex_only, AccessState, Acl, Backstore, Chap, IscsiTarget, Lun, Namespace, Port, Subsystem,
-    TgPtGp, Tpg, Tree, ALUA_IMPLICIT, DEFAULT_ANA_GROUP, ISCSI_PORT, MAX_ANA_GROUP, NVME_PORT,
+    TgPtGp, Tpg, Tree, ALUA_IMPLICIT, DEFAULT_ANA_GROUP, ISCSI_PORT, LU_GROUP_PREFIX,
+    MAX_ANA_GROUP, NVME_PORT,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,6 +37,14 @@ pub const NQN_BASE: &str = "nqn.2026-11.io.duplex";
 pub const PORT_BASE: u16 = 1000;
 /// First ALUA group id; controller `i` (0-based, sorted ids) gets 16 + i.
 pub const TG_PT_GP_BASE: u16 = 16;
+/// First ALUA LU group id Duplex gives a pool (LIO's default group is 0
+/// and its automatic ids count up from 1).
+pub const LU_GP_BASE: u16 = 100;
+
+/// The ALUA LU group of a pool's backstores on every controller.
+pub fn lu_group_name(pool: &str) -> String {
+    format!("{LU_GROUP_PREFIX}{pool}")
+}
 
 /// The subset of `config.get`'s `config` this service reads. Unknown
 /// fields are ignored: config-keeper validates, we only consume.
@@ -406,7 +418,7 @@ pub enum DeviceState {
 /// Builds this controller's tree. `device` tells what a block device
 /// exists here (the pool is imported); `overrides` are access states set by
 /// `target.set_access_state` that still apply; `observed` keeps ANA group
-/// numbers stable across reconciles.
+/// numbers and LU group ids stable across reconciles.
 pub fn build(
     cfg: &DesiredConfig,
     local: &Local,
@@ -619,6 +631,7 @@ pub fn build(
                         serial: v.serial.clone(),
                         enabled: true,
                         groups: BTreeMap::new(),
+                        lu_group: Some(lu_group_name(&v.pool)),
                     });
                 bs.groups.insert(
                     group.clone(),
@@ -716,6 +729,7 @@ pub fn build(
     }
     tree.hba = !tree.backstores.is_empty();
     tree.iscsi_fabric = !tree.iscsi.is_empty();
+    tree.lu_groups = lu_group_ids(tree, observed);
 
     if !tree.subsystems.is_empty() {
         let ana_states: BTreeMap<u32, _> = ana
@@ -746,6 +760,41 @@ pub fn build(
                 },
             );
         }
+    }
+    out
+}
+
+/// The LU groups the tree's backstores name, with ids: the id configfs
+/// already has for that name (an id cannot change in place), else the
+/// lowest free one from [`LU_GP_BASE`].
+fn lu_group_ids(tree: &Tree, observed: &Tree) -> BTreeMap<String, u16> {
+    let wanted: BTreeSet<&str> = tree
+        .backstores
+        .values()
+        .filter_map(|b| b.lu_group.as_deref())
+        .collect();
+    let mut out = BTreeMap::new();
+    let mut taken: BTreeSet<u16> = BTreeSet::new();
+    for name in &wanted {
+        if let Some(id) = observed.lu_groups.get(*name).copied() {
+            if id != 0 && taken.insert(id) {
+                out.insert((*name).to_string(), id);
+            }
+        }
+    }
+    // Ids of our groups that go away are free only once they are gone;
+    // avoiding them keeps the plan free of an rmdir/mkdir ordering.
+    taken.extend(observed.lu_groups.values().copied());
+    let mut next = LU_GP_BASE;
+    for name in wanted {
+        if out.contains_key(name) {
+            continue;
+        }
+        while taken.contains(&next) && next < u16::MAX {
+            next += 1;
+        }
+        taken.insert(next);
+        out.insert(name.to_string(), next);
     }
     out
 }

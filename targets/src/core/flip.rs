@@ -6,12 +6,15 @@
 //! planning compares every object): it starts from the tree configfs has
 //! (the reconciler's cache of what it applied last), finds the pool's port
 //! groups and ANA group in it, and writes only the state attributes that
-//! differ. Whatever else the desired state needs is the next reconcile's
+//! differ. The pool's backstores share an ALUA LU group, so one write to
+//! one member's port group moves that port group on every member (LIO walks
+//! the LU group in the kernel): the ALUA part of a flip is one write per
+//! phase, whatever the number of volumes. Whatever else the desired state needs is the next reconcile's
 //! job; that one builds with the same access state (the override), so it
 //! never undoes a flip.
 
-use super::desired::{device_path, DesiredConfig};
-use super::model::{path, AccessState, Tree, DEFAULT_ANA_GROUP};
+use super::desired::{device_path, lu_group_name, DesiredConfig};
+use super::model::{path, AccessState, Backstore, Tree, DEFAULT_ANA_GROUP};
 use super::plan::Step;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,6 +24,8 @@ pub struct PoolMembers {
     /// The pool's volume names (backstore names) and their block devices
     /// (what their namespaces point at).
     pub volumes: BTreeMap<String, String>,
+    /// The pool's ALUA LU group.
+    pub lu_group: String,
 }
 
 impl PoolMembers {
@@ -38,6 +43,7 @@ pub fn members(cfg: &DesiredConfig, pool: &str) -> PoolMembers {
             .filter(|v| v.pool == pool)
             .map(|v| (v.name.clone(), device_path(v)))
             .collect(),
+        lu_group: lu_group_name(pool),
     }
 }
 
@@ -100,10 +106,31 @@ pub fn flip_steps(tree: &mut Tree, m: &PoolMembers, group: &str, state: AccessSt
                     .is_some_and(|b| b.groups.contains_key(group))
         })
         .count();
+    // One write for the LU group: LIO sets the state on the port group of
+    // the same id on every member, which the tree follows.
+    let lu = m.lu_group.as_str();
+    let in_lu = |b: &Backstore| b.lu_group.as_deref() == Some(lu);
+    let lead = tree.backstores.iter().find_map(|(name, b)| {
+        let gp = b.groups.get(group)?;
+        (in_lu(b) && gp.state != alua).then(|| (name.clone(), gp.id))
+    });
+    if let Some((name, id)) = lead {
+        out.steps.push(Step::Write {
+            path: format!("{}/alua_access_state", path::tg_pt_gp(&name, group)),
+            value: alua.code().to_string(),
+        });
+        for b in tree.backstores.values_mut().filter(|b| in_lu(b)) {
+            for gp in b.groups.values_mut().filter(|g| g.id == id) {
+                gp.state = alua;
+            }
+        }
+    }
+    // Volumes outside the LU group (not joined yet): one write each.
     for name in m.volumes.keys() {
         let Some(gp) = tree
             .backstores
             .get_mut(name)
+            .filter(|b| b.lu_group.as_deref() != Some(lu))
             .and_then(|b| b.groups.get_mut(group))
         else {
             continue;

@@ -21,6 +21,11 @@ pub const DEFAULT_ANA_GROUP: u32 = 1;
 pub const MAX_ANA_GROUP: u32 = 128;
 /// ALUA access type "implicit" (the target alone changes states).
 pub const ALUA_IMPLICIT: u8 = 1;
+/// The name prefix of Duplex's ALUA LU groups (`target/core/alua/lu_gps`):
+/// one per pool, so one state write moves every volume of the pool.
+pub const LU_GROUP_PREFIX: &str = "dxpool_";
+/// LIO's LU group that every configured device joins first.
+pub const DEFAULT_LU_GROUP: &str = "default_lu_gp";
 
 /// Both configfs trees as far as Duplex manages them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -30,6 +35,9 @@ pub struct Tree {
     /// True when the iSCSI fabric group `target/iscsi` exists (LIO makes it
     /// on `mkdir`, loading iscsi_target_mod).
     pub iscsi_fabric: bool,
+    /// Our ALUA LU groups ([`LU_GROUP_PREFIX`]) by name, with their
+    /// `lu_gp_id` (0 while unset).
+    pub lu_groups: BTreeMap<String, u16>,
     /// iblock backstores in [`HBA`], by name (the volume name).
     pub backstores: BTreeMap<String, Backstore>,
     /// iSCSI targets by IQN.
@@ -53,6 +61,11 @@ pub struct Backstore {
     pub enabled: bool,
     /// ALUA target port groups (`alua/<name>`), without `default_tg_pt_gp`.
     pub groups: BTreeMap<String, TgPtGp>,
+    /// `alua_lu_gp`: the LU group the device belongs to; `None` for LIO's
+    /// default group (or none, before the device is configured). A state
+    /// written to one member's port group moves the port group with the
+    /// same id on every member.
+    pub lu_group: Option<String>,
 }
 
 /// An ALUA target port group of one backstore.
@@ -343,6 +356,10 @@ pub mod path {
     /// A backstore directory.
     pub fn backstore(name: &str) -> String {
         format!("target/core/{HBA}/{name}")
+    }
+    /// An ALUA LU group.
+    pub fn lu_group(name: &str) -> String {
+        format!("target/core/alua/lu_gps/{name}")
     }
     /// A backstore's ALUA group.
     pub fn tg_pt_gp(bs: &str, gp: &str) -> String {

@@ -20,7 +20,7 @@
 //! else is one `write`. A plan against an observed tree equal to the desired
 //! one is empty: that is what makes a restart or a replay safe.
 
-use super::model::{path, Backstore, IscsiTarget, Namespace, Port, Subsystem, Tpg, Tree};
+use super::model::{path, Backstore, IscsiTarget, Namespace, Port, Subsystem, TgPtGp, Tpg, Tree};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -163,6 +163,24 @@ impl Planner {
         self.take_away_nvmet(want);
         self.take_away_iscsi(want, &rebuild_bs);
         self.take_away_backstores(want, &rebuild_bs);
+        self.take_away_lu_groups(want);
+    }
+
+    /// LU groups no longer wanted, or with another id (set once): LIO
+    /// moves their members back to its default group.
+    fn take_away_lu_groups(&mut self, want: &Tree) {
+        for (name, id) in self.cur.lu_groups.clone() {
+            if want.lu_groups.get(&name) == Some(&id) {
+                continue;
+            }
+            self.push(Step::rmdir(path::lu_group(&name)));
+            self.cur.lu_groups.remove(&name);
+            for b in self.cur.backstores.values_mut() {
+                if b.lu_group.as_deref() == Some(name.as_str()) {
+                    b.lu_group = None;
+                }
+            }
+        }
     }
 
     fn take_away_nvmet(&mut self, want: &Tree) {
@@ -418,6 +436,16 @@ impl Planner {
         if !want.backstores.is_empty() && !self.cur.hba {
             self.push(Step::mkdir(path::hba()));
         }
+        // LU groups before the backstores join them.
+        for (name, id) in &want.lu_groups {
+            if !self.cur.lu_groups.contains_key(name) {
+                self.push(Step::mkdir(path::lu_group(name)));
+                self.push(Step::write(
+                    format!("{}/lu_gp_id", path::lu_group(name)),
+                    id.to_string(),
+                ));
+            }
+        }
         for (name, bs) in &want.backstores {
             let have = self.cur.backstores.get(name).cloned();
             self.build_backstore(name, bs, have.as_ref());
@@ -483,6 +511,7 @@ impl Planner {
                         format!("{gdir}/alua_access_state"),
                         gp.state.code().to_string(),
                     ));
+                    self.follow_lu_group(name, gp);
                 }
                 Some(h) => {
                     if h.access_type != gp.access_type {
@@ -491,12 +520,46 @@ impl Planner {
                             gp.access_type.to_string(),
                         ));
                     }
-                    if h.state != gp.state || h.access_type != gp.access_type {
+                    // A member whose state an earlier write of this plan
+                    // already moved (`follow_lu_group`) is not written.
+                    let now = self
+                        .cur
+                        .backstores
+                        .get(name)
+                        .and_then(|b| b.groups.get(gname))
+                        .map_or(h.state, |g| g.state);
+                    if now != gp.state || h.access_type != gp.access_type {
                         self.push(Step::write(
                             format!("{gdir}/alua_access_state"),
                             gp.state.code().to_string(),
                         ));
+                        self.follow_lu_group(name, gp);
                     }
+                }
+            }
+        }
+        // After `enable` (LIO ignores the write before) and after the port
+        // groups, so joining never changes a state.
+        let have_lu = have.and_then(|h| h.lu_group.as_deref());
+        if want.lu_group.as_deref() != have_lu {
+            self.push(Step::write(
+                format!("{dir}/alua_lu_gp"),
+                want.lu_group.clone().unwrap_or_else(|| "NULL".into()),
+            ));
+        }
+    }
+
+    /// What LIO does after a state write on `bs`'s port group: when `bs`
+    /// is in an LU group, the port group with the same id on every member
+    /// takes the state too.
+    fn follow_lu_group(&mut self, bs: &str, gp: &TgPtGp) {
+        let Some(lu) = self.cur.backstores.get(bs).and_then(|b| b.lu_group.clone()) else {
+            return;
+        };
+        for b in self.cur.backstores.values_mut() {
+            if b.lu_group.as_deref() == Some(lu.as_str()) {
+                for g in b.groups.values_mut().filter(|g| g.id == gp.id) {
+                    g.state = gp.state;
                 }
             }
         }
