@@ -744,6 +744,17 @@ fn portals_come_from_the_configuration_and_the_flag_overrides_them() {
     assert!(d.tree.ports.contains_key(&1000));
 }
 
+/// The base configuration with v2 in a second pool p2 (both owned by A)
+/// and these exports.
+fn two_pools(exports: Value) -> Value {
+    let mut v = base();
+    v["pool"] =
+        json!([{"name": "p1", "owner": "A", "epoch": 1}, {"name": "p2", "owner": "A", "epoch": 1}]);
+    v["volume"][1]["pool"] = json!("p2");
+    v["export"] = exports;
+    v
+}
+
 /// The flip path: state writes computed from the applied tree only.
 fn flip_on(
     s: &mut SimBackend,
@@ -778,16 +789,12 @@ fn same(a: &duplex_targets::core::Tree, b: &duplex_targets::core::Tree) -> bool 
 
 #[test]
 fn the_flip_writes_only_state_attributes_and_a_reconcile_keeps_it() {
-    let mut v = base();
-    v["pool"] =
-        json!([{"name": "p1", "owner": "A", "epoch": 1}, {"name": "p2", "owner": "A", "epoch": 1}]);
-    v["volume"][1]["pool"] = json!("p2");
-    v["export"] = json!([
+    let v = two_pools(json!([
         {"name": "e1", "volume": "v1", "protocol": "iscsi", "lun": 0, "host_group": "g1"},
         {"name": "e2", "volume": "v2", "protocol": "iscsi", "lun": 1, "host_group": "g1"},
         {"name": "e3", "volume": "v1", "protocol": "nvme", "nsid": 1, "host_group": "g1"},
         {"name": "e4", "volume": "v2", "protocol": "nvme", "nsid": 2, "host_group": "g1"}
-    ]);
+    ]));
     let mut s = SimBackend::new();
     s.add_device(DEV1);
     s.add_device(DEV2);
@@ -858,14 +865,10 @@ fn the_flip_writes_only_state_attributes_and_a_reconcile_keeps_it() {
 
 #[test]
 fn the_flip_leaves_an_ana_group_shared_with_another_pool_alone() {
-    let mut v = base();
-    v["pool"] =
-        json!([{"name": "p1", "owner": "A", "epoch": 1}, {"name": "p2", "owner": "A", "epoch": 1}]);
-    v["volume"][1]["pool"] = json!("p2");
-    v["export"] = json!([
+    let v = two_pools(json!([
         {"name": "e3", "volume": "v1", "protocol": "nvme", "nsid": 1, "host_group": "g1"},
         {"name": "e4", "volume": "v2", "protocol": "nvme", "nsid": 2, "host_group": "g1"}
-    ]);
+    ]));
     let mut s = SimBackend::new();
     s.add_device(DEV1);
     s.add_device(DEV2);
@@ -950,14 +953,10 @@ fn a_pool_is_active_only_where_its_devices_serve_data() {
 
 #[test]
 fn each_pool_has_an_lu_group_of_its_backstores_which_goes_with_it() {
-    let mut v = base();
-    v["pool"] =
-        json!([{"name": "p1", "owner": "A", "epoch": 1}, {"name": "p2", "owner": "A", "epoch": 1}]);
-    v["volume"][1]["pool"] = json!("p2");
-    v["export"] = json!([
+    let v = two_pools(json!([
         {"name": "e1", "volume": "v1", "protocol": "iscsi", "lun": 0, "host_group": "g1"},
         {"name": "e2", "volume": "v2", "protocol": "iscsi", "lun": 1, "host_group": "g1"}
-    ]);
+    ]));
     let mut s = sim();
     reconcile(&mut s, &v, "A");
     let lu1 = path::lu_group("dxpool_p1");
