@@ -95,6 +95,19 @@ fn read(sim: &SimBackend, p: &str) -> String {
     sim.read(p).unwrap().trim().to_string()
 }
 
+/// A volume's state in A's port group, as configfs reads it.
+fn alua(sim: &SimBackend, vol: &str) -> String {
+    read(
+        sim,
+        &format!("{}/alua_access_state", path::tg_pt_gp(vol, "dx_a")),
+    )
+}
+
+/// An ANA group's state on a port.
+fn ana(sim: &SimBackend, port: u16, grp: u32) -> String {
+    read(sim, &format!("{}/ana_state", path::ana_group(port, grp)))
+}
+
 fn has(sim: &SimBackend, p: &str) -> bool {
     sim.paths().iter().any(|x| x == p)
 }
@@ -138,10 +151,7 @@ fn create_from_nothing_builds_both_protocols() {
     );
     assert_eq!(read(&s, &format!("{ns}/ana_grpid")), "2");
     assert!(has(&s, &path::port_subsystem(1000, SUB)));
-    assert_eq!(
-        read(&s, &format!("{}/ana_state", path::ana_group(1000, 2))),
-        "optimized"
-    );
+    assert_eq!(ana(&s, 1000, 2), "optimized");
     assert_eq!(read(&s, "nvmet/ports/1000/addr_trsvcid"), "4420");
 }
 
@@ -186,10 +196,7 @@ fn identity_is_the_same_on_both_controllers_and_groups_differ() {
         read(&b, &format!("{}/attr_cntlid_min", path::subsystem(SUB))),
         "32768"
     );
-    assert_eq!(
-        read(&b, &format!("{}/ana_state", path::ana_group(1001, 2))),
-        "inaccessible"
-    );
+    assert_eq!(ana(&b, 1001, 2), "inaccessible");
 }
 
 #[test]
@@ -231,25 +238,13 @@ fn a_pool_flip_writes_its_lu_group_once_and_one_ana_group_and_can_transition() {
     // One ALUA write: LIO carries it to every member of the pool's LU group.
     assert_eq!(steps.len(), 2, "{steps:#?}");
     for v in ["v1", "v2"] {
-        assert_eq!(
-            read(
-                &s,
-                &format!("{}/alua_access_state", path::tg_pt_gp(v, "dx_a"))
-            ),
-            "15"
-        );
+        assert_eq!(alua(&s, v), "15");
     }
-    assert_eq!(
-        read(&s, &format!("{}/ana_state", path::ana_group(1000, 2))),
-        "change"
-    );
+    assert_eq!(ana(&s, 1000, 2), "change");
     let sb = with_pool_state(&d, "p1", AccessState::Standby);
     let steps = apply_desired(&mut s, &sb, "A");
     assert_eq!(steps.len(), 2);
-    assert_eq!(
-        read(&s, &format!("{}/ana_state", path::ana_group(1000, 2))),
-        "inaccessible"
-    );
+    assert_eq!(ana(&s, 1000, 2), "inaccessible");
 }
 
 #[test]
@@ -306,6 +301,15 @@ fn acls_follow_the_host_group_and_nobody_else_gets_in() {
     );
 }
 
+/// Steps as they are shown (logs, answers) never carry `secret`.
+fn assert_not_shown(steps: &[Step], secret: &str) {
+    let shown: Vec<String> = steps.iter().map(ToString::to_string).collect();
+    assert!(
+        shown.iter().all(|l| !l.contains(secret)),
+        "a secret leaks: {shown:?}"
+    );
+}
+
 #[test]
 fn chap_one_way_then_mutual_then_off() {
     let mut s = sim();
@@ -320,11 +324,7 @@ fn chap_one_way_then_mutual_then_off() {
         read(&s, &format!("{}/attrib/authentication", path::tpg(TGT, 1))),
         "1"
     );
-    let shown: Vec<String> = steps.iter().map(ToString::to_string).collect();
-    assert!(
-        shown.iter().all(|l| !l.contains("s3cret")),
-        "secrets leak: {shown:?}"
-    );
+    assert_not_shown(&steps, "s3cret");
     v["host"][0]["chap"] = json!({"user": "h1", "secret": "s3cret-s3cret", "mutual_user": "tgt", "mutual_secret": "other-secret"});
     let steps = reconcile(&mut s, &v, "A");
     assert_eq!(steps.len(), 2);
@@ -333,11 +333,7 @@ fn chap_one_way_then_mutual_then_off() {
         read(&s, &format!("{acl}/auth/password_mutual")),
         "other-secret"
     );
-    let shown: Vec<String> = steps.iter().map(ToString::to_string).collect();
-    assert!(
-        shown.iter().all(|l| !l.contains("other-secret")),
-        "the target's secret leaks: {shown:?}"
-    );
+    assert_not_shown(&steps, "other-secret");
     // A new target secret alone is one write.
     v["host"][0]["chap"]["mutual_secret"] = json!("newer-secret");
     let steps = reconcile(&mut s, &v, "A");
@@ -622,14 +618,8 @@ fn ana_groups_are_per_pool_and_stable() {
     assert_eq!(d.pools["p0"].ana_group, Some(2));
     assert_eq!(d.pools["p1"].ana_group, Some(3));
     apply_desired(&mut s, &d, "A");
-    assert_eq!(
-        read(&s, &format!("{}/ana_state", path::ana_group(1000, 2))),
-        "inaccessible"
-    );
-    assert_eq!(
-        read(&s, &format!("{}/ana_state", path::ana_group(1000, 3))),
-        "optimized"
-    );
+    assert_eq!(ana(&s, 1000, 2), "inaccessible");
+    assert_eq!(ana(&s, 1000, 3), "optimized");
     // A new pool sorting first does not renumber the others.
     v["pool"]
         .as_array_mut()
@@ -808,40 +798,16 @@ fn the_flip_writes_only_state_attributes_and_a_reconcile_keeps_it() {
         flip_on(&mut s, &mut tree, &v, "p1", AccessState::Transitioning),
         2
     );
-    assert_eq!(
-        read(
-            &s,
-            &format!("{}/alua_access_state", path::tg_pt_gp("v1", "dx_a"))
-        ),
-        "15"
-    );
-    assert_eq!(
-        read(&s, &format!("{}/ana_state", path::ana_group(1000, 2))),
-        "change"
-    );
+    assert_eq!(alua(&s, "v1"), "15");
+    assert_eq!(ana(&s, 1000, 2), "change");
     assert_eq!(
         flip_on(&mut s, &mut tree, &v, "p1", AccessState::Standby),
         2
     );
-    assert_eq!(
-        read(
-            &s,
-            &format!("{}/alua_access_state", path::tg_pt_gp("v1", "dx_a"))
-        ),
-        "2"
-    );
+    assert_eq!(alua(&s, "v1"), "2");
     // The other pool is untouched, and a flip to the state held writes nothing.
-    assert_eq!(
-        read(
-            &s,
-            &format!("{}/alua_access_state", path::tg_pt_gp("v2", "dx_a"))
-        ),
-        "0"
-    );
-    assert_eq!(
-        read(&s, &format!("{}/ana_state", path::ana_group(1000, 3))),
-        "optimized"
-    );
+    assert_eq!(alua(&s, "v2"), "0");
+    assert_eq!(ana(&s, 1000, 3), "optimized");
     assert_eq!(
         flip_on(&mut s, &mut tree, &v, "p1", AccessState::Standby),
         0
