@@ -29,8 +29,10 @@ pub struct PoolMembers {
 }
 
 impl PoolMembers {
-    fn has_device(&self, dev: &str) -> bool {
-        self.volumes.values().any(|d| d == dev)
+    /// The block devices, for lookups (a flip of a thousand volumes must
+    /// not compare every namespace with every volume).
+    fn devices(&self) -> BTreeSet<&str> {
+        self.volumes.values().map(String::as_str).collect()
     }
 }
 
@@ -63,7 +65,7 @@ pub struct FlipPlan {
 /// group shared with another pool's namespace (which `build` never makes)
 /// is left alone rather than flipping someone else's volumes.
 pub fn pool_ana_groups(tree: &Tree, m: &PoolMembers) -> Vec<u32> {
-    let devices: BTreeSet<&str> = m.volumes.values().map(String::as_str).collect();
+    let devices = m.devices();
     let mut mine: BTreeSet<u32> = BTreeSet::new();
     let mut others: BTreeSet<u32> = BTreeSet::new();
     for ns in tree.subsystems.values().flat_map(|s| s.namespaces.values()) {
@@ -88,12 +90,13 @@ pub fn flip_steps(tree: &mut Tree, m: &PoolMembers, group: &str, state: AccessSt
         ..FlipPlan::default()
     };
     let alua = state.alua();
+    let devices = m.devices();
     let in_namespace: BTreeSet<&str> = tree
         .subsystems
         .values()
         .flat_map(|s| s.namespaces.values())
         .map(|ns| ns.device.as_str())
-        .filter(|d| m.has_device(d))
+        .filter(|d| devices.contains(d))
         .collect();
     out.volumes = m
         .volumes
