@@ -62,7 +62,7 @@ if [ -f "$P/roles/$role/duplex.toml" ]; then
   install -m 0644 "$P/roles/$role/duplex.toml" /etc/duplex/duplex.toml
   install -m 0600 "$P/cluster.secret" /etc/duplex/cluster.secret
   n=0
-  for u in "$P"/systemd/*; do
+  for u in "$P"/systemd/*.service "$P"/systemd/*.target; do
     [ -f "$u" ] || continue
     install -m 0644 "$u" /etc/systemd/system/
     n=$((n+1))
