@@ -9,9 +9,10 @@
 //! udev must never activate a pool, pool-manager owns activation.
 
 use super::lvm::{self, LSBLK_COLUMNS, LV_FIELDS, PV_FIELDS, SPARE_TAG, VG_FIELDS};
+use super::dm_ioctl::{Control, Target, UNSYNCED_RESUME_COOKIE};
 use super::{BackendError, PoolBackend, PoolSpec};
 use crate::core::disk::DiskInfo;
-use crate::core::dmvol::{self, DmDevice, DmPlan, DmState};
+use crate::core::dmvol::{self, DmDevice, DmPlan, Reload};
 use crate::core::names::{self, split_dm_name, vg_name, THIN_META_LV, THIN_POOL_LV, VG_PREFIX};
 use crate::core::observed::ObservedPool;
 use crate::core::thin::EXTENT;
@@ -149,20 +150,6 @@ impl LinuxBackend {
         self.dmsetup().env("DM_DISABLE_UDEV", "1")
     }
 
-    /// `dmsetup load` of one device (dmsetup loads one table per call).
-    async fn dm_load(&self, name: &str, state: &DmState) -> Result<(), BackendError> {
-        let mut c = self.dmsetup_noudev().arg("load");
-        if state.read_only {
-            c = c.arg("--readonly");
-        }
-        c.arg(name)
-            .arg("--table")
-            .arg(state.table.line())
-            .run()
-            .await?;
-        Ok(())
-    }
-
     /// Removes devices one call per chunk; dmsetup stops at the first
     /// device it cannot remove, so a failed chunk is retried one by one.
     /// Returns the devices left (open).
@@ -278,6 +265,46 @@ impl LinuxBackend {
             }
         }
         Ok(out)
+    }
+}
+
+/// Swaps tables: every inactive table first, then every suspend, then
+/// every resume, so the time with I/O held is short. Suspend flushes: I/O
+/// in flight to an LV completes there before the table changes. Whatever
+/// was suspended is resumed even when a later step fails, so a failure
+/// never leaves a volume's I/O frozen; the first error is returned.
+fn swap_tables(reload: &[Reload], resume: &[String]) -> Result<(), BackendError> {
+    let dm = Control::open()?;
+    for r in reload {
+        let (kind, params) = r.state.table.target();
+        let target = Target {
+            start: 0,
+            sectors: r.state.table.sectors(),
+            kind,
+            params,
+        };
+        dm.load(&r.name, &[target], r.state.read_only)?;
+    }
+    let mut first_error = None;
+    let mut suspended = Vec::with_capacity(reload.len());
+    for r in reload {
+        match dm.suspend(&r.name) {
+            Ok(()) => suspended.push(r.name.as_str()),
+            Err(e) => {
+                first_error = Some(e);
+                break;
+            }
+        }
+    }
+    for name in suspended.into_iter().chain(resume.iter().map(String::as_str)) {
+        if let Err(e) = dm.resume(name, UNSYNCED_RESUME_COOKIE) {
+            tracing::error!(device = name, error = %e, "resume failed; the device stays suspended until the next reconcile");
+            first_error.get_or_insert(e);
+        }
+    }
+    match first_error {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
     }
 }
 
@@ -760,32 +787,21 @@ impl PoolBackend for LinuxBackend {
                 .run()
                 .await?;
         }
-        // Swaps: every inactive table first, then the suspends and the
-        // resumes in batches, so the time with I/O held is short and does
-        // not grow with one process per device. Suspend flushes: I/O in
-        // flight to an LV completes there before the table changes.
-        for r in &plan.reload {
-            self.dm_load(&r.name, &r.state).await?;
-        }
-        let swapped: Vec<&str> = plan.reload.iter().map(|r| r.name.as_str()).collect();
-        for chunk in swapped.chunks(DM_CHUNK) {
-            self.dmsetup_noudev()
-                .arg("suspend")
-                .args(chunk.iter().copied())
-                .run()
-                .await?;
-        }
-        let resumed: Vec<&str> = swapped
-            .iter()
-            .copied()
-            .chain(plan.resume.iter().map(String::as_str))
-            .collect();
-        for chunk in resumed.chunks(DM_CHUNK) {
-            self.dmsetup_noudev()
-                .arg("resume")
-                .args(chunk.iter().copied())
-                .run()
-                .await?;
+        // Swaps and resumes through the control device, one ioctl each
+        // (dmsetup would be one process per load).
+        if !plan.reload.is_empty() || !plan.resume.is_empty() {
+            let reload = plan.reload.clone();
+            let resume = plan.resume.clone();
+            let batch = tokio::task::spawn_blocking(move || swap_tables(&reload, &resume));
+            // A timed-out batch is reported; its thread cannot be stopped
+            // (neither could a dmsetup process blocked in the kernel).
+            match tokio::time::timeout(LONG, batch).await {
+                Ok(Ok(result)) => result?,
+                Ok(Err(join)) => {
+                    return Err(BackendError::Refused(format!("table swap task failed: {join}")))
+                }
+                Err(_) => return Err(BackendError::DmTimeout(LONG)),
+            }
         }
         let left = self.dm_remove(&plan.remove).await?;
         Ok(left)

@@ -4,6 +4,7 @@
 //! Every method states what holds after it returns and is safe to call
 //! again: calling it twice is the same as calling it once.
 
+pub mod dm_ioctl;
 pub mod linux;
 pub mod lvm;
 pub mod sim;
@@ -28,6 +29,13 @@ pub enum BackendError {
     /// dmsetup printed something we could not understand.
     #[error("unexpected dmsetup output")]
     DmParse(#[from] DmParseError),
+    /// A device-mapper ioctl failed.
+    #[error("device-mapper call failed")]
+    Dm(#[from] dm_ioctl::DmError),
+    /// A device-mapper batch did not finish in time (the kernel may still
+    /// be working on it: a suspend waits for I/O in flight).
+    #[error("device-mapper batch did not finish in {0:?}")]
+    DmTimeout(std::time::Duration),
     /// Reading sysfs or `/dev` failed.
     #[error("cannot read {path}")]
     Io {

@@ -106,12 +106,24 @@ impl Table {
         }
     }
 
+    /// The target type and its parameters (the table is one target from
+    /// sector 0 over [`Table::sectors`]).
+    pub fn target(&self) -> (&'static str, String) {
+        match self {
+            Table::Linear { dev, .. } => ("linear", format!("{dev} 0")),
+            Table::Thin { pool, id, .. } => ("thin", format!("{pool} {id}")),
+            Table::Error { .. } => ("error", String::new()),
+        }
+    }
+
     /// The one-line table dmsetup takes (`--table`).
     pub fn line(&self) -> String {
-        match self {
-            Table::Linear { dev, sectors } => format!("0 {sectors} linear {dev} 0"),
-            Table::Thin { pool, id, sectors } => format!("0 {sectors} thin {pool} {id}"),
-            Table::Error { sectors } => format!("0 {sectors} error"),
+        let (kind, params) = self.target();
+        let sectors = self.sectors();
+        if params.is_empty() {
+            format!("0 {sectors} {kind}")
+        } else {
+            format!("0 {sectors} {kind} {params}")
         }
     }
 
