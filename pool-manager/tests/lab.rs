@@ -716,6 +716,26 @@ fn bench(g: &G, pool: &str, tag: u64) -> Value {
         let t0 = Instant::now();
         let t = g.ok(to, "pool.takeover", json!({"name": pool, "epoch": epoch}));
         let wall = t0.elapsed().as_millis();
+        // udev's share, which the takeover does not wait for: how long its
+        // queue takes to drain after the reply.
+        let (_, settle, _) = g.sh(
+            to,
+            "a=$(date +%s%N); udevadm settle -t 600; b=$(date +%s%N); echo $(( (b - a) / 1000000 ))",
+        );
+        let udev_settle_ms: u64 = settle.trim().parse().unwrap_or(u64::MAX);
+        // The activation's steps, from pool-manager's log.
+        let (_, steps, _) = g.sh(
+            to,
+            "journalctl -u duplex-pool-manager -o json --no-pager 'MESSAGE=thin LVs created' | tail -1",
+        );
+        let steps: Value = serde_json::from_str(steps.trim()).unwrap_or(Value::Null);
+        let steps: serde_json::Map<String, Value> = steps
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| k.ends_with("_MS") || k.as_str() == "THIN_LVS")
+            .map(|(k, v)| (k.to_lowercase(), v.clone()))
+            .collect();
         let active = g.active_lvs(to, pool);
         assert!(active >= n, "{active} of {n} active");
         let linear = dxvol_linear(g, to);
@@ -724,7 +744,8 @@ fn bench(g: &G, pool: &str, tag: u64) -> Value {
             "{linear} of {n} per-volume devices linear on {to}"
         );
         rows.push(json!({"volumes": active, "takeover_ms": t["duration_ms"],
-            "timings_ms": t["timings_ms"], "dm": t["dm"], "wall_ms": wall, "export_ms": export_ms}));
+            "timings_ms": t["timings_ms"], "dm": t["dm"], "wall_ms": wall, "export_ms": export_ms,
+            "udev_settle_after_ms": udev_settle_ms, "activate_steps": steps}));
         eprintln!("bench: {}", rows.last().unwrap());
         owner = to;
     }

@@ -70,6 +70,14 @@ if [ -f "$P/roles/$role/duplex.toml" ]; then
   # udev rules shipped beside the units (pool-manager's volume devices).
   for r in "$P"/systemd/*.rules; do [ -f "$r" ] || continue; install -m 0644 "$r" /etc/udev/rules.d/; done
   udevadm control --reload || true
+  # udev's priority (see the drop-in); applied by restarting udevd, whose
+  # kernel socket is held by systemd, so no event is lost.
+  if [ -f "$P/systemd/50-duplex-udevd.conf" ]; then
+    install -d -m 0755 /etc/systemd/system/systemd-udevd.service.d
+    install -m 0644 "$P/systemd/50-duplex-udevd.conf" /etc/systemd/system/systemd-udevd.service.d/
+    systemctl daemon-reload
+    systemctl restart systemd-udevd.service || true
+  fi
   if [ "$n" -gt 0 ]; then
     # Units may name /usr/bin; the payload installs into /usr/local/bin.
     for b in "$P"/bin/*; do ln -sf "$b" "/usr/bin/${b##*/}"; done
