@@ -203,7 +203,11 @@ fn encode(name: &str, flags: u32, event_nr: u32, targets: &[Target]) -> Result<V
         put_u64(&mut buf, at, t.start);
         put_u64(&mut buf, at + 8, t.sectors);
         // `next`: from this spec to the next one.
-        put_u32(&mut buf, at + 20, u32::try_from(size).map_err(|_| bad("too long"))?);
+        put_u32(
+            &mut buf,
+            at + 20,
+            u32::try_from(size).map_err(|_| bad("too long"))?,
+        );
         buf[at + 24..at + 24 + t.kind.len()].copy_from_slice(t.kind.as_bytes());
         buf[at + SPEC..at + SPEC + t.params.len()].copy_from_slice(t.params.as_bytes());
     }
@@ -266,9 +270,16 @@ mod tests {
         assert_eq!(read_u32(&buf, 16), 312, "data_start");
         assert_eq!(read_u32(&buf, 20), 0, "target_count");
         assert_eq!(read_u32(&buf, 28), SUSPEND);
-        assert_eq!(read_u32(&buf, 32), 4_390_912, "the cookie the udev rule matches");
+        assert_eq!(
+            read_u32(&buf, 32),
+            4_390_912,
+            "the cookie the udev rule matches"
+        );
         assert_eq!(&buf[48..57], b"dxvol-abc");
-        assert!(buf[57..HEADER].iter().all(|b| *b == 0), "name NUL-terminated, uuid empty");
+        assert!(
+            buf[57..HEADER].iter().all(|b| *b == 0),
+            "name NUL-terminated, uuid empty"
+        );
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! controller). Volume groups are created with `--setautoactivation n`:
 //! udev must never activate a pool, pool-manager owns activation.
 
-use super::lvm::{self, LSBLK_COLUMNS, LV_FIELDS, PV_FIELDS, SPARE_TAG, VG_FIELDS};
 use super::dm_ioctl::{Control, Target, UNSYNCED_RESUME_COOKIE};
+use super::lvm::{self, LSBLK_COLUMNS, LV_FIELDS, PV_FIELDS, SPARE_TAG, VG_FIELDS};
 use super::{BackendError, PoolBackend, PoolSpec};
 use crate::core::disk::DiskInfo;
 use crate::core::dmvol::{self, DmDevice, DmPlan, Reload};
@@ -301,7 +301,10 @@ impl LinuxBackend {
                 }
             };
             // In the caller's span, so the log keeps its action_id.
-            tokio::spawn(tracing::Instrument::instrument(task, tracing::Span::current()));
+            tokio::spawn(tracing::Instrument::instrument(
+                task,
+                tracing::Span::current(),
+            ));
         }
         Ok(creates.len())
     }
@@ -880,7 +883,9 @@ impl PoolBackend for LinuxBackend {
             match tokio::time::timeout(LONG, batch).await {
                 Ok(Ok(result)) => result?,
                 Ok(Err(join)) => {
-                    return Err(BackendError::Refused(format!("table swap task failed: {join}")))
+                    return Err(BackendError::Refused(format!(
+                        "table swap task failed: {join}"
+                    )))
                 }
                 Err(_) => return Err(BackendError::DmTimeout(LONG)),
             }
