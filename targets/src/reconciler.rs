@@ -10,7 +10,7 @@ use crate::core::plan::{plan, Step};
 use crate::error::{chain, ReconcileError};
 use crate::overrides::OverrideStore;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// An access state set by `target.set_access_state`, valid while the pool's
@@ -298,12 +298,7 @@ impl Reconciler {
         if matches!(state, AccessState::Active | AccessState::NonOptimized) {
             // Never an active path that cannot serve: check only the
             // devices of volumes exported here.
-            let in_namespace: BTreeSet<&str> = tree
-                .subsystems
-                .values()
-                .flat_map(|s| s.namespaces.values())
-                .map(|n| n.device.as_str())
-                .collect();
+            let in_namespace = tree.namespace_devices();
             let exported = |name: &str, dev: &str| {
                 tree.backstores.contains_key(name) || in_namespace.contains(dev)
             };

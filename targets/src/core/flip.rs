@@ -90,14 +90,7 @@ pub fn flip_steps(tree: &mut Tree, m: &PoolMembers, group: &str, state: AccessSt
         ..FlipPlan::default()
     };
     let alua = state.alua();
-    let devices = m.devices();
-    let in_namespace: BTreeSet<&str> = tree
-        .subsystems
-        .values()
-        .flat_map(|s| s.namespaces.values())
-        .map(|ns| ns.device.as_str())
-        .filter(|d| devices.contains(d))
-        .collect();
+    let in_namespace = tree.namespace_devices();
     out.volumes = m
         .volumes
         .iter()

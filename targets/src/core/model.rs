@@ -50,6 +50,18 @@ pub struct Tree {
     pub hosts: BTreeSet<String>,
 }
 
+impl Tree {
+    /// Every block device an NVMe namespace exports, for lookups (a flip
+    /// of a thousand volumes must not scan every namespace per volume).
+    pub fn namespace_devices(&self) -> BTreeSet<&str> {
+        self.subsystems
+            .values()
+            .flat_map(|s| s.namespaces.values())
+            .map(|ns| ns.device.as_str())
+            .collect()
+    }
+}
+
 /// An iblock backstore (`target/core/<HBA>/<name>`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Backstore {
