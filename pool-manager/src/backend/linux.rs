@@ -267,9 +267,7 @@ impl LinuxBackend {
                         first_error.get_or_insert(BackendError::Exec(e));
                     }
                     Err(join) => {
-                        first_error.get_or_insert(BackendError::Refused(format!(
-                            "dmsetup task failed: {join}"
-                        )));
+                        first_error.get_or_insert(BackendError::Task(join));
                     }
                 }
             }
@@ -880,15 +878,10 @@ impl PoolBackend for LinuxBackend {
             let batch = tokio::task::spawn_blocking(move || swap_tables(&reload, &resume));
             // A timed-out batch is reported; its thread cannot be stopped
             // (neither could a dmsetup process blocked in the kernel).
-            match tokio::time::timeout(LONG, batch).await {
-                Ok(Ok(result)) => result?,
-                Ok(Err(join)) => {
-                    return Err(BackendError::Refused(format!(
-                        "table swap task failed: {join}"
-                    )))
-                }
-                Err(_) => return Err(BackendError::DmTimeout(LONG)),
-            }
+            // The timeout, then the task, then the swaps themselves.
+            tokio::time::timeout(LONG, batch)
+                .await
+                .map_err(|_| BackendError::DmTimeout(LONG))???;
         }
         let left = self.dm_remove(&plan.remove).await?;
         Ok(left)

@@ -32,6 +32,9 @@ pub enum BackendError {
     /// A device-mapper ioctl failed.
     #[error("device-mapper call failed")]
     Dm(#[from] dm_ioctl::DmError),
+    /// A task running device-mapper work panicked or was cancelled.
+    #[error("device-mapper task failed")]
+    Task(#[from] tokio::task::JoinError),
     /// A device-mapper batch did not finish in time (the kernel may still
     /// be working on it: a suspend waits for I/O in flight).
     #[error("device-mapper batch did not finish in {0:?}")]
