@@ -1,15 +1,17 @@
-//! Device-mapper's control device (`/dev/mapper/control`), for the table
-//! swaps of the per-volume devices: one ioctl per load, suspend and
-//! resume, in this process.
+//! Device-mapper's control device (`/dev/mapper/control`): every
+//! device-mapper operation pool-manager does itself (observing devices,
+//! creating the per-volume and thin-LV devices, swapping and removing
+//! them) is one ioctl here, in this process.
 //!
-//! Why not `dmsetup`: it loads one table per process, and a takeover swaps
-//! one table per volume. Under emulation a process costs 40-60 ms, most of
-//! a 500-volume takeover (pool-manager/BENCHMARKS.md). The ioctl ABI is
-//! the kernel's stable `linux/dm-ioctl.h` (version 4); only the three
-//! commands below are used, by name, on devices that already exist.
+//! Why not `dmsetup`: it is one process per call, and a takeover touches
+//! one device per volume, twice observed and once created or swapped.
+//! Under emulation a process costs 40-60 ms, most of a 500-volume takeover
+//! (pool-manager/BENCHMARKS.md). The ioctl ABI is the kernel's stable
+//! `linux/dm-ioctl.h` (version 4); only the commands of [`Command`] are
+//! used.
 //!
-//! Encoding is plain byte layout, tested without a kernel; the one
-//! `unsafe` block is the `ioctl(2)` call on a buffer we own.
+//! Encoding and decoding are plain byte layout, tested without a kernel;
+//! the one `unsafe` block is the `ioctl(2)` call on a buffer we own.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -23,17 +25,34 @@ const HEADER: usize = 312;
 const SPEC: usize = 40;
 /// Room for a device name, its NUL included (`DM_NAME_LEN`).
 const NAME_LEN: usize = 128;
+/// Room for a dm UUID, its NUL included (`DM_UUID_LEN`).
+const UUID_LEN: usize = 129;
 /// Interface version we speak: 4.0.0 (the kernel accepts any older minor).
 const VERSION: [u32; 3] = [4, 0, 0];
 /// Byte offset of the name in `struct dm_ioctl`.
 const NAME_AT: usize = 48;
+/// Byte offset of the UUID in `struct dm_ioctl`.
+const UUID_AT: usize = NAME_AT + NAME_LEN;
 /// Longest target type name (`DM_MAX_TYPE_NAME`), NUL included.
 const TYPE_LEN: usize = 16;
+/// Byte offset of the name in `struct dm_name_list` (after `dev`, `next`).
+const LIST_NAME_AT: usize = 12;
+/// Largest reply buffer asked for (a listing of tens of thousands of
+/// devices); a reply that does not fit is an error, not a loop.
+const MAX_REPLY: usize = 16 << 20;
 
-/// `DM_READONLY_FLAG`: the table is loaded read-only.
+/// `DM_READONLY_FLAG`: the table is loaded read-only (in and out).
 const READONLY: u32 = 1;
-/// `DM_SUSPEND_FLAG`: suspend (without it, `DM_DEV_SUSPEND` resumes).
+/// `DM_SUSPEND_FLAG`: suspend (without it, `DM_DEV_SUSPEND` resumes);
+/// out: the device is suspended.
 const SUSPEND: u32 = 1 << 1;
+/// `DM_STATUS_TABLE_FLAG`: `DM_TABLE_STATUS` returns the table, not the
+/// targets' status.
+const STATUS_TABLE: u32 = 1 << 4;
+/// `DM_ACTIVE_PRESENT_FLAG`: the device has a live table.
+const ACTIVE_PRESENT: u32 = 1 << 5;
+/// `DM_BUFFER_FULL_FLAG`: the reply did not fit.
+const BUFFER_FULL: u32 = 1 << 8;
 
 /// The udev cookie of a resume, as libdm sends it with `DM_DISABLE_UDEV`
 /// set: no semaphore, only the flags primary source, no dm rules, no
@@ -41,14 +60,25 @@ const SUSPEND: u32 = 1 << 1;
 /// recognises exactly this value, so udev treats these events as it
 /// treats `dmsetup`'s.
 pub const UNSYNCED_RESUME_COOKIE: u32 = 0x43 << 16;
+/// The udev cookie of a removal, as libdm sends it with `DM_DISABLE_UDEV`
+/// (no dm rules, no subsystem rules); also matched by the shipped rule.
+pub const UNSYNCED_REMOVE_COOKIE: u32 = 0x03 << 16;
 
 /// The ioctl commands used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Command {
+pub enum Command {
+    /// `DM_LIST_DEVICES`: every device's name.
+    ListDevices = 2,
+    /// `DM_DEV_CREATE`: a new device, without a table.
+    DevCreate = 3,
+    /// `DM_DEV_REMOVE`: remove a device that nothing holds open.
+    DevRemove = 4,
     /// `DM_DEV_SUSPEND`: suspend, or resume (swapping in a loaded table).
     DevSuspend = 6,
     /// `DM_TABLE_LOAD`: load the inactive table.
     TableLoad = 9,
+    /// `DM_TABLE_STATUS`: a device's state and live table.
+    TableStatus = 12,
 }
 
 impl Command {
@@ -63,8 +93,12 @@ impl Command {
     /// For messages.
     fn name(self) -> &'static str {
         match self {
+            Command::ListDevices => "DM_LIST_DEVICES",
+            Command::DevCreate => "DM_DEV_CREATE",
+            Command::DevRemove => "DM_DEV_REMOVE",
             Command::DevSuspend => "DM_DEV_SUSPEND",
             Command::TableLoad => "DM_TABLE_LOAD",
+            Command::TableStatus => "DM_TABLE_STATUS",
         }
     }
 }
@@ -78,6 +112,9 @@ pub enum DmError {
     /// A name the kernel would not take (too long, or a NUL inside).
     #[error("device name {0:?} is not valid for device-mapper")]
     BadName(String),
+    /// A dm UUID the kernel would not take.
+    #[error("dm UUID {0:?} is not valid for device-mapper")]
+    BadUuid(String),
     /// A target line the kernel would not take.
     #[error("table for {device} is not valid: {reason}")]
     BadTable {
@@ -97,6 +134,24 @@ pub enum DmError {
         #[source]
         source: std::io::Error,
     },
+    /// A reply that does not hold together (never seen from a kernel).
+    #[error("{command}: malformed reply: {reason}")]
+    Reply {
+        /// The ioctl.
+        command: &'static str,
+        /// What is wrong.
+        reason: &'static str,
+    },
+}
+
+impl DmError {
+    /// The kernel's errno, when the kernel refused.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            DmError::Ioctl { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
 }
 
 /// One target line of a table: `start sectors kind params`.
@@ -110,6 +165,30 @@ pub struct Target {
     pub kind: &'static str,
     /// The target's parameters.
     pub params: String,
+}
+
+/// A device as `DM_TABLE_STATUS` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// Name.
+    pub name: String,
+    /// dm UUID ("" when none).
+    pub uuid: String,
+    /// Major device number.
+    pub major: u32,
+    /// Minor device number.
+    pub minor: u32,
+    /// A live table is loaded.
+    pub live: bool,
+    /// Suspended.
+    pub suspended: bool,
+    /// Read-only.
+    pub read_only: bool,
+    /// Open count.
+    pub open: u32,
+    /// The live table, one `start sectors type params` line per target
+    /// (the text `dmsetup table` prints).
+    pub table: Vec<String>,
 }
 
 /// The open control device.
@@ -129,25 +208,81 @@ impl Control {
         Ok(Control { file })
     }
 
+    /// Every device's name (`dmsetup ls`).
+    pub fn list(&self) -> Result<Vec<String>, DmError> {
+        let buf = self.query(Command::ListDevices, None, 0, 64 << 10)?;
+        decode_list(&buf)
+    }
+
+    /// A device's state and live table (`dmsetup info` and `dmsetup
+    /// table`); `None` when no device has that name (it may have gone
+    /// since a listing).
+    pub fn status(&self, name: &str) -> Result<Option<Status>, DmError> {
+        match self.query(Command::TableStatus, Some(name), STATUS_TABLE, 4 << 10) {
+            Ok(buf) => decode_status(&buf).map(Some),
+            Err(e) if e.errno() == Some(libc::ENXIO) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates a device without a table; returns its (major, minor).
+    pub fn create(&self, name: &str, uuid: &str) -> Result<(u32, u32), DmError> {
+        let mut buf = encode(name, uuid, 0, 0, &[])?;
+        self.call(Command::DevCreate, name, &mut buf)?;
+        Ok(decode_dev(read_u64(&buf, 40)))
+    }
+
+    /// Removes a device (`dmsetup remove`); fails with `EBUSY` while it is
+    /// open, `ENXIO` when there is none.
+    pub fn remove(&self, name: &str, cookie: u32) -> Result<(), DmError> {
+        let mut buf = encode(name, "", 0, cookie, &[])?;
+        self.call(Command::DevRemove, name, &mut buf)
+    }
+
     /// Loads `targets` as the device's inactive table (`dmsetup load`).
     pub fn load(&self, name: &str, targets: &[Target], read_only: bool) -> Result<(), DmError> {
         let flags = if read_only { READONLY } else { 0 };
-        let mut buf = encode(name, flags, 0, targets)?;
+        let mut buf = encode(name, "", flags, 0, targets)?;
         self.call(Command::TableLoad, name, &mut buf)
     }
 
     /// Suspends the device, letting I/O in flight complete first
     /// (`dmsetup suspend`).
     pub fn suspend(&self, name: &str) -> Result<(), DmError> {
-        let mut buf = encode(name, SUSPEND, 0, &[])?;
+        let mut buf = encode(name, "", SUSPEND, 0, &[])?;
         self.call(Command::DevSuspend, name, &mut buf)
     }
 
     /// Resumes the device, swapping in its inactive table if one is loaded
     /// (`dmsetup resume`); `cookie` goes to udev with the change event.
     pub fn resume(&self, name: &str, cookie: u32) -> Result<(), DmError> {
-        let mut buf = encode(name, 0, cookie, &[])?;
+        let mut buf = encode(name, "", 0, cookie, &[])?;
         self.call(Command::DevSuspend, name, &mut buf)
+    }
+
+    /// A command whose reply carries data: retried with a larger buffer
+    /// while the kernel says the reply did not fit.
+    fn query(
+        &self,
+        command: Command,
+        name: Option<&str>,
+        flags: u32,
+        mut room: usize,
+    ) -> Result<Vec<u8>, DmError> {
+        loop {
+            let mut buf = header(name, "", flags, 0, room)?;
+            self.call(command, name.unwrap_or("(all)"), &mut buf)?;
+            if read_u32(&buf, 28) & BUFFER_FULL == 0 {
+                return Ok(buf);
+            }
+            room *= 4;
+            if HEADER + room > MAX_REPLY {
+                return Err(DmError::Reply {
+                    command: command.name(),
+                    reason: "reply larger than 16 MiB",
+                });
+            }
+        }
     }
 
     fn call(&self, command: Command, device: &str, buf: &mut [u8]) -> Result<(), DmError> {
@@ -160,7 +295,7 @@ impl Control {
 }
 
 /// The one system call. The kernel copies `data_size` bytes (the first
-/// header field after the version, set by [`encode`] to the buffer's
+/// header field after the version, set by [`header`] to the buffer's
 /// length) in and at most as many back.
 #[allow(unsafe_code)]
 fn ioctl(file: &File, request: libc::Ioctl, buf: &mut [u8]) -> std::io::Result<()> {
@@ -178,18 +313,59 @@ fn ioctl(file: &File, request: libc::Ioctl, buf: &mut [u8]) -> std::io::Result<(
     Ok(())
 }
 
-/// Builds the ioctl buffer: `struct dm_ioctl`, then for a table load one
-/// `struct dm_target_spec` per target, each followed by its NUL-terminated
-/// parameters padded to 8 bytes.
-fn encode(name: &str, flags: u32, event_nr: u32, targets: &[Target]) -> Result<Vec<u8>, DmError> {
-    if name.is_empty() || name.len() >= NAME_LEN || name.contains('\0') || name.contains('/') {
-        return Err(DmError::BadName(name.to_string()));
+/// `struct dm_ioctl` followed by `room` zero bytes for the data: the name
+/// (`None` for commands on no device), the UUID, flags and the event
+/// number or udev cookie.
+fn header(
+    name: Option<&str>,
+    uuid: &str,
+    flags: u32,
+    event_nr: u32,
+    room: usize,
+) -> Result<Vec<u8>, DmError> {
+    if let Some(name) = name {
+        if name.is_empty() || name.len() >= NAME_LEN || name.contains('\0') || name.contains('/') {
+            return Err(DmError::BadName(name.to_string()));
+        }
     }
+    if uuid.len() >= UUID_LEN || uuid.contains('\0') {
+        return Err(DmError::BadUuid(uuid.to_string()));
+    }
+    let mut buf = vec![0u8; HEADER + room];
+    let data_size = u32::try_from(buf.len()).map_err(|_| DmError::Reply {
+        command: "encode",
+        reason: "buffer over 4 GiB",
+    })?;
+    for (i, v) in VERSION.iter().enumerate() {
+        put_u32(&mut buf, i * 4, *v);
+    }
+    put_u32(&mut buf, 12, data_size);
+    // data_start: the data follows the header.
+    put_u32(&mut buf, 16, 312);
+    put_u32(&mut buf, 28, flags);
+    put_u32(&mut buf, 32, event_nr);
+    if let Some(name) = name {
+        buf[NAME_AT..NAME_AT + name.len()].copy_from_slice(name.as_bytes());
+    }
+    buf[UUID_AT..UUID_AT + uuid.len()].copy_from_slice(uuid.as_bytes());
+    Ok(buf)
+}
+
+/// Builds the ioctl buffer for a command on one device: the header, then
+/// for a table load one `struct dm_target_spec` per target, each followed
+/// by its NUL-terminated parameters padded to 8 bytes.
+fn encode(
+    name: &str,
+    uuid: &str,
+    flags: u32,
+    event_nr: u32,
+    targets: &[Target],
+) -> Result<Vec<u8>, DmError> {
+    let mut buf = header(Some(name), uuid, flags, event_nr, 0)?;
     let bad = |reason| DmError::BadTable {
         device: name.to_string(),
         reason,
     };
-    let mut buf = vec![0u8; HEADER];
     for t in targets {
         if t.kind.is_empty() || t.kind.len() >= TYPE_LEN || t.kind.contains('\0') {
             return Err(bad("target type"));
@@ -213,17 +389,105 @@ fn encode(name: &str, flags: u32, event_nr: u32, targets: &[Target]) -> Result<V
     }
     let data_size = u32::try_from(buf.len()).map_err(|_| bad("too long"))?;
     let count = u32::try_from(targets.len()).map_err(|_| bad("too many targets"))?;
-    for (i, v) in VERSION.iter().enumerate() {
-        put_u32(&mut buf, i * 4, *v);
-    }
     put_u32(&mut buf, 12, data_size);
-    // data_start: the targets follow the header.
-    put_u32(&mut buf, 16, 312);
     put_u32(&mut buf, 20, count);
-    put_u32(&mut buf, 28, flags);
-    put_u32(&mut buf, 32, event_nr);
-    buf[NAME_AT..NAME_AT + name.len()].copy_from_slice(name.as_bytes());
     Ok(buf)
+}
+
+/// The data of a reply: from `data_start` to `data_size`.
+fn reply_data<'a>(buf: &'a [u8], command: &'static str) -> Result<&'a [u8], DmError> {
+    let start = read_u32(buf, 16) as usize;
+    let end = read_u32(buf, 12) as usize;
+    buf.get(start..end).ok_or(DmError::Reply {
+        command,
+        reason: "data outside the buffer",
+    })
+}
+
+/// Decodes `DM_LIST_DEVICES`: `struct dm_name_list` records (device
+/// number, offset of the next record from this one, NUL-terminated name);
+/// a first record with device number 0 means no device.
+fn decode_list(buf: &[u8]) -> Result<Vec<String>, DmError> {
+    const CMD: &str = "DM_LIST_DEVICES";
+    let data = reply_data(buf, CMD)?;
+    let bad = |reason| DmError::Reply {
+        command: CMD,
+        reason,
+    };
+    let mut out = Vec::new();
+    if data.len() < LIST_NAME_AT || read_u64(data, 0) == 0 {
+        return Ok(out);
+    }
+    let mut at = 0usize;
+    loop {
+        let rec = data.get(at..).ok_or(bad("record outside the data"))?;
+        if rec.len() < LIST_NAME_AT {
+            return Err(bad("short record"));
+        }
+        let next = read_u32(rec, 8) as usize;
+        out.push(cstr(&rec[LIST_NAME_AT..]).ok_or(bad("name without NUL"))?);
+        if next == 0 {
+            return Ok(out);
+        }
+        at += next;
+    }
+}
+
+/// Decodes `DM_TABLE_STATUS` with the table flag: the header's state, then
+/// `target_count` specs, each followed by its parameters; a spec's `next`
+/// counts from the first spec.
+fn decode_status(buf: &[u8]) -> Result<Status, DmError> {
+    const CMD: &str = "DM_TABLE_STATUS";
+    let bad = |reason| DmError::Reply {
+        command: CMD,
+        reason,
+    };
+    let data = reply_data(buf, CMD)?;
+    let flags = read_u32(buf, 28);
+    let (major, minor) = decode_dev(read_u64(buf, 40));
+    let mut table = Vec::new();
+    let mut at = 0usize;
+    for _ in 0..read_u32(buf, 20) {
+        let spec = data.get(at..).ok_or(bad("spec outside the data"))?;
+        if spec.len() < SPEC {
+            return Err(bad("short spec"));
+        }
+        let kind = cstr(&spec[24..SPEC]).ok_or(bad("target type without NUL"))?;
+        let params = cstr(&spec[SPEC..]).ok_or(bad("parameters without NUL"))?;
+        table.push(format!(
+            "{} {} {kind} {params}",
+            read_u64(spec, 0),
+            read_u64(spec, 8)
+        ));
+        at = read_u32(spec, 20) as usize;
+    }
+    Ok(Status {
+        name: cstr(&buf[NAME_AT..UUID_AT]).ok_or(bad("name without NUL"))?,
+        uuid: cstr(&buf[UUID_AT..UUID_AT + UUID_LEN]).ok_or(bad("uuid without NUL"))?,
+        major,
+        minor,
+        live: flags & ACTIVE_PRESENT != 0,
+        suspended: flags & SUSPEND != 0,
+        read_only: flags & READONLY != 0,
+        // The kernel's open count is never negative.
+        open: u32::try_from(i32::from_ne_bytes(read_u32(buf, 24).to_ne_bytes())).unwrap_or(0),
+        table,
+    })
+}
+
+/// The kernel's `huge_encode_dev`: minor's low byte, 12 bits of major,
+/// then the rest of the minor.
+fn decode_dev(d: u64) -> (u32, u32) {
+    let major = ((d >> 8) & 0xfff) as u32;
+    let minor = (d & 0xff) as u32 | ((d >> 12) & 0xf_ff00) as u32;
+    (major, minor)
+}
+
+/// The NUL-terminated string at the start of `b` (lossy UTF-8: dm names
+/// are bytes).
+fn cstr(b: &[u8]) -> Option<String> {
+    let end = b.iter().position(|c| *c == 0)?;
+    Some(String::from_utf8_lossy(&b[..end]).into_owned())
 }
 
 fn put_u32(buf: &mut [u8], at: usize, v: u32) {
@@ -240,15 +504,15 @@ fn read_u32(buf: &[u8], at: usize) -> u32 {
     u32::from_ne_bytes(b)
 }
 
+fn read_u64(buf: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&buf[at..at + 8]);
+    u64::from_ne_bytes(b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn read_u64(buf: &[u8], at: usize) -> u64 {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&buf[at..at + 8]);
-        u64::from_ne_bytes(b)
-    }
 
     #[test]
     fn request_numbers_match_the_kernel_header() {
@@ -260,7 +524,7 @@ mod tests {
 
     #[test]
     fn header_layout() {
-        let buf = encode("dxvol-abc", SUSPEND, UNSYNCED_RESUME_COOKIE, &[]).expect("encode");
+        let buf = encode("dxvol-abc", "", SUSPEND, UNSYNCED_RESUME_COOKIE, &[]).expect("encode");
         assert_eq!(buf.len(), HEADER);
         assert_eq!(
             (read_u32(&buf, 0), read_u32(&buf, 4), read_u32(&buf, 8)),
@@ -298,7 +562,7 @@ mod tests {
                 params: String::new(),
             },
         ];
-        let buf = encode("dxvol-abc", READONLY, 0, &targets).expect("encode");
+        let buf = encode("dxvol-abc", "", READONLY, 0, &targets).expect("encode");
         // 40 + "253:4 0\0" (8) = 48; 40 + "\0" padded = 48.
         assert_eq!(buf.len(), HEADER + 48 + 48);
         assert_eq!(read_u32(&buf, 12) as usize, buf.len());
@@ -317,11 +581,130 @@ mod tests {
     }
 
     #[test]
+    fn request_numbers_of_the_queries() {
+        assert_eq!(Command::ListDevices.request(), 0xc138_fd02);
+        assert_eq!(Command::DevCreate.request(), 0xc138_fd03);
+        assert_eq!(Command::DevRemove.request(), 0xc138_fd04);
+        assert_eq!(Command::TableStatus.request(), 0xc138_fd0c);
+    }
+
+    #[test]
+    fn create_carries_name_and_uuid() {
+        let buf = encode("dx--p-v1", "LVM-abc", 0, 0, &[]).expect("encode");
+        assert_eq!(&buf[NAME_AT..NAME_AT + 9], b"dx--p-v1\0");
+        assert_eq!(&buf[UUID_AT..UUID_AT + 8], b"LVM-abc\0");
+        let long = "u".repeat(UUID_LEN);
+        assert!(matches!(
+            encode("d", &long, 0, 0, &[]),
+            Err(DmError::BadUuid(_))
+        ));
+    }
+
+    /// `huge_encode_dev` of (major, minor), as the kernel computes it.
+    fn kernel_dev(major: u32, minor: u32) -> u64 {
+        let (major, minor) = (u64::from(major), u64::from(minor));
+        (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
+    }
+
+    /// A reply as the kernel leaves it: the request header with
+    /// `data_size` set to what it used.
+    fn reply(flags: u32, count: u32, dev: u64, name: &str, uuid: &str, data: &[u8]) -> Vec<u8> {
+        let mut buf = header(Some(name), uuid, flags, 0, 4096).expect("header");
+        put_u32(
+            &mut buf,
+            12,
+            u32::try_from(HEADER + data.len()).expect("size"),
+        );
+        put_u32(&mut buf, 20, count);
+        put_u64(&mut buf, 40, dev);
+        buf[HEADER..HEADER + data.len()].copy_from_slice(data);
+        buf
+    }
+
+    #[test]
+    fn decodes_a_table_status_reply() {
+        // Two targets; `next` counts from the first spec, parameters
+        // padded to 8 bytes.
+        let mut data = vec![0u8; 48 + 56];
+        put_u64(&mut data, 0, 0);
+        put_u64(&mut data, 8, 8);
+        put_u32(&mut data, 20, 48);
+        data[24..30].copy_from_slice(b"linear");
+        data[40..47].copy_from_slice(b"8:0 200");
+        put_u64(&mut data, 48, 8);
+        put_u64(&mut data, 56, 16);
+        data[48 + 24..48 + 29].copy_from_slice(b"error");
+        let flags = ACTIVE_PRESENT | SUSPEND | READONLY;
+        let mut buf = reply(
+            flags,
+            2,
+            kernel_dev(253, 300),
+            "dxvol-ab",
+            "DUPLEX-VOL-ab",
+            &data,
+        );
+        put_u32(&mut buf, 24, 3);
+        let st = decode_status(&buf).expect("decode");
+        assert_eq!(
+            (st.name.as_str(), st.uuid.as_str()),
+            ("dxvol-ab", "DUPLEX-VOL-ab")
+        );
+        assert_eq!((st.major, st.minor), (253, 300));
+        assert!(st.live && st.suspended && st.read_only);
+        assert_eq!(st.open, 3);
+        assert_eq!(st.table, ["0 8 linear 8:0 200", "8 16 error "]);
+        // No live table: no targets, not live.
+        let st = decode_status(&reply(0, 0, kernel_dev(253, 1), "e", "", &[])).expect("decode");
+        assert!(!st.live && st.table.is_empty());
+        // A spec pointing past the data is an error, not a panic.
+        let mut short = reply(ACTIVE_PRESENT, 2, 0, "x", "", &data[..48]);
+        put_u32(&mut short, 12, u32::try_from(HEADER + 48).expect("size"));
+        assert!(matches!(decode_status(&short), Err(DmError::Reply { .. })));
+    }
+
+    #[test]
+    fn decodes_a_device_list() {
+        // Records: dev, next (from this record), name, then (newer
+        // kernels) event_nr and flags, all 8-byte aligned.
+        let mut data = vec![0u8; 32 + 24];
+        put_u64(&mut data, 0, kernel_dev(253, 0));
+        put_u32(&mut data, 8, 32);
+        data[12..21].copy_from_slice(b"dx--p-v1\0");
+        put_u64(&mut data, 32, kernel_dev(253, 1));
+        data[44..50].copy_from_slice(b"dxvol\0");
+        let buf = reply(0, 0, 0, "x", "", &data);
+        assert_eq!(decode_list(&buf).expect("decode"), ["dx--p-v1", "dxvol"]);
+        // No device: one record with device number 0.
+        let empty = reply(0, 0, 0, "x", "", &[0u8; 16]);
+        assert!(decode_list(&empty).expect("decode").is_empty());
+        // A name running off the data.
+        let mut bad = data.clone();
+        bad[44..56].copy_from_slice(b"xxxxxxxxxxxx");
+        assert!(decode_list(&reply(0, 0, 0, "x", "", &bad)).is_err());
+    }
+
+    #[test]
+    fn device_numbers_round_trip() {
+        for (major, minor) in [(253, 0), (253, 255), (253, 256), (8, 1_048_575), (4095, 77)] {
+            assert_eq!(decode_dev(kernel_dev(major, minor)), (major, minor));
+        }
+    }
+
+    #[test]
     fn refuses_what_the_kernel_would() {
         let long = "x".repeat(NAME_LEN);
-        assert!(matches!(encode(&long, 0, 0, &[]), Err(DmError::BadName(_))));
-        assert!(matches!(encode("", 0, 0, &[]), Err(DmError::BadName(_))));
-        assert!(matches!(encode("a/b", 0, 0, &[]), Err(DmError::BadName(_))));
+        assert!(matches!(
+            encode(&long, "", 0, 0, &[]),
+            Err(DmError::BadName(_))
+        ));
+        assert!(matches!(
+            encode("", "", 0, 0, &[]),
+            Err(DmError::BadName(_))
+        ));
+        assert!(matches!(
+            encode("a/b", "", 0, 0, &[]),
+            Err(DmError::BadName(_))
+        ));
         let t = Target {
             start: 0,
             sectors: 1,
@@ -329,7 +712,7 @@ mod tests {
             params: String::new(),
         };
         assert!(matches!(
-            encode("d", 0, 0, &[t]),
+            encode("d", "", 0, 0, &[t]),
             Err(DmError::BadTable { .. })
         ));
     }
@@ -339,10 +722,10 @@ mod tests {
         let Ok(file) = File::open("/dev/null") else {
             return;
         };
-        let mut buf = encode("d", 0, 0, &[]).expect("encode");
+        let mut buf = encode("d", "", 0, 0, &[]).expect("encode");
         buf.truncate(HEADER - 1);
         assert!(ioctl(&file, Command::TableLoad.request(), &mut buf).is_err());
-        let mut buf = encode("d", 0, 0, &[]).expect("encode");
+        let mut buf = encode("d", "", 0, 0, &[]).expect("encode");
         buf.push(0);
         let err = ioctl(&file, Command::TableLoad.request(), &mut buf).expect_err("size");
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);

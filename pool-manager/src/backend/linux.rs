@@ -1,6 +1,7 @@
 //! The LVM backend: LVM tools with `--reportformat json`, `lsblk --json`,
 //! `/dev/disk/by-id` and sysfs, all through `duplex_services::exec` (absolute
-//! paths, cleared environment, argument vectors, timeouts).
+//! paths, cleared environment, argument vectors, timeouts); device-mapper
+//! directly through its control device ([`super::dm_ioctl`]).
 //!
 //! Every LVM command carries `--config` with this controller's system_id
 //! (so the result does not depend on the host's lvm.conf) and with the
@@ -8,16 +9,17 @@
 //! controller). Volume groups are created with `--setautoactivation n`:
 //! udev must never activate a pool, pool-manager owns activation.
 
-use super::dm_ioctl::{Control, Target, UNSYNCED_RESUME_COOKIE};
+use super::dm_ioctl::{Control, Status, Target, UNSYNCED_REMOVE_COOKIE, UNSYNCED_RESUME_COOKIE};
 use super::lvm::{self, LSBLK_COLUMNS, LV_FIELDS, PV_FIELDS, SPARE_TAG, VG_FIELDS};
 use super::{BackendError, PoolBackend, PoolSpec};
 use crate::core::disk::DiskInfo;
-use crate::core::dmvol::{self, DmDevice, DmPlan, Reload};
+use crate::core::dmvol::{self, Create, DevNum, DmDevice, DmPlan, Reload};
 use crate::core::names::{self, split_dm_name, vg_name, THIN_META_LV, THIN_POOL_LV, VG_PREFIX};
 use crate::core::observed::ObservedPool;
 use crate::core::thin::EXTENT;
 use duplex_services::exec::Cmd;
 use std::collections::BTreeMap;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 use std::time::Duration;
 
@@ -27,12 +29,12 @@ pub const LVM: &str = "/usr/sbin/lvm";
 pub const LSBLK: &str = "/usr/bin/lsblk";
 /// util-linux wipefs.
 pub const WIPEFS: &str = "/usr/sbin/wipefs";
-/// device-mapper's tool.
-pub const DMSETUP: &str = "/usr/sbin/dmsetup";
+/// Where device-mapper device nodes live.
+const MAPPER_DIR: &str = "/dev/mapper";
 
 /// The udev rules the appliance installs (shipped in `systemd/`) so that
 /// udev neither probes Duplex's volume devices nor starts helper processes
-/// for pool-manager's unsynchronised dmsetup batches. Without them
+/// for pool-manager's unsynchronised device-mapper events. Without them
 /// everything works, but each device event costs several processes.
 pub const UDEV_RULES: [&str; 2] = ["54-duplex-dm-cookie.rules", "55-duplex-volumes.rules"];
 /// Where udev looks for rules.
@@ -42,13 +44,10 @@ const UDEV_RULE_DIRS: [&str; 3] = [
     "/usr/lib/udev/rules.d",
 ];
 
-/// Devices per dmsetup command for batched creates, suspends and resumes
-/// (keeps the argument list far below the kernel's limit).
-const DM_CHUNK: usize = 100;
-
-/// Device-mapper operations in flight at once (dmsetup processes for
-/// creates, threads for table swaps). Much of each operation is the kernel
-/// waiting for an RCU grace period, which concurrent operations share.
+/// Device-mapper operations in flight at once (threads, each doing its
+/// share of the devices one after the other). Much of each operation is
+/// the kernel waiting for an RCU grace period, which concurrent operations
+/// share.
 const DM_PARALLEL: usize = 16;
 
 /// Short LVM commands (reports, single LV changes).
@@ -68,10 +67,10 @@ impl LinuxBackend {
     /// A backend stamping `me` as system_id. Fails when a tool is missing,
     /// at start rather than at the first request.
     pub fn new(me: &str) -> Result<LinuxBackend, BackendError> {
-        for tool in [LVM, LSBLK, WIPEFS, DMSETUP] {
+        for tool in [LVM, LSBLK, WIPEFS] {
             if !Path::new(tool).exists() {
                 return Err(BackendError::Refused(format!(
-                    "{tool} is missing; install lvm2, dmsetup, udev and util-linux"
+                    "{tool} is missing; install lvm2, udev and util-linux"
                 )));
             }
         }
@@ -140,61 +139,10 @@ impl LinuxBackend {
         }
     }
 
-    fn dmsetup(&self) -> Cmd {
-        Cmd::new(DMSETUP).timeout(SHORT)
-    }
-
-    /// dmsetup for the per-volume devices, with udev bypassed: libdm makes
-    /// and removes the `/dev/mapper` node itself, at once, and flags the
-    /// uevents so udev's device-mapper rules skip them. Under emulation
-    /// udev takes a large fraction of a second per event, and nothing but
-    /// the node is wanted from it. udev still receives every uevent: the
-    /// shipped rules ([`UDEV_RULES`]) make those events cheap (no helper
-    /// processes, no probing).
-    fn dmsetup_noudev(&self) -> Cmd {
-        self.dmsetup().env("DM_DISABLE_UDEV", "1")
-    }
-
-    /// Removes devices one call per chunk; dmsetup stops at the first
-    /// device it cannot remove, so a failed chunk is retried one by one.
-    /// Returns the devices left (open).
-    async fn dm_remove(&self, names: &[String]) -> Result<Vec<String>, BackendError> {
-        let mut left = Vec::new();
-        for chunk in names.chunks(DM_CHUNK) {
-            let batch = self
-                .dmsetup_noudev()
-                .arg("remove")
-                .args(chunk.iter().map(String::as_str))
-                .run()
-                .await;
-            if batch.is_ok() {
-                continue;
-            }
-            let present: Vec<String> = self
-                .dm_devices()
-                .await?
-                .into_iter()
-                .map(|d| d.name)
-                .collect();
-            for n in chunk.iter().filter(|n| present.contains(n)) {
-                if let Err(e) = self
-                    .dmsetup_noudev()
-                    .args(["remove", n.as_str()])
-                    .run()
-                    .await
-                {
-                    tracing::warn!(device = %n, error = %e, "device still open; removal left to the next reconcile");
-                    left.push(n.clone());
-                }
-            }
-        }
-        Ok(left)
-    }
-
     /// Activates the thin pool with LVM (its sub-LVs, the metadata check),
-    /// then every thin LV not active yet with one `dmsetup create` per
-    /// [`DM_CHUNK`] LVs, built as LVM builds them
-    /// ([`dmvol::thin_activation`]). Returns how many were created.
+    /// then every thin LV not active yet, built as LVM builds them
+    /// ([`dmvol::thin_activation`]) and created in this process
+    /// ([`create_devices`]). Returns how many were created.
     async fn activate_thin_batch(&self, pool: &str) -> Result<usize, BackendError> {
         let vg = vg_name(pool);
         let t = std::time::Instant::now();
@@ -233,48 +181,12 @@ impl LinuxBackend {
             .map(|d| d.dev)
             .ok_or_else(|| BackendError::Refused(format!("{tpool_name} is not active")))?;
         let creates = dmvol::thin_activation(&vg, &vg_uuid, tpool, &lvs, &devs);
-        // Several dmsetup processes at once: the kernel waits for an RCU
-        // grace period in every thin device's constructor, and concurrent
-        // constructors share their waits (measured in the lab: 24 ms per
-        // device one at a time, mostly idle).
-        let per = creates.len().div_ceil(DM_PARALLEL).clamp(1, DM_CHUNK);
-        let cmds: Vec<Cmd> = creates
-            .chunks(per)
-            .map(|chunk| {
-                // udev bypassed, as for the per-volume devices: measured in
-                // the lab, udev's full rules on hundreds of new LVs (a few
-                // programs per event) starve the table swaps that follow.
-                self.dmsetup_noudev()
-                    .args(["create", "--concise"])
-                    .arg(concise(chunk))
-                    .timeout(LONG)
-            })
-            .collect();
-        for wave in cmds.chunks(DM_PARALLEL) {
-            let mut set = tokio::task::JoinSet::new();
-            for c in wave {
-                let c = c.clone();
-                set.spawn(tracing::Instrument::instrument(
-                    async move { c.run().await },
-                    tracing::Span::current(),
-                ));
-            }
-            let mut first_error = None;
-            while let Some(done) = set.join_next().await {
-                match done {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => {
-                        first_error.get_or_insert(BackendError::Exec(e));
-                    }
-                    Err(join) => {
-                        first_error.get_or_insert(BackendError::Task(join));
-                    }
-                }
-            }
-            if let Some(e) = first_error {
-                return Err(e);
-            }
-        }
+        // Several at once: the kernel waits for an RCU grace period in
+        // every thin device's constructor, and concurrent constructors
+        // share their waits (measured in the lab: 24 ms per device one at
+        // a time, mostly idle).
+        let batch = creates.clone();
+        dm_blocking(LONG, move || create_devices(&batch)).await?;
         // Where the time goes, cumulative from the start (benchmarks read it).
         tracing::info!(
             pool,
@@ -288,9 +200,10 @@ impl LinuxBackend {
         if !creates.is_empty() {
             // The /dev/<vg>/<lv> links udev would have made, in one
             // command, in the background: nothing in Duplex needs them
-            // (the per-volume devices map LVs by device number), so the
-            // activation does not wait for them, and a failure is only
-            // logged. LVM's VG lock orders it with later LVM commands.
+            // (the per-volume devices map LVs by device number, and
+            // create_devices made the /dev/mapper nodes), so the activation
+            // does not wait for them, and a failure is only logged. LVM's
+            // VG lock orders it with later LVM commands.
             let links = self.lvm("vgmknodes").arg(&vg).timeout(LONG);
             let pool = pool.to_string();
             let task = async move {
@@ -326,6 +239,148 @@ impl LinuxBackend {
             }
         }
         Ok(out)
+    }
+}
+
+/// Runs device-mapper work on a blocking thread, in the caller's span (so
+/// its log lines keep the action_id), under `limit`. A timed-out call is
+/// reported; its thread cannot be stopped (neither could a process blocked
+/// in the kernel: a suspend waits for I/O in flight).
+async fn dm_blocking<T: Send + 'static>(
+    limit: Duration,
+    f: impl FnOnce() -> Result<T, BackendError> + Send + 'static,
+) -> Result<T, BackendError> {
+    let span = tracing::Span::current();
+    let task = tokio::task::spawn_blocking(move || span.in_scope(f));
+    // The timeout, then the task, then the work itself.
+    tokio::time::timeout(limit, task)
+        .await
+        .map_err(|_| BackendError::DmTimeout(limit))??
+}
+
+/// Every device-mapper device: one listing, then one status per device (a
+/// device removed in between is simply gone).
+fn observe_dm() -> Result<Vec<DmDevice>, BackendError> {
+    let dm = Control::open()?;
+    let mut out = Vec::new();
+    for name in dm.list()? {
+        if let Some(st) = dm.status(&name)? {
+            out.push(device(st));
+        }
+    }
+    Ok(out)
+}
+
+fn device(st: Status) -> DmDevice {
+    DmDevice {
+        name: st.name,
+        uuid: st.uuid,
+        dev: DevNum {
+            major: st.major,
+            minor: st.minor,
+        },
+        live: st.live,
+        suspended: st.suspended,
+        read_only: st.read_only,
+        open: st.open,
+        table: st.table,
+    }
+}
+
+/// Creates devices with their tables, [`DM_PARALLEL`] at a time: create,
+/// load, resume (with the cookie udev's shipped rule expects), then the
+/// `/dev/mapper` node, as libdm does without udev. A device whose table
+/// the kernel refuses is removed again, so a failure leaves nothing
+/// half-made. The first error is returned, after every device was tried.
+fn create_devices(creates: &[Create]) -> Result<(), BackendError> {
+    let dm = Control::open()?;
+    let done = par_map(creates, |c| -> Result<(), BackendError> {
+        let (major, minor) = dm.create(&c.name, &c.uuid)?;
+        let (kind, params) = c.state.table.target();
+        let target = Target {
+            start: 0,
+            sectors: c.state.table.sectors(),
+            kind,
+            params,
+        };
+        let table = dm
+            .load(&c.name, &[target], c.state.read_only)
+            .and_then(|()| dm.resume(&c.name, UNSYNCED_RESUME_COOKIE));
+        if let Err(e) = table {
+            // New and never opened: nothing can hold it.
+            let undo = dm.remove(&c.name, UNSYNCED_REMOVE_COOKIE);
+            return Err(match undo {
+                Ok(()) => e.into(),
+                Err(u) => BackendError::Refused(format!(
+                    "{}: {e}; and removing the half-made device failed: {u}",
+                    c.name
+                )),
+            });
+        }
+        make_node(&c.name, major, minor)
+    });
+    done.into_iter().find_map(Result::err).map_or(Ok(()), Err)
+}
+
+/// Removes devices and their `/dev/mapper` nodes, [`DM_PARALLEL`] at a
+/// time. A device that is already gone counts as removed; one still open
+/// (or refused otherwise) is left, logged and returned.
+fn remove_devices(names: &[String]) -> Result<Vec<String>, BackendError> {
+    let dm = Control::open()?;
+    let done = par_map(names, |n| dm.remove(n, UNSYNCED_REMOVE_COOKIE));
+    let mut left = Vec::new();
+    for (name, r) in names.iter().zip(done) {
+        match r {
+            Ok(()) => remove_node(name)?,
+            Err(e) if e.errno() == Some(libc::ENXIO) => remove_node(name)?,
+            Err(e) => {
+                tracing::warn!(device = %name, error = %e, "device not removed (still open?); left to the next reconcile");
+                left.push(name.clone());
+            }
+        }
+    }
+    Ok(left)
+}
+
+/// Makes `/dev/mapper/<name>` the block node of (major, minor), replacing
+/// a stale node of that name; a node made meanwhile by someone else (LVM's
+/// `vgmknodes`) is accepted when it is the right one.
+fn make_node(name: &str, major: u32, minor: u32) -> Result<(), BackendError> {
+    let path = Path::new(MAPPER_DIR).join(name);
+    let io = |source: std::io::Error| BackendError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let rdev = libc::makedev(major, minor);
+    let right = |m: &std::fs::Metadata| m.file_type().is_block_device() && m.rdev() == rdev;
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if right(&m) => return Ok(()),
+        Ok(_) => remove_node(name)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    use nix::sys::stat::{mknod, Mode, SFlag};
+    match mknod(&path, SFlag::S_IFBLK, Mode::S_IRUSR | Mode::S_IWUSR, rdev) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EEXIST) => match std::fs::symlink_metadata(&path) {
+            Ok(m) if right(&m) => Ok(()),
+            Ok(_) => Err(io(std::io::Error::from_raw_os_error(libc::EEXIST))),
+            Err(e) => Err(io(e)),
+        },
+        Err(e) => Err(io(std::io::Error::from(e))),
+    }
+}
+
+/// Removes `/dev/mapper/<name>` if it is there.
+fn remove_node(name: &str) -> Result<(), BackendError> {
+    let path = Path::new(MAPPER_DIR).join(name);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(BackendError::Io {
+            path: path.display().to_string(),
+            source,
+        }),
     }
 }
 
@@ -421,24 +476,6 @@ pub fn lvm_global_filter() -> String {
         "devices/global_filter=[\"r|^/dev/mapper/{}|\",\"r|^/dev/mapper/{lv_prefix}|\",\"r|^/dev/{VG_PREFIX}|\"]",
         dmvol::NAME_PREFIX
     )
-}
-
-/// `dmsetup create --concise` device list: `name,uuid,minor,flags,table`
-/// entries joined by `;` (our names, UUIDs and tables hold no `,` or `;`).
-fn concise(creates: &[dmvol::Create]) -> String {
-    creates
-        .iter()
-        .map(|c| {
-            format!(
-                "{},{},,{},{}",
-                c.name,
-                c.uuid,
-                if c.state.read_only { "ro" } else { "rw" },
-                c.state.table.line()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(";")
 }
 
 /// Maps kernel names to the preferred stable path under `/dev/disk/by-id`.
@@ -851,46 +888,26 @@ impl PoolBackend for LinuxBackend {
     }
 
     async fn dm_devices(&self) -> Result<Vec<DmDevice>, BackendError> {
-        let info = self
-            .dmsetup()
-            .args(["info", "-c", "--noheadings", "--separator"])
-            .args([dmvol::INFO_SEPARATOR, "-o", dmvol::INFO_COLUMNS])
-            .run()
-            .await?;
-        let table = self.dmsetup().arg("table").run().await?;
-        Ok(dmvol::parse(&info.stdout, &table.stdout)?)
+        dm_blocking(SHORT, observe_dm).await
     }
 
     async fn dm_apply(&self, plan: &DmPlan) -> Result<Vec<String>, BackendError> {
-        // Creates in batches of DM_CHUNK devices per command.
-        for chunk in plan.create.chunks(DM_CHUNK) {
-            self.dmsetup_noudev()
-                .args(["create", "--concise"])
-                .arg(concise(chunk))
-                .run()
-                .await?;
-        }
-        // Swaps and resumes through the control device, one ioctl each
-        // (dmsetup would be one process per load).
-        if !plan.reload.is_empty() || !plan.resume.is_empty() {
-            let reload = plan.reload.clone();
-            let resume = plan.resume.clone();
-            let batch = tokio::task::spawn_blocking(move || swap_tables(&reload, &resume));
-            // A timed-out batch is reported; its thread cannot be stopped
-            // (neither could a dmsetup process blocked in the kernel).
-            // The timeout, then the task, then the swaps themselves.
-            tokio::time::timeout(LONG, batch)
-                .await
-                .map_err(|_| BackendError::DmTimeout(LONG))???;
-        }
-        let left = self.dm_remove(&plan.remove).await?;
-        Ok(left)
+        let plan = plan.clone();
+        dm_blocking(LONG, move || {
+            create_devices(&plan.create)?;
+            // Swaps and resumes: every load, then every suspend, then every
+            // resume.
+            if !plan.reload.is_empty() || !plan.resume.is_empty() {
+                swap_tables(&plan.reload, &plan.resume)?;
+            }
+            remove_devices(&plan.remove)
+        })
+        .await
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::core::dmvol::{Create, DmState, Table};
 
     #[test]
     fn par_map_keeps_order_and_covers_every_item() {
@@ -899,22 +916,6 @@ mod tests {
         assert_eq!(out, items.iter().map(|i| i * 2).collect::<Vec<_>>());
         assert!(super::par_map(&[] as &[u32], |i| *i).is_empty());
         assert_eq!(super::par_map(&[7u32], |i| *i), vec![7]);
-    }
-
-    #[test]
-    fn concise_spec() {
-        let c = Create {
-            name: "dxvol-ab".into(),
-            uuid: "DUPLEX-VOL-ab".into(),
-            state: DmState {
-                table: Table::Error { sectors: 8 },
-                read_only: true,
-            },
-        };
-        assert_eq!(
-            super::concise(&[c.clone(), c]),
-            "dxvol-ab,DUPLEX-VOL-ab,,ro,0 8 error;dxvol-ab,DUPLEX-VOL-ab,,ro,0 8 error"
-        );
     }
 
     use super::*;

@@ -10,7 +10,7 @@ pub mod lvm;
 pub mod sim;
 
 use crate::core::disk::DiskInfo;
-use crate::core::dmvol::{DmDevice, DmParseError, DmPlan};
+use crate::core::dmvol::{DmDevice, DmPlan};
 use crate::core::layout::Layout;
 use crate::core::observed::ObservedPool;
 use crate::core::Invalid;
@@ -26,9 +26,6 @@ pub enum BackendError {
     /// A tool printed something we could not understand.
     #[error("unexpected tool output")]
     Parse(#[from] lvm::ParseError),
-    /// dmsetup printed something we could not understand.
-    #[error("unexpected dmsetup output")]
-    DmParse(#[from] DmParseError),
     /// A device-mapper ioctl failed.
     #[error("device-mapper call failed")]
     Dm(#[from] dm_ioctl::DmError),
