@@ -127,6 +127,23 @@ impl G {
         epoch
     }
 
+    /// `/dev/mapper` entries of the pool's LVs that are not the node of
+    /// the live device of that name (stale, or made with the wrong number),
+    /// and `/dev/<vg>` links to nothing.
+    fn bad_mapper_nodes(&self, vm: &str, pool: &str) -> Vec<String> {
+        let (rc, out, err) = self.sh(
+            vm,
+            &format!(
+                "for n in /dev/mapper/dx--{pool}-*; do [ -e \"$n\" ] || [ -L \"$n\" ] || continue; \
+                 b=${{n##*/}}; want=$(dmsetup info -c --noheadings -o major,minor --separator : \"$b\" 2>/dev/null); \
+                 got=$(stat -L -c '%Hr:%Lr' \"$n\" 2>/dev/null); [ -n \"$want\" ] && [ \"$want\" = \"$got\" ] || echo \"$b $got $want\"; done; \
+                 for l in /dev/dx-{pool}/*; do [ -L \"$l\" ] && [ ! -e \"$l\" ] && echo \"dangling $l\"; done; true"
+            ),
+        );
+        assert_eq!(rc, 0, "{err}");
+        out.lines().map(str::to_string).collect()
+    }
+
     fn active_lvs(&self, vm: &str, pool: &str) -> usize {
         let (_, out, _) = self.sh(
             vm,
@@ -420,6 +437,8 @@ fn ownership_and_snapshots(g: &G, pool: &str) -> Value {
     let t = g.ok("B", "pool.takeover", json!({"name": pool, "epoch": epoch}));
     assert_eq!(t["pool"]["system_id"], "B", "{t}");
     assert_eq!(g.active_lvs("B", pool), 3);
+    // pool-manager made the nodes of the LVs it activated.
+    assert_eq!(g.bad_mapper_nodes("B", pool), Vec::<String>::new());
     // B's per-volume device is now linear over B's LV, and reads through
     // it return what A wrote through its own.
     assert_eq!(dm_table("B"), format!("0 131072 linear {} 0", lv_dev("B")));
@@ -713,6 +732,8 @@ fn bench(g: &G, pool: &str, tag: u64) -> Value {
         let t0 = Instant::now();
         g.ok(owner, "pool.export", json!({"name": pool}));
         let export_ms = t0.elapsed().as_millis();
+        // LVM leaves the nodes pool-manager made; the export prunes them.
+        assert_eq!(g.bad_mapper_nodes(owner, pool), Vec::<String>::new());
         let t0 = Instant::now();
         let t = g.ok(to, "pool.takeover", json!({"name": pool, "epoch": epoch}));
         let wall = t0.elapsed().as_millis();

@@ -29,6 +29,8 @@ pub const LVM: &str = "/usr/sbin/lvm";
 pub const LSBLK: &str = "/usr/bin/lsblk";
 /// util-linux wipefs.
 pub const WIPEFS: &str = "/usr/sbin/wipefs";
+/// udev's tool.
+pub const UDEVADM: &str = "/usr/bin/udevadm";
 /// Where device-mapper device nodes live.
 const MAPPER_DIR: &str = "/dev/mapper";
 
@@ -67,7 +69,7 @@ impl LinuxBackend {
     /// A backend stamping `me` as system_id. Fails when a tool is missing,
     /// at start rather than at the first request.
     pub fn new(me: &str) -> Result<LinuxBackend, BackendError> {
-        for tool in [LVM, LSBLK, WIPEFS] {
+        for tool in [LVM, LSBLK, WIPEFS, UDEVADM] {
             if !Path::new(tool).exists() {
                 return Err(BackendError::Refused(format!(
                     "{tool} is missing; install lvm2, udev and util-linux"
@@ -203,8 +205,14 @@ impl LinuxBackend {
             // (the per-volume devices map LVs by device number, and
             // create_devices made the /dev/mapper nodes), so the activation
             // does not wait for them, and a failure is only logged. LVM's
-            // VG lock orders it with later LVM commands.
-            let links = self.lvm("vgmknodes").arg(&vg).timeout(LONG);
+            // VG lock orders it with later LVM commands. The LVs are named:
+            // given the whole VG, vgmknodes also processes the thin pool,
+            // fails on it and exits 5 (seen in the lab).
+            let lvs = creates
+                .iter()
+                .filter_map(|c| split_dm_name(&c.name))
+                .map(|(v, lv)| format!("{v}/{lv}"));
+            let links = self.lvm("vgmknodes").args(lvs).timeout(LONG);
             let pool = pool.to_string();
             let task = async move {
                 if let Err(e) = links.run().await {
@@ -368,6 +376,59 @@ fn make_node(name: &str, major: u32, minor: u32) -> Result<(), BackendError> {
             Err(e) => Err(io(e)),
         },
         Err(e) => Err(io(std::io::Error::from(e))),
+    }
+}
+
+/// After LVs of `vg` were deactivated: removes the `/dev/mapper` nodes of
+/// its LVs whose device is gone, and `/dev/<vg>` links to nothing. LVM
+/// leaves those nodes, because it relies on udev to remove nodes and udev
+/// never made the ones [`create_devices`] made; a stale node would name
+/// whatever device later gets its number. Failures are logged: the
+/// deactivation itself succeeded.
+fn prune_nodes(vg: &str) {
+    let pruned = (|| -> Result<usize, BackendError> {
+        let live: std::collections::BTreeSet<String> =
+            Control::open()?.list()?.into_iter().collect();
+        let rd = std::fs::read_dir(MAPPER_DIR).map_err(|source| BackendError::Io {
+            path: MAPPER_DIR.into(),
+            source,
+        })?;
+        let mut n = 0;
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let ours = split_dm_name(&name).is_some_and(|(v, _)| v == vg);
+            // Only nodes (as create_devices makes them); a udev symlink
+            // is udev's to remove.
+            let node = e.file_type().is_ok_and(|t| t.is_block_device());
+            if ours && node && !live.contains(&name) {
+                remove_node(&name)?;
+                n += 1;
+            }
+        }
+        // The /dev/<vg>/<lv> links of LVs deactivated outside LVM (see
+        // deactivate_pool) now point nowhere; the directory goes once
+        // empty, as LVM would remove it.
+        let dir = Path::new("/dev").join(vg);
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                let link = e.file_type().is_ok_and(|t| t.is_symlink());
+                if link && !e.path().exists() {
+                    std::fs::remove_file(e.path()).map_err(|source| BackendError::Io {
+                        path: e.path().display().to_string(),
+                        source,
+                    })?;
+                    n += 1;
+                }
+            }
+            // Fails harmlessly while links remain.
+            let _ = std::fs::remove_dir(&dir);
+        }
+        Ok(n)
+    })();
+    match pruned {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(vg, nodes = n, "stale /dev/mapper nodes removed"),
+        Err(e) => tracing::warn!(vg, error = %e, "stale /dev/mapper nodes not removed"),
     }
 }
 
@@ -674,6 +735,7 @@ impl PoolBackend for LinuxBackend {
             .timeout(LONG)
             .run()
             .await?;
+        prune_nodes(&vg);
         self.lvm("vgremove")
             .args(["-y", "--force", &vg])
             .timeout(LONG)
@@ -717,12 +779,60 @@ impl PoolBackend for LinuxBackend {
     }
 
     async fn deactivate_pool(&self, pool: &str) -> Result<(), BackendError> {
+        let vg = vg_name(pool);
+        // The thin LVs first, in this process and several at once: LVM
+        // deactivates one LV after the other (about 0.1 s each under
+        // emulation), and each thin device's destructor waits for an RCU
+        // grace period, which concurrent removals share. LVM then finds
+        // them inactive; whatever is left (an LV still open, the pool and
+        // its sub-LVs) is LVM's, which fails as it always did on a busy LV.
+        let t = std::time::Instant::now();
+        // First let udev catch up with the events of these devices (an
+        // export right after an activation finds hundreds queued): an event
+        // udev reaches after its device is gone cannot be matched to a
+        // Duplex device by the shipped rules and costs dm's rules helper
+        // processes, which LVM's own deactivation then waits behind.
+        if let Err(e) = Cmd::new(UDEVADM)
+            .args(["settle", "--timeout=120"])
+            .timeout(SHORT)
+            .run()
+            .await
+        {
+            tracing::warn!(pool, error = %e, "udev did not settle; deactivating anyway");
+        }
+        let settle_ms = t.elapsed().as_millis();
+        let thin: Vec<String> = self
+            .dm_devices()
+            .await?
+            .into_iter()
+            .filter(|d| {
+                d.uuid.starts_with("LVM-")
+                    && split_dm_name(&d.name).is_some_and(|(v, _)| v == vg)
+                    && d.table.len() == 1
+                    && d.table[0].split_whitespace().nth(2) == Some("thin")
+            })
+            .map(|d| d.name)
+            .collect();
+        let count = thin.len();
+        let left = dm_blocking(LONG, move || remove_devices(&thin)).await?;
+        let thin_ms = t.elapsed().as_millis();
         self.lvm("vgchange")
             .args(["--activate", "n"])
-            .arg(vg_name(pool))
+            .arg(&vg)
             .timeout(LONG)
             .run()
             .await?;
+        prune_nodes(&vg);
+        // Where the time goes (benchmarks read it).
+        tracing::info!(
+            pool,
+            thin_lvs = count,
+            left = left.len(),
+            settle_ms,
+            thin_ms,
+            total_ms = t.elapsed().as_millis(),
+            "pool deactivated"
+        );
         Ok(())
     }
 
@@ -806,6 +916,7 @@ impl PoolBackend for LinuxBackend {
                 .arg(format!("{}/{name}", vg_name(pool)))
                 .run()
                 .await?;
+            prune_nodes(&vg_name(pool));
         }
         Ok(())
     }
