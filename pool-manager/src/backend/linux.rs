@@ -9,11 +9,13 @@
 //! controller). Volume groups are created with `--setautoactivation n`:
 //! udev must never activate a pool, pool-manager owns activation.
 
-use super::dm_ioctl::{Control, Status, Target, UNSYNCED_REMOVE_COOKIE, UNSYNCED_RESUME_COOKIE};
+use super::dm_ioctl::{
+    Control, DmError, Status, Target, UNSYNCED_REMOVE_COOKIE, UNSYNCED_RESUME_COOKIE,
+};
 use super::lvm::{self, LSBLK_COLUMNS, LV_FIELDS, PV_FIELDS, SPARE_TAG, VG_FIELDS};
 use super::{BackendError, PoolBackend, PoolSpec};
 use crate::core::disk::DiskInfo;
-use crate::core::dmvol::{self, Create, DevNum, DmDevice, DmPlan, Reload};
+use crate::core::dmvol::{self, Create, DevNum, DmDevice, DmPlan, DmState, Reload};
 use crate::core::names::{self, split_dm_name, vg_name, THIN_META_LV, THIN_POOL_LV, VG_PREFIX};
 use crate::core::observed::ObservedPool;
 use crate::core::thin::EXTENT;
@@ -304,16 +306,8 @@ fn create_devices(creates: &[Create]) -> Result<(), BackendError> {
     let dm = Control::open()?;
     let done = par_map(creates, |c| -> Result<(), BackendError> {
         let (major, minor) = dm.create(&c.name, &c.uuid)?;
-        let (kind, params) = c.state.table.target();
-        let target = Target {
-            start: 0,
-            sectors: c.state.table.sectors(),
-            kind,
-            params,
-        };
-        let table = dm
-            .load(&c.name, &[target], c.state.read_only)
-            .and_then(|()| dm.resume(&c.name, UNSYNCED_RESUME_COOKIE));
+        let table =
+            load(&dm, &c.name, &c.state).and_then(|()| dm.resume(&c.name, UNSYNCED_RESUME_COOKIE));
         if let Err(e) = table {
             // New and never opened: nothing can hold it.
             let undo = dm.remove(&c.name, UNSYNCED_REMOVE_COOKIE);
@@ -328,6 +322,19 @@ fn create_devices(creates: &[Create]) -> Result<(), BackendError> {
         make_node(&c.name, major, minor)
     });
     done.into_iter().find_map(Result::err).map_or(Ok(()), Err)
+}
+
+/// Loads `state` as the inactive table of `name`: one target over the
+/// whole device.
+fn load(dm: &Control, name: &str, state: &DmState) -> Result<(), DmError> {
+    let (kind, params) = state.table.target();
+    let target = Target {
+        start: 0,
+        sectors: state.table.sectors(),
+        kind,
+        params,
+    };
+    dm.load(name, &[target], state.read_only)
 }
 
 /// Removes devices and their `/dev/mapper` nodes, [`DM_PARALLEL`] at a
@@ -452,16 +459,7 @@ fn remove_node(name: &str) -> Result<(), BackendError> {
 /// never leaves a volume's I/O frozen; the first error is returned.
 fn swap_tables(reload: &[Reload], resume: &[String]) -> Result<(), BackendError> {
     let dm = Control::open()?;
-    let loaded = par_map(reload, |r| {
-        let (kind, params) = r.state.table.target();
-        let target = Target {
-            start: 0,
-            sectors: r.state.table.sectors(),
-            kind,
-            params,
-        };
-        dm.load(&r.name, &[target], r.state.read_only)
-    });
+    let loaded = par_map(reload, |r| load(&dm, &r.name, &r.state));
     // Nothing is suspended yet: a failed load changes nothing live.
     if let Some(e) = loaded.into_iter().find_map(Result::err) {
         return Err(e.into());
