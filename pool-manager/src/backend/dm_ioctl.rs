@@ -13,6 +13,7 @@
 //! Encoding and decoding are plain byte layout, tested without a kernel;
 //! the one `unsafe` block is the `ioctl(2)` call on a buffer we own.
 
+use crate::core::dmvol::{DevNum, DmDevice};
 use std::fs::File;
 use std::os::fd::AsRawFd;
 
@@ -167,30 +168,6 @@ pub struct Target {
     pub params: String,
 }
 
-/// A device as `DM_TABLE_STATUS` reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Status {
-    /// Name.
-    pub name: String,
-    /// dm UUID ("" when none).
-    pub uuid: String,
-    /// Major device number.
-    pub major: u32,
-    /// Minor device number.
-    pub minor: u32,
-    /// A live table is loaded.
-    pub live: bool,
-    /// Suspended.
-    pub suspended: bool,
-    /// Read-only.
-    pub read_only: bool,
-    /// Open count.
-    pub open: u32,
-    /// The live table, one `start sectors type params` line per target
-    /// (the text `dmsetup table` prints).
-    pub table: Vec<String>,
-}
-
 /// The open control device.
 #[derive(Debug)]
 pub struct Control {
@@ -215,9 +192,9 @@ impl Control {
     }
 
     /// A device's state and live table (`dmsetup info` and `dmsetup
-    /// table`); `None` when no device has that name (it may have gone
-    /// since a listing).
-    pub fn status(&self, name: &str) -> Result<Option<Status>, DmError> {
+    /// table`, the table as the text `dmsetup table` prints); `None` when
+    /// no device has that name (it may have gone since a listing).
+    pub fn status(&self, name: &str) -> Result<Option<DmDevice>, DmError> {
         match self.query(Command::TableStatus, Some(name), STATUS_TABLE, 4 << 10) {
             Ok(buf) => decode_status(&buf).map(Some),
             Err(e) if e.errno() == Some(libc::ENXIO) => Ok(None),
@@ -436,7 +413,7 @@ fn decode_list(buf: &[u8]) -> Result<Vec<String>, DmError> {
 /// Decodes `DM_TABLE_STATUS` with the table flag: the header's state, then
 /// `target_count` specs, each followed by its parameters; a spec's `next`
 /// counts from the first spec.
-fn decode_status(buf: &[u8]) -> Result<Status, DmError> {
+fn decode_status(buf: &[u8]) -> Result<DmDevice, DmError> {
     const CMD: &str = "DM_TABLE_STATUS";
     let bad = |reason| DmError::Reply {
         command: CMD,
@@ -461,11 +438,10 @@ fn decode_status(buf: &[u8]) -> Result<Status, DmError> {
         ));
         at = read_u32(spec, 20) as usize;
     }
-    Ok(Status {
+    Ok(DmDevice {
         name: cstr(&buf[NAME_AT..UUID_AT]).ok_or(bad("name without NUL"))?,
         uuid: cstr(&buf[UUID_AT..UUID_AT + UUID_LEN]).ok_or(bad("uuid without NUL"))?,
-        major,
-        minor,
+        dev: DevNum { major, minor },
         live: flags & ACTIVE_PRESENT != 0,
         suspended: flags & SUSPEND != 0,
         read_only: flags & READONLY != 0,
@@ -649,7 +625,13 @@ mod tests {
             (st.name.as_str(), st.uuid.as_str()),
             ("dxvol-ab", "DUPLEX-VOL-ab")
         );
-        assert_eq!((st.major, st.minor), (253, 300));
+        assert_eq!(
+            st.dev,
+            DevNum {
+                major: 253,
+                minor: 300
+            }
+        );
         assert!(st.live && st.suspended && st.read_only);
         assert_eq!(st.open, 3);
         assert_eq!(st.table, ["0 8 linear 8:0 200", "8 16 error "]);

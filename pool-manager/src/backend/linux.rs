@@ -9,13 +9,11 @@
 //! controller). Volume groups are created with `--setautoactivation n`:
 //! udev must never activate a pool, pool-manager owns activation.
 
-use super::dm_ioctl::{
-    Control, DmError, Status, Target, UNSYNCED_REMOVE_COOKIE, UNSYNCED_RESUME_COOKIE,
-};
+use super::dm_ioctl::{Control, DmError, Target, UNSYNCED_REMOVE_COOKIE, UNSYNCED_RESUME_COOKIE};
 use super::lvm::{self, LSBLK_COLUMNS, LV_FIELDS, PV_FIELDS, SPARE_TAG, VG_FIELDS};
 use super::{BackendError, PoolBackend, PoolSpec};
 use crate::core::disk::DiskInfo;
-use crate::core::dmvol::{self, Create, DevNum, DmDevice, DmPlan, DmState, Reload};
+use crate::core::dmvol::{self, Create, DmDevice, DmPlan, DmState, Reload};
 use crate::core::names::{self, split_dm_name, vg_name, THIN_META_LV, THIN_POOL_LV, VG_PREFIX};
 use crate::core::observed::ObservedPool;
 use crate::core::thin::EXTENT;
@@ -172,11 +170,7 @@ impl LinuxBackend {
         // thin-pool table under its own name.
         let tpool_name = names::tpool_dm_name(&vg, THIN_POOL_LV);
         let pool_name = names::dm_name(&vg, THIN_POOL_LV);
-        let is_pool_target = |d: &DmDevice| {
-            d.table
-                .first()
-                .is_some_and(|l| l.split_whitespace().nth(2) == Some("thin-pool"))
-        };
+        let is_pool_target = |d: &DmDevice| d.target_type() == Some("thin-pool");
         let tpool = devs
             .iter()
             .filter(|d| d.live && !d.suspended)
@@ -229,27 +223,11 @@ impl LinuxBackend {
         }
         Ok(creates.len())
     }
+}
 
-    fn dm_names() -> Result<Vec<String>, BackendError> {
-        let dir = "/sys/block";
-        let rd = std::fs::read_dir(dir).map_err(|source| BackendError::Io {
-            path: dir.into(),
-            source,
-        })?;
-        let mut out = Vec::new();
-        for e in rd.flatten() {
-            let n = e.file_name();
-            if !n.to_string_lossy().starts_with("dm-") {
-                continue;
-            }
-            let p = e.path().join("dm/name");
-            // A device removed between readdir and read is simply gone.
-            if let Ok(name) = std::fs::read_to_string(&p) {
-                out.push(name.trim().to_string());
-            }
-        }
-        Ok(out)
-    }
+/// Every device-mapper device's name.
+fn dm_names() -> Result<Vec<String>, BackendError> {
+    Ok(Control::open()?.list()?)
 }
 
 /// Runs device-mapper work on a blocking thread, in the caller's span (so
@@ -274,27 +252,11 @@ fn observe_dm() -> Result<Vec<DmDevice>, BackendError> {
     let dm = Control::open()?;
     let mut out = Vec::new();
     for name in dm.list()? {
-        if let Some(st) = dm.status(&name)? {
-            out.push(device(st));
+        if let Some(d) = dm.status(&name)? {
+            out.push(d);
         }
     }
     Ok(out)
-}
-
-fn device(st: Status) -> DmDevice {
-    DmDevice {
-        name: st.name,
-        uuid: st.uuid,
-        dev: DevNum {
-            major: st.major,
-            minor: st.minor,
-        },
-        live: st.live,
-        suspended: st.suspended,
-        read_only: st.read_only,
-        open: st.open,
-        table: st.table,
-    }
 }
 
 /// Creates devices with their tables, [`DM_PARALLEL`] at a time: create,
@@ -394,8 +356,7 @@ fn make_node(name: &str, major: u32, minor: u32) -> Result<(), BackendError> {
 /// deactivation itself succeeded.
 fn prune_nodes(vg: &str) {
     let pruned = (|| -> Result<usize, BackendError> {
-        let live: std::collections::BTreeSet<String> =
-            Control::open()?.list()?.into_iter().collect();
+        let live: std::collections::BTreeSet<String> = dm_names()?.into_iter().collect();
         let rd = std::fs::read_dir(MAPPER_DIR).map_err(|source| BackendError::Io {
             path: MAPPER_DIR.into(),
             source,
@@ -807,7 +768,7 @@ impl PoolBackend for LinuxBackend {
                 d.uuid.starts_with("LVM-")
                     && split_dm_name(&d.name).is_some_and(|(v, _)| v == vg)
                     && d.table.len() == 1
-                    && d.table[0].split_whitespace().nth(2) == Some("thin")
+                    && d.target_type() == Some("thin")
             })
             .map(|d| d.name)
             .collect();
@@ -836,14 +797,14 @@ impl PoolBackend for LinuxBackend {
 
     async fn dm_leftovers(&self, pool: &str) -> Result<Vec<String>, BackendError> {
         let vg = vg_name(pool);
-        Ok(Self::dm_names()?
+        Ok(dm_names()?
             .into_iter()
             .filter(|n| split_dm_name(n).is_some_and(|(v, _)| v == vg))
             .collect())
     }
 
     async fn active_pools(&self) -> Result<Vec<String>, BackendError> {
-        let mut out: Vec<String> = Self::dm_names()?
+        let mut out: Vec<String> = dm_names()?
             .iter()
             .filter_map(|n| split_dm_name(n))
             .filter_map(|(vg, _)| names::pool_of_vg(&vg).map(str::to_string))

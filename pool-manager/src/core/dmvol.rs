@@ -174,6 +174,12 @@ impl DmDevice {
             .sum()
     }
 
+    /// The target type of the live table's first line (`linear`, `thin`,
+    /// `thin-pool`...).
+    pub fn target_type(&self) -> Option<&str> {
+        self.table.first()?.split_whitespace().nth(2)
+    }
+
     /// The live table as a per-volume [`Table`], when it is one we load.
     pub fn parsed_table(&self) -> Option<Table> {
         let [line] = self.table.as_slice() else {
@@ -683,6 +689,8 @@ mod tests {
         );
         assert_eq!(err.parsed_table(), Some(Table::Error { sectors: 8 }));
         assert_eq!(thin.parsed_table(), None, "not a table we load");
+        assert_eq!(thin.target_type(), Some("thin"));
+        assert_eq!(err.target_type(), Some("error"));
         let mut striped = dev("striped", "", "0 8 linear 8:0 0", false);
         striped.table.push("8 8 linear 8:16 0".into());
         assert_eq!(striped.sectors(), 16);
@@ -690,6 +698,7 @@ mod tests {
         let mut empty = dev("empty", "", "", false);
         empty.live = false;
         empty.table.clear();
+        assert_eq!(empty.target_type(), None);
         let lvs = active_lvs(&[thin, lin, err, striped, empty]);
         assert_eq!(lvs.len(), 1);
         assert_eq!(lvs[&("p".to_string(), "v1".to_string())].sectors, 131_072);
