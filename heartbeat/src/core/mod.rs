@@ -1,0 +1,3 @@
+//! Pure heartbeat logic: no I/O, no tokio; time is an input.
+
+pub mod types;
