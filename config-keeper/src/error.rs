@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use crate::core::change::Violation;
 use crate::core::state::MergeError;
+use duplex_api::change::Violation;
 
 /// Failure of the SQLite store.
 #[derive(Debug, thiserror::Error)]

@@ -19,12 +19,12 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
-use crate::core::change::{parse_changes, Violation};
 use crate::core::replication::{CatchUp, SendStep, Sender};
 use crate::core::state::Entry;
 use crate::error::ApplyError;
 use crate::password::hash_passwords_in;
 use crate::store::{Applied, Merged, Meta, Store};
+use duplex_api::change::{parse_changes, Violation};
 
 /// Log rows kept for `config.history` by default (older ones are pruned
 /// once the partner has them).

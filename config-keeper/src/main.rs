@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use duplex_api::topics;
 use duplex_config_keeper::keeper::Keeper;
-use duplex_config_keeper::rpc::{self, TOPIC_CHANGED};
+use duplex_config_keeper::rpc;
 use duplex_config_keeper::store::Store;
 use duplex_services::{telemetry, Config, RouterClient, ServiceBuilder};
 
@@ -78,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
                 data["from_version"] = from;
                 data["coalesced"] = n.into();
             }
-            if let Err(e) = publisher.publish(TOPIC_CHANGED, data, false).await {
+            if let Err(e) = publisher.publish(topics::CONFIG_CHANGED, data, false).await {
                 tracing::debug!(error = %e, "cannot publish config.changed");
             }
         }

@@ -7,8 +7,8 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Argon2, PasswordHash};
 use serde_json::Value;
 
-use crate::core::change::Violation;
-use crate::core::model::Config;
+use duplex_api::change::Violation;
+use duplex_api::model::Config;
 
 /// Hashes a password with Argon2id (default parameters) and a random salt.
 pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {

@@ -27,6 +27,7 @@
 //! | replication call not from the partner | `unauthorized` | `field` |
 //! | SQLite failure | `internal` | |
 
+use duplex_api::topics;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,15 +36,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tracing::info;
 
-use crate::core::change::ViolationClass;
-use crate::core::model::Kind;
 use crate::core::state::Entry;
 use crate::error::ApplyError;
 use crate::keeper::{now_ms, Keeper};
 use crate::store::Meta;
-
-/// Topic of change events.
-pub const TOPIC_CHANGED: &str = "config.changed";
+use duplex_api::change::ViolationClass;
+use duplex_api::model::Kind;
 
 /// Default wait for the partner's acknowledgement of a `sync=true` apply.
 pub const DEFAULT_SYNC_TIMEOUT_MS: u64 = 5_000;
@@ -252,7 +250,7 @@ pub fn register(svc: &mut ServiceBuilder, k: &Arc<Keeper>) {
         let k = Arc::clone(&kk);
         async move {
             let v = k.with_store(|s| s.version()).await?;
-            Ok(json!({"topic": TOPIC_CHANGED, "version": v,
+            Ok(json!({"topic": topics::CONFIG_CHANGED, "version": v,
                       "hint": "subscribe to the topic; read config.history after your last version"}))
         }
     });
@@ -362,7 +360,7 @@ pub fn register(svc: &mut ServiceBuilder, k: &Arc<Keeper>) {
         let k = Arc::clone(&kk);
         async move {
             let p: RecordParams = params(p)?;
-            if crate::core::syntax::check_name(&p.kind).is_err() {
+            if duplex_api::syntax::check_name(&p.kind).is_err() {
                 return Err(RpcError::invalid_params(
                     "kind",
                     "must be a dotted name such as cluster.takeover_done",

@@ -15,12 +15,12 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
 use tracing::{debug, info, warn};
 
-use crate::core::change::Change;
 use crate::core::lock::{self, Lock, LockOutcome};
-use crate::core::model::{Config, Kind, Object};
 use crate::core::replication::{receive, Receive};
 use crate::core::state::{self, Entry, Op, Stamp, State};
 use crate::error::{sql, ApplyError, StoreError};
+use duplex_api::change::Change;
+use duplex_api::model::{Config, Kind, Object};
 
 /// Numbered migrations; applied in order, each in its own transaction, and
 /// recorded in `schema_migrations`. Never edit a released one: add another.

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use duplex_config_keeper::core::model::Kind;
+use duplex_api::model::Kind;
 use duplex_config_keeper::error::{ApplyError, StoreError};
 use duplex_config_keeper::store::{Merged, Store};
 use serde_json::json;
@@ -335,7 +335,7 @@ fn merge_works_while_locked() {
 
 #[test]
 fn clear_passwords_are_hashed_and_reapply_is_a_no_op() {
-    use duplex_config_keeper::core::change::parse_changes;
+    use duplex_api::change::parse_changes;
     use duplex_config_keeper::password::{hash_passwords_in, verify_password};
     let dir = tempfile::tempdir().unwrap();
     let mut s = populated(dir.path(), "a");

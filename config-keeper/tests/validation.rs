@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use duplex_config_keeper::core::change::ViolationClass;
+use duplex_api::change::ViolationClass;
 use duplex_config_keeper::error::ApplyError;
 use serde_json::{json, Value};
 

@@ -4,6 +4,7 @@
 
 use anyhow::Context;
 use clap::Parser;
+use duplex_api::topics;
 use duplex_pool_manager::backend::linux::LinuxBackend;
 use duplex_pool_manager::backend::sim::SimShelf;
 use duplex_pool_manager::backend::PoolBackend;
@@ -94,7 +95,7 @@ async fn reconcile_loop<B: PoolBackend, C: duplex_pool_manager::manager::Cluster
     every: Option<Duration>,
 ) {
     let mut sub = loop {
-        match router.subscribe(&["config.changed"]).await {
+        match router.subscribe(&[topics::CONFIG_CHANGED]).await {
             Ok(s) => break s,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot subscribe to config.changed; retrying");
@@ -109,7 +110,7 @@ async fn reconcile_loop<B: PoolBackend, C: duplex_pool_manager::manager::Cluster
     tick.tick().await;
     loop {
         let (id, why) = tokio::select! {
-            ev = sub.next() => (ev.action_id.unwrap_or_else(action::new_id), "config.changed"),
+            ev = sub.next() => (ev.action_id.unwrap_or_else(action::new_id), topics::CONFIG_CHANGED),
             _ = tick.tick(), if every.is_some() => (action::new_id(), "interval"),
         };
         let span = tracing::info_span!("reconcile", action_id = %id, trigger = why);

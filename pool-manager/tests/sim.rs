@@ -68,7 +68,7 @@ async fn refused<T>(
     r: Result<T, duplex_pool_manager::error::PoolError>,
     kind: ErrorCode,
     field: &str,
-    before: &(duplex_config_keeper::core::model::Config, Value),
+    before: &(duplex_api::model::Config, Value),
 ) {
     let e = rpc(r);
     assert_eq!(e.kind(), Some(kind), "{e}");
@@ -76,7 +76,7 @@ async fn refused<T>(
     assert_eq!(&state(rig).await, before, "state changed after {e}");
 }
 
-async fn state(rig: &Rig) -> (duplex_config_keeper::core::model::Config, Value) {
+async fn state(rig: &Rig) -> (duplex_api::model::Config, Value) {
     let obs = rig.shelf.backend("A").observe().await.unwrap();
     (rig.cluster.snapshot(), serde_json::to_value(obs).unwrap())
 }
@@ -470,8 +470,8 @@ async fn export_verifies_device_mapper_and_giveback_hands_over() {
     let mut rec = rig.cluster.snapshot().pools["p"].clone();
     rec.owner = "B".into();
     rec.epoch = epoch;
-    use duplex_config_keeper::core::change::Change;
-    use duplex_config_keeper::core::model::Object;
+    use duplex_api::change::Change;
+    use duplex_api::model::Object;
     use duplex_pool_manager::manager::Cluster;
     rig.cluster
         .apply(vec![Change::Upsert(Object::Pool(rec))])
@@ -762,8 +762,8 @@ async fn per_volume_devices_follow_ownership_on_both_controllers() {
     let mut rec = rig.cluster.snapshot().pools["p"].clone();
     rec.owner = "A".into();
     rec.epoch = epoch;
-    use duplex_config_keeper::core::change::Change;
-    use duplex_config_keeper::core::model::Object;
+    use duplex_api::change::Change;
+    use duplex_api::model::Object;
     use duplex_pool_manager::manager::Cluster;
     rig.cluster
         .apply(vec![Change::Upsert(Object::Pool(rec))])

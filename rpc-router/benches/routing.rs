@@ -115,7 +115,9 @@ fn main() {
     std::fs::write(
         &cfg_path,
         format!(
-            "controller_id = \"A\"\nsocket_dir = \"{}\"\nstate_dir = \"{}\"\n",
+            // `bench` is not in the method catalogue: allowed as a test namespace.
+            "controller_id = \"A\"\nsocket_dir = \"{}\"\nstate_dir = \"{}\"\n\
+             [router]\ntest_namespaces = [\"bench\"]\n",
             sockets.display(),
             dir.path().display()
         ),

@@ -19,6 +19,7 @@
 //! replay. Frames after the handshake are not individually authenticated;
 //! the interconnect is a direct cable between the two controllers.
 
+use duplex_api::catalogue::{Version, VERSION as CATALOGUE};
 use duplex_services::rpc::{to_frame, ErrorCode, Response, RpcError};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -44,6 +45,9 @@ pub enum HandshakeError {
     /// The handshake took too long.
     #[error("peer handshake timed out")]
     Timeout,
+    /// The partner runs a method catalogue this controller cannot work with.
+    #[error("{0}")]
+    Incompatible(String),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -51,6 +55,9 @@ struct Hello {
     duplex_peer: u32,
     controller: String,
     nonce: String,
+    /// The sender's method catalogue; absent from a release before it.
+    #[serde(default)]
+    catalogue: Option<Version>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -58,11 +65,26 @@ struct Challenge {
     controller: String,
     nonce: String,
     proof: String,
+    /// The listener's method catalogue.
+    #[serde(default)]
+    catalogue: Option<Version>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Proof {
     proof: String,
+}
+
+/// Refuses a partner whose method catalogue is absent or incompatible.
+fn check_catalogue(theirs: Option<Version>) -> Result<(), HandshakeError> {
+    match theirs {
+        None => Err(HandshakeError::Incompatible(
+            "the partner did not state its method catalogue version (an older release)".into(),
+        )),
+        Some(v) => CATALOGUE
+            .check_compatible(v)
+            .map_err(HandshakeError::Incompatible),
+    }
 }
 
 fn nonce() -> String {
@@ -160,6 +182,7 @@ where
                 duplex_peer: 1,
                 controller: me.into(),
                 nonce: n_me.clone(),
+                catalogue: Some(CATALOGUE),
             },
         )
         .await?;
@@ -175,6 +198,7 @@ where
                 "the partner does not know the cluster secret".into(),
             ));
         }
+        check_catalogue(ch.catalogue)?;
         write_json(
             w,
             &Proof {
@@ -227,6 +251,7 @@ where
                 controller: me.into(),
                 nonce: n_me.clone(),
                 proof: p,
+                catalogue: Some(CATALOGUE),
             },
         )
         .await?;
@@ -234,6 +259,9 @@ where
         if !verify(secret, "init", &n_me, partner, me, &got.proof) {
             return Err(HandshakeError::Unauthorized("wrong cluster secret".into()));
         }
+        // Checked after the proof, so only an authenticated partner learns
+        // our catalogue version is the reason.
+        check_catalogue(hello.catalogue)?;
         write_json(w, &serde_json::json!({"ok": true})).await?;
         Ok(())
     })
@@ -281,6 +309,45 @@ mod tests {
         let (d, a) = run(b"0123456789abcdef", b"fedcba9876543210").await;
         assert!(matches!(d, Err(HandshakeError::Unauthorized(_))), "{d:?}");
         assert!(a.is_err());
+    }
+
+    /// A partner with the right secret but another major catalogue
+    /// version is refused, and told why.
+    #[tokio::test]
+    async fn incompatible_catalogue_is_refused_with_its_reason() {
+        let secret: &[u8] = b"0123456789abcdef";
+        let (a, b) = tokio::io::duplex(4096);
+        let (ar, mut aw) = tokio::io::split(a);
+        let (br, mut bw) = tokio::io::split(b);
+        let acc = tokio::spawn(async move {
+            let mut br = BufReader::new(br);
+            accept_handshake(&mut br, &mut bw, secret, "B", "A").await
+        });
+        let mut ar = BufReader::new(ar);
+        let newer = Version {
+            major: CATALOGUE.major + 1,
+            minor: 0,
+        };
+        let hello = Hello {
+            duplex_peer: 1,
+            controller: "A".into(),
+            nonce: "n-a".into(),
+            catalogue: Some(newer),
+        };
+        write_json(&mut aw, &hello).await.unwrap();
+        let ch: Challenge = read_json(&mut ar).await.unwrap();
+        let p = Proof {
+            proof: proof(secret, "init", &ch.nonce, "A", "B"),
+        };
+        write_json(&mut aw, &p).await.unwrap();
+        let answer: serde_json::Value = read_json(&mut ar).await.unwrap();
+        let res = acc.await.unwrap();
+        assert!(
+            matches!(res, Err(HandshakeError::Incompatible(_))),
+            "{res:?}"
+        );
+        let msg = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("incompatible"), "{answer}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The registration table: which service owns which namespace, and whether
 //! it is up. Pure bookkeeping; the connections live in the router.
 
+use duplex_api::catalogue;
 use duplex_services::rpc::{namespace_of, ErrorCode, RpcError};
 use duplex_services::service::Registration;
 use serde::Serialize;
@@ -36,12 +37,22 @@ pub struct Entry {
 #[derive(Debug, Default)]
 pub struct Registry {
     services: BTreeMap<String, Entry>,
+    /// Namespaces outside the catalogue that may still register (tests).
+    test_namespaces: Vec<String>,
 }
 
 /// Namespaces the router itself answers.
 pub const ROUTER_NAMESPACES: [&str; 2] = ["router", "event"];
 
 impl Registry {
+    /// A registry that also accepts the uncatalogued `test_namespaces`.
+    pub fn with_test_namespaces(test_namespaces: Vec<String>) -> Registry {
+        Registry {
+            services: BTreeMap::new(),
+            test_namespaces,
+        }
+    }
+
     /// Registers (or re-registers) a service over connection `conn_id`.
     /// A namespace may belong to one service only.
     pub fn register(
@@ -86,11 +97,29 @@ impl Registry {
                 .with_field("namespaces"));
             }
         }
+        match reg.catalogue {
+            None => {
+                return Err(RpcError::invalid_params(
+                    "catalogue",
+                    "the registration must state its method catalogue version",
+                ))
+            }
+            Some(v) => catalogue::VERSION
+                .check_compatible(v)
+                .map_err(|reason| RpcError::invalid_params("catalogue", reason))?,
+        }
         for m in &reg.methods {
             if !reg.namespaces.iter().any(|ns| ns == namespace_of(m)) {
                 return Err(RpcError::invalid_params(
                     "methods",
                     format!("{m} is outside the service's namespaces"),
+                ));
+            }
+            let test_ns = self.test_namespaces.iter().any(|ns| ns == namespace_of(m));
+            if catalogue::lookup(m).is_none() && !test_ns {
+                return Err(RpcError::invalid_params(
+                    "methods",
+                    format!("{m} is not in the method catalogue"),
                 ));
             }
         }
@@ -200,6 +229,7 @@ mod tests {
             methods: methods.iter().map(|s| s.to_string()).collect(),
             socket: "/tmp/x.sock".into(),
             pid: 42,
+            catalogue: Some(catalogue::VERSION),
             timeouts_ms: BTreeMap::new(),
         }
     }
@@ -285,5 +315,46 @@ mod tests {
                 .field(),
             Some("name")
         );
+    }
+
+    #[test]
+    fn only_catalogued_methods_register() {
+        let mut r = Registry::default();
+        let e = r
+            .register(
+                reg("pm", &["pool"], &["pool.create", "pool.frobnicate"]),
+                1,
+                0,
+            )
+            .unwrap_err();
+        assert_eq!(e.field(), Some("methods"));
+        assert!(e.message.contains("pool.frobnicate"), "{e:?}");
+        // A test namespace is allowed only where the router says so.
+        assert!(r
+            .register(reg("t", &["alpha"], &["alpha.echo"]), 2, 0)
+            .is_err());
+        let mut t = Registry::with_test_namespaces(vec!["alpha".into()]);
+        t.register(reg("t", &["alpha"], &["alpha.echo"]), 2, 0)
+            .unwrap();
+    }
+
+    #[test]
+    fn the_catalogue_version_must_be_stated_and_compatible() {
+        let mut r = Registry::default();
+        let mut g = reg("pm", &["pool"], &["pool.create"]);
+        g.catalogue = None;
+        assert_eq!(
+            r.register(g.clone(), 1, 0).unwrap_err().field(),
+            Some("catalogue")
+        );
+        g.catalogue = Some(catalogue::Version {
+            major: catalogue::VERSION.major + 1,
+            minor: 0,
+        });
+        let e = r.register(g.clone(), 1, 0).unwrap_err();
+        assert_eq!(e.field(), Some("catalogue"));
+        assert!(e.message.contains("incompatible"), "{e:?}");
+        g.catalogue = Some(catalogue::VERSION);
+        r.register(g, 1, 0).unwrap();
     }
 }

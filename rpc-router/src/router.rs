@@ -107,10 +107,11 @@ impl Router {
     /// A router for `cfg` (not yet listening).
     pub fn new(cfg: Config) -> Arc<Router> {
         let log_size = cfg.router.actions_log_size;
+        let registry = Registry::with_test_namespaces(cfg.router.test_namespaces.clone());
         Arc::new(Router {
             cfg,
             started: Instant::now(),
-            registry: Mutex::new(Registry::default()),
+            registry: Mutex::new(registry),
             service_conns: Mutex::new(HashMap::new()),
             actions: Mutex::new(ActionLog::new(log_size)),
             subscribers: Mutex::new(Vec::new()),

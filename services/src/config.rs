@@ -83,6 +83,10 @@ pub struct RouterSettings {
     /// The most a service may ask for one method (`timeouts_ms` in its
     /// registration).
     pub max_call_timeout_ms: u64,
+    /// Namespaces outside the method catalogue that a service may still
+    /// register. Only the integration tests' test service uses them; an
+    /// appliance leaves this empty, so only catalogued methods exist.
+    pub test_namespaces: Vec<String>,
 }
 
 impl Default for RouterSettings {
@@ -95,11 +99,22 @@ impl Default for RouterSettings {
             event_queue: 1024,
             call_timeout_ms: 30_000,
             max_call_timeout_ms: 900_000,
+            test_namespaces: Vec::new(),
         }
     }
 }
 
 impl RouterSettings {
+    /// Whether a service may serve `method`: it is in the method catalogue,
+    /// or in one of the test namespaces.
+    pub fn method_allowed(&self, method: &str) -> bool {
+        duplex_api::catalogue::lookup(method).is_some()
+            || self
+                .test_namespaces
+                .iter()
+                .any(|ns| ns == duplex_api::catalogue::namespace_of(method))
+    }
+
     /// The call timeout as a duration.
     pub fn call_timeout(&self) -> Duration {
         Duration::from_millis(self.call_timeout_ms)

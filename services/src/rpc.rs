@@ -292,10 +292,7 @@ impl Request {
     }
 }
 
-/// The namespace of a method name (`pool.create` → `pool`).
-pub fn namespace_of(method: &str) -> &str {
-    method.split_once('.').map_or(method, |(ns, _)| ns)
-}
+pub use duplex_api::catalogue::namespace_of;
 
 /// A response: exactly one of `result` and `error`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -114,6 +114,10 @@ pub struct Registration {
     /// Its process id.
     #[serde(default)]
     pub pid: u32,
+    /// The method catalogue version the service was built with; the router
+    /// refuses a registration without one or with an incompatible one.
+    #[serde(default)]
+    pub catalogue: Option<duplex_api::catalogue::Version>,
     /// Methods that may run longer than the router's default call timeout
     /// (method → milliseconds), e.g. a pool takeover activating hundreds of
     /// volumes. The router caps them at its `max_call_timeout_ms`.
@@ -190,8 +194,26 @@ impl ServiceBuilder {
 
     /// Binds the service socket, starts serving and the registration loop.
     /// Returns once the socket is bound (registration continues in the
-    /// background; see [`Service::wait_registered`]).
+    /// background; see [`Service::wait_registered`]). Refuses to start when
+    /// a handler is not in the method catalogue: a service serves only
+    /// catalogued methods.
     pub async fn start(self) -> Result<Service, std::io::Error> {
+        let uncatalogued: Vec<&str> = self
+            .handlers
+            .keys()
+            .filter(|m| !self.cfg.router.method_allowed(m))
+            .map(String::as_str)
+            .collect();
+        if !uncatalogued.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "{}: methods not in the method catalogue (duplex-api): {}",
+                    self.name,
+                    uncatalogued.join(", ")
+                ),
+            ));
+        }
         let socket = self.cfg.service_socket(&self.name);
         let listener = server::bind_unix(&socket, 0o660)?;
         let router = RouterClient::new(self.cfg.router_socket());
@@ -202,6 +224,7 @@ impl ServiceBuilder {
             methods: self.handlers.keys().cloned().collect(),
             socket: socket.clone(),
             pid: std::process::id(),
+            catalogue: Some(duplex_api::catalogue::VERSION),
             timeouts_ms: self.timeouts,
         };
         let dispatch = Arc::new(ServiceDispatch {

@@ -16,6 +16,7 @@ use crate::core::model::AccessState;
 use crate::core::net::{floating, plan_net, Floating, NetStep};
 use crate::error::{chain, ReconcileError};
 use crate::reconciler::{FlipError, Outcome, Reconciler};
+use duplex_api::topics;
 use duplex_services::{params, ErrorCode, RouterClient, RpcError, ServiceBuilder};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -238,7 +239,7 @@ pub async fn reconcile_now(
             Ok(steps) if !steps.is_empty() => {
                 tracing::info!(steps = ?steps, "floating addresses changed");
                 let _ = router
-                    .publish("net.changed", json!({"steps": steps}), false)
+                    .publish(topics::NET_CHANGED, json!({"steps": steps}), false)
                     .await;
             }
             Ok(_) => {}
@@ -356,7 +357,7 @@ pub fn register(svc: &mut ServiceBuilder, shared: &Shared) {
             if let Value::Object(m) = &mut data {
                 m.insert("handler_ms".into(), json!(handler_ms));
             }
-            if let Err(e) = ctx.router.publish("target.access_state", data.clone(), true).await {
+            if let Err(e) = ctx.router.publish(topics::TARGET_ACCESS_STATE, data.clone(), true).await {
                 tracing::warn!(error = %e, "cannot publish target.access_state");
             }
             Ok(data)
@@ -389,7 +390,10 @@ fn net_method(svc: &mut ServiceBuilder, shared: &Shared, method: &str, up: bool)
                 .await
                 .map_err(|e| RpcError::new(ErrorCode::BackendFailed, chain(&e)))?;
             let data = json!({"name": p.name, "up": up, "steps": steps});
-            let _ = ctx.router.publish("net.changed", data.clone(), true).await;
+            let _ = ctx
+                .router
+                .publish(topics::NET_CHANGED, data.clone(), true)
+                .await;
             Ok(data)
         }
     });
@@ -400,12 +404,12 @@ fn net_method(svc: &mut ServiceBuilder, shared: &Shared, method: &str, up: bool)
 /// devices serve data, so it may turn active now rather than at the next
 /// drift check).
 const TRIGGERS: [&str; 6] = [
-    "config.changed",
-    "pool.imported",
-    "pool.taken_over",
-    "pool.exported",
-    "volume.created",
-    "volume.resized",
+    topics::CONFIG_CHANGED,
+    topics::POOL_IMPORTED,
+    topics::POOL_TAKEN_OVER,
+    topics::POOL_EXPORTED,
+    topics::VOLUME_CREATED,
+    topics::VOLUME_RESIZED,
 ];
 
 /// The background driver: rebuild at start (configfs is volatile), follow
@@ -426,7 +430,7 @@ pub async fn drive(shared: Shared, router: RouterClient, drift_every: Duration) 
                 shared.update(|s| s.ready = true);
                 let _ = router
                     .publish(
-                        "target.reconciled",
+                        topics::TARGET_RECONCILED,
                         json!({"steps": o.steps.len(), "ms": o.ms, "boot": true}),
                         false,
                     )
@@ -462,7 +466,7 @@ pub async fn drive(shared: Shared, router: RouterClient, drift_every: Duration) 
                 match r {
                     Ok(o) if !o.steps.is_empty() => {
                         tracing::info!(steps = o.steps.len(), ms = o.ms, "configuration applied");
-                        let _ = router.publish("target.reconciled", json!({"steps": o.steps.len(), "ms": o.ms}), false).await;
+                        let _ = router.publish(topics::TARGET_RECONCILED, json!({"steps": o.steps.len(), "ms": o.ms}), false).await;
                     }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, topic = %ev.topic, "reconcile after an event failed"),
@@ -485,7 +489,9 @@ async fn check_drift(shared: &Shared, router: &RouterClient) {
             );
             shared.update(|s| s.drift_repairs += 1);
             let detail = json!({"repaired": o.steps, "foreign": o.foreign});
-            let _ = router.publish("target.drift", detail.clone(), false).await;
+            let _ = router
+                .publish(topics::TARGET_DRIFT, detail.clone(), false)
+                .await;
             let _ = router
                 .call(
                     "config.record_event",

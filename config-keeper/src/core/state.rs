@@ -14,9 +14,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use super::change::{Change, Violation};
-use super::model::{Config, Kind, Object};
-use super::validate::{check_delete, check_upsert, normalise};
+use duplex_api::change::{Change, Violation};
+use duplex_api::model::{Config, Kind, Object};
+use duplex_api::validate::{check_delete, check_upsert, normalise};
 
 /// Orders concurrent writes to one object.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -111,7 +111,7 @@ fn is_ownership_change(old: &Object, new: &Object) -> bool {
     match (old, new) {
         (Object::Pool(o), Object::Pool(n)) => {
             n.epoch > o.epoch
-                && crate::core::model::Pool {
+                && duplex_api::model::Pool {
                     owner: o.owner.clone(),
                     epoch: o.epoch,
                     ..n.clone()
@@ -119,7 +119,7 @@ fn is_ownership_change(old: &Object, new: &Object) -> bool {
         }
         (Object::FloatingIp(o), Object::FloatingIp(n)) => {
             n.epoch > o.epoch
-                && crate::core::model::FloatingIp {
+                && duplex_api::model::FloatingIp {
                     owner: o.owner.clone(),
                     epoch: o.epoch,
                     ..n.clone()

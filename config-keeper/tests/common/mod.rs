@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)] // tests: a failed step should panic with its location
 #![allow(dead_code)] // each test file uses a different part of the fixtures
 
-use duplex_config_keeper::core::change::parse_changes;
+use duplex_api::change::parse_changes;
 use duplex_config_keeper::error::ApplyError;
 use duplex_config_keeper::store::{Applied, Meta, Store};
 use serde_json::{json, Value};

@@ -5,7 +5,7 @@
 //! held by another device, a member of a volume group), and it is blank
 //! (no partitions, no signature) unless the caller asked to wipe it.
 
-use duplex_config_keeper::core::model::Tier;
+use duplex_api::model::Tier;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -261,7 +261,7 @@ pub(crate) fn test_disk(serial: &str) -> DiskInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use duplex_config_keeper::core::syntax::check_naa_wwn;
+    use duplex_api::syntax::check_naa_wwn;
 
     #[test]
     fn derived_wwns_are_valid_and_stable() {

@@ -14,7 +14,7 @@
 //! backend applies.
 
 use super::names::{pool_of_vg, split_dm_name};
-use duplex_config_keeper::core::model::Config;
+use duplex_api::model::Config;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -478,8 +478,8 @@ pub fn thin_activation(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use duplex_config_keeper::core::model::{Pool, Volume};
-    use duplex_config_keeper::core::syntax::Size;
+    use duplex_api::model::{Pool, Volume};
+    use duplex_api::syntax::Size;
 
     const S1: &str = "0123456789abcdef0123456789abcdef";
     const S2: &str = "fedcba9876543210fedcba9876543210";

@@ -59,9 +59,7 @@ impl Identity {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use duplex_config_keeper::core::syntax::{
-        check_naa_wwn, check_nguid, check_unit_serial, check_uuid,
-    };
+    use duplex_api::syntax::{check_naa_wwn, check_nguid, check_unit_serial, check_uuid};
 
     #[test]
     fn identities_pass_config_keeper_checks() {

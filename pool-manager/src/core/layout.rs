@@ -2,7 +2,7 @@
 //! it gives, how many disks may fail, and the LVM arguments that build it.
 
 use super::Invalid;
-use duplex_config_keeper::core::model::Layout as CfgLayout;
+use duplex_api::model::Layout as CfgLayout;
 use serde::{Deserialize, Serialize};
 
 /// A pool's layout.

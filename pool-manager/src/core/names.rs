@@ -6,7 +6,7 @@
 //! underscore no volume name can have, so the two never collide.
 
 use super::Invalid;
-use duplex_config_keeper::core::syntax::check_name;
+use duplex_api::syntax::check_name;
 
 /// Prefix of every volume group this service manages.
 pub const VG_PREFIX: &str = "dx-";

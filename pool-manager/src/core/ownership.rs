@@ -6,7 +6,7 @@
 //! takeover (after the partner is fenced, with the current cluster epoch)
 //! rewrites the id.
 
-use duplex_config_keeper::core::model::Pool;
+use duplex_api::model::Pool;
 use serde::Serialize;
 
 /// What the partner says about a pool.
@@ -167,7 +167,7 @@ pub fn check_takeover(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use duplex_config_keeper::core::model::{Layout, Tier};
+    use duplex_api::model::{Layout, Tier};
 
     fn pool(owner: &str, epoch: u64) -> Pool {
         Pool {

@@ -10,7 +10,7 @@
 //! plan twice is safe: the second plan is empty of actions.
 
 use super::observed::ObservedPool;
-use duplex_config_keeper::core::model::Config;
+use duplex_api::model::Config;
 use serde::Serialize;
 use std::collections::BTreeSet;
 
@@ -228,8 +228,8 @@ pub fn plan(
 mod tests {
     use super::*;
     use crate::core::observed::{ObservedThin, ObservedVolume};
-    use duplex_config_keeper::core::model::{Layout, Pool, Tier, Volume};
-    use duplex_config_keeper::core::syntax::Size;
+    use duplex_api::model::{Layout, Pool, Tier, Volume};
+    use duplex_api::syntax::Size;
 
     fn desired() -> Config {
         let mut c = Config::default();

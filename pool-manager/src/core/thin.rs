@@ -2,7 +2,7 @@
 //! pool's metadata size.
 
 use super::Invalid;
-use duplex_config_keeper::core::syntax::Size;
+use duplex_api::syntax::Size;
 
 /// The LVM physical extent size used for every pool (the LVM default).
 pub const EXTENT: u64 = 4 << 20;

@@ -3,9 +3,9 @@
 //! trait so the manager can be tested with [`FakeCluster`].
 
 use crate::core::disk::DiskInfo;
-use duplex_config_keeper::core::change::{parse_changes, Change, ViolationClass};
-use duplex_config_keeper::core::model::{Config, Kind, Object};
-use duplex_config_keeper::core::validate;
+use duplex_api::change::{parse_changes, Change, ViolationClass};
+use duplex_api::model::{Config, Kind, Object};
+use duplex_api::validate;
 use duplex_services::{ErrorCode, RouterClient, RpcError};
 use serde_json::{json, Value};
 use std::future::Future;

@@ -31,9 +31,10 @@ use crate::core::thin::{format_size, metadata_size, parse_size, EXTENT};
 use crate::core::Invalid;
 use crate::error::PoolError;
 pub use cluster::{Cluster, FakeCluster, RouterCluster};
-use duplex_config_keeper::core::change::Change;
-use duplex_config_keeper::core::model::{Config, Disk, Object, Pool, Tier, Volume};
-use duplex_config_keeper::core::syntax::Size;
+use duplex_api::change::Change;
+use duplex_api::model::{Config, Disk, Object, Pool, Tier, Volume};
+use duplex_api::syntax::Size;
+use duplex_api::topics;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -531,7 +532,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         self.hold(&req.name, false).await;
         self.cluster
             .publish(
-                "pool.created",
+                topics::POOL_CREATED,
                 json!({"pool": req.name, "layout": layout, "controller": self.me}),
             )
             .await;
@@ -551,7 +552,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         }
         if !was_recorded {
             let del = Change::Delete {
-                kind: duplex_config_keeper::core::model::Kind::Pool,
+                kind: duplex_api::model::Kind::Pool,
                 key: pool.into(),
             };
             if let Err(e) = self.cluster.apply(vec![del]).await {
@@ -710,7 +711,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         if !left.is_empty() {
             tracing::error!(pool = name, devices = ?left, "EXPORT INCOMPLETE: device-mapper still holds the pool");
             self.cluster
-                .publish("alert", json!({"severity": "critical", "pool": name, "kind": "export_incomplete",
+                .publish(topics::ALERT, json!({"severity": "critical", "pool": name, "kind": "export_incomplete",
                     "message": format!("pool {name} still has device-mapper devices after export: {left:?}")}))
                 .await;
             return Err(PoolError::DmLeftovers {
@@ -732,7 +733,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         self.hold(name, to.is_none()).await;
         self.cluster
             .publish(
-                "pool.exported",
+                topics::POOL_EXPORTED,
                 json!({"pool": name, "controller": self.me, "to": to}),
             )
             .await;
@@ -803,7 +804,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         let ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.cluster
             .publish(
-                "pool.imported",
+                topics::POOL_IMPORTED,
                 json!({"pool": name, "controller": self.me, "duration_ms": ms}),
             )
             .await;
@@ -874,7 +875,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         tracing::info!(pool = name, epoch, from = %o.system_id, total_ms = total, "took over pool");
         self.cluster
             .publish(
-                "pool.taken_over",
+                topics::POOL_TAKEN_OVER,
                 json!({"pool": name, "controller": self.me, "from": o.system_id,
                 "epoch": epoch, "duration_ms": total}),
             )
@@ -1023,7 +1024,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
                 source: e,
             };
             let del = Change::Delete {
-                kind: duplex_config_keeper::core::model::Kind::Volume,
+                kind: duplex_api::model::Kind::Volume,
                 key: name.clone(),
             };
             if let Err(e2) = self.cluster.apply(vec![del]).await {
@@ -1042,7 +1043,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         let dm = self.sync_dm_after(what).await;
         self.cluster
             .publish(
-                "volume.created",
+                topics::VOLUME_CREATED,
                 json!({"volume": name, "pool": rec.pool, "parent": rec.parent_snapshot}),
             )
             .await;
@@ -1105,7 +1106,10 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             )))?;
         let dm = self.sync_dm_after("grow").await;
         self.cluster
-            .publish("volume.resized", json!({"volume": name, "size": rec.size}))
+            .publish(
+                topics::VOLUME_RESIZED,
+                json!({"volume": name, "size": rec.size}),
+            )
             .await;
         Ok(json!({"outcome": Outcome::Changed, "volume": volume_json(&rec), "dm": dm}))
     }
@@ -1120,7 +1124,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         };
         self.ready_pool(&cfg, &v.pool).await?;
         let del = Change::Delete {
-            kind: duplex_config_keeper::core::model::Kind::Volume,
+            kind: duplex_api::model::Kind::Volume,
             key: name.into(),
         };
         self.cluster
@@ -1164,7 +1168,10 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             return Err(first);
         }
         self.cluster
-            .publish("volume.deleted", json!({"volume": name, "pool": v.pool}))
+            .publish(
+                topics::VOLUME_DELETED,
+                json!({"volume": name, "pool": v.pool}),
+            )
             .await;
         Ok(json!({"outcome": Outcome::Changed, "volume": name}))
     }
@@ -1350,7 +1357,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
                 let key = format!("{}/{}/{}", a.pool, a.kind, a.severity);
                 if !mem.alerts.contains(&key) {
                     tracing::warn!(pool = %a.pool, kind = a.kind, "{}", a.message);
-                    self.cluster.publish("alert", json!(a)).await;
+                    self.cluster.publish(topics::ALERT, json!(a)).await;
                 }
                 alerts.insert(key);
             }
@@ -1361,20 +1368,23 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
                     mem.progress.insert(o.pool.clone(), step);
                     self.cluster
                         .publish(
-                            "pool.progress",
+                            topics::POOL_PROGRESS,
                             json!({"pool": o.pool, "operation": "raid_sync", "percent": percent}),
                         )
                         .await;
                 }
             } else if mem.progress.remove(&o.pool).is_some() {
-                self.cluster.publish("pool.progress", json!({"pool": o.pool, "operation": "raid_sync", "percent": 100.0, "done": true})).await;
+                self.cluster.publish(topics::POOL_PROGRESS, json!({"pool": o.pool, "operation": "raid_sync", "percent": 100.0, "done": true})).await;
             }
             if matches!(raid, health::RaidState::Degraded { .. })
                 && o.pvs.iter().any(|p| p.spare && !p.missing)
             {
                 tracing::warn!(pool = %o.pool, "rebuilding degraded RAID onto a spare");
                 self.cluster
-                    .publish("pool.rebuild", json!({"pool": o.pool, "state": "started"}))
+                    .publish(
+                        topics::POOL_REBUILD,
+                        json!({"pool": o.pool, "state": "started"}),
+                    )
                     .await;
                 let r = self.backend.repair(&o.pool).await;
                 let ok = r.is_ok();
@@ -1383,7 +1393,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
                 }
                 self.cluster
                     .publish(
-                        "pool.rebuild",
+                        topics::POOL_REBUILD,
                         json!({"pool": o.pool, "state": if ok {"running"} else {"failed"}}),
                     )
                     .await;
@@ -1422,7 +1432,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             }
         }
         let del = Change::Delete {
-            kind: duplex_config_keeper::core::model::Kind::Pool,
+            kind: duplex_api::model::Kind::Pool,
             key: name.into(),
         };
         self.cluster
@@ -1454,7 +1464,10 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             return Err(first);
         }
         self.cluster
-            .publish("pool.deleted", json!({"pool": name, "controller": self.me}))
+            .publish(
+                topics::POOL_DELETED,
+                json!({"pool": name, "controller": self.me}),
+            )
             .await;
         Ok(json!({"outcome": Outcome::Changed, "pool": name}))
     }
@@ -1470,7 +1483,10 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             .await
             .map_err(PoolError::backend(format!("repair pool {name}")))?;
         self.cluster
-            .publish("pool.rebuild", json!({"pool": name, "state": "running"}))
+            .publish(
+                topics::POOL_REBUILD,
+                json!({"pool": name, "state": "running"}),
+            )
             .await;
         let cfg = self.config().await?;
         self.pool_json(&cfg, name, Outcome::Changed).await
@@ -1478,5 +1494,5 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
 }
 
 fn check_name_field(field: &str, name: &str) -> Result<(), PoolError> {
-    duplex_config_keeper::core::syntax::check_name(name).map_err(|r| Invalid::new(field, r).into())
+    duplex_api::syntax::check_name(name).map_err(|r| Invalid::new(field, r).into())
 }

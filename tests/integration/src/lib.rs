@@ -96,6 +96,9 @@ pub struct Node {
     pub config: PathBuf,
 }
 
+/// The test service's namespaces, allowed outside the method catalogue.
+const TEST_NAMESPACES: &str = "test_namespaces = [\"alpha\", \"beta\", \"gamma\"]";
+
 impl Node {
     /// A node with optional peer settings and extra `[router]` TOML lines.
     pub fn new(controller: &str, peer: Option<PeerOpts>, router_toml: &str) -> Node {
@@ -105,7 +108,7 @@ impl Node {
         std::fs::create_dir_all(&sock).unwrap();
         std::fs::create_dir_all(&state).unwrap();
         let mut toml = format!(
-            "controller_id = \"{controller}\"\nsocket_dir = \"{}\"\nstate_dir = \"{}\"\n[router]\n{router_toml}\n",
+            "controller_id = \"{controller}\"\nsocket_dir = \"{}\"\nstate_dir = \"{}\"\n[router]\n{TEST_NAMESPACES}\n{router_toml}\n",
             sock.display(),
             state.display()
         );

@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use super::model::{Kind, Object};
+use crate::model::{Kind, Object};
 
 /// One change.
 #[derive(Debug, Clone, PartialEq, Eq)]

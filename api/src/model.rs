@@ -9,7 +9,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::syntax::{IfAddr, Size};
+use crate::syntax::{IfAddr, Size};
 
 /// The kinds of objects, in the fixed order used by `config.get` and the
 /// digest.

@@ -5,12 +5,12 @@
 //! pool and then a volume in it, or delete an export and then its volume.
 //! Every error names the field (`changes[i].object.<field>`) and the reason.
 
-use super::change::Violation;
-use super::model::{
+use crate::change::Violation;
+use crate::model::{
     Cluster, Config, Controller, Disk, Export, FloatingIp, Host, HostGroup, Kind, Layout, Object,
     Pool, Protocol, Settings, User, Volume,
 };
-use super::syntax::{
+use crate::syntax::{
     check_chap_secret, check_ifname, check_iqn, check_naa_wwn, check_name, check_nguid, check_nqn,
     check_unit_serial, check_uuid, IfAddr,
 };
@@ -723,7 +723,7 @@ fn check_floating_ip(cfg: &Config, at: &str, f: &FloatingIp) -> V {
 
 fn check_user(at: &str, u: &User) -> V {
     name_ok(at, "name", &u.name)?;
-    let hash = argon2::PasswordHash::new(&u.password_hash).map_err(|e| {
+    let hash = password_hash::PasswordHash::new(&u.password_hash).map_err(|e| {
         Violation::invalid(
             field(at, "password_hash"),
             format!("not a PHC hash string: {e}"),
