@@ -61,7 +61,8 @@ async fn run<B: PoolBackend>(backend: B, cfg: &Config, args: &Args) -> anyhow::R
             &cfg.controller_id,
             partner.as_deref(),
         )
-        .with_held_file(cfg.state_dir.join("pool-manager-held.json")),
+        .with_held_file(cfg.state_dir.join("pool-manager-held.state"))
+        .context("loading the held pools")?,
     );
     // pool.status answers for the service too (the runtime's generic
     // status method would shadow the pools).

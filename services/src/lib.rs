@@ -22,6 +22,7 @@ pub mod frame;
 pub mod rpc;
 pub mod server;
 pub mod service;
+pub mod statefile;
 pub mod systemd;
 pub mod telemetry;
 

@@ -38,34 +38,9 @@ pub enum BackendError {
 /// Saving or loading the flip overrides failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PersistError {
-    /// A filesystem call failed.
-    #[error("{op} {path}")]
-    Io {
-        /// `read`, `create`, `write`, `fsync`, `rename`, `mkdir`.
-        op: &'static str,
-        /// The file or directory.
-        path: String,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
-    /// The file is not the JSON we write.
-    #[error("{path} is damaged")]
-    Parse {
-        /// The file.
-        path: String,
-        /// The parser's error.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// The file was written by a newer format.
-    #[error("{path} has format version {version}, this service reads 1")]
-    Version {
-        /// The file.
-        path: String,
-        /// The version found.
-        version: u32,
-    },
+    /// The state file could not be read or written, or is damaged.
+    #[error(transparent)]
+    State(#[from] duplex_services::statefile::StateFileError),
 }
 
 /// A reconcile that stopped part way.

@@ -133,7 +133,9 @@ async fn main() -> anyhow::Result<()> {
     let mut rec = Reconciler::new(backend, local);
     if !args.sim {
         // Flip overrides survive a restart (a simulated configfs does not).
-        rec = rec.with_store(OverrideStore::new(&cfg.state_dir));
+        rec = rec.with_store(OverrideStore::new(&cfg.state_dir)).context(
+            "loading the flip overrides (remove the file to let states follow ownership)",
+        )?;
     }
     let shared = rpc::Shared::new(rec, net, &cfg.controller_id);
     let mut svc = ServiceBuilder::new(

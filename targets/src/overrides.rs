@@ -2,94 +2,54 @@
 //! `target.set_access_state` set (a make-before-break giveback must not be
 //! undone by a restart between its two calls).
 //!
-//! One small JSON file in the service's state directory, replaced
-//! atomically: written to a temporary file in the same directory, fsynced,
-//! renamed over the old one, and the directory fsynced, so a crash leaves
-//! either the old or the new set, never a torn file. Stale entries (the
+//! One small state file in the service's state directory
+//! (`duplex_services::statefile`: versioned, checksummed, replaced
+//! atomically), so a crash leaves either the old or the new set, and a
+//! damaged file is an error, never an empty set. Stale entries (the
 //! pool's ownership record changed) are dropped by the reconciler, which
 //! then writes the file again.
 
 use crate::error::PersistError;
 use crate::reconciler::Override;
-use serde::{Deserialize, Serialize};
+use duplex_services::statefile::StateFile;
 use std::collections::BTreeMap;
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The file name in the state directory.
-pub const FILE: &str = "targets-overrides.json";
+pub const FILE: &str = "targets-overrides.state";
+/// The state kind written in the file's header.
+const KIND: &str = "targets-overrides";
 /// The format version written in the file.
 const VERSION: u32 = 1;
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OnDisk {
-    version: u32,
-    overrides: BTreeMap<String, Override>,
-}
 
 /// Where the overrides are kept.
 #[derive(Debug, Clone)]
 pub struct OverrideStore {
-    path: PathBuf,
-}
-
-fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> PersistError + 'a {
-    move |source| PersistError::Io {
-        op,
-        path: path.display().to_string(),
-        source,
-    }
+    file: StateFile,
 }
 
 impl OverrideStore {
     /// The store in `state_dir` (created on the first save if missing).
     pub fn new(state_dir: &Path) -> OverrideStore {
         OverrideStore {
-            path: state_dir.join(FILE),
+            file: StateFile::new(state_dir.join(FILE), KIND, VERSION),
         }
     }
 
     /// The file.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
-    /// The overrides saved last; none when the file does not exist.
+    /// The overrides saved last; none when the file does not exist. A
+    /// damaged or newer file is an error.
     pub fn load(&self) -> Result<BTreeMap<String, Override>, PersistError> {
-        let bytes = match fs::read(&self.path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-            Err(e) => return Err(io("read", &self.path)(e)),
-        };
-        let d: OnDisk = serde_json::from_slice(&bytes).map_err(|source| PersistError::Parse {
-            path: self.path.display().to_string(),
-            source,
-        })?;
-        if d.version != VERSION {
-            return Err(PersistError::Version {
-                path: self.path.display().to_string(),
-                version: d.version,
-            });
-        }
-        Ok(d.overrides)
+        Ok(self.file.load()?.map(|(_, o)| o).unwrap_or_default())
     }
 
     /// Replaces the saved overrides with `overrides`, atomically.
     pub fn save(&self, overrides: &BTreeMap<String, Override>) -> Result<(), PersistError> {
-        let body = serde_json::to_vec_pretty(&OnDisk {
-            version: VERSION,
-            overrides: overrides.clone(),
-        })
-        .map_err(|source| PersistError::Parse {
-            path: self.path.display().to_string(),
-            source,
-        })?;
-        duplex_services::durable::write_atomic(&self.path, &body).map_err(|e| PersistError::Io {
-            op: e.op,
-            path: e.path.display().to_string(),
-            source: e.source,
-        })
+        Ok(self.file.save(overrides)?)
     }
 }
 
@@ -97,6 +57,7 @@ impl OverrideStore {
 mod tests {
     use super::*;
     use crate::core::model::AccessState;
+    use std::fs;
 
     fn ov(state: AccessState, owner: &str, epoch: u64) -> Override {
         Override {
@@ -128,16 +89,16 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_or_newer_file_is_an_error_not_a_guess() -> Result<(), Box<dyn std::error::Error>> {
+    fn a_damaged_file_is_an_error_not_a_guess() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let store = OverrideStore::new(dir.path());
-        fs::write(store.path(), b"{\"version\": 1, \"overrides\": {\"p1\": ")?;
-        assert!(matches!(store.load(), Err(PersistError::Parse { .. })));
-        fs::write(store.path(), b"{\"version\": 9, \"overrides\": {}}")?;
-        assert!(matches!(
-            store.load(),
-            Err(PersistError::Version { version: 9, .. })
-        ));
+        let mut m = BTreeMap::new();
+        m.insert("p1".to_string(), ov(AccessState::Standby, "A", 3));
+        store.save(&m)?;
+        let mut bytes = fs::read(store.path())?;
+        bytes.truncate(bytes.len() - 4);
+        fs::write(store.path(), &bytes)?;
+        assert!(matches!(store.load(), Err(PersistError::State(_))));
         Ok(())
     }
 }

@@ -7,7 +7,7 @@ use crate::core::desired::{build, Desired, DesiredConfig, DeviceState, Local, Po
 use crate::core::flip;
 use crate::core::model::{AccessState, Tree};
 use crate::core::plan::{plan, Step};
-use crate::error::{chain, ReconcileError};
+use crate::error::{chain, PersistError, ReconcileError};
 use crate::overrides::OverrideStore;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -130,22 +130,16 @@ impl Reconciler {
 
     /// Keeps the overrides in `store`, starting from the ones saved there
     /// (they are checked against the ownership records by the first
-    /// [`Reconciler::set_config`]). A file that cannot be read is reported
-    /// and ignored: the states then follow ownership, as after a first start.
-    pub fn with_store(mut self, store: OverrideStore) -> Reconciler {
-        match store.load() {
-            Ok(o) => {
-                if !o.is_empty() {
-                    tracing::info!(overrides = ?o, file = %store.path().display(), "flip overrides loaded");
-                }
-                self.overrides = o;
-            }
-            Err(e) => {
-                tracing::warn!(error = %chain(&e), "flip overrides not loaded; states follow ownership")
-            }
+    /// [`Reconciler::set_config`]). A file that cannot be read is an error:
+    /// guessing an empty set would undo a flip an operator asked for.
+    pub fn with_store(mut self, store: OverrideStore) -> Result<Reconciler, PersistError> {
+        let o = store.load()?;
+        if !o.is_empty() {
+            tracing::info!(overrides = ?o, file = %store.path().display(), "flip overrides loaded");
         }
+        self.overrides = o;
         self.store = Some(store);
-        self
+        Ok(self)
     }
 
     /// Saves the overrides; a failure is logged (the kernel state is set
@@ -434,7 +428,7 @@ mod tests {
     ) -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let store = OverrideStore::new(dir.path());
-        let mut r = Reconciler::new(Box::new(sim()), Local::new("A")).with_store(store.clone());
+        let mut r = Reconciler::new(Box::new(sim()), Local::new("A")).with_store(store.clone())?;
         r.set_config(cfg());
         r.reconcile(true, false)?;
         let f = r.set_access_state("p1", AccessState::Standby)?;
@@ -442,7 +436,8 @@ mod tests {
         assert_eq!(store.load()?.len(), 1);
 
         // A restart (after a reboot: configfs empty), same state dir.
-        let mut again = Reconciler::new(Box::new(sim()), Local::new("A")).with_store(store.clone());
+        let mut again =
+            Reconciler::new(Box::new(sim()), Local::new("A")).with_store(store.clone())?;
         assert_eq!(
             again.overrides().get("p1").map(|o| o.state),
             Some(AccessState::Standby)
@@ -460,7 +455,7 @@ mod tests {
         again.set_config(c);
         assert!(again.overrides().is_empty());
         assert!(store.load()?.is_empty());
-        let third = Reconciler::new(Box::new(sim()), Local::new("A")).with_store(store);
+        let third = Reconciler::new(Box::new(sim()), Local::new("A")).with_store(store)?;
         assert!(third.overrides().is_empty());
         Ok(())
     }
@@ -521,11 +516,11 @@ mod tests {
     fn a_flip_whose_override_cannot_be_saved_still_flips_and_says_so(
     ) -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        // The state dir is a file: nothing can be saved under it.
-        let blocker = dir.path().join("state");
-        std::fs::write(&blocker, "")?;
+        let state = dir.path().join("state");
         let mut r = Reconciler::new(Box::new(sim()), Local::new("A"))
-            .with_store(OverrideStore::new(&blocker));
+            .with_store(OverrideStore::new(&state))?;
+        // The state dir becomes a file: nothing can be saved under it.
+        std::fs::write(&state, "")?;
         r.set_config(cfg());
         r.reconcile(true, false)?;
         let f = r.set_access_state("p1", AccessState::Standby)?;
@@ -538,16 +533,20 @@ mod tests {
     }
 
     #[test]
-    fn an_unreadable_override_file_means_states_follow_ownership(
+    fn an_unreadable_override_file_is_refused_not_guessed_empty(
     ) -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let store = OverrideStore::new(dir.path());
         std::fs::write(store.path(), "not json")?;
-        let mut r = Reconciler::new(Box::new(sim()), Local::new("A")).with_store(store.clone());
+        let r = Reconciler::new(Box::new(sim()), Local::new("A")).with_store(store.clone());
+        assert!(matches!(r, Err(PersistError::State(_))));
+        // Once the operator removes it, states follow ownership and the
+        // next flip writes a good file again.
+        std::fs::remove_file(store.path())?;
+        let mut r = Reconciler::new(Box::new(sim()), Local::new("A")).with_store(store.clone())?;
         assert!(r.overrides().is_empty());
         r.set_config(cfg());
         r.reconcile(true, false)?;
-        // The next flip writes a good file again.
         r.set_access_state("p1", AccessState::NonOptimized)?;
         assert_eq!(
             store.load()?.get("p1").map(|o| o.state),

@@ -4,35 +4,33 @@
 //! directory so a restart does not undo an export; `pool.import`,
 //! `pool.takeover` and `pool.create` release a pool.
 
+use duplex_services::statefile::{StateFile, StateFileError};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+
+/// The state kind written in the file's header.
+const KIND: &str = "pool-manager-held";
+/// The format version written in the file.
+const VERSION: u32 = 1;
 
 /// The set of held pools and where it is saved.
 #[derive(Debug, Default)]
 pub struct Held {
-    path: Option<PathBuf>,
+    file: Option<StateFile>,
     pools: BTreeSet<String>,
 }
 
 impl Held {
-    /// Loads the set from `path` (missing or unreadable: empty, with a
-    /// warning for the unreadable case).
-    pub fn load(path: PathBuf) -> Held {
-        let pools = match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice::<BTreeSet<String>>(&b).unwrap_or_else(|e| {
-                tracing::warn!(path = %path.display(), error = %e, "unreadable held-pools file; ignoring it");
-                BTreeSet::new()
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot read the held-pools file");
-                BTreeSet::new()
-            }
-        };
-        Held {
-            path: Some(path),
+    /// Loads the set from `path` (missing: empty). A damaged file is an
+    /// error: an empty set would let the reconciler activate a pool an
+    /// administrator exported.
+    pub fn load(path: PathBuf) -> Result<Held, StateFileError> {
+        let file = StateFile::new(path, KIND, VERSION);
+        let pools = file.load()?.map(|(_, p)| p).unwrap_or_default();
+        Ok(Held {
+            file: Some(file),
             pools,
-        }
+        })
     }
 
     /// The held pools.
@@ -41,7 +39,7 @@ impl Held {
     }
 
     /// Holds or releases `pool`, saving the set when it changed.
-    pub fn set(&mut self, pool: &str, held: bool) -> std::io::Result<()> {
+    pub fn set(&mut self, pool: &str, held: bool) -> Result<(), StateFileError> {
         let changed = if held {
             self.pools.insert(pool.to_string())
         } else {
@@ -54,12 +52,11 @@ impl Held {
     }
 
     /// A crash leaves the old set or the new (atomic replace).
-    fn save(&self) -> std::io::Result<()> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        let body = serde_json::to_vec(&self.pools).map_err(std::io::Error::other)?;
-        duplex_services::durable::write_atomic(path, &body).map_err(std::io::Error::other)
+    fn save(&self) -> Result<(), StateFileError> {
+        match &self.file {
+            Some(f) => f.save(&self.pools),
+            None => Ok(()),
+        }
     }
 }
 
@@ -70,15 +67,16 @@ mod tests {
     #[test]
     fn survives_a_reload() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("held.json");
-        let mut h = Held::load(path.clone());
+        let path = dir.path().join("held.state");
+        let mut h = Held::load(path.clone()).expect("load");
         assert!(h.pools().is_empty());
         h.set("p1", true).expect("hold");
         h.set("p2", true).expect("hold");
         h.set("p1", false).expect("release");
-        let again = Held::load(path.clone());
+        let again = Held::load(path.clone()).expect("reload");
         assert_eq!(again.pools().iter().collect::<Vec<_>>(), vec!["p2"]);
+        // Damaged: an error, never an empty set.
         std::fs::write(&path, b"not json").expect("write");
-        assert!(Held::load(path).pools().is_empty());
+        assert!(Held::load(path).is_err());
     }
 }

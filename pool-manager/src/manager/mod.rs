@@ -161,10 +161,14 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
     }
 
     /// Keeps the pools exported here by request in `path` (the state
-    /// directory), so a restart does not activate them again.
-    pub fn with_held_file(mut self, path: std::path::PathBuf) -> Self {
-        self.held = Mutex::new(held::Held::load(path));
-        self
+    /// directory), so a restart does not activate them again. A damaged
+    /// file is an error.
+    pub fn with_held_file(
+        mut self,
+        path: std::path::PathBuf,
+    ) -> Result<Self, duplex_services::statefile::StateFileError> {
+        self.held = Mutex::new(held::Held::load(path)?);
+        Ok(self)
     }
 
     /// Holds (exported by request) or releases a pool; a failed save is
