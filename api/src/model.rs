@@ -383,7 +383,7 @@ impl Default for FencingPolicy {
     }
 }
 
-/// The settings singleton (timings in milliseconds; DESIGN.md 4.2-4.4).
+/// The settings singleton (timings in milliseconds; design brief 4.2-4.4).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {

@@ -759,7 +759,7 @@ fn check_settings(at: &str, s: &Settings) -> V {
             "must be at least three heartbeat intervals, or one lost datagram suspects the partner",
         ));
     }
-    // DESIGN.md 4.3: the partner's watchdog must have reset it before we
+    // design brief 4.3: the partner's watchdog must have reset it before we
     // declare it dead, with a margin of a few disk heartbeat intervals.
     let needed = s
         .watchdog_timeout_ms

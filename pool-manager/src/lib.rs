@@ -1,6 +1,6 @@
 //! duplex-pool-manager: disks, pools (LVM volume groups owned through the
 //! LVM `system_id`), RAID layouts, thin volumes, snapshots, clones,
-//! import, export and takeover. DESIGN.md 3 and 4.5; docs/pool-manager.md.
+//! import, export and takeover. design brief 3 and 4.5; docs/pool-manager.md.
 //!
 //! Code map: [`core`] is pure (validation, layouts, ownership rules, the
 //! reconciler's `plan`, health thresholds); [`backend`] holds the

@@ -1,5 +1,5 @@
 //! `duplex-pool-manager`: pools, volumes, import/export/takeover on the
-//! shared disks (DESIGN.md 3, 4.5). Thin: arguments, tracing, pick the LVM
+//! shared disks (design brief 3, 4.5). Thin: arguments, tracing, pick the LVM
 //! or the simulated backend, register the methods, run the reconciler loop.
 
 use anyhow::Context;

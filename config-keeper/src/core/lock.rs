@@ -1,4 +1,4 @@
-//! The config lock (DESIGN.md 3.3): taken by heartbeat while the partner is
+//! The config lock (design brief 3.3): taken by heartbeat while the partner is
 //! unreachable on the interconnect but alive on disk, so the two sides cannot
 //! write diverging configuration. While held, `config.apply` is refused with
 //! `config_locked` and the reason; reads still work.

@@ -106,7 +106,7 @@ pub fn epoch_of(obj: &Object) -> u64 {
 
 /// True when `new` differs from `old` only in who owns it, under a newer
 /// epoch: the one write a controller may make in the partner's section
-/// (takeover and giveback, DESIGN.md 4.5/4.6).
+/// (takeover and giveback, design brief 4.5/4.6).
 fn is_ownership_change(old: &Object, new: &Object) -> bool {
     match (old, new) {
         (Object::Pool(o), Object::Pool(n)) => {

@@ -1,7 +1,7 @@
 //! Stable identities of a volume: SCSI unit serial and LU WWN, NVMe NGUID
 //! and UUID. Made once from random bytes when the volume is created,
 //! recorded in the desired state, and never changed: both controllers must
-//! present the same identity so hosts merge the paths (DESIGN.md 5).
+//! present the same identity so hosts merge the paths (design brief 5).
 
 use serde::{Deserialize, Serialize};
 
