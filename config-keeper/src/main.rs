@@ -15,7 +15,7 @@ use duplex_api::topics;
 use duplex_config_keeper::keeper::Keeper;
 use duplex_config_keeper::rpc;
 use duplex_config_keeper::store::Store;
-use duplex_services::{telemetry, Config, RouterClient, ServiceBuilder};
+use duplex_services::{daemon, RouterClient, ServiceBuilder};
 
 /// Command-line arguments.
 #[derive(Parser)]
@@ -42,8 +42,8 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    telemetry::init("duplex-config-keeper");
-    let cfg = Config::load(args.config.as_deref()).context("loading the configuration")?;
+    let cfg = daemon::init("duplex-config-keeper", args.config.as_deref())
+        .context("loading the configuration")?;
     let db = args.db.unwrap_or_else(|| cfg.state_dir.join("config.db"));
     if let Some(dir) = db.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

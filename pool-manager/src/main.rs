@@ -10,10 +10,9 @@ use duplex_pool_manager::backend::sim::SimShelf;
 use duplex_pool_manager::backend::PoolBackend;
 use duplex_pool_manager::manager::{Manager, RouterCluster};
 use duplex_pool_manager::rpc;
-use duplex_services::{action, telemetry, Config, ServiceBuilder};
+use duplex_services::{daemon, Config, ServiceBuilder};
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::Instrument;
 
 /// Command-line arguments.
 #[derive(Parser)]
@@ -34,8 +33,8 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    telemetry::init("duplex-pool-manager");
-    let cfg = Config::load(args.config.as_deref()).context("loading the configuration")?;
+    let cfg = daemon::init("duplex-pool-manager", args.config.as_deref())
+        .context("loading the configuration")?;
     if args.sim {
         let shelf = SimShelf::with_shared_disks(6);
         run(shelf.backend(&cfg.controller_id), &cfg, &args).await
@@ -95,31 +94,19 @@ async fn reconcile_loop<B: PoolBackend, C: duplex_pool_manager::manager::Cluster
     router: duplex_services::RouterClient,
     every: Option<Duration>,
 ) {
-    let mut sub = loop {
-        match router.subscribe(&[topics::CONFIG_CHANGED]).await {
-            Ok(s) => break s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot subscribe to config.changed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+    daemon::on_events_or_timer(
+        router,
+        &[topics::CONFIG_CHANGED],
+        every,
+        "reconcile",
+        |_| {
+            let m = Arc::clone(&m);
+            async move {
+                if let Err(e) = m.reconcile().await {
+                    tracing::warn!(error = %e.chain(), "reconcile pass failed");
+                }
             }
-        }
-    };
-    // Without a backstop interval the timer never fires.
-    let period = every.unwrap_or(Duration::from_secs(365 * 24 * 3600));
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        let (id, why) = tokio::select! {
-            ev = sub.next() => (ev.action_id.unwrap_or_else(action::new_id), topics::CONFIG_CHANGED),
-            _ = tick.tick(), if every.is_some() => (action::new_id(), "interval"),
-        };
-        let span = tracing::info_span!("reconcile", action_id = %id, trigger = why);
-        let r = action::scope(id.clone(), m.reconcile())
-            .instrument(span.clone())
-            .await;
-        if let Err(e) = r {
-            span.in_scope(|| tracing::warn!(error = %e.chain(), "reconcile pass failed"));
-        }
-    }
+        },
+    )
+    .await;
 }

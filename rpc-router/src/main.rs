@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use duplex_services::{config::Config, systemd, telemetry};
+use duplex_services::{daemon, systemd};
 
 /// Command-line arguments.
 #[derive(Parser)]
@@ -19,19 +19,13 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    telemetry::init("duplex-router");
-    let cfg = Config::load(args.config.as_deref()).context("loading the configuration")?;
+    let cfg = daemon::init("duplex-router", args.config.as_deref())
+        .context("loading the configuration")?;
     let router = duplex_router::Router::new(cfg);
     router.start().await.context("starting the router")?;
     systemd::ready("routing");
     systemd::spawn_watchdog(|| true);
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    daemon::wait_for_stop().await?;
     systemd::stopping();
     tracing::info!("router stopping");
     Ok(())

@@ -10,12 +10,15 @@
 //! - [`client`]: the router client (call, notify, publish, subscribe).
 //! - [`service`]: the service runtime (register, dispatch, re-register).
 //! - [`action`]: the action_id context.
+//! - [`daemon`]: what every `main` repeats, and the event-or-timer driver loop.
+//! - [`statefile`]: versioned, checksummed state files.
 //! - [`config`], [`telemetry`], [`systemd`], [`exec`].
 
 pub mod action;
 pub mod client;
 pub mod config;
 pub mod conn;
+pub mod daemon;
 pub mod durable;
 pub mod exec;
 pub mod frame;
