@@ -15,6 +15,7 @@
 
 pub mod catalogue;
 pub mod change;
+pub mod methods;
 pub mod model;
 pub mod syntax;
 pub mod topics;

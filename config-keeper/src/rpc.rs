@@ -41,6 +41,10 @@ use crate::error::ApplyError;
 use crate::keeper::{now_ms, Keeper};
 use crate::store::Meta;
 use duplex_api::change::ViolationClass;
+use duplex_api::methods::config::{
+    self as cm, ApplyParams, ApplyResult, DigestResult, EventsResult, GetResult, HistoryResult,
+    LockResult, RecordEventResult, StatusResult, UnlockResult, WatchResult,
+};
 use duplex_api::model::Kind;
 
 /// Default wait for the partner's acknowledgement of a `sync=true` apply.
@@ -83,53 +87,6 @@ fn store_error(e: crate::error::StoreError) -> RpcError {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GetParams {
-    #[serde(default)]
-    kind: Option<String>,
-    /// With `kind`: one object by key (name, id or WWN).
-    #[serde(default)]
-    name: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ApplyParams {
-    changes: Value,
-    #[serde(default)]
-    sync: bool,
-    #[serde(default)]
-    timeout_ms: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PageParams {
-    #[serde(default)]
-    after: u64,
-    #[serde(default = "default_limit")]
-    limit: u32,
-}
-
-fn default_limit() -> u32 {
-    100
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LockParams {
-    reason: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RecordParams {
-    kind: String,
-    #[serde(default)]
-    detail: Value,
-}
-
-#[derive(Deserialize)]
 struct HelloParams {
     origin: String,
     head: u64,
@@ -142,8 +99,7 @@ struct PushParams {
 }
 
 /// `config.apply`: validate and commit; with `sync`, wait for the partner.
-pub async fn apply(k: &Arc<Keeper>, ctx: &Ctx, p: Value) -> Result<Value, RpcError> {
-    let p: ApplyParams = params(p)?;
+pub async fn apply(k: &Arc<Keeper>, ctx: &Ctx, p: ApplyParams) -> Result<ApplyResult, RpcError> {
     let meta = Meta {
         action_id: Some(ctx.action_id.clone()),
         now_ms: now_ms(),
@@ -183,21 +139,20 @@ pub async fn apply(k: &Arc<Keeper>, ctx: &Ctx, p: Value) -> Result<Value, RpcErr
         }
         replicated = true;
     }
-    Ok(json!({
-        "version": applied.version,
-        "section_version": applied.section_version,
-        "changed": applied.changed,
-        "replicated": replicated,
-    }))
+    Ok(ApplyResult {
+        version: applied.version,
+        section_version: applied.section_version,
+        changed: applied.changed,
+        replicated,
+    })
 }
 
 /// Registers every `config.*` method on `svc`.
 pub fn register(svc: &mut ServiceBuilder, k: &Arc<Keeper>) {
     let kk = Arc::clone(k);
-    svc.method("config.get", move |_ctx, p| {
+    svc.typed::<cm::Get, _, _>(move |_ctx, p| {
         let k = Arc::clone(&kk);
         async move {
-            let p: GetParams = params(p)?;
             let kind = match p.kind.as_deref() {
                 None => None,
                 Some(s) => Some(Kind::parse(s).ok_or_else(|| {
@@ -210,11 +165,11 @@ pub fn register(svc: &mut ServiceBuilder, k: &Arc<Keeper>) {
                 return Err(RpcError::invalid_params("name", "needs kind"));
             }
             k.with_store(move |s| {
-                let mut sections = serde_json::Map::new();
-                sections.insert(s.me().to_string(), s.section_version().into());
+                let mut sections = std::collections::BTreeMap::new();
+                sections.insert(s.me().to_string(), s.section_version());
                 if let Some(p) = partner {
                     let applied = s.applied(&p);
-                    sections.insert(p, applied.into());
+                    sections.insert(p, applied);
                 }
                 let config = match (kind, &name) {
                     (Some(kind), Some(name)) => match s.config().get(kind, name) {
@@ -229,59 +184,65 @@ pub fn register(svc: &mut ServiceBuilder, k: &Arc<Keeper>) {
                     },
                     _ => s.config().to_json(kind),
                 };
-                Ok(json!({
-                    "version": s.version(),
-                    "sections": sections,
-                    "config": config,
-                }))
+                Ok(GetResult {
+                    version: s.version(),
+                    sections,
+                    config,
+                })
             })
             .await?
         }
     });
 
     let kk = Arc::clone(k);
-    svc.method("config.apply", move |ctx, p| {
+    svc.typed::<cm::Apply, _, _>(move |ctx, p| {
         let k = Arc::clone(&kk);
         async move { apply(&k, &ctx, p).await }
     });
 
     let kk = Arc::clone(k);
-    svc.method("config.watch", move |_ctx, _p| {
+    svc.typed::<cm::Watch, _, _>(move |_ctx, _p| {
         let k = Arc::clone(&kk);
         async move {
             let v = k.with_store(|s| s.version()).await?;
-            Ok(json!({"topic": topics::CONFIG_CHANGED, "version": v,
-                      "hint": "subscribe to the topic; read config.history after your last version"}))
+            Ok(WatchResult {
+                topic: topics::CONFIG_CHANGED.into(),
+                version: v,
+                hint: "subscribe to the topic; read config.history after your last version".into(),
+            })
         }
     });
 
     let kk = Arc::clone(k);
-    svc.method("config.history", move |_ctx, p| {
+    svc.typed::<cm::History, _, _>(move |_ctx, p| {
         let k = Arc::clone(&kk);
         async move {
-            let p: PageParams = params(p)?;
             let rows = k
                 .with_store(move |s| s.history(p.after, p.limit.min(10_000)))
                 .await?
                 .map_err(store_error)?;
-            Ok(json!({"entries": rows}))
+            Ok(HistoryResult {
+                entries: rows.iter().map(to_value).collect::<Result<_, _>>()?,
+            })
         }
     });
 
     let kk = Arc::clone(k);
-    svc.method("config.digest", move |_ctx, _p| {
+    svc.typed::<cm::Digest, _, _>(move |_ctx, _p| {
         let k = Arc::clone(&kk);
         async move {
-            k.with_store(|s| json!({"digest": s.digest(), "version": s.version()}))
-                .await
+            k.with_store(|s| DigestResult {
+                digest: s.digest(),
+                version: s.version(),
+            })
+            .await
         }
     });
 
     let kk = Arc::clone(k);
-    svc.method("config.lock", move |ctx, p| {
+    svc.typed::<cm::Lock, _, _>(move |ctx, p| {
         let k = Arc::clone(&kk);
         async move {
-            let p: LockParams = params(p)?;
             if p.reason.trim().is_empty() {
                 return Err(RpcError::invalid_params("reason", "must not be empty"));
             }
@@ -293,16 +254,18 @@ pub fn register(svc: &mut ServiceBuilder, k: &Arc<Keeper>) {
                 .with_store(move |s| s.lock(&p.reason, &meta))
                 .await?
                 .map_err(store_error)?;
-            Ok(json!({"locked": true, "lock": lock,
-                      "changed": outcome == crate::core::lock::LockOutcome::Changed}))
+            Ok(LockResult {
+                locked: true,
+                lock: to_value(&lock)?,
+                changed: outcome == crate::core::lock::LockOutcome::Changed,
+            })
         }
     });
 
     let kk = Arc::clone(k);
-    svc.method("config.unlock", move |ctx, p| {
+    svc.typed::<cm::Unlock, _, _>(move |ctx, p| {
         let k = Arc::clone(&kk);
         async move {
-            let p: LockParams = params(p)?;
             let meta = Meta {
                 action_id: Some(ctx.action_id.clone()),
                 now_ms: now_ms(),
@@ -311,55 +274,57 @@ pub fn register(svc: &mut ServiceBuilder, k: &Arc<Keeper>) {
                 .with_store(move |s| s.unlock(&p.reason, &meta))
                 .await?
                 .map_err(store_error)?;
-            Ok(json!({"locked": false,
-                      "changed": outcome == crate::core::lock::LockOutcome::Changed}))
+            Ok(UnlockResult {
+                locked: false,
+                changed: outcome == crate::core::lock::LockOutcome::Changed,
+            })
         }
     });
 
     let kk = Arc::clone(k);
-    svc.method("config.status", move |_ctx, _p| {
+    svc.typed::<cm::Status, _, _>(move |_ctx, _p| {
         let k = Arc::clone(&kk);
         async move {
             let partner = k.partner().map(str::to_string);
-            let mut v = k
-                .with_store(move |s| {
-                    json!({
-                        "controller": s.me(),
-                        "database": s.path().display().to_string(),
-                        "version": s.version(),
-                        "section_version": s.section_version(),
-                        "partner_applied": partner.as_deref().map(|p| s.applied(p)),
-                        "locked": s.lock_state().is_some(),
-                        "lock": s.lock_state(),
-                        "digest": s.digest(),
-                    })
+            let ready = k.ready();
+            let replication = k.replication_status();
+            k.with_store(move |s| {
+                Ok(StatusResult {
+                    controller: s.me().to_string(),
+                    database: s.path().display().to_string(),
+                    version: s.version(),
+                    section_version: s.section_version(),
+                    partner_applied: partner.as_deref().map(|p| s.applied(p)),
+                    locked: s.lock_state().is_some(),
+                    lock: to_value(&s.lock_state())?,
+                    digest: s.digest(),
+                    ready,
+                    replication,
                 })
-                .await?;
-            v["ready"] = k.ready().into();
-            v["replication"] = k.replication_status();
-            Ok(v)
+            })
+            .await?
         }
     });
 
     let kk = Arc::clone(k);
-    svc.method("config.events", move |_ctx, p| {
+    svc.typed::<cm::Events, _, _>(move |_ctx, p| {
         let k = Arc::clone(&kk);
         async move {
-            let p: PageParams = params(p)?;
             let after = i64::try_from(p.after).unwrap_or(i64::MAX);
             let rows = k
                 .with_store(move |s| s.events(after, p.limit.min(10_000)))
                 .await?
                 .map_err(store_error)?;
-            Ok(json!({"events": rows}))
+            Ok(EventsResult {
+                events: rows.iter().map(to_value).collect::<Result<_, _>>()?,
+            })
         }
     });
 
     let kk = Arc::clone(k);
-    svc.method("config.record_event", move |ctx, p| {
+    svc.typed::<cm::RecordEvent, _, _>(move |ctx, p| {
         let k = Arc::clone(&kk);
         async move {
-            let p: RecordParams = params(p)?;
             if duplex_api::syntax::check_name(&p.kind).is_err() {
                 return Err(RpcError::invalid_params(
                     "kind",
@@ -373,7 +338,7 @@ pub fn register(svc: &mut ServiceBuilder, k: &Arc<Keeper>) {
             k.with_store(move |s| s.log_event(&meta, &p.kind, &p.detail))
                 .await?
                 .map_err(store_error)?;
-            Ok(json!({"recorded": true}))
+            Ok(RecordEventResult { recorded: true })
         }
     });
 
@@ -396,6 +361,11 @@ pub fn register(svc: &mut ServiceBuilder, k: &Arc<Keeper>) {
             k.on_push(p.origin, p.entries).await
         }
     });
+}
+
+/// Encodes a stored row or record for a typed result.
+fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, RpcError> {
+    serde_json::to_value(v).map_err(|e| RpcError::internal(format!("cannot encode: {e}")))
 }
 
 /// Replication methods are for the partner's keeper only: the router marks

@@ -167,6 +167,29 @@ impl ServiceBuilder {
         self
     }
 
+    /// Adds a handler for a typed method of the catalogue: its params are
+    /// decoded into `M::Params` (errors name the field, nothing has run)
+    /// and its result is encoded from `M::Result`, so the handler answers
+    /// exactly what the method's schema says.
+    pub fn typed<M, F, Fut>(&mut self, f: F) -> &mut Self
+    where
+        M: duplex_api::methods::RpcMethod,
+        F: Fn(Ctx, M::Params) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<M::Result, RpcError>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        self.method(M::NAME, move |ctx, p| {
+            let f = Arc::clone(&f);
+            async move {
+                let p: M::Params = params(p)?;
+                let r = f(ctx, p).await?;
+                serde_json::to_value(r).map_err(|e| {
+                    RpcError::internal(format!("{}: cannot encode the result: {e}", M::NAME))
+                })
+            }
+        })
+    }
+
     /// Adds `<namespace>.status`: name, version, controller, pid, uptime and
     /// the service's own `extra` fields (merged in at each call).
     pub fn status_method<F>(&mut self, namespace: &str, extra: F) -> &mut Self

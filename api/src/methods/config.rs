@@ -1,0 +1,213 @@
+//! The `config` namespace (config-keeper): params and results.
+
+use super::RpcMethod;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// No parameters (an empty object or none).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
+/// `config.get` params.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetParams {
+    /// One kind only (`pool`, `volume`...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// With `kind`: one object by key (name, id or WWN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// `config.get` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct GetResult {
+    /// The database version.
+    pub version: u64,
+    /// Section versions: this controller's own, and the partner's as
+    /// applied here.
+    pub sections: BTreeMap<String, u64>,
+    /// The desired state (all kinds, one kind, or `{kind: object}`), in the
+    /// wire form of [`crate::model::Config`].
+    pub config: Value,
+}
+
+/// `config.apply` params.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyParams {
+    /// The ordered changes (see [`crate::change`]).
+    pub changes: Value,
+    /// Wait for the partner's acknowledgement.
+    #[serde(default)]
+    pub sync: bool,
+    /// How long `sync` waits, ms (default 5000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// `config.apply` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ApplyResult {
+    /// The database version after the commit.
+    pub version: u64,
+    /// This controller's section version after the commit.
+    pub section_version: u64,
+    /// Whether anything changed (an identical apply changes nothing).
+    pub changed: bool,
+    /// Whether the partner acknowledged it (`sync` only).
+    pub replicated: bool,
+}
+
+/// `config.watch` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct WatchResult {
+    /// The topic to subscribe to.
+    pub topic: String,
+    /// The current version.
+    pub version: u64,
+    /// How to follow changes.
+    pub hint: String,
+}
+
+/// Paging of `config.history` and `config.events`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PageParams {
+    /// Entries after this version (history) or id (events).
+    #[serde(default)]
+    pub after: u64,
+    /// At most this many (capped at 10,000).
+    #[serde(default = "default_limit")]
+    pub limit: u32,
+}
+
+fn default_limit() -> u32 {
+    100
+}
+
+/// `config.history` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct HistoryResult {
+    /// Committed transactions (local version, origin, seq, action_id, ops).
+    pub entries: Vec<Value>,
+}
+
+/// `config.events` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct EventsResult {
+    /// Event log rows.
+    pub events: Vec<Value>,
+}
+
+/// `config.digest` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct DigestResult {
+    /// SHA-256 of the canonical desired state.
+    pub digest: String,
+    /// The database version it covers.
+    pub version: u64,
+}
+
+/// `config.lock` and `config.unlock` params.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LockParams {
+    /// Why (shown with every refused change).
+    pub reason: String,
+}
+
+/// `config.lock` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct LockResult {
+    /// Always true.
+    pub locked: bool,
+    /// The lock held now (reason, since, action_id).
+    pub lock: Value,
+    /// Whether this call took it (false: it was held already).
+    pub changed: bool,
+}
+
+/// `config.unlock` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct UnlockResult {
+    /// Always false.
+    pub locked: bool,
+    /// Whether this call lifted it.
+    pub changed: bool,
+}
+
+/// `config.record_event` params.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordEventParams {
+    /// A dotted name such as `cluster.takeover_done`.
+    pub kind: String,
+    /// Free-form detail.
+    #[serde(default)]
+    pub detail: Value,
+}
+
+/// `config.record_event` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RecordEventResult {
+    /// Always true.
+    pub recorded: bool,
+}
+
+/// `config.status` result: versions, lock, replication and readiness.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct StatusResult {
+    /// This controller.
+    pub controller: String,
+    /// The database file.
+    pub database: String,
+    /// The database version.
+    pub version: u64,
+    /// This controller's section version.
+    pub section_version: u64,
+    /// The partner's section version applied here.
+    pub partner_applied: Option<u64>,
+    /// Whether configuration is locked.
+    pub locked: bool,
+    /// The lock, when held.
+    pub lock: Value,
+    /// Digest of the desired state.
+    pub digest: String,
+    /// Caught up with the partner's section.
+    pub ready: bool,
+    /// Replication state per direction.
+    pub replication: Value,
+}
+
+macro_rules! method {
+    ($t:ident, $name:literal, $p:ty, $r:ty) => {
+        #[doc = concat!("`", $name, "`.")]
+        pub struct $t;
+        impl RpcMethod for $t {
+            const NAME: &'static str = $name;
+            type Params = $p;
+            type Result = $r;
+        }
+    };
+}
+
+method!(Get, "config.get", GetParams, GetResult);
+method!(Apply, "config.apply", ApplyParams, ApplyResult);
+method!(Watch, "config.watch", NoParams, WatchResult);
+method!(History, "config.history", PageParams, HistoryResult);
+method!(Digest, "config.digest", NoParams, DigestResult);
+method!(Lock, "config.lock", LockParams, LockResult);
+method!(Unlock, "config.unlock", LockParams, UnlockResult);
+method!(Status, "config.status", NoParams, StatusResult);
+method!(Events, "config.events", PageParams, EventsResult);
+method!(
+    RecordEvent,
+    "config.record_event",
+    RecordEventParams,
+    RecordEventResult
+);
