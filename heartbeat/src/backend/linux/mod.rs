@@ -1,0 +1,6 @@
+//! The Linux implementations of the backend traits: heartbeat disks read and
+//! written with O_DIRECT, the watchdog device, fence agents that run the
+//! stock tools (`ipmitool`, `sg_persist`) through the one executor, and the
+//! authenticated UDP interconnect.
+
+pub mod interconnect;
