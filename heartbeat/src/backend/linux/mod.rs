@@ -3,4 +3,5 @@
 //! stock tools (`ipmitool`, `sg_persist`) through the one executor, and the
 //! authenticated UDP interconnect.
 
+pub mod disk;
 pub mod interconnect;
