@@ -5,3 +5,4 @@
 
 pub mod disk;
 pub mod interconnect;
+pub mod ipmi;
