@@ -6,3 +6,4 @@
 pub mod disk;
 pub mod interconnect;
 pub mod ipmi;
+pub mod watchdog;
