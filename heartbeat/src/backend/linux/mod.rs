@@ -6,4 +6,5 @@
 pub mod disk;
 pub mod interconnect;
 pub mod ipmi;
+pub mod scsi_pr;
 pub mod watchdog;
