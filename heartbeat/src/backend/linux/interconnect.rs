@@ -65,6 +65,8 @@ const HKDF_INFO: &[u8] = b"v1";
 /// Verified beats waiting for `recv`; beyond this the link tasks wait and
 /// the kernel's socket buffer absorbs (then drops) the rest.
 const QUEUE: usize = 64;
+/// The longest one link's send may wait for buffer space.
+const SEND_TIMEOUT: Duration = Duration::from_millis(20);
 /// Pause after a socket error so a persistent one cannot spin a core.
 const ERROR_BACKOFF: Duration = Duration::from_millis(10);
 
@@ -77,6 +79,9 @@ pub enum InterconnectError {
     /// HKDF refused the output length (cannot happen for 32 bytes).
     #[error("cannot derive the heartbeat key")]
     KeyDerivation,
+    /// Called outside a tokio runtime: the receive tasks need one.
+    #[error("the interconnect must be started inside a tokio runtime")]
+    NoRuntime,
     /// No link was configured.
     #[error("no interconnect link is configured")]
     NoLinks,
@@ -374,7 +379,7 @@ impl UdpInterconnect {
     }
 
     /// Starts on sockets already bound (index = link number), each with its
-    /// peer address. Must be called inside a tokio runtime.
+    /// peer address; the receive tasks run on the current tokio runtime.
     pub fn from_sockets(
         own: &str,
         secret: &[u8],
@@ -388,6 +393,8 @@ impl UdpInterconnect {
         if sockets.is_empty() {
             return Err(InterconnectError::NoLinks);
         }
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| InterconnectError::NoRuntime)?;
         let key = BeatKey::derive(secret)?;
         let counters: Counters = Arc::new(Mutex::new(vec![LinkCounters::default(); sockets.len()]));
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -395,7 +402,7 @@ impl UdpInterconnect {
         let mut tasks = Vec::with_capacity(sockets.len());
         for (i, (socket, peer)) in sockets.into_iter().enumerate() {
             let socket = Arc::new(socket);
-            tasks.push(tokio::spawn(receive(
+            tasks.push(runtime.spawn(receive(
                 i,
                 Arc::clone(&socket),
                 own.to_string(),
@@ -498,10 +505,21 @@ impl Interconnect for UdpInterconnect {
             for (i, link) in self.links.iter().enumerate() {
                 let r = match &encoded {
                     Err(e) => Err(e.to_string()),
-                    Ok(bytes) => match link.socket.send_to(bytes, link.peer).await {
-                        Ok(n) if n == bytes.len() => Ok(()),
-                        Ok(n) => Err(format!("short send to {}: {n} bytes", link.peer)),
-                        Err(e) => Err(format!("send to {}: {e}", link.peer)),
+                    // Bounded: a link whose send buffer stays full must not
+                    // hold back the beat on the other link.
+                    Ok(bytes) => match tokio::time::timeout(
+                        SEND_TIMEOUT,
+                        link.socket.send_to(bytes, link.peer),
+                    )
+                    .await
+                    {
+                        Ok(Ok(n)) if n == bytes.len() => Ok(()),
+                        Ok(Ok(n)) => Err(format!("short send to {}: {n} bytes", link.peer)),
+                        Ok(Err(e)) => Err(format!("send to {}: {e}", link.peer)),
+                        Err(_) => Err(format!(
+                            "send to {}: send buffer full for {SEND_TIMEOUT:?}",
+                            link.peer
+                        )),
                     },
                 };
                 match &r {
@@ -700,6 +718,13 @@ mod tests {
             assert_eq!((c.sent, c.received, c.send_errors), (3, 3, 0));
             assert_eq!((c.forged, c.replayed, c.malformed), (0, 0, 0));
         }
+        // A send the kernel refuses (port 0) is reported and counted.
+        let (s, _) = socket().await;
+        let bad: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let c = UdpInterconnect::from_sockets("A", SECRET, vec![(s, bad)]).unwrap();
+        let r = c.send(&beat("A", 1, 1)).await;
+        assert!(r[0].is_err(), "{r:?}");
+        assert_eq!(c.counters()[0].send_errors, 1);
         // A beat claiming another sender is refused before any send.
         let r = a.send(&beat("B", 11, 9)).await;
         assert!(r.iter().all(Result::is_err));
