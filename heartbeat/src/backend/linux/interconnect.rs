@@ -636,6 +636,56 @@ mod tests {
     }
 
     #[test]
+    fn decode_never_panics_on_noise_or_mutations() {
+        // Deterministic xorshift noise: random lengths, and valid datagrams
+        // with random bytes overwritten, truncated or extended.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let valid = encode(&beat("B", 9, 1), &key()).unwrap();
+        let (mut ok, mut forged, mut malformed) = (0, 0, 0);
+        for round in 0..5_000 {
+            let mut d = if round % 2 == 0 {
+                let len = usize::try_from(next() % 300).unwrap();
+                (0..len)
+                    .map(|_| next().to_le_bytes()[0])
+                    .collect::<Vec<u8>>()
+            } else {
+                valid.clone()
+            };
+            let edits = next() % 4;
+            for _ in 0..edits {
+                if d.is_empty() {
+                    break;
+                }
+                let at = usize::try_from(next() % u64::try_from(d.len()).unwrap()).unwrap();
+                match next() % 3 {
+                    0 => d[at] = next().to_le_bytes()[0],
+                    1 => d.truncate(at),
+                    _ => d.insert(at, next().to_le_bytes()[0]),
+                }
+            }
+            match decode(&d, &key()) {
+                Ok(b) => {
+                    assert_eq!(d, valid, "only the untouched datagram verifies");
+                    assert_eq!(b, beat("B", 9, 1));
+                    ok += 1;
+                }
+                Err(Rejection::Forged) => forged += 1,
+                Err(Rejection::Malformed) => malformed += 1,
+            }
+        }
+        assert!(
+            ok > 0 && forged > 0 && malformed > 0,
+            "{ok} {forged} {malformed}"
+        );
+    }
+
+    #[test]
     fn window_orders_sequences_and_never_rewinds_an_incarnation() {
         let mut w = ReplayWindow::default();
         assert!(w.accept(&beat("B", 1, 5)));
