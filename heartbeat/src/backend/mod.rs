@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
+pub mod linux;
+
 /// Size of one heartbeat block: one slot per block, so the two controllers
 /// never write the same block.
 pub const BLOCK: usize = 4096;
