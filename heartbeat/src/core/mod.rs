@@ -1,3 +1,5 @@
 //! Pure heartbeat logic: no I/O, no tokio; time is an input.
 
+pub mod machine;
+pub mod slot;
 pub mod types;
