@@ -1,6 +1,8 @@
 //! Table tests of the partner state machine with a simulated clock: one
 //! machine (controller A unless said) and a scripted partner.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure report
+
 use duplex_heartbeat::core::machine::{
     Effect, FenceResult, Input, Level, Machine, PartnerRead, Settings,
 };
