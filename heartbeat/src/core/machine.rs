@@ -654,6 +654,9 @@ impl Machine {
 
     fn begin_takeover(&mut self, now: u64, epoch: Epoch, fx: &mut Vec<Effect>) {
         self.fencing = None;
+        // The partner is fenced: the partition is over, and the takeover
+        // must record the new owners without waiting for it.
+        self.set_lock(false, "", fx);
         self.epoch = epoch;
         // The next slot written carries the new epoch; takeover starts once
         // a majority has it.
