@@ -55,8 +55,9 @@ pub struct Shared {
     pub status: Option<crate::core::machine::Status>,
     /// Per-link counters.
     pub links: Vec<LinkCounters>,
-    /// The last takeovers and moves, newest last.
-    pub timeline: VecDeque<Entry>,
+    /// The last takeovers and moves, newest last (JSON, so entries of an
+    /// older build loaded from the file stay readable).
+    pub timeline: VecDeque<Value>,
     /// Where the timeline is kept across restarts.
     pub timeline_file: Option<PathBuf>,
     /// The fence step that confirmed, for the next takeover's timeline.
@@ -67,12 +68,12 @@ impl Shared {
     /// Adds an entry and writes the file (best effort: a full disk must not
     /// stop a takeover).
     pub fn record(&mut self, e: Entry) {
-        self.timeline.push_back(e);
+        self.timeline.push_back(json!(e));
         while self.timeline.len() > TIMELINE_LEN {
             self.timeline.pop_front();
         }
         if let Some(path) = &self.timeline_file {
-            let entries: Vec<&Entry> = self.timeline.iter().collect();
+            let entries: Vec<&Value> = self.timeline.iter().collect();
             match serde_json::to_vec_pretty(&entries) {
                 Ok(bytes) => {
                     if let Err(e) = durable::write_atomic(path, &bytes) {
@@ -84,13 +85,20 @@ impl Shared {
         }
     }
 
-    /// Loads the timeline file, if any (entries are kept as JSON values so
-    /// an older file never stops the daemon).
-    pub fn load_timeline(path: &std::path::Path) -> Vec<Value> {
-        std::fs::read(path)
+    /// State kept in `path`: the timeline of earlier runs, if the file
+    /// exists and parses (a damaged file is set aside by the next write,
+    /// never a reason not to start).
+    pub fn with_timeline_file(path: PathBuf) -> Shared {
+        let earlier: Vec<Value> = std::fs::read(&path)
             .ok()
-            .and_then(|b| serde_json::from_slice::<Vec<Value>>(&b).ok())
-            .unwrap_or_default()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let skip = earlier.len().saturating_sub(TIMELINE_LEN);
+        Shared {
+            timeline: earlier.into_iter().skip(skip).collect(),
+            timeline_file: Some(path),
+            ..Shared::default()
+        }
     }
 }
 
@@ -568,6 +576,7 @@ fn self_fence(router: &RouterClient, me: &str, reason: String) {
 
 async fn config_lock_task(router: RouterClient, mut want: watch::Receiver<Option<String>>) {
     let mut held: Option<String> = None;
+    let mut failures = 0u32;
     loop {
         let target = want.borrow_and_update().clone();
         if target != held {
@@ -583,9 +592,16 @@ async fn config_lock_task(router: RouterClient, mut want: watch::Receiver<Option
                 }
             };
             match r {
-                Ok(_) => held = target,
+                Ok(_) => {
+                    held = target;
+                    failures = 0;
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "config lock call failed; retrying");
+                    // Warn once per wish; config-keeper may be restarting.
+                    if failures == 0 {
+                        tracing::warn!(error = %e, "config lock call failed; retrying every second");
+                    }
+                    failures += 1;
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
@@ -634,5 +650,50 @@ pub fn can_move(shared: &Shared) -> Result<(), String> {
             p.name()
         )),
         None => Err("heartbeat is starting".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u64) -> Entry {
+        Entry {
+            kind: "takeover".into(),
+            action_id: format!("{n:016x}"),
+            started_unix_ms: n,
+            epoch: n,
+            from: "A".into(),
+            to: "B".into(),
+            pools: vec!["p1".into()],
+            steps: Vec::new(),
+            ok: true,
+        }
+    }
+
+    #[test]
+    fn the_timeline_survives_a_restart_and_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hb").join("timeline.json");
+        let mut sh = Shared::with_timeline_file(path.clone());
+        assert!(sh.timeline.is_empty());
+        for n in 0..3 {
+            sh.record(entry(n));
+        }
+        let mut again = Shared::with_timeline_file(path.clone());
+        assert_eq!(again.timeline.len(), 3);
+        assert_eq!(again.timeline[2]["epoch"], json!(2));
+        for n in 3..(TIMELINE_LEN as u64 + 10) {
+            again.record(entry(n));
+        }
+        let last = Shared::with_timeline_file(path.clone());
+        assert_eq!(last.timeline.len(), TIMELINE_LEN);
+        assert_eq!(
+            last.timeline.back().unwrap()["epoch"],
+            json!(TIMELINE_LEN as u64 + 9)
+        );
+        // A damaged file is not a reason to stop.
+        std::fs::write(&path, b"{not json").unwrap();
+        assert!(Shared::with_timeline_file(path).timeline.is_empty());
     }
 }

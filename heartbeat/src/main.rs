@@ -43,12 +43,14 @@ async fn main() -> anyhow::Result<()> {
         // The Linux backends plug in here (see setup::linux_backends).
         setup::linux_backends(&cfg, &hb)?
     };
-    let timeline_file = cfg.state_dir.join("heartbeat-timeline.json");
-    let earlier = Shared::load_timeline(&timeline_file);
-    let shared = Arc::new(Mutex::new(Shared {
-        timeline_file: Some(timeline_file),
-        ..Shared::default()
-    }));
+    if hb.auto_failback {
+        tracing::warn!(
+            "heartbeat.auto_failback is not acted on yet: give back with cluster.giveback"
+        );
+    }
+    let shared = Arc::new(Mutex::new(Shared::with_timeline_file(
+        cfg.state_dir.join("heartbeat-timeline.json"),
+    )));
     let (cmd_tx, cmd_rx) = tokio::sync::mpsc::unbounded_channel();
     let api = Api {
         me: settings.me.clone(),
@@ -57,7 +59,6 @@ async fn main() -> anyhow::Result<()> {
         agents: backends.agents.clone(),
         shared: Arc::clone(&shared),
         commands: cmd_tx,
-        earlier,
     };
     rpc::register(&mut svc, Some(Arc::new(api)));
     let svc = svc.start().await.context("starting the service")?;

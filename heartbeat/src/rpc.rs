@@ -25,8 +25,6 @@ pub struct Api {
     pub shared: Arc<Mutex<Shared>>,
     /// Commands to the driver.
     pub commands: mpsc::UnboundedSender<Command>,
-    /// Entries of the timeline file from before this start.
-    pub earlier: Vec<Value>,
 }
 
 /// Capabilities reported by `cluster.status` when heartbeat runs.
@@ -123,9 +121,7 @@ pub fn register(svc: &mut ServiceBuilder, api: Option<Arc<Api>>) {
         async move {
             let api = a.ok_or_else(not_configured)?;
             let _: Empty = params(p)?;
-            let sh = lock(&api.shared);
-            let mut entries: Vec<Value> = api.earlier.clone();
-            entries.extend(sh.timeline.iter().map(|e| json!(e)));
+            let entries: Vec<Value> = lock(&api.shared).timeline.iter().cloned().collect();
             Ok(json!({"entries": entries}))
         }
     });
