@@ -508,7 +508,24 @@ fn run_takeover(
     let span = tracing::info_span!("takeover", action_id = %id, epoch = epoch.counter);
     let scope_id = id.clone();
     let fut = async move {
-        let fence = lock(&shared).last_fence.take();
+        let (fence, detection) = {
+            let mut sh = lock(&shared);
+            let detection = sh.status.as_ref().and_then(|s| s.last_detection_ms);
+            (sh.last_fence.take(), detection)
+        };
+        // Detection comes first in the timeline: from the partner's last
+        // sign of life to the fence start.
+        let fence: Vec<Step> = detection
+            .map(|ms| Step {
+                name: "detection".into(),
+                pool: None,
+                ms,
+                ok: true,
+                detail: String::new(),
+            })
+            .into_iter()
+            .chain(fence)
+            .collect();
         let out = orchestrate::takeover(&router, &id, &me, &partner, &epoch, fence).await;
         for a in &out.alerts {
             publish(&router, "alert", json!(a));

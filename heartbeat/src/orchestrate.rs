@@ -209,18 +209,19 @@ async fn record(
 }
 
 /// Takes over every pool `partner` owns, under `epoch`, on this controller
-/// `me`. `fence` is the fence step already done, for the timeline.
+/// `me`. `before` are the steps already done (detection, fence), for the
+/// timeline.
 pub async fn takeover(
     calls: &dyn Calls,
     action_id: &str,
     me: &str,
     partner: &str,
     epoch: &Epoch,
-    fence: Option<Step>,
+    before: Vec<Step>,
 ) -> Outcome {
     let started = unix_ms();
     let mut rec = Recorder {
-        steps: fence.into_iter().collect(),
+        steps: before,
         alerts: Vec::new(),
     };
     let mut names = Vec::new();
@@ -560,7 +561,7 @@ mod tests {
     #[test]
     fn takeover_records_then_takes_each_pool_then_activates() {
         let f = Fake::new(&[]);
-        let out = rt().block_on(takeover(&f, "act1", "B", "A", &e(4), None));
+        let out = rt().block_on(takeover(&f, "act1", "B", "A", &e(4), Vec::new()));
         assert!(out.entry.ok, "{:?}", out.entry);
         assert_eq!(
             f.methods(),
@@ -594,7 +595,7 @@ mod tests {
     #[test]
     fn one_failing_pool_does_not_stop_the_others() {
         let f = Fake::new(&[("pool.takeover", "p1")]);
-        let out = rt().block_on(takeover(&f, "act1", "B", "A", &e(9), None));
+        let out = rt().block_on(takeover(&f, "act1", "B", "A", &e(9), Vec::new()));
         assert!(!out.entry.ok);
         assert_eq!(out.entry.epoch, 9);
         let m = f.methods();
@@ -609,7 +610,7 @@ mod tests {
     #[test]
     fn a_failed_record_stops_before_any_import() {
         let f = Fake::new(&[("config.apply", "")]);
-        let out = rt().block_on(takeover(&f, "act1", "B", "A", &e(9), None));
+        let out = rt().block_on(takeover(&f, "act1", "B", "A", &e(9), Vec::new()));
         assert!(!out.entry.ok);
         assert!(!f.methods().iter().any(|m| m.starts_with("pool.")));
         assert_eq!(out.alerts[0].kind, "takeover_failed");

@@ -317,6 +317,8 @@ fn frozen_on_a_majority_past_suspect_timeout_fences_then_takes_over_once() {
     );
     assert_eq!(w.fences(), vec!["ipmi"]);
     assert_eq!(w.takeovers(), 1);
+    let reported = w.m.status(w.now).last_detection_ms.unwrap();
+    assert!((1500..=1800).contains(&reported), "{reported}");
     // The new epoch went to the disks (with the poison pill) before the
     // takeover started.
     let take_at = w

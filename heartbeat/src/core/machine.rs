@@ -280,6 +280,7 @@ pub struct Machine {
     takeover_retry_at: Option<u64>,
     abandoned: bool,
     booting_alerted: bool,
+    last_detection_ms: Option<u64>,
 }
 
 /// A snapshot for `cluster.status`.
@@ -313,6 +314,9 @@ pub struct Status {
     pub fence_agents: Vec<String>,
     /// A fence message this controller wrote for the partner.
     pub fence_sent: Option<Epoch>,
+    /// Of the last fence started: milliseconds from the partner's last
+    /// sign of life (beat or slot change) to the fence start.
+    pub last_detection_ms: Option<u64>,
 }
 
 fn since(now: u64, t: u64) -> u64 {
@@ -355,6 +359,7 @@ impl Machine {
             takeover_retry_at: None,
             abandoned: false,
             booting_alerted: false,
+            last_detection_ms: None,
         }
     }
 
@@ -423,6 +428,7 @@ impl Machine {
             maintenance: self.maintenance,
             fence_agents: self.s.agents.clone(),
             fence_sent: self.fence_out.as_ref().map(|f| f.epoch.clone()),
+            last_detection_ms: self.last_detection_ms,
         }
     }
 
@@ -930,6 +936,10 @@ impl Machine {
     }
 
     fn start_fence(&mut self, now: u64, fx: &mut Vec<Effect>) {
+        let last_beat = self.link_last.iter().flatten().max().copied();
+        let last_change = self.reads.iter().filter(|d| d.last_read_ok.is_some());
+        let last_sign = last_change.map(|d| d.changed_at).chain(last_beat).max();
+        self.last_detection_ms = last_sign.map(|t| since(now, t));
         let epoch = Epoch {
             counter: self.epoch.counter + 1,
             controller: self.s.me.clone(),
