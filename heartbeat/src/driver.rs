@@ -12,7 +12,7 @@
 use crate::backend::{FenceAgent, FenceOutcome, HeartbeatDisk, Interconnect, LinkCounters};
 use crate::backend::{Watchdog, BLOCK};
 use crate::core::machine::{Effect, FenceResult, Input, Level, Machine, PartnerRead, Settings};
-use crate::core::slot::{AreaHeader, Slot, SlotError, HEADER_OFFSET};
+use crate::core::slot::{AreaHeader, Slot, SlotError, HEADER_OFFSET, SLOT_OFFSETS};
 use crate::core::types::{Epoch, Phase};
 use crate::orchestrate::{self, Entry, Step};
 use duplex_services::{action, durable, RouterClient};
@@ -229,27 +229,61 @@ fn find_area(disk: &dyn HeartbeatDisk, me: &str, partner: &str) -> Option<(u64, 
     Some((h.slot_offset(me)?, h.slot_offset(partner)?))
 }
 
-/// Writes a fresh area header on a blank simulated disk (the `--sim` stand-in
-/// for `cluster.init`).
-pub fn init_blank_area(
+/// What `init_area` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitOutcome {
+    /// The header was written on a blank disk.
+    Created,
+    /// The same area was already there (nothing written).
+    Already,
+}
+
+/// Makes the heartbeat area on `disk` (`cluster.init`): refused unless the
+/// first three blocks are blank, or already hold this very area.
+pub fn init_area(
     disk: &dyn HeartbeatDisk,
     cluster_id: &str,
     controllers: [&str; 2],
-) -> Result<(), String> {
-    let block = disk.read_block(HEADER_OFFSET).map_err(|e| e.to_string())?;
-    if block.iter().any(|&b| b != 0) {
-        return Err(format!("{} is not blank", disk.name()));
-    }
+) -> Result<InitOutcome, String> {
     let mut ids = [controllers[0].to_string(), controllers[1].to_string()];
     ids.sort();
-    let h = AreaHeader {
+    let want = AreaHeader {
         cluster_id: cluster_id.into(),
         controllers: ids,
     };
-    let b = h.encode().map_err(|e| e.to_string())?;
+    let name = disk.name().to_string();
+    let first = disk
+        .read_block(HEADER_OFFSET)
+        .map_err(|e| format!("{name}: {e}"))?;
+    match AreaHeader::decode(&first[..]) {
+        Ok(h) if h == want => return Ok(InitOutcome::Already),
+        Ok(h) => {
+            return Err(format!(
+                "{name} holds the heartbeat area of cluster {:?} ({} and {}): refused",
+                h.cluster_id, h.controllers[0], h.controllers[1]
+            ))
+        }
+        Err(_) => {}
+    }
+    for (i, offset) in [HEADER_OFFSET, SLOT_OFFSETS[0], SLOT_OFFSETS[1]]
+        .into_iter()
+        .enumerate()
+    {
+        let b = disk
+            .read_block(offset)
+            .map_err(|e| format!("{name}: {e}"))?;
+        if b.iter().any(|&x| x != 0) {
+            return Err(format!(
+                "{name} is in use (block {i} is neither blank nor a heartbeat area): refused"
+            ));
+        }
+    }
+    let b = want.encode().map_err(|e| e.to_string())?;
     let b: &[u8; BLOCK] = &b;
     disk.write_block(HEADER_OFFSET, b)
-        .map_err(|e| e.to_string())
+        .map_err(|e| format!("{name}: {e}"))?;
+    Ok(InitOutcome::Created)
 }
 
 /// Everything the driver needs to run.
@@ -673,6 +707,25 @@ pub fn can_move(shared: &Shared) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::sim::SimShelf;
+
+    #[test]
+    fn init_makes_the_area_once_and_refuses_disks_in_use() {
+        let shelf = SimShelf::new(2);
+        let d0 = shelf.disk(0, "A");
+        assert_eq!(init_area(&d0, "c1", ["B", "A"]), Ok(InitOutcome::Created));
+        assert_eq!(init_area(&d0, "c1", ["A", "B"]), Ok(InitOutcome::Already));
+        let h = AreaHeader::decode(&d0.read_block(0).unwrap()[..]).unwrap();
+        assert_eq!(h.controllers, ["A".to_string(), "B".to_string()]);
+        let err = init_area(&d0, "c2", ["A", "B"]).unwrap_err();
+        assert!(err.contains("cluster \"c1\""), "{err}");
+        // Something else on the disk: refused, and left alone.
+        let d1 = shelf.disk(1, "A");
+        d1.write_block(8192, &[9u8; BLOCK]).unwrap();
+        let err = init_area(&d1, "c1", ["A", "B"]).unwrap_err();
+        assert!(err.contains("in use"), "{err}");
+        assert_eq!(*d1.read_block(0).unwrap(), [0u8; BLOCK]);
+    }
 
     fn entry(n: u64) -> Entry {
         Entry {

@@ -56,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
         me: settings.me.clone(),
         partner: settings.partner.clone(),
         disks: hb.disks.iter().map(|d| d.display().to_string()).collect(),
+        disk_handles: backends.disks.clone(),
         agents: backends.agents.clone(),
         shared: Arc::clone(&shared),
         commands: cmd_tx,

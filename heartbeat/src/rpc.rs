@@ -2,8 +2,8 @@
 //! the planned moves (failover, giveback) run as timed router calls under
 //! the caller's action_id.
 
-use crate::backend::FenceAgent;
-use crate::driver::{can_move, lock, Command, Shared};
+use crate::backend::{FenceAgent, HeartbeatDisk};
+use crate::driver::{can_move, init_area, lock, Command, Shared};
 use crate::orchestrate::{self, Selection};
 use duplex_services::{params, ErrorCode, RpcError, ServiceBuilder};
 use serde::Deserialize;
@@ -17,8 +17,10 @@ pub struct Api {
     pub me: String,
     /// The partner.
     pub partner: String,
-    /// Heartbeat disk names, in order.
+    /// Heartbeat disk paths, in order.
     pub disks: Vec<String>,
+    /// The heartbeat disks themselves (for `cluster.init`).
+    pub disk_handles: Vec<Arc<dyn HeartbeatDisk>>,
     /// The fence agents.
     pub agents: Vec<Arc<dyn FenceAgent>>,
     /// Shared with the driver.
@@ -38,6 +40,7 @@ pub const CAPABILITIES: &[&str] = &[
     "maintenance",
     "fence_test",
     "timeline",
+    "init",
 ];
 
 #[derive(Deserialize)]
@@ -56,6 +59,12 @@ struct Failover {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Empty {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Init {
+    cluster_id: String,
+}
 
 fn not_configured() -> RpcError {
     RpcError::new(
@@ -112,6 +121,44 @@ pub fn register(svc: &mut ServiceBuilder, api: Option<Arc<Api>>) {
                 });
             }
             Ok(json!({"target": api.partner, "agents": out}))
+        }
+    });
+
+    let a = api.clone();
+    svc.method("cluster.init", move |_ctx, p| {
+        let a = a.clone();
+        async move {
+            let api = a.ok_or_else(not_configured)?;
+            let p: Init = params(p)?;
+            let id_ok = !p.cluster_id.is_empty()
+                && p.cluster_id.len() <= crate::core::slot::CLUSTER_ID_LEN
+                && p.cluster_id.bytes().all(|b| b.is_ascii_graphic());
+            if !id_ok {
+                return Err(RpcError::invalid_params(
+                    "cluster_id",
+                    "1-32 printable ASCII characters",
+                ));
+            }
+            let mut out = Vec::new();
+            let mut refused = Vec::new();
+            for (path, disk) in api.disks.iter().zip(&api.disk_handles) {
+                let disk = Arc::clone(disk);
+                let (id, me, partner) = (p.cluster_id.clone(), api.me.clone(), api.partner.clone());
+                // Blocking device I/O: off the async threads.
+                let r = tokio::task::spawn_blocking(move || {
+                    init_area(&*disk, &id, [me.as_str(), partner.as_str()])
+                })
+                .await
+                .map_err(|e| RpcError::internal(format!("init task failed: {e}")))?;
+                match r {
+                    Ok(o) => out.push(json!({"disk": path, "outcome": o})),
+                    Err(e) => refused.push(e),
+                }
+            }
+            if !refused.is_empty() {
+                return Err(RpcError::new(ErrorCode::Conflict, refused.join("; ")));
+            }
+            Ok(json!({"cluster_id": p.cluster_id, "disks": out}))
         }
     });
 

@@ -6,7 +6,7 @@ use crate::backend::sim::{
 };
 use crate::backend::{FenceAgent, HeartbeatDisk};
 use crate::core::machine::Settings;
-use crate::driver::{init_blank_area, Backends, Timing};
+use crate::driver::{init_area, Backends, Timing};
 use duplex_services::config::HeartbeatSettings;
 use duplex_services::Config;
 use std::sync::Arc;
@@ -63,7 +63,7 @@ pub fn sim_backends(s: &Settings, hb: &HeartbeatSettings) -> Result<Backends, Se
     let mut disks: Vec<Arc<dyn HeartbeatDisk>> = Vec::new();
     for i in 0..hb.disks.len() {
         let d = shelf.disk(i, &s.me);
-        init_blank_area(&d, "sim", [s.me.as_str(), s.partner.as_str()]).map_err(SetupError::Sim)?;
+        init_area(&d, "sim", [s.me.as_str(), s.partner.as_str()]).map_err(SetupError::Sim)?;
         disks.push(Arc::new(d));
     }
     let agents: Vec<Arc<dyn FenceAgent>> = hb

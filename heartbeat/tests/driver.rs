@@ -11,7 +11,7 @@ use duplex_heartbeat::backend::sim::{
 use duplex_heartbeat::backend::{FenceAgent, HeartbeatDisk, Watchdog};
 use duplex_heartbeat::core::machine::Settings;
 use duplex_heartbeat::core::types::Phase;
-use duplex_heartbeat::driver::{init_blank_area, lock, Backends, Driver, Shared, Timing};
+use duplex_heartbeat::driver::{init_area, lock, Backends, Driver, Shared, Timing};
 use duplex_services::RouterClient;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,7 +24,7 @@ fn phase(s: &Arc<Mutex<Shared>>) -> Option<Phase> {
 async fn two_drivers_detect_a_dead_partner_and_fence_it() {
     let shelf = SimShelf::new(3);
     for i in 0..3 {
-        init_blank_area(&shelf.disk(i, "A"), "t", ["A", "B"]).unwrap();
+        init_area(&shelf.disk(i, "A"), "t", ["A", "B"]).unwrap();
     }
     let (ea, eb, _links) = interconnect_pair(2);
     let dir = tempfile::tempdir().unwrap();
