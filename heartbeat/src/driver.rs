@@ -664,6 +664,7 @@ async fn config_lock_task(router: RouterClient, mut want: watch::Receiver<Option
     }
 }
 
+/// Feeds the pool counts (tie-break) and the recorded epoch every 10 s.
 async fn pool_count_task(
     router: RouterClient,
     me: String,
@@ -671,7 +672,12 @@ async fn pool_count_task(
     tx: mpsc::UnboundedSender<Input>,
 ) {
     loop {
-        if let Ok(v) = router.call("config.get", json!({"kind": "pool"})).await {
+        if let Ok(v) = router.call("config.get", json!({})).await {
+            if let Some(e) = v.pointer("/config/cluster/epoch").and_then(Value::as_u64) {
+                if tx.send(Input::ConfigEpoch(e)).is_err() {
+                    return;
+                }
+            }
             if let Some(pools) = v.pointer("/config/pool").and_then(Value::as_array) {
                 let count = |who: &str| {
                     pools

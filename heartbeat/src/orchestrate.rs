@@ -235,9 +235,16 @@ pub async fn takeover(
             )
             .await?;
         let (_, _, pools) = read_config(&v)?;
+        // The partner's pools, and ours recorded under this epoch or later:
+        // a run again after a lost reply to the record must still import
+        // them (pool.takeover is idempotent).
         let theirs: Vec<Value> = pools
             .into_iter()
-            .filter(|p| p.get("owner").and_then(Value::as_str) == Some(partner))
+            .filter(|p| {
+                let owner = p.get("owner").and_then(Value::as_str);
+                let at = p.get("epoch").and_then(Value::as_u64).unwrap_or(0);
+                owner == Some(partner) || (owner == Some(me) && at >= epoch.counter)
+            })
             .collect();
         names = theirs.iter().map(name_of).collect();
         // The partner is fenced: do not wait for its acknowledgement.
@@ -561,7 +568,7 @@ mod tests {
     #[test]
     fn takeover_records_then_takes_each_pool_then_activates() {
         let f = Fake::new(&[]);
-        let out = rt().block_on(takeover(&f, "act1", "B", "A", &e(4), Vec::new()));
+        let out = rt().block_on(takeover(&f, "act1", "B", "A", &e(8), Vec::new()));
         assert!(out.entry.ok, "{:?}", out.entry);
         assert_eq!(
             f.methods(),
@@ -590,6 +597,35 @@ mod tests {
         assert_eq!(log[3].2["epoch"], json!(8));
         assert_eq!(out.entry.pools, vec!["p1", "p2"]);
         assert!(out.alerts.is_empty());
+    }
+
+    #[test]
+    fn running_it_again_after_the_record_still_takes_the_pools() {
+        // p1 and p2 recorded as B's under epoch 8 by an earlier run whose
+        // reply was lost; p3 is B's own from before.
+        struct After(Fake);
+        impl Calls for After {
+            fn call<'a>(
+                &'a self,
+                c: Option<&'a str>,
+                m: &'a str,
+                p: Value,
+            ) -> BoxFuture<'a, Result<Value, String>> {
+                if m == "config.get" {
+                    let v = json!({"config": {"cluster": {"epoch": 8}, "pool": [
+                        {"name": "p1", "home": "A", "owner": "B", "epoch": 8},
+                        {"name": "p2", "home": "A", "owner": "B", "epoch": 8},
+                        {"name": "p3", "home": "B", "owner": "B", "epoch": 5}]}});
+                    return Box::pin(async move { Ok(v) });
+                }
+                self.0.call(c, m, p)
+            }
+        }
+        let f = After(Fake::new(&[]));
+        let out = rt().block_on(takeover(&f, "act1", "B", "A", &e(8), Vec::new()));
+        assert!(out.entry.ok);
+        assert_eq!(out.entry.pools, vec!["p1", "p2"]);
+        assert_eq!(out.entry.epoch, 9);
     }
 
     #[test]

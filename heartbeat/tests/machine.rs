@@ -783,6 +783,20 @@ fn a_fenced_controller_boots_fenced_and_waits_for_the_ack() {
 }
 
 #[test]
+fn the_new_epoch_is_above_the_recorded_one() {
+    let mut w = World::a();
+    w.fence_script.push_back(FenceResult::Confirmed);
+    w.feed(Input::ConfigEpoch(41));
+    w.run(2000);
+    w.freeze_partner();
+    w.run(3000);
+    assert!(w.log.iter().any(|(_, e)| *e
+        == Effect::StartTakeover {
+            epoch: epoch(42, "A")
+        }));
+}
+
+#[test]
 fn status_reports_links_disks_and_lock() {
     let mut w = World::a();
     w.run(2000);

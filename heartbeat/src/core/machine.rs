@@ -154,6 +154,9 @@ pub enum Input {
     },
     /// The administrator holds (`true`) or releases every takeover.
     Maintenance(bool),
+    /// The cluster epoch recorded in the configuration, so a new epoch is
+    /// always above it.
+    ConfigEpoch(u64),
     /// Pools owned by each side, for the tie-break.
     Pools {
         /// Owned by this controller.
@@ -494,10 +497,24 @@ impl Machine {
                 }
             }
             Input::Pools { mine, partner } => self.pools = (mine, partner),
+            Input::ConfigEpoch(counter) => {
+                if counter > self.epoch.counter && self.adopts_epochs() {
+                    self.epoch.counter = counter;
+                }
+            }
         }
         self.evaluate(now, &mut fx);
         self.housekeeping(now, tick, &mut fx);
         fx
+    }
+
+    /// The epoch is cluster-wide: follow the partner's while not in the
+    /// middle of making a new one (fencing, taking over) or owning it.
+    fn adopts_epochs(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Booting | Phase::Normal | Phase::Waiting | Phase::Fenced
+        )
     }
 
     fn on_beat(&mut self, now: u64, link: usize, beat: Beat) {
@@ -510,7 +527,7 @@ impl Machine {
         self.mark_alive(now);
         self.partner_incarnation = Some(beat.incarnation);
         self.partner_state = Phase::from_code(beat.state);
-        if beat.epoch > self.epoch && self.fencing.is_none() {
+        if beat.epoch > self.epoch && self.adopts_epochs() {
             self.epoch = beat.epoch;
         }
     }
@@ -553,7 +570,7 @@ impl Machine {
         }
         let slot = slot_for_state;
         if let Some(slot) = &slot {
-            if slot.epoch > self.epoch && self.fencing.is_none() {
+            if slot.epoch > self.epoch && self.adopts_epochs() {
                 self.epoch = slot.epoch.clone();
             }
             // While beats arrive they are the fresher word on the partner.
