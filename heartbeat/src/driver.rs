@@ -11,6 +11,7 @@
 
 use crate::backend::{FenceAgent, FenceOutcome, HeartbeatDisk, Interconnect, LinkCounters};
 use crate::backend::{Watchdog, BLOCK};
+use crate::core::latency;
 use crate::core::machine::{Effect, FenceResult, Input, Level, Machine, PartnerRead, Settings};
 use crate::core::slot::{AreaHeader, Slot, SlotError, HEADER_OFFSET, SLOT_OFFSETS};
 use crate::core::types::{Epoch, Phase};
@@ -62,6 +63,8 @@ pub struct Shared {
     pub timeline_file: Option<PathBuf>,
     /// The fence step that confirmed, for the next takeover's timeline.
     pub last_fence: Option<Step>,
+    /// Own slot write latency per disk.
+    pub write_latency: Vec<latency::Summary>,
 }
 
 impl Shared {
@@ -156,17 +159,29 @@ fn spawn_watchdog(mut wd: Box<dyn Watchdog>) -> std_mpsc::Sender<WdMsg> {
     tx
 }
 
-/// One disk's thread: finds the area, then writes the newest slot it was
-/// given and reads the partner's slot every interval.
-fn spawn_disk(
+/// One disk's thread and what it reports to.
+struct DiskWorker {
     index: usize,
     disk: Arc<dyn HeartbeatDisk>,
     me: String,
     partner: String,
     interval: Duration,
-    slots: std_mpsc::Receiver<Slot>,
     out: mpsc::UnboundedSender<Input>,
-) {
+    latency: mpsc::UnboundedSender<(usize, u64)>,
+}
+
+/// Starts one disk's thread: it finds the area, then writes the newest slot
+/// it was given and reads the partner's slot every interval.
+fn spawn_disk(w: DiskWorker, slots: std_mpsc::Receiver<Slot>) {
+    let DiskWorker {
+        index,
+        disk,
+        me,
+        partner,
+        interval,
+        out,
+        latency,
+    } = w;
     std::thread::spawn(move || {
         let mut offsets: Option<(u64, u64)> = None;
         let mut last_read = Instant::now()
@@ -187,7 +202,13 @@ fn spawn_disk(
             if let Some(slot) = newest {
                 // Never write to a disk whose area is not ours.
                 let ok = match (offsets, slot.encode()) {
-                    (Some((mine, _)), Ok(block)) => disk.write_block(mine, &block).is_ok(),
+                    (Some((mine, _)), Ok(block)) => {
+                        let t = Instant::now();
+                        let ok = disk.write_block(mine, &block).is_ok();
+                        let ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
+                        let _ = latency.send((index, ms));
+                        ok
+                    }
                     _ => false,
                 };
                 let sent = out.send(Input::SlotWritten {
@@ -326,19 +347,24 @@ impl Driver {
         let mut m = Machine::new(settings, ms_since(start), inc, epoch);
 
         let (in_tx, mut in_rx) = mpsc::unbounded_channel::<Input>();
+        let (lat_tx, mut lat_rx) = mpsc::unbounded_channel::<(usize, u64)>();
+        // Warn well before slow writes could make our slot look frozen.
+        let lat_limit = m.settings().suspect_timeout_ms / 2;
+        let mut windows = vec![latency::Window::default(); backends.disks.len()];
         let mut disk_tx = Vec::new();
         for (i, d) in backends.disks.iter().enumerate() {
             let (tx, rx) = std_mpsc::channel();
             disk_tx.push(tx);
-            spawn_disk(
-                i,
-                Arc::clone(d),
-                me.clone(),
-                partner.clone(),
-                timing.disk_interval,
-                rx,
-                in_tx.clone(),
-            );
+            let worker = DiskWorker {
+                index: i,
+                disk: Arc::clone(d),
+                me: me.clone(),
+                partner: partner.clone(),
+                interval: timing.disk_interval,
+                out: in_tx.clone(),
+                latency: lat_tx.clone(),
+            };
+            spawn_disk(worker, rx);
         }
         let wd = backends.watchdog.map(spawn_watchdog);
         let ic = Arc::clone(&backends.interconnect);
@@ -386,6 +412,19 @@ impl Driver {
                 Some(c) = commands.recv() => match c {
                     Command::Maintenance(on) => Input::Maintenance(on),
                 },
+                Some((disk, ms)) = lat_rx.recv() => {
+                    if let Some(w) = windows.get_mut(disk) {
+                        match w.add(ms, lat_limit) {
+                            Some(latency::Edge::Raised(p99)) => alert(&router, Level::Warning, format!(
+                                "heartbeat disk {disk}: slot write p99 {p99} ms is above {lat_limit} ms (half of suspect_timeout)")),
+                            Some(latency::Edge::Cleared(p99)) => alert(&router, Level::Info, format!(
+                                "heartbeat disk {disk}: slot write p99 back to {p99} ms")),
+                            None => {}
+                        }
+                    }
+                    lock(&shared).write_latency = windows.iter().map(latency::Window::summary).collect();
+                    continue;
+                }
             };
             let fx = m.step(ms_since(start), input);
             for e in fx {

@@ -87,6 +87,7 @@ pub fn register(svc: &mut ServiceBuilder, api: Option<Arc<Api>>) {
                 "capabilities": CAPABILITIES,
                 "state": sh.status,
                 "links": sh.links,
+                "write_latency": sh.write_latency,
                 "disks": api.disks,
                 "fence_agents": api.agents.iter().map(|a| a.name()).collect::<Vec<_>>(),
             })

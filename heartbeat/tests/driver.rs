@@ -83,6 +83,12 @@ async fn two_drivers_detect_a_dead_partner_and_fence_it() {
     let st = lock(&shared[1]).status.clone().unwrap();
     assert!(st.link_age_ms.iter().all(|a| a.unwrap() < 500), "{st:?}");
     assert!(st.write_age_ms.iter().all(|a| a.unwrap() < 1000), "{st:?}");
+    let lat = lock(&shared[1]).write_latency.clone();
+    assert_eq!(lat.len(), 3);
+    assert!(
+        lat.iter().all(|l| l.samples > 0 && l.p99_ms < 100),
+        "{lat:?}"
+    );
 
     // A dies: its driver stops and its power goes.
     handles[0].abort();
