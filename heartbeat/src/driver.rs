@@ -15,7 +15,7 @@ use crate::core::latency;
 use crate::core::machine::{Effect, FenceResult, Input, Level, Machine, PartnerRead, Settings};
 use crate::core::slot::{AreaHeader, Slot, SlotError, HEADER_OFFSET, SLOT_OFFSETS};
 use crate::core::types::{Epoch, Phase};
-use crate::orchestrate::{self, Entry, Step};
+use crate::orchestrate::{self, Entry, Selection, Step};
 use duplex_services::{action, durable, RouterClient};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
@@ -321,6 +321,8 @@ pub struct Driver {
     pub shared: Arc<Mutex<Shared>>,
     /// Commands from RPC.
     pub commands: mpsc::UnboundedReceiver<Command>,
+    /// Give the partner's pools back once it rejoined and caught up.
+    pub auto_failback: bool,
 }
 
 fn ms_since(start: Instant) -> u64 {
@@ -337,6 +339,7 @@ impl Driver {
             router,
             shared,
             mut commands,
+            auto_failback,
         } = self;
         let start = Instant::now();
         let me = settings.me.clone();
@@ -459,6 +462,9 @@ impl Driver {
                         }
                     }
                     Effect::StateChanged { from, to, epoch } => {
+                        if auto_failback && from == Phase::Survivor && to == Phase::Normal {
+                            run_auto_failback(&router, &me, &partner, &shared);
+                        }
                         tracing::warn!(
                             from = from.name(),
                             to = to.name(),
@@ -619,6 +625,53 @@ fn run_takeover(
         };
         lock(&shared).record(out.entry);
         let _ = tx.send(input);
+    };
+    tokio::spawn(action::scope(scope_id, fut.instrument(span)));
+}
+
+/// Gives the partner its home pools back once its configuration caught up
+/// (polled for up to ten minutes), under one new action_id.
+fn run_auto_failback(router: &RouterClient, me: &str, partner: &str, shared: &Arc<Mutex<Shared>>) {
+    let (router, me, partner) = (router.clone(), me.to_string(), partner.to_string());
+    let shared = Arc::clone(shared);
+    let id = action::new_id();
+    let span = tracing::info_span!("giveback", action_id = %id);
+    let scope_id = id.clone();
+    let fut = async move {
+        for _ in 0..600 {
+            let st = router
+                .call_at(Some(&partner), "config.status", json!({}))
+                .await;
+            let ready = st
+                .ok()
+                .and_then(|v| v.get("ready").and_then(Value::as_bool))
+                == Some(true);
+            if ready && can_move(&lock(&shared)).is_ok() {
+                let out = orchestrate::handover(
+                    &router,
+                    "giveback",
+                    &id,
+                    &me,
+                    &me,
+                    &partner,
+                    Selection::HomeOf,
+                )
+                .await;
+                for a in &out.alerts {
+                    publish(&router, "alert", json!(a));
+                }
+                lock(&shared).record(out.entry);
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        alert(
+            &router,
+            Level::Warning,
+            format!(
+                "auto_failback: {partner} did not become ready in 10 minutes; use cluster.giveback"
+            ),
+        );
     };
     tokio::spawn(action::scope(scope_id, fut.instrument(span)));
 }

@@ -70,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
         router: svc.router(),
         shared,
         commands: cmd_rx,
+        auto_failback: hb.auto_failback,
     };
     tokio::spawn(driver.run());
     svc.run_until_signal().await?;

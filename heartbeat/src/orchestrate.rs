@@ -403,6 +403,20 @@ pub async fn handover(
         if names.is_empty() {
             return Ok(());
         }
+        // The destination must have caught up the configuration first
+        // (a controller back from a fence resyncs before anything else).
+        let st = rec
+            .step(
+                "destination ready",
+                None,
+                calls.call(at_to.as_deref(), "config.status", json!({})),
+            )
+            .await?;
+        if st.get("ready").and_then(Value::as_bool) != Some(true) {
+            return Err(format!(
+                "{to}'s configuration has not caught up yet (config.status ready=false)"
+            ));
+        }
         for n in &names {
             rec.step(
                 "standby",
@@ -537,6 +551,8 @@ mod tests {
             let failed = self.fail.iter().any(|(m, p)| m == method && *p == pool);
             let out = if failed {
                 Err(format!("{method} {pool}: injected failure"))
+            } else if method == "config.status" {
+                Ok(json!({"ready": true}))
             } else if method == "config.get" {
                 Ok(json!({"config": {
                 "cluster": {"id": "c1", "epoch": 7},
@@ -693,6 +709,7 @@ mod tests {
             f.0.methods(),
             vec![
                 "config.get",
+                "A:config.status",
                 "target.set_access_state p1",
                 "A:config.get",
                 "A:config.apply",
@@ -707,6 +724,7 @@ mod tests {
             steps,
             vec![
                 "config.get",
+                "destination ready",
                 "standby",
                 "config.get",
                 "record",
@@ -715,6 +733,37 @@ mod tests {
                 "active"
             ]
         );
+    }
+
+    #[test]
+    fn no_move_to_a_controller_whose_configuration_lags() {
+        struct Lagging(Fake);
+        impl Calls for Lagging {
+            fn call<'a>(
+                &'a self,
+                c: Option<&'a str>,
+                m: &'a str,
+                p: Value,
+            ) -> BoxFuture<'a, Result<Value, String>> {
+                if m == "config.status" {
+                    return Box::pin(async { Ok(json!({"ready": false})) });
+                }
+                self.0.call(c, m, p)
+            }
+        }
+        let f = Lagging(Fake::new(&[]));
+        let out = rt().block_on(handover(
+            &f,
+            "failover",
+            "act4",
+            "A",
+            "A",
+            "B",
+            Selection::AllOwned,
+        ));
+        assert!(!out.entry.ok);
+        assert_eq!(f.0.methods(), vec!["config.get"]);
+        assert!(out.alerts[0].message.contains("not caught up"));
     }
 
     #[test]

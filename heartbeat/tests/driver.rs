@@ -59,6 +59,7 @@ async fn two_drivers_detect_a_dead_partner_and_fence_it() {
             router: router.clone(),
             shared: sh,
             commands: rx,
+            auto_failback: false,
         };
         handles.push(tokio::spawn(async move {
             let _keep = _tx;
