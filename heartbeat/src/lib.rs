@@ -8,3 +8,7 @@
 
 pub mod backend;
 pub mod core;
+pub mod driver;
+pub mod orchestrate;
+pub mod rpc;
+pub mod setup;

@@ -62,6 +62,148 @@ pub struct Config {
     /// The link to the partner controller's router; absent on a lone controller.
     #[serde(default)]
     pub peer: Option<PeerSettings>,
+    /// Failure detection and fencing; absent: the heartbeat service only
+    /// answers `cluster.status` (not configured).
+    #[serde(default)]
+    pub heartbeat: Option<HeartbeatSettings>,
+}
+
+/// One interconnect link of the heartbeat: where this controller listens
+/// and where the partner's end is.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatLink {
+    /// Local UDP address.
+    pub local: SocketAddr,
+    /// The partner's UDP address on the same link.
+    pub peer: SocketAddr,
+}
+
+/// `[heartbeat]`: disks, links, fencing and timings (`docs/heartbeat.md`
+/// says why each default is safe).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatSettings {
+    /// Heartbeat disks (1 to 3; majorities are of this list).
+    pub disks: Vec<PathBuf>,
+    /// Interconnect links (1 or 2).
+    pub links: Vec<HeartbeatLink>,
+    /// The watchdog device; absent: no watchdog.
+    #[serde(default)]
+    pub watchdog: Option<PathBuf>,
+    /// Fence agents in the order tried (`ipmi`, `scsi_pr`); the poison pill
+    /// is always written as well.
+    #[serde(default = "default_fence")]
+    pub fence: Vec<String>,
+    /// The partner's BMC credentials (address, user, password, cipher
+    /// suite), mode 0600; never logged.
+    #[serde(default)]
+    pub bmc_file: Option<PathBuf>,
+    /// Interval of interconnect beats.
+    #[serde(default = "default_hb_interval")]
+    pub hb_interval_ms: u64,
+    /// Every link silent this long: stage 2.
+    #[serde(default = "default_ic_timeout")]
+    pub ic_timeout_ms: u64,
+    /// Interval of slot writes and reads.
+    #[serde(default = "default_disk_interval")]
+    pub disk_interval_ms: u64,
+    /// Partner slot frozen this long on a majority: fence.
+    #[serde(default = "default_suspect_timeout")]
+    pub suspect_timeout_ms: u64,
+    /// Wait where nothing confirms (`allow_unconfirmed`, partner never seen
+    /// since boot); must exceed the watchdog timeout plus a margin.
+    #[serde(default = "default_disk_timeout")]
+    pub disk_timeout_ms: u64,
+    /// Take over on an unconfirmed fence after `disk_timeout` (unsafe for
+    /// controllers that can freeze and resume).
+    #[serde(default)]
+    pub allow_unconfirmed: bool,
+    /// Give the partner's pools back on its own once it rejoined.
+    #[serde(default)]
+    pub auto_failback: bool,
+    /// Extra fence delay of the tie-break loser.
+    #[serde(default = "default_tie_break")]
+    pub tie_break_ms: u64,
+    /// Wait before trying every fence agent again after all failed.
+    #[serde(default = "default_fence_retry")]
+    pub fence_retry_ms: u64,
+}
+
+fn default_fence() -> Vec<String> {
+    vec!["ipmi".into(), "scsi_pr".into()]
+}
+fn default_hb_interval() -> u64 {
+    100
+}
+fn default_ic_timeout() -> u64 {
+    1000
+}
+fn default_disk_interval() -> u64 {
+    200
+}
+fn default_suspect_timeout() -> u64 {
+    1500
+}
+fn default_disk_timeout() -> u64 {
+    10_000
+}
+fn default_tie_break() -> u64 {
+    1000
+}
+fn default_fence_retry() -> u64 {
+    5000
+}
+
+impl HeartbeatSettings {
+    /// Checks what the types cannot: counts and the order of the timings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field, reason: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                reason: reason.into(),
+            })
+        };
+        if self.disks.is_empty() || self.disks.len() > 3 {
+            return bad("heartbeat.disks", "give 1 to 3 heartbeat disks");
+        }
+        if self.links.is_empty() || self.links.len() > 2 {
+            return bad("heartbeat.links", "give 1 or 2 interconnect links");
+        }
+        for agent in &self.fence {
+            if !matches!(agent.as_str(), "ipmi" | "scsi_pr") {
+                return bad("heartbeat.fence", "known agents: ipmi, scsi_pr");
+            }
+        }
+        if self.fence.iter().any(|a| a == "ipmi") && self.bmc_file.is_none() {
+            return bad(
+                "heartbeat.bmc_file",
+                "the ipmi agent needs the partner's BMC file",
+            );
+        }
+        if self.hb_interval_ms == 0 || self.disk_interval_ms == 0 {
+            return bad("heartbeat", "intervals must be greater than zero");
+        }
+        if self.ic_timeout_ms < 3 * self.hb_interval_ms {
+            return bad(
+                "heartbeat.ic_timeout_ms",
+                "must be at least three hb_interval_ms",
+            );
+        }
+        if self.suspect_timeout_ms < 3 * self.disk_interval_ms {
+            return bad(
+                "heartbeat.suspect_timeout_ms",
+                "must be at least three disk_interval_ms",
+            );
+        }
+        if self.disk_timeout_ms <= self.suspect_timeout_ms {
+            return bad(
+                "heartbeat.disk_timeout_ms",
+                "must be longer than suspect_timeout_ms",
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Limits and sizes of the router.
@@ -210,6 +352,7 @@ impl Config {
                 state_dir: default_state_dir(),
                 router: RouterSettings::default(),
                 peer: None,
+                heartbeat: None,
             }
         };
         if let Ok(id) = std::env::var("DUPLEX_CONTROLLER_ID") {
@@ -254,6 +397,15 @@ impl Config {
                 });
             }
         }
+        if let Some(hb) = &self.heartbeat {
+            if self.peer.is_none() {
+                return Err(ConfigError::Invalid {
+                    field: "heartbeat",
+                    reason: "needs [peer] (the partner's id and the cluster secret)".into(),
+                });
+            }
+            hb.validate()?;
+        }
         if self.router.max_message_bytes < 1024 {
             return Err(ConfigError::Invalid {
                 field: "router.max_message_bytes",
@@ -291,6 +443,59 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_the_heartbeat_section_of_the_lab() {
+        let cfg = Config::parse(
+            r#"
+controller_id = "A"
+[peer]
+controller_id = "B"
+secret = "0123456789abcdef0123"
+[heartbeat]
+disks = ["/dev/disk/by-id/virtio-hb0", "/dev/disk/by-id/virtio-hb1", "/dev/disk/by-id/virtio-hb2"]
+links = [{ local = "10.51.0.1:7790", peer = "10.51.0.2:7790" }, { local = "10.52.0.1:7790", peer = "10.52.0.2:7790" }]
+watchdog = "/dev/watchdog"          # optional
+fence = ["ipmi", "scsi_pr"]         # agent order; poison pill always written too
+bmc_file = "/etc/duplex/partner-bmc.toml"
+hb_interval_ms = 100
+ic_timeout_ms = 1000
+disk_interval_ms = 200
+suspect_timeout_ms = 1500
+disk_timeout_ms = 10000
+allow_unconfirmed = false
+auto_failback = false
+"#,
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        let hb = cfg.heartbeat.unwrap();
+        assert_eq!(hb.disks.len(), 3);
+        assert_eq!(hb.links[1].peer, "10.52.0.2:7790".parse().unwrap());
+        assert_eq!(hb.tie_break_ms, 1000);
+
+        // Defaults, and refusals.
+        let minimal = |extra: &str| {
+            Config::parse(&format!(
+                "controller_id = \"A\"\n[peer]\ncontroller_id = \"B\"\nsecret = \"0123456789abcdef\"\n[heartbeat]\ndisks = [\"/d0\"]\nlinks = [{{ local = \"127.0.0.1:1\", peer = \"127.0.0.1:2\" }}]\nfence = []\n{extra}"
+            ))
+        };
+        let cfg = minimal("").unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.heartbeat.as_ref().unwrap().suspect_timeout_ms, 1500);
+        assert!(minimal("bogus = 1").is_err(), "unknown keys refused");
+        assert!(minimal("disk_timeout_ms = 1000")
+            .unwrap()
+            .validate()
+            .is_err());
+        let no_bmc = minimal("").unwrap();
+        let mut no_bmc_hb = no_bmc.heartbeat.clone().unwrap();
+        no_bmc_hb.fence = vec!["ipmi".into()];
+        assert!(no_bmc_hb.validate().is_err());
+        // Without a section nothing changes.
+        let cfg = Config::parse("controller_id = \"A\"").unwrap();
+        assert!(cfg.heartbeat.is_none());
+    }
 
     #[test]
     fn parses_the_documented_example() {

@@ -5,6 +5,8 @@
 //! threads, one per disk, so a hung disk stalls only its own thread. The
 //! others return boxed futures so they can be held as trait objects.
 
+pub mod sim;
+
 use crate::core::types::Beat;
 use std::future::Future;
 use std::path::PathBuf;

@@ -27,3 +27,72 @@ pub struct Beat {
     /// The sender's state code (the state machine defines the values).
     pub state: u8,
 }
+
+/// Where a controller stands, as written in its slot and its beats.
+///
+/// The codes are part of the on-disk format (`docs/heartbeat.md`): never
+/// renumber one, only add.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Just started: nothing proven yet, imports nothing of the partner's.
+    Booting,
+    /// The partner answers on the interconnect.
+    Normal,
+    /// The interconnect is silent but the partner's slot advances (or is
+    /// undecided): configuration locked, no takeover.
+    Waiting,
+    /// The partner's slot is frozen: fence agents are running.
+    Fencing,
+    /// Fenced: the new epoch is being written, then the pools taken over.
+    TakingOver,
+    /// The partner is fenced and this controller owns every pool.
+    Survivor,
+    /// This controller was fenced (or fenced itself): it serves nothing and
+    /// waits for the survivor's acknowledgement.
+    Fenced,
+}
+
+impl Phase {
+    /// Every phase, for tables and round-trip tests.
+    pub const ALL: [Phase; 7] = [
+        Phase::Booting,
+        Phase::Normal,
+        Phase::Waiting,
+        Phase::Fencing,
+        Phase::TakingOver,
+        Phase::Survivor,
+        Phase::Fenced,
+    ];
+
+    /// The code in slots and beats.
+    pub fn code(self) -> u8 {
+        match self {
+            Phase::Booting => 1,
+            Phase::Normal => 2,
+            Phase::Waiting => 3,
+            Phase::Fencing => 4,
+            Phase::TakingOver => 5,
+            Phase::Survivor => 6,
+            Phase::Fenced => 7,
+        }
+    }
+
+    /// The phase of a code, `None` for an unknown one.
+    pub fn from_code(code: u8) -> Option<Phase> {
+        Phase::ALL.into_iter().find(|p| p.code() == code)
+    }
+
+    /// The lower-case name used in status and events.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Booting => "booting",
+            Phase::Normal => "normal",
+            Phase::Waiting => "waiting",
+            Phase::Fencing => "fencing",
+            Phase::TakingOver => "taking_over",
+            Phase::Survivor => "survivor",
+            Phase::Fenced => "fenced",
+        }
+    }
+}

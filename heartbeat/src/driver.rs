@@ -1,0 +1,867 @@
+//! The driver: feeds the state machine from the backends and carries out
+//! its effects.
+//!
+//! - one thread per heartbeat disk writes the newest own slot and reads the
+//!   partner's every `disk_interval` (a hung disk stalls only its thread);
+//! - a task receives beats, and a tick every `hb_interval` sends ours;
+//! - a thread owns the watchdog (petting is a blocking device write);
+//! - fence agents and the takeover run as tasks and report back as inputs;
+//! - the configuration lock follows the machine's wish through one task, so
+//!   lock and unlock calls can never overtake each other.
+
+use crate::backend::{FenceAgent, FenceOutcome, HeartbeatDisk, Interconnect, LinkCounters};
+use crate::backend::{Watchdog, BLOCK};
+use crate::core::latency;
+use crate::core::machine::{Effect, FenceResult, Input, Level, Machine, PartnerRead, Settings};
+use crate::core::slot::{AreaHeader, Slot, SlotError, HEADER_OFFSET, SLOT_OFFSETS};
+use crate::core::types::{Epoch, Phase};
+use crate::orchestrate::{self, Entry, Selection, Step};
+use duplex_services::{action, durable, RouterClient};
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{mpsc as std_mpsc, Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
+
+/// Takeovers and moves kept in `cluster.timeline`.
+pub const TIMELINE_LEN: usize = 50;
+
+/// The effects at the edges, already constructed (Linux or sim).
+pub struct Backends {
+    /// Heartbeat disks, in configuration order.
+    pub disks: Vec<Arc<dyn HeartbeatDisk>>,
+    /// The watchdog, if one is configured.
+    pub watchdog: Option<Box<dyn Watchdog>>,
+    /// Fence agents in the order tried.
+    pub agents: Vec<Arc<dyn FenceAgent>>,
+    /// The interconnect transport.
+    pub interconnect: Arc<dyn Interconnect>,
+}
+
+/// Timings the machine does not hold.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// Beat interval.
+    pub hb_interval: Duration,
+    /// Slot write and read interval.
+    pub disk_interval: Duration,
+}
+
+/// What the driver shares with the RPC handlers.
+#[derive(Default)]
+pub struct Shared {
+    /// The machine's last snapshot.
+    pub status: Option<crate::core::machine::Status>,
+    /// Per-link counters.
+    pub links: Vec<LinkCounters>,
+    /// The last takeovers and moves, newest last (JSON, so entries of an
+    /// older build loaded from the file stay readable).
+    pub timeline: VecDeque<Value>,
+    /// Where the timeline is kept across restarts.
+    pub timeline_file: Option<PathBuf>,
+    /// The fence step that confirmed, for the next takeover's timeline.
+    pub last_fence: Option<Step>,
+    /// Own slot write latency per disk.
+    pub write_latency: Vec<latency::Summary>,
+}
+
+impl Shared {
+    /// Adds an entry and writes the file (best effort: a full disk must not
+    /// stop a takeover).
+    pub fn record(&mut self, e: Entry) {
+        self.timeline.push_back(json!(e));
+        while self.timeline.len() > TIMELINE_LEN {
+            self.timeline.pop_front();
+        }
+        if let Some(path) = &self.timeline_file {
+            let entries: Vec<&Value> = self.timeline.iter().collect();
+            match serde_json::to_vec_pretty(&entries) {
+                Ok(bytes) => {
+                    if let Err(e) = durable::write_atomic(path, &bytes) {
+                        tracing::warn!(error = %e, "cannot save the timeline");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot encode the timeline"),
+            }
+        }
+    }
+
+    /// State kept in `path`: the timeline of earlier runs, if the file
+    /// exists and parses (a damaged file is set aside by the next write,
+    /// never a reason not to start).
+    pub fn with_timeline_file(path: PathBuf) -> Shared {
+        let earlier: Vec<Value> = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let skip = earlier.len().saturating_sub(TIMELINE_LEN);
+        Shared {
+            timeline: earlier.into_iter().skip(skip).collect(),
+            timeline_file: Some(path),
+            ..Shared::default()
+        }
+    }
+}
+
+/// Locks `m`, ignoring poisoning (a panicked handler must not stop the
+/// heartbeat).
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Commands from the RPC handlers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Hold or release takeovers.
+    Maintenance(bool),
+}
+
+/// A random per-start incarnation, without a new dependency: the standard
+/// library's hasher keys are random per process.
+pub fn incarnation() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+enum WdMsg {
+    Pet,
+    Abandon,
+}
+
+fn spawn_watchdog(mut wd: Box<dyn Watchdog>) -> std_mpsc::Sender<WdMsg> {
+    let (tx, rx) = std_mpsc::channel();
+    std::thread::spawn(move || {
+        while let Ok(msg) = rx.recv() {
+            match msg {
+                WdMsg::Pet => {
+                    if let Err(e) = wd.pet() {
+                        tracing::error!(error = %e, "watchdog pet failed");
+                    }
+                }
+                WdMsg::Abandon => {
+                    wd.abandon();
+                    tracing::error!("watchdog abandoned: it will reset this controller");
+                    return;
+                }
+            }
+        }
+    });
+    tx
+}
+
+/// One disk's thread and what it reports to.
+struct DiskWorker {
+    index: usize,
+    disk: Arc<dyn HeartbeatDisk>,
+    me: String,
+    partner: String,
+    interval: Duration,
+    out: mpsc::UnboundedSender<Input>,
+    latency: mpsc::UnboundedSender<(usize, u64)>,
+}
+
+/// Starts one disk's thread: it finds the area, then writes the newest slot
+/// it was given and reads the partner's slot every interval.
+fn spawn_disk(w: DiskWorker, slots: std_mpsc::Receiver<Slot>) {
+    let DiskWorker {
+        index,
+        disk,
+        me,
+        partner,
+        interval,
+        out,
+        latency,
+    } = w;
+    std::thread::spawn(move || {
+        let mut offsets: Option<(u64, u64)> = None;
+        let mut last_read = Instant::now()
+            .checked_sub(interval)
+            .unwrap_or_else(Instant::now);
+        loop {
+            let mut newest = match slots.recv_timeout(interval) {
+                Ok(s) => Some(s),
+                Err(std_mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+            };
+            while let Ok(s) = slots.try_recv() {
+                newest = Some(s);
+            }
+            if offsets.is_none() {
+                offsets = find_area(&*disk, &me, &partner);
+            }
+            if let Some(slot) = newest {
+                // Never write to a disk whose area is not ours.
+                let ok = match (offsets, slot.encode()) {
+                    (Some((mine, _)), Ok(block)) => {
+                        let t = Instant::now();
+                        let ok = disk.write_block(mine, &block).is_ok();
+                        let ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
+                        let _ = latency.send((index, ms));
+                        ok
+                    }
+                    _ => false,
+                };
+                let sent = out.send(Input::SlotWritten {
+                    disk: index,
+                    counter: slot.counter,
+                    ok,
+                });
+                if sent.is_err() {
+                    return;
+                }
+            }
+            if last_read.elapsed() >= interval {
+                last_read = Instant::now();
+                let read = match offsets {
+                    None => PartnerRead::Error(format!(
+                        "{}: no heartbeat area for {me} and {partner} (cluster.init)",
+                        disk.name()
+                    )),
+                    Some((_, theirs)) => match disk.read_block(theirs) {
+                        Ok(b) => match Slot::decode(&b[..]) {
+                            Ok(s) => PartnerRead::Slot(s),
+                            Err(SlotError::Blank) => PartnerRead::Blank,
+                            Err(e) => PartnerRead::Error(format!("{}: {e}", disk.name())),
+                        },
+                        Err(e) => PartnerRead::Error(e.to_string()),
+                    },
+                };
+                if out.send(Input::PartnerSlot { disk: index, read }).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+}
+
+fn find_area(disk: &dyn HeartbeatDisk, me: &str, partner: &str) -> Option<(u64, u64)> {
+    let block = disk.read_block(HEADER_OFFSET).ok()?;
+    let h = AreaHeader::decode(&block[..]).ok()?;
+    Some((h.slot_offset(me)?, h.slot_offset(partner)?))
+}
+
+/// What `init_area` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitOutcome {
+    /// The header was written on a blank disk.
+    Created,
+    /// The same area was already there (nothing written).
+    Already,
+}
+
+/// Makes the heartbeat area on `disk` (`cluster.init`): refused unless the
+/// first three blocks are blank, or already hold this very area.
+pub fn init_area(
+    disk: &dyn HeartbeatDisk,
+    cluster_id: &str,
+    controllers: [&str; 2],
+) -> Result<InitOutcome, String> {
+    let mut ids = [controllers[0].to_string(), controllers[1].to_string()];
+    ids.sort();
+    let want = AreaHeader {
+        cluster_id: cluster_id.into(),
+        controllers: ids,
+    };
+    let name = disk.name().to_string();
+    let first = disk
+        .read_block(HEADER_OFFSET)
+        .map_err(|e| format!("{name}: {e}"))?;
+    match AreaHeader::decode(&first[..]) {
+        Ok(h) if h == want => return Ok(InitOutcome::Already),
+        Ok(h) => {
+            return Err(format!(
+                "{name} holds the heartbeat area of cluster {:?} ({} and {}): refused",
+                h.cluster_id, h.controllers[0], h.controllers[1]
+            ))
+        }
+        Err(_) => {}
+    }
+    for (i, offset) in [HEADER_OFFSET, SLOT_OFFSETS[0], SLOT_OFFSETS[1]]
+        .into_iter()
+        .enumerate()
+    {
+        let b = disk
+            .read_block(offset)
+            .map_err(|e| format!("{name}: {e}"))?;
+        if b.iter().any(|&x| x != 0) {
+            return Err(format!(
+                "{name} is in use (block {i} is neither blank nor a heartbeat area): refused"
+            ));
+        }
+    }
+    let b = want.encode().map_err(|e| e.to_string())?;
+    let b: &[u8; BLOCK] = &b;
+    disk.write_block(HEADER_OFFSET, b)
+        .map_err(|e| format!("{name}: {e}"))?;
+    Ok(InitOutcome::Created)
+}
+
+/// Everything the driver needs to run.
+pub struct Driver {
+    /// The machine's settings.
+    pub settings: Settings,
+    /// Intervals.
+    pub timing: Timing,
+    /// The backends.
+    pub backends: Backends,
+    /// The router.
+    pub router: RouterClient,
+    /// Shared with RPC.
+    pub shared: Arc<Mutex<Shared>>,
+    /// Commands from RPC.
+    pub commands: mpsc::UnboundedReceiver<Command>,
+    /// Give the partner's pools back once it rejoined and caught up.
+    pub auto_failback: bool,
+}
+
+fn ms_since(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Driver {
+    /// Runs until the process ends.
+    pub async fn run(self) {
+        let Driver {
+            settings,
+            timing,
+            backends,
+            router,
+            shared,
+            mut commands,
+            auto_failback,
+        } = self;
+        let start = Instant::now();
+        let me = settings.me.clone();
+        let partner = settings.partner.clone();
+        let epoch = initial_epoch(&router, &me).await;
+        let inc = incarnation();
+        tracing::info!(%me, %partner, incarnation = inc, epoch = epoch.counter, "heartbeat starting");
+        let mut m = Machine::new(settings, ms_since(start), inc, epoch);
+
+        let (in_tx, mut in_rx) = mpsc::unbounded_channel::<Input>();
+        let (lat_tx, mut lat_rx) = mpsc::unbounded_channel::<(usize, u64)>();
+        // Warn well before slow writes could make our slot look frozen.
+        let lat_limit = m.settings().suspect_timeout_ms / 2;
+        let mut windows = vec![latency::Window::default(); backends.disks.len()];
+        let mut disk_tx = Vec::new();
+        for (i, d) in backends.disks.iter().enumerate() {
+            let (tx, rx) = std_mpsc::channel();
+            disk_tx.push(tx);
+            let worker = DiskWorker {
+                index: i,
+                disk: Arc::clone(d),
+                me: me.clone(),
+                partner: partner.clone(),
+                interval: timing.disk_interval,
+                out: in_tx.clone(),
+                latency: lat_tx.clone(),
+            };
+            spawn_disk(worker, rx);
+        }
+        let wd = backends.watchdog.map(spawn_watchdog);
+        let ic = Arc::clone(&backends.interconnect);
+        {
+            let tx = in_tx.clone();
+            let ic = Arc::clone(&ic);
+            tokio::spawn(async move {
+                loop {
+                    let a = ic.recv().await;
+                    if tx
+                        .send(Input::Beat {
+                            link: a.link,
+                            beat: a.beat,
+                        })
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+        let (lock_tx, lock_rx) = watch::channel::<Option<String>>(None);
+        tokio::spawn(config_lock_task(router.clone(), lock_rx));
+        tokio::spawn(pool_count_task(
+            router.clone(),
+            me.clone(),
+            partner.clone(),
+            in_tx.clone(),
+        ));
+
+        let agents = backends.agents;
+        let mut tick = tokio::time::interval(timing.hb_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut seq: u64 = 0;
+        loop {
+            let input = tokio::select! {
+                _ = tick.tick() => {
+                    seq += 1;
+                    let beat = m.beat(seq);
+                    let ic = Arc::clone(&ic);
+                    tokio::spawn(async move { let _ = ic.send(&beat).await; });
+                    Input::Tick
+                }
+                Some(i) = in_rx.recv() => i,
+                Some(c) = commands.recv() => match c {
+                    Command::Maintenance(on) => Input::Maintenance(on),
+                },
+                Some((disk, ms)) = lat_rx.recv() => {
+                    if let Some(w) = windows.get_mut(disk) {
+                        match w.add(ms, lat_limit) {
+                            Some(latency::Edge::Raised(p99)) => alert(&router, Level::Warning, format!(
+                                "heartbeat disk {disk}: slot write p99 {p99} ms is above {lat_limit} ms (half of suspect_timeout)")),
+                            Some(latency::Edge::Cleared(p99)) => alert(&router, Level::Info, format!(
+                                "heartbeat disk {disk}: slot write p99 back to {p99} ms")),
+                            None => {}
+                        }
+                    }
+                    lock(&shared).write_latency = windows.iter().map(latency::Window::summary).collect();
+                    continue;
+                }
+            };
+            let fx = m.step(ms_since(start), input);
+            for e in fx {
+                match e {
+                    Effect::WriteSlot(slot) => {
+                        for tx in &disk_tx {
+                            let _ = tx.send(slot.clone());
+                        }
+                    }
+                    Effect::LockConfig { reason } => {
+                        let _ = lock_tx.send(Some(reason));
+                    }
+                    Effect::UnlockConfig => {
+                        let _ = lock_tx.send(None);
+                    }
+                    Effect::Alert { level, message } => alert(&router, level, message),
+                    Effect::FencePartner { agent, target } => {
+                        run_fence(&agents, agent, target, &in_tx, &shared);
+                    }
+                    Effect::StartTakeover { epoch } => {
+                        run_takeover(&router, &me, &partner, epoch, &in_tx, &shared);
+                    }
+                    Effect::SelfFence { reason } => self_fence(&router, &me, reason),
+                    Effect::PetWatchdog => {
+                        if let Some(w) = &wd {
+                            let _ = w.send(WdMsg::Pet);
+                        }
+                    }
+                    Effect::StopWatchdog => {
+                        if let Some(w) = &wd {
+                            let _ = w.send(WdMsg::Abandon);
+                        }
+                    }
+                    Effect::StateChanged { from, to, epoch } => {
+                        if auto_failback && from == Phase::Survivor && to == Phase::Normal {
+                            run_auto_failback(&router, &me, &partner, &shared);
+                        }
+                        tracing::warn!(
+                            from = from.name(),
+                            to = to.name(),
+                            epoch = epoch.counter,
+                            "heartbeat state"
+                        );
+                        publish(
+                            &router,
+                            "cluster.state",
+                            json!({"controller": me, "from": from, "to": to, "epoch": epoch}),
+                        );
+                    }
+                }
+            }
+            let mut sh = lock(&shared);
+            sh.status = Some(m.status(ms_since(start)));
+            sh.links = ic.counters();
+        }
+    }
+}
+
+async fn initial_epoch(router: &RouterClient, me: &str) -> Epoch {
+    let got = tokio::time::timeout(
+        Duration::from_secs(2),
+        router.call("config.get", json!({"kind": "cluster"})),
+    )
+    .await;
+    let counter = match got {
+        Ok(Ok(v)) => v
+            .pointer("/config/cluster/epoch")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+        _ => 0,
+    };
+    Epoch {
+        counter,
+        controller: me.to_string(),
+    }
+}
+
+fn publish(router: &RouterClient, topic: &'static str, data: Value) {
+    let r = router.clone();
+    tokio::spawn(async move {
+        if let Err(e) = r.publish(topic, data, true).await {
+            tracing::debug!(error = %e, topic, "publish failed");
+        }
+    });
+}
+
+fn alert(router: &RouterClient, level: Level, message: String) {
+    let severity = match level {
+        Level::Info => {
+            tracing::info!(%message, "heartbeat");
+            "info"
+        }
+        Level::Warning => {
+            tracing::warn!(%message, "heartbeat");
+            "warning"
+        }
+        Level::Critical => {
+            tracing::error!(%message, "heartbeat");
+            "critical"
+        }
+    };
+    publish(
+        router,
+        "alert",
+        json!({"severity": severity, "kind": "heartbeat", "message": message}),
+    );
+}
+
+fn run_fence(
+    agents: &[Arc<dyn FenceAgent>],
+    agent: String,
+    target: String,
+    tx: &mpsc::UnboundedSender<Input>,
+    shared: &Arc<Mutex<Shared>>,
+) {
+    let found = agents.iter().find(|a| a.name() == agent).cloned();
+    let tx = tx.clone();
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        let t = Instant::now();
+        let (result, detail) = match found {
+            None => (FenceResult::Failed, format!("no fence agent named {agent}")),
+            Some(a) => match a.fence(&target).await {
+                FenceOutcome::Confirmed { detail } => (FenceResult::Confirmed, detail),
+                FenceOutcome::Unconfirmed { detail } => (FenceResult::Unconfirmed, detail),
+                FenceOutcome::Failed { reason } => (FenceResult::Failed, reason),
+            },
+        };
+        if result == FenceResult::Confirmed {
+            lock(&shared).last_fence = Some(Step {
+                name: format!("fence ({agent})"),
+                pool: None,
+                ms: u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX),
+                ok: true,
+                detail: detail.clone(),
+            });
+        }
+        let _ = tx.send(Input::FenceDone {
+            agent,
+            result,
+            detail,
+        });
+    });
+}
+
+fn run_takeover(
+    router: &RouterClient,
+    me: &str,
+    partner: &str,
+    epoch: Epoch,
+    tx: &mpsc::UnboundedSender<Input>,
+    shared: &Arc<Mutex<Shared>>,
+) {
+    let (router, me, partner) = (router.clone(), me.to_string(), partner.to_string());
+    let (tx, shared) = (tx.clone(), Arc::clone(shared));
+    let id = action::new_id();
+    let span = tracing::info_span!("takeover", action_id = %id, epoch = epoch.counter);
+    let scope_id = id.clone();
+    let fut = async move {
+        let (fence, detection) = {
+            let mut sh = lock(&shared);
+            let detection = sh.status.as_ref().and_then(|s| s.last_detection_ms);
+            (sh.last_fence.take(), detection)
+        };
+        // Detection comes first in the timeline: from the partner's last
+        // sign of life to the fence start.
+        let fence: Vec<Step> = detection
+            .map(|ms| Step {
+                name: "detection".into(),
+                pool: None,
+                ms,
+                ok: true,
+                detail: String::new(),
+            })
+            .into_iter()
+            .chain(fence)
+            .collect();
+        let out = orchestrate::takeover(&router, &id, &me, &partner, &epoch, fence).await;
+        for a in &out.alerts {
+            publish(&router, "alert", json!(a));
+        }
+        // Recorded means the new owners are in config-keeper: pools that
+        // failed are alerts, and running it again is for an operator.
+        let recorded = out.entry.steps.iter().any(|s| s.name == "record" && s.ok);
+        let input = if recorded {
+            Input::TakeoverDone { epoch }
+        } else {
+            Input::TakeoverFailed {
+                reason: out
+                    .alerts
+                    .last()
+                    .map(|a| a.message.clone())
+                    .unwrap_or_else(|| "takeover failed".into()),
+            }
+        };
+        lock(&shared).record(out.entry);
+        let _ = tx.send(input);
+    };
+    tokio::spawn(action::scope(scope_id, fut.instrument(span)));
+}
+
+/// Gives the partner its home pools back once its configuration caught up
+/// (polled for up to ten minutes), under one new action_id.
+fn run_auto_failback(router: &RouterClient, me: &str, partner: &str, shared: &Arc<Mutex<Shared>>) {
+    let (router, me, partner) = (router.clone(), me.to_string(), partner.to_string());
+    let shared = Arc::clone(shared);
+    let id = action::new_id();
+    let span = tracing::info_span!("giveback", action_id = %id);
+    let scope_id = id.clone();
+    let fut = async move {
+        for _ in 0..600 {
+            let st = router
+                .call_at(Some(&partner), "config.status", json!({}))
+                .await;
+            let ready = st
+                .ok()
+                .and_then(|v| v.get("ready").and_then(Value::as_bool))
+                == Some(true);
+            if ready && can_move(&lock(&shared)).is_ok() {
+                let out = orchestrate::handover(
+                    &router,
+                    "giveback",
+                    &id,
+                    &me,
+                    &me,
+                    &partner,
+                    Selection::HomeOf,
+                )
+                .await;
+                for a in &out.alerts {
+                    publish(&router, "alert", json!(a));
+                }
+                lock(&shared).record(out.entry);
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        alert(
+            &router,
+            Level::Warning,
+            format!(
+                "auto_failback: {partner} did not become ready in 10 minutes; use cluster.giveback"
+            ),
+        );
+    };
+    tokio::spawn(action::scope(scope_id, fut.instrument(span)));
+}
+
+/// Stops serving: every port group of the pools this controller owns to
+/// standby. Only target calls, never LVM (which can block on the shelf).
+fn self_fence(router: &RouterClient, me: &str, reason: String) {
+    let router = router.clone();
+    let me = me.to_string();
+    tokio::spawn(async move {
+        tracing::error!(%reason, "self-fence");
+        let pools = tokio::time::timeout(
+            Duration::from_secs(2),
+            router.call("config.get", json!({"kind": "pool"})),
+        )
+        .await;
+        let names: Vec<String> = match pools {
+            Ok(Ok(v)) => v
+                .pointer("/config/pool")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter(|p| p.get("owner").and_then(Value::as_str) == Some(me.as_str()))
+                        .filter_map(|p| p.get("name").and_then(Value::as_str).map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        for p in names {
+            let r = tokio::time::timeout(
+                Duration::from_secs(2),
+                router.call(
+                    "target.set_access_state",
+                    json!({"pool": p, "state": "standby"}),
+                ),
+            )
+            .await;
+            if !matches!(r, Ok(Ok(_))) {
+                tracing::error!(pool = %p, "self-fence: could not set standby");
+            }
+        }
+    });
+}
+
+async fn config_lock_task(router: RouterClient, mut want: watch::Receiver<Option<String>>) {
+    let mut held: Option<String> = None;
+    let mut failures = 0u32;
+    loop {
+        let target = want.borrow_and_update().clone();
+        if target != held {
+            let r = match &target {
+                Some(reason) => router.call("config.lock", json!({"reason": reason})).await,
+                None => {
+                    router
+                        .call(
+                            "config.unlock",
+                            json!({"reason": "heartbeat: partner reachable again"}),
+                        )
+                        .await
+                }
+            };
+            match r {
+                Ok(_) => {
+                    held = target;
+                    failures = 0;
+                }
+                Err(e) => {
+                    // Warn once per wish; config-keeper may be restarting.
+                    if failures == 0 {
+                        tracing::warn!(error = %e, "config lock call failed; retrying every second");
+                    }
+                    failures += 1;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
+        }
+        if want.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Feeds the pool counts (tie-break) and the recorded epoch every 10 s.
+async fn pool_count_task(
+    router: RouterClient,
+    me: String,
+    partner: String,
+    tx: mpsc::UnboundedSender<Input>,
+) {
+    loop {
+        if let Ok(v) = router.call("config.get", json!({})).await {
+            if let Some(e) = v.pointer("/config/cluster/epoch").and_then(Value::as_u64) {
+                if tx.send(Input::ConfigEpoch(e)).is_err() {
+                    return;
+                }
+            }
+            if let Some(pools) = v.pointer("/config/pool").and_then(Value::as_array) {
+                let count = |who: &str| {
+                    pools
+                        .iter()
+                        .filter(|p| p.get("owner").and_then(Value::as_str) == Some(who))
+                        .count()
+                };
+                let input = Input::Pools {
+                    mine: count(&me),
+                    partner: count(&partner),
+                };
+                if tx.send(input).is_err() {
+                    return;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+}
+
+/// True when planned moves may run: both controllers up and in touch.
+pub fn can_move(shared: &Shared) -> Result<(), String> {
+    match shared.status.as_ref().map(|s| s.phase) {
+        Some(Phase::Normal) => Ok(()),
+        Some(p) => Err(format!(
+            "heartbeat is {}: planned moves need both controllers in touch (normal)",
+            p.name()
+        )),
+        None => Err("heartbeat is starting".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::sim::SimShelf;
+
+    #[test]
+    fn init_makes_the_area_once_and_refuses_disks_in_use() {
+        let shelf = SimShelf::new(2);
+        let d0 = shelf.disk(0, "A");
+        assert_eq!(init_area(&d0, "c1", ["B", "A"]), Ok(InitOutcome::Created));
+        assert_eq!(init_area(&d0, "c1", ["A", "B"]), Ok(InitOutcome::Already));
+        let h = AreaHeader::decode(&d0.read_block(0).unwrap()[..]).unwrap();
+        assert_eq!(h.controllers, ["A".to_string(), "B".to_string()]);
+        let err = init_area(&d0, "c2", ["A", "B"]).unwrap_err();
+        assert!(err.contains("cluster \"c1\""), "{err}");
+        // Something else on the disk: refused, and left alone.
+        let d1 = shelf.disk(1, "A");
+        d1.write_block(8192, &[9u8; BLOCK]).unwrap();
+        let err = init_area(&d1, "c1", ["A", "B"]).unwrap_err();
+        assert!(err.contains("in use"), "{err}");
+        assert_eq!(*d1.read_block(0).unwrap(), [0u8; BLOCK]);
+    }
+
+    fn entry(n: u64) -> Entry {
+        Entry {
+            kind: "takeover".into(),
+            action_id: format!("{n:016x}"),
+            started_unix_ms: n,
+            epoch: n,
+            from: "A".into(),
+            to: "B".into(),
+            pools: vec!["p1".into()],
+            steps: Vec::new(),
+            ok: true,
+        }
+    }
+
+    #[test]
+    fn the_timeline_survives_a_restart_and_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hb").join("timeline.json");
+        let mut sh = Shared::with_timeline_file(path.clone());
+        assert!(sh.timeline.is_empty());
+        for n in 0..3 {
+            sh.record(entry(n));
+        }
+        let mut again = Shared::with_timeline_file(path.clone());
+        assert_eq!(again.timeline.len(), 3);
+        assert_eq!(again.timeline[2]["epoch"], json!(2));
+        for n in 3..(TIMELINE_LEN as u64 + 10) {
+            again.record(entry(n));
+        }
+        let last = Shared::with_timeline_file(path.clone());
+        assert_eq!(last.timeline.len(), TIMELINE_LEN);
+        assert_eq!(
+            last.timeline.back().unwrap()["epoch"],
+            json!(TIMELINE_LEN as u64 + 9)
+        );
+        // A damaged file is not a reason to stop.
+        std::fs::write(&path, b"{not json").unwrap();
+        assert!(Shared::with_timeline_file(path).timeline.is_empty());
+    }
+}

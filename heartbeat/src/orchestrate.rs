@@ -1,0 +1,785 @@
+//! Takeover and planned moves as router calls, every step timed, under the
+//! caller's action_id (the router client stamps the current one).
+//!
+//! Takeover (DESIGN 4.5): record the new owners under the new epoch in
+//! config-keeper (without waiting for the fenced partner: `sync=false`),
+//! `pool.takeover` for each of the partner's pools (one failing does not
+//! stop the others; it raises an alert), port groups active, then the
+//! `cluster.takeover_done` event.
+//!
+//! Planned move (failover and giveback; the order of `docs` ARCHITECTURE
+//! "planned move"): old owner standby, new owner recorded under a new
+//! epoch, `pool.export {to}` on the old owner, `pool.import` on the new
+//! one, active there.
+
+use crate::backend::BoxFuture;
+use crate::core::types::Epoch;
+use duplex_services::RouterClient;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::time::Instant;
+
+/// A way to call methods through the router (a trait so the plans can be
+/// tested against a recording fake).
+pub trait Calls: Send + Sync {
+    /// Calls `method` on `controller` (`None`: this one).
+    fn call<'a>(
+        &'a self,
+        controller: Option<&'a str>,
+        method: &'a str,
+        params: Value,
+    ) -> BoxFuture<'a, Result<Value, String>>;
+}
+
+impl Calls for RouterClient {
+    fn call<'a>(
+        &'a self,
+        controller: Option<&'a str>,
+        method: &'a str,
+        params: Value,
+    ) -> BoxFuture<'a, Result<Value, String>> {
+        Box::pin(async move {
+            self.call_at(controller, method, params)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// One timed step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    /// What it did (`fence`, `record`, `pool.takeover`, `active`...).
+    pub name: String,
+    /// The pool it concerned, if one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// How long it took.
+    pub ms: u64,
+    /// True when it succeeded.
+    pub ok: bool,
+    /// The error, or what proved it.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+/// One takeover, failover or giveback, for `cluster.timeline`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Entry {
+    /// `takeover`, `failover` or `giveback`.
+    pub kind: String,
+    /// The action it ran under.
+    pub action_id: String,
+    /// Wall-clock start (milliseconds since the Unix epoch), for people.
+    pub started_unix_ms: u64,
+    /// The cluster epoch recorded.
+    pub epoch: u64,
+    /// From which controller to which.
+    pub from: String,
+    /// To which controller.
+    pub to: String,
+    /// The pools moved (or attempted).
+    pub pools: Vec<String>,
+    /// Every step in order.
+    pub steps: Vec<Step>,
+    /// True when every step succeeded.
+    pub ok: bool,
+}
+
+/// Alerts raised by an orchestration, for the driver to publish.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Alert {
+    /// `warning` or `critical`.
+    pub severity: String,
+    /// Machine-readable kind.
+    pub kind: String,
+    /// The pool concerned.
+    pub pool: Option<String>,
+    /// For people.
+    pub message: String,
+}
+
+/// The outcome of an orchestration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// For the timeline.
+    pub entry: Entry,
+    /// To publish.
+    pub alerts: Vec<Alert>,
+}
+
+struct Recorder {
+    steps: Vec<Step>,
+    alerts: Vec<Alert>,
+}
+
+impl Recorder {
+    async fn step<'a>(
+        &mut self,
+        name: &str,
+        pool: Option<&str>,
+        fut: BoxFuture<'a, Result<Value, String>>,
+    ) -> Result<Value, String> {
+        let t = Instant::now();
+        let r = fut.await;
+        let ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(step = name, pool, ms, ok = r.is_ok(), "orchestration step");
+        self.steps.push(Step {
+            name: name.into(),
+            pool: pool.map(str::to_string),
+            ms,
+            ok: r.is_ok(),
+            detail: r.as_ref().err().cloned().unwrap_or_default(),
+        });
+        r
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or_default()
+}
+
+/// The desired configuration's cluster object, epoch and pools.
+fn read_config(v: &Value) -> Result<(Value, u64, Vec<Value>), String> {
+    let cfg = v
+        .get("config")
+        .ok_or("config.get answered without config")?;
+    let cluster = cfg.get("cluster").cloned().unwrap_or(Value::Null);
+    let epoch = cluster.get("epoch").and_then(Value::as_u64).unwrap_or(0);
+    let pools = cfg
+        .get("pool")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    Ok((cluster, epoch, pools))
+}
+
+fn upsert(kind: &str, object: Value) -> Value {
+    json!({"op": "upsert", "kind": kind, "object": object})
+}
+
+fn name_of(pool: &Value) -> String {
+    pool.get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Records `pools` as owned by `to` under an epoch above both `at_least`
+/// and the recorded one; returns the epoch recorded.
+async fn record(
+    calls: &dyn Calls,
+    rec: &mut Recorder,
+    at: Option<&str>,
+    to: &str,
+    pools: &[Value],
+    at_least: u64,
+    sync: bool,
+) -> Result<u64, String> {
+    let v = rec
+        .step("config.get", None, calls.call(at, "config.get", json!({})))
+        .await?;
+    let (mut cluster, current, _) = read_config(&v)?;
+    let epoch = at_least.max(current + 1);
+    let mut changes = Vec::new();
+    if cluster.is_object() {
+        cluster["epoch"] = json!(epoch);
+        changes.push(upsert("cluster", cluster));
+    }
+    for p in pools {
+        let mut p = p.clone();
+        p["owner"] = json!(to);
+        p["epoch"] = json!(epoch);
+        changes.push(upsert("pool", p));
+    }
+    rec.step(
+        "record",
+        None,
+        calls.call(
+            at,
+            "config.apply",
+            json!({"changes": changes, "sync": sync}),
+        ),
+    )
+    .await?;
+    Ok(epoch)
+}
+
+/// Takes over every pool `partner` owns, under `epoch`, on this controller
+/// `me`. `before` are the steps already done (detection, fence), for the
+/// timeline.
+pub async fn takeover(
+    calls: &dyn Calls,
+    action_id: &str,
+    me: &str,
+    partner: &str,
+    epoch: &Epoch,
+    before: Vec<Step>,
+) -> Outcome {
+    let started = unix_ms();
+    let mut rec = Recorder {
+        steps: before,
+        alerts: Vec::new(),
+    };
+    let mut names = Vec::new();
+    let mut recorded = epoch.counter;
+    let ok = async {
+        let v = rec
+            .step(
+                "config.get",
+                None,
+                calls.call(None, "config.get", json!({})),
+            )
+            .await?;
+        let (_, _, pools) = read_config(&v)?;
+        // The partner's pools, and ours recorded under this epoch or later:
+        // a run again after a lost reply to the record must still import
+        // them (pool.takeover is idempotent).
+        let theirs: Vec<Value> = pools
+            .into_iter()
+            .filter(|p| {
+                let owner = p.get("owner").and_then(Value::as_str);
+                let at = p.get("epoch").and_then(Value::as_u64).unwrap_or(0);
+                owner == Some(partner) || (owner == Some(me) && at >= epoch.counter)
+            })
+            .collect();
+        names = theirs.iter().map(name_of).collect();
+        // The partner is fenced: do not wait for its acknowledgement.
+        recorded = record(calls, &mut rec, None, me, &theirs, epoch.counter, false).await?;
+        let mut all = true;
+        let mut taken = Vec::new();
+        for name in &names {
+            let r = rec
+                .step(
+                    "pool.takeover",
+                    Some(name),
+                    calls.call(
+                        None,
+                        "pool.takeover",
+                        json!({"name": name, "epoch": recorded}),
+                    ),
+                )
+                .await;
+            match r {
+                Ok(_) => taken.push(name.clone()),
+                Err(e) => {
+                    all = false;
+                    rec.alerts.push(Alert {
+                        severity: "critical".into(),
+                        kind: "takeover_pool_failed".into(),
+                        pool: Some(name.clone()),
+                        message: format!("pool {name} could not be taken over: {e}"),
+                    });
+                }
+            }
+        }
+        for name in &taken {
+            let r = rec
+                .step(
+                    "active",
+                    Some(name),
+                    calls.call(
+                        None,
+                        "target.set_access_state",
+                        json!({"pool": name, "state": "active"}),
+                    ),
+                )
+                .await;
+            if let Err(e) = r {
+                all = false;
+                rec.alerts.push(Alert {
+                    severity: "critical".into(),
+                    kind: "takeover_active_failed".into(),
+                    pool: Some(name.clone()),
+                    message: format!("pool {name} imported but its ports are not active: {e}"),
+                });
+            }
+        }
+        let done = json!({"controller": me, "from": partner, "epoch": recorded,
+                          "pools": taken, "action_id": action_id});
+        rec.step(
+            "takeover_done",
+            None,
+            calls.call(
+                None,
+                "event.publish",
+                json!({"topic": "cluster.takeover_done", "data": done, "partner": false}),
+            ),
+        )
+        .await?;
+        Ok::<bool, String>(all)
+    }
+    .await;
+    let ok = match ok {
+        Ok(all) => all,
+        Err(e) => {
+            rec.alerts.push(Alert {
+                severity: "critical".into(),
+                kind: "takeover_failed".into(),
+                pool: None,
+                message: format!("takeover of {partner}'s pools failed: {e}"),
+            });
+            false
+        }
+    };
+    Outcome {
+        entry: Entry {
+            kind: "takeover".into(),
+            action_id: action_id.into(),
+            started_unix_ms: started,
+            epoch: recorded,
+            from: partner.into(),
+            to: me.into(),
+            pools: names,
+            steps: rec.steps,
+            ok,
+        },
+        alerts: rec.alerts,
+    }
+}
+
+/// Which pools a planned move concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// One named pool (must be owned by the source).
+    One(String),
+    /// Every pool the source owns.
+    AllOwned,
+    /// Every pool the source owns whose home is the destination (giveback).
+    HomeOf,
+}
+
+/// Moves pools from `from` to `to` while both run (failover, giveback).
+/// `me` is this controller; calls to the other one go over the peer link.
+pub async fn handover(
+    calls: &dyn Calls,
+    kind: &str,
+    action_id: &str,
+    me: &str,
+    from: &str,
+    to: &str,
+    which: Selection,
+) -> Outcome {
+    let started = unix_ms();
+    let at = |c: &str| if c == me { None } else { Some(c.to_string()) };
+    let (at_from, at_to) = (at(from), at(to));
+    let mut rec = Recorder {
+        steps: Vec::new(),
+        alerts: Vec::new(),
+    };
+    let mut names = Vec::new();
+    let mut recorded = 0;
+    let r = async {
+        let v = rec
+            .step(
+                "config.get",
+                None,
+                calls.call(None, "config.get", json!({})),
+            )
+            .await?;
+        let (_, _, pools) = read_config(&v)?;
+        let owned = |p: &Value| p.get("owner").and_then(Value::as_str) == Some(from);
+        let chosen: Vec<Value> = match &which {
+            Selection::One(n) => {
+                let p = pools
+                    .iter()
+                    .find(|p| name_of(p) == *n)
+                    .ok_or_else(|| format!("pool {n} is not in the desired state"))?;
+                if !owned(p) {
+                    return Err(format!("pool {n} is not owned by {from}"));
+                }
+                vec![p.clone()]
+            }
+            Selection::AllOwned => pools.into_iter().filter(|p| owned(p)).collect(),
+            Selection::HomeOf => pools
+                .into_iter()
+                .filter(|p| owned(p) && p.get("home").and_then(Value::as_str) == Some(to))
+                .collect(),
+        };
+        names = chosen.iter().map(name_of).collect();
+        if names.is_empty() {
+            return Ok(());
+        }
+        // The destination must have caught up the configuration first
+        // (a controller back from a fence resyncs before anything else).
+        let st = rec
+            .step(
+                "destination ready",
+                None,
+                calls.call(at_to.as_deref(), "config.status", json!({})),
+            )
+            .await?;
+        if st.get("ready").and_then(Value::as_bool) != Some(true) {
+            return Err(format!(
+                "{to}'s configuration has not caught up yet (config.status ready=false)"
+            ));
+        }
+        for n in &names {
+            rec.step(
+                "standby",
+                Some(n),
+                calls.call(
+                    at_from.as_deref(),
+                    "target.set_access_state",
+                    json!({"pool": n, "state": "standby"}),
+                ),
+            )
+            .await?;
+        }
+        // Recorded on the destination (the partner replicates it).
+        recorded = record(calls, &mut rec, at_to.as_deref(), to, &chosen, 0, true).await?;
+        for n in &names {
+            rec.step(
+                "pool.export",
+                Some(n),
+                calls.call(
+                    at_from.as_deref(),
+                    "pool.export",
+                    json!({"name": n, "to": to}),
+                ),
+            )
+            .await?;
+            rec.step(
+                "pool.import",
+                Some(n),
+                calls.call(at_to.as_deref(), "pool.import", json!({"name": n})),
+            )
+            .await?;
+            rec.step(
+                "active",
+                Some(n),
+                calls.call(
+                    at_to.as_deref(),
+                    "target.set_access_state",
+                    json!({"pool": n, "state": "active"}),
+                ),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+    .await;
+    let mut alerts = rec.alerts;
+    if let Err(e) = &r {
+        alerts.push(Alert {
+            severity: "critical".into(),
+            kind: format!("{kind}_failed"),
+            pool: None,
+            message: format!("{kind} from {from} to {to} stopped: {e}"),
+        });
+    }
+    Outcome {
+        entry: Entry {
+            kind: kind.into(),
+            action_id: action_id.into(),
+            started_unix_ms: started,
+            epoch: recorded,
+            from: from.into(),
+            to: to.into(),
+            pools: names,
+            steps: rec.steps,
+            ok: r.is_ok(),
+        },
+        alerts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Answers like the services would and records every call.
+    struct Fake {
+        calls: Mutex<Vec<(Option<String>, String, Value)>>,
+        fail: Vec<(String, String)>,
+    }
+
+    impl Fake {
+        fn new(fail: &[(&str, &str)]) -> Fake {
+            Fake {
+                calls: Mutex::new(Vec::new()),
+                fail: fail
+                    .iter()
+                    .map(|(m, p)| ((*m).to_string(), (*p).to_string()))
+                    .collect(),
+            }
+        }
+        fn log(&self) -> Vec<(Option<String>, String, Value)> {
+            self.calls.lock().unwrap().clone()
+        }
+        fn methods(&self) -> Vec<String> {
+            self.log()
+                .into_iter()
+                .map(|(at, m, p)| {
+                    let pool = p
+                        .get("name")
+                        .or_else(|| p.get("pool"))
+                        .and_then(Value::as_str)
+                        .map(|s| format!(" {s}"))
+                        .unwrap_or_default();
+                    format!(
+                        "{}{m}{pool}",
+                        at.map(|a| format!("{a}:")).unwrap_or_default()
+                    )
+                })
+                .collect()
+        }
+    }
+
+    impl Calls for Fake {
+        fn call<'a>(
+            &'a self,
+            controller: Option<&'a str>,
+            method: &'a str,
+            params: Value,
+        ) -> BoxFuture<'a, Result<Value, String>> {
+            self.calls.lock().unwrap().push((
+                controller.map(str::to_string),
+                method.to_string(),
+                params.clone(),
+            ));
+            let pool = params
+                .get("name")
+                .or_else(|| params.get("pool"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let failed = self.fail.iter().any(|(m, p)| m == method && *p == pool);
+            let out = if failed {
+                Err(format!("{method} {pool}: injected failure"))
+            } else if method == "config.status" {
+                Ok(json!({"ready": true}))
+            } else if method == "config.get" {
+                Ok(json!({"config": {
+                "cluster": {"id": "c1", "epoch": 7},
+                "pool": [
+                    {"name": "p1", "home": "A", "owner": "A", "epoch": 7},
+                    {"name": "p2", "home": "A", "owner": "A", "epoch": 7},
+                    {"name": "p3", "home": "B", "owner": "B", "epoch": 7},
+                ]}}))
+            } else {
+                Ok(json!({}))
+            };
+            Box::pin(async move { out })
+        }
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    }
+
+    fn e(n: u64) -> Epoch {
+        Epoch {
+            counter: n,
+            controller: "B".into(),
+        }
+    }
+
+    #[test]
+    fn takeover_records_then_takes_each_pool_then_activates() {
+        let f = Fake::new(&[]);
+        let out = rt().block_on(takeover(&f, "act1", "B", "A", &e(8), Vec::new()));
+        assert!(out.entry.ok, "{:?}", out.entry);
+        assert_eq!(
+            f.methods(),
+            vec![
+                "config.get",
+                "config.get",
+                "config.apply",
+                "pool.takeover p1",
+                "pool.takeover p2",
+                "target.set_access_state p1",
+                "target.set_access_state p2",
+                "event.publish",
+            ]
+        );
+        // The recorded epoch is above the one in config-keeper.
+        assert_eq!(out.entry.epoch, 8);
+        let log = f.log();
+        let apply = &log[2].2;
+        assert_eq!(
+            apply["sync"],
+            json!(false),
+            "never wait for the fenced partner"
+        );
+        assert_eq!(apply["changes"][1]["object"]["owner"], json!("B"));
+        assert_eq!(apply["changes"][0]["object"]["epoch"], json!(8));
+        assert_eq!(log[3].2["epoch"], json!(8));
+        assert_eq!(out.entry.pools, vec!["p1", "p2"]);
+        assert!(out.alerts.is_empty());
+    }
+
+    #[test]
+    fn running_it_again_after_the_record_still_takes_the_pools() {
+        // p1 and p2 recorded as B's under epoch 8 by an earlier run whose
+        // reply was lost; p3 is B's own from before.
+        struct After(Fake);
+        impl Calls for After {
+            fn call<'a>(
+                &'a self,
+                c: Option<&'a str>,
+                m: &'a str,
+                p: Value,
+            ) -> BoxFuture<'a, Result<Value, String>> {
+                if m == "config.get" {
+                    let v = json!({"config": {"cluster": {"epoch": 8}, "pool": [
+                        {"name": "p1", "home": "A", "owner": "B", "epoch": 8},
+                        {"name": "p2", "home": "A", "owner": "B", "epoch": 8},
+                        {"name": "p3", "home": "B", "owner": "B", "epoch": 5}]}});
+                    return Box::pin(async move { Ok(v) });
+                }
+                self.0.call(c, m, p)
+            }
+        }
+        let f = After(Fake::new(&[]));
+        let out = rt().block_on(takeover(&f, "act1", "B", "A", &e(8), Vec::new()));
+        assert!(out.entry.ok);
+        assert_eq!(out.entry.pools, vec!["p1", "p2"]);
+        assert_eq!(out.entry.epoch, 9);
+    }
+
+    #[test]
+    fn one_failing_pool_does_not_stop_the_others() {
+        let f = Fake::new(&[("pool.takeover", "p1")]);
+        let out = rt().block_on(takeover(&f, "act1", "B", "A", &e(9), Vec::new()));
+        assert!(!out.entry.ok);
+        assert_eq!(out.entry.epoch, 9);
+        let m = f.methods();
+        assert!(m.contains(&"pool.takeover p2".to_string()));
+        assert!(m.contains(&"target.set_access_state p2".to_string()));
+        assert!(!m.contains(&"target.set_access_state p1".to_string()));
+        assert_eq!(out.alerts.len(), 1);
+        assert_eq!(out.alerts[0].pool.as_deref(), Some("p1"));
+        assert!(m.last().unwrap().starts_with("event.publish"));
+    }
+
+    #[test]
+    fn a_failed_record_stops_before_any_import() {
+        let f = Fake::new(&[("config.apply", "")]);
+        let out = rt().block_on(takeover(&f, "act1", "B", "A", &e(9), Vec::new()));
+        assert!(!out.entry.ok);
+        assert!(!f.methods().iter().any(|m| m.starts_with("pool.")));
+        assert_eq!(out.alerts[0].kind, "takeover_failed");
+    }
+
+    #[test]
+    fn giveback_moves_home_pools_in_the_planned_order() {
+        // B owns everything; p1 and p2 are A's by home.
+        struct Owned(Fake);
+        impl Calls for Owned {
+            fn call<'a>(
+                &'a self,
+                c: Option<&'a str>,
+                m: &'a str,
+                p: Value,
+            ) -> BoxFuture<'a, Result<Value, String>> {
+                if m == "config.get" {
+                    self.0
+                        .calls
+                        .lock()
+                        .unwrap()
+                        .push((c.map(str::to_string), m.into(), p));
+                    let v = json!({"config": {"cluster": {"epoch": 8}, "pool": [
+                        {"name": "p1", "home": "A", "owner": "B"},
+                        {"name": "p3", "home": "B", "owner": "B"}]}});
+                    return Box::pin(async move { Ok(v) });
+                }
+                self.0.call(c, m, p)
+            }
+        }
+        let f = Owned(Fake::new(&[]));
+        let out = rt().block_on(handover(
+            &f,
+            "giveback",
+            "act2",
+            "B",
+            "B",
+            "A",
+            Selection::HomeOf,
+        ));
+        assert!(out.entry.ok, "{:?}", out.entry);
+        assert_eq!(out.entry.pools, vec!["p1"]);
+        assert_eq!(
+            f.0.methods(),
+            vec![
+                "config.get",
+                "A:config.status",
+                "target.set_access_state p1",
+                "A:config.get",
+                "A:config.apply",
+                "pool.export p1",
+                "A:pool.import p1",
+                "A:target.set_access_state p1",
+            ]
+        );
+        assert_eq!(out.entry.epoch, 9);
+        let steps: Vec<&str> = out.entry.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            steps,
+            vec![
+                "config.get",
+                "destination ready",
+                "standby",
+                "config.get",
+                "record",
+                "pool.export",
+                "pool.import",
+                "active"
+            ]
+        );
+    }
+
+    #[test]
+    fn no_move_to_a_controller_whose_configuration_lags() {
+        struct Lagging(Fake);
+        impl Calls for Lagging {
+            fn call<'a>(
+                &'a self,
+                c: Option<&'a str>,
+                m: &'a str,
+                p: Value,
+            ) -> BoxFuture<'a, Result<Value, String>> {
+                if m == "config.status" {
+                    return Box::pin(async { Ok(json!({"ready": false})) });
+                }
+                self.0.call(c, m, p)
+            }
+        }
+        let f = Lagging(Fake::new(&[]));
+        let out = rt().block_on(handover(
+            &f,
+            "failover",
+            "act4",
+            "A",
+            "A",
+            "B",
+            Selection::AllOwned,
+        ));
+        assert!(!out.entry.ok);
+        assert_eq!(f.0.methods(), vec!["config.get"]);
+        assert!(out.alerts[0].message.contains("not caught up"));
+    }
+
+    #[test]
+    fn failover_of_a_pool_not_owned_is_refused_before_any_step() {
+        let f = Fake::new(&[]);
+        let out = rt().block_on(handover(
+            &f,
+            "failover",
+            "act3",
+            "A",
+            "A",
+            "B",
+            Selection::One("p3".into()),
+        ));
+        assert!(!out.entry.ok);
+        assert_eq!(f.methods(), vec!["config.get"]);
+        assert!(out.alerts[0].message.contains("not owned by A"));
+    }
+}

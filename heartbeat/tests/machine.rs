@@ -1,0 +1,813 @@
+//! Table tests of the partner state machine with a simulated clock: one
+//! machine (controller A unless said) and a scripted partner.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure report
+
+use duplex_heartbeat::core::machine::{
+    Effect, FenceResult, Input, Level, Machine, PartnerRead, Settings,
+};
+use duplex_heartbeat::core::slot::{Ack, FenceMsg, Slot};
+use duplex_heartbeat::core::types::{Beat, Epoch, Phase};
+use std::collections::VecDeque;
+
+const STEP: u64 = 100;
+
+fn epoch(n: u64, c: &str) -> Epoch {
+    Epoch {
+        counter: n,
+        controller: c.into(),
+    }
+}
+
+/// The machine under test and everything around it.
+struct World {
+    m: Machine,
+    partner: String,
+    now: u64,
+    /// Partner beats arrive on these links.
+    links: [bool; 2],
+    /// Own slot writes succeed on these disks (false: the write fails).
+    writes_ok: [bool; 3],
+    /// The partner's slot advances on these disks.
+    partner_writing: [bool; 3],
+    /// The partner's slot can be read on these disks.
+    readable: [bool; 3],
+    /// Partner slot content per disk (counter advances when writing).
+    pslot: [Slot; 3],
+    /// The partner beats.
+    beat_incarnation: u64,
+    beat_state: Phase,
+    seq: u64,
+    /// Answers to FencePartner, in order; empty: no answer.
+    fence_script: VecDeque<FenceResult>,
+    /// Every effect so far, with its time.
+    log: Vec<(u64, Effect)>,
+}
+
+impl World {
+    fn new(partner: &str, s: Settings) -> World {
+        let m = Machine::new(s, 0, 1000, epoch(3, partner));
+        let pslot = Slot {
+            controller: partner.into(),
+            incarnation: 2000,
+            counter: 500,
+            epoch: epoch(3, partner),
+            state: Phase::Normal,
+            fence: None,
+            ack: None,
+        };
+        World {
+            m,
+            partner: partner.into(),
+            now: 0,
+            links: [true, true],
+            writes_ok: [true; 3],
+            partner_writing: [true; 3],
+            readable: [true; 3],
+            pslot: [pslot.clone(), pslot.clone(), pslot],
+            beat_incarnation: 2000,
+            beat_state: Phase::Normal,
+            seq: 0,
+            fence_script: VecDeque::new(),
+            log: Vec::new(),
+        }
+    }
+
+    /// Controller A with partner B, defaults, agents ipmi then scsi_pr.
+    fn a() -> World {
+        World::new("B", Settings::new("A", "B", &["ipmi", "scsi_pr"]))
+    }
+
+    fn feed(&mut self, input: Input) {
+        let fx = self.m.step(self.now, input);
+        self.absorb(fx);
+    }
+
+    /// Logs effects; slot writes and fence runs are answered at once.
+    fn absorb(&mut self, fx: Vec<Effect>) {
+        for e in fx {
+            self.replay(e);
+        }
+    }
+
+    fn replay(&mut self, e: Effect) {
+        match &e {
+            Effect::WriteSlot(slot) => {
+                let counter = slot.counter;
+                self.log.push((self.now, e.clone()));
+                for disk in 0..3 {
+                    let ok = self.writes_ok[disk];
+                    let more = self
+                        .m
+                        .step(self.now, Input::SlotWritten { disk, counter, ok });
+                    self.absorb(more);
+                }
+            }
+            Effect::FencePartner { agent, .. } => {
+                self.log.push((self.now, e.clone()));
+                if let Some(result) = self.fence_script.pop_front() {
+                    let more = self.m.step(
+                        self.now,
+                        Input::FenceDone {
+                            agent: agent.clone(),
+                            result,
+                            detail: "scripted".into(),
+                        },
+                    );
+                    self.absorb(more);
+                }
+            }
+            _ => self.log.push((self.now, e.clone())),
+        }
+    }
+
+    /// Runs `ms` of simulated time in 100 ms steps.
+    fn run(&mut self, ms: u64) {
+        let end = self.now + ms;
+        while self.now < end {
+            self.now += STEP;
+            for link in 0..2 {
+                if self.links[link] {
+                    self.seq += 1;
+                    let beat = Beat {
+                        controller: self.partner.clone(),
+                        incarnation: self.beat_incarnation,
+                        epoch: self.pslot[0].epoch.clone(),
+                        seq: self.seq,
+                        state: self.beat_state.code(),
+                    };
+                    self.feed(Input::Beat { link, beat });
+                }
+            }
+            if self.now % 200 == 0 {
+                for disk in 0..3 {
+                    if self.partner_writing[disk] {
+                        self.pslot[disk].counter += 1;
+                    }
+                    let read = if self.readable[disk] {
+                        PartnerRead::Slot(self.pslot[disk].clone())
+                    } else {
+                        PartnerRead::Error("EIO".into())
+                    };
+                    self.feed(Input::PartnerSlot { disk, read });
+                }
+            }
+            self.feed(Input::Tick);
+        }
+    }
+
+    fn cut_links(&mut self) {
+        self.links = [false, false];
+    }
+
+    fn freeze_partner(&mut self) {
+        self.cut_links();
+        self.partner_writing = [false; 3];
+    }
+
+    fn count(&self, f: impl Fn(&Effect) -> bool) -> usize {
+        self.log.iter().filter(|(_, e)| f(e)).count()
+    }
+
+    fn first(&self, f: impl Fn(&Effect) -> bool) -> Option<u64> {
+        self.log.iter().find(|(_, e)| f(e)).map(|(t, _)| *t)
+    }
+
+    fn takeovers(&self) -> usize {
+        self.count(|e| matches!(e, Effect::StartTakeover { .. }))
+    }
+
+    fn fences(&self) -> Vec<String> {
+        self.log
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Effect::FencePartner { agent, .. } => Some(agent.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn alerts(&self, level: Level) -> Vec<String> {
+        self.log
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Effect::Alert { level: l, message } if *l == level => Some(message.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn last_slot(&self) -> Slot {
+        self.log
+            .iter()
+            .rev()
+            .find_map(|(_, e)| match e {
+                Effect::WriteSlot(s) => Some(s.clone()),
+                _ => None,
+            })
+            .expect("a slot was written")
+    }
+
+    fn take_over_done(&mut self) {
+        let epoch = self.m.epoch().clone();
+        self.feed(Input::TakeoverDone { epoch });
+    }
+}
+
+fn is_lock(e: &Effect) -> bool {
+    matches!(e, Effect::LockConfig { .. })
+}
+
+#[test]
+fn partner_up_stays_normal_and_pets_the_watchdog() {
+    let mut w = World::a();
+    w.run(10_000);
+    assert_eq!(w.m.phase(), Phase::Normal);
+    assert_eq!(w.count(is_lock), 0);
+    assert!(w.fences().is_empty());
+    assert_eq!(w.takeovers(), 0);
+    assert!(w.alerts(Level::Critical).is_empty());
+    // Petted on every tick: 100 ticks in 10 s.
+    assert_eq!(w.count(|e| *e == Effect::PetWatchdog), 100);
+    // Own slot written every disk_interval with a growing counter.
+    let counters: Vec<u64> = w
+        .log
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Effect::WriteSlot(s) => Some(s.counter),
+            _ => None,
+        })
+        .collect();
+    assert!(counters.len() >= 50);
+    assert!(counters.windows(2).all(|p| p[1] == p[0] + 1));
+    assert_eq!(w.last_slot().state, Phase::Normal);
+}
+
+#[test]
+fn one_link_down_is_an_alert_and_nothing_else() {
+    let mut w = World::a();
+    w.run(2000);
+    w.links[1] = false;
+    w.partner_writing = [true; 3];
+    w.run(10_000);
+    assert_eq!(w.m.phase(), Phase::Normal);
+    let warn = w.alerts(Level::Warning);
+    assert_eq!(warn.len(), 1, "{warn:?}");
+    assert!(warn[0].contains("link 1"));
+    assert_eq!(w.count(is_lock), 0);
+    assert!(w.fences().is_empty());
+    w.links[1] = true;
+    w.run(500);
+    assert!(w.alerts(Level::Info).iter().any(|a| a.contains("link 1")));
+}
+
+#[test]
+fn both_links_down_with_slot_advancing_waits_locked_then_unlocks() {
+    let mut w = World::a();
+    w.run(2000);
+    w.cut_links();
+    w.run(60_000);
+    assert_eq!(w.m.phase(), Phase::Waiting);
+    assert!(w.m.config_locked());
+    assert_eq!(w.count(is_lock), 1);
+    assert!(w.fences().is_empty(), "never fence a partner that writes");
+    assert_eq!(w.takeovers(), 0);
+    assert!(w
+        .alerts(Level::Critical)
+        .iter()
+        .any(|a| a.contains("silent")));
+    // The link returns: unlock, normal.
+    w.links = [true, true];
+    w.run(300);
+    assert_eq!(w.m.phase(), Phase::Normal);
+    assert!(!w.m.config_locked());
+    assert_eq!(w.count(|e| *e == Effect::UnlockConfig), 1);
+}
+
+#[test]
+fn slot_advancing_on_a_minority_only_is_not_dead_and_not_alive() {
+    // Frozen on one disk, unreadable on another: neither majority, so wait.
+    let mut w = World::a();
+    w.run(2000);
+    w.cut_links();
+    w.partner_writing = [false, true, true];
+    w.readable = [true, false, true];
+    w.run(30_000);
+    assert_eq!(w.m.phase(), Phase::Waiting);
+    assert!(w.fences().is_empty());
+}
+
+#[test]
+fn frozen_on_a_majority_past_suspect_timeout_fences_then_takes_over_once() {
+    let mut w = World::a();
+    w.fence_script.push_back(FenceResult::Confirmed);
+    w.run(2000);
+    let fault = w.now;
+    w.freeze_partner();
+    w.run(5000);
+    let fence_at = w
+        .first(|e| matches!(e, Effect::FencePartner { .. }))
+        .expect("fenced");
+    // Detection: from the last beat to the fence start. A wins the
+    // tie-break (equal pools, smaller id), so no extra delay.
+    let detection = fence_at - fault;
+    assert!(
+        (1500..=1800).contains(&detection),
+        "detection took {detection} ms"
+    );
+    assert_eq!(w.fences(), vec!["ipmi"]);
+    assert_eq!(w.takeovers(), 1);
+    let reported = w.m.status(w.now).last_detection_ms.unwrap();
+    assert!((1500..=1800).contains(&reported), "{reported}");
+    // The new epoch went to the disks (with the poison pill) before the
+    // takeover started.
+    let take_at = w
+        .first(|e| matches!(e, Effect::StartTakeover { .. }))
+        .unwrap();
+    let new = epoch(4, "A");
+    assert!(w.log.iter().any(|(t, e)| *t <= take_at
+        && matches!(e, Effect::WriteSlot(s) if s.epoch == new && s.state == Phase::TakingOver)));
+    let pill = w
+        .log
+        .iter()
+        .find_map(|(t, e)| match e {
+            Effect::WriteSlot(s) if s.fence.is_some() => Some((*t, s.fence.clone())),
+            _ => None,
+        })
+        .unwrap();
+    assert!(pill.0 <= fence_at);
+    assert_eq!(
+        pill.1,
+        Some(FenceMsg {
+            target: "B".into(),
+            epoch: new.clone()
+        })
+    );
+    assert!(matches!(
+        w.log.iter().find(|(_, e)| matches!(e, Effect::StartTakeover { .. })),
+        Some((_, Effect::StartTakeover { epoch })) if *epoch == new
+    ));
+    assert_eq!(w.m.phase(), Phase::TakingOver);
+    w.take_over_done();
+    assert_eq!(w.m.phase(), Phase::Survivor);
+    assert!(!w.m.config_locked());
+    w.run(30_000);
+    assert_eq!(w.takeovers(), 1, "exactly once");
+    assert_eq!(w.m.phase(), Phase::Survivor);
+}
+
+#[test]
+fn no_takeover_until_the_new_epoch_is_on_a_majority() {
+    let mut s = Settings::new("A", "B", &["ipmi"]);
+    s.disks = 3;
+    let mut w = World::new("B", s);
+    w.run(2000);
+    w.freeze_partner();
+    // Fence by hand so the slot writes can be held back.
+    w.run(1700);
+    assert_eq!(w.m.phase(), Phase::Fencing);
+    let fx = w.m.step(
+        w.now,
+        Input::FenceDone {
+            agent: "ipmi".into(),
+            result: FenceResult::Confirmed,
+            detail: "power off".into(),
+        },
+    );
+    assert_eq!(w.m.phase(), Phase::TakingOver);
+    let slot = fx
+        .iter()
+        .find_map(|e| match e {
+            Effect::WriteSlot(s) => Some(s.clone()),
+            _ => None,
+        })
+        .expect("epoch written at once");
+    assert_eq!(slot.epoch, epoch(4, "A"));
+    assert!(!fx.iter().any(|e| matches!(e, Effect::StartTakeover { .. })));
+    let w1 = w.m.step(
+        w.now,
+        Input::SlotWritten {
+            disk: 0,
+            counter: slot.counter,
+            ok: true,
+        },
+    );
+    assert!(!w1.iter().any(|e| matches!(e, Effect::StartTakeover { .. })));
+    let w2 = w.m.step(
+        w.now,
+        Input::SlotWritten {
+            disk: 1,
+            counter: slot.counter,
+            ok: false,
+        },
+    );
+    assert!(!w2.iter().any(|e| matches!(e, Effect::StartTakeover { .. })));
+    let w3 = w.m.step(
+        w.now,
+        Input::SlotWritten {
+            disk: 2,
+            counter: slot.counter,
+            ok: true,
+        },
+    );
+    assert!(w3.iter().any(|e| *e
+        == Effect::StartTakeover {
+            epoch: epoch(4, "A")
+        }));
+}
+
+#[test]
+fn the_tie_break_loser_waits_longer() {
+    // B (greater id, equal pools) delays by tie_break_ms.
+    let mut w = World::new("A", Settings::new("B", "A", &["ipmi"]));
+    w.run(2000);
+    let fault = w.now;
+    w.freeze_partner();
+    w.run(5000);
+    let t = w
+        .first(|e| matches!(e, Effect::FencePartner { .. }))
+        .unwrap();
+    assert!((2500..=2800).contains(&(t - fault)), "{}", t - fault);
+
+    // A with fewer pools than B delays too.
+    let mut w = World::a();
+    w.feed(Input::Pools {
+        mine: 1,
+        partner: 3,
+    });
+    w.run(2000);
+    let fault = w.now;
+    w.freeze_partner();
+    w.run(5000);
+    let t = w
+        .first(|e| matches!(e, Effect::FencePartner { .. }))
+        .unwrap();
+    assert!((2500..=2800).contains(&(t - fault)), "{}", t - fault);
+}
+
+#[test]
+fn a_failed_agent_is_followed_by_the_next_one() {
+    let mut w = World::a();
+    w.fence_script.push_back(FenceResult::Failed);
+    w.fence_script.push_back(FenceResult::Confirmed);
+    w.run(2000);
+    w.freeze_partner();
+    w.run(5000);
+    assert_eq!(w.fences(), vec!["ipmi", "scsi_pr"]);
+    assert!(w
+        .alerts(Level::Warning)
+        .iter()
+        .any(|a| a.contains("ipmi failed")));
+    assert_eq!(w.takeovers(), 1);
+}
+
+#[test]
+fn unconfirmed_is_not_enough_by_default() {
+    let mut w = World::a();
+    w.fence_script.push_back(FenceResult::Unconfirmed);
+    w.fence_script.push_back(FenceResult::Unconfirmed);
+    w.run(2000);
+    w.freeze_partner();
+    w.run(60_000);
+    assert_eq!(w.takeovers(), 0);
+    assert_eq!(w.m.phase(), Phase::Fencing);
+}
+
+#[test]
+fn every_agent_failing_never_takes_over_and_keeps_trying() {
+    let mut w = World::a();
+    for _ in 0..100 {
+        w.fence_script.push_back(FenceResult::Failed);
+    }
+    w.run(2000);
+    w.freeze_partner();
+    w.run(60_000);
+    assert_eq!(w.takeovers(), 0);
+    assert_eq!(w.m.phase(), Phase::Fencing);
+    assert!(w.m.config_locked());
+    let crit = w.alerts(Level::Critical);
+    assert!(crit.iter().any(|a| a.contains("every fence agent failed")));
+    // Retried every fence_retry_ms (5 s): about 11 rounds of two agents.
+    let n = w.fences().len();
+    assert!((20..=24).contains(&n), "{n} attempts");
+    // The order is kept in every round.
+    assert!(w.fences().chunks(2).all(|c| c[0] == "ipmi"));
+}
+
+#[test]
+fn allow_unconfirmed_waits_disk_timeout_past_the_last_slot_change() {
+    let mut s = Settings::new("A", "B", &["poison_pill"]);
+    s.allow_unconfirmed = true;
+    let mut w = World::new("B", s);
+    w.fence_script.push_back(FenceResult::Unconfirmed);
+    w.run(2000);
+    let fault = w.now;
+    w.freeze_partner();
+    w.run(20_000);
+    assert_eq!(w.takeovers(), 1);
+    let t = w
+        .first(|e| matches!(e, Effect::StartTakeover { .. }))
+        .unwrap();
+    assert!(t - fault >= 10_000, "took over after {} ms", t - fault);
+    assert!(t - fault <= 10_600, "took over after {} ms", t - fault);
+}
+
+#[test]
+fn maintenance_holds_the_takeover() {
+    let mut w = World::a();
+    w.fence_script.push_back(FenceResult::Confirmed);
+    w.feed(Input::Maintenance(true));
+    w.run(2000);
+    w.freeze_partner();
+    w.run(20_000);
+    assert!(w.fences().is_empty());
+    assert_eq!(w.takeovers(), 0);
+    assert!(w
+        .alerts(Level::Critical)
+        .iter()
+        .any(|a| a.contains("maintenance")));
+    w.feed(Input::Maintenance(false));
+    w.run(500);
+    assert_eq!(w.takeovers(), 1);
+}
+
+#[test]
+fn a_failed_takeover_runs_again() {
+    let mut w = World::a();
+    w.fence_script.push_back(FenceResult::Confirmed);
+    w.run(2000);
+    w.freeze_partner();
+    w.run(3000);
+    assert_eq!(w.takeovers(), 1);
+    w.feed(Input::TakeoverFailed {
+        reason: "config.apply timed out".into(),
+    });
+    w.run(4000);
+    assert_eq!(w.takeovers(), 1);
+    w.run(1500);
+    assert_eq!(w.takeovers(), 2);
+    w.take_over_done();
+    assert_eq!(w.m.phase(), Phase::Survivor);
+}
+
+#[test]
+fn a_fence_message_for_me_self_fences_at_once() {
+    let mut w = World::a();
+    w.run(2000);
+    w.pslot[1].fence = Some(FenceMsg {
+        target: "A".into(),
+        epoch: epoch(4, "B"),
+    });
+    w.run(400);
+    assert_eq!(w.m.phase(), Phase::Fenced);
+    assert_eq!(w.count(|e| matches!(e, Effect::SelfFence { .. })), 1);
+    assert_eq!(w.count(|e| *e == Effect::StopWatchdog), 1);
+    let stop = w.first(|e| *e == Effect::StopWatchdog).unwrap();
+    assert!(!w
+        .log
+        .iter()
+        .any(|(t, e)| *t > stop && *e == Effect::PetWatchdog));
+    assert_eq!(w.last_slot().state, Phase::Fenced);
+    // A message for someone else is not for us.
+    let mut w = World::a();
+    w.pslot[1].fence = Some(FenceMsg {
+        target: "C".into(),
+        epoch: epoch(4, "B"),
+    });
+    w.run(2000);
+    assert_eq!(w.m.phase(), Phase::Normal);
+}
+
+#[test]
+fn own_writes_failing_with_the_interconnect_down_self_fence() {
+    let mut w = World::a();
+    w.run(2000);
+    w.cut_links();
+    w.writes_ok = [true, false, false];
+    w.run(3000);
+    assert_eq!(w.m.phase(), Phase::Fenced);
+    let sf = w
+        .first(|e| matches!(e, Effect::SelfFence { .. }))
+        .expect("self-fenced");
+    // Within suspect_timeout of the last good majority write.
+    assert!(sf - 2000 <= 1600, "{}", sf - 2000);
+    assert!(w.fences().is_empty());
+    assert_eq!(w.takeovers(), 0);
+}
+
+#[test]
+fn own_writes_failing_with_the_interconnect_up_is_not_a_self_fence() {
+    let mut w = World::a();
+    w.run(2000);
+    w.writes_ok = [false, false, false];
+    w.run(5000);
+    assert_eq!(w.m.phase(), Phase::Normal);
+    assert_eq!(w.count(|e| matches!(e, Effect::SelfFence { .. })), 0);
+}
+
+#[test]
+fn booting_alone_waits_disk_timeout_before_fencing() {
+    let mut w = World::a();
+    w.fence_script.push_back(FenceResult::Confirmed);
+    w.cut_links();
+    w.partner_writing = [false; 3];
+    w.run(9_500);
+    assert!(w.fences().is_empty(), "partner may still be booting");
+    assert_eq!(w.m.phase(), Phase::Waiting);
+    assert!(w.m.config_locked());
+    w.run(3000);
+    assert_eq!(w.fences(), vec!["ipmi"]);
+    assert_eq!(w.takeovers(), 1);
+}
+
+#[test]
+fn booting_alone_on_blank_disks_fences_only_after_disk_timeout() {
+    let mut w = World::a();
+    w.cut_links();
+    w.partner_writing = [false; 3];
+    w.readable = [false; 3];
+    w.run(3000);
+    // No majority read at all: stay booting, do nothing.
+    assert_eq!(w.m.phase(), Phase::Booting);
+    for disk in 0..3 {
+        w.feed(Input::PartnerSlot {
+            disk,
+            read: PartnerRead::Blank,
+        });
+    }
+    assert_eq!(w.m.phase(), Phase::Waiting);
+}
+
+#[test]
+fn both_booting_together_never_fence() {
+    // The partner starts writing 3 s after us, interconnect still down.
+    let mut w = World::a();
+    w.cut_links();
+    w.partner_writing = [false; 3];
+    w.run(3000);
+    w.partner_writing = [true; 3];
+    w.run(30_000);
+    assert!(
+        w.fences().is_empty(),
+        "{:?}",
+        w.log
+            .iter()
+            .filter(|(_, e)| !matches!(e, Effect::WriteSlot(_) | Effect::PetWatchdog))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(w.m.phase(), Phase::Waiting);
+    w.links = [true, true];
+    w.run(500);
+    assert_eq!(w.m.phase(), Phase::Normal);
+}
+
+#[test]
+fn booting_with_interconnect_goes_normal_after_reading_the_disks() {
+    let mut w = World::a();
+    w.readable = [false; 3];
+    w.run(1000);
+    assert_eq!(w.m.phase(), Phase::Booting, "disks not read yet");
+    w.readable = [true; 3];
+    w.run(400);
+    assert_eq!(w.m.phase(), Phase::Normal);
+}
+
+#[test]
+fn a_partner_reporting_fenced_is_fenced_without_waiting() {
+    let mut w = World::a();
+    w.fence_script.push_back(FenceResult::Confirmed);
+    w.run(2000);
+    w.cut_links();
+    for s in w.pslot.iter_mut() {
+        s.state = Phase::Fenced;
+    }
+    w.run(1500);
+    assert_eq!(w.fences(), vec!["ipmi"]);
+}
+
+#[test]
+fn rejoin_is_acknowledged_by_the_survivor_then_cleared() {
+    let mut w = World::a();
+    w.fence_script.push_back(FenceResult::Confirmed);
+    w.run(2000);
+    w.freeze_partner();
+    w.run(3000);
+    w.take_over_done();
+    assert_eq!(w.m.phase(), Phase::Survivor);
+    w.run(5000);
+    // Partner reboots (new incarnation) and comes back fenced.
+    w.beat_incarnation = 2001;
+    w.beat_state = Phase::Fenced;
+    w.links = [true, true];
+    w.run(500);
+    let slot = w.last_slot();
+    assert_eq!(
+        slot.ack,
+        Some(Ack {
+            target: "B".into(),
+            incarnation: 2001,
+            epoch: epoch(4, "A")
+        })
+    );
+    assert!(slot.fence.is_some(), "fence kept until the ack is seen");
+    assert_eq!(w.m.phase(), Phase::Survivor);
+    // It saw the ack and left Fenced.
+    w.beat_state = Phase::Normal;
+    w.run(300);
+    assert_eq!(w.m.phase(), Phase::Normal);
+    let slot = w.last_slot();
+    assert_eq!(slot.fence, None);
+    assert_eq!(slot.ack, None);
+    assert_eq!(w.takeovers(), 1);
+}
+
+#[test]
+fn the_old_incarnation_is_not_acknowledged() {
+    // A frozen partner that thaws (same incarnation) must not be let back.
+    let mut w = World::a();
+    w.fence_script.push_back(FenceResult::Confirmed);
+    w.run(2000);
+    w.freeze_partner();
+    w.run(3000);
+    w.take_over_done();
+    w.beat_state = Phase::Fenced;
+    w.links = [true, true];
+    w.run(2000);
+    assert_eq!(w.last_slot().ack, None);
+    assert_eq!(w.m.phase(), Phase::Survivor);
+}
+
+#[test]
+fn a_fenced_controller_boots_fenced_and_waits_for_the_ack() {
+    // B boots; A's slot holds a fence message for B.
+    let mut w = World::new("A", Settings::new("B", "A", &["ipmi"]));
+    for s in w.pslot.iter_mut() {
+        s.state = Phase::Survivor;
+        s.epoch = epoch(4, "A");
+        s.fence = Some(FenceMsg {
+            target: "B".into(),
+            epoch: epoch(4, "A"),
+        });
+    }
+    w.beat_state = Phase::Survivor;
+    w.run(3000);
+    assert_eq!(w.m.phase(), Phase::Fenced);
+    assert_eq!(w.last_slot().state, Phase::Fenced);
+    // Booting fenced is not a self-fence: nothing was served, and the
+    // watchdog keeps being petted (no reboot loop).
+    assert_eq!(w.count(|e| matches!(e, Effect::SelfFence { .. })), 0);
+    assert_eq!(w.count(|e| *e == Effect::StopWatchdog), 0);
+    assert_eq!(w.m.epoch(), &epoch(4, "A"));
+    // An ack for another incarnation does not count.
+    for s in w.pslot.iter_mut() {
+        s.ack = Some(Ack {
+            target: "B".into(),
+            incarnation: 999,
+            epoch: epoch(4, "A"),
+        });
+    }
+    w.run(1000);
+    assert_eq!(w.m.phase(), Phase::Fenced);
+    let inc = w.m.incarnation();
+    for s in w.pslot.iter_mut() {
+        s.ack = Some(Ack {
+            target: "B".into(),
+            incarnation: inc,
+            epoch: epoch(4, "A"),
+        });
+    }
+    w.run(1000);
+    assert_eq!(w.m.phase(), Phase::Normal);
+    assert_eq!(w.takeovers(), 0);
+    assert!(w.fences().is_empty());
+}
+
+#[test]
+fn the_new_epoch_is_above_the_recorded_one() {
+    let mut w = World::a();
+    w.fence_script.push_back(FenceResult::Confirmed);
+    w.feed(Input::ConfigEpoch(41));
+    w.run(2000);
+    w.freeze_partner();
+    w.run(3000);
+    assert!(w.log.iter().any(|(_, e)| *e
+        == Effect::StartTakeover {
+            epoch: epoch(42, "A")
+        }));
+}
+
+#[test]
+fn status_reports_links_disks_and_lock() {
+    let mut w = World::a();
+    w.run(2000);
+    w.links[0] = false;
+    w.run(1500);
+    let st = w.m.status(w.now);
+    assert_eq!(st.phase, Phase::Normal);
+    assert!(st.link_age_ms[0].unwrap() >= 1500);
+    assert!(st.link_age_ms[1].unwrap() < 200);
+    assert_eq!(st.write_age_ms.len(), 3);
+    assert!(st.partner_slot_age_ms.iter().all(|a| a.unwrap() < 400));
+    assert_eq!(st.fence_agents, vec!["ipmi", "scsi_pr"]);
+    assert!(!st.config_locked);
+}
