@@ -40,8 +40,7 @@ async fn main() -> anyhow::Result<()> {
     let backends = if args.sim {
         setup::sim_backends(&settings, &hb)?
     } else {
-        // The Linux backends plug in here (see setup::linux_backends).
-        setup::linux_backends(&cfg, &hb)?
+        setup::linux_backends(&cfg, &hb).await?
     };
     if hb.auto_failback {
         tracing::warn!(

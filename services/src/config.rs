@@ -128,6 +128,11 @@ pub struct HeartbeatSettings {
     /// Wait before trying every fence agent again after all failed.
     #[serde(default = "default_fence_retry")]
     pub fence_retry_ms: u64,
+    /// Timeout armed on the watchdog device (whole seconds are used); a
+    /// controller that stops petting it is reset within this time, so it
+    /// must end well before the partner's `disk_timeout_ms`.
+    #[serde(default = "default_watchdog_timeout")]
+    pub watchdog_timeout_ms: u64,
 }
 
 fn default_fence() -> Vec<String> {
@@ -152,6 +157,9 @@ fn default_tie_break() -> u64 {
     1000
 }
 fn default_fence_retry() -> u64 {
+    5000
+}
+fn default_watchdog_timeout() -> u64 {
     5000
 }
 
@@ -200,6 +208,20 @@ impl HeartbeatSettings {
             return bad(
                 "heartbeat.disk_timeout_ms",
                 "must be longer than suspect_timeout_ms",
+            );
+        }
+        if self.watchdog_timeout_ms < 1000 {
+            return bad(
+                "heartbeat.watchdog_timeout_ms",
+                "watchdog devices count whole seconds: at least 1000",
+            );
+        }
+        // The partner's unconfirmed wait (disk_timeout) must outlast our
+        // watchdog reset with a margin of two slot writes.
+        if self.watchdog_timeout_ms + 2 * self.disk_interval_ms >= self.disk_timeout_ms {
+            return bad(
+                "heartbeat.watchdog_timeout_ms",
+                "must end at least two disk_interval_ms before disk_timeout_ms",
             );
         }
         Ok(())
