@@ -11,15 +11,16 @@
 //! | configfs refused a step or could not be read | `backend_failed` (`data.step`, `data.index`) |
 
 use crate::backend::net::{NetBackend, NetError};
-use crate::core::desired::{DesiredConfig, PoolCfg};
 use crate::core::model::AccessState;
 use crate::core::net::{floating, plan_net, Floating, NetStep};
 use crate::error::{chain, ReconcileError};
 use crate::reconciler::{Flip, FlipError, Outcome, Reconciler};
+use duplex_api::model::{Config, Pool};
 use duplex_api::topics;
 use duplex_services::{params, ErrorCode, RouterClient, RpcError, ServiceBuilder};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -82,16 +83,13 @@ impl Shared {
 
     /// Puts exactly the floating addresses this controller should hold on
     /// its interfaces; `cfg` refreshes the list first.
-    pub async fn reconcile_net(
-        &self,
-        cfg: Option<&DesiredConfig>,
-    ) -> Result<Vec<NetStep>, NetError> {
+    pub async fn reconcile_net(&self, cfg: Option<&Config>) -> Result<Vec<NetStep>, NetError> {
         let mut n = self.net.lock().await;
         if let Some(cfg) = cfg {
             n.floating = floating(cfg);
             n.owners = cfg
                 .floating_ips
-                .iter()
+                .values()
                 .map(|f| (f.name.clone(), (f.owner.clone(), f.epoch)))
                 .collect();
             let owners = n.owners.clone();
@@ -178,24 +176,22 @@ fn flip_error(e: FlipError) -> RpcError {
     }
 }
 
+/// Reads the `config` member of a `config.get` reply: the shared model's
+/// wire form, read as strictly as config-keeper writes it.
+fn read_config(reply: &Value) -> Result<Config, RpcError> {
+    Config::from_json(reply.get("config").unwrap_or(&Value::Null))
+        .map_err(|e| RpcError::internal(format!("config.get answered an unreadable state: {e}")))
+}
+
 /// Reads the desired state from config-keeper.
-pub async fn fetch_config(router: &RouterClient) -> Result<DesiredConfig, RpcError> {
-    let v = router.call("config.get", json!({})).await?;
-    let cfg = v.get("config").cloned().unwrap_or(Value::Null);
-    serde_json::from_value(cfg)
-        .map_err(|e| RpcError::internal(format!("config.get answered an unexpected shape: {e}")))
+pub async fn fetch_config(router: &RouterClient) -> Result<Config, RpcError> {
+    read_config(&router.call("config.get", json!({})).await?)
 }
 
 /// Reads only the pools (their ownership records) from config-keeper.
-pub async fn fetch_pools(router: &RouterClient) -> Result<Vec<PoolCfg>, RpcError> {
+pub async fn fetch_pools(router: &RouterClient) -> Result<BTreeMap<String, Pool>, RpcError> {
     let v = router.call("config.get", json!({"kind": "pool"})).await?;
-    let pools = v
-        .get("config")
-        .and_then(|c| c.get("pool"))
-        .cloned()
-        .unwrap_or(Value::Null);
-    serde_json::from_value(pools)
-        .map_err(|e| RpcError::internal(format!("config.get answered an unexpected shape: {e}")))
+    Ok(read_config(&v)?.pools)
 }
 
 #[derive(Deserialize)]
@@ -248,7 +244,7 @@ impl Shared {
     /// (tests drive the simulators without one).
     pub async fn reconcile_with(
         &self,
-        cfg: DesiredConfig,
+        cfg: Config,
         router: Option<&RouterClient>,
         fresh: bool,
         dry_run: bool,
@@ -408,7 +404,7 @@ fn net_method(svc: &mut ServiceBuilder, shared: &Shared, method: &str, up: bool)
         async move {
             let p: NetParams = params(p)?;
             let cfg = fetch_config(&ctx.router).await?;
-            let Some(f) = cfg.floating_ips.iter().find(|f| f.name == p.name) else {
+            let Some(f) = cfg.floating_ips.get(&p.name) else {
                 return Err(RpcError::new(
                     ErrorCode::NotFound,
                     format!("floating IP {} is not in the configuration", p.name),

@@ -13,9 +13,10 @@
 //! job; that one builds with the same access state (the override), so it
 //! never undoes a flip.
 
-use super::desired::{device_path, lu_group_name, DesiredConfig};
+use super::desired::{device_path, lu_group_name};
 use super::model::{path, AccessState, Backstore, Tree, DEFAULT_ANA_GROUP};
 use super::plan::Step;
+use duplex_api::model::Config;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What identifies a pool's objects in configfs.
@@ -37,11 +38,11 @@ impl PoolMembers {
 }
 
 /// The volumes of `pool` in the configuration.
-pub fn members(cfg: &DesiredConfig, pool: &str) -> PoolMembers {
+pub fn members(cfg: &Config, pool: &str) -> PoolMembers {
     PoolMembers {
         volumes: cfg
             .volumes
-            .iter()
+            .values()
             .filter(|v| v.pool == pool)
             .map(|v| (v.name.clone(), device_path(v)))
             .collect(),
