@@ -4,27 +4,15 @@
 
 use crate::backend::{observe, Observed, TargetBackend};
 use crate::core::desired::{build, Desired, DeviceState, Local};
-use crate::core::flip;
+use crate::core::flip::{self, Override};
 use crate::core::model::{AccessState, Tree};
 use crate::core::plan::{plan, Step};
 use crate::error::{chain, PersistError, ReconcileError};
 use crate::overrides::OverrideStore;
 use duplex_api::model::{Config, Pool};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Instant;
-
-/// An access state set by `target.set_access_state`, valid while the pool's
-/// ownership record is the one it was set under.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Override {
-    /// The state.
-    pub state: AccessState,
-    /// The pool's owner when it was set.
-    pub owner: String,
-    /// The pool's epoch when it was set.
-    pub epoch: u64,
-}
 
 /// What one reconcile did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -162,11 +150,8 @@ impl Reconciler {
     /// record changed are dropped (the new owner's decision wins).
     pub fn set_config(&mut self, cfg: Config) {
         let before = self.overrides.len();
-        self.overrides.retain(|pool, o| {
-            cfg.pools
-                .get(pool)
-                .is_some_and(|p| p.owner == o.owner && p.epoch == o.epoch)
-        });
+        self.overrides
+            .retain(|pool, o| cfg.pools.get(pool).is_some_and(|p| o.holds(p)));
         if self.overrides.len() != before {
             self.persist();
         }
@@ -278,11 +263,7 @@ impl Reconciler {
             .pools
             .get(pool)
             .ok_or_else(|| FlipError::UnknownPool(pool.to_string()))?;
-        let ov = Override {
-            state,
-            owner: p.owner.clone(),
-            epoch: p.epoch,
-        };
+        let ov = Override::under(p, state);
         let members = flip::members(cfg, pool);
         let group = self.local.alua_group();
         let (mut tree, observed) = match self.cache.take() {
