@@ -313,6 +313,77 @@ fn acls_follow_the_host_group_and_nobody_else_gets_in() {
     );
 }
 
+#[test]
+fn a_read_only_volume_is_write_protected_for_every_initiator_over_iscsi() {
+    let mut s = sim();
+    let mut v = base();
+    v["host_group"][0]["hosts"] = json!(["h1", "h2"]);
+    v["volume"][0]["read_only"] = json!(true);
+    reconcile(&mut s, &v, "A");
+    let wp = |s: &SimBackend, iqn: &str, mlun: u32| {
+        read(
+            s,
+            &format!("{}/write_protect", path::mapped_lun(TGT, 1, iqn, mlun)),
+        )
+    };
+    assert_eq!(
+        (wp(&s, IQN_H1, 0), wp(&s, IQN_H2, 0)),
+        ("1".into(), "1".into())
+    );
+    // A new LUN number is a new link, protected again after it.
+    v["export"][0]["lun"] = json!(4);
+    let steps = reconcile(&mut s, &v, "A");
+    assert!(steps.contains(&Step::Write {
+        path: format!("{}/write_protect", path::mapped_lun(TGT, 1, IQN_H1, 4)),
+        value: "1".into()
+    }));
+    assert_eq!(wp(&s, IQN_H1, 4), "1");
+    // Writable again: one write per initiator, nothing rebuilt.
+    v["volume"][0]["read_only"] = json!(false);
+    let steps = reconcile(&mut s, &v, "A");
+    assert_eq!(steps.len(), 2, "{steps:#?}");
+    assert_eq!(
+        (wp(&s, IQN_H1, 4), wp(&s, IQN_H2, 4)),
+        ("0".into(), "0".into())
+    );
+    // nvmet has no read-only namespace on 6.1: exported, and said so.
+    v["volume"][1]["read_only"] = json!(true);
+    let d = desired(&s, &v, "A");
+    assert!(d.tree.subsystems[SUB].namespaces.contains_key(&1));
+    assert!(
+        d.pending
+            .iter()
+            .any(|p| p.contains("e2") && p.contains("read-only")),
+        "{:?}",
+        d.pending
+    );
+}
+
+#[test]
+fn the_sim_keeps_write_protect_on_the_link_only() {
+    let mut s = sim();
+    reconcile(&mut s, &base(), "A");
+    let m = path::mapped_lun(TGT, 1, IQN_H1, 0);
+    s.unlink(&path::mapped_lun_link(TGT, 1, IQN_H1, 0)).unwrap();
+    s.write(&format!("{m}/write_protect"), "1").unwrap();
+    assert_eq!(
+        read(&s, &format!("{m}/write_protect")),
+        "",
+        "no entry, no flag"
+    );
+    assert!(s.write(&format!("{m}/write_protect"), "2").is_err());
+    s.symlink(
+        &path::mapped_lun_link(TGT, 1, IQN_H1, 0),
+        &path::lun(TGT, 1, 0),
+    )
+    .unwrap();
+    assert_eq!(
+        read(&s, &format!("{m}/write_protect")),
+        "0",
+        "lost before the link"
+    );
+}
+
 /// Steps as they are shown (logs, answers) never carry `secret`.
 fn assert_not_shown(steps: &[Step], secret: &str) {
     let shown: Vec<String> = steps.iter().map(ToString::to_string).collect();

@@ -487,10 +487,14 @@ pub fn build(
                     tpg.authentication |= chap.is_some();
                     for iqn in &h.iqns {
                         let acl = tpg.acls.entry(iqn.clone()).or_insert_with(|| Acl {
-                            luns: BTreeMap::new(),
                             chap: chap.clone(),
+                            ..Acl::default()
                         });
                         acl.luns.insert(lun, lun);
+                        // LIO's cheap read-only: per mapped LUN.
+                        if v.read_only {
+                            acl.write_protected.insert(lun);
+                        }
                     }
                 }
             }
@@ -524,6 +528,12 @@ pub fn build(
                         enabled: true,
                     },
                 );
+                if v.read_only {
+                    out.pending.push(format!(
+                        "export {}: volume {} is read-only but nvmet (Linux 6.1) has no read-only namespace; only the device's own read-only flag protects it",
+                        e.name, v.name
+                    ));
+                }
                 for h in &members {
                     for n in &h.nqns {
                         sub.hosts.insert(n.clone());
