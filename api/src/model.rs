@@ -527,6 +527,17 @@ impl Object {
     }
 }
 
+/// Why a state in JSON form could not be read ([`Config::from_json`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{at}: {reason}")]
+pub struct ReadError {
+    /// Where: the kind, the index in its list and the field
+    /// ("volume[3].size"); empty for the whole value.
+    pub at: String,
+    /// What is wrong there.
+    pub reason: String,
+}
+
 /// The whole desired state: one sorted map per kind, so iteration order (and
 /// therefore the digest) never depends on insertion order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -687,6 +698,48 @@ impl Config {
         }
     }
 
+    /// Reads the state back from its JSON form ([`Config::to_json`], the
+    /// `config` member of a `config.get` reply; one kind, or one object,
+    /// as `config.get` with `kind` and `name` answers). As strict as the
+    /// model: a member that names no kind, or an object that does not
+    /// parse, is an error.
+    pub fn from_json(v: &serde_json::Value) -> Result<Config, ReadError> {
+        let serde_json::Value::Object(m) = v else {
+            return Err(ReadError {
+                at: String::new(),
+                reason: "expected an object of kinds".into(),
+            });
+        };
+        let mut cfg = Config::default();
+        for (name, body) in m {
+            let kind = Kind::parse(name).ok_or_else(|| ReadError {
+                at: name.clone(),
+                reason: "not a kind of object".into(),
+            })?;
+            let items: Vec<(String, &serde_json::Value)> = match body {
+                serde_json::Value::Null => Vec::new(),
+                serde_json::Value::Array(a) => a
+                    .iter()
+                    .enumerate()
+                    .map(|(i, o)| (format!("{kind}[{i}]"), o))
+                    .collect(),
+                o => vec![(kind.to_string(), o)],
+            };
+            for (at, body) in items {
+                let obj = Object::from_json(kind, body).map_err(|(path, reason)| ReadError {
+                    at: if path.is_empty() {
+                        at
+                    } else {
+                        format!("{at}.{path}")
+                    },
+                    reason,
+                })?;
+                cfg.put(obj);
+            }
+        }
+        Ok(cfg)
+    }
+
     /// The state as JSON: `{ "cluster": {...}, "volume": [...], ... }`, or
     /// only one kind.
     pub fn to_json(&self, only: Option<Kind>) -> serde_json::Value {
@@ -705,5 +758,79 @@ impl Config {
             m.insert(kind.as_str().to_string(), v);
         }
         serde_json::Value::Object(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample() -> Config {
+        let mut c = Config::default();
+        for (kind, body) in [
+            (
+                Kind::Cluster,
+                json!({"id": "5e1f0c1e-0000-4000-8000-000000000001", "epoch": 2, "secret_ref": "k"}),
+            ),
+            (
+                Kind::Controller,
+                json!({"id": "A", "name": "a", "interconnect": ["10.51.0.1/24"],
+                       "management": "192.0.2.1/24", "portals": ["10.50.0.11/24"]}),
+            ),
+            (
+                Kind::Volume,
+                json!({"name": "v1", "pool": "p1", "size": "1GiB", "serial": "ab01", "wwn": "6001405ab01",
+                       "nguid": "3c8d2f645b0e4a7d9f216d1e0b7a4c11",
+                       "uuid": "3c8d2f64-5b0e-4a7d-9f21-6d1e0b7a4c11", "read_only": true}),
+            ),
+            (Kind::HostGroup, json!({"name": "g1", "hosts": ["h1"]})),
+            (
+                Kind::Settings,
+                serde_json::to_value(Settings::default()).unwrap_or_default(),
+            ),
+        ] {
+            match Object::from_json(kind, &body) {
+                Ok(o) => c.put(o),
+                Err(e) => panic!("{kind}: {e:?}"),
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn from_json_reads_back_what_to_json_writes() {
+        let c = sample();
+        assert_eq!(Config::from_json(&c.to_json(None)), Ok(c.clone()));
+        // One kind, and one object as `config.get {kind, name}` answers.
+        let only = Config::from_json(&c.to_json(Some(Kind::Volume)));
+        assert_eq!(only.map(|o| o.volumes), Ok(c.volumes.clone()));
+        let one = json!({"volume": c.volumes["v1"].clone()});
+        let one = Config::from_json(&one);
+        assert_eq!(one.map(|o| o.volumes), Ok(c.volumes));
+    }
+
+    #[test]
+    fn from_json_is_as_strict_as_the_model() {
+        let mut v = sample().to_json(None);
+        v["volume"][0]["colour"] = json!("red");
+        let e = Config::from_json(&v);
+        assert!(
+            matches!(&e, Err(ReadError { at, .. }) if at == "volume[0].colour"),
+            "{e:?}"
+        );
+        let mut v = sample().to_json(None);
+        v["volume"][0]["size"] = json!("lots");
+        let e = Config::from_json(&v);
+        assert!(
+            matches!(&e, Err(ReadError { at, .. }) if at == "volume[0].size"),
+            "{e:?}"
+        );
+        let e = Config::from_json(&json!({"volumes": []}));
+        assert!(
+            matches!(&e, Err(ReadError { at, .. }) if at == "volumes"),
+            "{e:?}"
+        );
+        assert!(Config::from_json(&serde_json::Value::Null).is_err());
     }
 }

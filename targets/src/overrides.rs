@@ -9,8 +9,8 @@
 //! pool's ownership record changed) are dropped by the reconciler, which
 //! then writes the file again.
 
+use crate::core::flip::Override;
 use crate::error::PersistError;
-use crate::reconciler::Override;
 use duplex_services::statefile::StateFile;
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -3,27 +3,16 @@
 //! on the blocking pool, one operation at a time.
 
 use crate::backend::{observe, Observed, TargetBackend};
-use crate::core::desired::{build, Desired, DesiredConfig, DeviceState, Local, PoolCfg};
-use crate::core::flip;
+use crate::core::desired::{build, Desired, DeviceState, Local};
+use crate::core::flip::{self, Override};
 use crate::core::model::{AccessState, Tree};
 use crate::core::plan::{plan, Step};
 use crate::error::{chain, PersistError, ReconcileError};
 use crate::overrides::OverrideStore;
-use serde::{Deserialize, Serialize};
+use duplex_api::model::{Config, Pool};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Instant;
-
-/// An access state set by `target.set_access_state`, valid while the pool's
-/// ownership record is the one it was set under.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Override {
-    /// The state.
-    pub state: AccessState,
-    /// The pool's owner when it was set.
-    pub owner: String,
-    /// The pool's epoch when it was set.
-    pub epoch: u64,
-}
 
 /// What one reconcile did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -100,7 +89,7 @@ pub enum FlipError {
 pub struct Reconciler {
     backend: Box<dyn TargetBackend>,
     local: Local,
-    config: Option<DesiredConfig>,
+    config: Option<Config>,
     overrides: BTreeMap<String, Override>,
     /// Where the overrides are kept across restarts (none in tests and `--sim`).
     store: Option<OverrideStore>,
@@ -159,13 +148,10 @@ impl Reconciler {
 
     /// Replaces the desired state; overrides of pools whose ownership
     /// record changed are dropped (the new owner's decision wins).
-    pub fn set_config(&mut self, cfg: DesiredConfig) {
+    pub fn set_config(&mut self, cfg: Config) {
         let before = self.overrides.len();
-        self.overrides.retain(|pool, o| {
-            cfg.pools
-                .iter()
-                .any(|p| &p.name == pool && p.owner == o.owner && p.epoch == o.epoch)
-        });
+        self.overrides
+            .retain(|pool, o| cfg.pools.get(pool).is_some_and(|p| o.holds(p)));
         if self.overrides.len() != before {
             self.persist();
         }
@@ -176,7 +162,7 @@ impl Reconciler {
     /// the whole configuration of a thousand volumes costs more to fetch
     /// and parse than the flip itself); stale overrides are dropped as in
     /// [`Reconciler::set_config`].
-    pub fn set_pools(&mut self, pools: Vec<PoolCfg>) {
+    pub fn set_pools(&mut self, pools: BTreeMap<String, Pool>) {
         if let Some(mut cfg) = self.config.take() {
             cfg.pools = pools;
             self.set_config(cfg);
@@ -275,14 +261,9 @@ impl Reconciler {
         let cfg = self.config.as_ref().ok_or(FlipError::NoConfig)?;
         let p = cfg
             .pools
-            .iter()
-            .find(|p| p.name == pool)
+            .get(pool)
             .ok_or_else(|| FlipError::UnknownPool(pool.to_string()))?;
-        let ov = Override {
-            state,
-            owner: p.owner.clone(),
-            epoch: p.epoch,
-        };
+        let ov = Override::under(p, state);
         let members = flip::members(cfg, pool);
         let group = self.local.alua_group();
         let (mut tree, observed) = match self.cache.take() {
@@ -398,17 +379,26 @@ mod tests {
     use crate::backend::sim::SimBackend;
     use serde_json::json;
 
-    fn cfg() -> DesiredConfig {
-        serde_json::from_value(json!({
-            "controller": [{"id": "A"}, {"id": "B"}],
-            "pool": [{"name": "p1", "owner": "A", "epoch": 3}],
-            "volume": [{"name": "v1", "pool": "p1", "serial": "ab01", "nguid": "3c8d2f645b0e4a7d9f216d1e0b7a4c11",
+    fn cfg() -> Config {
+        let v = json!({
+            "controller": [
+                {"id": "A", "name": "a", "interconnect": ["10.51.0.1/24"], "management": "192.0.2.1/24"},
+                {"id": "B", "name": "b", "interconnect": ["10.51.0.2/24"], "management": "192.0.2.2/24"}
+            ],
+            "pool": [{"name": "p1", "tier": "fast", "layout": "linear", "home": "A", "owner": "A", "epoch": 3}],
+            "volume": [{"name": "v1", "pool": "p1", "size": "1GiB", "serial": "ab01", "wwn": "6001405ab01",
+                        "nguid": "3c8d2f645b0e4a7d9f216d1e0b7a4c11",
                         "uuid": "3c8d2f64-5b0e-4a7d-9f21-6d1e0b7a4c11"}],
             "export": [{"name": "e1", "volume": "v1", "protocol": "iscsi", "lun": 0, "host_group": "g"},
                        {"name": "e2", "volume": "v1", "protocol": "nvme", "nsid": 1, "host_group": "g"}],
             "host_group": [{"name": "g", "hosts": []}]
-        }))
-        .unwrap_or_default()
+        });
+        Config::from_json(&v).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The one pool of [`cfg`], to change its ownership record.
+    fn p1(c: &mut Config) -> &mut Pool {
+        c.pools.get_mut("p1").unwrap_or_else(|| panic!("no p1"))
     }
 
     fn sim() -> SimBackend {
@@ -450,8 +440,8 @@ mod tests {
 
         // Giveback recorded: new owner and epoch; the override goes, on disk too.
         let mut c = cfg();
-        c.pools[0].owner = "B".into();
-        c.pools[0].epoch = 4;
+        p1(&mut c).owner = "B".into();
+        p1(&mut c).epoch = 4;
         again.set_config(c);
         assert!(again.overrides().is_empty());
         assert!(store.load()?.is_empty());
@@ -492,15 +482,15 @@ mod tests {
         s.add_device("/dev/mapper/dxvol-ab02");
         s.set_backed("/dev/mapper/dxvol-ab02", false);
         let mut with_v2 = cfg();
-        let mut v2 = with_v2.volumes[0].clone();
+        let mut v2 = with_v2.volumes["v1"].clone();
         v2.name = "v2".into();
         v2.serial = "ab02".into();
-        with_v2.volumes.push(v2);
-        let mut e3 = with_v2.exports[0].clone();
+        with_v2.volumes.insert(v2.name.clone(), v2);
+        let mut e3 = with_v2.exports["e1"].clone();
         e3.name = "e3".into();
         e3.volume = "v2".into();
         e3.lun = Some(1);
-        with_v2.exports.push(e3);
+        with_v2.exports.insert(e3.name.clone(), e3);
         let mut r = Reconciler::new(Box::new(s), Local::new("A"));
         r.set_config(with_v2);
         r.reconcile(true, false)?;
@@ -571,7 +561,7 @@ mod tests {
         let mut r = rec();
         assert!(r.reconcile(true, false).is_ok());
         let mut c = cfg();
-        c.pools[0].owner = "B".into();
+        p1(&mut c).owner = "B".into();
         r.set_config(c);
         let o = r.reconcile(true, false).unwrap_or_default();
         assert!(!o.steps.is_empty() && !o.drift, "{o:?}");
@@ -599,8 +589,8 @@ mod tests {
             "the override holds"
         );
         let mut c = cfg();
-        c.pools[0].owner = "B".into();
-        c.pools[0].epoch = 4;
+        p1(&mut c).owner = "B".into();
+        p1(&mut c).epoch = 4;
         r.set_config(c);
         assert!(r.overrides().is_empty());
         assert!(matches!(

@@ -11,15 +11,16 @@
 //! | configfs refused a step or could not be read | `backend_failed` (`data.step`, `data.index`) |
 
 use crate::backend::net::{NetBackend, NetError};
-use crate::core::desired::{DesiredConfig, PoolCfg};
 use crate::core::model::AccessState;
 use crate::core::net::{floating, plan_net, Floating, NetStep};
 use crate::error::{chain, ReconcileError};
-use crate::reconciler::{FlipError, Outcome, Reconciler};
+use crate::reconciler::{Flip, FlipError, Outcome, Reconciler};
+use duplex_api::model::{Config, Pool};
 use duplex_api::topics;
 use duplex_services::{params, ErrorCode, RouterClient, RpcError, ServiceBuilder};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -82,16 +83,13 @@ impl Shared {
 
     /// Puts exactly the floating addresses this controller should hold on
     /// its interfaces; `cfg` refreshes the list first.
-    pub async fn reconcile_net(
-        &self,
-        cfg: Option<&DesiredConfig>,
-    ) -> Result<Vec<NetStep>, NetError> {
+    pub async fn reconcile_net(&self, cfg: Option<&Config>) -> Result<Vec<NetStep>, NetError> {
         let mut n = self.net.lock().await;
         if let Some(cfg) = cfg {
             n.floating = floating(cfg);
             n.owners = cfg
                 .floating_ips
-                .iter()
+                .values()
                 .map(|f| (f.name.clone(), (f.owner.clone(), f.epoch)))
                 .collect();
             let owners = n.owners.clone();
@@ -178,24 +176,22 @@ fn flip_error(e: FlipError) -> RpcError {
     }
 }
 
+/// Reads the `config` member of a `config.get` reply: the shared model's
+/// wire form, read as strictly as config-keeper writes it.
+fn read_config(reply: &Value) -> Result<Config, RpcError> {
+    Config::from_json(reply.get("config").unwrap_or(&Value::Null))
+        .map_err(|e| RpcError::internal(format!("config.get answered an unreadable state: {e}")))
+}
+
 /// Reads the desired state from config-keeper.
-pub async fn fetch_config(router: &RouterClient) -> Result<DesiredConfig, RpcError> {
-    let v = router.call("config.get", json!({})).await?;
-    let cfg = v.get("config").cloned().unwrap_or(Value::Null);
-    serde_json::from_value(cfg)
-        .map_err(|e| RpcError::internal(format!("config.get answered an unexpected shape: {e}")))
+pub async fn fetch_config(router: &RouterClient) -> Result<Config, RpcError> {
+    read_config(&router.call("config.get", json!({})).await?)
 }
 
 /// Reads only the pools (their ownership records) from config-keeper.
-pub async fn fetch_pools(router: &RouterClient) -> Result<Vec<PoolCfg>, RpcError> {
+pub async fn fetch_pools(router: &RouterClient) -> Result<BTreeMap<String, Pool>, RpcError> {
     let v = router.call("config.get", json!({"kind": "pool"})).await?;
-    let pools = v
-        .get("config")
-        .and_then(|c| c.get("pool"))
-        .cloned()
-        .unwrap_or(Value::Null);
-    serde_json::from_value(pools)
-        .map_err(|e| RpcError::internal(format!("config.get answered an unexpected shape: {e}")))
+    Ok(read_config(&v)?.pools)
 }
 
 #[derive(Deserialize)]
@@ -226,53 +222,119 @@ pub async fn reconcile_now(
     dry_run: bool,
 ) -> Result<Outcome, RpcError> {
     let cfg = fetch_config(router).await?;
-    let net_cfg = cfg.clone();
-    let r = shared
-        .with(move |rec| {
-            rec.set_config(cfg);
-            rec.reconcile(fresh, dry_run)
-        })
-        .await?;
-    if !dry_run {
-        shared.record(&r);
-        match shared.reconcile_net(Some(&net_cfg)).await {
-            Ok(steps) if !steps.is_empty() => {
-                tracing::info!(steps = ?steps, "floating addresses changed");
-                let _ = router
-                    .publish(topics::NET_CHANGED, json!({"steps": steps}), false)
-                    .await;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %chain(&e), "floating addresses");
-                shared.update(|s| s.last_error = Some(chain(&e)));
+    shared
+        .reconcile_with(cfg, Some(router), fresh, dry_run)
+        .await
+}
+
+/// The capabilities `target.status` announces.
+const CAPABILITIES: [&str; 7] = [
+    "iscsi",
+    "nvme_tcp",
+    "alua",
+    "ana",
+    "acl",
+    "chap",
+    "drift_repair",
+];
+
+impl Shared {
+    /// Reconciles configfs and the floating addresses to `cfg`; changes of
+    /// the floating addresses are published through `router` when given
+    /// (tests drive the simulators without one).
+    pub async fn reconcile_with(
+        &self,
+        cfg: Config,
+        router: Option<&RouterClient>,
+        fresh: bool,
+        dry_run: bool,
+    ) -> Result<Outcome, RpcError> {
+        let net_cfg = cfg.clone();
+        let r = self
+            .with(move |rec| {
+                rec.set_config(cfg);
+                rec.reconcile(fresh, dry_run)
+            })
+            .await?;
+        if !dry_run {
+            self.record(&r);
+            match self.reconcile_net(Some(&net_cfg)).await {
+                Ok(steps) if !steps.is_empty() => {
+                    tracing::info!(steps = ?steps, "floating addresses changed");
+                    if let Some(router) = router {
+                        let _ = router
+                            .publish(topics::NET_CHANGED, json!({"steps": steps}), false)
+                            .await;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %chain(&e), "floating addresses");
+                    self.update(|s| s.last_error = Some(chain(&e)));
+                }
             }
         }
+        r.map_err(|e| reconcile_error(&e))
     }
-    r.map_err(|e| reconcile_error(&e))
+
+    /// The `target.status` reply.
+    pub fn status_reply(&self) -> Value {
+        let mut v = serde_json::to_value(self.status()).unwrap_or(Value::Null);
+        if let Value::Object(m) = &mut v {
+            m.insert("capabilities".into(), json!(CAPABILITIES));
+        }
+        v
+    }
+
+    /// The `target.show` reply: our part of configfs as read now.
+    pub async fn show_reply(&self) -> Result<Value, RpcError> {
+        let o = self
+            .with(|rec| rec.observe())
+            .await?
+            .map_err(|e| reconcile_error(&e))?;
+        Ok(json!({"tree": o.tree, "foreign": o.foreign}))
+    }
+
+    /// The `target.access_states` reply.
+    pub async fn access_states_reply(&self) -> Result<Value, RpcError> {
+        let (pools, overrides) = self
+            .with(|rec| {
+                (
+                    rec.last().map(|d| d.pools.clone()).unwrap_or_default(),
+                    rec.overrides().clone(),
+                )
+            })
+            .await?;
+        Ok(json!({"pools": pools, "overrides": overrides}))
+    }
+
+    /// The `net.status` reply.
+    pub async fn net_status_reply(&self) -> Value {
+        let n = self.net.lock().await;
+        let held = n.backend.observe().await.unwrap_or_default();
+        let list: Vec<Value> = n
+            .floating
+            .iter()
+            .map(|f| json!({"name": f.name, "address": format!("{}/{}", f.addr.address, f.addr.prefix),
+                            "interface": f.addr.interface, "owner": f.owner, "held_here": held.contains(&f.addr),
+                            "forced": n.forced.get(&f.name).map(|(up, _, _)| *up)}))
+            .collect();
+        json!({"floating_ips": list})
+    }
+
+    /// Flips `pool` to `state` with the ownership records known now; the
+    /// reply of `target.set_access_state` without its `handler_ms`.
+    pub async fn flip(&self, pool: String, state: AccessState) -> Result<Flip, RpcError> {
+        self.with(move |rec| rec.set_access_state(&pool, state))
+            .await?
+            .map_err(flip_error)
+    }
 }
 
 /// Declares the methods.
 pub fn register(svc: &mut ServiceBuilder, shared: &Shared) {
     let sh = shared.clone();
-    svc.status_method("target", move || {
-        let mut v = serde_json::to_value(sh.status()).unwrap_or(Value::Null);
-        if let Value::Object(m) = &mut v {
-            m.insert(
-                "capabilities".into(),
-                json!([
-                    "iscsi",
-                    "nvme_tcp",
-                    "alua",
-                    "ana",
-                    "acl",
-                    "chap",
-                    "drift_repair"
-                ]),
-            );
-        }
-        v
-    });
+    svc.status_method("target", move || sh.status_reply());
 
     let sh = shared.clone();
     svc.method("target.reconcile", move |ctx, p| {
@@ -288,29 +350,13 @@ pub fn register(svc: &mut ServiceBuilder, shared: &Shared) {
     let sh = shared.clone();
     svc.method("target.show", move |_ctx, _p| {
         let sh = sh.clone();
-        async move {
-            let o = sh
-                .with(|rec| rec.observe())
-                .await?
-                .map_err(|e| reconcile_error(&e))?;
-            Ok(json!({"tree": o.tree, "foreign": o.foreign}))
-        }
+        async move { sh.show_reply().await }
     });
 
     let sh = shared.clone();
     svc.method("target.access_states", move |_ctx, _p| {
         let sh = sh.clone();
-        async move {
-            let (pools, overrides) = sh
-                .with(|rec| {
-                    (
-                        rec.last().map(|d| d.pools.clone()).unwrap_or_default(),
-                        rec.overrides().clone(),
-                    )
-                })
-                .await?;
-            Ok(json!({"pools": pools, "overrides": overrides}))
-        }
+        async move { sh.access_states_reply().await }
     });
 
     net_method(svc, shared, "net.up", true);
@@ -318,18 +364,7 @@ pub fn register(svc: &mut ServiceBuilder, shared: &Shared) {
     let sh = shared.clone();
     svc.method("net.status", move |_ctx, _p| {
         let sh = sh.clone();
-        async move {
-            let n = sh.net.lock().await;
-            let held = n.backend.observe().await.unwrap_or_default();
-            let list: Vec<Value> = n
-                .floating
-                .iter()
-                .map(|f| json!({"name": f.name, "address": format!("{}/{}", f.addr.address, f.addr.prefix),
-                                "interface": f.addr.interface, "owner": f.owner, "held_here": held.contains(&f.addr),
-                                "forced": n.forced.get(&f.name).map(|(up, _, _)| *up)}))
-                .collect();
-            Ok(json!({"floating_ips": list}))
-        }
+        async move { Ok(sh.net_status_reply().await) }
     });
 
     let sh = shared.clone();
@@ -347,10 +382,7 @@ pub fn register(svc: &mut ServiceBuilder, shared: &Shared) {
                 Err(e) => tracing::warn!(error = %e, "cannot read the pools' ownership records; using the last known"),
             }
             let pool = p.pool.clone();
-            let f = sh
-                .with(move |rec| rec.set_access_state(&p.pool, p.state))
-                .await?
-                .map_err(flip_error)?;
+            let f = sh.flip(p.pool, p.state).await?;
             let handler_ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
             tracing::info!(pool = %pool, state = ?f.state, volumes = f.volumes, writes = f.steps, ms = f.ms, handler_ms, "access state set");
             let mut data = serde_json::to_value(&f).unwrap_or(Value::Null);
@@ -372,7 +404,7 @@ fn net_method(svc: &mut ServiceBuilder, shared: &Shared, method: &str, up: bool)
         async move {
             let p: NetParams = params(p)?;
             let cfg = fetch_config(&ctx.router).await?;
-            let Some(f) = cfg.floating_ips.iter().find(|f| f.name == p.name) else {
+            let Some(f) = cfg.floating_ips.get(&p.name) else {
                 return Err(RpcError::new(
                     ErrorCode::NotFound,
                     format!("floating IP {} is not in the configuration", p.name),

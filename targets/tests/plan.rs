@@ -3,11 +3,10 @@
 //! to be idempotent: a second plan after applying is always empty.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
+use duplex_api::model::Config;
 use duplex_targets::backend::sim::SimBackend;
 use duplex_targets::backend::{observe, TargetBackend};
-use duplex_targets::core::desired::{
-    build, portals, with_pool_state, Desired, DesiredConfig, Local,
-};
+use duplex_targets::core::desired::{build, portals, with_pool_state, Desired, Local};
 use duplex_targets::core::flip::{flip_steps, members, pool_ana_groups};
 use duplex_targets::core::model::{path, AccessState};
 use duplex_targets::core::plan::{plan, Step};
@@ -24,16 +23,29 @@ const DEV1: &str = "/dev/mapper/dxvol-5e1f0c1ed0c14a5b9f3e2d1c0b0a0901";
 const DEV2: &str = "/dev/mapper/dxvol-5e1f0c1ed0c14a5b9f3e2d1c0b0a0902";
 const DEV3: &str = "/dev/mapper/dxvol-5e1f0c1ed0c14a5b9f3e2d1c0b0a0903";
 
+/// A controller in full (the model refuses a partial one).
+fn ctl(id: &str, portals: &[&str]) -> Value {
+    let n = if id == "A" { 1 } else { 2 };
+    json!({"id": id, "name": format!("controller {id}"), "interconnect": [format!("10.51.0.{n}/24")],
+           "management": format!("192.0.2.{n}/24"), "portals": portals})
+}
+
+/// A pool owned by (and at home on) `owner`.
+fn pool(name: &str, owner: &str) -> Value {
+    json!({"name": name, "tier": "regular", "layout": "linear", "home": owner, "owner": owner,
+           "epoch": 1, "disks": []})
+}
+
 fn base() -> Value {
     json!({
         "cluster": {"id": "5e1f0c1e-0000-4000-8000-000000000001", "epoch": 1, "secret_ref": "x"},
-        "controller": [{"id": "A"}, {"id": "B"}],
-        "pool": [{"name": "p1", "owner": "A", "home": "A", "epoch": 1}],
+        "controller": [ctl("A", &[]), ctl("B", &[])],
+        "pool": [pool("p1", "A")],
         "volume": [
-            {"name": "v1", "pool": "p1", "serial": "5e1f0c1ed0c14a5b9f3e2d1c0b0a0901",
+            {"name": "v1", "pool": "p1", "size": "1GiB", "serial": "5e1f0c1ed0c14a5b9f3e2d1c0b0a0901",
              "wwn": "6001405e1f0c1ed0c14a5b9f3e2d1c0b", "nguid": "3c8d2f645b0e4a7d9f216d1e0b7a4c11",
              "uuid": "3c8d2f64-5b0e-4a7d-9f21-6d1e0b7a4c11"},
-            {"name": "v2", "pool": "p1", "serial": "5e1f0c1ed0c14a5b9f3e2d1c0b0a0902",
+            {"name": "v2", "pool": "p1", "size": "1GiB", "serial": "5e1f0c1ed0c14a5b9f3e2d1c0b0a0902",
              "wwn": "6001405e1f0c1ed0c14a5b9f3e2d1c0c", "nguid": "3c8d2f645b0e4a7d9f216d1e0b7a4c12",
              "uuid": "3c8d2f64-5b0e-4a7d-9f21-6d1e0b7a4c12"}
         ],
@@ -49,8 +61,8 @@ fn base() -> Value {
     })
 }
 
-fn cfg(v: &Value) -> DesiredConfig {
-    serde_json::from_value(v.clone()).unwrap()
+fn cfg(v: &Value) -> Config {
+    Config::from_json(v).unwrap()
 }
 
 fn sim() -> SimBackend {
@@ -298,6 +310,77 @@ fn acls_follow_the_host_group_and_nobody_else_gets_in() {
     assert!(
         !has(&s, &path::host(NQN_H1)),
         "unused host entries go: {steps:#?}"
+    );
+}
+
+#[test]
+fn a_read_only_volume_is_write_protected_for_every_initiator_over_iscsi() {
+    let mut s = sim();
+    let mut v = base();
+    v["host_group"][0]["hosts"] = json!(["h1", "h2"]);
+    v["volume"][0]["read_only"] = json!(true);
+    reconcile(&mut s, &v, "A");
+    let wp = |s: &SimBackend, iqn: &str, mlun: u32| {
+        read(
+            s,
+            &format!("{}/write_protect", path::mapped_lun(TGT, 1, iqn, mlun)),
+        )
+    };
+    assert_eq!(
+        (wp(&s, IQN_H1, 0), wp(&s, IQN_H2, 0)),
+        ("1".into(), "1".into())
+    );
+    // A new LUN number is a new link, protected again after it.
+    v["export"][0]["lun"] = json!(4);
+    let steps = reconcile(&mut s, &v, "A");
+    assert!(steps.contains(&Step::Write {
+        path: format!("{}/write_protect", path::mapped_lun(TGT, 1, IQN_H1, 4)),
+        value: "1".into()
+    }));
+    assert_eq!(wp(&s, IQN_H1, 4), "1");
+    // Writable again: one write per initiator, nothing rebuilt.
+    v["volume"][0]["read_only"] = json!(false);
+    let steps = reconcile(&mut s, &v, "A");
+    assert_eq!(steps.len(), 2, "{steps:#?}");
+    assert_eq!(
+        (wp(&s, IQN_H1, 4), wp(&s, IQN_H2, 4)),
+        ("0".into(), "0".into())
+    );
+    // nvmet has no read-only namespace on 6.1: exported, and said so.
+    v["volume"][1]["read_only"] = json!(true);
+    let d = desired(&s, &v, "A");
+    assert!(d.tree.subsystems[SUB].namespaces.contains_key(&1));
+    assert!(
+        d.pending
+            .iter()
+            .any(|p| p.contains("e2") && p.contains("read-only")),
+        "{:?}",
+        d.pending
+    );
+}
+
+#[test]
+fn the_sim_keeps_write_protect_on_the_link_only() {
+    let mut s = sim();
+    reconcile(&mut s, &base(), "A");
+    let m = path::mapped_lun(TGT, 1, IQN_H1, 0);
+    s.unlink(&path::mapped_lun_link(TGT, 1, IQN_H1, 0)).unwrap();
+    s.write(&format!("{m}/write_protect"), "1").unwrap();
+    assert_eq!(
+        read(&s, &format!("{m}/write_protect")),
+        "",
+        "no entry, no flag"
+    );
+    assert!(s.write(&format!("{m}/write_protect"), "2").is_err());
+    s.symlink(
+        &path::mapped_lun_link(TGT, 1, IQN_H1, 0),
+        &path::lun(TGT, 1, 0),
+    )
+    .unwrap();
+    assert_eq!(
+        read(&s, &format!("{m}/write_protect")),
+        "0",
+        "lost before the link"
     );
 }
 
@@ -605,10 +688,7 @@ fn a_namespace_identity_change_disables_writes_and_enables() {
 #[test]
 fn ana_groups_are_per_pool_and_stable() {
     let mut v = base();
-    v["pool"] = json!([
-        {"name": "p1", "owner": "A", "home": "A", "epoch": 1},
-        {"name": "p0", "owner": "B", "home": "B", "epoch": 1}
-    ]);
+    v["pool"] = json!([pool("p1", "A"), pool("p0", "B")]);
     v["volume"][0]["pool"] = json!("p0");
     v["export"][0] =
         json!({"name": "e1", "volume": "v1", "protocol": "nvme", "nsid": 2, "host_group": "g1"});
@@ -621,11 +701,8 @@ fn ana_groups_are_per_pool_and_stable() {
     assert_eq!(ana(&s, 1000, 2), "inaccessible");
     assert_eq!(ana(&s, 1000, 3), "optimized");
     // A new pool sorting first does not renumber the others.
-    v["pool"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"name": "a0", "owner": "A", "home": "A", "epoch": 1}));
-    v["volume"].as_array_mut().unwrap().push(json!({"name": "v3", "pool": "a0", "serial": "aa", "wwn": "", "nguid": "3c8d2f645b0e4a7d9f216d1e0b7a4c33", "uuid": "3c8d2f64-5b0e-4a7d-9f21-6d1e0b7a4c33"}));
+    v["pool"].as_array_mut().unwrap().push(pool("a0", "A"));
+    v["volume"].as_array_mut().unwrap().push(json!({"name": "v3", "pool": "a0", "size": "1GiB", "serial": "aa", "wwn": "", "nguid": "3c8d2f645b0e4a7d9f216d1e0b7a4c33", "uuid": "3c8d2f64-5b0e-4a7d-9f21-6d1e0b7a4c33"}));
     v["export"].as_array_mut().unwrap().push(
         json!({"name": "e3", "volume": "v3", "protocol": "nvme", "nsid": 3, "host_group": "g1"}),
     );
@@ -649,7 +726,7 @@ fn thousand_volumes() -> (Value, SimBackend) {
     let mut exps = Vec::new();
     let mut s = SimBackend::new();
     for i in 0..1000u32 {
-        vols.push(json!({"name": format!("v{i}"), "pool": "p1", "serial": format!("{i:032x}"), "wwn": "",
+        vols.push(json!({"name": format!("v{i}"), "pool": "p1", "size": "1GiB", "serial": format!("{i:032x}"), "wwn": "",
             "nguid": format!("{:032x}", i + 1), "uuid": format!("00000000-0000-4000-8000-{:012x}", i + 1)}));
         exps.push(json!({"name": format!("i{i}"), "volume": format!("v{i}"), "protocol": "iscsi", "lun": i, "host_group": "g1"}));
         exps.push(json!({"name": format!("n{i}"), "volume": format!("v{i}"), "protocol": "nvme", "nsid": i + 1, "host_group": "g1"}));
@@ -686,8 +763,8 @@ fn a_thousand_volume_reconcile_flip_is_one_alua_write_plus_one_per_port() {
 fn portals_come_from_the_configuration_and_the_flag_overrides_them() {
     let mut v = base();
     v["controller"] = json!([
-        {"id": "A", "portals": ["10.50.0.11/24", "fd00:50::11/64"]},
-        {"id": "B", "portals": ["10.50.0.12/24"]}
+        ctl("A", &["10.50.0.11/24", "fd00:50::11/64"]),
+        ctl("B", &["10.50.0.12/24"])
     ]);
     let mut s = sim();
     reconcile(&mut s, &v, "A");
@@ -716,30 +793,26 @@ fn portals_come_from_the_configuration_and_the_flag_overrides_them() {
     let mut local = Local::new("A");
     local.portals = vec!["192.0.2.7".parse().unwrap()];
     assert_eq!(
-        portals(&cfg(&v), &local).0,
+        portals(&cfg(&v), &local),
         vec!["192.0.2.7".parse::<std::net::IpAddr>().unwrap()]
     );
     assert_eq!(
-        portals(&cfg(&base()), &Local::new("A")).0,
+        portals(&cfg(&base()), &Local::new("A")),
         vec!["0.0.0.0".parse::<std::net::IpAddr>().unwrap()]
     );
-    // An entry that is not an address is reported, the others are used.
+    // An entry that is not an address is not a configuration targets
+    // builds from at all: the shared model refuses it where config-keeper
+    // would (it never stores one).
     v["controller"][0]["portals"] = json!(["10.50.0.21/24", "fe0"]);
-    let d = desired(&s, &v, "A");
-    assert!(
-        d.pending.iter().any(|p| p.contains("\"fe0\"")),
-        "{:?}",
-        d.pending
-    );
-    assert!(d.tree.ports.contains_key(&1000));
+    let e = Config::from_json(&v).unwrap_err();
+    assert!(e.at.starts_with("controller[0].portals"), "{e}");
 }
 
 /// The base configuration with v2 in a second pool p2 (both owned by A)
 /// and these exports.
 fn two_pools(exports: Value) -> Value {
     let mut v = base();
-    v["pool"] =
-        json!([{"name": "p1", "owner": "A", "epoch": 1}, {"name": "p2", "owner": "A", "epoch": 1}]);
+    v["pool"] = json!([pool("p1", "A"), pool("p2", "A")]);
     v["volume"][1]["pool"] = json!("p2");
     v["export"] = exports;
     v
@@ -859,8 +932,7 @@ fn the_flip_leaves_an_ana_group_shared_with_another_pool_alone() {
 #[test]
 fn a_thousand_volume_flip_is_one_alua_write_plus_one_per_port() {
     let (mut v, mut s) = thousand_volumes();
-    v["controller"] =
-        json!([{"id": "A", "portals": ["10.50.0.11/24", "10.60.0.11/24"]}, {"id": "B"}]);
+    v["controller"] = json!([ctl("A", &["10.50.0.11/24", "10.60.0.11/24"]), ctl("B", &[])]);
     let d = desired(&s, &v, "A");
     s.apply(&plan(&d.tree, &Default::default())).unwrap();
     let mut tree = d.tree.clone();

@@ -349,8 +349,8 @@ fn observe_tpg(b: &dyn TargetBackend, dir: &str) -> Result<Tpg, BackendError> {
             mutual_secret,
         };
         let mut acl = Acl {
-            luns: Default::default(),
             chap: (chap != Chap::default()).then_some(chap),
+            ..Acl::default()
         };
         for m in dirs(list_opt(b, &adir)?) {
             let Some(mlun) = m.strip_prefix("lun_").and_then(|s| s.parse::<u32>().ok()) else {
@@ -363,6 +363,9 @@ fn observe_tpg(b: &dyn TargetBackend, dir: &str) -> Result<Tpg, BackendError> {
                 let last = last_components(&target, 1).first().copied().unwrap_or("");
                 if let Some(tlun) = last.strip_prefix("lun_").and_then(|s| s.parse().ok()) {
                     acl.luns.insert(mlun, tlun);
+                    if read_attr(b, &format!("{mdir}/write_protect"))? == "1" {
+                        acl.write_protected.insert(mlun);
+                    }
                 }
             } else {
                 // A mapped LUN without its link: mark it so it is rebuilt.

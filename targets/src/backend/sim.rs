@@ -899,6 +899,14 @@ impl SimBackend {
                 }
                 self.set(p, v);
             }
+            (Class::MappedLun, "write_protect") => {
+                let b = bit(v)?;
+                // The kernel keeps the flag on the link's entry: without
+                // the link the write is accepted and lost.
+                if self.has_link(&dir) {
+                    self.set(p, b);
+                }
+            }
             (Class::AnaGroup, "ana_state") => {
                 if crate::core::model::AnaState::parse(v).is_none() {
                     return Err(einval(format!("ana_state {v}")));
@@ -924,9 +932,7 @@ impl SimBackend {
                 format!("ENOENT: link target {target}"),
             ));
         }
-        let has_link = self
-            .children(&dir)
-            .any(|(_, e)| matches!(e, Entry::Link(_)));
+        let has_link = self.has_link(&dir);
         match classify(&dir) {
             Class::Lun => {
                 if classify(target) != Class::Device {
@@ -995,7 +1001,17 @@ impl SimBackend {
         }
         self.entries
             .insert(link.to_string(), Entry::Link(target.to_string()));
+        if classify(&dir) == Class::MappedLun {
+            // A new entry starts writable (prod_mode_write_protect is 0).
+            self.set(&format!("{dir}/write_protect"), "0");
+        }
         Ok(())
+    }
+
+    /// True when the directory holds a link (a LUN's device, a mapped
+    /// LUN's TPG LUN).
+    fn has_link(&self, dir: &str) -> bool {
+        self.children(dir).any(|(_, e)| matches!(e, Entry::Link(_)))
     }
 }
 
@@ -1020,6 +1036,13 @@ impl TargetBackend for SimBackend {
         match self.entries.get(path) {
             Some(Entry::File(v)) => {
                 if base(path) == "control" {
+                    return Ok(String::new());
+                }
+                if classify(dir) == Class::MappedLun
+                    && base(path) == "write_protect"
+                    && !self.has_link(dir)
+                {
+                    // No entry without the link: the kernel shows nothing.
                     return Ok(String::new());
                 }
                 if base(path) == "alua_access_type" {

@@ -1,5 +1,6 @@
-//! From the cluster's desired state (config-keeper's `config.get`) to the
-//! configfs tree this controller must have.
+//! From the cluster's desired state (the shared model of `duplex-api`, as
+//! config-keeper's `config.get` returns it) to the configfs tree this
+//! controller must have.
 //!
 //! Naming, so both controllers build the same identity without talking:
 //! - one iSCSI target per host group, `<iqn base>:<cluster>.<group>`, with
@@ -25,7 +26,8 @@ use super::model::{
     TgPtGp, Tpg, Tree, ALUA_IMPLICIT, DEFAULT_ANA_GROUP, ISCSI_PORT, LU_GROUP_PREFIX,
     MAX_ANA_GROUP, NVME_PORT,
 };
-use serde::{Deserialize, Serialize};
+use duplex_api::model::{Config, Export, Host, HostGroup, Protocol, Volume};
+use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -44,171 +46,6 @@ pub const LU_GP_BASE: u16 = 100;
 /// The ALUA LU group of a pool's backstores on every controller.
 pub fn lu_group_name(pool: &str) -> String {
     format!("{LU_GROUP_PREFIX}{pool}")
-}
-
-/// The subset of `config.get`'s `config` this service reads. Unknown
-/// fields are ignored: config-keeper validates, we only consume.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-pub struct DesiredConfig {
-    /// The cluster singleton.
-    #[serde(default)]
-    pub cluster: Option<ClusterCfg>,
-    /// Controllers.
-    #[serde(default, rename = "controller")]
-    pub controllers: Vec<ControllerCfg>,
-    /// Pools.
-    #[serde(default, rename = "pool")]
-    pub pools: Vec<PoolCfg>,
-    /// Volumes.
-    #[serde(default, rename = "volume")]
-    pub volumes: Vec<VolumeCfg>,
-    /// Exports.
-    #[serde(default, rename = "export")]
-    pub exports: Vec<ExportCfg>,
-    /// Hosts.
-    #[serde(default, rename = "host")]
-    pub hosts: Vec<HostCfg>,
-    /// Host groups.
-    #[serde(default, rename = "host_group")]
-    pub host_groups: Vec<HostGroupCfg>,
-    /// Floating IP addresses.
-    #[serde(default, rename = "floating_ip")]
-    pub floating_ips: Vec<FloatingIpCfg>,
-}
-
-/// The cluster singleton.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct ClusterCfg {
-    /// Cluster id (a UUID).
-    pub id: String,
-}
-
-/// A controller.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct ControllerCfg {
-    /// Its id.
-    pub id: String,
-    /// Front-end addresses (`10.50.0.11/24`) where its iSCSI (3260) and
-    /// NVMe/TCP (4420) targets listen.
-    #[serde(default)]
-    pub portals: Vec<String>,
-}
-
-/// A pool: owner decides the default access state.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct PoolCfg {
-    /// Name.
-    pub name: String,
-    /// Current owner.
-    pub owner: String,
-    /// Epoch of the ownership record.
-    #[serde(default)]
-    pub epoch: u64,
-}
-
-/// A volume's identity.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct VolumeCfg {
-    /// Name.
-    pub name: String,
-    /// Pool.
-    pub pool: String,
-    /// Hex unit serial.
-    pub serial: String,
-    /// NAA WWN (LIO derives it from the serial; kept for reports).
-    #[serde(default)]
-    pub wwn: String,
-    /// NGUID (32 hex).
-    pub nguid: String,
-    /// UUID.
-    pub uuid: String,
-}
-
-/// Protocol of an export.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Protocol {
-    /// iSCSI (LUN).
-    Iscsi,
-    /// NVMe/TCP (NSID).
-    Nvme,
-}
-
-/// An export.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct ExportCfg {
-    /// Name.
-    pub name: String,
-    /// Volume.
-    pub volume: String,
-    /// Protocol.
-    pub protocol: Protocol,
-    /// LUN (iSCSI).
-    #[serde(default)]
-    pub lun: Option<u32>,
-    /// NSID (NVMe).
-    #[serde(default)]
-    pub nsid: Option<u32>,
-    /// Host group.
-    pub host_group: String,
-}
-
-/// CHAP of a host. `mutual_*` are read when config-keeper grows them.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct ChapCfg {
-    /// User.
-    pub user: String,
-    /// Secret.
-    #[serde(skip_serializing)]
-    pub secret: String,
-    /// Target's user for mutual CHAP.
-    #[serde(default)]
-    pub mutual_user: Option<String>,
-    /// Target's secret for mutual CHAP.
-    #[serde(default, skip_serializing)]
-    pub mutual_secret: Option<String>,
-}
-
-/// A host.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct HostCfg {
-    /// Name.
-    pub name: String,
-    /// iSCSI initiator names.
-    #[serde(default)]
-    pub iqns: Vec<String>,
-    /// NVMe host NQNs.
-    #[serde(default)]
-    pub nqns: Vec<String>,
-    /// CHAP.
-    #[serde(default)]
-    pub chap: Option<ChapCfg>,
-}
-
-/// A host group.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct HostGroupCfg {
-    /// Name.
-    pub name: String,
-    /// Hosts.
-    #[serde(default)]
-    pub hosts: Vec<String>,
-}
-
-/// A floating IP address.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct FloatingIpCfg {
-    /// Name.
-    pub name: String,
-    /// `address/prefix`.
-    pub address: String,
-    /// Interface.
-    pub interface: String,
-    /// Current owner.
-    pub owner: String,
-    /// Epoch of the ownership record.
-    #[serde(default)]
-    pub epoch: u64,
 }
 
 /// What this controller is, for building its tree.
@@ -309,7 +146,7 @@ pub const DEVICE_PREFIX: &str = "/dev/mapper/dxvol-";
 /// pool-manager keeps on **both** controllers (`linear` over the LV where
 /// the pool is imported, `error` on the partner, swapped at takeover), named
 /// after the volume's unit serial so it never changes with the pool's owner.
-pub fn device_path(v: &VolumeCfg) -> String {
+pub fn device_path(v: &Volume) -> String {
     format!("{DEVICE_PREFIX}{}", v.serial)
 }
 
@@ -325,7 +162,7 @@ pub fn group_tag(group: &str) -> String {
         .collect()
 }
 
-fn cluster_tag(cfg: &DesiredConfig) -> String {
+fn cluster_tag(cfg: &Config) -> String {
     match &cfg.cluster {
         Some(c) => {
             let hex = hex_only(&c.id);
@@ -340,7 +177,7 @@ fn cluster_tag(cfg: &DesiredConfig) -> String {
 }
 
 /// The IQN of a host group's target.
-pub fn target_iqn(local: &Local, cfg: &DesiredConfig, group: &str) -> String {
+pub fn target_iqn(local: &Local, cfg: &Config, group: &str) -> String {
     format!(
         "{}:{}.{}",
         local.iqn_base,
@@ -350,7 +187,7 @@ pub fn target_iqn(local: &Local, cfg: &DesiredConfig, group: &str) -> String {
 }
 
 /// The NQN of a host group's subsystem.
-pub fn subsystem_nqn(local: &Local, cfg: &DesiredConfig, group: &str) -> String {
+pub fn subsystem_nqn(local: &Local, cfg: &Config, group: &str) -> String {
     format!(
         "{}:{}.{}",
         local.nqn_base,
@@ -379,27 +216,21 @@ pub fn portal_name(ip: &IpAddr) -> String {
 
 /// The addresses this controller's targets listen on: the `--portal`
 /// override, else its `portals` in the configuration, else the wildcard.
-/// Entries that are not `address[/prefix]` are returned apart (reported as
-/// pending; config-keeper validates, so they mean a newer schema).
-pub fn portals(cfg: &DesiredConfig, local: &Local) -> (Vec<IpAddr>, Vec<String>) {
+pub fn portals(cfg: &Config, local: &Local) -> Vec<IpAddr> {
     if !local.portals.is_empty() {
-        return (local.portals.clone(), Vec::new());
+        return local.portals.clone();
     }
     let mut ok: Vec<IpAddr> = Vec::new();
-    let mut bad = Vec::new();
-    let mine = cfg.controllers.iter().filter(|c| c.id == local.controller);
-    for p in mine.flat_map(|c| c.portals.iter()) {
-        let addr = p.split_once('/').map_or(p.as_str(), |(a, _)| a).trim();
-        match addr.parse::<IpAddr>() {
-            Ok(ip) if !ok.contains(&ip) => ok.push(ip),
-            Ok(_) => {}
-            Err(_) => bad.push(p.clone()),
+    let mine = cfg.controllers.get(&local.controller);
+    for p in mine.iter().flat_map(|c| c.portals.iter()) {
+        if !ok.contains(&p.addr) {
+            ok.push(p.addr);
         }
     }
     if ok.is_empty() {
         ok.push(IpAddr::from([0, 0, 0, 0]));
     }
-    (ok, bad)
+    ok
 }
 
 /// A volume's block device on this controller.
@@ -420,16 +251,15 @@ pub enum DeviceState {
 /// `target.set_access_state` that still apply; `observed` keeps ANA group
 /// numbers and LU group ids stable across reconciles.
 pub fn build(
-    cfg: &DesiredConfig,
+    cfg: &Config,
     local: &Local,
     device: &dyn Fn(&str) -> DeviceState,
     overrides: &BTreeMap<String, AccessState>,
     observed: &Tree,
 ) -> Desired {
     let mut out = Desired::default();
-    let mut ids: Vec<&str> = cfg.controllers.iter().map(|c| c.id.as_str()).collect();
-    ids.sort_unstable();
-    ids.dedup();
+    // Sorted: the configuration keys controllers by id.
+    let ids: Vec<&str> = cfg.controllers.keys().map(String::as_str).collect();
     let Some(index) = ids.iter().position(|c| *c == local.controller) else {
         if !cfg.exports.is_empty() {
             out.pending.push(format!(
@@ -440,13 +270,7 @@ pub fn build(
         return out;
     };
     let index16 = u16::try_from(index).unwrap_or(u16::MAX);
-    let (portal_addrs, bad_portals) = portals(cfg, local);
-    for p in bad_portals {
-        out.pending.push(format!(
-            "controller {}: portal {p:?} is not an address; ignored",
-            local.controller
-        ));
-    }
+    let portal_addrs = portals(cfg, local);
     let group = local.alua_group();
     out.group.clone_from(&group);
     let gp_id = TG_PT_GP_BASE.saturating_add(index16);
@@ -458,16 +282,9 @@ pub fn build(
         (0x8000, 0xffef)
     };
 
-    let volumes: BTreeMap<&str, &VolumeCfg> =
-        cfg.volumes.iter().map(|v| (v.name.as_str(), v)).collect();
-    let hosts: BTreeMap<&str, &HostCfg> = cfg.hosts.iter().map(|h| (h.name.as_str(), h)).collect();
-    let groups: BTreeMap<&str, &HostGroupCfg> = cfg
-        .host_groups
-        .iter()
-        .map(|g| (g.name.as_str(), g))
-        .collect();
+    let groups = &cfg.host_groups;
 
-    for p in &cfg.pools {
+    for p in cfg.pools.values() {
         let state = overrides
             .get(&p.name)
             .copied()
@@ -487,13 +304,12 @@ pub fn build(
     }
 
     // Exports that can be built: known volume, pool, group, device present.
-    let mut usable: Vec<(&ExportCfg, &VolumeCfg)> = Vec::new();
+    let mut usable: Vec<(&Export, &Volume)> = Vec::new();
     let mut tags: BTreeMap<String, &str> = BTreeMap::new();
     let mut unbacked: BTreeSet<&str> = BTreeSet::new();
-    let mut exports: Vec<&ExportCfg> = cfg.exports.iter().collect();
-    exports.sort_by(|a, b| a.name.cmp(&b.name));
-    for e in exports {
-        let Some(v) = volumes.get(e.volume.as_str()) else {
+    // In name order: the configuration keys exports by name.
+    for e in cfg.exports.values() {
+        let Some(v) = cfg.volumes.get(&e.volume) else {
             out.pending
                 .push(format!("export {}: volume {} unknown", e.name, e.volume));
             continue;
@@ -503,7 +319,7 @@ pub fn build(
                 .push(format!("export {}: pool {} unknown", e.name, v.pool));
             continue;
         }
-        if !groups.contains_key(e.host_group.as_str()) {
+        if !groups.contains_key(&e.host_group) {
             out.pending.push(format!(
                 "export {}: host group {} unknown",
                 e.name, e.host_group
@@ -607,14 +423,9 @@ pub fn build(
             .pools
             .get(&v.pool)
             .map_or(AccessState::Standby, |p| p.state);
-        let members: Vec<&HostCfg> = groups
-            .get(e.host_group.as_str())
-            .map(|g| {
-                g.hosts
-                    .iter()
-                    .filter_map(|h| hosts.get(h.as_str()).copied())
-                    .collect()
-            })
+        let members: Vec<&Host> = groups
+            .get(&e.host_group)
+            .map(|g: &HostGroup| g.hosts.iter().filter_map(|h| cfg.hosts.get(h)).collect())
             .unwrap_or_default();
         match e.protocol {
             Protocol::Iscsi => {
@@ -676,10 +487,14 @@ pub fn build(
                     tpg.authentication |= chap.is_some();
                     for iqn in &h.iqns {
                         let acl = tpg.acls.entry(iqn.clone()).or_insert_with(|| Acl {
-                            luns: BTreeMap::new(),
                             chap: chap.clone(),
+                            ..Acl::default()
                         });
                         acl.luns.insert(lun, lun);
+                        // LIO's cheap read-only: per mapped LUN.
+                        if v.read_only {
+                            acl.write_protected.insert(lun);
+                        }
                     }
                 }
             }
@@ -713,6 +528,12 @@ pub fn build(
                         enabled: true,
                     },
                 );
+                if v.read_only {
+                    out.pending.push(format!(
+                        "export {}: volume {} is read-only but nvmet (Linux 6.1) has no read-only namespace; only the device's own read-only flag protects it",
+                        e.name, v.name
+                    ));
+                }
                 for h in &members {
                     for n in &h.nqns {
                         sub.hosts.insert(n.clone());

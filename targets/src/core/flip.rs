@@ -1,5 +1,7 @@
 //! The pool flip as pure planning: the ALUA and ANA state writes that move
-//! one pool's volumes to an access state, and nothing else.
+//! one pool's volumes to an access state, and nothing else; and the
+//! [`Override`] a flip leaves, which the reconciler builds with and
+//! `crate::overrides` keeps on disk.
 //!
 //! A flip is on the takeover and giveback path, so it must not pay for a
 //! whole reconcile (building the desired tree checks every export's device,
@@ -13,10 +15,42 @@
 //! job; that one builds with the same access state (the override), so it
 //! never undoes a flip.
 
-use super::desired::{device_path, lu_group_name, DesiredConfig};
+use super::desired::{device_path, lu_group_name};
 use super::model::{path, AccessState, Backstore, Tree, DEFAULT_ANA_GROUP};
 use super::plan::Step;
+use duplex_api::model::{Config, Pool};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+
+/// An access state set by `target.set_access_state`, valid while the pool's
+/// ownership record is the one it was set under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Override {
+    /// The state.
+    pub state: AccessState,
+    /// The pool's owner when it was set.
+    pub owner: String,
+    /// The pool's epoch when it was set.
+    pub epoch: u64,
+}
+
+impl Override {
+    /// `state` set under `pool`'s current ownership record.
+    pub fn under(pool: &Pool, state: AccessState) -> Override {
+        Override {
+            state,
+            owner: pool.owner.clone(),
+            epoch: pool.epoch,
+        }
+    }
+
+    /// True while `pool`'s ownership record is the one this was set under
+    /// (a takeover or giveback records a new owner or epoch, and the new
+    /// owner's decision wins).
+    pub fn holds(&self, pool: &Pool) -> bool {
+        pool.owner == self.owner && pool.epoch == self.epoch
+    }
+}
 
 /// What identifies a pool's objects in configfs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,11 +71,11 @@ impl PoolMembers {
 }
 
 /// The volumes of `pool` in the configuration.
-pub fn members(cfg: &DesiredConfig, pool: &str) -> PoolMembers {
+pub fn members(cfg: &Config, pool: &str) -> PoolMembers {
     PoolMembers {
         volumes: cfg
             .volumes
-            .iter()
+            .values()
             .filter(|v| v.pool == pool)
             .map(|v| (v.name.clone(), device_path(v)))
             .collect(),
@@ -154,4 +188,31 @@ pub fn flip_steps(tree: &mut Tree, m: &PoolMembers, group: &str, state: AccessSt
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use duplex_api::model::{Kind, Object};
+
+    fn pool(owner: &str, epoch: u64) -> Pool {
+        let body = serde_json::json!({"name": "p1", "tier": "fast", "layout": "linear",
+                                      "home": "A", "owner": owner, "epoch": epoch});
+        match Object::from_json(Kind::Pool, &body) {
+            Ok(Object::Pool(p)) => p,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_override_holds_until_the_ownership_record_changes() {
+        let o = Override::under(&pool("A", 3), AccessState::Standby);
+        assert_eq!((o.owner.as_str(), o.epoch), ("A", 3));
+        assert!(o.holds(&pool("A", 3)));
+        assert!(!o.holds(&pool("B", 3)), "new owner");
+        assert!(
+            !o.holds(&pool("A", 4)),
+            "new epoch, same owner (taken back)"
+        );
+    }
 }

@@ -10,6 +10,6 @@ pub mod model;
 pub mod net;
 pub mod plan;
 
-pub use desired::{build, Desired, DesiredConfig, Local, Scope};
+pub use desired::{build, Desired, Local, Scope};
 pub use model::{AccessState, AluaState, AnaState, Tree};
 pub use plan::{plan, Step};

@@ -178,6 +178,11 @@ pub struct Acl {
     pub luns: BTreeMap<u32, u32>,
     /// CHAP credentials (`auth/`); `None` leaves them empty.
     pub chap: Option<Chap>,
+    /// Mapped LUNs the initiator may only read (`lun_<n>/write_protect`,
+    /// for read-only volumes). Left out of the JSON when empty, as it was
+    /// before the field existed.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub write_protected: BTreeSet<u32>,
 }
 
 /// CHAP credentials of one initiator; mutual when the target's are set.

@@ -5,7 +5,7 @@
 //! controller's own addresses (front-end portals, interconnect,
 //! management) are not ours.
 
-use super::desired::DesiredConfig;
+use duplex_api::model::Config;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -43,31 +43,18 @@ pub struct Floating {
     pub owner: String,
 }
 
-/// Parses `a.b.c.d/nn` or `v6/nn`.
-pub fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
-    let (a, p) = s.split_once('/')?;
-    let addr: IpAddr = a.parse().ok()?;
-    let prefix: u8 = p.parse().ok()?;
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    (prefix <= max).then_some((addr, prefix))
-}
-
-/// The floating IPs of the configuration (unparsable ones are skipped;
-/// config-keeper validated them).
-pub fn floating(cfg: &DesiredConfig) -> Vec<Floating> {
+/// The floating IPs of the configuration.
+pub fn floating(cfg: &Config) -> Vec<Floating> {
     cfg.floating_ips
-        .iter()
-        .filter_map(|f| {
-            let (address, prefix) = parse_cidr(&f.address)?;
-            Some(Floating {
-                name: f.name.clone(),
-                addr: IfAddr {
-                    interface: f.interface.clone(),
-                    address,
-                    prefix,
-                },
-                owner: f.owner.clone(),
-            })
+        .values()
+        .map(|f| Floating {
+            name: f.name.clone(),
+            addr: IfAddr {
+                interface: f.interface.clone(),
+                address: f.address.addr,
+                prefix: f.address.prefix,
+            },
+            owner: f.owner.clone(),
         })
         .collect()
 }
@@ -113,7 +100,8 @@ mod tests {
     use super::*;
 
     fn fl(name: &str, addr: &str, owner: &str) -> Floating {
-        let (address, prefix) = parse_cidr(addr).unwrap_or((IpAddr::from([0, 0, 0, 0]), 0));
+        let a: duplex_api::syntax::IfAddr = addr.parse().unwrap_or_else(|e| panic!("{e}"));
+        let (address, prefix) = (a.addr, a.prefix);
         Floating {
             name: name.into(),
             addr: IfAddr {
@@ -160,10 +148,22 @@ mod tests {
     }
 
     #[test]
-    fn cidr_parsing() {
-        assert!(parse_cidr("10.0.0.1/24").is_some());
-        assert!(parse_cidr("10.0.0.1/33").is_none());
-        assert!(parse_cidr("fd00::1/64").is_some());
-        assert!(parse_cidr("10.0.0.1").is_none());
+    fn floating_addresses_come_from_the_configuration() {
+        let mut cfg = Config::default();
+        for (name, addr, owner) in [("fb", "fd00::101/64", "B"), ("fa", "10.50.0.100/24", "A")] {
+            let body = serde_json::json!({"name": name, "address": addr, "interface": "fe0",
+                                          "home": owner, "owner": owner, "epoch": 1});
+            match duplex_api::model::Object::from_json(duplex_api::model::Kind::FloatingIp, &body) {
+                Ok(o) => cfg.put(o),
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert_eq!(
+            floating(&cfg),
+            vec![
+                fl("fa", "10.50.0.100/24", "A"),
+                fl("fb", "fd00::101/64", "B")
+            ]
+        );
     }
 }

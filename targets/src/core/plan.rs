@@ -357,6 +357,7 @@ impl Planner {
                     self.push(Step::rmdir(path::mapped_lun(iqn, tag, init, *mlun)));
                     if let Some(a) = next.acls.get_mut(init) {
                         a.luns.remove(mlun);
+                        a.write_protected.remove(mlun);
                     }
                 }
             }
@@ -648,11 +649,23 @@ impl Planner {
                 }
             }
             for (mlun, tlun) in &acl.luns {
-                if hacl.and_then(|a| a.luns.get(mlun)) != Some(tlun) {
+                let linked = hacl.and_then(|a| a.luns.get(mlun)) == Some(tlun);
+                if !linked {
                     self.push(Step::mkdir(path::mapped_lun(iqn, tag, init, *mlun)));
                     self.push(Step::link(
                         path::mapped_lun_link(iqn, tag, init, *mlun),
                         path::lun(iqn, tag, *tlun),
+                    ));
+                }
+                // After the link: the kernel keeps the flag on the link's
+                // entry (a write before it is lost), and a new link starts
+                // writable (the TPG's prod_mode_write_protect is 0).
+                let have = linked && hacl.is_some_and(|a| a.write_protected.contains(mlun));
+                let want = acl.write_protected.contains(mlun);
+                if have != want {
+                    self.push(Step::write(
+                        format!("{}/write_protect", path::mapped_lun(iqn, tag, init, *mlun)),
+                        bit(want),
                     ));
                 }
             }
