@@ -7,8 +7,11 @@
 
 pub mod agent;
 pub mod appliance;
+pub mod bmc;
 pub mod cmd;
 pub mod demo;
+pub mod events;
+pub mod fault;
 pub mod forward;
 pub mod lab;
 pub mod prdisk;

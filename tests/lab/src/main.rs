@@ -4,7 +4,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use duplex_lab::lab::{self, Lab, Power};
-use duplex_lab::{cmd, demo, scenario};
+use duplex_lab::{bmc, cmd, demo, events, fault, scenario};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
@@ -71,6 +71,74 @@ enum Cmd {
         nic: String,
         /// up or down.
         state: String,
+    },
+    /// Print the QMP events recorded for a VM (WATCHDOG, RESET, SHUTDOWN,
+    /// STOP, RESUME...), one per line with the host time.
+    Events {
+        /// A, B or H.
+        vm: String,
+    },
+    /// A controller's BMC over IPMI-over-LAN (`ipmitool -I lanplus` from
+    /// the lab namespace): `bmc A off|on|reset|status`.
+    Bmc {
+        /// A or B.
+        vm: String,
+        /// off, on, reset or status.
+        op: String,
+    },
+    /// Take a shared disk away from one controller: `disk pull A shelf0
+    /// --kind vanish|fail`, `disk push A shelf0`.
+    Disk {
+        /// pull or push.
+        action: String,
+        /// A or B.
+        vm: String,
+        /// shelfN or hbN.
+        disk: String,
+        /// vanish: the device is unplugged; fail: it stays and every I/O
+        /// fails with EIO (pull only).
+        #[arg(long, default_value = "vanish")]
+        kind: String,
+    },
+    /// SIGSTOP every process of a systemd unit in a VM (a hung daemon).
+    Hang {
+        /// A, B or H.
+        vm: String,
+        /// The unit (`duplex-router` means duplex-router.service).
+        service: String,
+    },
+    /// SIGCONT a unit stopped by `hang`.
+    Resume {
+        /// A, B or H.
+        vm: String,
+        /// The unit.
+        service: String,
+    },
+    /// Panic a VM's kernel with kernel.panic=0: it stays down, its
+    /// emulated hardware (the watchdog) keeps running.
+    Panic {
+        /// A, B or H.
+        vm: String,
+    },
+    /// The same as `panic` (a kernel that stops, hardware that runs).
+    KernelHang {
+        /// A, B or H.
+        vm: String,
+    },
+    /// Kill both controllers at the same moment (power cut).
+    PowerCut,
+    /// (internal) ipmi_sim's chassis control: VM get|set|check ...
+    #[command(hide = true)]
+    BmcControl {
+        /// VM, operation and parameters, as ipmi_sim passes them.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// (internal) Record the VMs' QMP events until killed.
+    #[command(hide = true)]
+    RecordEvents {
+        /// The VMs.
+        vms: Vec<String>,
     },
     /// Attach to a VM's serial console (Ctrl-] leaves).
     Console {
@@ -255,6 +323,38 @@ fn run() -> Result<i32> {
             lab::link(&lab, &vm, &nic, up)?;
         }
         Cmd::Console { vm } => console(&lab, &vm)?,
+        Cmd::Events { vm } => {
+            print!("{}", events::format(&events::read(&lab, &vm)?));
+        }
+        Cmd::Bmc { vm, op } => {
+            let op: bmc::Op = op.parse()?;
+            print!("{}", bmc::chassis(&lab, &vm, op)?);
+        }
+        Cmd::Disk {
+            action,
+            vm,
+            disk,
+            kind,
+        } => match action.as_str() {
+            "pull" => fault::pull(&lab, &vm, &disk, kind.parse()?)?,
+            "push" => fault::push(&lab, &vm, &disk)?,
+            other => bail!("disk action must be pull or push, not {other}"),
+        },
+        Cmd::Hang { vm, service } => fault::hang(&lab, &vm, &service)?,
+        Cmd::Resume { vm, service } => fault::resume(&lab, &vm, &service)?,
+        Cmd::Panic { vm } | Cmd::KernelHang { vm } => {
+            let at = fault::panic(&lab, &vm)?;
+            println!("{vm}: kernel panicked at {at:.3} (kernel.panic=0)");
+        }
+        Cmd::PowerCut => fault::power_cut(&lab)?,
+        Cmd::BmcControl { args } => {
+            let r = bmc::control(&lab, &args);
+            if !r.out.is_empty() {
+                println!("{}", r.out.trim_end());
+            }
+            return Ok(r.code);
+        }
+        Cmd::RecordEvents { vms } => events::run_recorder(&lab, &vms),
         Cmd::Snapshot { name } => {
             let s = lab::snapshot(&lab, &name)?;
             println!("snapshot {name} saved in {s:.1} s");
