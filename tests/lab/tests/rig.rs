@@ -65,11 +65,18 @@ fn wait_agent(lab: &Lab, vm: &str) {
     lab::wait_agents(lab, &[vm], Duration::from_secs(420)).expect("agent back");
 }
 
+/// Both controllers answer (an earlier test or fault may have restarted
+/// either).
+fn ready(lab: &Lab) {
+    lab::wait_agents(lab, &["A", "B"], Duration::from_secs(420)).expect("A and B answer");
+}
+
 #[test]
 #[ignore = "needs a running lab (duplex-lab up)"]
 fn ipmi_power_off_from_b_turns_a_off_and_power_on_brings_it_back() {
     let _g = LAB.lock().unwrap_or_else(|p| p.into_inner());
     let lab = Lab::from_env();
+    ready(&lab);
     // The partner's BMC file is a secret.
     let (_, mode, _) = exec(
         &lab,
@@ -116,7 +123,7 @@ fn ipmi_power_off_from_b_turns_a_off_and_power_on_brings_it_back() {
 fn an_unpetted_watchdog_resets_a() {
     let _g = LAB.lock().unwrap_or_else(|p| p.into_inner());
     let lab = Lab::from_env();
-    wait_agent(&lab, "A");
+    ready(&lab);
     let (code, _, err) = exec(&lab, "A", &["test", "-c", "/dev/watchdog"], 30);
     assert_eq!(code, 0, "no /dev/watchdog on A: {err}");
     // 10 s instead of the driver's 30; wdctl closes with the magic 'V'.
@@ -206,7 +213,7 @@ fn direct_read(lab: &Lab, vm: &str, disk: &str) -> i32 {
 fn a_pulled_shelf_disk_vanishes_from_a_only_and_comes_back() {
     let _g = LAB.lock().unwrap_or_else(|p| p.into_inner());
     let lab = Lab::from_env();
-    wait_agent(&lab, "A");
+    ready(&lab);
     assert!(serials(&lab, "A").contains(&"shelf7".to_string()));
     let _heal = PushBack(&lab, "A", "shelf7");
     fault::pull(&lab, "A", "shelf7", DiskFault::Vanish).unwrap();
@@ -227,7 +234,7 @@ fn a_pulled_shelf_disk_vanishes_from_a_only_and_comes_back() {
 fn a_failed_heartbeat_disk_fails_io_on_a_only_and_heals() {
     let _g = LAB.lock().unwrap_or_else(|p| p.into_inner());
     let lab = Lab::from_env();
-    wait_agent(&lab, "A");
+    ready(&lab);
     for d in ["hb0", "hb1", "hb2"] {
         assert_eq!(direct_read(&lab, "A", d), 0, "{d} unreadable on A");
     }
