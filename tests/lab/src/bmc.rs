@@ -319,6 +319,48 @@ pub fn chassis(lab: &Lab, vm: &str, op: Op) -> Result<String, LabError> {
     ipmitool(lab, &st.ns, v.name, &["chassis", "power", word])
 }
 
+/// Runs `ipmitool -I lanplus ... chassis power OP` on `target`'s partner
+/// with the credentials of the partner's `/etc/duplex/partner-bmc.toml`,
+/// as a controller fencing its partner does; returns ipmitool's output.
+pub fn from_partner(lab: &Lab, target: &str, op: &str) -> Result<String, LabError> {
+    let t = lab::vm_spec(target)?;
+    let partner = VMS
+        .iter()
+        .find(|v| v.controller && v.name != t.name)
+        .ok_or_else(|| LabError::State("no partner controller".into()))?;
+    let doc = lab::exec_ok(
+        lab,
+        partner.name,
+        &["cat", "/etc/duplex/partner-bmc.toml"],
+        Duration::from_secs(30),
+    )?;
+    let key = |k: &str| -> Result<String, LabError> {
+        doc.lines()
+            .find_map(|l| {
+                let (name, v) = l.split_once('=')?;
+                (name.trim() == k).then(|| v.trim().trim_matches('"').to_string())
+            })
+            .ok_or_else(|| {
+                LabError::State(format!("partner-bmc.toml on {} has no {k}", partner.name))
+            })
+    };
+    let (addr, user, pass, suite) = (
+        key("address")?,
+        key("user")?,
+        key("password")?,
+        key("cipher_suite")?,
+    );
+    lab::exec_ok(
+        lab,
+        partner.name,
+        &[
+            "ipmitool", "-I", "lanplus", "-H", &addr, "-U", &user, "-P", &pass, "-C", &suite, "-N",
+            "10", "-R", "2", "chassis", "power", op,
+        ],
+        Duration::from_secs(120),
+    )
+}
+
 /// What `bmc-control` prints and exits with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControlReply {

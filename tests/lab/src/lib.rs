@@ -13,6 +13,7 @@ pub mod demo;
 pub mod events;
 pub mod fault;
 pub mod forward;
+pub mod framework;
 pub mod lab;
 pub mod prdisk;
 pub mod qmp;
