@@ -350,15 +350,23 @@ pub fn from_partner(lab: &Lab, target: &str, op: &str) -> Result<String, LabErro
         key("password")?,
         key("cipher_suite")?,
     );
-    lab::exec_ok(
-        lab,
-        partner.name,
-        &[
-            "ipmitool", "-I", "lanplus", "-H", &addr, "-U", &user, "-P", &pass, "-C", &suite, "-N",
-            "10", "-R", "2", "chassis", "power", op,
-        ],
-        Duration::from_secs(120),
-    )
+    let argv = cmd::argv(&[
+        "ipmitool", "-I", "lanplus", "-H", &addr, "-U", &user, "-P", &pass, "-C", &suite, "-N",
+        "10", "-R", "2", "chassis", "power", op,
+    ]);
+    // The error names the command without its arguments: they hold the
+    // password.
+    let r = lab::exec(lab, partner.name, &argv, Duration::from_secs(120))?;
+    if r.code == Some(0) {
+        Ok(r.stdout)
+    } else {
+        Err(LabError::State(format!(
+            "ipmitool chassis power {op} on {} exited {:?}: {}",
+            partner.name,
+            r.code,
+            r.stderr.trim()
+        )))
+    }
 }
 
 /// What `bmc-control` prints and exits with.

@@ -846,6 +846,8 @@ fn build_payload(lab: &Lab) -> Result<PathBuf, LabError> {
     }
     let secret = dir.join("cluster.secret");
     fs::write(&secret, random_hex(32)?).map_err(io_err("write", &secret))?;
+    fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(io_err("chmod", &secret))?;
     for v in VMS {
         let rdir = dir.join("roles").join(v.name);
         fs::create_dir_all(&rdir).map_err(io_err("mkdir", &rdir))?;
@@ -870,6 +872,9 @@ fn build_payload(lab: &Lab) -> Result<PathBuf, LabError> {
             let bmc = crate::bmc::access(lab, peer.name)?;
             let p = rdir.join("partner-bmc.toml");
             fs::write(&p, bmc.to_toml()).map_err(io_err("write", &p))?;
+            // mkfs -d keeps the mode: only root reads it in the guest too.
+            fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .map_err(io_err("chmod", &p))?;
         }
     }
     let img = lab.path("payload.img");
