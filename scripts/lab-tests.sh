@@ -23,7 +23,16 @@ trap cleanup EXIT
 "$lab" up
 "$lab" snapshot clean
 
+echo "== lab: the rig (BMC power off/on from the partner over IPMI, watchdog reset, disk pull/fail)"
+# #[ignore]d without a lab; here they run, one at a time (one shared lab).
+cargo test -p duplex-lab --test rig -- --include-ignored --test-threads=1 --nocapture
+
+echo "== lab: fault scenarios (bmc-fence, watchdog-panic, disk-vanish, hb-disk-fail, power-cut)"
+"$lab" restore clean
+"$lab" scenario all
+
 echo "== lab: targets (iSCSI + NVMe/TCP multipath, ALUA/ANA, ACLs, flip under I/O)"
+"$lab" restore clean
 cargo test -p duplex-targets --test lab -- --nocapture
 
 echo "== lab: pool-manager (system_id ownership, takeover, snapshots/clones, RAID rebuild)"

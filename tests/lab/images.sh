@@ -16,7 +16,7 @@ log() { echo "images: $*" >&2; }
 # Packages of the guest rootfs (one image for controllers and host).
 packages=(systemd-sysv udev kmod iproute2 lvm2 open-iscsi multipath-tools
   nvme-cli sg3-utils fio iputils-arping iputils-ping procps util-linux
-  e2fsprogs)
+  e2fsprogs ipmitool)
 
 # The Debian mirror the host's apt already uses, so debootstrap goes to the
 # same registry (no other network access is allowed).
@@ -141,7 +141,12 @@ chroot "$root" /bin/sh -euc '
   printf "[Journal]\nStorage=volatile\nRuntimeMaxUse=32M\n" > /etc/systemd/journald.conf.d/lab.conf
   # Quick stops: a lab VM is reset or killed, never nursed.
   mkdir -p /etc/systemd/system.conf.d
-  printf "[Manager]\nDefaultTimeoutStopSec=10s\n" > /etc/systemd/system.conf.d/lab.conf
+  # The watchdog (i6300esb) belongs to the heartbeat service: systemd must
+  # never open it, at runtime or around a reboot (one opener only).
+  printf "[Manager]\nDefaultTimeoutStopSec=10s\nRuntimeWatchdogSec=off\nRebootWatchdogSec=off\nKExecWatchdogSec=off\n" \
+    > /etc/systemd/system.conf.d/lab.conf
+  # The watchdog driver is loaded at boot even before udev probes the PCI bus.
+  echo i6300esb > /etc/modules-load.d/duplex-lab-watchdog.conf
   # Serial console logs in as root at once: `duplex-lab console` is for debugging.
   mkdir -p /etc/systemd/system/serial-getty@ttyS0.service.d
   printf "[Service]\nExecStart=\nExecStart=-/sbin/agetty --autologin root --keep-baud 115200 %%I \$TERM\n" \

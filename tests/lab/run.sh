@@ -37,6 +37,9 @@ install_packages() {
   command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
   command -v ip >/dev/null || need+=(iproute2)
   command -v strip >/dev/null || need+=(binutils)
+  # The controllers' BMCs (ipmi_sim) and the host side's IPMI client.
+  command -v ipmi_sim >/dev/null || need+=(openipmi)
+  command -v ipmitool >/dev/null || need+=(ipmitool)
   if [ "${DUPLEX_LAB_PR_DISKS:-0}" != 0 ]; then
     # PR-capable shelf disks: tgt in the namespace, QEMU's iSCSI client.
     command -v tgtd >/dev/null || need+=(tgt)

@@ -61,6 +61,10 @@ if [ -f "$P/roles/$role/duplex.toml" ]; then
   install -d -m 0755 /etc/duplex /var/lib/duplex
   install -m 0644 "$P/roles/$role/duplex.toml" /etc/duplex/duplex.toml
   install -m 0600 "$P/cluster.secret" /etc/duplex/cluster.secret
+  # The partner's BMC (address, user, password, cipher suite): a secret.
+  [ -f "$P/roles/$role/partner-bmc.toml" ] && \
+    install -m 0600 "$P/roles/$role/partner-bmc.toml" /etc/duplex/partner-bmc.toml
+  modprobe i6300esb || true
   n=0
   for u in "$P"/systemd/*.service "$P"/systemd/*.target; do
     [ -f "$u" ] || continue

@@ -128,6 +128,12 @@ pub const VMS: &[VmSpec] = &[
                 addr: "10.52.0.1/24",
                 mac: "52:54:00:d0:0a:02",
             },
+            Nic {
+                name: "mgmt0",
+                bridge: "br-mgmt",
+                addr: "10.53.0.1/24",
+                mac: "52:54:00:d0:0a:03",
+            },
         ],
     },
     VmSpec {
@@ -152,6 +158,12 @@ pub const VMS: &[VmSpec] = &[
                 addr: "10.52.0.2/24",
                 mac: "52:54:00:d0:0b:02",
             },
+            Nic {
+                name: "mgmt0",
+                bridge: "br-mgmt",
+                addr: "10.53.0.2/24",
+                mac: "52:54:00:d0:0b:03",
+            },
         ],
     },
     VmSpec {
@@ -167,18 +179,23 @@ pub const VMS: &[VmSpec] = &[
 ];
 
 /// Bridges of the lab namespace.
-const BRIDGES: &[&str] = &["br-fe", "br-ic0", "br-ic1"];
+const BRIDGES: &[&str] = &["br-fe", "br-ic0", "br-ic1", "br-mgmt"];
 /// Shelf disks shared by A and B (the heartbeat area lives on them too).
 /// Eight, so raid6 (five disks in LVM) and raid10 fit beside other pools
 /// and a spare; the files are sparse, so unused disks cost nothing.
 pub const SHELF: &[&str] = &[
     "shelf0", "shelf1", "shelf2", "shelf3", "shelf4", "shelf5", "shelf6", "shelf7",
 ];
-/// A small shared disk reserved for the disk heartbeat (DESIGN 4.3); the
-/// heartbeat area may also live on the shelf disks.
-pub const HEARTBEAT_DISK: &str = "hb0";
-/// Size of the heartbeat disk.
-const HEARTBEAT_BYTES: u64 = 64 << 20;
+/// Small shared disks reserved for the disk heartbeat (DESIGN 4.3), three so
+/// a majority survives one lost disk. Their backing files live on a tmpfs
+/// of the run folder ([`HB_DIR`]): see the README.
+pub const HEARTBEAT_DISKS: &[&str] = &["hb0", "hb1", "hb2"];
+/// Size of each heartbeat disk.
+const HEARTBEAT_BYTES: u64 = 32 << 20;
+/// Folder of the run folder where the lab mounts the heartbeat tmpfs.
+pub const HB_DIR: &str = "hb";
+/// Size of that tmpfs (three disks and slack for a snapshot's copies).
+const HB_TMPFS: &str = "size=256m,mode=0700";
 /// Size of each shelf disk (sparse).
 const SHELF_BYTES: u64 = 2 << 30;
 /// Guest memory in MiB: `DUPLEX_LAB_MEM_MB` for the controllers (768 by
@@ -240,6 +257,22 @@ pub struct State {
     /// Pid of tgtd serving the PR-capable disks, if any.
     #[serde(default)]
     pub tgtd: Option<u32>,
+    /// Pid of the QMP event recorder, if started.
+    #[serde(default)]
+    pub recorder: Option<u32>,
+    /// Pids of the BMC simulators (ipmi_sim) by controller.
+    #[serde(default)]
+    pub bmcs: BTreeMap<String, u32>,
+}
+
+/// The held state lock (see [`Lab::lock_state`]).
+#[derive(Debug)]
+pub struct StateLock(PathBuf);
+
+impl Drop for StateLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
 }
 
 /// Where the lab keeps its files.
@@ -301,6 +334,28 @@ impl Lab {
     pub fn console_sock(&self, vm: &str) -> PathBuf {
         self.path(&format!("{vm}.console"))
     }
+    /// The second QMP socket of a VM, held by the event recorder (a QMP
+    /// socket serves one client at a time).
+    pub fn qmp_events_sock(&self, vm: &str) -> PathBuf {
+        self.path(&format!("{vm}.qmp-events"))
+    }
+    /// The recorded QMP events of a VM (JSON lines, see [`crate::events`]).
+    pub fn events_file(&self, vm: &str) -> PathBuf {
+        self.path(&format!("{vm}.events.jsonl"))
+    }
+    /// The backing file of a shared disk (shelfN in the run folder, hbN on
+    /// its tmpfs).
+    pub fn disk_image(&self, disk: &str) -> PathBuf {
+        if HEARTBEAT_DISKS.contains(&disk) {
+            self.run_dir.join(HB_DIR).join(format!("{disk}.img"))
+        } else {
+            self.path(&format!("{disk}.img"))
+        }
+    }
+    /// A file of the run folder.
+    pub fn run_file(&self, name: &str) -> PathBuf {
+        self.path(name)
+    }
     /// The serial console log of a VM.
     pub fn console_log(&self, vm: &str) -> PathBuf {
         self.path(&format!("{vm}.console.log"))
@@ -324,10 +379,43 @@ impl Lab {
         }
     }
 
-    fn save(&self, st: &State) -> Result<(), LabError> {
+    /// Records the state (written aside and renamed: a BMC's chassis
+    /// control may read it at any time).
+    pub fn save(&self, st: &State) -> Result<(), LabError> {
         let p = self.path("state.json");
+        let tmp = self.path(&format!("state.json.{}", std::process::id()));
         let b = serde_json::to_vec_pretty(st).map_err(|e| LabError::State(e.to_string()))?;
-        fs::write(&p, b).map_err(io_err("write", &p))
+        fs::write(&tmp, b).map_err(io_err("write", &tmp))?;
+        fs::rename(&tmp, &p).map_err(io_err("rename", &p))
+    }
+
+    /// Serializes read-modify-write of the state file between processes
+    /// (the BMCs' chassis control runs beside the caller); released when
+    /// dropped. A lock older than a minute is a dead holder's and is taken.
+    pub fn lock_state(&self) -> Result<StateLock, LabError> {
+        let p = self.path("state.lock");
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            match fs::OpenOptions::new().write(true).create_new(true).open(&p) {
+                Ok(_) => return Ok(StateLock(p)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let stale = fs::metadata(&p)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age > Duration::from_secs(60));
+                    if stale {
+                        let _ = fs::remove_file(&p);
+                        continue;
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(LabError::State(format!("{} held for 90 s", p.display())));
+                    }
+                    thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(io_err("create", &p)(e)),
+            }
+        }
     }
 
     /// The recorded state, or `NotUp`.
@@ -478,6 +566,12 @@ pub fn down(lab: &Lab) -> Result<(), LabError> {
             }
         }
     }
+    if let Some(pid) = st.recorder {
+        crate::events::stop_recorder(pid);
+    }
+    for pid in st.bmcs.values() {
+        crate::bmc::stop(*pid);
+    }
     if let Some(pid) = st.tgtd {
         crate::prdisk::stop(pid);
     }
@@ -514,6 +608,10 @@ pub fn down(lab: &Lab) -> Result<(), LabError> {
         }
     }
     let _ = fs::remove_dir_all(lab.path("payload"));
+    for v in VMS.iter().filter(|v| v.controller) {
+        let _ = fs::remove_dir_all(crate::bmc::dir(lab, v.name));
+    }
+    umount_hb_tmpfs(lab);
     // Snapshots belong to this run (its payload, its namespace).
     if let Ok(rd) = fs::read_dir(&lab.run_dir) {
         for e in rd.flatten() {
@@ -523,6 +621,51 @@ pub fn down(lab: &Lab) -> Result<(), LabError> {
         }
     }
     Ok(())
+}
+
+fn hb_mounted(dir: &Path) -> bool {
+    let want = dir.display().to_string();
+    fs::read_to_string("/proc/mounts")
+        .map(|m| {
+            m.lines()
+                .any(|l| l.split_whitespace().nth(1) == Some(&want))
+        })
+        .unwrap_or(false)
+}
+
+/// Mounts the tmpfs that holds the heartbeat disks' backing files: the
+/// host's other I/O (builds, the shelf files) must not stall the heartbeat's
+/// synchronous writes, and this kernel's tmpfs takes O_DIRECT, so the disks
+/// keep the shelf's flags.
+fn mount_hb_tmpfs(lab: &Lab) -> Result<(), LabError> {
+    let dir = lab.path(HB_DIR);
+    fs::create_dir_all(&dir).map_err(io_err("mkdir", &dir))?;
+    if !hb_mounted(&dir) {
+        cmd::run(
+            &cmd::argv(&[
+                "mount",
+                "-t",
+                "tmpfs",
+                "-o",
+                HB_TMPFS,
+                "duplex-lab-hb",
+                &dir.display().to_string(),
+            ]),
+            Duration::from_secs(20),
+        )?;
+    }
+    Ok(())
+}
+
+fn umount_hb_tmpfs(lab: &Lab) {
+    let dir = lab.path(HB_DIR);
+    if hb_mounted(&dir) {
+        let argv = cmd::argv(&["umount", &dir.display().to_string()]);
+        if let Err(e) = cmd::run(&argv, Duration::from_secs(20)) {
+            warn!("umount {}: {e}", dir.display());
+        }
+    }
+    let _ = fs::remove_dir(&dir);
 }
 
 fn setup_net(ns: &str) -> Result<(), LabError> {
@@ -547,6 +690,12 @@ fn setup_net(ns: &str) -> Result<(), LabError> {
     // The namespace's own address on the front end: only the management
     // forwarder's connector uses it to reach the controllers.
     ip(&["-n", ns, "addr", "add", FORWARDER_ADDR, "dev", "br-fe"])?;
+    // The BMCs' addresses on the management network (their simulators run
+    // in the namespace itself).
+    for v in VMS.iter().filter(|v| v.controller) {
+        let addr = format!("{}/24", crate::bmc::address(v.name));
+        ip(&["-n", ns, "addr", "add", &addr, "dev", "br-mgmt"])?;
+    }
     for v in VMS {
         for n in v.nics {
             let tap = format!("t{}-{}", v.name, n.name);
@@ -573,7 +722,8 @@ fn copy_dir(src: &Path, dst: &Path) -> Result<(), LabError> {
     Ok(())
 }
 
-fn random_hex(bytes: usize) -> Result<String, LabError> {
+/// `bytes` random bytes from the kernel, as hex.
+pub fn random_hex(bytes: usize) -> Result<String, LabError> {
     let p = Path::new("/dev/urandom");
     let mut buf = vec![0u8; bytes];
     let mut f = fs::File::open(p).map_err(io_err("open", p))?;
@@ -602,6 +752,47 @@ pub fn duplex_toml(me: &VmSpec, peer: &VmSpec) -> String {
         ic(me).join(", "),
         ic(peer).join(", ")
     )
+}
+
+/// Port of the heartbeat's network links on the interconnect.
+const HEARTBEAT_PORT: u16 = 7790;
+
+/// The `[heartbeat]` section of a controller's duplex.toml, for the
+/// heartbeat service (appended only with `DUPLEX_LAB_HEARTBEAT=1` until the
+/// configuration parser knows the section).
+pub fn heartbeat_toml(me: &VmSpec, peer: &VmSpec) -> String {
+    let ic = |v: &VmSpec, nic: &str| {
+        v.nics
+            .iter()
+            .find(|n| n.name == nic)
+            .map_or("", |n| addr_only(n.addr))
+            .to_string()
+    };
+    let disks: Vec<String> = HEARTBEAT_DISKS
+        .iter()
+        .map(|d| format!("\"/dev/disk/by-id/virtio-{d}\""))
+        .collect();
+    let links: Vec<String> = ["ic0", "ic1"]
+        .iter()
+        .map(|nic| {
+            format!(
+                "{{ local = \"{}:{HEARTBEAT_PORT}\", peer = \"{}:{HEARTBEAT_PORT}\" }}",
+                ic(me, nic),
+                ic(peer, nic)
+            )
+        })
+        .collect();
+    format!(
+        "[heartbeat]\ndisks = [{}]\nlinks = [{}]\nwatchdog = \"/dev/watchdog\"\n\
+         fence = [\"ipmi\"]\nbmc_file = \"/etc/duplex/partner-bmc.toml\"\n",
+        disks.join(", "),
+        links.join(", ")
+    )
+}
+
+/// True when `DUPLEX_LAB_HEARTBEAT=1` asks for the `[heartbeat]` section.
+pub fn heartbeat_enabled() -> bool {
+    std::env::var("DUPLEX_LAB_HEARTBEAT").is_ok_and(|v| v == "1")
 }
 
 /// Is this a binary to ship into the guests?
@@ -649,10 +840,14 @@ fn build_payload(lab: &Lab) -> Result<PathBuf, LabError> {
     copy_dir(&lab.repo.join("systemd"), &dir.join("systemd"))?;
     copy_dir(&lab.repo.join("host-config"), &dir.join("host-config"))?;
     copy_dir(&lab.lab_dir.join("fixture"), &dir.join("fixture"))?;
-    let inst = lab.lab_dir.join("payload/install.sh");
-    fs::copy(&inst, dir.join("install.sh")).map_err(io_err("copy", &inst))?;
+    for script in ["install.sh", "sysrq.sh"] {
+        let from = lab.lab_dir.join("payload").join(script);
+        fs::copy(&from, dir.join(script)).map_err(io_err("copy", &from))?;
+    }
     let secret = dir.join("cluster.secret");
     fs::write(&secret, random_hex(32)?).map_err(io_err("write", &secret))?;
+    fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(io_err("chmod", &secret))?;
     for v in VMS {
         let rdir = dir.join("roles").join(v.name);
         fs::create_dir_all(&rdir).map_err(io_err("mkdir", &rdir))?;
@@ -666,8 +861,20 @@ fn build_payload(lab: &Lab) -> Result<PathBuf, LabError> {
                 .iter()
                 .find(|p| p.controller && p.name != v.name)
                 .ok_or_else(|| LabError::State("topology has one controller".into()))?;
-            fs::write(rdir.join("duplex.toml"), duplex_toml(v, peer))
-                .map_err(io_err("write", &rdir))?;
+            let mut toml = duplex_toml(v, peer);
+            if heartbeat_enabled() {
+                toml.push('\n');
+                toml.push_str(&heartbeat_toml(v, peer));
+            }
+            fs::write(rdir.join("duplex.toml"), toml).map_err(io_err("write", &rdir))?;
+            // The partner's BMC, to fence it (a secret: install.sh makes
+            // it 0600 in the guest).
+            let bmc = crate::bmc::access(lab, peer.name)?;
+            let p = rdir.join("partner-bmc.toml");
+            fs::write(&p, bmc.to_toml()).map_err(io_err("write", &p))?;
+            // mkfs -d keeps the mode: only root reads it in the guest too.
+            fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .map_err(io_err("chmod", &p))?;
         }
     }
     let img = lab.path("payload.img");
@@ -749,21 +956,32 @@ fn qemu_argv(lab: &Lab, images: &Path, v: &VmSpec, ns: &str, pr_disks: usize) ->
     ]);
     push(&["-device", "virtio-blk-pci,drive=payload,serial=payload"]);
     if v.controller {
-        for s in SHELF.iter().chain(std::iter::once(&HEARTBEAT_DISK)) {
+        for s in SHELF.iter().chain(HEARTBEAT_DISKS) {
             // One raw file opened by both controllers: no locking, no host
-            // cache, so O_DIRECT on one is seen by the other (LAB.md).
+            // cache, so O_DIRECT on one is seen by the other (LAB.md). The
+            // named nodes and the device id are for `disk pull|push`; the
+            // drive id stays the disk's name (tests use `drive_del NAME`).
             push(&[
                 "-drive",
                 &format!(
-                    "file={},if=none,id={s},format=raw,file.locking=off,cache=none,aio=threads",
-                    p(&format!("{s}.img"))
+                    "file={},if=none,id={s},format=raw,node-name={},file.node-name={},\
+                     file.locking=off,cache=none,aio=threads,werror=report,rerror=report",
+                    lab.disk_image(s).display(),
+                    crate::fault::format_node(s),
+                    crate::fault::file_node(s),
                 ),
             ]);
             push(&[
                 "-device",
-                &format!("virtio-blk-pci,drive={s},share-rw=on,serial={s}"),
+                &format!(
+                    "virtio-blk-pci,id={},drive={s},share-rw=on,serial={s}",
+                    crate::fault::device_id(s)
+                ),
             ]);
         }
+        // The board's watchdog (/dev/watchdog): it resets the VM when it
+        // expires. Paused with the vCPU by `freeze` (README).
+        push(&["-device", "i6300esb,id=wdt", "-action", "watchdog=reset"]);
     }
     if v.controller {
         let pr = crate::prdisk::qemu_args(name, pr_disks);
@@ -794,6 +1012,16 @@ fn qemu_argv(lab: &Lab, images: &Path, v: &VmSpec, ns: &str, pr_disks: usize) ->
         ),
     ]);
     push(&["-mon", "chardev=qmp,mode=control"]);
+    // A second monitor for the event recorder, so it never holds the one
+    // the commands use.
+    push(&[
+        "-chardev",
+        &format!(
+            "socket,id=qmpev,path={},server=on,wait=off",
+            p(&format!("{name}.qmp-events"))
+        ),
+    ]);
+    push(&["-mon", "chardev=qmpev,mode=control"]);
     push(&[
         "-chardev",
         &format!(
@@ -893,15 +1121,17 @@ fn up_inner(lab: &Lab, images: &Path) -> Result<State, LabError> {
     for v in VMS {
         let _ = fs::remove_file(lab.console_log(v.name));
     }
+    mount_hb_tmpfs(lab)?;
     let disks = SHELF
         .iter()
         .map(|s| (*s, SHELF_BYTES))
-        .chain(std::iter::once((HEARTBEAT_DISK, HEARTBEAT_BYTES)));
+        .chain(HEARTBEAT_DISKS.iter().map(|s| (*s, HEARTBEAT_BYTES)));
     for (s, size) in disks {
-        let p = lab.path(&format!("{s}.img"));
+        let p = lab.disk_image(s);
         let f = fs::File::create(&p).map_err(io_err("create", &p))?;
         f.set_len(size).map_err(io_err("size", &p))?;
     }
+    crate::bmc::prepare(lab)?;
     build_payload(lab)?;
     let base = images.join("base.img");
     for v in VMS {
@@ -928,6 +1158,13 @@ fn up_inner(lab: &Lab, images: &Path) -> Result<State, LabError> {
         st.tgtd = Some(crate::prdisk::start(&lab.run_dir, &ns, pr_disks)?);
         lab.save(&st)?;
     }
+    for (vm, pid) in crate::bmc::start_all(lab, &ns)? {
+        st.bmcs.insert(vm, pid);
+    }
+    lab.save(&st)?;
+    let names: Vec<&str> = VMS.iter().map(|v| v.name).collect();
+    st.recorder = Some(crate::events::start_recorder(lab, &names)?);
+    lab.save(&st)?;
     let t0 = Instant::now();
     for v in VMS {
         let argv = qemu_argv(lab, images, v, &ns, pr_disks);
@@ -935,7 +1172,6 @@ fn up_inner(lab: &Lab, images: &Path) -> Result<State, LabError> {
         st.vms.insert(v.name.to_string(), VmState { pid, argv });
         lab.save(&st)?;
     }
-    let names: Vec<&str> = VMS.iter().map(|v| v.name).collect();
     wait_agents(lab, &names, Duration::from_secs(480))?;
     for v in VMS {
         // udev may rename a NIC after the boot-time pass named it.
@@ -1058,14 +1294,19 @@ pub enum Power {
     Thaw,
     /// Hardware reset (the guest reboots, its overlay is kept).
     Reset,
-    /// Start a killed VM again from its overlay.
+    /// Start a killed VM again from its overlay; returns once its agent
+    /// answers.
     Start,
+    /// Start a killed VM again and return at once (a BMC's power on).
+    PowerOn,
+    /// ACPI power button (a soft shutdown request to the guest).
+    AcpiOff,
 }
 
 /// Applies a BMC operation to `vm`.
 pub fn power(lab: &Lab, vm: &str, op: Power) -> Result<(), LabError> {
     let v = vm_spec(vm)?;
-    let mut st = lab.state()?;
+    let st = lab.state()?;
     let rec = st.vms.get(v.name).cloned().ok_or(LabError::NotUp)?;
     let q = lab.qmp_sock(v.name);
     match op {
@@ -1086,7 +1327,15 @@ pub fn power(lab: &Lab, vm: &str, op: Power) -> Result<(), LabError> {
         Power::Reset => {
             qmp::one(&q, "system_reset", None)?;
         }
-        Power::Start => {
+        Power::AcpiOff => {
+            qmp::one(&q, "system_powerdown", None)?;
+        }
+        Power::Start | Power::PowerOn => {
+            // A BMC (another process) may start the other controller at
+            // the same moment: read, start and record under the lock.
+            let lock = lab.lock_state()?;
+            let mut st = lab.state()?;
+            let rec = st.vms.get(v.name).cloned().ok_or(LabError::NotUp)?;
             if pid_is_qemu(rec.pid) {
                 return Ok(());
             }
@@ -1099,11 +1348,21 @@ pub fn power(lab: &Lab, vm: &str, op: Power) -> Result<(), LabError> {
                 },
             );
             lab.save(&st)?;
-            // Back only when its agent answers (it reinstalls the payload).
-            wait_agents(lab, &[v.name], Duration::from_secs(300))?;
+            drop(lock);
+            if matches!(op, Power::Start) {
+                // Back only when its agent answers (it reinstalls the payload).
+                wait_agents(lab, &[v.name], Duration::from_secs(300))?;
+            }
         }
     }
     Ok(())
+}
+
+/// True when `vm`'s QEMU process is alive (its power is on, even frozen).
+pub fn is_running(lab: &Lab, vm: &str) -> Result<bool, LabError> {
+    let v = vm_spec(vm)?;
+    let st = lab.state()?;
+    Ok(st.vms.get(v.name).is_some_and(|r| pid_is_qemu(r.pid)))
 }
 
 /// Sets a NIC's link state (`ic0`, `ic1`, `fe0`) as a cable pull would.
@@ -1135,12 +1394,13 @@ fn snap_dir(lab: &Lab, name: &str) -> Result<PathBuf, LabError> {
     Ok(lab.path(&format!("snap-{name}")))
 }
 
-/// Files that make up the lab's disk state (overlays and shelf).
+/// Files that make up the lab's disk state (overlays, shelf, heartbeat
+/// disks), relative to the run folder.
 fn disk_files() -> Vec<String> {
     VMS.iter()
         .map(|v| format!("{}.qcow2", v.name))
         .chain(SHELF.iter().map(|s| format!("{s}.img")))
-        .chain(std::iter::once(format!("{HEARTBEAT_DISK}.img")))
+        .chain(HEARTBEAT_DISKS.iter().map(|s| format!("{HB_DIR}/{s}.img")))
         .chain((0..8).map(|i| format!("pr{i}.img")))
         .collect()
 }
@@ -1199,7 +1459,11 @@ pub fn snapshot(lab: &Lab, name: &str) -> Result<f64, LabError> {
         }
         for f in disk_files() {
             if lab.path(&f).is_file() {
-                copy_sparse(&lab.path(&f), &dir.join(&f))?;
+                let to = dir.join(&f);
+                if let Some(parent) = to.parent() {
+                    fs::create_dir_all(parent).map_err(io_err("mkdir", parent))?;
+                }
+                copy_sparse(&lab.path(&f), &to)?;
             }
         }
         Ok::<(), LabError>(())
@@ -1218,6 +1482,7 @@ pub fn snapshot(lab: &Lab, name: &str) -> Result<f64, LabError> {
 /// state, the disks are copied back, guest clocks are set to now.
 pub fn restore(lab: &Lab, name: &str) -> Result<f64, LabError> {
     let t0 = Instant::now();
+    let lock = lab.lock_state()?;
     let mut st = lab.state()?;
     let dir = snap_dir(lab, name)?;
     if !dir.join("A.state").is_file() {
@@ -1256,6 +1521,7 @@ pub fn restore(lab: &Lab, name: &str) -> Result<f64, LabError> {
         );
     }
     lab.save(&st)?;
+    drop(lock);
     for vm in &names {
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
@@ -1307,6 +1573,39 @@ mod tests {
         assert!(t.contains("listen = [\"10.51.0.1:7400\", \"10.52.0.1:7400\"]"));
         assert!(t.contains("addresses = [\"10.51.0.2:7400\", \"10.52.0.2:7400\"]"));
         assert!(t.contains("secret_file = \"/etc/duplex/cluster.secret\""));
+    }
+
+    #[test]
+    fn heartbeat_section_names_three_disks_both_links_and_the_fence() {
+        let a = vm_spec("A").unwrap();
+        let b = vm_spec("B").unwrap();
+        assert_eq!(
+            heartbeat_toml(a, b),
+            "[heartbeat]\n\
+             disks = [\"/dev/disk/by-id/virtio-hb0\", \"/dev/disk/by-id/virtio-hb1\", \"/dev/disk/by-id/virtio-hb2\"]\n\
+             links = [{ local = \"10.51.0.1:7790\", peer = \"10.51.0.2:7790\" }, { local = \"10.52.0.1:7790\", peer = \"10.52.0.2:7790\" }]\n\
+             watchdog = \"/dev/watchdog\"\n\
+             fence = [\"ipmi\"]\n\
+             bmc_file = \"/etc/duplex/partner-bmc.toml\"\n"
+        );
+        // Off by default: the configuration parser denies unknown sections.
+        assert!(!duplex_toml(a, b).contains("[heartbeat]"));
+    }
+
+    #[test]
+    fn controllers_have_a_management_nic_and_the_host_none() {
+        let mgmt = |v: &str| {
+            vm_spec(v)
+                .unwrap()
+                .nics
+                .iter()
+                .find(|n| n.name == "mgmt0")
+                .map(|n| n.addr)
+        };
+        assert_eq!(mgmt("A"), Some("10.53.0.1/24"));
+        assert_eq!(mgmt("B"), Some("10.53.0.2/24"));
+        assert_eq!(mgmt("H"), None);
+        assert!(disk_files().contains(&"hb/hb2.img".to_string()));
     }
 
     #[test]

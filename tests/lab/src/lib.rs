@@ -7,9 +7,13 @@
 
 pub mod agent;
 pub mod appliance;
+pub mod bmc;
 pub mod cmd;
 pub mod demo;
+pub mod events;
+pub mod fault;
 pub mod forward;
+pub mod framework;
 pub mod lab;
 pub mod prdisk;
 pub mod qmp;

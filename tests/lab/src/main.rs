@@ -4,7 +4,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use duplex_lab::lab::{self, Lab, Power};
-use duplex_lab::{cmd, demo, scenario};
+use duplex_lab::{bmc, cmd, demo, events, fault, framework, scenario};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
@@ -72,6 +72,74 @@ enum Cmd {
         /// up or down.
         state: String,
     },
+    /// Print the QMP events recorded for a VM (WATCHDOG, RESET, SHUTDOWN,
+    /// STOP, RESUME...), one per line with the host time.
+    Events {
+        /// A, B or H.
+        vm: String,
+    },
+    /// A controller's BMC over IPMI-over-LAN (`ipmitool -I lanplus` from
+    /// the lab namespace): `bmc A off|on|reset|status`.
+    Bmc {
+        /// A or B.
+        vm: String,
+        /// off, on, reset or status.
+        op: String,
+    },
+    /// Take a shared disk away from one controller: `disk pull A shelf0
+    /// --kind vanish|fail`, `disk push A shelf0`.
+    Disk {
+        /// pull or push.
+        action: String,
+        /// A or B.
+        vm: String,
+        /// shelfN or hbN.
+        disk: String,
+        /// vanish: the device is unplugged; fail: it stays and every I/O
+        /// fails with EIO (pull only).
+        #[arg(long, default_value = "vanish")]
+        kind: String,
+    },
+    /// SIGSTOP every process of a systemd unit in a VM (a hung daemon).
+    Hang {
+        /// A, B or H.
+        vm: String,
+        /// The unit (`duplex-router` means duplex-router.service).
+        service: String,
+    },
+    /// SIGCONT a unit stopped by `hang`.
+    Resume {
+        /// A, B or H.
+        vm: String,
+        /// The unit.
+        service: String,
+    },
+    /// Panic a VM's kernel with kernel.panic=0: it stays down, its
+    /// emulated hardware (the watchdog) keeps running.
+    Panic {
+        /// A, B or H.
+        vm: String,
+    },
+    /// The same as `panic` (a kernel that stops, hardware that runs).
+    KernelHang {
+        /// A, B or H.
+        vm: String,
+    },
+    /// Kill both controllers at the same moment (power cut).
+    PowerCut,
+    /// (internal) ipmi_sim's chassis control: VM get|set|check ...
+    #[command(hide = true)]
+    BmcControl {
+        /// VM, operation and parameters, as ipmi_sim passes them.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// (internal) Record the VMs' QMP events until killed.
+    #[command(hide = true)]
+    RecordEvents {
+        /// The VMs.
+        vms: Vec<String>,
+    },
     /// Attach to a VM's serial console (Ctrl-] leaves).
     Console {
         /// A, B or H.
@@ -120,10 +188,15 @@ enum Cmd {
         /// ADDR:PORT.
         target: String,
     },
-    /// Run a scenario (boots its own lab and always tears it down).
+    /// Scenarios: `scenario list`, `scenario run NAME...`, `scenario all`,
+    /// `scenario smoke` (boots its own lab and tears it down). The fault
+    /// scenarios share one lab (booted when none is up, torn down after
+    /// unless it was up before or --keep), restored from a snapshot
+    /// between them.
     Scenario {
-        /// Scenario name (smoke).
-        name: String,
+        /// list | all | run NAME... | smoke.
+        #[arg(required = true)]
+        args: Vec<String>,
         /// Leave the lab running afterwards (debugging).
         #[arg(long)]
         keep: bool,
@@ -214,6 +287,59 @@ fn console(lab: &Lab, vm: &str) -> Result<()> {
     Ok(())
 }
 
+/// Runs fault scenarios of the framework on one lab, restored from a
+/// snapshot between them; prints each one's table and the JSON of all.
+fn run_scenarios(
+    lab: &Lab,
+    catalog: &[framework::Scenario],
+    names: &[String],
+    keep: bool,
+) -> Result<i32> {
+    let mut chosen = Vec::new();
+    for n in names {
+        let sc = catalog
+            .iter()
+            .find(|s| s.name == n.as_str())
+            .with_context(|| {
+                let known: Vec<&str> = catalog.iter().map(|s| s.name).collect();
+                format!("unknown scenario {n} (known: smoke {})", known.join(" "))
+            })?;
+        chosen.push(sc);
+    }
+    let was_up = lab::status(lab).is_ok_and(|s| s.contains("agent ok"));
+    if !was_up {
+        lab::up(lab)?;
+    }
+    let result = (|| -> Result<Vec<framework::Report>> {
+        lab::snapshot(lab, "scenarios")?;
+        let mut reports = Vec::new();
+        for (i, sc) in chosen.iter().enumerate() {
+            if i > 0 {
+                lab::restore(lab, "scenarios")?;
+            }
+            let r = framework::run(&framework::LabRig(lab), sc);
+            print!("{}", framework::table(&r));
+            reports.push(r);
+        }
+        Ok(reports)
+    })();
+    if !was_up && !keep {
+        if let Err(e) = lab::down(lab) {
+            eprintln!("duplex-lab: teardown: {e:#}");
+        }
+    }
+    let reports = result?;
+    let ok = reports.iter().all(|r| r.ok);
+    let text =
+        serde_json::to_string_pretty(&serde_json::json!({ "ok": ok, "scenarios": reports }))?;
+    let file = lab.run_dir.join("scenarios.json");
+    if let Err(e) = std::fs::write(&file, &text) {
+        eprintln!("duplex-lab: {}: {e}", file.display());
+    }
+    println!("{text}");
+    Ok(if ok { 0 } else { 1 })
+}
+
 fn run() -> Result<i32> {
     let cli = Cli::parse();
     let lab = Lab::from_env();
@@ -255,6 +381,38 @@ fn run() -> Result<i32> {
             lab::link(&lab, &vm, &nic, up)?;
         }
         Cmd::Console { vm } => console(&lab, &vm)?,
+        Cmd::Events { vm } => {
+            print!("{}", events::format(&events::read(&lab, &vm)?));
+        }
+        Cmd::Bmc { vm, op } => {
+            let op: bmc::Op = op.parse()?;
+            print!("{}", bmc::chassis(&lab, &vm, op)?);
+        }
+        Cmd::Disk {
+            action,
+            vm,
+            disk,
+            kind,
+        } => match action.as_str() {
+            "pull" => fault::pull(&lab, &vm, &disk, kind.parse()?)?,
+            "push" => fault::push(&lab, &vm, &disk)?,
+            other => bail!("disk action must be pull or push, not {other}"),
+        },
+        Cmd::Hang { vm, service } => fault::hang(&lab, &vm, &service)?,
+        Cmd::Resume { vm, service } => fault::resume(&lab, &vm, &service)?,
+        Cmd::Panic { vm } | Cmd::KernelHang { vm } => {
+            let at = fault::panic(&lab, &vm)?;
+            println!("{vm}: kernel panicked at {at:.3} (kernel.panic=0)");
+        }
+        Cmd::PowerCut => fault::power_cut(&lab)?,
+        Cmd::BmcControl { args } => {
+            let r = bmc::control(&lab, &args);
+            if !r.out.is_empty() {
+                println!("{}", r.out.trim_end());
+            }
+            return Ok(r.code);
+        }
+        Cmd::RecordEvents { vms } => events::run_recorder(&lab, &vms),
         Cmd::Snapshot { name } => {
             let s = lab::snapshot(&lab, &name)?;
             println!("snapshot {name} saved in {s:.1} s");
@@ -301,11 +459,31 @@ fn run() -> Result<i32> {
             duplex_lab::forward::run_forwarder(&ns, &fw);
         }
         Cmd::Connect { target } => duplex_lab::forward::connect(&target)?,
-        Cmd::Scenario { name, keep } => {
-            let r = match name.as_str() {
-                "smoke" => scenario::smoke(&lab),
-                other => bail!("unknown scenario {other} (known: {:?})", scenario::NAMES),
+        Cmd::Scenario { args, keep } => {
+            let catalog = framework::catalog();
+            let names: Vec<String> = match args.first().map(String::as_str) {
+                Some("list") => {
+                    println!("{:<16} boot, demo, planned handover A -> B under verified writes (own lab)", "smoke");
+                    for sc in &catalog {
+                        println!("{:<16} {}", sc.name, sc.about);
+                    }
+                    return Ok(0);
+                }
+                Some("all") => catalog.iter().map(|s| s.name.to_string()).collect(),
+                Some("run") => args.iter().skip(1).cloned().collect(),
+                _ => args.clone(),
             };
+            if names.iter().any(|n| n != "smoke") {
+                if names.iter().any(|n| n == "smoke") {
+                    bail!("run smoke on its own: it boots and tears down its own lab");
+                }
+                return run_scenarios(&lab, &catalog, &names, keep);
+            }
+            if names.len() != 1 {
+                bail!("run smoke on its own");
+            }
+            let name = "smoke".to_string();
+            let r = scenario::smoke(&lab);
             if !keep {
                 if let Err(e) = lab::down(&lab) {
                     eprintln!("duplex-lab: teardown: {e:#}");

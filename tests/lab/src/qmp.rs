@@ -67,6 +67,21 @@ impl Qmp {
         Ok(serde_json::from_str(line.trim())?)
     }
 
+    /// Waits for the next message (an event, on a session that sends no
+    /// commands): `Ok(None)` when the read timeout passed first.
+    pub fn next_message(&mut self) -> Result<Option<Value>, QmpError> {
+        match self.read_msg() {
+            Ok(v) => Ok(Some(v)),
+            Err(QmpError::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Runs one command and returns its `return` value; events are skipped.
     pub fn execute(&mut self, command: &str, args: Option<Value>) -> Result<Value, QmpError> {
         let mut msg = json!({ "execute": command });

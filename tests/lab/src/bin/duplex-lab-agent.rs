@@ -17,9 +17,29 @@ use std::time::{Duration, Instant};
 /// Output beyond this is dropped: the channel is for control, not bulk data.
 const MAX_OUTPUT: usize = 4 << 20;
 
+/// The port's device: udev's /dev/virtio-ports link, or the /dev/vportNpM
+/// node whose sysfs name is ours. udev loses the link when a coldplug event
+/// is in flight while udevd restarts (the payload restarts it), and then
+/// the lab could never reach the guest.
+fn port_path() -> PathBuf {
+    let link = PathBuf::from("/dev/virtio-ports").join(PORT_NAME);
+    if link.exists() {
+        return link;
+    }
+    if let Ok(rd) = std::fs::read_dir("/sys/class/virtio-ports") {
+        for e in rd.flatten() {
+            let name = std::fs::read_to_string(e.path().join("name")).unwrap_or_default();
+            if name.trim() == PORT_NAME {
+                return PathBuf::from("/dev").join(e.file_name());
+            }
+        }
+    }
+    link
+}
+
 fn main() {
-    let port = PathBuf::from("/dev/virtio-ports").join(PORT_NAME);
     loop {
+        let port = port_path();
         match OpenOptions::new().read(true).write(true).open(&port) {
             Ok(f) => serve(f),
             Err(e) => {
