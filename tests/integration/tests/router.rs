@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
-use duplex_integration_tests::{free_addr, kind_of, wait_until, Node, PeerOpts};
+use duplex_integration_tests::{free_addr, kind_of, node, wait_until, Node, PeerOpts, TestService};
 use duplex_services::rpc::{parse_message, Message, Request, Response};
 use duplex_services::ErrorCode;
 use serde_json::{json, Value};
@@ -28,7 +28,7 @@ async fn read_response<R: tokio::io::AsyncRead + Unpin>(r: &mut BufReader<R>) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_by_namespace_and_real_daemons_register() {
-    let node = Node::new("A", None, "");
+    let node = node("A", None, "");
     let _router = node.start_router().await;
     let _alpha = node.start_test_service("alpha", "alpha").await;
     let _beta = node.start_test_service("beta", "beta").await;
@@ -122,7 +122,7 @@ async fn routes_by_namespace_and_real_daemons_register() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nested_calls_carry_one_action_id_through_logs_and_trace() {
-    let node = Node::new("A", None, "");
+    let node = node("A", None, "");
     let _router = node.start_router().await;
     let alpha = node.start_test_service("alpha", "alpha").await;
     let beta = node.start_test_service("beta", "beta").await;
@@ -188,7 +188,7 @@ async fn nested_calls_carry_one_action_id_through_logs_and_trace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_register_again_after_a_router_restart() {
-    let node = Node::new("A", None, "");
+    let node = node("A", None, "");
     let mut router = node.start_router().await;
     let _alpha = node.start_test_service("alpha", "alpha").await;
     let _hb = node
@@ -209,7 +209,7 @@ async fn services_register_again_after_a_router_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_service_is_unavailable_until_it_registers_again() {
-    let node = Node::new("A", None, "");
+    let node = node("A", None, "");
     let _router = node.start_router().await;
     let mut beta = node.start_test_service("beta", "beta").await;
     let c = node.client();
@@ -237,7 +237,7 @@ async fn a_crashed_service_is_unavailable_until_it_registers_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_method_with_its_own_timeout_outlives_the_default() {
-    let node = Node::new("A", None, "call_timeout_ms = 400");
+    let node = node("A", None, "call_timeout_ms = 400");
     let _router = node.start_router().await;
     let _alpha = node.start_test_service("alpha", "alpha").await;
     let c = node.client();
@@ -256,7 +256,7 @@ async fn a_method_with_its_own_timeout_outlives_the_default() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_reach_subscribers_and_a_slow_one_is_dropped() {
-    let node = Node::new("A", None, "event_queue = 16");
+    let node = node("A", None, "event_queue = 16");
     let router = node.start_router().await;
     let _alpha = node.start_test_service("alpha", "alpha").await;
     let c = node.client();
@@ -324,7 +324,7 @@ async fn events_reach_subscribers_and_a_slow_one_is_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_errors_and_the_router_keeps_serving() {
-    let node = Node::new(
+    let node = node(
         "A",
         None,
         "max_message_bytes = 4096\nmax_inflight_per_connection = 8",
@@ -408,7 +408,7 @@ async fn bad_input_gets_errors_and_the_router_keeps_serving() {
 
 fn peered_pair(secret_b: &str) -> (Node, Node) {
     let (a_listen, b_listen, dead) = (free_addr(), free_addr(), free_addr());
-    let a = Node::new(
+    let a = node(
         "A",
         Some(PeerOpts {
             partner: "B".into(),
@@ -419,7 +419,7 @@ fn peered_pair(secret_b: &str) -> (Node, Node) {
         }),
         "",
     );
-    let b = Node::new(
+    let b = node(
         "B",
         Some(PeerOpts {
             partner: "A".into(),
