@@ -28,7 +28,7 @@ use crate::core::observed::ObservedPool;
 use crate::error::PoolError;
 pub use cluster::{Cluster, FakeCluster, RouterCluster};
 use duplex_api::change::Change;
-use duplex_api::model::{Config, Pool, Tier};
+use duplex_api::model::{Config, Kind, Object, Pool, Tier};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -100,6 +100,20 @@ impl Record {
             op: op.into(),
         }
     }
+
+    fn upsert(op: impl Into<String>, object: Object) -> Self {
+        Record::new(op, vec![Change::Upsert(object)])
+    }
+
+    fn delete(op: impl Into<String>, kind: Kind, key: &str) -> Self {
+        Record::new(
+            op,
+            vec![Change::Delete {
+                kind,
+                key: key.into(),
+            }],
+        )
+    }
 }
 
 /// Takes a [`Record`] back when the work after it fails.
@@ -110,9 +124,9 @@ struct Rollback {
 }
 
 impl Rollback {
-    fn new(op: impl Into<String>, changes: Vec<Change>, left: impl Into<String>) -> Self {
+    fn new(record: Record, left: impl Into<String>) -> Self {
         Rollback {
-            record: Record::new(op, changes),
+            record,
             left: left.into(),
         }
     }
@@ -282,6 +296,61 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             (Err(Some(p)), _) => PartnerDisks::Unreachable(p),
             _ => PartnerDisks::None,
         }
+    }
+
+    /// The pool `name` as LVM shows it here; not found when no disk here
+    /// carries it.
+    async fn visible_pool(&self, name: &str) -> Result<ObservedPool, PoolError> {
+        self.observe_pool(name)
+            .await?
+            .ok_or_else(|| PoolError::NotFound {
+                what: "pool",
+                name: format!(
+                    "{name} (no disk here carries {})",
+                    crate::core::names::vg_name(name)
+                ),
+                field: "name".into(),
+            })
+    }
+
+    /// Deletes the record of `object`, runs `work`, and restores the record
+    /// if the work fails (a failed restore leaves `left`); then publishes
+    /// `event` on `topic`.
+    async fn delete_recorded<F, Fut>(
+        &self,
+        object: Object,
+        work: F,
+        left: String,
+        topic: &str,
+        event: Value,
+    ) -> Result<Value, PoolError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(), PoolError>>,
+    {
+        let kind = object.kind();
+        let what = kind.as_str();
+        let name = object.key().to_string();
+        self.record_then(
+            &format!("delete {what} {name}"),
+            Record::delete(format!("delete the record of {what} {name}"), kind, &name),
+            work,
+            Some(Rollback::new(
+                Record::upsert(format!("restore the record of {what} {name}"), object),
+                left,
+            )),
+        )
+        .await?;
+        self.cluster.publish(topic, event).await;
+        Ok(json!({"outcome": Outcome::Changed, what: name}))
+    }
+
+    /// Activates every volume of pool `name` here.
+    async fn activate(&self, name: &str) -> Result<(), PoolError> {
+        self.backend
+            .activate_pool(name)
+            .await
+            .map_err(PoolError::backend(format!("activate pool {name}")))
     }
 
     async fn partner_disks(&self) -> Result<Vec<DiskInfo>, Option<String>> {

@@ -2,7 +2,7 @@
 
 use super::{Cluster, Manager, Outcome};
 use crate::backend::PoolBackend;
-use crate::core::names::{check_pool_name, vg_name};
+use crate::core::names::check_pool_name;
 use crate::core::ownership::{check_import, check_takeover, Import, PartnerView};
 use crate::core::Invalid;
 use crate::error::PoolError;
@@ -120,14 +120,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         let _g = self.op.lock().await;
         let cfg = self.config().await?;
         self.owned_pool(&cfg, name, "name")?;
-        let o = self
-            .observe_pool(name)
-            .await?
-            .ok_or_else(|| PoolError::NotFound {
-                what: "pool",
-                name: format!("{name} (no disk here carries {})", vg_name(name)),
-                field: "name".into(),
-            })?;
+        let o = self.visible_pool(name).await?;
         let view = self.partner_view(name).await;
         let t0 = Instant::now();
         let outcome = match check_import(
@@ -138,22 +131,11 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             self.partner.as_deref(),
             view,
         )? {
-            Import::Already => {
-                // Still make sure every volume is up (idempotent).
-                self.backend
-                    .activate_pool(name)
-                    .await
-                    .map_err(PoolError::backend(format!("activate pool {name}")))?;
-                Outcome::Unchanged
-            }
-            Import::Activate => {
-                self.backend
-                    .activate_pool(name)
-                    .await
-                    .map_err(PoolError::backend(format!("activate pool {name}")))?;
-                Outcome::Changed
-            }
+            Import::Already => Outcome::Unchanged,
+            Import::Activate => Outcome::Changed,
         };
+        // Also when already imported: every volume must be up (idempotent).
+        self.activate(name).await?;
         // Imported on request: the reconciler may keep it up again.
         self.hold(name, false).await;
         let dm = self.sync_dm(&cfg, None).await?;
@@ -180,14 +162,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         let cfg = self.config().await?;
         let desired = Self::desired_pool(&cfg, name, "name")?;
         let cluster_epoch = cfg.cluster.as_ref().map_or(0, |c| c.epoch);
-        let o = self
-            .observe_pool(name)
-            .await?
-            .ok_or_else(|| PoolError::NotFound {
-                what: "pool",
-                name: format!("{name} (no disk here carries {})", vg_name(name)),
-                field: "name".into(),
-            })?;
+        let o = self.visible_pool(name).await?;
         let plan = check_takeover(desired, &o.system_id, &self.me, epoch, cluster_epoch)?;
         self.hold(name, false).await;
         if plan.record {
@@ -213,10 +188,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         }
         let sysid_ms = t_sysid.elapsed().as_millis();
         let t_act = Instant::now();
-        self.backend
-            .activate_pool(name)
-            .await
-            .map_err(PoolError::backend(format!("activate pool {name}")))?;
+        self.activate(name).await?;
         let activate_ms = t_act.elapsed().as_millis();
         // The desired state now names us (recorded above or by heartbeat).
         let t_dm = Instant::now();

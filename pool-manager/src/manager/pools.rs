@@ -238,11 +238,11 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         // A record from an earlier attempt stays: the reconciler reports it.
         let rollback = (!was_recorded).then(|| {
             Rollback::new(
-                format!("delete the record of pool {name}"),
-                vec![Change::Delete {
-                    kind: Kind::Pool,
-                    key: name.clone(),
-                }],
+                Record::delete(
+                    format!("delete the record of pool {name}"),
+                    Kind::Pool,
+                    name,
+                ),
                 format!("the record of pool {name}"),
             )
         });
@@ -397,36 +397,19 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
                 });
             }
         }
-        let op = format!("delete pool {name}");
-        self.record_then(
-            &op,
-            Record::new(
-                format!("delete the record of pool {name}"),
-                vec![Change::Delete {
-                    kind: Kind::Pool,
-                    key: name.into(),
-                }],
-            ),
+        self.delete_recorded(
+            Object::Pool(rec),
             || async {
                 self.backend
                     .remove_pool(name)
                     .await
                     .map_err(PoolError::backend(format!("remove pool {name}")))
             },
-            Some(Rollback::new(
-                format!("restore the record of pool {name}"),
-                vec![Change::Upsert(Object::Pool(rec))],
-                format!("volume group {} without a record", vg_name(name)),
-            )),
+            format!("volume group {} without a record", vg_name(name)),
+            topics::POOL_DELETED,
+            json!({"pool": name, "controller": self.me}),
         )
-        .await?;
-        self.cluster
-            .publish(
-                topics::POOL_DELETED,
-                json!({"pool": name, "controller": self.me}),
-            )
-            .await;
-        Ok(json!({"outcome": Outcome::Changed, "pool": name}))
+        .await
     }
 
     /// `pool.repair`: rebuild a degraded pool onto its spares now.

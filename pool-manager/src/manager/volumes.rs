@@ -10,7 +10,6 @@ use crate::core::observed::ObservedPool;
 use crate::core::thin::{format_size, parse_size};
 use crate::core::Invalid;
 use crate::error::PoolError;
-use duplex_api::change::Change;
 use duplex_api::model::{Config, Kind, Object, Volume};
 use duplex_api::syntax::Size;
 use duplex_api::topics;
@@ -146,17 +145,14 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         let op = format!("{what} {name}");
         self.record_then(
             &op,
-            Record::new(
-                format!("record volume {name}"),
-                vec![Change::Upsert(Object::Volume(rec.clone()))],
-            ),
+            Record::upsert(format!("record volume {name}"), Object::Volume(rec.clone())),
             || async { build(rec.clone()).await.map_err(PoolError::backend(&op)) },
             Some(Rollback::new(
-                format!("delete the record of volume {name}"),
-                vec![Change::Delete {
-                    kind: Kind::Volume,
-                    key: name.clone(),
-                }],
+                Record::delete(
+                    format!("delete the record of volume {name}"),
+                    Kind::Volume,
+                    &name,
+                ),
                 format!("the record of volume {name} (the reconciler reports it)"),
             )),
         )
@@ -218,9 +214,9 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         let op = format!("grow volume {name} (recorded; the reconciler retries)");
         self.record_then(
             &op,
-            Record::new(
+            Record::upsert(
                 format!("record the new size of {name}"),
-                vec![Change::Upsert(Object::Volume(rec.clone()))],
+                Object::Volume(rec.clone()),
             ),
             || async {
                 self.backend
@@ -253,15 +249,10 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         let mut after = cfg.clone();
         after.volumes.remove(name);
         let op = format!("delete volume {name}");
-        self.record_then(
-            &op,
-            Record::new(
-                format!("delete the record of volume {name}"),
-                vec![Change::Delete {
-                    kind: Kind::Volume,
-                    key: name.into(),
-                }],
-            ),
+        let left = format!("LV {}/{name} without a record", vg_name(&v.pool));
+        let event = json!({"volume": name, "pool": v.pool});
+        self.delete_recorded(
+            Object::Volume(v.clone()),
             // The device goes first: a linear one holds the LV open. It is
             // swapped to an error table, then removed (if a holder keeps it
             // open, the reconciler removes it later).
@@ -272,20 +263,11 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
                     .await
                     .map_err(PoolError::backend(&op))
             },
-            Some(Rollback::new(
-                format!("restore the record of volume {name}"),
-                vec![Change::Upsert(Object::Volume(v.clone()))],
-                format!("LV {}/{name} without a record", vg_name(&v.pool)),
-            )),
+            left,
+            topics::VOLUME_DELETED,
+            event,
         )
-        .await?;
-        self.cluster
-            .publish(
-                topics::VOLUME_DELETED,
-                json!({"volume": name, "pool": v.pool}),
-            )
-            .await;
-        Ok(json!({"outcome": Outcome::Changed, "volume": name}))
+        .await
     }
 
     /// `volume.snapshot` (read-only unless `read_only: false`) and
