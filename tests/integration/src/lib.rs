@@ -18,6 +18,23 @@ pub fn node(controller: &str, peer: Option<PeerOpts>, router_toml: &str) -> Node
     )
 }
 
+/// Controller "A" with its router and the test services `alpha` and
+/// `beta` (each owning its namespace), all up: (node, router, alpha, beta).
+pub async fn alpha_beta() -> (Node, Proc, Proc, Proc) {
+    let (node, router, alpha) = with_alpha("").await;
+    let beta = node.start_test_service("beta", "beta").await;
+    (node, router, alpha, beta)
+}
+
+/// Controller "A" (extra `[router]` lines `router_toml`) with its router
+/// and the test service `alpha`, up: (node, router, alpha).
+pub async fn with_alpha(router_toml: &str) -> (Node, Proc, Proc) {
+    let node = node("A", None, router_toml);
+    let router = node.start_router().await;
+    let alpha = node.start_test_service("alpha", "alpha").await;
+    (node, router, alpha)
+}
+
 /// Starting the test service on a [`Node`].
 #[allow(async_fn_in_trait)] // used only by this workspace's tests
 pub trait TestService {

@@ -9,7 +9,7 @@
 #![allow(clippy::disallowed_methods)] // tests spawn the daemons under test directly
 #![allow(clippy::unwrap_used)] // a test harness: a failed setup step should panic the test
 
-use duplex_services::client::RouterClient;
+use duplex_services::client::{Event, RouterClient, Subscription};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -321,4 +321,12 @@ pub fn kind_of(v: &Value) -> Option<&str> {
 pub fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The next event of `sub`, waiting at most 5 s; panics naming `what`.
+pub async fn next_event(sub: &mut Subscription, what: &str) -> Event {
+    match sub.next_timeout(Duration::from_secs(5)).await {
+        Some(ev) => ev,
+        None => panic!("no {what} within 5 s"),
+    }
 }
