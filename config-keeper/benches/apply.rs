@@ -44,13 +44,9 @@ fn report(name: &str, mut samples: Vec<Duration>) {
     );
 }
 
-/// Change `i` of a stream: 500 groups, each change flips one group's
-/// membership, so every apply is a real change (never a no-op).
+/// Change `i` of a stream over 500 groups (see `flip`).
 fn grp(prefix: &str, i: u64) -> serde_json::Value {
-    group(
-        &format!("{prefix}{}", i % 500),
-        if (i / 500) % 2 == 0 { &["h1"] } else { &[] },
-    )
+    flip(prefix, 500, i)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

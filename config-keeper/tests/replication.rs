@@ -230,8 +230,8 @@ async fn returning_keeper_is_not_ready_before_catching_up() {
         .unwrap();
     b.kill_keeper();
     // 400 transactions while b is away.
-    for i in 0..400u32 {
-        a.call("config.apply", json!({"changes": [group(&format!("away{}", i % 100), if i % 200 < 100 { &["h1"] } else { &[] })]}))
+    for i in 0..400 {
+        a.call("config.apply", json!({"changes": [flip("away", 100, i)]}))
             .await
             .unwrap();
     }
