@@ -5,7 +5,7 @@
 //! so tests on it fail where the real backend would.
 
 use super::{BackendError, PoolBackend, PoolSpec};
-use crate::core::disk::{synthetic_wwn, DiskInfo};
+use crate::core::disk::DiskInfo;
 use crate::core::dmvol::{self, DevNum, DmDevice, DmPlan, DmState, Table};
 use crate::core::layout::Layout;
 use crate::core::names::{self, check_pool_name, check_volume_name};
@@ -100,22 +100,7 @@ impl SimShelf {
 
     /// Adds a disk seen by `seen_by`.
     pub fn add_disk(&self, serial: &str, size: u64, seen_by: &[&str]) {
-        let info = DiskInfo {
-            path: format!("/dev/disk/by-id/virtio-{serial}"),
-            kernel_name: format!("sim-{serial}"),
-            wwn: synthetic_wwn("virtio", serial),
-            wwn_derived: true,
-            serial: serial.into(),
-            model: "sim".into(),
-            size,
-            rotational: true,
-            transport: "virtio".into(),
-            partitions: vec![],
-            signature: None,
-            mountpoints: vec![],
-            holders: vec![],
-            vg: None,
-        };
+        let info = DiskInfo::virtio(serial, size);
         self.lock().disks.insert(
             info.path.clone(),
             SimDisk {

@@ -297,6 +297,12 @@ mod tests {
         }
     }
 
+    /// The plan of controller `me` for [`desired`] and the one pool `o`,
+    /// nothing held.
+    fn plan_one(o: ObservedPool, me: &str) -> Vec<Step> {
+        plan(&desired(), &[o], me, &BTreeSet::new())
+    }
+
     #[test]
     fn converged_state_plans_nothing() {
         let o = observed(
@@ -304,7 +310,7 @@ mod tests {
             true,
             vec![vol("v1", 1 << 30, true), vol("s1", 1 << 30, true)],
         );
-        assert_eq!(plan(&desired(), &[o], "A", &BTreeSet::new()), vec![]);
+        assert_eq!(plan_one(o, "A"), vec![]);
     }
 
     #[test]
@@ -316,7 +322,7 @@ mod tests {
             vec![]
         );
         // Released (an import), the same state is activated again.
-        let steps = plan(&desired(), &[o], "A", &BTreeSet::new());
+        let steps = plan_one(o, "A");
         assert_eq!(
             steps.first(),
             Some(&Step::ActivatePool { pool: "p".into() })
@@ -330,7 +336,7 @@ mod tests {
             false,
             vec![vol("v1", 512 << 20, false), vol("x", 1 << 20, false)],
         );
-        let steps = plan(&desired(), &[o], "A", &BTreeSet::new());
+        let steps = plan_one(o, "A");
         assert_eq!(
             steps,
             vec![
@@ -351,7 +357,7 @@ mod tests {
             ]
         );
         let o = observed("A", true, vec![vol("s1", 1 << 30, false)]);
-        let steps = plan(&desired(), &[o], "A", &BTreeSet::new());
+        let steps = plan_one(o, "A");
         assert!(steps.contains(&Step::CreateVolume {
             pool: "p".into(),
             volume: "v1".into(),
@@ -374,12 +380,7 @@ mod tests {
     #[test]
     fn never_touches_what_is_not_ours() {
         // Partner's system_id on a pool recorded for us: drift only.
-        let steps = plan(
-            &desired(),
-            &[observed("B", false, vec![])],
-            "A",
-            &BTreeSet::new(),
-        );
+        let steps = plan_one(observed("B", false, vec![]), "A");
         assert_eq!(
             steps,
             vec![Step::Drift(Drift::NotOurSystemId {
@@ -388,12 +389,7 @@ mod tests {
             })]
         );
         // Recorded for A, active on B: B reports it, does nothing else.
-        let steps = plan(
-            &desired(),
-            &[observed("B", true, vec![])],
-            "B",
-            &BTreeSet::new(),
-        );
+        let steps = plan_one(observed("B", true, vec![]), "B");
         assert_eq!(
             steps,
             vec![Step::Drift(Drift::ActiveButNotOwner {
@@ -401,17 +397,11 @@ mod tests {
                 owner: "A".into()
             })]
         );
-        assert!(plan(
-            &desired(),
-            &[observed("B", false, vec![])],
-            "B",
-            &BTreeSet::new()
-        )
-        .is_empty());
+        assert!(plan_one(observed("B", false, vec![]), "B").is_empty());
         // Missing pool and unknown pool.
         let mut other = observed("A", true, vec![]);
         other.pool = "q".into();
-        let steps = plan(&desired(), &[other], "A", &BTreeSet::new());
+        let steps = plan_one(other, "A");
         assert_eq!(
             steps,
             vec![
