@@ -207,6 +207,13 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             .map_err(PoolError::cluster("read the desired state"))
     }
 
+    /// Starts an operation: takes the one-at-a-time lock, then reads the
+    /// desired state under it.
+    async fn begin(&self) -> Result<(tokio::sync::MutexGuard<'_, ()>, Config), PoolError> {
+        let g = self.op.lock().await;
+        Ok((g, self.config().await?))
+    }
+
     async fn observe(&self) -> Result<Vec<ObservedPool>, PoolError> {
         self.backend
             .observe()

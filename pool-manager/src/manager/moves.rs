@@ -20,8 +20,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
     /// name the partner as owner).
     pub async fn export_pool(&self, name: &str, to: Option<&str>) -> Result<Value, PoolError> {
         check_pool_name("name", name)?;
-        let _g = self.op.lock().await;
-        let cfg = self.config().await?;
+        let (_g, cfg) = self.begin().await?;
         let desired = Self::desired_pool(&cfg, name, "name")?;
         if let Some(t) = to {
             if Some(t) != self.partner.as_deref() {
@@ -117,8 +116,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
     /// partner reports active.
     pub async fn import_pool(&self, name: &str) -> Result<Value, PoolError> {
         check_pool_name("name", name)?;
-        let _g = self.op.lock().await;
-        let cfg = self.config().await?;
+        let (_g, cfg) = self.begin().await?;
         self.owned_pool(&cfg, name, "name")?;
         let o = self.visible_pool(name).await?;
         let view = self.partner_view(name).await;

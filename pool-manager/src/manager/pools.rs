@@ -91,8 +91,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
                 return Err(Invalid::new(field, format!("{d} is listed twice")).into());
             }
         }
-        let _g = self.op.lock().await;
-        let cfg = self.config().await?;
+        let (_g, cfg) = self.begin().await?;
         let observed = self.observe_pool(&req.name).await?;
         if let Some(p) = cfg.pools.get(&req.name) {
             // Idempotent: the same pool, ours, already built.
@@ -374,8 +373,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
     /// the desired state and from the disks, which are left blank.
     pub async fn delete_pool(&self, name: &str) -> Result<Value, PoolError> {
         check_pool_name("name", name)?;
-        let _g = self.op.lock().await;
-        let cfg = self.config().await?;
+        let (_g, cfg) = self.begin().await?;
         let Some(rec) = cfg.pools.get(name).cloned() else {
             return Ok(json!({"outcome": Outcome::Unchanged, "pool": name}));
         };
@@ -415,8 +413,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
     /// `pool.repair`: rebuild a degraded pool onto its spares now.
     pub async fn repair(&self, name: &str) -> Result<Value, PoolError> {
         check_pool_name("name", name)?;
-        let _g = self.op.lock().await;
-        let cfg = self.config().await?;
+        let (_g, cfg) = self.begin().await?;
         self.owned_pool(&cfg, name, "name")?;
         self.backend
             .repair(name)

@@ -14,8 +14,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
     /// safe steps, publish new drift and health alerts, rebuild degraded
     /// RAID onto spares. Returns the plan and what happened.
     pub async fn reconcile(&self) -> Result<Value, PoolError> {
-        let _g = self.op.lock().await;
-        let cfg = self.config().await?;
+        let (_g, cfg) = self.begin().await?;
         let observed = self.observe().await?;
         let held = self.held.lock().await.pools().clone();
         let steps = plan(&cfg, &observed, &self.me, &held);

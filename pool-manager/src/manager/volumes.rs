@@ -65,8 +65,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         check_pool_name("pool", &req.pool)?;
         check_volume_name("name", &req.pool, &req.name)?;
         let size = parse_size("size", &req.size)?;
-        let _g = self.op.lock().await;
-        let cfg = self.config().await?;
+        let (_g, cfg) = self.begin().await?;
         let o = self.ready_pool(&cfg, &req.pool).await?;
         if let Some(v) = cfg.volumes.get(&req.name) {
             if v.pool == req.pool && v.size.bytes() == size && v.parent_snapshot.is_none() {
@@ -183,8 +182,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
     pub async fn resize_volume(&self, name: &str, size: &str) -> Result<Value, PoolError> {
         check_name_field("name", name)?;
         let size = parse_size("size", size)?;
-        let _g = self.op.lock().await;
-        let cfg = self.config().await?;
+        let (_g, cfg) = self.begin().await?;
         let v = Self::desired_volume(&cfg, name, "name")?.clone();
         let o = self.ready_pool(&cfg, &v.pool).await?;
         let now = v.size.bytes();
@@ -240,8 +238,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
     /// `volume.delete`.
     pub async fn delete_volume(&self, name: &str) -> Result<Value, PoolError> {
         check_name_field("name", name)?;
-        let _g = self.op.lock().await;
-        let cfg = self.config().await?;
+        let (_g, cfg) = self.begin().await?;
         let Some(v) = cfg.volumes.get(name).cloned() else {
             return Ok(json!({"outcome": Outcome::Unchanged, "volume": name}));
         };
@@ -281,8 +278,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         verb: &str,
     ) -> Result<Value, PoolError> {
         check_name_field("source", source)?;
-        let _g = self.op.lock().await;
-        let cfg = self.config().await?;
+        let (_g, cfg) = self.begin().await?;
         let src = Self::desired_volume(&cfg, source, "source")?.clone();
         check_volume_name("name", &src.pool, name)?;
         let o = self.ready_pool(&cfg, &src.pool).await?;
