@@ -105,34 +105,18 @@ fn volume_cannot_shrink_or_change_identity() {
 
 #[test]
 fn volume_identifiers() {
-    refused_obj(
-        vol_with(9, "serial", json!("not-hex-serial")),
-        Invalid,
-        "serial",
-        "hex",
-    );
-    refused_obj(
-        vol_with(9, "wwn", json!("7001405abcdef0123456789abcdef012")),
-        Invalid,
-        "wwn",
-        "NAA type 6",
-    );
-    refused_obj(
-        vol_with(9, "nguid", json!("00000000000000000000000000000000")),
-        Invalid,
-        "nguid",
-        "zeros",
-    );
-    refused_obj(vol_with(9, "uuid", json!("xyz")), Invalid, "uuid", "UUID");
+    for (field, value, reason) in [
+        ("serial", "not-hex-serial", "hex"),
+        ("wwn", "7001405abcdef0123456789abcdef012", "NAA type 6"),
+        ("nguid", "00000000000000000000000000000000", "zeros"),
+        ("uuid", "xyz", "UUID"),
+    ] {
+        refused_obj(vol_with(9, field, json!(value)), Invalid, field, reason);
+    }
     // Two volumes with one serial collide in the hosts' multipath.
-    let mut v = volume_obj("v9", "pa", 9);
-    v["serial"] = volume_obj("v1", "pa", 1)["serial"].clone();
-    refused_obj(
-        up("volume", v),
-        Conflict,
-        "serial",
-        "already used by volume \"v1\"",
-    );
+    let serial = volume_obj("v1", "pa", 1)["serial"].clone();
+    let reason = "already used by volume \"v1\"";
+    refused_obj(vol_with(9, "serial", serial), Conflict, "serial", reason);
 }
 
 #[test]
@@ -197,30 +181,14 @@ fn reference_checked_in_batch_order() {
 
 #[test]
 fn delete_of_referenced_object() {
-    refused(
-        json!([del("volume", "v1")]),
-        Conflict,
-        "changes[0]",
-        "still used by export",
-    );
-    refused(
-        json!([del("host", "h1")]),
-        Conflict,
-        "changes[0]",
-        "still used by host group \"g1\"",
-    );
-    refused(
-        json!([del("pool", "pa")]),
-        Conflict,
-        "changes[0]",
-        "still used by volume",
-    );
-    refused(
-        json!([del("settings", "settings")]),
-        Invalid,
-        "changes[0]",
-        "cannot be deleted",
-    );
+    for (kind, name, class, reason) in [
+        ("volume", "v1", Conflict, "still used by export"),
+        ("host", "h1", Conflict, "still used by host group \"g1\""),
+        ("pool", "pa", Conflict, "still used by volume"),
+        ("settings", "settings", Invalid, "cannot be deleted"),
+    ] {
+        refused(json!([del(kind, name)]), class, "changes[0]", reason);
+    }
 }
 
 #[test]
@@ -274,36 +242,15 @@ fn host_needs_an_initiator_and_good_chap() {
 
 #[test]
 fn ip_syntax() {
-    refused_obj(
-        fip("f9", "300.1.1.1/24", "a"),
-        Invalid,
-        "address",
-        "not an IP address",
-    );
-    refused_obj(
-        fip("f9", "198.51.100.20/33", "a"),
-        Invalid,
-        "address",
-        "larger than 32",
-    );
-    refused_obj(
-        fip("f9", "198.51.100.20", "a"),
-        Invalid,
-        "address",
-        "address/prefix",
-    );
-    refused_obj(
-        fip("f9", "198.51.100.0/24", "a"),
-        Invalid,
-        "address",
-        "network address",
-    );
-    refused_obj(
-        fip("f9", "198.51.100.255/24", "a"),
-        Invalid,
-        "address",
-        "broadcast",
-    );
+    for (address, reason) in [
+        ("300.1.1.1/24", "not an IP address"),
+        ("198.51.100.20/33", "larger than 32"),
+        ("198.51.100.20", "address/prefix"),
+        ("198.51.100.0/24", "network address"),
+        ("198.51.100.255/24", "broadcast"),
+    ] {
+        refused_obj(fip("f9", address, "a"), Invalid, "address", reason);
+    }
     let mut f = fip("f9", "198.51.100.20/24", "a");
     f["object"]["interface"] = json!("eth0/1");
     refused(json!([f]), Invalid, "changes[0].object.interface", "'/'");
@@ -311,30 +258,17 @@ fn ip_syntax() {
 
 #[test]
 fn ip_addresses_do_not_repeat_or_overlap() {
-    refused_obj(
-        fip("f9", "192.0.2.1/24", "a"),
-        Conflict,
-        "address",
-        "already used by controller \"a\" management",
-    );
-    refused_obj(
-        fip("f9", "198.51.100.10/24", "a"),
-        Conflict,
-        "address",
-        "already used by floating IP",
-    );
-    refused_obj(
-        fip("f9", "198.51.0.1/16", "a"),
-        Conflict,
-        "address",
-        "overlaps 198.51.100.10/24",
-    );
-    refused_obj(
-        fip("f9", "10.10.0.9/24", "a"),
-        Conflict,
-        "address",
-        "interconnect",
-    );
+    for (address, reason) in [
+        (
+            "192.0.2.1/24",
+            "already used by controller \"a\" management",
+        ),
+        ("198.51.100.10/24", "already used by floating IP"),
+        ("198.51.0.1/16", "overlaps 198.51.100.10/24"),
+        ("10.10.0.9/24", "interconnect"),
+    ] {
+        refused_obj(fip("f9", address, "a"), Conflict, "address", reason);
+    }
     let mut c = controller("b", 2);
     c["object"]["interconnect"] = json!(["192.0.2.77/24"]);
     refused_obj(c, Conflict, "interconnect[0]", "overlaps");
@@ -453,33 +387,15 @@ fn settings_timings() {
 
 #[test]
 fn user_hash_must_be_argon2id() {
-    refused_obj(
-        up(
-            "user",
-            json!({"name": "op", "password_hash": "plaintext", "role": "admin"}),
-        ),
-        Invalid,
-        "password_hash",
-        "PHC",
-    );
-    refused_obj(
-        up(
-            "user",
-            json!({"name": "op", "password_hash": "$argon2i$v=19$m=16,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG", "role": "admin"}),
-        ),
-        Invalid,
-        "password_hash",
-        "argon2id",
-    );
-    refused_obj(
-        up(
-            "user",
-            json!({"name": "op", "password_hash": HASH, "role": "root"}),
-        ),
-        Invalid,
-        "role",
-        "unknown variant",
-    );
+    let argon2i = "$argon2i$v=19$m=16,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
+    for (hash, role, field, reason) in [
+        ("plaintext", "admin", "password_hash", "PHC"),
+        (argon2i, "admin", "password_hash", "argon2id"),
+        (HASH, "root", "role", "unknown variant"),
+    ] {
+        let user = json!({"name": "op", "password_hash": hash, "role": role});
+        refused_obj(up("user", user), Invalid, field, reason);
+    }
 }
 
 #[test]
