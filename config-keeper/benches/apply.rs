@@ -16,9 +16,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::cluster::{converged, pair};
+use common::cluster::{converged, pair, Keeper};
 use common::*;
 use duplex_config_keeper::store::Store;
+use duplex_services::RouterClient;
 use serde_json::json;
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
@@ -43,13 +44,9 @@ fn report(name: &str, mut samples: Vec<Duration>) {
     );
 }
 
-/// Change `i` of a stream: 500 groups, each change flips one group's
-/// membership, so every apply is a real change (never a no-op).
+/// Change `i` of a stream over 500 groups (see `flip`).
 fn grp(prefix: &str, i: u64) -> serde_json::Value {
-    group(
-        &format!("{prefix}{}", i % 500),
-        if (i / 500) % 2 == 0 { &["h1"] } else { &[] },
-    )
+    flip(prefix, 500, i)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -85,65 +82,15 @@ async fn main() {
         .await
         .unwrap();
     let ca = a.client();
-
-    let mut lat = Vec::new();
-    for i in 0..n {
-        let t = Instant::now();
-        let r = ca
-            .call("config.apply", json!({"changes": [grp("l", i)]}))
-            .await
-            .unwrap();
-        lat.push(t.elapsed());
-        assert_eq!(r["changed"], true);
-    }
+    let lat = latencies(&ca, n, "l", false).await;
     report("config.apply local commit, 1 change", lat);
-
-    let mut lat = Vec::new();
-    for i in 0..n {
-        let t = Instant::now();
-        let r = ca
-            .call(
-                "config.apply",
-                json!({"changes": [grp("r", i)], "sync": true}),
-            )
-            .await
-            .unwrap();
-        lat.push(t.elapsed());
-        assert_eq!(r["replicated"], true);
-    }
+    let lat = latencies(&ca, n, "r", true).await;
     report("config.apply sync=true (partner acked), 1 change", lat);
 
     // Sustained: 8 concurrent writers on a, one change per apply, for 5 s;
     // then the time until b has merged all of it.
-    let count = Arc::new(AtomicU64::new(0));
-    let stop = Instant::now() + Duration::from_secs(5);
-    let mut tasks = Vec::new();
-    for w in 0..8u64 {
-        let c = a.client();
-        let count = Arc::clone(&count);
-        tasks.push(tokio::spawn(async move {
-            let mut i = 0u64;
-            while Instant::now() < stop {
-                c.call(
-                    "config.apply",
-                    json!({"changes": [grp(&format!("w{w}-"), i)]}),
-                )
-                .await
-                .unwrap();
-                count.fetch_add(1, Ordering::Relaxed);
-                i += 1;
-            }
-        }));
-    }
-    let t0 = Instant::now();
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let secs = t0.elapsed().as_secs_f64();
-    let total = count.load(Ordering::Relaxed);
-    #[allow(clippy::cast_precision_loss)]
-    let rate = total as f64 / secs;
-    println!("sustained, 8 writers, 1 change/apply:        {total} changes in {secs:.1} s = {rate:.0} changes/s (local commit)");
+    let rate = sustained(&a, "w", false).await;
+    println!("sustained, 8 writers, 1 change/apply:        {rate} (local commit)");
     let t1 = Instant::now();
     converged(&a, &b, Duration::from_secs(120)).await;
     println!(
@@ -152,18 +99,47 @@ async fn main() {
     );
 
     // Sustained replicated: 8 writers with sync=true.
+    let rate = sustained(&a, "y", true).await;
+    println!("sustained, 8 writers, 1 change/apply, sync:  {rate} (partner acked)");
+    let d = converged(&a, &b, Duration::from_secs(60)).await;
+    println!("digests equal: {d}");
+}
+
+/// The latencies of `n` applies of stream `prefix` through `c`, one at a
+/// time; each must change something (and, with `sync`, be replicated).
+async fn latencies(c: &RouterClient, n: u64, prefix: &str, sync: bool) -> Vec<Duration> {
+    let mut lat = Vec::new();
+    for i in 0..n {
+        let t = Instant::now();
+        let r = c
+            .call(
+                "config.apply",
+                json!({"changes": [grp(prefix, i)], "sync": sync}),
+            )
+            .await
+            .unwrap();
+        lat.push(t.elapsed());
+        assert_eq!(r[if sync { "replicated" } else { "changed" }], true);
+    }
+    lat
+}
+
+/// 8 concurrent writers on `a` (streams `<prefix><writer>-`, with `sync`),
+/// one change per apply, for 5 s: how many changes and how fast.
+async fn sustained(a: &Keeper, prefix: &str, sync: bool) -> String {
     let count = Arc::new(AtomicU64::new(0));
     let stop = Instant::now() + Duration::from_secs(5);
     let mut tasks = Vec::new();
     for w in 0..8u64 {
         let c = a.client();
         let count = Arc::clone(&count);
+        let prefix = format!("{prefix}{w}-");
         tasks.push(tokio::spawn(async move {
             let mut i = 0u64;
             while Instant::now() < stop {
                 c.call(
                     "config.apply",
-                    json!({"changes": [grp(&format!("y{w}-"), i)], "sync": true}),
+                    json!({"changes": [grp(&prefix, i)], "sync": sync}),
                 )
                 .await
                 .unwrap();
@@ -180,7 +156,5 @@ async fn main() {
     let total = count.load(Ordering::Relaxed);
     #[allow(clippy::cast_precision_loss)]
     let rate = total as f64 / secs;
-    println!("sustained, 8 writers, 1 change/apply, sync:  {total} changes in {secs:.1} s = {rate:.0} changes/s (partner acked)");
-    let d = converged(&a, &b, Duration::from_secs(60)).await;
-    println!("digests equal: {d}");
+    format!("{total} changes in {secs:.1} s = {rate:.0} changes/s")
 }

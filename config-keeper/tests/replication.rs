@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::cluster::{converged, pair, wait_until};
 use common::*;
+use duplex_test_kit::next_event;
 use serde_json::{json, Value};
 
 fn kind(e: &duplex_services::CallError) -> Option<&'static str> {
@@ -113,10 +114,7 @@ async fn two_keepers_replicate_lock_and_catch_up() {
         .call("config.apply", json!({"changes": [group("g2", &["h1"])]}))
         .await
         .unwrap();
-    let ev = sub
-        .next_timeout(Duration::from_secs(5))
-        .await
-        .expect("config.changed event");
+    let ev = next_event(&mut sub, "config.changed event").await;
     assert_eq!(ev.data["version"], r["version"]);
     assert!(ev.action_id.is_some());
 
@@ -232,8 +230,8 @@ async fn returning_keeper_is_not_ready_before_catching_up() {
         .unwrap();
     b.kill_keeper();
     // 400 transactions while b is away.
-    for i in 0..400u32 {
-        a.call("config.apply", json!({"changes": [group(&format!("away{}", i % 100), if i % 200 < 100 { &["h1"] } else { &[] })]}))
+    for i in 0..400 {
+        a.call("config.apply", json!({"changes": [flip("away", 100, i)]}))
             .await
             .unwrap();
     }

@@ -238,11 +238,24 @@ fn ship(from: &Store, to: &mut Store) -> usize {
     entries.len()
 }
 
+/// Store a (populated) and an empty store b in `dir`.
+fn a_and_empty_b(dir: &std::path::Path) -> (Store, Store) {
+    let a = populated(dir, "a");
+    let b = Store::open(&dir.join("b.db"), "b").unwrap();
+    (a, b)
+}
+
+/// [`a_and_empty_b`] with a's section shipped to b.
+fn replicated(dir: &std::path::Path) -> (Store, Store) {
+    let (a, mut b) = a_and_empty_b(dir);
+    ship(&a, &mut b);
+    (a, b)
+}
+
 #[test]
 fn replicas_converge_and_partner_section_is_read_only() {
     let dir = tempfile::tempdir().unwrap();
-    let mut a = populated(dir.path(), "a");
-    let mut b = Store::open(&dir.path().join("b.db"), "b").unwrap();
+    let (mut a, mut b) = a_and_empty_b(dir.path());
     assert_eq!(ship(&a, &mut b), 2);
     assert_eq!(a.digest(), b.digest());
     // b builds its own section on top of the replicated shared part.
@@ -287,9 +300,7 @@ fn replicas_converge_and_partner_section_is_read_only() {
 #[test]
 fn higher_epoch_wins_after_a_partition() {
     let dir = tempfile::tempdir().unwrap();
-    let mut a = populated(dir.path(), "a");
-    let mut b = Store::open(&dir.path().join("b.db"), "b").unwrap();
-    ship(&a, &mut b);
+    let (mut a, mut b) = replicated(dir.path());
     // Partition. b (survivor) takes a's pool over under epoch 2...
     let mut p = pool("pa", "a", [1, 2]);
     p["object"]["owner"] = json!("b");
@@ -326,8 +337,7 @@ fn higher_epoch_wins_after_a_partition() {
 #[test]
 fn merge_works_while_locked() {
     let dir = tempfile::tempdir().unwrap();
-    let a = populated(dir.path(), "a");
-    let mut b = Store::open(&dir.path().join("b.db"), "b").unwrap();
+    let (a, mut b) = a_and_empty_b(dir.path());
     b.lock("partner suspected", &meta()).unwrap();
     assert_eq!(ship(&a, &mut b), 2);
     assert_eq!(a.digest(), b.digest());
@@ -378,26 +388,10 @@ fn clear_passwords_are_hashed_and_reapply_is_a_no_op() {
 #[test]
 fn pruning_keeps_versions_and_unacknowledged_entries() {
     let dir = tempfile::tempdir().unwrap();
-    let mut a = populated(dir.path(), "a");
-    let mut b = Store::open(&dir.path().join("b.db"), "b").unwrap();
-    ship(&a, &mut b);
-    for i in 0..50u32 {
-        apply(
-            &mut a,
-            json!([group(
-                &format!("p{}", i % 10),
-                if i % 20 < 10 { &["h1"] } else { &[] }
-            )]),
-        )
-        .unwrap();
-        apply(
-            &mut b,
-            json!([group(
-                &format!("q{}", i % 10),
-                if i % 20 < 10 { &["h1"] } else { &[] }
-            )]),
-        )
-        .unwrap();
+    let (mut a, mut b) = replicated(dir.path());
+    for i in 0..50 {
+        apply(&mut a, json!([flip("p", 10, i)])).unwrap();
+        apply(&mut b, json!([flip("q", 10, i)])).unwrap();
     }
     // The partner acknowledged a's log up to 30 only.
     a.set_peer_acked(30).unwrap();

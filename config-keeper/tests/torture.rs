@@ -200,7 +200,11 @@ async fn torture_kill9_keepers_and_routers() {
         }
         let mut want = ea.clone();
         want.extend(eb.clone());
-        assert_eq!(got, want, "controller {} lost or invented changes", node.id);
+        assert_eq!(
+            got, want,
+            "controller {} lost or invented changes",
+            node.node.controller
+        );
         let s = node.call("config.status", json!({})).await.unwrap();
         assert_eq!(s["ready"], true);
     }
@@ -218,14 +222,14 @@ async fn torture_kill9_keepers_and_routers() {
         let kept = h["entries"].as_array().unwrap().len();
         eprintln!(
             "torture: {} keeps {kept} of {} log rows",
-            node.id, s["version"]
+            node.node.controller, s["version"]
         );
         // keep (1,000) + one pruning period (1,024) + unacknowledged rows.
         let version = s["version"].as_u64().unwrap();
         assert!(
             version < 3000 || u64::try_from(kept).unwrap() < 2100,
             "no pruning on {}",
-            node.id
+            node.node.controller
         );
     }
 }

@@ -37,185 +37,133 @@ fn refused(changes: Value, class: ViolationClass, field: &str, reason: &str) {
     assert_eq!((s.version(), s.digest()), (v, d));
 }
 
+/// [`refused`] for the single change `change`, at `changes[0].object.<field>`.
+fn refused_obj(change: Value, class: ViolationClass, field: &str, reason: &str) {
+    refused(
+        json!([change]),
+        class,
+        &format!("changes[0].object.{field}"),
+        reason,
+    );
+}
+
+/// The upsert of volume `v<n>` of pool pa (see `volume_obj`) with `field`
+/// set to `value`.
+fn vol_with(n: u32, field: &str, value: Value) -> Value {
+    let mut v = volume_obj(&format!("v{n}"), "pa", n);
+    v[field] = value;
+    up("volume", v)
+}
+
 use ViolationClass::{Conflict, Invalid, NotOwner};
 
 #[test]
 fn malformed_name() {
-    refused(
-        json!([volume("bad name", "pa", 9)]),
-        Invalid,
-        "changes[0].object.name",
-        "contains ' '",
-    );
-    refused(
-        json!([group("-g", &[])]),
-        Invalid,
-        "changes[0].object.name",
-        "start with",
-    );
-    refused(
-        json!([group(&"g".repeat(64), &[])]),
-        Invalid,
-        "changes[0].object.name",
-        "longer than",
-    );
+    refused_obj(volume("bad name", "pa", 9), Invalid, "name", "contains ' '");
+    refused_obj(group("-g", &[]), Invalid, "name", "start with");
+    refused_obj(group(&"g".repeat(64), &[]), Invalid, "name", "longer than");
 }
 
 #[test]
 fn size_without_unit() {
-    let mut v = volume_obj("v9", "pa", 9);
-    v["size"] = json!("10");
-    refused(
-        json!([up("volume", v.clone())]),
+    refused_obj(vol_with(9, "size", json!("10")), Invalid, "size", "no unit");
+    refused_obj(vol_with(9, "size", json!(10)), Invalid, "size", "no unit");
+    let furlongs = json!("10 furlongs");
+    refused_obj(
+        vol_with(9, "size", furlongs),
         Invalid,
-        "changes[0].object.size",
-        "no unit",
-    );
-    v["size"] = json!(10);
-    refused(
-        json!([up("volume", v.clone())]),
-        Invalid,
-        "changes[0].object.size",
-        "no unit",
-    );
-    v["size"] = json!("10 furlongs");
-    refused(
-        json!([up("volume", v)]),
-        Invalid,
-        "changes[0].object.size",
+        "size",
         "unknown unit",
     );
 }
 
 #[test]
 fn size_zero() {
-    let mut v = volume_obj("v9", "pa", 9);
-    v["size"] = json!("0GiB");
-    refused(
-        json!([up("volume", v)]),
+    refused_obj(
+        vol_with(9, "size", json!("0GiB")),
         Invalid,
-        "changes[0].object.size",
+        "size",
         "greater than zero",
     );
 }
 
 #[test]
 fn volume_cannot_shrink_or_change_identity() {
-    let mut v = volume_obj("v1", "pa", 1);
-    v["size"] = json!("1GiB");
-    refused(
-        json!([up("volume", v)]),
+    refused_obj(
+        vol_with(1, "size", json!("1GiB")),
         Invalid,
-        "changes[0].object.size",
+        "size",
         "cannot shrink",
     );
-    let mut v = volume_obj("v1", "pa", 1);
-    v["serial"] = json!("ffffffffffffffff");
-    refused(
-        json!([up("volume", v)]),
+    refused_obj(
+        vol_with(1, "serial", json!("ffffffffffffffff")),
         Invalid,
-        "changes[0].object.serial",
+        "serial",
         "cannot change",
     );
 }
 
 #[test]
 fn volume_identifiers() {
-    let mut v = volume_obj("v9", "pa", 9);
-    v["serial"] = json!("not-hex-serial");
-    refused(
-        json!([up("volume", v)]),
-        Invalid,
-        "changes[0].object.serial",
-        "hex",
-    );
-    let mut v = volume_obj("v9", "pa", 9);
-    v["wwn"] = json!("7001405abcdef0123456789abcdef012");
-    refused(
-        json!([up("volume", v)]),
-        Invalid,
-        "changes[0].object.wwn",
-        "NAA type 6",
-    );
-    let mut v = volume_obj("v9", "pa", 9);
-    v["nguid"] = json!("00000000000000000000000000000000");
-    refused(
-        json!([up("volume", v)]),
-        Invalid,
-        "changes[0].object.nguid",
-        "zeros",
-    );
-    let mut v = volume_obj("v9", "pa", 9);
-    v["uuid"] = json!("xyz");
-    refused(
-        json!([up("volume", v)]),
-        Invalid,
-        "changes[0].object.uuid",
-        "UUID",
-    );
+    for (field, value, reason) in [
+        ("serial", "not-hex-serial", "hex"),
+        ("wwn", "7001405abcdef0123456789abcdef012", "NAA type 6"),
+        ("nguid", "00000000000000000000000000000000", "zeros"),
+        ("uuid", "xyz", "UUID"),
+    ] {
+        refused_obj(vol_with(9, field, json!(value)), Invalid, field, reason);
+    }
     // Two volumes with one serial collide in the hosts' multipath.
-    let mut v = volume_obj("v9", "pa", 9);
-    v["serial"] = volume_obj("v1", "pa", 1)["serial"].clone();
-    refused(
-        json!([up("volume", v)]),
-        Conflict,
-        "changes[0].object.serial",
-        "already used by volume \"v1\"",
-    );
+    let serial = volume_obj("v1", "pa", 1)["serial"].clone();
+    let reason = "already used by volume \"v1\"";
+    refused_obj(vol_with(9, "serial", serial), Conflict, "serial", reason);
 }
 
 #[test]
 fn unknown_field() {
-    let mut v = volume_obj("v9", "pa", 9);
-    v["sise"] = json!("1GiB");
-    refused(
-        json!([up("volume", v)]),
+    refused_obj(
+        vol_with(9, "sise", json!("1GiB")),
         Invalid,
-        "changes[0].object.sise",
+        "sise",
         "unknown field",
     );
 }
 
 #[test]
 fn missing_references() {
-    refused(
-        json!([volume("v9", "nope", 9)]),
+    refused_obj(
+        volume("v9", "nope", 9),
         Invalid,
-        "changes[0].object.pool",
+        "pool",
         "pool \"nope\" does not exist",
     );
-    refused(
-        json!([export_iscsi("e9", "v2", "nogroup", 5)]),
+    refused_obj(
+        export_iscsi("e9", "v2", "nogroup", 5),
         Invalid,
-        "changes[0].object.host_group",
+        "host_group",
         "does not exist",
     );
-    refused(
-        json!([export_iscsi("e9", "nov", "g1", 5)]),
+    refused_obj(
+        export_iscsi("e9", "nov", "g1", 5),
         Invalid,
-        "changes[0].object.volume",
+        "volume",
         "does not exist",
     );
-    refused(
-        json!([group("g9", &["h1", "ghost"])]),
+    refused_obj(
+        group("g9", &["h1", "ghost"]),
         Invalid,
-        "changes[0].object.hosts[1]",
+        "hosts[1]",
         "\"ghost\" does not exist",
     );
     let mut p = pool("p9", "a", [3, 4]);
     p["object"]["owner"] = json!("c");
-    refused(
-        json!([p]),
-        Invalid,
-        "changes[0].object.owner",
-        "controller \"c\" does not exist",
-    );
+    refused_obj(p, Invalid, "owner", "controller \"c\" does not exist");
     let mut p = volume_obj("v9", "pa", 9);
     p["parent_snapshot"] = json!("nosnap");
-    refused(
-        json!([up("volume", p)]),
+    refused_obj(
+        up("volume", p),
         Invalid,
-        "changes[0].object.parent_snapshot",
+        "parent_snapshot",
         "does not exist",
     );
 }
@@ -233,30 +181,14 @@ fn reference_checked_in_batch_order() {
 
 #[test]
 fn delete_of_referenced_object() {
-    refused(
-        json!([del("volume", "v1")]),
-        Conflict,
-        "changes[0]",
-        "still used by export",
-    );
-    refused(
-        json!([del("host", "h1")]),
-        Conflict,
-        "changes[0]",
-        "still used by host group \"g1\"",
-    );
-    refused(
-        json!([del("pool", "pa")]),
-        Conflict,
-        "changes[0]",
-        "still used by volume",
-    );
-    refused(
-        json!([del("settings", "settings")]),
-        Invalid,
-        "changes[0]",
-        "cannot be deleted",
-    );
+    for (kind, name, class, reason) in [
+        ("volume", "v1", Conflict, "still used by export"),
+        ("host", "h1", Conflict, "still used by host group \"g1\""),
+        ("pool", "pa", Conflict, "still used by volume"),
+        ("settings", "settings", Invalid, "cannot be deleted"),
+    ] {
+        refused(json!([del(kind, name)]), class, "changes[0]", reason);
+    }
 }
 
 #[test]
@@ -266,32 +198,17 @@ fn iqn_syntax() {
     refused(json!([h]), Invalid, "changes[0].object.iqns[0]", "yyyy-mm");
     let mut h = host("h9");
     h["object"]["iqns"] = json!(["iqn.2024-01.com.example:H9"]);
-    refused(
-        json!([h]),
-        Invalid,
-        "changes[0].object.iqns[0]",
-        "lowercase",
-    );
+    refused_obj(h, Invalid, "iqns[0]", "lowercase");
     let mut h = host("h9");
     h["object"]["iqns"] = json!(["wwn.2024-01.com.example:h9"]);
-    refused(
-        json!([h]),
-        Invalid,
-        "changes[0].object.iqns[0]",
-        "must start with",
-    );
+    refused_obj(h, Invalid, "iqns[0]", "must start with");
 }
 
 #[test]
 fn nqn_syntax() {
     let mut h = host("h9");
     h["object"]["nqns"] = json!(["nqn.2024-01.com.example"]);
-    refused(
-        json!([h]),
-        Invalid,
-        "changes[0].object.nqns[0]",
-        "identifier",
-    );
+    refused_obj(h, Invalid, "nqns[0]", "identifier");
     let mut h = host("h9");
     h["object"]["nqns"] = json!(["nqn.2014-08.org.nvmexpress:uuid:1234"]);
     refused(json!([h]), Invalid, "changes[0].object.nqns[0]", "UUID");
@@ -301,80 +218,39 @@ fn nqn_syntax() {
 fn initiator_names_unique_across_hosts() {
     let mut h = host("h9");
     h["object"]["iqns"] = json!(["iqn.2024-01.com.example:h1"]);
-    refused(
-        json!([h]),
-        Conflict,
-        "changes[0].object.iqns[0]",
-        "already belongs to host \"h1\"",
-    );
+    refused_obj(h, Conflict, "iqns[0]", "already belongs to host \"h1\"");
     let mut h = host("h9");
     h["object"]["nqns"] = json!(["nqn.2024-01.com.example:h2"]);
-    refused(
-        json!([h]),
-        Conflict,
-        "changes[0].object.nqns[0]",
-        "already belongs to host \"h2\"",
-    );
+    refused_obj(h, Conflict, "nqns[0]", "already belongs to host \"h2\"");
     let mut h = host("h9");
     h["object"]["iqns"] = json!(["iqn.2024-01.com.example:x", "iqn.2024-01.com.example:x"]);
-    refused(
-        json!([h]),
-        Invalid,
-        "changes[0].object.iqns",
-        "listed twice",
-    );
+    refused_obj(h, Invalid, "iqns", "listed twice");
 }
 
 #[test]
 fn host_needs_an_initiator_and_good_chap() {
-    refused(
-        json!([up("host", json!({"name": "h9"}))]),
+    refused_obj(
+        up("host", json!({"name": "h9"})),
         Invalid,
-        "changes[0].object.iqns",
+        "iqns",
         "at least one",
     );
     let mut h = host("h9");
     h["object"]["chap"]["secret"] = json!("short");
-    refused(
-        json!([h]),
-        Invalid,
-        "changes[0].object.chap.secret",
-        "12 to 255",
-    );
+    refused_obj(h, Invalid, "chap.secret", "12 to 255");
 }
 
 #[test]
 fn ip_syntax() {
-    refused(
-        json!([fip("f9", "300.1.1.1/24", "a")]),
-        Invalid,
-        "changes[0].object.address",
-        "not an IP address",
-    );
-    refused(
-        json!([fip("f9", "198.51.100.20/33", "a")]),
-        Invalid,
-        "changes[0].object.address",
-        "larger than 32",
-    );
-    refused(
-        json!([fip("f9", "198.51.100.20", "a")]),
-        Invalid,
-        "changes[0].object.address",
-        "address/prefix",
-    );
-    refused(
-        json!([fip("f9", "198.51.100.0/24", "a")]),
-        Invalid,
-        "changes[0].object.address",
-        "network address",
-    );
-    refused(
-        json!([fip("f9", "198.51.100.255/24", "a")]),
-        Invalid,
-        "changes[0].object.address",
-        "broadcast",
-    );
+    for (address, reason) in [
+        ("300.1.1.1/24", "not an IP address"),
+        ("198.51.100.20/33", "larger than 32"),
+        ("198.51.100.20", "address/prefix"),
+        ("198.51.100.0/24", "network address"),
+        ("198.51.100.255/24", "broadcast"),
+    ] {
+        refused_obj(fip("f9", address, "a"), Invalid, "address", reason);
+    }
     let mut f = fip("f9", "198.51.100.20/24", "a");
     f["object"]["interface"] = json!("eth0/1");
     refused(json!([f]), Invalid, "changes[0].object.interface", "'/'");
@@ -382,58 +258,40 @@ fn ip_syntax() {
 
 #[test]
 fn ip_addresses_do_not_repeat_or_overlap() {
-    refused(
-        json!([fip("f9", "192.0.2.1/24", "a")]),
-        Conflict,
-        "changes[0].object.address",
-        "already used by controller \"a\" management",
-    );
-    refused(
-        json!([fip("f9", "198.51.100.10/24", "a")]),
-        Conflict,
-        "changes[0].object.address",
-        "already used by floating IP",
-    );
-    refused(
-        json!([fip("f9", "198.51.0.1/16", "a")]),
-        Conflict,
-        "changes[0].object.address",
-        "overlaps 198.51.100.10/24",
-    );
-    refused(
-        json!([fip("f9", "10.10.0.9/24", "a")]),
-        Conflict,
-        "changes[0].object.address",
-        "interconnect",
-    );
+    for (address, reason) in [
+        (
+            "192.0.2.1/24",
+            "already used by controller \"a\" management",
+        ),
+        ("198.51.100.10/24", "already used by floating IP"),
+        ("198.51.0.1/16", "overlaps 198.51.100.10/24"),
+        ("10.10.0.9/24", "interconnect"),
+    ] {
+        refused_obj(fip("f9", address, "a"), Conflict, "address", reason);
+    }
     let mut c = controller("b", 2);
     c["object"]["interconnect"] = json!(["192.0.2.77/24"]);
-    refused(
-        json!([c]),
-        Conflict,
-        "changes[0].object.interconnect[0]",
-        "overlaps",
-    );
+    refused_obj(c, Conflict, "interconnect[0]", "overlaps");
 }
 
 #[test]
 fn lun_and_nsid_unique_in_group() {
-    refused(
-        json!([export_iscsi("e9", "v2", "g1", 0)]),
+    refused_obj(
+        export_iscsi("e9", "v2", "g1", 0),
         Conflict,
-        "changes[0].object.lun",
+        "lun",
         "lun 0 is already used in host group \"g1\"",
     );
-    refused(
-        json!([export_nvme("e9", "v2", "g1", 1)]),
+    refused_obj(
+        export_nvme("e9", "v2", "g1", 1),
         Conflict,
-        "changes[0].object.nsid",
+        "nsid",
         "nsid 1 is already used",
     );
-    refused(
-        json!([export_iscsi("e9", "v1", "g1", 7)]),
+    refused_obj(
+        export_iscsi("e9", "v1", "g1", 7),
         Conflict,
-        "changes[0].object.volume",
+        "volume",
         "already exported",
     );
     // The same LUN in another group is fine; checked by the positive test.
@@ -441,28 +299,28 @@ fn lun_and_nsid_unique_in_group() {
 
 #[test]
 fn lun_and_nsid_shape() {
-    refused(
-        json!([up(
+    refused_obj(
+        up(
             "export",
-            json!({"name": "e9", "volume": "v2", "protocol": "iscsi", "host_group": "g1"})
-        )]),
+            json!({"name": "e9", "volume": "v2", "protocol": "iscsi", "host_group": "g1"}),
+        ),
         Invalid,
-        "changes[0].object.lun",
+        "lun",
         "required for iscsi",
     );
-    refused(
-        json!([up(
+    refused_obj(
+        up(
             "export",
-            json!({"name": "e9", "volume": "v2", "protocol": "nvme", "nsid": 0, "host_group": "g1"})
-        )]),
+            json!({"name": "e9", "volume": "v2", "protocol": "nvme", "nsid": 0, "host_group": "g1"}),
+        ),
         Invalid,
-        "changes[0].object.nsid",
+        "nsid",
         "reserved",
     );
-    refused(
-        json!([export_iscsi("e9", "v2", "g1", 20000)]),
+    refused_obj(
+        export_iscsi("e9", "v2", "g1", 20000),
         Invalid,
-        "changes[0].object.lun",
+        "lun",
         "0 to 16383",
     );
 }
@@ -477,45 +335,25 @@ fn pools_need_shared_disks_of_their_tier() {
         "changes[1].object.disks[0]",
         "not seen by both",
     );
-    refused(
-        json!([pool("p9", "a", [1, 3])]),
+    refused_obj(
+        pool("p9", "a", [1, 3]),
         Conflict,
-        "changes[0].object.disks[0]",
+        "disks[0]",
         "already in pool \"pa\"",
     );
     let mut p = pool("p9", "a", [3, 4]);
     p["object"]["layout"] = json!("raid6");
-    refused(
-        json!([p]),
-        Invalid,
-        "changes[0].object.disks",
-        "at least 4 disks",
-    );
+    refused_obj(p, Invalid, "disks", "at least 4 disks");
 }
 
 #[test]
 fn ownership_change_needs_new_epoch() {
     let mut p = pool("pa", "a", [1, 2]);
     p["object"]["owner"] = json!("b");
-    refused(
-        json!([p.clone()]),
-        Invalid,
-        "changes[0].object.epoch",
-        "new cluster epoch",
-    );
+    refused_obj(p.clone(), Invalid, "epoch", "new cluster epoch");
     p["object"]["epoch"] = json!(2);
-    refused(
-        json!([p]),
-        Invalid,
-        "changes[0].object.epoch",
-        "greater than the cluster epoch",
-    );
-    refused(
-        json!([cluster(0)]),
-        Invalid,
-        "changes[0].object.epoch",
-        "only grows",
-    );
+    refused_obj(p, Invalid, "epoch", "greater than the cluster epoch");
+    refused_obj(cluster(0), Invalid, "epoch", "only grows");
 }
 
 #[test]
@@ -538,59 +376,26 @@ fn partner_section_is_read_only() {
 fn settings_timings() {
     let mut s = settings();
     s["object"]["hb_interval_ms"] = json!(0);
-    refused(
-        json!([s]),
-        Invalid,
-        "changes[0].object.hb_interval_ms",
-        "greater than zero",
-    );
+    refused_obj(s, Invalid, "hb_interval_ms", "greater than zero");
     let mut s = settings();
     s["object"]["disk_timeout_ms"] = json!(10_100);
-    refused(
-        json!([s]),
-        Invalid,
-        "changes[0].object.disk_timeout_ms",
-        "watchdog_timeout_ms",
-    );
+    refused_obj(s, Invalid, "disk_timeout_ms", "watchdog_timeout_ms");
     let mut s = settings();
     s["object"]["ic_timeout_ms"] = json!(150);
-    refused(
-        json!([s]),
-        Invalid,
-        "changes[0].object.ic_timeout_ms",
-        "three heartbeat intervals",
-    );
+    refused_obj(s, Invalid, "ic_timeout_ms", "three heartbeat intervals");
 }
 
 #[test]
 fn user_hash_must_be_argon2id() {
-    refused(
-        json!([up(
-            "user",
-            json!({"name": "op", "password_hash": "plaintext", "role": "admin"})
-        )]),
-        Invalid,
-        "changes[0].object.password_hash",
-        "PHC",
-    );
-    refused(
-        json!([up(
-            "user",
-            json!({"name": "op", "password_hash": "$argon2i$v=19$m=16,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG", "role": "admin"})
-        )]),
-        Invalid,
-        "changes[0].object.password_hash",
-        "argon2id",
-    );
-    refused(
-        json!([up(
-            "user",
-            json!({"name": "op", "password_hash": HASH, "role": "root"})
-        )]),
-        Invalid,
-        "changes[0].object.role",
-        "unknown variant",
-    );
+    let argon2i = "$argon2i$v=19$m=16,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
+    for (hash, role, field, reason) in [
+        ("plaintext", "admin", "password_hash", "PHC"),
+        (argon2i, "admin", "password_hash", "argon2id"),
+        (HASH, "root", "role", "unknown variant"),
+    ] {
+        let user = json!({"name": "op", "password_hash": hash, "role": role});
+        refused_obj(up("user", user), Invalid, field, reason);
+    }
 }
 
 #[test]
@@ -633,37 +438,22 @@ fn cluster_rules() {
 
 #[test]
 fn controller_rules() {
-    refused(
-        json!([controller("c", 3)]),
-        Invalid,
-        "changes[0].object.id",
-        "exactly two controllers",
-    );
+    refused_obj(controller("c", 3), Invalid, "id", "exactly two controllers");
     let mut c = controller("a", 1);
     c["object"]["name"] = json!("");
     refused(json!([c]), Invalid, "changes[0].object.name", "empty");
     let mut c = controller("a", 1);
     c["object"]["interconnect"] = json!([]);
-    refused(
-        json!([c]),
-        Invalid,
-        "changes[0].object.interconnect",
-        "one or two",
-    );
+    refused_obj(c, Invalid, "interconnect", "one or two");
     let mut c = controller("a", 1);
     c["object"]["interconnect"] = json!(["10.10.0.1/24", "10.10.0.1/24"]);
-    refused(
-        json!([c]),
-        Invalid,
-        "changes[0].object.interconnect",
-        "listed twice",
-    );
+    refused_obj(c, Invalid, "interconnect", "listed twice");
     let mut c = controller("a", 1);
     c["object"]["management"] = json!("192.0.2.2/24");
-    refused(
-        json!([c]),
+    refused_obj(
+        c,
         Conflict,
-        "changes[0].object.management",
+        "management",
         "already used by controller \"b\"",
     );
     refused(
@@ -678,56 +468,26 @@ fn controller_rules() {
 fn disk_rules() {
     let mut d = disk(9);
     d["object"]["wwn"] = json!("5000C50000000009");
-    refused(
-        json!([d]),
-        Invalid,
-        "changes[0].object.wwn",
-        "lowercase hex",
-    );
+    refused_obj(d, Invalid, "wwn", "lowercase hex");
     let mut d = disk(9);
     d["object"]["serial"] = json!("");
     refused(json!([d]), Invalid, "changes[0].object.serial", "1 to 64");
     let mut d = disk(9);
     d["object"]["serial"] = json!("SER1");
-    refused(
-        json!([d]),
-        Conflict,
-        "changes[0].object.serial",
-        "already disk",
-    );
+    refused_obj(d, Conflict, "serial", "already disk");
     let mut d = disk(9);
     d["object"]["size"] = json!("0B");
-    refused(
-        json!([d]),
-        Invalid,
-        "changes[0].object.size",
-        "greater than zero",
-    );
+    refused_obj(d, Invalid, "size", "greater than zero");
     let mut d = disk(9);
     d["object"]["seen_by"] = json!(["a", "z"]);
-    refused(
-        json!([d]),
-        Invalid,
-        "changes[0].object.seen_by[1]",
-        "controller \"z\" does not exist",
-    );
+    refused_obj(d, Invalid, "seen_by[1]", "controller \"z\" does not exist");
     // A disk in a pool stays shared and keeps its tier.
     let mut d = disk(1);
     d["object"]["seen_by"] = json!(["a"]);
-    refused(
-        json!([d]),
-        Invalid,
-        "changes[0].object.seen_by",
-        "seen by every controller",
-    );
+    refused_obj(d, Invalid, "seen_by", "seen by every controller");
     let mut d = disk(1);
     d["object"]["tier"] = json!("regular");
-    refused(
-        json!([d]),
-        Invalid,
-        "changes[0].object.tier",
-        "another tier",
-    );
+    refused_obj(d, Invalid, "tier", "another tier");
     refused(
         json!([del("disk", &disk_wwn(1))]),
         Conflict,
@@ -740,16 +500,11 @@ fn disk_rules() {
 fn pool_rules() {
     let mut p = pool("pa", "a", [1, 2]);
     p["object"]["tier"] = json!("regular");
-    refused(
-        json!([p]),
+    refused_obj(p, Invalid, "tier", "cannot change");
+    refused_obj(
+        pool("p9", "a", [9, 3]),
         Invalid,
-        "changes[0].object.tier",
-        "cannot change",
-    );
-    refused(
-        json!([pool("p9", "a", [9, 3])]),
-        Invalid,
-        "changes[0].object.disks[0]",
+        "disks[0]",
         "does not exist",
     );
     let mut d3 = disk(3);
@@ -764,23 +519,16 @@ fn pool_rules() {
     );
     let mut p = pool("p9", "a", [3, 4]);
     p["object"]["home"] = json!("z");
-    refused(
-        json!([p]),
-        Invalid,
-        "changes[0].object.home",
-        "does not exist",
-    );
+    refused_obj(p, Invalid, "home", "does not exist");
     let _ = d4;
 }
 
 #[test]
 fn volume_size_and_snapshot_rules() {
-    let mut v = volume_obj("v9", "pa", 9);
-    v["size"] = json!("1000B");
-    refused(
-        json!([up("volume", v)]),
+    refused_obj(
+        vol_with(9, "size", json!("1000B")),
         Invalid,
-        "changes[0].object.size",
+        "size",
         "multiple of 512",
     );
     let mut v = volume_obj("v9", "pa", 9);
@@ -820,40 +568,40 @@ fn volume_snap_child() -> Value {
 
 #[test]
 fn export_protocol_field_mixups() {
-    refused(
-        json!([up(
+    refused_obj(
+        up(
             "export",
-            json!({"name": "e9", "volume": "v2", "protocol": "iscsi", "lun": 3, "nsid": 3, "host_group": "g1"})
-        )]),
+            json!({"name": "e9", "volume": "v2", "protocol": "iscsi", "lun": 3, "nsid": 3, "host_group": "g1"}),
+        ),
         Invalid,
-        "changes[0].object.nsid",
+        "nsid",
         "only for nvme",
     );
-    refused(
-        json!([up(
+    refused_obj(
+        up(
             "export",
-            json!({"name": "e9", "volume": "v2", "protocol": "nvme", "lun": 3, "nsid": 3, "host_group": "g1"})
-        )]),
+            json!({"name": "e9", "volume": "v2", "protocol": "nvme", "lun": 3, "nsid": 3, "host_group": "g1"}),
+        ),
         Invalid,
-        "changes[0].object.lun",
+        "lun",
         "only for iscsi",
     );
-    refused(
-        json!([up(
+    refused_obj(
+        up(
             "export",
-            json!({"name": "e9", "volume": "v2", "protocol": "nvme", "host_group": "g1"})
-        )]),
+            json!({"name": "e9", "volume": "v2", "protocol": "nvme", "host_group": "g1"}),
+        ),
         Invalid,
-        "changes[0].object.nsid",
+        "nsid",
         "required for nvme",
     );
-    refused(
-        json!([up(
+    refused_obj(
+        up(
             "export",
-            json!({"name": "e9", "volume": "v2", "protocol": "fc", "lun": 1, "host_group": "g1"})
-        )]),
+            json!({"name": "e9", "volume": "v2", "protocol": "fc", "lun": 1, "host_group": "g1"}),
+        ),
         Invalid,
-        "changes[0].object.protocol",
+        "protocol",
         "unknown variant",
     );
     refused(
@@ -871,40 +619,20 @@ fn chap_needs_iscsi() {
     refused(json!([h]), Invalid, "changes[0].object.chap", "no IQN");
     let mut h = host("h9");
     h["object"]["chap"]["user"] = json!("");
-    refused(
-        json!([h]),
-        Invalid,
-        "changes[0].object.chap.user",
-        "1 to 255",
-    );
+    refused_obj(h, Invalid, "chap.user", "1 to 255");
 }
 
 #[test]
 fn floating_ip_ownership_and_interface() {
     let mut f = fip("fa", "198.51.100.10/24", "a");
     f["object"]["owner"] = json!("b");
-    refused(
-        json!([f]),
-        Invalid,
-        "changes[0].object.epoch",
-        "new cluster epoch",
-    );
+    refused_obj(f, Invalid, "epoch", "new cluster epoch");
     let mut f = fip("f9", "198.51.100.20/24", "a");
     f["object"]["interface"] = json!("averyveryverylongname");
-    refused(
-        json!([f]),
-        Invalid,
-        "changes[0].object.interface",
-        "1 to 15",
-    );
+    refused_obj(f, Invalid, "interface", "1 to 15");
     let mut f = fip("f9", "198.51.100.20/24", "a");
     f["object"]["epoch"] = json!(5);
-    refused(
-        json!([f]),
-        Invalid,
-        "changes[0].object.epoch",
-        "greater than the cluster epoch",
-    );
+    refused_obj(f, Invalid, "epoch", "greater than the cluster epoch");
 }
 
 #[test]
@@ -956,35 +684,15 @@ fn accepted(changes: Value) {
 fn mutual_chap_needs_both_halves_and_its_own_secret() {
     let mut h = host("h9");
     h["object"]["chap"]["mutual_user"] = json!("target-a");
-    refused(
-        json!([h.clone()]),
-        Invalid,
-        "changes[0].object.chap.mutual_secret",
-        "both",
-    );
+    refused_obj(h.clone(), Invalid, "chap.mutual_secret", "both");
     let secret = h["object"]["chap"]["secret"].clone();
     h["object"]["chap"]["mutual_secret"] = secret;
-    refused(
-        json!([h.clone()]),
-        Invalid,
-        "changes[0].object.chap.mutual_secret",
-        "differ",
-    );
+    refused_obj(h.clone(), Invalid, "chap.mutual_secret", "differ");
     h["object"]["chap"]["mutual_secret"] = json!("short");
-    refused(
-        json!([h.clone()]),
-        Invalid,
-        "changes[0].object.chap.mutual_secret",
-        "12 to 255",
-    );
+    refused_obj(h.clone(), Invalid, "chap.mutual_secret", "12 to 255");
     let mut only_secret = host("h9");
     only_secret["object"]["chap"]["mutual_secret"] = json!("another-secret-123");
-    refused(
-        json!([only_secret]),
-        Invalid,
-        "changes[0].object.chap.mutual_user",
-        "both",
-    );
+    refused_obj(only_secret, Invalid, "chap.mutual_user", "both");
     h["object"]["chap"]["mutual_secret"] = json!("another-secret-123");
     accepted(json!([h]));
 }
@@ -993,26 +701,16 @@ fn mutual_chap_needs_both_halves_and_its_own_secret() {
 fn portals_are_checked_like_other_addresses() {
     let mut c = controller("b", 2);
     c["object"]["portals"] = json!(["10.10.0.7/24"]);
-    refused(
-        json!([c.clone()]),
-        Conflict,
-        "changes[0].object.portals[0]",
-        "overlaps",
-    );
+    refused_obj(c.clone(), Conflict, "portals[0]", "overlaps");
     c["object"]["portals"] = json!(["198.51.100.10/24"]);
-    refused(
-        json!([c.clone()]),
+    refused_obj(
+        c.clone(),
         Conflict,
-        "changes[0].object.portals[0]",
+        "portals[0]",
         "already used by floating IP",
     );
     c["object"]["portals"] = json!(["198.51.100.12/24", "198.51.100.12/24"]);
-    refused(
-        json!([c.clone()]),
-        Invalid,
-        "changes[0].object.portals",
-        "twice",
-    );
+    refused_obj(c.clone(), Invalid, "portals", "twice");
     c["object"]["portals"] = json!(["198.51.100.12/24"]);
     let mut a = controller("a", 1);
     a["object"]["portals"] = json!(["198.51.100.12/24"]);
@@ -1029,26 +727,11 @@ fn portals_are_checked_like_other_addresses() {
 fn mirror_copies() {
     let mut p = pool("p9", "a", [3, 4]);
     p["object"]["copies"] = json!(4);
-    refused(
-        json!([p.clone()]),
-        Invalid,
-        "changes[0].object.copies",
-        "2 or 3",
-    );
+    refused_obj(p.clone(), Invalid, "copies", "2 or 3");
     p["object"]["copies"] = json!(3);
-    refused(
-        json!([p.clone()]),
-        Invalid,
-        "changes[0].object.disks",
-        "at least 3",
-    );
+    refused_obj(p.clone(), Invalid, "disks", "at least 3");
     p["object"]["layout"] = json!("linear");
-    refused(
-        json!([p.clone()]),
-        Invalid,
-        "changes[0].object.copies",
-        "only a raid1",
-    );
+    refused_obj(p.clone(), Invalid, "copies", "only a raid1");
     p["object"]["layout"] = json!("raid1");
     p["object"]["copies"] = json!(2);
     accepted(json!([p]));

@@ -108,6 +108,31 @@ impl PoolError {
         move |source| PoolError::Cluster { op, source }
     }
 
+    /// This failure of `op` with a rollback that failed too, leaving `left`.
+    /// A failure that already carries a failed rollback keeps its first
+    /// rollback error and adds `left` to what it leaves.
+    pub fn with_failed_rollback(self, op: &str, left: &str, rollback: PoolError) -> PoolError {
+        match self {
+            PoolError::RollbackFailed {
+                op,
+                left: before,
+                source,
+                rollback,
+            } => PoolError::RollbackFailed {
+                op,
+                left: format!("{before}, {left}"),
+                source,
+                rollback,
+            },
+            first => PoolError::RollbackFailed {
+                op: op.into(),
+                left: left.into(),
+                source: Box::new(first),
+                rollback: Box::new(rollback),
+            },
+        }
+    }
+
     /// The message with its causes (`a: b: c`), for the RPC reply and logs.
     pub fn chain(&self) -> String {
         let mut s = self.to_string();
@@ -222,5 +247,32 @@ mod tests {
             m.contains("first") && m.contains("second") && m.contains("dx-p"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn a_second_failed_rollback_adds_to_what_is_left() {
+        let conflict = |reason: &str| PoolError::Conflict {
+            field: "x".into(),
+            reason: reason.into(),
+        };
+        let e = conflict("first").with_failed_rollback(
+            "create pool p",
+            "volume group dx-p",
+            conflict("second"),
+        );
+        let e = e.with_failed_rollback("create pool p", "the record of pool p", conflict("third"));
+        let PoolError::RollbackFailed {
+            op,
+            left,
+            source,
+            rollback,
+        } = &e
+        else {
+            panic!("{e:?}");
+        };
+        assert_eq!(op, "create pool p");
+        assert_eq!(left, "volume group dx-p, the record of pool p");
+        assert!(source.to_string().contains("first"), "{source}");
+        assert!(rollback.to_string().contains("second"), "{rollback}");
     }
 }

@@ -91,6 +91,30 @@ impl G {
 
     /// pool-manager's own LVM settings (system_id, device filter), so the
     /// test's LVM commands see what the service sees.
+    /// `vm` cannot bring `pool` up: `pool.import` is refused (not the
+    /// owner), and so is LVM's own `vgchange -ay` (its error contains
+    /// `lvm_says`); nothing of the pool is active there.
+    fn cannot_activate(&self, vm: &str, pool: &str, lvm_says: &str) {
+        let e = self.err(vm, "pool.import", json!({"name": pool}));
+        assert_eq!(e["data"]["kind"], "not_owner", "{e}");
+        let (rc, _, err) = self.lvm(vm, &["vgchange", "-ay", &format!("dx-{pool}")]);
+        assert_ne!(rc, 0);
+        assert!(err.contains(lvm_says), "{err}");
+        assert_eq!(self.active_lvs(vm, pool), 0);
+    }
+
+    /// The LVM command `args[0]` with the rest of `args`, run on `vm` with
+    /// `vm`'s LVM configuration.
+    fn lvm(&self, vm: &str, args: &[&str]) -> (i32, String, String) {
+        let config = G::lvm_config(vm);
+        let mut argv = vec!["lvm"];
+        if let Some((cmd, rest)) = args.split_first() {
+            argv.extend([*cmd, "--config", config.as_str()]);
+            argv.extend(rest);
+        }
+        self.exec(vm, &argv, 120)
+    }
+
     fn lvm_config(me: &str) -> String {
         duplex_pool_manager::backend::linux::lvm_config(me, None)
     }
@@ -258,30 +282,28 @@ fn ownership_and_snapshots(g: &G, pool: &str) -> Value {
         .clone();
     assert_eq!(root["qualifies"], false);
     // Bad input on the real backend: refused, nothing made.
-    let e = g.err(
-        "A",
-        "pool.create",
-        json!({"name": pool, "layout": "raid5", "disks": ["shelf0"]}),
-    );
-    assert_eq!(e["data"]["field"], "disks", "{e}");
-    let e = g.err(
-        "A",
-        "pool.create",
-        json!({"name": pool, "layout": "linear", "disks": ["root"], "wipe": true}),
-    );
-    assert_eq!(e["data"]["kind"], "conflict", "{e}");
-    // A creates the pool.
-    let p = g.ok(
-        "A",
-        "pool.create",
-        json!({"name": pool, "layout": "linear", "disks": ["shelf0"]}),
-    );
+    let bad = [
+        (
+            json!({"layout": "raid5", "disks": ["shelf0"]}),
+            "field",
+            "disks",
+        ),
+        (
+            json!({"layout": "linear", "disks": ["root"], "wipe": true}),
+            "kind",
+            "conflict",
+        ),
+    ];
+    for (mut params, key, want) in bad {
+        params["name"] = json!(pool);
+        let e = g.err("A", "pool.create", params);
+        assert_eq!(e["data"][key], want, "{e}");
+    }
+    // A creates the pool, and again: unchanged.
+    let create = json!({"name": pool, "layout": "linear", "disks": ["shelf0"]});
+    let p = g.ok("A", "pool.create", create.clone());
     assert_eq!(p["pool"]["system_id"], "A", "{p}");
-    let again = g.ok(
-        "A",
-        "pool.create",
-        json!({"name": pool, "layout": "linear", "disks": ["shelf0"]}),
-    );
+    let again = g.ok("A", "pool.create", create);
     assert_eq!(again["outcome"], "unchanged");
     let v = g.ok(
         "A",
@@ -404,23 +426,7 @@ fn ownership_and_snapshots(g: &G, pool: &str) -> Value {
         "{list}"
     );
     // B cannot import A's pool: refused by the service and by LVM itself.
-    let e = g.err("B", "pool.import", json!({"name": pool}));
-    assert_eq!(e["data"]["kind"], "not_owner", "{e}");
-    let (rc, _, err) = g.exec(
-        "B",
-        &[
-            "lvm",
-            "vgchange",
-            "--config",
-            &G::lvm_config("B"),
-            "-ay",
-            &format!("dx-{pool}"),
-        ],
-        120,
-    );
-    assert_ne!(rc, 0);
-    assert!(err.contains("Cannot access VG"), "{err}");
-    assert_eq!(g.active_lvs("B", pool), 0);
+    g.cannot_activate("B", pool, "Cannot access VG");
     // A stale epoch is refused.
     let e = g.err(
         "B",
@@ -453,23 +459,7 @@ fn ownership_and_snapshots(g: &G, pool: &str) -> Value {
     );
     assert_eq!(read("B", &format!("{pool}-c1")), "clone-write");
     // A can no longer activate it.
-    let e = g.err("A", "pool.import", json!({"name": pool}));
-    assert_eq!(e["data"]["kind"], "not_owner", "{e}");
-    let (rc, _, err) = g.exec(
-        "A",
-        &[
-            "lvm",
-            "vgchange",
-            "--config",
-            &G::lvm_config("A"),
-            "-ay",
-            &format!("dx-{pool}"),
-        ],
-        120,
-    );
-    assert_ne!(rc, 0);
-    assert!(err.contains("with system ID B"), "{err}");
-    assert_eq!(g.active_lvs("A", pool), 0);
+    g.cannot_activate("A", pool, "with system ID B");
     json!({"takeover_ms": t["duration_ms"], "timings_ms": t["timings_ms"]})
 }
 
@@ -492,13 +482,10 @@ fn raid_layouts(g: &G, tag: u64) -> Value {
         assert_eq!(p["pool"]["layout"]["layout"], layout, "{p}");
         assert_eq!(p["pool"]["system_id"], "A", "{p}");
         assert_eq!(p["pool"]["disks"].as_array().map(Vec::len), Some(n), "{p}");
-        let (rc, lvs, err) = g.exec(
+        let (rc, lvs, err) = g.lvm(
             "A",
             &[
-                "lvm",
                 "lvs",
-                "--config",
-                &G::lvm_config("A"),
                 "--reportformat",
                 "json",
                 "-a",
@@ -506,7 +493,6 @@ fn raid_layouts(g: &G, tag: u64) -> Value {
                 "lv_name,segtype,stripes,data_stripes",
                 &format!("dx-{pool}"),
             ],
-            120,
         );
         assert_eq!(rc, 0, "{err}");
         let lvs: Value = serde_json::from_str(&lvs).unwrap();
@@ -541,19 +527,7 @@ fn raid_layouts(g: &G, tag: u64) -> Value {
         assert_eq!(row["possible"], true, "{row}");
         assert_eq!(row["fault_tolerance"], tolerance, "{row}");
         g.ok("A", "pool.delete", json!({"name": pool}));
-        let (_, vgs, _) = g.exec(
-            "A",
-            &[
-                "lvm",
-                "vgs",
-                "--config",
-                &G::lvm_config("A"),
-                "--noheadings",
-                "-o",
-                "vg_name",
-            ],
-            120,
-        );
+        let (_, vgs, _) = g.lvm("A", &["vgs", "--noheadings", "-o", "vg_name"]);
         assert!(!vgs.contains(&format!("dx-{pool}")), "{vgs}");
         out.push(json!({"layout": layout, "disks": n, "segtype": tdata["segtype"],
             "stripes": tdata["stripes"], "data_stripes": tdata["data_stripes"], "create_s": create_s}));

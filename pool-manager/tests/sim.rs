@@ -35,6 +35,53 @@ async fn rig(disks: usize) -> Rig {
     }
 }
 
+impl Rig {
+    /// A rig of `disks` disks where A has built the pool `req`.
+    async fn built(disks: usize, req: CreatePool) -> Rig {
+        let rig = rig(disks).await;
+        rig.a.create_pool(req).await.unwrap();
+        rig
+    }
+
+    /// A rig with pool `p` (linear on shelf0) built by A.
+    async fn with_pool(disks: usize) -> Rig {
+        Rig::built(disks, pool("p", "linear", &["shelf0"])).await
+    }
+
+    /// [`Rig::with_pool`] with the volume `v1` (1GiB) in it.
+    async fn with_volume(disks: usize) -> Rig {
+        let rig = Rig::with_pool(disks).await;
+        rig.a.create_volume(vol("p", "v1", "1GiB")).await.unwrap();
+        rig
+    }
+
+    /// Heartbeat's part of a giveback: a new epoch, and `owner` recorded as
+    /// the owner of `pool` with it.
+    async fn record_owner(&self, pool: &str, owner: &str) {
+        use duplex_api::change::Change;
+        use duplex_api::model::Object;
+        use duplex_pool_manager::manager::Cluster;
+        let epoch = self.cluster.bump_epoch();
+        let mut rec = self.cluster.snapshot().pools[pool].clone();
+        rec.owner = owner.into();
+        rec.epoch = epoch;
+        self.cluster
+            .apply(vec![Change::Upsert(Object::Pool(rec))])
+            .await
+            .unwrap();
+    }
+
+    /// The payloads of the events published on `topic`, oldest first.
+    fn events(&self, topic: &str) -> Vec<Value> {
+        self.cluster
+            .events()
+            .into_iter()
+            .filter(|(t, _)| t == topic)
+            .map(|(_, d)| d)
+            .collect()
+    }
+}
+
 fn pool(name: &str, layout: &str, disks: &[&str]) -> CreatePool {
     CreatePool {
         name: name.into(),
@@ -62,18 +109,32 @@ fn rpc<T>(r: Result<T, duplex_pool_manager::error::PoolError>) -> RpcError {
     }
 }
 
-/// Asserts an error of `kind` naming `field`, and that nothing changed.
-async fn refused<T>(
-    rig: &Rig,
-    r: Result<T, duplex_pool_manager::error::PoolError>,
-    kind: ErrorCode,
-    field: &str,
-    before: &(duplex_api::model::Config, Value),
-) {
-    let e = rpc(r);
-    assert_eq!(e.kind(), Some(kind), "{e}");
-    assert_eq!(e.field(), Some(field), "{e}");
-    assert_eq!(&state(rig).await, before, "state changed after {e}");
+/// The state before a call that must be refused.
+struct Before<'a> {
+    rig: &'a Rig,
+    state: (duplex_api::model::Config, Value),
+}
+
+impl<'a> Before<'a> {
+    async fn take(rig: &'a Rig) -> Before<'a> {
+        Before {
+            rig,
+            state: state(rig).await,
+        }
+    }
+
+    /// Asserts an error of `kind` naming `field`, and that nothing changed.
+    async fn refused<T>(
+        &self,
+        r: Result<T, duplex_pool_manager::error::PoolError>,
+        kind: ErrorCode,
+        field: &str,
+    ) {
+        let e = rpc(r);
+        assert_eq!(e.kind(), Some(kind), "{e}");
+        assert_eq!(e.field(), Some(field), "{e}");
+        assert_eq!(state(self.rig).await, self.state, "state changed after {e}");
+    }
 }
 
 async fn state(rig: &Rig) -> (duplex_api::model::Config, Value) {
@@ -86,7 +147,7 @@ async fn bad_pool_input_is_refused_and_changes_nothing() {
     let rig = rig(6).await;
     rig.shelf.add_disk("lonely", 2 << 30, &["A"]);
     rig.shelf.set_signature("shelf5", "ext4");
-    let before = state(&rig).await;
+    let before = Before::take(&rig).await;
     use ErrorCode::*;
     let cases: Vec<(CreatePool, ErrorCode, &str)> = vec![
         (
@@ -123,22 +184,15 @@ async fn bad_pool_input_is_refused_and_changes_nothing() {
         (pool("p", "linear", &["shelf5"]), InvalidParams, "disks[0]"),
     ];
     for (req, kind, field) in cases {
-        let name = format!("{req:?}");
-        let e = rpc(rig.a.create_pool(req).await);
-        assert_eq!(e.kind(), Some(kind), "{name}: {e}");
-        assert_eq!(e.field(), Some(field), "{name}: {e}");
-        assert_eq!(state(&rig).await, before, "{name} changed something");
+        before
+            .refused(rig.a.create_pool(req).await, kind, field)
+            .await;
     }
     let mut m = pool("p", "mirror", &["shelf0", "shelf1"]);
     m.copies = Some(4);
-    refused(
-        &rig,
-        rig.a.create_pool(m).await,
-        InvalidParams,
-        "copies",
-        &before,
-    )
-    .await;
+    before
+        .refused(rig.a.create_pool(m).await, InvalidParams, "copies")
+        .await;
     // The explanation says why.
     let e = rpc(rig.a.create_pool(pool("p", "linear", &["lonely"])).await);
     assert!(
@@ -158,7 +212,7 @@ async fn bad_pool_input_is_refused_and_changes_nothing() {
 async fn partner_unreachable_means_not_provably_shared() {
     let rig = rig(3).await;
     rig.cluster.set_partner(None, None);
-    let before = state(&rig).await;
+    let before = Before::take(&rig).await;
     let e = rpc(rig.a.create_pool(pool("p", "linear", &["shelf0"])).await);
     assert_eq!(e.kind(), Some(ErrorCode::InvalidParams));
     assert!(
@@ -166,7 +220,7 @@ async fn partner_unreachable_means_not_provably_shared() {
         "{}",
         e.message
     );
-    assert_eq!(state(&rig).await, before);
+    assert_eq!(state(&rig).await, before.state);
     let list = rig.a.disk_list(false).await.unwrap();
     assert_eq!(list["partner_reachable"], false);
     assert_eq!(list["disks"][0]["qualifies"], false);
@@ -174,22 +228,17 @@ async fn partner_unreachable_means_not_provably_shared() {
 
 #[tokio::test]
 async fn disk_in_use_is_a_conflict() {
-    let rig = rig(4).await;
-    rig.a
-        .create_pool(pool("p1", "mirror", &["shelf0", "shelf1"]))
-        .await
-        .unwrap();
-    let before = state(&rig).await;
-    refused(
-        &rig,
-        rig.a
-            .create_pool(pool("p2", "linear", &["shelf2", "shelf1"]))
-            .await,
-        ErrorCode::Conflict,
-        "disks[1]",
-        &before,
-    )
-    .await;
+    let rig = Rig::built(4, pool("p1", "mirror", &["shelf0", "shelf1"])).await;
+    let before = Before::take(&rig).await;
+    before
+        .refused(
+            rig.a
+                .create_pool(pool("p2", "linear", &["shelf2", "shelf1"]))
+                .await,
+            ErrorCode::Conflict,
+            "disks[1]",
+        )
+        .await;
     let list = rig.a.disk_list(false).await.unwrap();
     let d0 = &list["disks"][0];
     assert_eq!(d0["pool"], "p1");
@@ -232,13 +281,13 @@ async fn create_is_recorded_and_idempotent() {
 #[tokio::test]
 async fn failed_create_rolls_back() {
     let rig = rig(3).await;
-    let before = state(&rig).await;
+    let before = Before::take(&rig).await;
     rig.shelf.fail_next("create_pool");
     let e = rpc(rig.a.create_pool(pool("p", "linear", &["shelf0"])).await);
     assert_eq!(e.kind(), Some(ErrorCode::BackendFailed));
     let after = state(&rig).await;
     assert!(after.0.pools.is_empty());
-    assert_eq!(after.1, before.1);
+    assert_eq!(after.1, before.state.1);
     // Backend fails, then the rollback's config write fails too.
     rig.shelf.fail_next("create_pool");
     rig.shelf.fail_next("remove_pool");
@@ -249,13 +298,8 @@ async fn failed_create_rolls_back() {
 
 #[tokio::test]
 async fn bad_volume_input_is_refused_and_changes_nothing() {
-    let rig = rig(3).await;
-    rig.a
-        .create_pool(pool("p", "linear", &["shelf0"]))
-        .await
-        .unwrap();
-    rig.a.create_volume(vol("p", "v1", "1GiB")).await.unwrap();
-    let before = state(&rig).await;
+    let rig = Rig::with_volume(3).await;
+    let before = Before::take(&rig).await;
     use ErrorCode::*;
     let cases = [
         (vol("p", "v 2", "1GiB"), InvalidParams, "name"),
@@ -268,49 +312,36 @@ async fn bad_volume_input_is_refused_and_changes_nothing() {
         (vol("p", "v1", "2GiB"), Conflict, "name"),
     ];
     for (req, kind, field) in cases {
-        let name = format!("{req:?}");
-        let e = rpc(rig.a.create_volume(req).await);
-        assert_eq!(e.kind(), Some(kind), "{name}: {e}");
-        assert_eq!(e.field(), Some(field), "{name}: {e}");
-        assert_eq!(state(&rig).await, before, "{name} changed something");
+        before
+            .refused(rig.a.create_volume(req).await, kind, field)
+            .await;
     }
-    refused(
-        &rig,
-        rig.a.resize_volume("v1", "512MiB").await,
-        InvalidParams,
-        "size",
-        &before,
-    )
-    .await;
-    refused(
-        &rig,
-        rig.a.resize_volume("nope", "2GiB").await,
-        NotFound,
-        "name",
-        &before,
-    )
-    .await;
+    before
+        .refused(
+            rig.a.resize_volume("v1", "512MiB").await,
+            InvalidParams,
+            "size",
+        )
+        .await;
+    before
+        .refused(rig.a.resize_volume("nope", "2GiB").await, NotFound, "name")
+        .await;
     // Idempotent create.
     let r = rig.a.create_volume(vol("p", "v1", "1GiB")).await.unwrap();
     assert_eq!(r["outcome"], "unchanged");
     // B does not own the pool.
-    refused(
-        &rig,
-        rig.b.create_volume(vol("p", "v9", "1GiB")).await,
-        NotOwner,
-        "name",
-        &before,
-    )
-    .await;
+    before
+        .refused(
+            rig.b.create_volume(vol("p", "v9", "1GiB")).await,
+            NotOwner,
+            "name",
+        )
+        .await;
 }
 
 #[tokio::test]
 async fn volumes_snapshots_clones_and_the_tree() {
-    let rig = rig(3).await;
-    rig.a
-        .create_pool(pool("p", "mirror", &["shelf0", "shelf1"]))
-        .await
-        .unwrap();
+    let rig = Rig::built(3, pool("p", "mirror", &["shelf0", "shelf1"])).await;
     let v = rig.a.create_volume(vol("p", "v1", "1GiB")).await.unwrap();
     assert_eq!(v["volume"]["lv_device"], "/dev/dx-p/v1");
     let serial = v["volume"]["serial"].as_str().unwrap();
@@ -356,10 +387,10 @@ async fn volumes_snapshots_clones_and_the_tree() {
     let r = rig.a.resize_volume("v1", "2GiB").await.unwrap();
     assert_eq!(r["volume"]["size"], "2GiB");
     // A volume with snapshots cannot be deleted (config-keeper refuses).
-    let before = state(&rig).await;
+    let before = Before::take(&rig).await;
     let e = rpc(rig.a.delete_volume("v1").await);
     assert_eq!(e.kind(), Some(ErrorCode::Conflict), "{e}");
-    assert_eq!(state(&rig).await, before);
+    assert_eq!(state(&rig).await, before.state);
     rig.a.delete_volume("v1-clone").await.unwrap();
     rig.a.delete_volume("v1-snap").await.unwrap();
     rig.a.delete_volume("v1").await.unwrap();
@@ -370,11 +401,7 @@ async fn volumes_snapshots_clones_and_the_tree() {
 
 #[tokio::test]
 async fn failed_volume_create_and_delete_roll_back() {
-    let rig = rig(2).await;
-    rig.a
-        .create_pool(pool("p", "linear", &["shelf0"]))
-        .await
-        .unwrap();
+    let rig = Rig::with_pool(2).await;
     rig.shelf.fail_next("create_volume");
     assert_eq!(
         rpc(rig.a.create_volume(vol("p", "v1", "1GiB")).await).kind(),
@@ -391,12 +418,7 @@ async fn failed_volume_create_and_delete_roll_back() {
 
 #[tokio::test]
 async fn ownership_fails_closed() {
-    let rig = rig(3).await;
-    rig.a
-        .create_pool(pool("p", "linear", &["shelf0"]))
-        .await
-        .unwrap();
-    rig.a.create_volume(vol("p", "v1", "1GiB")).await.unwrap();
+    let rig = Rig::with_volume(3).await;
     // B cannot import A's pool.
     let e = rpc(rig.b.import_pool("p").await);
     assert_eq!(e.kind(), Some(ErrorCode::NotOwner), "{e}");
@@ -441,12 +463,7 @@ async fn ownership_fails_closed() {
 
 #[tokio::test]
 async fn export_verifies_device_mapper_and_giveback_hands_over() {
-    let rig = rig(2).await;
-    rig.a
-        .create_pool(pool("p", "linear", &["shelf0"]))
-        .await
-        .unwrap();
-    rig.a.create_volume(vol("p", "v1", "1GiB")).await.unwrap();
+    let rig = Rig::with_volume(2).await;
     let r = rig.a.export_pool("p", None).await.unwrap();
     assert_eq!(r["dm_clean"], true);
     assert!(!rig.shelf.is_active("A", "p"));
@@ -466,17 +483,7 @@ async fn export_verifies_device_mapper_and_giveback_hands_over() {
     rig.shelf.reboot("A");
     rig.a.reconcile().await.unwrap();
     assert!(rig.shelf.is_active("A", "p"));
-    let epoch = rig.cluster.bump_epoch();
-    let mut rec = rig.cluster.snapshot().pools["p"].clone();
-    rec.owner = "B".into();
-    rec.epoch = epoch;
-    use duplex_api::change::Change;
-    use duplex_api::model::Object;
-    use duplex_pool_manager::manager::Cluster;
-    rig.cluster
-        .apply(vec![Change::Upsert(Object::Pool(rec))])
-        .await
-        .unwrap();
+    rig.record_owner("p", "B").await;
     rig.a.export_pool("p", Some("B")).await.unwrap();
     let r = rig.b.import_pool("p").await.unwrap();
     assert_eq!(r["pool"]["system_id"], "B");
@@ -485,41 +492,28 @@ async fn export_verifies_device_mapper_and_giveback_hands_over() {
 
 #[tokio::test]
 async fn full_pools_refuse_new_volumes_and_alert() {
-    let rig = rig(2).await;
-    rig.a
-        .create_pool(pool("p", "linear", &["shelf0"]))
-        .await
-        .unwrap();
-    rig.a.create_volume(vol("p", "v1", "1GiB")).await.unwrap();
+    let rig = Rig::with_volume(2).await;
     rig.shelf.set_usage("p", 85.0, 10.0);
     rig.a.reconcile().await.unwrap();
     rig.a.create_volume(vol("p", "v2", "1GiB")).await.unwrap();
     rig.shelf.set_usage("p", 96.0, 10.0);
-    let before = state(&rig).await;
-    refused(
-        &rig,
-        rig.a.create_volume(vol("p", "v3", "1GiB")).await,
-        ErrorCode::Conflict,
-        "pool",
-        &before,
-    )
-    .await;
-    refused(
-        &rig,
-        rig.a.snapshot("v1", "s1", true, "snapshot").await,
-        ErrorCode::Conflict,
-        "pool",
-        &before,
-    )
-    .await;
+    let before = Before::take(&rig).await;
+    before
+        .refused(
+            rig.a.create_volume(vol("p", "v3", "1GiB")).await,
+            ErrorCode::Conflict,
+            "pool",
+        )
+        .await;
+    before
+        .refused(
+            rig.a.snapshot("v1", "s1", true, "snapshot").await,
+            ErrorCode::Conflict,
+            "pool",
+        )
+        .await;
     rig.a.reconcile().await.unwrap();
-    let alerts: Vec<Value> = rig
-        .cluster
-        .events()
-        .into_iter()
-        .filter(|(t, _)| t == "alert")
-        .map(|(_, d)| d)
-        .collect();
+    let alerts: Vec<Value> = rig.events("alert");
     assert_eq!(alerts.len(), 2, "{alerts:?}");
     assert_eq!(alerts[0]["severity"], "warning");
     assert_eq!(alerts[1]["severity"], "critical");
@@ -566,13 +560,7 @@ async fn degraded_raid_rebuilds_onto_a_spare_with_progress() {
     );
     rig.shelf.set_sync("p", 100.0);
     rig.a.reconcile().await.unwrap();
-    let progress: Vec<Value> = rig
-        .cluster
-        .events()
-        .into_iter()
-        .filter(|(t, _)| t == "pool.progress")
-        .map(|(_, d)| d)
-        .collect();
+    let progress: Vec<Value> = rig.events("pool.progress");
     assert!(progress.iter().any(|p| p["percent"] == 40.0));
     assert!(progress.iter().any(|p| p["done"] == true));
     let st = rig.a.pool_status(Some("p")).await.unwrap();
@@ -581,12 +569,7 @@ async fn degraded_raid_rebuilds_onto_a_spare_with_progress() {
 
 #[tokio::test]
 async fn reconciler_repairs_what_is_safe_and_reports_drift() {
-    let rig = rig(2).await;
-    rig.a
-        .create_pool(pool("p", "linear", &["shelf0"]))
-        .await
-        .unwrap();
-    rig.a.create_volume(vol("p", "v1", "1GiB")).await.unwrap();
+    let rig = Rig::with_volume(2).await;
     rig.a.snapshot("v1", "s1", true, "snapshot").await.unwrap();
     let be = rig.shelf.backend("A");
     // Behind the service's back: a reboot, then s1's LV is gone and an
@@ -641,29 +624,14 @@ async fn layouts_table() {
 
 #[tokio::test]
 async fn delete_pool_needs_it_empty() {
-    let rig = rig(2).await;
-    rig.a
-        .create_pool(pool("p", "linear", &["shelf0"]))
-        .await
-        .unwrap();
-    rig.a.create_volume(vol("p", "v1", "1GiB")).await.unwrap();
-    let before = state(&rig).await;
-    refused(
-        &rig,
-        rig.a.delete_pool("p").await,
-        ErrorCode::Conflict,
-        "name",
-        &before,
-    )
-    .await;
-    refused(
-        &rig,
-        rig.b.delete_pool("p").await,
-        ErrorCode::NotOwner,
-        "name",
-        &before,
-    )
-    .await;
+    let rig = Rig::with_volume(2).await;
+    let before = Before::take(&rig).await;
+    before
+        .refused(rig.a.delete_pool("p").await, ErrorCode::Conflict, "name")
+        .await;
+    before
+        .refused(rig.b.delete_pool("p").await, ErrorCode::NotOwner, "name")
+        .await;
     rig.a.delete_volume("v1").await.unwrap();
     let r = rig.a.delete_pool("p").await.unwrap();
     assert_eq!(r["outcome"], "changed");
@@ -681,11 +649,7 @@ async fn delete_pool_needs_it_empty() {
 #[tokio::test]
 async fn per_volume_devices_follow_ownership_on_both_controllers() {
     use duplex_pool_manager::core::dmvol::Table;
-    let rig = rig(2).await;
-    rig.a
-        .create_pool(pool("p", "linear", &["shelf0"]))
-        .await
-        .unwrap();
+    let rig = Rig::with_pool(2).await;
     let v = rig.a.create_volume(vol("p", "v1", "64MiB")).await.unwrap();
     let serial = v["volume"]["serial"].as_str().unwrap().to_string();
     let snap = rig.a.snapshot("v1", "s1", true, "snapshot").await.unwrap();
@@ -758,17 +722,7 @@ async fn per_volume_devices_follow_ownership_on_both_controllers() {
         .unwrap_err();
     assert!(e.to_string().contains("in use"), "{e}");
     // Giveback to A (A home): B swaps to error and hands over, A imports.
-    let epoch = rig.cluster.bump_epoch();
-    let mut rec = rig.cluster.snapshot().pools["p"].clone();
-    rec.owner = "A".into();
-    rec.epoch = epoch;
-    use duplex_api::change::Change;
-    use duplex_api::model::Object;
-    use duplex_pool_manager::manager::Cluster;
-    rig.cluster
-        .apply(vec![Change::Upsert(Object::Pool(rec))])
-        .await
-        .unwrap();
+    rig.record_owner("p", "A").await;
     rig.b.export_pool("p", Some("A")).await.unwrap();
     assert!(!rig.shelf.dm_table("B", &serial).unwrap().table.is_linear());
     rig.a.import_pool("p").await.unwrap();

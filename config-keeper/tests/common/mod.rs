@@ -122,6 +122,15 @@ pub fn settings() -> Value {
     )
 }
 
+/// Change `i` of a stream over the `n` groups `<prefix>0`..: each change
+/// flips one group's membership, so every apply is a real change.
+pub fn flip(prefix: &str, n: u64, i: u64) -> Value {
+    group(
+        &format!("{prefix}{}", i % n),
+        if (i / n) % 2 == 0 { &["h1"] } else { &[] },
+    )
+}
+
 /// The shared part every controller sees (cluster, controllers, disks, hosts).
 pub fn shared() -> Value {
     json!([

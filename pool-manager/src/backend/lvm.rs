@@ -520,14 +520,19 @@ mod tests {
     const LVS_B: &str = include_str!("../../tests/fixtures/lvs-B.json");
     const LSBLK_A: &str = include_str!("../../tests/fixtures/lsblk-A.json");
 
+    /// The pools of one controller's captured `vgs`, `pvs` and `lvs` reports.
+    fn observed(vgs: &str, pvs: &str, lvs: &str) -> Vec<ObservedPool> {
+        observe(
+            &parse_vgs(vgs).unwrap(),
+            &parse_pvs(pvs).unwrap(),
+            &parse_lvs(lvs).unwrap(),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn owner_view_of_a_mirrored_pool() {
-        let pools = observe(
-            &parse_vgs(VGS_A).unwrap(),
-            &parse_pvs(PVS_A).unwrap(),
-            &parse_lvs(LVS_A).unwrap(),
-        )
-        .unwrap();
+        let pools = observed(VGS_A, PVS_A, LVS_A);
         assert_eq!(pools.len(), 1);
         let p = &pools[0];
         assert_eq!(p.pool, "fx");
@@ -552,12 +557,7 @@ mod tests {
 
     #[test]
     fn partner_view_is_foreign_and_inactive() {
-        let pools = observe(
-            &parse_vgs(VGS_B).unwrap(),
-            &parse_pvs(PVS_B).unwrap(),
-            &parse_lvs(LVS_B).unwrap(),
-        )
-        .unwrap();
+        let pools = observed(VGS_B, PVS_B, LVS_B);
         let p = &pools[0];
         assert_eq!(p.system_id, "A");
         assert!(!p.active());

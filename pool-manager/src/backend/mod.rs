@@ -71,112 +71,79 @@ pub struct PoolSpec {
     pub meta_size: u64,
 }
 
+/// What a backend operation returns: a future of its result that may move
+/// between threads.
+pub trait Reply<T>: Future<Output = Result<T, BackendError>> + Send {}
+
+impl<T, F: Future<Output = Result<T, BackendError>> + Send> Reply<T> for F {}
+
 /// The storage stack below pool-manager.
 pub trait PoolBackend: Send + Sync + 'static {
     /// Lists this controller's disks with their identity and use.
-    fn discover(&self) -> impl Future<Output = Result<Vec<DiskInfo>, BackendError>> + Send;
+    fn discover(&self) -> impl Reply<Vec<DiskInfo>>;
 
     /// Lists every pool (`dx-` VG) this controller sees, foreign ones too.
-    fn observe(&self) -> impl Future<Output = Result<Vec<ObservedPool>, BackendError>> + Send;
+    fn observe(&self) -> impl Reply<Vec<ObservedPool>>;
 
     /// Ensures the pool exists with our system_id, its thin pool built on
     /// `spec.disks` with `spec.layout`, and is active here.
-    fn create_pool(&self, spec: &PoolSpec)
-        -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn create_pool(&self, spec: &PoolSpec) -> impl Reply<()>;
 
     /// Ensures the pool no longer exists and its disks carry no LVM label
     /// (the rollback of a failed create; only for pools without volumes).
-    fn remove_pool(&self, pool: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn remove_pool(&self, pool: &str) -> impl Reply<()>;
 
     /// Ensures the thin pool and every volume of a pool carrying our
     /// system_id are active here. LVM itself refuses a foreign system_id.
-    fn activate_pool(&self, pool: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn activate_pool(&self, pool: &str) -> impl Reply<()>;
 
     /// Ensures nothing of the pool is active here.
-    fn deactivate_pool(&self, pool: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn deactivate_pool(&self, pool: &str) -> impl Reply<()>;
 
     /// Device-mapper devices of the pool still present here (after an
     /// export this must be empty).
-    fn dm_leftovers(
-        &self,
-        pool: &str,
-    ) -> impl Future<Output = Result<Vec<String>, BackendError>> + Send;
+    fn dm_leftovers(&self, pool: &str) -> impl Reply<Vec<String>>;
 
     /// Pools with anything active here, read from device-mapper (cheap; the
     /// partner asks this before an import).
-    fn active_pools(&self) -> impl Future<Output = Result<Vec<String>, BackendError>> + Send;
+    fn active_pools(&self) -> impl Reply<Vec<String>>;
 
     /// Ensures the pool's system_id is ours, whatever it was (`from` is the
     /// id found, accepted as foreign for this one command).
-    fn take_over(
-        &self,
-        pool: &str,
-        from: &str,
-    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn take_over(&self, pool: &str, from: &str) -> impl Reply<()>;
 
     /// Ensures the pool's system_id is `to` (a giveback after the export:
     /// the pool is inactive here and `to` is recorded as its owner).
-    fn hand_over(
-        &self,
-        pool: &str,
-        to: &str,
-    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn hand_over(&self, pool: &str, to: &str) -> impl Reply<()>;
 
     /// Ensures a thin volume `name` of `size` bytes exists and is active.
-    fn create_volume(
-        &self,
-        pool: &str,
-        name: &str,
-        size: u64,
-    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn create_volume(&self, pool: &str, name: &str, size: u64) -> impl Reply<()>;
 
     /// Ensures the volume is at least `size` bytes.
-    fn resize_volume(
-        &self,
-        pool: &str,
-        name: &str,
-        size: u64,
-    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn resize_volume(&self, pool: &str, name: &str, size: u64) -> impl Reply<()>;
 
     /// Ensures the volume does not exist.
-    fn delete_volume(
-        &self,
-        pool: &str,
-        name: &str,
-    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn delete_volume(&self, pool: &str, name: &str) -> impl Reply<()>;
 
     /// Ensures `name` exists as a thin snapshot of `origin` (read-only or
     /// writable: a clone is a writable snapshot) and is active.
-    fn snapshot(
-        &self,
-        pool: &str,
-        origin: &str,
-        name: &str,
-        read_only: bool,
-    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn snapshot(&self, pool: &str, origin: &str, name: &str, read_only: bool) -> impl Reply<()>;
 
     /// Ensures one volume is active.
-    fn activate_volume(
-        &self,
-        pool: &str,
-        name: &str,
-    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn activate_volume(&self, pool: &str, name: &str) -> impl Reply<()>;
 
     /// Rebuilds the failed images of a degraded pool onto its spares and
     /// drops the missing disks from the VG.
-    fn repair(&self, pool: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn repair(&self, pool: &str) -> impl Reply<()>;
 
     /// Every device-mapper device here, with its live table (LVM's and
     /// the per-volume `dxvol-` devices alike).
-    fn dm_devices(&self) -> impl Future<Output = Result<Vec<DmDevice>, BackendError>> + Send;
+    fn dm_devices(&self) -> impl Reply<Vec<DmDevice>>;
 
     /// Applies a per-volume device plan: creates, table swaps (every load,
     /// then every suspend, then every resume), resumes, then removals.
     /// Returns the devices that could not be removed because they are still
     /// open (a holder such as targets has not let go yet; the next
     /// reconcile retries); any other failure is an error.
-    fn dm_apply(
-        &self,
-        plan: &DmPlan,
-    ) -> impl Future<Output = Result<Vec<String>, BackendError>> + Send;
+    fn dm_apply(&self, plan: &DmPlan) -> impl Reply<Vec<String>>;
 }

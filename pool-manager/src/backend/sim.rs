@@ -5,7 +5,7 @@
 //! so tests on it fail where the real backend would.
 
 use super::{BackendError, PoolBackend, PoolSpec};
-use crate::core::disk::{synthetic_wwn, DiskInfo};
+use crate::core::disk::DiskInfo;
 use crate::core::dmvol::{self, DevNum, DmDevice, DmPlan, DmState, Table};
 use crate::core::layout::Layout;
 use crate::core::names::{self, check_pool_name, check_volume_name};
@@ -100,22 +100,7 @@ impl SimShelf {
 
     /// Adds a disk seen by `seen_by`.
     pub fn add_disk(&self, serial: &str, size: u64, seen_by: &[&str]) {
-        let info = DiskInfo {
-            path: format!("/dev/disk/by-id/virtio-{serial}"),
-            kernel_name: format!("sim-{serial}"),
-            wwn: synthetic_wwn("virtio", serial),
-            wwn_derived: true,
-            serial: serial.into(),
-            model: "sim".into(),
-            size,
-            rotational: true,
-            transport: "virtio".into(),
-            partitions: vec![],
-            signature: None,
-            mountpoints: vec![],
-            holders: vec![],
-            vg: None,
-        };
+        let info = DiskInfo::virtio(serial, size);
         self.lock().disks.insert(
             info.path.clone(),
             SimDisk {
@@ -199,11 +184,14 @@ fn refused(s: impl Into<String>) -> BackendError {
 }
 
 impl SimBackend {
-    fn check_fail(&self, sh: &mut Shelf, op: &str) -> Result<(), BackendError> {
+    /// Locks the shelf for operation `op`, failing it if a test asked for
+    /// that (`SimShelf::fail_next`).
+    fn begin(&self, op: &str) -> Result<MutexGuard<'_, Shelf>, BackendError> {
+        let mut sh = self.shelf.lock();
         if sh.fail.remove(op) {
             return Err(refused(format!("simulated failure of {op}")));
         }
-        Ok(())
+        Ok(sh)
     }
 
     /// The VG of `pool`, refusing a foreign one as LVM does.
@@ -437,8 +425,7 @@ impl PoolBackend for SimBackend {
     async fn create_pool(&self, spec: &PoolSpec) -> Result<(), BackendError> {
         check_pool_name("name", &spec.pool)?;
         spec.layout.check_disks("disks", spec.disks.len())?;
-        let mut sh = self.shelf.lock();
-        self.check_fail(&mut sh, "create_pool")?;
+        let mut sh = self.begin("create_pool")?;
         if let Some(vg) = sh.vgs.get(&spec.pool) {
             if vg.system_id != self.me {
                 return Err(refused(format!(
@@ -507,8 +494,7 @@ impl PoolBackend for SimBackend {
     }
 
     async fn remove_pool(&self, pool: &str) -> Result<(), BackendError> {
-        let mut sh = self.shelf.lock();
-        self.check_fail(&mut sh, "remove_pool")?;
+        let mut sh = self.begin("remove_pool")?;
         if !sh.vgs.contains_key(pool) {
             return Ok(());
         }
@@ -520,8 +506,7 @@ impl PoolBackend for SimBackend {
     }
 
     async fn activate_pool(&self, pool: &str) -> Result<(), BackendError> {
-        let mut sh = self.shelf.lock();
-        self.check_fail(&mut sh, "activate_pool")?;
+        let mut sh = self.begin("activate_pool")?;
         let lvs: Vec<String> = self.own_vg(&mut sh, pool)?.lvs.keys().cloned().collect();
         self.activate(&mut sh, pool, names::THIN_POOL_LV);
         for lv in lvs {
@@ -531,8 +516,7 @@ impl PoolBackend for SimBackend {
     }
 
     async fn deactivate_pool(&self, pool: &str) -> Result<(), BackendError> {
-        let mut sh = self.shelf.lock();
-        self.check_fail(&mut sh, "deactivate_pool")?;
+        let mut sh = self.begin("deactivate_pool")?;
         let held = Self::holders(&sh, &self.me, pool, None);
         if !held.is_empty() {
             return Err(refused(format!(
@@ -546,8 +530,7 @@ impl PoolBackend for SimBackend {
     }
 
     async fn dm_leftovers(&self, pool: &str) -> Result<Vec<String>, BackendError> {
-        let mut sh = self.shelf.lock();
-        self.check_fail(&mut sh, "dm_leftovers")?;
+        let sh = self.begin("dm_leftovers")?;
         let vg = names::vg_name(pool);
         Ok(sh
             .active
@@ -567,8 +550,7 @@ impl PoolBackend for SimBackend {
     }
 
     async fn take_over(&self, pool: &str, from: &str) -> Result<(), BackendError> {
-        let mut sh = self.shelf.lock();
-        self.check_fail(&mut sh, "take_over")?;
+        let mut sh = self.begin("take_over")?;
         let me = self.me.clone();
         let vg = sh.vgs.get_mut(pool).ok_or_else(|| {
             refused(format!(
@@ -588,8 +570,7 @@ impl PoolBackend for SimBackend {
     }
 
     async fn hand_over(&self, pool: &str, to: &str) -> Result<(), BackendError> {
-        let mut sh = self.shelf.lock();
-        self.check_fail(&mut sh, "hand_over")?;
+        let mut sh = self.begin("hand_over")?;
         if sh
             .active
             .get(&(self.me.clone(), pool.to_string()))
@@ -604,8 +585,7 @@ impl PoolBackend for SimBackend {
     async fn create_volume(&self, pool: &str, name: &str, size: u64) -> Result<(), BackendError> {
         check_volume_name("name", pool, name)?;
         check_volume_size("size", size)?;
-        let mut sh = self.shelf.lock();
-        self.check_fail(&mut sh, "create_volume")?;
+        let mut sh = self.begin("create_volume")?;
         let vg = self.own_vg(&mut sh, pool)?;
         match vg.lvs.get(name) {
             Some(lv) if lv.origin.is_some() || lv.size != size => {
@@ -630,8 +610,7 @@ impl PoolBackend for SimBackend {
     }
 
     async fn resize_volume(&self, pool: &str, name: &str, size: u64) -> Result<(), BackendError> {
-        let mut sh = self.shelf.lock();
-        self.check_fail(&mut sh, "resize_volume")?;
+        let mut sh = self.begin("resize_volume")?;
         let vg = self.own_vg(&mut sh, pool)?;
         let lv = vg
             .lvs
@@ -642,8 +621,7 @@ impl PoolBackend for SimBackend {
     }
 
     async fn delete_volume(&self, pool: &str, name: &str) -> Result<(), BackendError> {
-        let mut sh = self.shelf.lock();
-        self.check_fail(&mut sh, "delete_volume")?;
+        let mut sh = self.begin("delete_volume")?;
         let held = Self::holders(&sh, &self.me, pool, Some(name));
         if !held.is_empty() {
             return Err(refused(format!(
@@ -668,8 +646,7 @@ impl PoolBackend for SimBackend {
         read_only: bool,
     ) -> Result<(), BackendError> {
         check_volume_name("name", pool, name)?;
-        let mut sh = self.shelf.lock();
-        self.check_fail(&mut sh, "snapshot")?;
+        let mut sh = self.begin("snapshot")?;
         let vg = self.own_vg(&mut sh, pool)?;
         let size = vg
             .lvs
@@ -691,8 +668,7 @@ impl PoolBackend for SimBackend {
     }
 
     async fn activate_volume(&self, pool: &str, name: &str) -> Result<(), BackendError> {
-        let mut sh = self.shelf.lock();
-        self.check_fail(&mut sh, "activate_volume")?;
+        let mut sh = self.begin("activate_volume")?;
         let vg = self.own_vg(&mut sh, pool)?;
         if !vg.lvs.contains_key(name) {
             return Err(refused(format!("Failed to find logical volume \"{name}\"")));
@@ -702,8 +678,7 @@ impl PoolBackend for SimBackend {
     }
 
     async fn repair(&self, pool: &str) -> Result<(), BackendError> {
-        let mut sh = self.shelf.lock();
-        self.check_fail(&mut sh, "repair")?;
+        let mut sh = self.begin("repair")?;
         let failed: BTreeSet<String> = sh
             .disks
             .iter()
@@ -778,8 +753,7 @@ impl PoolBackend for SimBackend {
     }
 
     async fn dm_apply(&self, plan: &DmPlan) -> Result<Vec<String>, BackendError> {
-        let mut sh = self.shelf.lock();
-        self.check_fail(&mut sh, "dm_apply")?;
+        let mut sh = self.begin("dm_apply")?;
         for c in &plan.create {
             if sh.dm.get(&self.me).is_some_and(|d| d.contains_key(&c.name)) {
                 return Err(refused(format!(

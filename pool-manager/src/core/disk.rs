@@ -52,6 +52,27 @@ pub struct DiskInfo {
 }
 
 impl DiskInfo {
+    /// A blank, rotational virtio disk of `size` bytes, named by its serial
+    /// (as the simulator and the tests make them).
+    pub fn virtio(serial: &str, size: u64) -> DiskInfo {
+        DiskInfo {
+            path: format!("/dev/disk/by-id/virtio-{serial}"),
+            kernel_name: format!("sim-{serial}"),
+            wwn: synthetic_wwn("virtio", serial),
+            wwn_derived: true,
+            serial: serial.into(),
+            model: "sim".into(),
+            size,
+            rotational: true,
+            transport: "virtio".into(),
+            partitions: vec![],
+            signature: None,
+            mountpoints: vec![],
+            holders: vec![],
+            vg: None,
+        }
+    }
+
     /// The disk's tier: NVMe or non-rotational is `fast`.
     pub fn tier(&self) -> Tier {
         tier_of(self.rotational, &self.transport)
@@ -241,20 +262,9 @@ pub fn qualify(
 #[cfg(test)]
 pub(crate) fn test_disk(serial: &str) -> DiskInfo {
     DiskInfo {
-        path: format!("/dev/disk/by-id/virtio-{serial}"),
         kernel_name: "vdx".into(),
-        wwn: synthetic_wwn("virtio", serial),
-        wwn_derived: true,
-        serial: serial.into(),
         model: String::new(),
-        size: 2 << 30,
-        rotational: true,
-        transport: "virtio".into(),
-        partitions: vec![],
-        signature: None,
-        mountpoints: vec![],
-        holders: vec![],
-        vg: None,
+        ..DiskInfo::virtio(serial, 2 << 30)
     }
 }
 

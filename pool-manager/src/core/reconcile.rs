@@ -252,7 +252,7 @@ mod tests {
                 Volume {
                     name: n.into(),
                     pool: "p".into(),
-                    size: Size(1 << 30),
+                    size: Size(GIB),
                     thin: true,
                     serial: String::new(),
                     wwn: String::new(),
@@ -266,6 +266,8 @@ mod tests {
         c
     }
 
+    const GIB: u64 = 1 << 30;
+
     fn vol(name: &str, size: u64, active: bool) -> ObservedVolume {
         ObservedVolume {
             name: name.into(),
@@ -276,7 +278,9 @@ mod tests {
         }
     }
 
-    fn observed(sysid: &str, active: bool, vols: Vec<ObservedVolume>) -> ObservedPool {
+    /// Pool `p` as LVM shows it: `sysid`'s, thin pool `active` or not, with
+    /// the volumes `(name, size, active)`.
+    fn observed(sysid: &str, active: bool, vols: &[(&str, u64, bool)]) -> ObservedPool {
         ObservedPool {
             pool: "p".into(),
             system_id: sysid.into(),
@@ -293,30 +297,32 @@ mod tests {
             layout: None,
             raid_health: String::new(),
             sync_percent: None,
-            volumes: vols,
+            volumes: vols.iter().map(|&(n, size, a)| vol(n, size, a)).collect(),
         }
+    }
+
+    /// The plan of controller `me` for [`desired`] and the one pool `o`,
+    /// nothing held.
+    fn plan_one(o: ObservedPool, me: &str) -> Vec<Step> {
+        plan(&desired(), &[o], me, &BTreeSet::new())
     }
 
     #[test]
     fn converged_state_plans_nothing() {
-        let o = observed(
-            "A",
-            true,
-            vec![vol("v1", 1 << 30, true), vol("s1", 1 << 30, true)],
-        );
-        assert_eq!(plan(&desired(), &[o], "A", &BTreeSet::new()), vec![]);
+        let o = observed("A", true, &[("v1", GIB, true), ("s1", GIB, true)]);
+        assert_eq!(plan_one(o, "A"), vec![]);
     }
 
     #[test]
     fn a_pool_exported_by_request_stays_inactive() {
-        let o = observed("A", false, vec![vol("v1", 1 << 30, false)]);
+        let o = observed("A", false, &[("v1", GIB, false)]);
         let held = BTreeSet::from(["p".to_string()]);
         assert_eq!(
             plan(&desired(), std::slice::from_ref(&o), "A", &held),
             vec![]
         );
         // Released (an import), the same state is activated again.
-        let steps = plan(&desired(), &[o], "A", &BTreeSet::new());
+        let steps = plan_one(o, "A");
         assert_eq!(
             steps.first(),
             Some(&Step::ActivatePool { pool: "p".into() })
@@ -325,12 +331,8 @@ mod tests {
 
     #[test]
     fn activates_creates_grows_and_reports() {
-        let o = observed(
-            "A",
-            false,
-            vec![vol("v1", 512 << 20, false), vol("x", 1 << 20, false)],
-        );
-        let steps = plan(&desired(), &[o], "A", &BTreeSet::new());
+        let o = observed("A", false, &[("v1", GIB / 2, false), ("x", 1 << 20, false)]);
+        let steps = plan_one(o, "A");
         assert_eq!(
             steps,
             vec![
@@ -342,7 +344,7 @@ mod tests {
                 Step::GrowVolume {
                     pool: "p".into(),
                     volume: "v1".into(),
-                    size: 1 << 30
+                    size: GIB
                 },
                 Step::Drift(Drift::UnknownVolume {
                     pool: "p".into(),
@@ -350,12 +352,12 @@ mod tests {
                 }),
             ]
         );
-        let o = observed("A", true, vec![vol("s1", 1 << 30, false)]);
-        let steps = plan(&desired(), &[o], "A", &BTreeSet::new());
+        let o = observed("A", true, &[("s1", GIB, false)]);
+        let steps = plan_one(o, "A");
         assert!(steps.contains(&Step::CreateVolume {
             pool: "p".into(),
             volume: "v1".into(),
-            size: 1 << 30
+            size: GIB
         }));
         // An inactive volume of an active pool: one pool activation (a
         // batch), not one step per volume.
@@ -374,44 +376,24 @@ mod tests {
     #[test]
     fn never_touches_what_is_not_ours() {
         // Partner's system_id on a pool recorded for us: drift only.
-        let steps = plan(
-            &desired(),
-            &[observed("B", false, vec![])],
-            "A",
-            &BTreeSet::new(),
-        );
-        assert_eq!(
-            steps,
-            vec![Step::Drift(Drift::NotOurSystemId {
-                pool: "p".into(),
-                system_id: "B".into()
-            })]
-        );
+        let not_ours = Drift::NotOurSystemId {
+            pool: "p".into(),
+            system_id: "B".into(),
+        };
+        let steps = plan_one(observed("B", false, &[]), "A");
+        assert_eq!(steps, vec![Step::Drift(not_ours)]);
         // Recorded for A, active on B: B reports it, does nothing else.
-        let steps = plan(
-            &desired(),
-            &[observed("B", true, vec![])],
-            "B",
-            &BTreeSet::new(),
-        );
-        assert_eq!(
-            steps,
-            vec![Step::Drift(Drift::ActiveButNotOwner {
-                pool: "p".into(),
-                owner: "A".into()
-            })]
-        );
-        assert!(plan(
-            &desired(),
-            &[observed("B", false, vec![])],
-            "B",
-            &BTreeSet::new()
-        )
-        .is_empty());
+        let not_owner = Drift::ActiveButNotOwner {
+            pool: "p".into(),
+            owner: "A".into(),
+        };
+        let steps = plan_one(observed("B", true, &[]), "B");
+        assert_eq!(steps, vec![Step::Drift(not_owner)]);
+        assert!(plan_one(observed("B", false, &[]), "B").is_empty());
         // Missing pool and unknown pool.
-        let mut other = observed("A", true, vec![]);
+        let mut other = observed("A", true, &[]);
         other.pool = "q".into();
-        let steps = plan(&desired(), &[other], "A", &BTreeSet::new());
+        let steps = plan_one(other, "A");
         assert_eq!(
             steps,
             vec![

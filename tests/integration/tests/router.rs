@@ -3,7 +3,10 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
-use duplex_integration_tests::{free_addr, kind_of, wait_until, Node, PeerOpts};
+use duplex_integration_tests::{
+    alpha_beta, free_addr, kind_of, next_event, node, wait_until, with_alpha, Node, PeerOpts,
+    TestService,
+};
 use duplex_services::rpc::{parse_message, Message, Request, Response};
 use duplex_services::ErrorCode;
 use serde_json::{json, Value};
@@ -28,10 +31,7 @@ async fn read_response<R: tokio::io::AsyncRead + Unpin>(r: &mut BufReader<R>) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_by_namespace_and_real_daemons_register() {
-    let node = Node::new("A", None, "");
-    let _router = node.start_router().await;
-    let _alpha = node.start_test_service("alpha", "alpha").await;
-    let _beta = node.start_test_service("beta", "beta").await;
+    let (node, _router, _alpha, _beta) = alpha_beta().await;
     // The host has no LVM or configfs: the storage daemons run on their
     // simulators here (the lab runs the real backends).
     let _hb = node
@@ -122,10 +122,7 @@ async fn routes_by_namespace_and_real_daemons_register() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nested_calls_carry_one_action_id_through_logs_and_trace() {
-    let node = Node::new("A", None, "");
-    let _router = node.start_router().await;
-    let alpha = node.start_test_service("alpha", "alpha").await;
-    let beta = node.start_test_service("beta", "beta").await;
+    let (node, _router, alpha, beta) = alpha_beta().await;
 
     // The router assigns an id when the caller gives none...
     let mut req = Request::call(
@@ -188,9 +185,7 @@ async fn nested_calls_carry_one_action_id_through_logs_and_trace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_register_again_after_a_router_restart() {
-    let node = Node::new("A", None, "");
-    let mut router = node.start_router().await;
-    let _alpha = node.start_test_service("alpha", "alpha").await;
+    let (node, mut router, _alpha) = with_alpha("").await;
     let _hb = node
         .start_daemon("duplex-heartbeat", "heartbeat", &[])
         .await;
@@ -209,7 +204,7 @@ async fn services_register_again_after_a_router_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_service_is_unavailable_until_it_registers_again() {
-    let node = Node::new("A", None, "");
+    let node = node("A", None, "");
     let _router = node.start_router().await;
     let mut beta = node.start_test_service("beta", "beta").await;
     let c = node.client();
@@ -237,9 +232,7 @@ async fn a_crashed_service_is_unavailable_until_it_registers_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_method_with_its_own_timeout_outlives_the_default() {
-    let node = Node::new("A", None, "call_timeout_ms = 400");
-    let _router = node.start_router().await;
-    let _alpha = node.start_test_service("alpha", "alpha").await;
+    let (node, _router, _alpha) = with_alpha("call_timeout_ms = 400").await;
     let c = node.client();
     let e = c
         .call("alpha.sleep", json!({"ms": 1500}))
@@ -256,9 +249,7 @@ async fn a_method_with_its_own_timeout_outlives_the_default() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_reach_subscribers_and_a_slow_one_is_dropped() {
-    let node = Node::new("A", None, "event_queue = 16");
-    let router = node.start_router().await;
-    let _alpha = node.start_test_service("alpha", "alpha").await;
+    let (node, router, _alpha) = with_alpha("event_queue = 16").await;
     let c = node.client();
     let mut sub = c.subscribe(&["alpha.*"]).await.unwrap();
     let mut other = c.subscribe(&["beta.thing"]).await.unwrap();
@@ -270,10 +261,7 @@ async fn events_reach_subscribers_and_a_slow_one_is_dropped() {
         )
         .await
         .unwrap();
-    let ev = sub
-        .next_timeout(Duration::from_secs(5))
-        .await
-        .expect("event");
+    let ev = next_event(&mut sub, "event").await;
     assert_eq!(ev.topic, "alpha.created");
     assert_eq!(ev.data, json!({"n": 1}));
     assert_eq!(ev.action_id.as_deref(), r["action_id"].as_str());
@@ -314,17 +302,14 @@ async fn events_reach_subscribers_and_a_slow_one_is_dropped() {
     c.call("alpha.publish", json!({"topic": "alpha.after"}))
         .await
         .unwrap();
-    let ev = sub
-        .next_timeout(Duration::from_secs(5))
-        .await
-        .expect("event after flood");
+    let ev = next_event(&mut sub, "event after flood").await;
     assert_eq!(ev.topic, "alpha.after");
     drop(stuck);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_errors_and_the_router_keeps_serving() {
-    let node = Node::new(
+    let node = node(
         "A",
         None,
         "max_message_bytes = 4096\nmax_inflight_per_connection = 8",
@@ -408,7 +393,7 @@ async fn bad_input_gets_errors_and_the_router_keeps_serving() {
 
 fn peered_pair(secret_b: &str) -> (Node, Node) {
     let (a_listen, b_listen, dead) = (free_addr(), free_addr(), free_addr());
-    let a = Node::new(
+    let a = node(
         "A",
         Some(PeerOpts {
             partner: "B".into(),
@@ -419,7 +404,7 @@ fn peered_pair(secret_b: &str) -> (Node, Node) {
         }),
         "",
     );
-    let b = Node::new(
+    let b = node(
         "B",
         Some(PeerOpts {
             partner: "A".into(),
@@ -512,10 +497,7 @@ async fn peered_routers_reach_the_partners_services() {
         )
         .await
         .unwrap();
-    let ev = sub_b
-        .next_timeout(Duration::from_secs(5))
-        .await
-        .expect("event crossed the link");
+    let ev = next_event(&mut sub_b, "event crossed the link").await;
     assert_eq!(ev.topic, "alpha.crossed");
     assert_eq!(ev.controller.as_deref(), Some("A"));
 

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use duplex_integration_tests::{bin, Node, Proc};
+use duplex_integration_tests::{bin, node, Node, Proc};
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
@@ -49,7 +49,7 @@ fn check_lifecycle(mut p: Proc, sock: &UnixDatagram, mut seen: Vec<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn router_and_services_notify_ready_watchdog_and_stopping() {
-    let node = Node::new("A", None, "");
+    let node = node("A", None, "");
     let (rsock, rpath) = notify_socket(&node, "router-notify.sock");
     let env = [
         ("NOTIFY_SOCKET", rpath.as_str()),

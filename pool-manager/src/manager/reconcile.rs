@@ -1,0 +1,134 @@
+//! The reconciliation pass.
+
+use super::{Cluster, Manager};
+use crate::backend::PoolBackend;
+use crate::core::health;
+use crate::core::reconcile::{plan, Drift, Step};
+use crate::error::PoolError;
+use duplex_api::topics;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+impl<B: PoolBackend, C: Cluster> Manager<B, C> {
+    /// One reconciliation pass: plan against the desired state, apply the
+    /// safe steps, publish new drift and health alerts, rebuild degraded
+    /// RAID onto spares. Returns the plan and what happened.
+    pub async fn reconcile(&self) -> Result<Value, PoolError> {
+        let (_g, cfg) = self.begin().await?;
+        let observed = self.observe().await?;
+        let held = self.held.lock().await.pools().clone();
+        let steps = plan(&cfg, &observed, &self.me, &held);
+        let mut results = Vec::new();
+        let mut drifts = BTreeSet::new();
+        for s in &steps {
+            let r = match s {
+                Step::ActivatePool { pool } => self.backend.activate_pool(pool).await,
+                Step::CreateVolume { pool, volume, size } => {
+                    self.backend.create_volume(pool, volume, *size).await
+                }
+                Step::GrowVolume { pool, volume, size } => {
+                    self.backend.resize_volume(pool, volume, *size).await
+                }
+                Step::ActivateVolume { pool, volume } => {
+                    self.backend.activate_volume(pool, volume).await
+                }
+                Step::Drift(d) => {
+                    drifts.insert(serde_json::to_string(d).unwrap_or_default());
+                    Ok(())
+                }
+            };
+            if let Err(e) = &r {
+                tracing::warn!(step = ?s, error = %e, "reconcile step failed");
+            }
+            results.push(json!({"step": s, "ok": r.is_ok(), "error": r.err().map(|e| PoolError::Backend{op: "reconcile".into(), source: e}.chain())}));
+        }
+        // The per-volume devices, on both controllers, after LVM.
+        let dm = match self.sync_dm(&cfg, None).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e.chain(), "per-volume devices not reconciled");
+                json!({"dm_error": e.chain()})
+            }
+        };
+        let mut mem = self.memory.lock().await;
+        for d in steps.iter().filter_map(|s| match s {
+            Step::Drift(d) => Some(d),
+            _ => None,
+        }) {
+            let key = serde_json::to_string(d).unwrap_or_default();
+            if !mem.drifts.contains(&key) {
+                let severity = if matches!(d, Drift::ActiveButNotOwner { .. }) {
+                    "critical"
+                } else {
+                    "warning"
+                };
+                tracing::warn!(drift = %key, "drift");
+                self.cluster
+                    .publish(
+                        "pool.drift",
+                        json!({"severity": severity, "drift": d, "controller": self.me}),
+                    )
+                    .await;
+            }
+        }
+        mem.drifts = drifts;
+        // Health of the pools active here.
+        let mut alerts = BTreeSet::new();
+        let mut repairs = Vec::new();
+        for o in observed
+            .iter()
+            .filter(|o| o.system_id == self.me && o.active())
+        {
+            let (d, m) = o.usage();
+            let raid = o.raid_state();
+            for a in health::alerts(&o.pool, d, m, &raid) {
+                let key = format!("{}/{}/{}", a.pool, a.kind, a.severity);
+                if !mem.alerts.contains(&key) {
+                    tracing::warn!(pool = %a.pool, kind = a.kind, "{}", a.message);
+                    self.cluster.publish(topics::ALERT, json!(a)).await;
+                }
+                alerts.insert(key);
+            }
+            if let health::RaidState::Syncing { percent } = raid {
+                #[allow(clippy::cast_possible_truncation)]
+                let step = (percent / 5.0).floor() as i64;
+                if mem.progress.get(&o.pool) != Some(&step) {
+                    mem.progress.insert(o.pool.clone(), step);
+                    self.cluster
+                        .publish(
+                            topics::POOL_PROGRESS,
+                            json!({"pool": o.pool, "operation": "raid_sync", "percent": percent}),
+                        )
+                        .await;
+                }
+            } else if mem.progress.remove(&o.pool).is_some() {
+                self.cluster.publish(topics::POOL_PROGRESS, json!({"pool": o.pool, "operation": "raid_sync", "percent": 100.0, "done": true})).await;
+            }
+            if matches!(raid, health::RaidState::Degraded { .. })
+                && o.pvs.iter().any(|p| p.spare && !p.missing)
+            {
+                tracing::warn!(pool = %o.pool, "rebuilding degraded RAID onto a spare");
+                self.cluster
+                    .publish(
+                        topics::POOL_REBUILD,
+                        json!({"pool": o.pool, "state": "started"}),
+                    )
+                    .await;
+                let r = self.backend.repair(&o.pool).await;
+                let ok = r.is_ok();
+                if let Err(e) = &r {
+                    tracing::error!(pool = %o.pool, error = %e, "rebuild failed");
+                }
+                self.cluster
+                    .publish(
+                        topics::POOL_REBUILD,
+                        json!({"pool": o.pool, "state": if ok {"running"} else {"failed"}}),
+                    )
+                    .await;
+                repairs.push(json!({"pool": o.pool, "ok": ok}));
+            }
+        }
+        mem.alerts = alerts;
+        Ok(json!({"steps": results, "repairs": repairs, "dm": dm}))
+    }
+}
