@@ -133,6 +133,19 @@ impl Recorder {
         });
         r
     }
+
+    /// The `config.get` step on controller `at` (this one when `None`),
+    /// parsed into the cluster object, its epoch and the pools.
+    async fn read_config(
+        &mut self,
+        calls: &dyn Calls,
+        at: Option<&str>,
+    ) -> Result<(Value, u64, Vec<Value>), String> {
+        let v = self
+            .step("config.get", None, calls.call(at, "config.get", json!({})))
+            .await?;
+        read_config(&v)
+    }
 }
 
 fn unix_ms() -> u64 {
@@ -179,10 +192,7 @@ async fn record(
     at_least: u64,
     sync: bool,
 ) -> Result<u64, String> {
-    let v = rec
-        .step("config.get", None, calls.call(at, "config.get", json!({})))
-        .await?;
-    let (mut cluster, current, _) = read_config(&v)?;
+    let (mut cluster, current, _) = rec.read_config(calls, at).await?;
     let epoch = at_least.max(current + 1);
     let mut changes = Vec::new();
     if cluster.is_object() {
@@ -227,14 +237,7 @@ pub async fn takeover(
     let mut names = Vec::new();
     let mut recorded = epoch.counter;
     let ok = async {
-        let v = rec
-            .step(
-                "config.get",
-                None,
-                calls.call(None, "config.get", json!({})),
-            )
-            .await?;
-        let (_, _, pools) = read_config(&v)?;
+        let (_, _, pools) = rec.read_config(calls, None).await?;
         // The partner's pools, and ours recorded under this epoch or later:
         // a run again after a lost reply to the record must still import
         // them (pool.takeover is idempotent).
@@ -373,14 +376,7 @@ pub async fn handover(
     let mut names = Vec::new();
     let mut recorded = 0;
     let r = async {
-        let v = rec
-            .step(
-                "config.get",
-                None,
-                calls.call(None, "config.get", json!({})),
-            )
-            .await?;
-        let (_, _, pools) = read_config(&v)?;
+        let (_, _, pools) = rec.read_config(calls, None).await?;
         let owned = |p: &Value| p.get("owner").and_then(Value::as_str) == Some(from);
         let chosen: Vec<Value> = match &which {
             Selection::One(n) => {

@@ -178,6 +178,9 @@ pub fn register(svc: &mut ServiceBuilder, api: Option<Arc<Api>>) {
         ("cluster.failover", "failover"),
         ("cluster.giveback", "giveback"),
     ] {
+        // A planned move exports and imports pools (about 20 s for a small
+        // pool in the lab): far past the router's default call timeout.
+        svc.timeout(method, std::time::Duration::from_secs(900));
         let a = api.clone();
         svc.method(method, move |ctx, p| {
             let a = a.clone();
