@@ -94,6 +94,36 @@ fn wait_services(lab: &Lab) -> Result<(), LabError> {
     Ok(())
 }
 
+/// Makes the heartbeat area on the three heartbeat disks (`cluster.init`
+/// on A; the disks are shared) and waits until both controllers see each
+/// other (`normal`). Idempotent: a second init finds the same area.
+pub fn init_heartbeat(lab: &Lab) -> Result<(), LabError> {
+    // The heartbeat area takes at most 32 characters of cluster id.
+    call(
+        lab,
+        "A",
+        "cluster.init",
+        &json!({"cluster_id": "d0d0cafe-lab"}),
+    )?;
+    for vm in ["A", "B"] {
+        wait(
+            &format!("{vm}: heartbeat normal"),
+            Duration::from_secs(120),
+            || {
+                let s = call(lab, vm, "cluster.status", &Value::Null).ok()?;
+                (s.pointer("/state/phase") == Some(&json!("normal"))).then_some(())
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// The phase heartbeat reports on `vm` (`None`: no answer).
+pub fn phase(lab: &Lab, vm: &str) -> Option<String> {
+    let s = call(lab, vm, "cluster.status", &Value::Null).ok()?;
+    s.pointer("/state/phase")?.as_str().map(str::to_string)
+}
+
 /// The controllers, the cluster and the host, in the shared section.
 fn seed(lab: &Lab, host_iqn: &str, host_nqn: &str) -> Result<(), LabError> {
     let mut changes = vec![up(
@@ -179,6 +209,9 @@ pub fn wait_targets(lab: &Lab, vm: &str) -> Result<Value, LabError> {
 /// controllers. Returns what H sees.
 pub fn setup(lab: &Lab) -> Result<HostFacts, LabError> {
     wait_services(lab)?;
+    if lab::heartbeat_enabled() {
+        init_heartbeat(lab)?;
+    }
     let host_iqn = lab::exec_ok(
         lab,
         "H",

@@ -782,12 +782,71 @@ pub fn heartbeat_toml(me: &VmSpec, peer: &VmSpec) -> String {
             )
         })
         .collect();
+    let t = HbTimings::from_env();
     format!(
         "[heartbeat]\ndisks = [{}]\nlinks = [{}]\nwatchdog = \"/dev/watchdog\"\n\
-         fence = [\"ipmi\"]\nbmc_file = \"/etc/duplex/partner-bmc.toml\"\n",
+         fence = [\"ipmi\"]\nbmc_file = \"/etc/duplex/partner-bmc.toml\"\n\
+         hb_interval_ms = {}\nic_timeout_ms = {}\ndisk_interval_ms = {}\n\
+         suspect_timeout_ms = {}\ndisk_timeout_ms = {}\nwatchdog_timeout_ms = {}\n",
         disks.join(", "),
-        links.join(", ")
+        links.join(", "),
+        t.hb_interval,
+        t.ic_timeout,
+        t.disk_interval,
+        t.suspect_timeout,
+        t.disk_timeout,
+        t.watchdog_timeout,
     )
+}
+
+/// The heartbeat's timings in the lab, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HbTimings {
+    /// Interval between interconnect beats.
+    pub hb_interval: u64,
+    /// A link is down after this long without a beat.
+    pub ic_timeout: u64,
+    /// Interval between slot writes and reads.
+    pub disk_interval: u64,
+    /// A partner slot frozen this long on a majority is dead.
+    pub suspect_timeout: u64,
+    /// The unconfirmed wait (and the first wait after boot).
+    pub disk_timeout: u64,
+    /// The watchdog's timeout.
+    pub watchdog_timeout: u64,
+}
+
+impl HbTimings {
+    /// The product's defaults: for a quiet machine (`DUPLEX_LAB_HB=defaults`).
+    pub const DEFAULTS: Self = Self {
+        hb_interval: 100,
+        ic_timeout: 1000,
+        disk_interval: 200,
+        suspect_timeout: 1500,
+        disk_timeout: 10_000,
+        watchdog_timeout: 5000,
+    };
+    /// The lab's default: TCG guests on a shared two-core host stall for
+    /// a second now and then (a build beside the lab), and a stall longer
+    /// than `suspect_timeout` would fence a live controller. Twice the
+    /// product's detection window, same shape.
+    pub const TCG: Self = Self {
+        hb_interval: 200,
+        ic_timeout: 2000,
+        disk_interval: 300,
+        suspect_timeout: 2500,
+        disk_timeout: 15_000,
+        watchdog_timeout: 10_000,
+    };
+
+    /// `DUPLEX_LAB_HB=defaults` picks [`Self::DEFAULTS`], anything else
+    /// [`Self::TCG`].
+    pub fn from_env() -> Self {
+        match std::env::var("DUPLEX_LAB_HB").as_deref() {
+            Ok("defaults") => Self::DEFAULTS,
+            _ => Self::TCG,
+        }
+    }
 }
 
 /// True when `DUPLEX_LAB_HEARTBEAT=1` asks for the `[heartbeat]` section.
@@ -1586,7 +1645,13 @@ mod tests {
              links = [{ local = \"10.51.0.1:7790\", peer = \"10.51.0.2:7790\" }, { local = \"10.52.0.1:7790\", peer = \"10.52.0.2:7790\" }]\n\
              watchdog = \"/dev/watchdog\"\n\
              fence = [\"ipmi\"]\n\
-             bmc_file = \"/etc/duplex/partner-bmc.toml\"\n"
+             bmc_file = \"/etc/duplex/partner-bmc.toml\"\n\
+             hb_interval_ms = 200\n\
+             ic_timeout_ms = 2000\n\
+             disk_interval_ms = 300\n\
+             suspect_timeout_ms = 2500\n\
+             disk_timeout_ms = 15000\n\
+             watchdog_timeout_ms = 10000\n"
         );
         // Off by default: the configuration parser denies unknown sections.
         assert!(!duplex_toml(a, b).contains("[heartbeat]"));

@@ -11,6 +11,7 @@ pub mod bmc;
 pub mod cmd;
 pub mod demo;
 pub mod events;
+pub mod failover;
 pub mod fault;
 pub mod forward;
 pub mod framework;

@@ -4,7 +4,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use duplex_lab::lab::{self, Lab, Power};
-use duplex_lab::{bmc, cmd, demo, events, fault, framework, scenario};
+use duplex_lab::{bmc, cmd, demo, events, failover, fault, framework, scenario};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
@@ -188,6 +188,13 @@ enum Cmd {
         /// ADDR:PORT.
         target: String,
     },
+    /// Heartbeat failover scenarios on the lab that is up (prepared by
+    /// `demo` with `DUPLEX_LAB_HEARTBEAT=1`): planned, kill, freeze, ic-cut
+    /// (all of them without a name). Prints each one's figures as JSON.
+    Failover {
+        /// Scenario names (default: all, in order).
+        names: Vec<String>,
+    },
     /// Scenarios: `scenario list`, `scenario run NAME...`, `scenario all`,
     /// `scenario smoke` (boots its own lab and tears it down). The fault
     /// scenarios share one lab (booted when none is up, torn down after
@@ -285,6 +292,39 @@ fn console(lab: &Lab, vm: &str) -> Result<()> {
         tx.write_all(data)?;
     }
     Ok(())
+}
+
+/// Runs failover scenarios in order on the lab that is up; stops at the
+/// first one that could not run (a failed check does not stop the rest).
+fn run_failover(lab: &Lab, names: &[String]) -> Result<i32> {
+    let mut all = Vec::new();
+    let mut ok = true;
+    for n in names {
+        let r = failover::run(lab, n);
+        let out = match r {
+            Ok(o) => o,
+            Err(e) => {
+                all.push(serde_json::json!({"scenario": n, "ok": false, "error": e.to_string()}));
+                ok = false;
+                break;
+            }
+        };
+        ok &= out.ok;
+        println!("{}", serde_json::to_string_pretty(&out.report)?);
+        all.push(out.report);
+    }
+    let text = serde_json::to_string_pretty(&all)?;
+    let file = lab.run_dir.join("failover.json");
+    if let Err(e) = std::fs::write(&file, &text) {
+        eprintln!("duplex-lab: {}: {e}", file.display());
+    }
+    if !ok {
+        eprintln!(
+            "duplex-lab: failover scenarios FAILED; every report is in {}",
+            file.display()
+        );
+    }
+    Ok(if ok { 0 } else { 1 })
 }
 
 /// Runs fault scenarios of the framework on one lab, restored from a
@@ -459,6 +499,14 @@ fn run() -> Result<i32> {
             duplex_lab::forward::run_forwarder(&ns, &fw);
         }
         Cmd::Connect { target } => duplex_lab::forward::connect(&target)?,
+        Cmd::Failover { names } => {
+            let names: Vec<String> = if names.is_empty() {
+                failover::NAMES.iter().map(|s| (*s).to_string()).collect()
+            } else {
+                names
+            };
+            return run_failover(&lab, &names);
+        }
         Cmd::Scenario { args, keep } => {
             let catalog = framework::catalog();
             let names: Vec<String> = match args.first().map(String::as_str) {
