@@ -54,7 +54,7 @@ pub struct PeerLink {
     /// The address the outgoing connection uses.
     pub via: Option<String>,
     /// When the link last changed state (ms since the epoch).
-    pub since_ms: Option<u64>,
+    pub since_ms: u64,
     /// Why the last attempt failed.
     pub last_error: Option<String>,
 }
