@@ -23,6 +23,7 @@ use duplex_api::methods::target::{
 use duplex_api::methods::RpcMethod;
 use duplex_api::model::{Config, Pool};
 use duplex_api::topics;
+use duplex_services::daemon::{self, Trigger};
 use duplex_services::{ErrorCode, RouterClient, RpcError, ServiceBuilder};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -477,36 +478,38 @@ pub async fn drive(shared: Shared, router: RouterClient, drift_every: Duration) 
             }
         }
     }
-    let mut sub = loop {
-        match router.subscribe(&TRIGGERS).await {
-            Ok(s) => break s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot subscribe to config.changed and pool events; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    };
-    let mut tick = tokio::time::interval(drift_every);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            ev = sub.next() => {
-                let r = duplex_services::action::scope(
-                    ev.action_id.clone().unwrap_or_else(duplex_services::action::new_id),
-                    reconcile_now(&shared, &router, false, false),
-                ).await;
-                match r {
+    let r = router.clone();
+    daemon::on_events_or_timer(
+        router,
+        &TRIGGERS,
+        Some(drift_every),
+        "targets",
+        move |trigger| {
+            let (shared, router) = (shared.clone(), r.clone());
+            async move {
+                let Trigger::Event(ev) = trigger else {
+                    return check_drift(&shared, &router).await;
+                };
+                match reconcile_now(&shared, &router, false, false).await {
                     Ok(o) if !o.steps.is_empty() => {
                         tracing::info!(steps = o.steps.len(), ms = o.ms, "configuration applied");
-                        let _ = router.publish(topics::TARGET_RECONCILED, json!({"steps": o.steps.len(), "ms": o.ms}), false).await;
+                        let _ = router
+                            .publish(
+                                topics::TARGET_RECONCILED,
+                                json!({"steps": o.steps.len(), "ms": o.ms}),
+                                false,
+                            )
+                            .await;
                     }
                     Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, topic = %ev.topic, "reconcile after an event failed"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, topic = %ev.topic, "reconcile after an event failed")
+                    }
                 }
             }
-            _ = tick.tick() => check_drift(&shared, &router).await,
-        }
-    }
+        },
+    )
+    .await;
 }
 
 /// Reads configfs; if it differs from what we applied, repairs it and
