@@ -55,7 +55,7 @@ pub struct Method {
 
 /// The catalogue's version: a different major refuses registration and
 /// the peer link; a minor adds methods compatibly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Version {
     /// Incompatible changes (a method removed or its meaning changed).
     pub major: u32,

@@ -9,7 +9,7 @@ use clap::Parser;
 use duplex_heartbeat::driver::{Driver, Shared};
 use duplex_heartbeat::rpc::{self, Api};
 use duplex_heartbeat::setup;
-use duplex_services::{telemetry, Config, ServiceBuilder};
+use duplex_services::{daemon, ServiceBuilder};
 use std::sync::{Arc, Mutex};
 
 /// Command-line arguments.
@@ -27,8 +27,8 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    telemetry::init("duplex-heartbeat");
-    let cfg = Config::load(args.config.as_deref()).context("loading the configuration")?;
+    let cfg = daemon::init("duplex-heartbeat", args.config.as_deref())
+        .context("loading the configuration")?;
     let mut svc = ServiceBuilder::new(&cfg, "heartbeat", env!("CARGO_PKG_VERSION"), &["cluster"]);
     let Some(hb) = cfg.heartbeat.clone() else {
         rpc::register(&mut svc, None);

@@ -3,10 +3,15 @@
 //! the caller's action_id.
 
 use crate::backend::{FenceAgent, HeartbeatDisk};
-use crate::driver::{can_move, init_area, lock, Command, Shared};
+use crate::driver::{can_move, init_area, lock, Command, InitOutcome, Shared};
 use crate::orchestrate::{self, Selection};
-use duplex_services::{params, ErrorCode, RpcError, ServiceBuilder};
-use serde::Deserialize;
+use duplex_api::methods::cluster::{
+    self as cm, AgentCheck, FenceTestResult, Heartbeat, InitDisk, InitResult, MaintenanceResult,
+    MoveResult, StatusResult, TimelineResult,
+};
+use duplex_api::methods::RpcMethod;
+use duplex_api::topics;
+use duplex_services::{ErrorCode, RpcError, ServiceBuilder};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -43,29 +48,6 @@ pub const CAPABILITIES: &[&str] = &[
     "init",
 ];
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Maintenance {
-    on: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Failover {
-    #[serde(default)]
-    pool: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Empty {}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Init {
-    cluster_id: String,
-}
-
 fn not_configured() -> RpcError {
     RpcError::new(
         ErrorCode::Unavailable,
@@ -73,154 +55,182 @@ fn not_configured() -> RpcError {
     )
 }
 
+/// heartbeat's part of `cluster.status`.
+fn heartbeat_status(api: Option<&Api>) -> Heartbeat {
+    let Some(api) = api else {
+        return Heartbeat {
+            configured: false,
+            capabilities: Vec::new(),
+            reason: Some("no [heartbeat] section in the configuration".into()),
+            state: None,
+            links: None,
+            write_latency: None,
+            disks: None,
+            fence_agents: None,
+        };
+    };
+    let sh = lock(&api.shared);
+    Heartbeat {
+        configured: true,
+        capabilities: CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+        reason: None,
+        state: Some(json!(sh.status)),
+        links: Some(json!(sh.links)),
+        write_latency: Some(json!(sh.write_latency)),
+        disks: Some(api.disks.clone()),
+        fence_agents: Some(api.agents.iter().map(|a| a.name().to_string()).collect()),
+    }
+}
+
+/// Registers the typed method `M` answered by a configured heartbeat:
+/// without `[heartbeat]` it refuses with `unavailable`.
+fn configured<M, F, Fut>(svc: &mut ServiceBuilder, api: &Option<Arc<Api>>, f: F)
+where
+    M: RpcMethod,
+    F: Fn(Arc<Api>, duplex_services::Ctx, M::Params) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<M::Result, RpcError>> + Send + 'static,
+{
+    let a = api.clone();
+    let f = Arc::new(f);
+    svc.typed::<M, _, _>(move |ctx, p| {
+        let (a, f) = (a.clone(), Arc::clone(&f));
+        async move { f(a.ok_or_else(not_configured)?, ctx, p).await }
+    });
+}
+
 /// Registers every `cluster.*` method; `api` is `None` when heartbeat is
 /// not configured (status says so, the rest refuse).
 pub fn register(svc: &mut ServiceBuilder, api: Option<Arc<Api>>) {
     let a = api.clone();
-    svc.status_method("cluster", move || match &a {
-        None => json!({"configured": false, "capabilities": [],
-                       "reason": "no [heartbeat] section in the configuration"}),
-        Some(api) => {
-            let sh = lock(&api.shared);
-            json!({
-                "configured": true,
-                "capabilities": CAPABILITIES,
-                "state": sh.status,
-                "links": sh.links,
-                "write_latency": sh.write_latency,
-                "disks": api.disks,
-                "fence_agents": api.agents.iter().map(|a| a.name()).collect::<Vec<_>>(),
+    svc.status_method::<cm::Status, _>(move |service| StatusResult {
+        service,
+        heartbeat: heartbeat_status(a.as_deref()),
+    });
+
+    configured::<cm::Maintenance, _, _>(svc, &api, |api, _ctx, p| async move {
+        api.commands
+            .send(Command::Maintenance(p.on))
+            .map_err(|_| RpcError::internal("the heartbeat driver has stopped"))?;
+        Ok(MaintenanceResult { maintenance: p.on })
+    });
+
+    configured::<cm::FenceTest, _, _>(svc, &api, |api, _ctx, _p| async move {
+        let mut agents = Vec::new();
+        for agent in &api.agents {
+            let (ok, detail) = match agent.test(&api.partner).await {
+                Ok(d) => (true, d),
+                Err(e) => (false, e),
+            };
+            agents.push(AgentCheck {
+                agent: agent.name().to_string(),
+                ok,
+                detail,
+            });
+        }
+        Ok(FenceTestResult {
+            target: api.partner.clone(),
+            agents,
+        })
+    });
+
+    configured::<cm::Init, _, _>(svc, &api, |api, _ctx, p| async move {
+        let id_ok = !p.cluster_id.is_empty()
+            && p.cluster_id.len() <= crate::core::slot::CLUSTER_ID_LEN
+            && p.cluster_id.bytes().all(|b| b.is_ascii_graphic());
+        if !id_ok {
+            return Err(RpcError::invalid_params(
+                "cluster_id",
+                "1-32 printable ASCII characters",
+            ));
+        }
+        let mut disks = Vec::new();
+        let mut refused = Vec::new();
+        for (path, disk) in api.disks.iter().zip(&api.disk_handles) {
+            let disk = Arc::clone(disk);
+            let (id, me, partner) = (p.cluster_id.clone(), api.me.clone(), api.partner.clone());
+            // Blocking device I/O: off the async threads.
+            let r = tokio::task::spawn_blocking(move || {
+                init_area(&*disk, &id, [me.as_str(), partner.as_str()])
             })
-        }
-    });
-
-    let a = api.clone();
-    svc.method("cluster.maintenance", move |_ctx, p| {
-        let a = a.clone();
-        async move {
-            let api = a.ok_or_else(not_configured)?;
-            let p: Maintenance = params(p)?;
-            api.commands
-                .send(Command::Maintenance(p.on))
-                .map_err(|_| RpcError::internal("the heartbeat driver has stopped"))?;
-            Ok(json!({"maintenance": p.on}))
-        }
-    });
-
-    let a = api.clone();
-    svc.method("cluster.fence_test", move |_ctx, p| {
-        let a = a.clone();
-        async move {
-            let api = a.ok_or_else(not_configured)?;
-            let _: Empty = params(p)?;
-            let mut out = Vec::new();
-            for agent in &api.agents {
-                let r = agent.test(&api.partner).await;
-                out.push(match r {
-                    Ok(detail) => json!({"agent": agent.name(), "ok": true, "detail": detail}),
-                    Err(e) => json!({"agent": agent.name(), "ok": false, "detail": e}),
-                });
+            .await
+            .map_err(|e| RpcError::internal(format!("init task failed: {e}")))?;
+            match r {
+                Ok(o) => disks.push(InitDisk {
+                    disk: path.clone(),
+                    outcome: match o {
+                        InitOutcome::Created => "created",
+                        InitOutcome::Already => "already",
+                    }
+                    .into(),
+                }),
+                Err(e) => refused.push(e),
             }
-            Ok(json!({"target": api.partner, "agents": out}))
         }
+        if !refused.is_empty() {
+            return Err(RpcError::new(ErrorCode::Conflict, refused.join("; ")));
+        }
+        Ok(InitResult {
+            cluster_id: p.cluster_id,
+            disks,
+        })
     });
 
-    let a = api.clone();
-    svc.method("cluster.init", move |_ctx, p| {
-        let a = a.clone();
-        async move {
-            let api = a.ok_or_else(not_configured)?;
-            let p: Init = params(p)?;
-            let id_ok = !p.cluster_id.is_empty()
-                && p.cluster_id.len() <= crate::core::slot::CLUSTER_ID_LEN
-                && p.cluster_id.bytes().all(|b| b.is_ascii_graphic());
-            if !id_ok {
-                return Err(RpcError::invalid_params(
-                    "cluster_id",
-                    "1-32 printable ASCII characters",
-                ));
-            }
-            let mut out = Vec::new();
-            let mut refused = Vec::new();
-            for (path, disk) in api.disks.iter().zip(&api.disk_handles) {
-                let disk = Arc::clone(disk);
-                let (id, me, partner) = (p.cluster_id.clone(), api.me.clone(), api.partner.clone());
-                // Blocking device I/O: off the async threads.
-                let r = tokio::task::spawn_blocking(move || {
-                    init_area(&*disk, &id, [me.as_str(), partner.as_str()])
-                })
-                .await
-                .map_err(|e| RpcError::internal(format!("init task failed: {e}")))?;
-                match r {
-                    Ok(o) => out.push(json!({"disk": path, "outcome": o})),
-                    Err(e) => refused.push(e),
-                }
-            }
-            if !refused.is_empty() {
-                return Err(RpcError::new(ErrorCode::Conflict, refused.join("; ")));
-            }
-            Ok(json!({"cluster_id": p.cluster_id, "disks": out}))
-        }
+    configured::<cm::Timeline, _, _>(svc, &api, |api, _ctx, _p| async move {
+        let entries: Vec<Value> = lock(&api.shared).timeline.iter().cloned().collect();
+        Ok(TimelineResult { entries })
     });
 
-    let a = api.clone();
-    svc.method("cluster.timeline", move |_ctx, p| {
-        let a = a.clone();
-        async move {
-            let api = a.ok_or_else(not_configured)?;
-            let _: Empty = params(p)?;
-            let entries: Vec<Value> = lock(&api.shared).timeline.iter().cloned().collect();
-            Ok(json!({"entries": entries}))
-        }
-    });
-
-    for (method, kind) in [
-        ("cluster.failover", "failover"),
-        ("cluster.giveback", "giveback"),
-    ] {
-        // A planned move exports and imports pools (about 20 s for a small
-        // pool in the lab): far past the router's default call timeout.
+    // A planned move exports and imports pools (about 20 s for a small
+    // pool in the lab): far past the router's default call timeout.
+    for method in [cm::Failover::NAME, cm::Giveback::NAME] {
         svc.timeout(method, std::time::Duration::from_secs(900));
-        let a = api.clone();
-        svc.method(method, move |ctx, p| {
-            let a = a.clone();
-            async move {
-                let api = a.ok_or_else(not_configured)?;
-                let which = if kind == "failover" {
-                    let p: Failover = params(p)?;
-                    p.pool.map_or(Selection::AllOwned, Selection::One)
-                } else {
-                    let _: Empty = params(p)?;
-                    Selection::HomeOf
-                };
-                can_move(&lock(&api.shared)).map_err(|e| RpcError::new(ErrorCode::Conflict, e))?;
-                let out = orchestrate::handover(
-                    &ctx.router,
-                    kind,
-                    &ctx.action_id,
-                    &api.me,
-                    &api.me,
-                    &api.partner,
-                    which,
-                )
-                .await;
-                for al in &out.alerts {
-                    let _ = ctx.router.publish("alert", json!(al), true).await;
-                }
-                let entry = out.entry.clone();
-                lock(&api.shared).record(out.entry);
-                if entry.ok {
-                    Ok(json!(entry))
-                } else {
-                    Err(RpcError::new(
-                        ErrorCode::BackendFailed,
-                        out.alerts
-                            .last()
-                            .map(|a| a.message.clone())
-                            .unwrap_or_else(|| format!("{kind} failed")),
-                    ))
-                }
-            }
-        });
+    }
+    configured::<cm::Failover, _, _>(svc, &api, |api, ctx, p| {
+        let which = p.pool.map_or(Selection::AllOwned, Selection::One);
+        planned_move(api, ctx, "failover", which)
+    });
+    configured::<cm::Giveback, _, _>(svc, &api, |api, ctx, _p| {
+        planned_move(api, ctx, "giveback", Selection::HomeOf)
+    });
+}
+
+/// Runs a planned move (`kind`: failover or giveback) of `which` pools and
+/// answers its timeline entry.
+async fn planned_move(
+    api: Arc<Api>,
+    ctx: duplex_services::Ctx,
+    kind: &'static str,
+    which: Selection,
+) -> Result<MoveResult, RpcError> {
+    can_move(&lock(&api.shared)).map_err(|e| RpcError::new(ErrorCode::Conflict, e))?;
+    let out = orchestrate::handover(
+        &ctx.router,
+        kind,
+        &ctx.action_id,
+        &api.me,
+        &api.me,
+        &api.partner,
+        which,
+    )
+    .await;
+    for al in &out.alerts {
+        let _ = ctx.router.publish(topics::ALERT, json!(al), true).await;
+    }
+    let entry = out.entry.clone();
+    lock(&api.shared).record(out.entry);
+    if !entry.ok {
+        return Err(RpcError::new(
+            ErrorCode::BackendFailed,
+            out.alerts
+                .last()
+                .map(|a| a.message.clone())
+                .unwrap_or_else(|| format!("{kind} failed")),
+        ));
+    }
+    match json!(entry) {
+        Value::Object(m) => Ok(MoveResult(m)),
+        other => Err(RpcError::internal(format!(
+            "{kind}: the timeline entry is not an object: {other}"
+        ))),
     }
 }

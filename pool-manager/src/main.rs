@@ -4,6 +4,8 @@
 
 use anyhow::Context;
 use clap::Parser;
+use duplex_api::methods::pool::PoolService;
+use duplex_api::methods::ServiceInfo;
 use duplex_api::topics;
 use duplex_pool_manager::backend::linux::LinuxBackend;
 use duplex_pool_manager::backend::sim::SimShelf;
@@ -65,12 +67,16 @@ async fn run<B: PoolBackend>(backend: B, cfg: &Config, args: &Args) -> anyhow::R
     );
     // pool.status answers for the service too (the runtime's generic
     // status method would shadow the pools).
-    let service = serde_json::json!({
-        "service": "pool-manager",
-        "version": env!("CARGO_PKG_VERSION"),
-        "pid": std::process::id(),
-        "backend": if args.sim { "sim" } else { "lvm" },
-    });
+    let service = PoolService {
+        info: ServiceInfo {
+            service: "pool-manager".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            controller: cfg.controller_id.clone(),
+            pid: std::process::id(),
+            uptime_s: 0,
+        },
+        backend: if args.sim { "sim" } else { "lvm" }.into(),
+    };
     rpc::register(&mut svc, &m, service);
     let svc = svc.start().await.context("starting the service")?;
     {

@@ -1,7 +1,7 @@
 //! JSON-RPC methods of pool-manager (`disk.*`, `pool.*`, `volume.*`),
-//! mapped onto [`Manager`]. Parameters are decoded with
-//! `duplex_services::params` (errors name the field); errors are mapped in
-//! `error.rs`.
+//! mapped onto [`Manager`]. Params and results are the catalogue's typed
+//! structs (`duplex_api::methods`), so a handler answers what its schema
+//! says; errors are mapped in `error.rs`.
 //!
 //! | method | params | result |
 //! |---|---|---|
@@ -24,126 +24,46 @@
 //! | `volume.list` | `pool?` | volumes and the snapshot tree |
 
 use crate::backend::PoolBackend;
-use crate::manager::{Cluster, CreatePool, CreateVolume, Manager};
-use duplex_services::{params, ServiceBuilder};
-use serde::Deserialize;
+use crate::manager::{Cluster, Manager};
+use duplex_api::methods::pool::{self as pm, PoolService};
+use duplex_api::methods::{disk, volume as vm};
+use duplex_services::ServiceBuilder;
 use std::sync::Arc;
 
 /// The call timeout pool-manager asks the router for on long methods.
 const LONG_CALL: std::time::Duration = std::time::Duration::from_secs(900);
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DiskList {
-    #[serde(default)]
-    local: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Layouts {
-    disks: usize,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Name {
-    name: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OptName {
-    #[serde(default)]
-    name: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Export {
-    name: String,
-    #[serde(default)]
-    to: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Takeover {
-    name: String,
-    epoch: u64,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Resize {
-    name: String,
-    size: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Snapshot {
-    source: String,
-    name: String,
-    #[serde(default = "yes")]
-    read_only: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Clone_ {
-    source: String,
-    name: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct List {
-    #[serde(default)]
-    pool: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Empty {}
-
+/// Registers the typed method `$m` on `$svc`: `|mm, p| body` runs with
+/// the manager and the decoded params; the body's error becomes the
+/// method's JSON-RPC error.
 macro_rules! method {
-    ($svc:expr, $m:expr, $name:literal, |$mm:ident, $p:ident : $t:ty| $body:expr) => {{
+    ($svc:expr, $m:expr, $t:ty, |$mm:ident, $p:pat_param| $body:expr) => {{
         let m = Arc::clone($m);
-        $svc.method($name, move |_ctx, raw| {
+        $svc.typed::<$t, _, _>(move |_ctx, $p| {
             let $mm = Arc::clone(&m);
-            async move {
-                let $p: $t = params(raw)?;
-                Ok($body.await?)
-            }
+            async move { Ok($body.await?) }
         });
     }};
 }
 
-/// Registers every method on `svc`. `service` is merged into `pool.status`
-/// (name, version, backend...), which answers for the pools and the service.
+/// Registers every method on `svc`. `service` (name, version, backend...)
+/// is merged into `pool.status`, which answers for the pools and the
+/// service.
 pub fn register<B: PoolBackend, C: Cluster>(
     svc: &mut ServiceBuilder,
     m: &Arc<Manager<B, C>>,
-    service: serde_json::Value,
+    service: PoolService,
 ) {
     {
         let m = Arc::clone(m);
         let started = std::time::Instant::now();
-        svc.method("pool.status", move |_ctx, raw| {
+        svc.typed::<pm::Status, _, _>(move |_ctx, p| {
             let m = Arc::clone(&m);
-            let service = service.clone();
+            let mut service = service.clone();
             async move {
-                let p: OptName = params(raw)?;
                 let mut v = m.pool_status(p.name.as_deref()).await?;
-                if let (Some(o), serde_json::Value::Object(extra)) = (v.as_object_mut(), service) {
-                    o.extend(extra);
-                    o.insert("uptime_s".into(), started.elapsed().as_secs().into());
-                }
+                service.info.uptime_s = started.elapsed().as_secs();
+                v.service = Some(service);
                 Ok(v)
             }
         });
@@ -162,40 +82,31 @@ pub fn register<B: PoolBackend, C: Cluster>(
     ] {
         svc.timeout(long, LONG_CALL);
     }
-    method!(svc, m, "disk.list", |mm, p: DiskList| mm.disk_list(p.local));
-    {
-        svc.method("pool.layouts", move |_ctx, raw| async move {
-            let p: Layouts = params(raw)?;
-            Ok(Manager::<B, C>::layouts(p.disks))
-        });
-    }
-    method!(svc, m, "pool.create", |mm, p: CreatePool| mm.create_pool(p));
-    method!(svc, m, "pool.export", |mm, p: Export| mm
+    method!(svc, m, disk::List, |mm, p| mm.disk_list(p.local));
+    svc.typed::<pm::Layouts, _, _>(
+        move |_ctx, p| async move { Ok(Manager::<B, C>::layouts(p.disks)) },
+    );
+    method!(svc, m, pm::Create, |mm, p| mm.create_pool(p));
+    method!(svc, m, pm::Export, |mm, p| mm
         .export_pool(&p.name, p.to.as_deref()));
-    method!(svc, m, "pool.import", |mm, p: Name| mm.import_pool(&p.name));
-    method!(svc, m, "pool.takeover", |mm, p: Takeover| mm
+    method!(svc, m, pm::Import, |mm, p| mm.import_pool(&p.name));
+    method!(svc, m, pm::Takeover, |mm, p| mm
         .takeover_pool(&p.name, p.epoch));
-    method!(svc, m, "pool.status", |mm, p: OptName| mm
-        .pool_status(p.name.as_deref()));
-    method!(svc, m, "pool.repair", |mm, p: Name| mm.repair(&p.name));
-    method!(svc, m, "pool.delete", |mm, p: Name| mm.delete_pool(&p.name));
-    method!(svc, m, "pool.reconcile", |mm, _p: Empty| mm.reconcile());
-    method!(svc, m, "pool.active_local", |mm, _p: Empty| mm
-        .active_local());
-    method!(svc, m, "volume.create", |mm, p: CreateVolume| mm
-        .create_volume(p));
-    method!(svc, m, "volume.resize", |mm, p: Resize| mm
+    method!(svc, m, pm::Repair, |mm, p| mm.repair(&p.name));
+    method!(svc, m, pm::Delete, |mm, p| mm.delete_pool(&p.name));
+    method!(svc, m, pm::Reconcile, |mm, _p| mm.reconcile());
+    method!(svc, m, pm::ActiveLocal, |mm, _p| mm.active_local());
+    method!(svc, m, vm::Create, |mm, p| mm.create_volume(p));
+    method!(svc, m, vm::Resize, |mm, p| mm
         .resize_volume(&p.name, &p.size));
-    method!(svc, m, "volume.delete", |mm, p: Name| mm
-        .delete_volume(&p.name));
-    method!(svc, m, "volume.snapshot", |mm, p: Snapshot| mm.snapshot(
+    method!(svc, m, vm::Delete, |mm, p| mm.delete_volume(&p.name));
+    method!(svc, m, vm::Snapshot, |mm, p| mm.snapshot(
         &p.source,
         &p.name,
         p.read_only,
         "snapshot"
     ));
-    method!(svc, m, "volume.clone", |mm, p: Clone_| mm
+    method!(svc, m, vm::CloneVolume, |mm, p| mm
         .snapshot(&p.source, &p.name, false, "clone"));
-    method!(svc, m, "volume.list", |mm, p: List| mm
-        .list_volumes(p.pool.as_deref()));
+    method!(svc, m, vm::List, |mm, p| mm.list_volumes(p.pool.as_deref()));
 }

@@ -13,6 +13,17 @@ use serde_json::{json, Value};
 
 type M = Manager<SimBackend, FakeCluster>;
 
+/// A reply as the JSON it is on the wire.
+trait J {
+    fn j(self) -> Value;
+}
+
+impl<T: serde::Serialize> J for T {
+    fn j(self) -> Value {
+        serde_json::to_value(self).unwrap()
+    }
+}
+
 struct Rig {
     shelf: SimShelf,
     cluster: FakeCluster,
@@ -221,7 +232,7 @@ async fn partner_unreachable_means_not_provably_shared() {
         e.message
     );
     assert_eq!(state(&rig).await, before.state);
-    let list = rig.a.disk_list(false).await.unwrap();
+    let list = rig.a.disk_list(false).await.unwrap().j();
     assert_eq!(list["partner_reachable"], false);
     assert_eq!(list["disks"][0]["qualifies"], false);
 }
@@ -239,7 +250,7 @@ async fn disk_in_use_is_a_conflict() {
             "disks[1]",
         )
         .await;
-    let list = rig.a.disk_list(false).await.unwrap();
+    let list = rig.a.disk_list(false).await.unwrap().j();
     let d0 = &list["disks"][0];
     assert_eq!(d0["pool"], "p1");
     assert_eq!(d0["qualifies"], false);
@@ -254,7 +265,8 @@ async fn create_is_recorded_and_idempotent() {
         .a
         .create_pool(pool("p", "raid5", &["shelf0", "shelf1", "shelf2"]))
         .await
-        .unwrap();
+        .unwrap()
+        .j();
     assert_eq!(r["outcome"], "changed");
     assert_eq!(r["pool"]["system_id"], "A");
     assert_eq!(r["pool"]["active_here"], true);
@@ -267,7 +279,8 @@ async fn create_is_recorded_and_idempotent() {
         .a
         .create_pool(pool("p", "raid5", &["shelf0", "shelf1", "shelf2"]))
         .await
-        .unwrap();
+        .unwrap()
+        .j();
     assert_eq!(r["outcome"], "unchanged");
     let e = rpc(rig.a.create_pool(pool("p", "linear", &["shelf3"])).await);
     assert_eq!(e.kind(), Some(ErrorCode::Conflict));
@@ -327,7 +340,12 @@ async fn bad_volume_input_is_refused_and_changes_nothing() {
         .refused(rig.a.resize_volume("nope", "2GiB").await, NotFound, "name")
         .await;
     // Idempotent create.
-    let r = rig.a.create_volume(vol("p", "v1", "1GiB")).await.unwrap();
+    let r = rig
+        .a
+        .create_volume(vol("p", "v1", "1GiB"))
+        .await
+        .unwrap()
+        .j();
     assert_eq!(r["outcome"], "unchanged");
     // B does not own the pool.
     before
@@ -342,7 +360,12 @@ async fn bad_volume_input_is_refused_and_changes_nothing() {
 #[tokio::test]
 async fn volumes_snapshots_clones_and_the_tree() {
     let rig = Rig::built(3, pool("p", "mirror", &["shelf0", "shelf1"])).await;
-    let v = rig.a.create_volume(vol("p", "v1", "1GiB")).await.unwrap();
+    let v = rig
+        .a
+        .create_volume(vol("p", "v1", "1GiB"))
+        .await
+        .unwrap()
+        .j();
     assert_eq!(v["volume"]["lv_device"], "/dev/dx-p/v1");
     let serial = v["volume"]["serial"].as_str().unwrap();
     assert_eq!(v["volume"]["device"], format!("/dev/mapper/dxvol-{serial}"));
@@ -350,12 +373,14 @@ async fn volumes_snapshots_clones_and_the_tree() {
         .a
         .snapshot("v1", "v1-snap", true, "snapshot")
         .await
-        .unwrap();
+        .unwrap()
+        .j();
     let c = rig
         .a
         .snapshot("v1-snap", "v1-clone", false, "clone")
         .await
-        .unwrap();
+        .unwrap()
+        .j();
     for x in [&v, &s, &c] {
         assert_eq!(x["outcome"], "changed");
     }
@@ -369,9 +394,10 @@ async fn volumes_snapshots_clones_and_the_tree() {
         .a
         .snapshot("v1", "v1-snap", true, "snapshot")
         .await
-        .unwrap();
+        .unwrap()
+        .j();
     assert_eq!(again["outcome"], "unchanged");
-    let list = rig.a.list_volumes(Some("p")).await.unwrap();
+    let list = rig.a.list_volumes(Some("p")).await.unwrap().j();
     assert_eq!(
         list["tree"],
         json!([{"name": "v1", "children": [{"name": "v1-snap", "children": [{"name": "v1-clone", "children": []}]}]}])
@@ -384,7 +410,7 @@ async fn volumes_snapshots_clones_and_the_tree() {
         .unwrap();
     assert_eq!(snap["read_only"], true);
     // Grow.
-    let r = rig.a.resize_volume("v1", "2GiB").await.unwrap();
+    let r = rig.a.resize_volume("v1", "2GiB").await.unwrap().j();
     assert_eq!(r["volume"]["size"], "2GiB");
     // A volume with snapshots cannot be deleted (config-keeper refuses).
     let before = Before::take(&rig).await;
@@ -394,7 +420,7 @@ async fn volumes_snapshots_clones_and_the_tree() {
     rig.a.delete_volume("v1-clone").await.unwrap();
     rig.a.delete_volume("v1-snap").await.unwrap();
     rig.a.delete_volume("v1").await.unwrap();
-    let r = rig.a.delete_volume("v1").await.unwrap();
+    let r = rig.a.delete_volume("v1").await.unwrap().j();
     assert_eq!(r["outcome"], "unchanged");
     assert!(rig.cluster.snapshot().volumes.is_empty());
 }
@@ -432,12 +458,12 @@ async fn ownership_fails_closed() {
     assert!(!rig.shelf.is_active("B", "p"));
     // Heartbeat fences A and bumps the epoch: B takes over.
     let epoch = rig.cluster.bump_epoch();
-    let r = rig.b.takeover_pool("p", epoch).await.unwrap();
+    let r = rig.b.takeover_pool("p", epoch).await.unwrap().j();
     assert_eq!(r["pool"]["system_id"], "B");
     assert_eq!(r["pool"]["active_here"], true);
     assert_eq!(r["pool"]["owner"], "B");
     assert!(rig.shelf.is_active("B", "p"));
-    let again = rig.b.takeover_pool("p", epoch).await.unwrap();
+    let again = rig.b.takeover_pool("p", epoch).await.unwrap().j();
     assert_eq!(again["outcome"], "unchanged");
     // A can no longer activate it: recorded for B, system_id B.
     let e = rpc(rig.a.import_pool("p").await);
@@ -457,17 +483,17 @@ async fn ownership_fails_closed() {
     );
     // Partner unreachable: our own pool imports.
     rig.cluster.set_partner(None, None);
-    let r = rig.b.import_pool("p").await.unwrap();
+    let r = rig.b.import_pool("p").await.unwrap().j();
     assert_eq!(r["outcome"], "changed");
 }
 
 #[tokio::test]
 async fn export_verifies_device_mapper_and_giveback_hands_over() {
     let rig = Rig::with_volume(2).await;
-    let r = rig.a.export_pool("p", None).await.unwrap();
+    let r = rig.a.export_pool("p", None).await.unwrap().j();
     assert_eq!(r["dm_clean"], true);
     assert!(!rig.shelf.is_active("A", "p"));
-    let r = rig.a.export_pool("p", None).await.unwrap();
+    let r = rig.a.export_pool("p", None).await.unwrap().j();
     assert_eq!(r["outcome"], "unchanged");
     // Exported by request, the pool stays down although the desired state
     // names A as owner: the reconciler does not undo an export.
@@ -485,7 +511,7 @@ async fn export_verifies_device_mapper_and_giveback_hands_over() {
     assert!(rig.shelf.is_active("A", "p"));
     rig.record_owner("p", "B").await;
     rig.a.export_pool("p", Some("B")).await.unwrap();
-    let r = rig.b.import_pool("p").await.unwrap();
+    let r = rig.b.import_pool("p").await.unwrap().j();
     assert_eq!(r["pool"]["system_id"], "B");
     assert_eq!(r["pool"]["active_here"], true);
 }
@@ -527,7 +553,7 @@ async fn full_pools_refuse_new_volumes_and_alert() {
             .count(),
         2
     );
-    let st = rig.a.pool_status(Some("p")).await.unwrap();
+    let st = rig.a.pool_status(Some("p")).await.unwrap().j();
     assert_eq!(st["pools"][0]["usage"]["data"], "full");
 }
 
@@ -539,9 +565,9 @@ async fn degraded_raid_rebuilds_onto_a_spare_with_progress() {
     rig.a.create_pool(req).await.unwrap();
     rig.a.create_volume(vol("p", "v1", "1GiB")).await.unwrap();
     rig.shelf.fail_disk("shelf1");
-    let st = rig.a.pool_status(Some("p")).await.unwrap();
+    let st = rig.a.pool_status(Some("p")).await.unwrap().j();
     assert_eq!(st["pools"][0]["raid"]["state"], "degraded");
-    let r = rig.a.reconcile().await.unwrap();
+    let r = rig.a.reconcile().await.unwrap().j();
     assert_eq!(r["repairs"][0]["ok"], true, "{r}");
     let ev = rig.cluster.events();
     assert!(ev
@@ -553,7 +579,7 @@ async fn degraded_raid_rebuilds_onto_a_spare_with_progress() {
     // Rebuild progress shows in the status and as events.
     rig.shelf.set_sync("p", 40.0);
     rig.a.reconcile().await.unwrap();
-    let st = rig.a.pool_status(Some("p")).await.unwrap();
+    let st = rig.a.pool_status(Some("p")).await.unwrap().j();
     assert_eq!(
         st["pools"][0]["raid"],
         json!({"state": "syncing", "percent": 40.0})
@@ -563,7 +589,7 @@ async fn degraded_raid_rebuilds_onto_a_spare_with_progress() {
     let progress: Vec<Value> = rig.events("pool.progress");
     assert!(progress.iter().any(|p| p["percent"] == 40.0));
     assert!(progress.iter().any(|p| p["done"] == true));
-    let st = rig.a.pool_status(Some("p")).await.unwrap();
+    let st = rig.a.pool_status(Some("p")).await.unwrap().j();
     assert_eq!(st["pools"][0]["raid"]["state"], "healthy");
 }
 
@@ -579,7 +605,7 @@ async fn reconciler_repairs_what_is_safe_and_reports_drift() {
     be.delete_volume("p", "s1").await.unwrap();
     be.create_volume("p", "stray", 4 << 20).await.unwrap();
     be.deactivate_pool("p").await.unwrap();
-    let r = rig.a.reconcile().await.unwrap();
+    let r = rig.a.reconcile().await.unwrap().j();
     assert!(
         r["steps"]
             .as_array()
@@ -599,7 +625,7 @@ async fn reconciler_repairs_what_is_safe_and_reports_drift() {
     assert_eq!(drift, [json!("snapshot_missing"), json!("unknown_volume")]);
     // Restart-safe: a second pass changes nothing and repeats no event.
     let n = rig.cluster.events().len();
-    let r = rig.a.reconcile().await.unwrap();
+    let r = rig.a.reconcile().await.unwrap().j();
     assert!(r["steps"]
         .as_array()
         .unwrap()
@@ -607,13 +633,13 @@ async fn reconciler_repairs_what_is_safe_and_reports_drift() {
         .all(|s| s["step"]["step"] == "drift"));
     assert_eq!(rig.cluster.events().len(), n);
     // B sees the pool, not recorded for it: nothing happens there.
-    let r = rig.b.reconcile().await.unwrap();
+    let r = rig.b.reconcile().await.unwrap().j();
     assert!(r["steps"].as_array().unwrap().is_empty(), "{r}");
 }
 
 #[tokio::test]
 async fn layouts_table() {
-    let v = M::layouts(4);
+    let v = M::layouts(4).j();
     let rows = v["layouts"].as_array().unwrap();
     let raid5 = rows.iter().find(|r| r["layout"] == "raid5").unwrap();
     assert_eq!(raid5["capacity_fraction"], 0.75);
@@ -633,7 +659,7 @@ async fn delete_pool_needs_it_empty() {
         .refused(rig.b.delete_pool("p").await, ErrorCode::NotOwner, "name")
         .await;
     rig.a.delete_volume("v1").await.unwrap();
-    let r = rig.a.delete_pool("p").await.unwrap();
+    let r = rig.a.delete_pool("p").await.unwrap().j();
     assert_eq!(r["outcome"], "changed");
     assert!(rig.cluster.snapshot().pools.is_empty());
     assert!(rig.shelf.backend("A").observe().await.unwrap().is_empty());
@@ -642,7 +668,7 @@ async fn delete_pool_needs_it_empty() {
         .create_pool(pool("q", "linear", &["shelf0"]))
         .await
         .unwrap();
-    let r = rig.a.delete_pool("nosuch").await.unwrap();
+    let r = rig.a.delete_pool("nosuch").await.unwrap().j();
     assert_eq!(r["outcome"], "unchanged");
 }
 
@@ -650,9 +676,19 @@ async fn delete_pool_needs_it_empty() {
 async fn per_volume_devices_follow_ownership_on_both_controllers() {
     use duplex_pool_manager::core::dmvol::Table;
     let rig = Rig::with_pool(2).await;
-    let v = rig.a.create_volume(vol("p", "v1", "64MiB")).await.unwrap();
+    let v = rig
+        .a
+        .create_volume(vol("p", "v1", "64MiB"))
+        .await
+        .unwrap()
+        .j();
     let serial = v["volume"]["serial"].as_str().unwrap().to_string();
-    let snap = rig.a.snapshot("v1", "s1", true, "snapshot").await.unwrap();
+    let snap = rig
+        .a
+        .snapshot("v1", "s1", true, "snapshot")
+        .await
+        .unwrap()
+        .j();
     let sserial = snap["volume"]["serial"].as_str().unwrap().to_string();
     // A (owner): linear over the LV; the read-only snapshot read-only.
     let a = rig.shelf.dm_table("A", &serial).unwrap();
@@ -671,13 +707,13 @@ async fn per_volume_devices_follow_ownership_on_both_controllers() {
     // B (partner): nothing until its reconciler runs, then error tables of
     // the volume's size; running it again changes nothing.
     assert!(rig.shelf.dm_table("B", &serial).is_none());
-    let r = rig.b.reconcile().await.unwrap();
+    let r = rig.b.reconcile().await.unwrap().j();
     assert_eq!(r["dm"]["created"], 2, "{r}");
     assert_eq!(
         rig.shelf.dm_table("B", &serial).unwrap().table,
         Table::Error { sectors: 131_072 }
     );
-    let r = rig.b.reconcile().await.unwrap();
+    let r = rig.b.reconcile().await.unwrap().j();
     assert_eq!(r["dm"]["created"], 0, "{r}");
     assert_eq!(r["dm"]["swapped"], 0, "{r}");
     // targets holds both paths open from here on.
@@ -700,10 +736,10 @@ async fn per_volume_devices_follow_ownership_on_both_controllers() {
     // deactivated, or the simulator refuses as the kernel would), B takes
     // over and its devices become linear, still open.
     let epoch = rig.cluster.bump_epoch();
-    let r = rig.a.export_pool("p", None).await.unwrap();
+    let r = rig.a.export_pool("p", None).await.unwrap().j();
     assert_eq!(r["dm_clean"], true, "{r}");
     assert!(!rig.shelf.dm_table("A", &serial).unwrap().table.is_linear());
-    let t = rig.b.takeover_pool("p", epoch).await.unwrap();
+    let t = rig.b.takeover_pool("p", epoch).await.unwrap().j();
     assert_eq!(t["dm"]["swapped"], 2, "{t}");
     assert!(t["timings_ms"]["dm_switch"].is_u64(), "{t}");
     assert!(matches!(
@@ -759,7 +795,7 @@ async fn copies_and_read_only_are_recorded() {
     assert_eq!(rig.cluster.snapshot().pools["m"].copies, Some(3));
     // The same create again is unchanged; another copy count is not.
     assert_eq!(
-        rig.a.create_pool(p.clone()).await.unwrap()["outcome"],
+        rig.a.create_pool(p.clone()).await.unwrap().j()["outcome"],
         "unchanged"
     );
     p.copies = Some(2);

@@ -6,6 +6,12 @@ use crate::actions::{ActionLog, ActionRecord};
 use crate::peer;
 use crate::registry::{Registry, State};
 use crate::topics;
+use duplex_api::methods::event::{
+    PublishParams, Published, SubscribeParams, Subscribed, Unsubscribed,
+};
+use duplex_api::methods::router::{
+    ActionsParams, ActionsResult, PeerLink, Pong, Registered, ServicesResult, StatusResult,
+};
 use duplex_services::action;
 use duplex_services::client::{Event, EVENT_NOTIFY};
 use duplex_services::config::Config;
@@ -13,7 +19,6 @@ use duplex_services::conn::{ConnError, RpcConn};
 use duplex_services::rpc::{to_frame, ErrorCode, Request, Response, RpcError};
 use duplex_services::server::{self, ConnCtx, Dispatch, Limits};
 use duplex_services::service::{params, Registration};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::future::Future;
@@ -269,12 +274,18 @@ impl Router {
             "router.status" => ("router".into(), Ok(self.status_view())),
             "router.ping" => (
                 "router".into(),
-                Ok(json!({"pong": true, "controller": self.cfg.controller_id})),
+                Ok(json!(Pong {
+                    pong: true,
+                    controller: self.cfg.controller_id.clone(),
+                })),
             ),
             "event.subscribe" => ("router".into(), self.subscribe(&conn, req.params, &caller)),
             "event.unsubscribe" => {
                 lock(&self.subscribers).retain(|s| s.conn_id != conn.id);
-                ("router".into(), Ok(json!({"subscribed": false})))
+                (
+                    "router".into(),
+                    Ok(json!(Unsubscribed { subscribed: false })),
+                )
             }
             "event.publish" => (
                 "router".into(),
@@ -308,7 +319,10 @@ impl Router {
             old.close();
         }
         tracing::info!(service = %name, "service registered");
-        Ok(json!({"registered": name, "controller": self.cfg.controller_id}))
+        Ok(json!(Registered {
+            registered: name,
+            controller: self.cfg.controller_id.clone(),
+        }))
     }
 
     async fn service_conn(
@@ -410,11 +424,7 @@ impl Router {
     }
 
     fn subscribe(&self, conn: &Arc<ConnCtx>, p: Value, who: &str) -> Result<Value, RpcError> {
-        #[derive(Deserialize)]
-        struct P {
-            topics: Vec<String>,
-        }
-        let p: P = params(p)?;
+        let p: SubscribeParams = params(p)?;
         if p.topics.is_empty() {
             return Err(RpcError::invalid_params(
                 "topics",
@@ -451,7 +461,9 @@ impl Router {
             tx,
             who: who.to_string(),
         });
-        Ok(json!({"subscribed": p.topics}))
+        Ok(json!(Subscribed {
+            subscribed: p.topics
+        }))
     }
 
     async fn publish(
@@ -461,20 +473,7 @@ impl Router {
         action_id: &str,
         caller: &str,
     ) -> Result<Value, RpcError> {
-        #[derive(Deserialize)]
-        struct P {
-            topic: String,
-            #[serde(default)]
-            data: Value,
-            #[serde(default)]
-            partner: bool,
-            /// Set by the partner's router when it forwards an event.
-            #[serde(default)]
-            controller: Option<String>,
-            #[serde(default)]
-            source: Option<String>,
-        }
-        let p: P = params(p)?;
+        let p: PublishParams = params(p)?;
         if p.topic.contains('*') || !topics::valid_pattern(&p.topic) {
             return Err(RpcError::invalid_params(
                 "topic",
@@ -507,7 +506,10 @@ impl Router {
                 forwarded = c.send(to_frame(&fwd)).await.is_ok();
             }
         }
-        Ok(json!({"delivered": delivered, "partner": forwarded}))
+        Ok(json!(Published {
+            delivered,
+            partner: forwarded,
+        }))
     }
 
     /// Delivers an event to every matching subscriber without waiting; a
@@ -548,42 +550,39 @@ impl Router {
             let up = lock(&self.peer_out)
                 .as_ref()
                 .is_some_and(|c| !c.is_closed());
-            json!({
-                "controller": p.controller_id,
-                "state": if up { "up" } else { "down" },
-                "via": st.connected_via.map(|a| a.to_string()),
-                "since_ms": st.since_ms,
-                "last_error": st.last_error,
-            })
+            PeerLink {
+                controller: p.controller_id.clone(),
+                state: if up { "up" } else { "down" }.into(),
+                via: st.connected_via.map(|a| a.to_string()),
+                since_ms: st.since_ms,
+                last_error: st.last_error,
+            }
         });
-        json!({"controller": self.cfg.controller_id, "services": services, "peer": peer})
+        json!(ServicesResult {
+            controller: self.cfg.controller_id.clone(),
+            services: services.iter().map(|e| json!(e)).collect(),
+            peer,
+        })
     }
 
     fn actions_view(&self, p: Value) -> Result<Value, RpcError> {
-        #[derive(Deserialize)]
-        struct P {
-            #[serde(default)]
-            action_id: Option<String>,
-            #[serde(default = "default_limit")]
-            limit: usize,
-        }
-        fn default_limit() -> usize {
-            200
-        }
-        let p: P = params(p)?;
+        let p: ActionsParams = params(p)?;
         let records = lock(&self.actions).query(p.action_id.as_deref(), p.limit);
-        Ok(json!({"controller": self.cfg.controller_id, "actions": records}))
+        Ok(json!(ActionsResult {
+            controller: self.cfg.controller_id.clone(),
+            actions: records.iter().map(|r| json!(r)).collect(),
+        }))
     }
 
     fn status_view(&self) -> Value {
         let reg = lock(&self.registry).list();
-        json!({
-            "controller": self.cfg.controller_id,
-            "version": env!("CARGO_PKG_VERSION"),
-            "uptime_s": self.started.elapsed().as_secs(),
-            "services_up": reg.iter().filter(|e| e.state == State::Up).count(),
-            "services_down": reg.iter().filter(|e| e.state == State::Down).count(),
-            "subscribers": lock(&self.subscribers).len(),
+        json!(StatusResult {
+            controller: self.cfg.controller_id.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            uptime_s: self.started.elapsed().as_secs(),
+            services_up: reg.iter().filter(|e| e.state == State::Up).count(),
+            services_down: reg.iter().filter(|e| e.state == State::Down).count(),
+            subscribers: lock(&self.subscribers).len(),
         })
     }
 

@@ -10,7 +10,6 @@ use crate::conn::RpcConn;
 use crate::rpc::{ErrorCode, Id, Request, Response, RpcError};
 use crate::server::{self, ConnCtx, Dispatch, Limits};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -98,32 +97,9 @@ pub fn params<T: DeserializeOwned>(value: Value) -> Result<T, RpcError> {
 type BoxFut = Pin<Box<dyn Future<Output = Result<Value, RpcError>> + Send>>;
 type Handler = Arc<dyn Fn(Ctx, Value) -> BoxFut + Send + Sync>;
 
-/// What a service tells the router when it registers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Registration {
-    /// Service name, e.g. `pool-manager`.
-    pub name: String,
-    /// Its version.
-    pub version: String,
-    /// The namespaces it owns (`pool`, `disk`, ...).
-    pub namespaces: Vec<String>,
-    /// Every method it answers.
-    pub methods: Vec<String>,
-    /// Its own socket, where the router sends calls.
-    pub socket: PathBuf,
-    /// Its process id.
-    #[serde(default)]
-    pub pid: u32,
-    /// The method catalogue version the service was built with; the router
-    /// refuses a registration without one or with an incompatible one.
-    #[serde(default)]
-    pub catalogue: Option<duplex_api::catalogue::Version>,
-    /// Methods that may run longer than the router's default call timeout
-    /// (method → milliseconds), e.g. a pool takeover activating hundreds of
-    /// volumes. The router caps them at its `max_call_timeout_ms`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub timeouts_ms: BTreeMap<String, u64>,
-}
+/// What a service tells the router when it registers (the params of
+/// `router.register`, defined with the catalogue).
+pub use duplex_api::methods::router::Registration;
 
 /// Declares a service's methods, then starts it.
 pub struct ServiceBuilder {
@@ -190,28 +166,30 @@ impl ServiceBuilder {
         })
     }
 
-    /// Adds `<namespace>.status`: name, version, controller, pid, uptime and
-    /// the service's own `extra` fields (merged in at each call).
-    pub fn status_method<F>(&mut self, namespace: &str, extra: F) -> &mut Self
+    /// Adds the typed `<namespace>.status` method `M`: `f` builds its
+    /// result from the process's [`ServiceInfo`] (name, version,
+    /// controller, pid, uptime) at each call.
+    ///
+    /// [`ServiceInfo`]: duplex_api::methods::ServiceInfo
+    pub fn status_method<M, F>(&mut self, f: F) -> &mut Self
     where
-        F: Fn() -> Value + Send + Sync + 'static,
+        M: duplex_api::methods::RpcMethod<Params = duplex_api::methods::NoParams>,
+        F: Fn(duplex_api::methods::ServiceInfo) -> M::Result + Send + Sync + 'static,
     {
-        let base = serde_json::json!({
-            "service": self.name,
-            "version": self.version,
-            "controller": self.cfg.controller_id,
-            "pid": std::process::id(),
-        });
+        let (service, version) = (self.name.clone(), self.version.clone());
+        let controller = self.cfg.controller_id.clone();
         let started = Instant::now();
-        let extra = Arc::new(extra);
-        self.method(&format!("{namespace}.status"), move |_ctx, _p| {
-            let mut v = base.clone();
-            let more = extra();
-            if let (Value::Object(m), Value::Object(more)) = (&mut v, more) {
-                m.insert("uptime_s".into(), started.elapsed().as_secs().into());
-                m.extend(more);
-            }
-            async move { Ok(v) }
+        let f = Arc::new(f);
+        self.typed::<M, _, _>(move |_ctx, _p| {
+            let info = duplex_api::methods::ServiceInfo {
+                service: service.clone(),
+                version: version.clone(),
+                controller: controller.clone(),
+                pid: std::process::id(),
+                uptime_s: started.elapsed().as_secs(),
+            };
+            let r = f(info);
+            async move { Ok(r) }
         })
     }
 
@@ -443,6 +421,7 @@ impl Dispatch for ServiceDispatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize;
 
     #[derive(Debug, Deserialize)]
     #[allow(dead_code)]

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use clap::Parser;
 use duplex_services::exec::Cmd;
-use duplex_services::{telemetry, Config, ServiceBuilder};
+use duplex_services::{daemon, ServiceBuilder};
 use duplex_targets::backend::configfs::{ConfigFsBackend, DEFAULT_ROOT};
 use duplex_targets::backend::net::NetBackend;
 use duplex_targets::backend::sim::SimBackend;
@@ -111,8 +111,8 @@ async fn load_modules() {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    telemetry::init("duplex-targets");
-    let cfg = Config::load(args.config.as_deref()).context("loading the configuration")?;
+    let cfg = daemon::init("duplex-targets", args.config.as_deref())
+        .context("loading the configuration")?;
     let mut local = Local::new(&cfg.controller_id);
     if !args.portals.is_empty() {
         local.portals.clone_from(&args.portals);

@@ -15,10 +15,16 @@ use crate::core::model::AccessState;
 use crate::core::net::{floating, plan_net, Floating, NetStep};
 use crate::error::{chain, ReconcileError};
 use crate::reconciler::{Flip, FlipError, Outcome, Reconciler};
+use duplex_api::methods::net::{self as nm, FloatingIp};
+use duplex_api::methods::target::{
+    self as tm, AccessStatesResult, ReconcileResult, SetAccessStateResult, ShowResult, StatusReply,
+    StatusResult,
+};
+use duplex_api::methods::RpcMethod;
 use duplex_api::model::{Config, Pool};
 use duplex_api::topics;
-use duplex_services::{params, ErrorCode, RouterClient, RpcError, ServiceBuilder};
-use serde::{Deserialize, Serialize};
+use duplex_services::daemon::{self, Trigger};
+use duplex_services::{ErrorCode, RouterClient, RpcError, ServiceBuilder};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex as StdMutex};
@@ -26,25 +32,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 
 /// What `target.status` reports besides the basics.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Status {
-    /// True once configfs was rebuilt from the desired state after start.
-    pub ready: bool,
-    /// Reconciles done.
-    pub reconciles: u64,
-    /// Steps applied in all.
-    pub steps_applied: u64,
-    /// Drift checks that found and repaired out-of-band changes.
-    pub drift_repairs: u64,
-    /// Duration of the last reconcile.
-    pub last_ms: u64,
-    /// Exports not built and why.
-    pub pending: Vec<String>,
-    /// Foreign objects seen in configfs (not ours, left alone).
-    pub foreign: Vec<String>,
-    /// The last failure, if the last operation failed.
-    pub last_error: Option<String>,
-}
+pub use duplex_api::methods::target::State as Status;
 
 /// Floating addresses: the backend, the configuration's list and the
 /// states forced by `net.up` / `net.down` (kept while the address's
@@ -194,26 +182,6 @@ pub async fn fetch_pools(router: &RouterClient) -> Result<BTreeMap<String, Pool>
     Ok(read_config(&v)?.pools)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReconcileParams {
-    #[serde(default)]
-    dry_run: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NetParams {
-    name: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FlipParams {
-    pool: String,
-    state: AccessState,
-}
-
 /// Reconciles once: reads the desired state, then configfs when `fresh`.
 pub async fn reconcile_now(
     shared: &Shared,
@@ -277,26 +245,28 @@ impl Shared {
         r.map_err(|e| reconcile_error(&e))
     }
 
-    /// The `target.status` reply.
-    pub fn status_reply(&self) -> Value {
-        let mut v = serde_json::to_value(self.status()).unwrap_or(Value::Null);
-        if let Value::Object(m) = &mut v {
-            m.insert("capabilities".into(), json!(CAPABILITIES));
+    /// targets' part of the `target.status` reply.
+    pub fn status_reply(&self) -> StatusReply {
+        StatusReply {
+            state: self.status(),
+            capabilities: CAPABILITIES.iter().map(|c| c.to_string()).collect(),
         }
-        v
     }
 
     /// The `target.show` reply: our part of configfs as read now.
-    pub async fn show_reply(&self) -> Result<Value, RpcError> {
+    pub async fn show_reply(&self) -> Result<ShowResult, RpcError> {
         let o = self
             .with(|rec| rec.observe())
             .await?
             .map_err(|e| reconcile_error(&e))?;
-        Ok(json!({"tree": o.tree, "foreign": o.foreign}))
+        Ok(ShowResult {
+            tree: json!(o.tree),
+            foreign: o.foreign,
+        })
     }
 
     /// The `target.access_states` reply.
-    pub async fn access_states_reply(&self) -> Result<Value, RpcError> {
+    pub async fn access_states_reply(&self) -> Result<AccessStatesResult, RpcError> {
         let (pools, overrides) = self
             .with(|rec| {
                 (
@@ -305,21 +275,32 @@ impl Shared {
                 )
             })
             .await?;
-        Ok(json!({"pools": pools, "overrides": overrides}))
+        Ok(AccessStatesResult {
+            pools: pools.iter().map(|(k, v)| (k.clone(), json!(v))).collect(),
+            overrides: overrides
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect(),
+        })
     }
 
     /// The `net.status` reply.
-    pub async fn net_status_reply(&self) -> Value {
+    pub async fn net_status_reply(&self) -> nm::StatusResult {
         let n = self.net.lock().await;
         let held = n.backend.observe().await.unwrap_or_default();
-        let list: Vec<Value> = n
+        let floating_ips = n
             .floating
             .iter()
-            .map(|f| json!({"name": f.name, "address": format!("{}/{}", f.addr.address, f.addr.prefix),
-                            "interface": f.addr.interface, "owner": f.owner, "held_here": held.contains(&f.addr),
-                            "forced": n.forced.get(&f.name).map(|(up, _, _)| *up)}))
+            .map(|f| FloatingIp {
+                name: f.name.clone(),
+                address: format!("{}/{}", f.addr.address, f.addr.prefix),
+                interface: f.addr.interface.clone(),
+                owner: f.owner.clone(),
+                held_here: held.contains(&f.addr),
+                forced: n.forced.get(&f.name).map(|(up, _, _)| *up),
+            })
             .collect();
-        json!({"floating_ips": list})
+        nm::StatusResult { floating_ips }
     }
 
     /// Flips `pool` to `state` with the ownership records known now; the
@@ -331,104 +312,124 @@ impl Shared {
     }
 }
 
+/// Registers the typed method `M` with the shared state.
+fn typed<M, F, Fut>(svc: &mut ServiceBuilder, shared: &Shared, f: F)
+where
+    M: RpcMethod,
+    F: Fn(Shared, duplex_services::Ctx, M::Params) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<M::Result, RpcError>> + Send + 'static,
+{
+    let sh = shared.clone();
+    svc.typed::<M, _, _>(move |ctx, p| f(sh.clone(), ctx, p));
+}
+
 /// Declares the methods.
 pub fn register(svc: &mut ServiceBuilder, shared: &Shared) {
     let sh = shared.clone();
-    svc.status_method("target", move || sh.status_reply());
+    svc.status_method::<tm::Status, _>(move |service| StatusResult {
+        service,
+        status: sh.status_reply(),
+    });
 
-    let sh = shared.clone();
-    svc.method("target.reconcile", move |ctx, p| {
-        let sh = sh.clone();
-        async move {
-            let p: ReconcileParams = params(p)?;
-            let out = reconcile_now(&sh, &ctx.router, true, p.dry_run).await?;
-            tracing::info!(steps = out.steps.len(), ms = out.ms, dry_run = p.dry_run, "reconciled");
-            Ok(json!({"dry_run": p.dry_run, "steps": out.steps, "pending": out.pending, "foreign": out.foreign, "ms": out.ms}))
+    typed::<tm::Reconcile, _, _>(svc, shared, |sh, ctx, p| async move {
+        let out = reconcile_now(&sh, &ctx.router, true, p.dry_run).await?;
+        tracing::info!(
+            steps = out.steps.len(),
+            ms = out.ms,
+            dry_run = p.dry_run,
+            "reconciled"
+        );
+        Ok(ReconcileResult {
+            dry_run: p.dry_run,
+            steps: out.steps.iter().map(|s| json!(s)).collect(),
+            pending: out.pending,
+            foreign: out.foreign,
+            ms: out.ms,
+        })
+    });
+    typed::<tm::Show, _, _>(
+        svc,
+        shared,
+        |sh, _ctx, _p| async move { sh.show_reply().await },
+    );
+    typed::<tm::AccessStates, _, _>(svc, shared, |sh, _ctx, _p| async move {
+        sh.access_states_reply().await
+    });
+    typed::<nm::Up, _, _>(svc, shared, |sh, ctx, p| net_force(sh, ctx, p.name, true));
+    typed::<nm::Down, _, _>(svc, shared, |sh, ctx, p| net_force(sh, ctx, p.name, false));
+    typed::<nm::Status, _, _>(svc, shared, |sh, _ctx, _p| async move {
+        Ok(sh.net_status_reply().await)
+    });
+    typed::<tm::SetAccessState, _, _>(svc, shared, |sh, ctx, p| async move {
+        let state: AccessState = serde_json::from_value(Value::String(p.state))
+            .map_err(|e| RpcError::invalid_params("state", e.to_string()))?;
+        if state == AccessState::Transitioning {
+            return Err(RpcError::invalid_params(
+                "state",
+                "transitioning is set by the service itself while a flip runs",
+            ));
         }
-    });
-
-    let sh = shared.clone();
-    svc.method("target.show", move |_ctx, _p| {
-        let sh = sh.clone();
-        async move { sh.show_reply().await }
-    });
-
-    let sh = shared.clone();
-    svc.method("target.access_states", move |_ctx, _p| {
-        let sh = sh.clone();
-        async move { sh.access_states_reply().await }
-    });
-
-    net_method(svc, shared, "net.up", true);
-    net_method(svc, shared, "net.down", false);
-    let sh = shared.clone();
-    svc.method("net.status", move |_ctx, _p| {
-        let sh = sh.clone();
-        async move { Ok(sh.net_status_reply().await) }
-    });
-
-    let sh = shared.clone();
-    svc.method("target.set_access_state", move |ctx, p| {
-        let sh = sh.clone();
-        async move {
-            let p: FlipParams = params(p)?;
-            if p.state == AccessState::Transitioning {
-                return Err(RpcError::invalid_params("state", "transitioning is set by the service itself while a flip runs"));
+        let t = std::time::Instant::now();
+        // The latest ownership records, so the override is tied to them.
+        match fetch_pools(&ctx.router).await {
+            Ok(pools) => sh.with(move |rec| rec.set_pools(pools)).await?,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the pools' ownership records; using the last known")
             }
-            let t = std::time::Instant::now();
-            // The latest ownership records, so the override is tied to them.
-            match fetch_pools(&ctx.router).await {
-                Ok(pools) => sh.with(move |rec| rec.set_pools(pools)).await?,
-                Err(e) => tracing::warn!(error = %e, "cannot read the pools' ownership records; using the last known"),
-            }
-            let pool = p.pool.clone();
-            let f = sh.flip(p.pool, p.state).await?;
-            let handler_ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
-            tracing::info!(pool = %pool, state = ?f.state, volumes = f.volumes, writes = f.steps, ms = f.ms, handler_ms, "access state set");
-            let mut data = serde_json::to_value(&f).unwrap_or(Value::Null);
-            if let Value::Object(m) = &mut data {
-                m.insert("handler_ms".into(), json!(handler_ms));
-            }
-            if let Err(e) = ctx.router.publish(topics::TARGET_ACCESS_STATE, data.clone(), true).await {
-                tracing::warn!(error = %e, "cannot publish target.access_state");
-            }
-            Ok(data)
         }
+        let pool = p.pool.clone();
+        let f = sh.flip(p.pool, state).await?;
+        let handler_ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(pool = %pool, state = ?f.state, volumes = f.volumes, writes = f.steps, ms = f.ms, handler_ms, "access state set");
+        let flip = match json!(f) {
+            Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        let r = SetAccessStateResult { flip, handler_ms };
+        if let Err(e) = ctx
+            .router
+            .publish(topics::TARGET_ACCESS_STATE, json!(r), true)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot publish target.access_state");
+        }
+        Ok(r)
     });
 }
 
-fn net_method(svc: &mut ServiceBuilder, shared: &Shared, method: &str, up: bool) {
-    let sh = shared.clone();
-    svc.method(method, move |ctx, p| {
-        let sh = sh.clone();
-        async move {
-            let p: NetParams = params(p)?;
-            let cfg = fetch_config(&ctx.router).await?;
-            let Some(f) = cfg.floating_ips.get(&p.name) else {
-                return Err(RpcError::new(
-                    ErrorCode::NotFound,
-                    format!("floating IP {} is not in the configuration", p.name),
-                )
-                .with_field("name"));
-            };
-            let record = (up, f.owner.clone(), f.epoch);
-            {
-                let mut n = sh.net.lock().await;
-                n.forced.insert(p.name.clone(), record);
-            }
-            // The refresh keeps the forced state: its ownership record is current.
-            let steps = sh
-                .reconcile_net(Some(&cfg))
-                .await
-                .map_err(|e| RpcError::new(ErrorCode::BackendFailed, chain(&e)))?;
-            let data = json!({"name": p.name, "up": up, "steps": steps});
-            let _ = ctx
-                .router
-                .publish(topics::NET_CHANGED, data.clone(), true)
-                .await;
-            Ok(data)
-        }
-    });
+/// `net.up` (`up`) and `net.down`: forces the floating address `name` here
+/// while its ownership record stays the same.
+async fn net_force(
+    sh: Shared,
+    ctx: duplex_services::Ctx,
+    name: String,
+    up: bool,
+) -> Result<nm::Changed, RpcError> {
+    let cfg = fetch_config(&ctx.router).await?;
+    let Some(f) = cfg.floating_ips.get(&name) else {
+        return Err(RpcError::new(
+            ErrorCode::NotFound,
+            format!("floating IP {name} is not in the configuration"),
+        )
+        .with_field("name"));
+    };
+    let record = (up, f.owner.clone(), f.epoch);
+    sh.net.lock().await.forced.insert(name.clone(), record);
+    // The refresh keeps the forced state: its ownership record is current.
+    let steps = sh
+        .reconcile_net(Some(&cfg))
+        .await
+        .map_err(|e| RpcError::new(ErrorCode::BackendFailed, chain(&e)))?;
+    let r = nm::Changed {
+        name,
+        up,
+        steps: steps.iter().map(|s| json!(s)).collect(),
+    };
+    let _ = ctx
+        .router
+        .publish(topics::NET_CHANGED, json!(r), true)
+        .await;
+    Ok(r)
 }
 
 /// Events after which the desired tree may differ: a new desired state, or
@@ -477,36 +478,38 @@ pub async fn drive(shared: Shared, router: RouterClient, drift_every: Duration) 
             }
         }
     }
-    let mut sub = loop {
-        match router.subscribe(&TRIGGERS).await {
-            Ok(s) => break s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot subscribe to config.changed and pool events; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    };
-    let mut tick = tokio::time::interval(drift_every);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            ev = sub.next() => {
-                let r = duplex_services::action::scope(
-                    ev.action_id.clone().unwrap_or_else(duplex_services::action::new_id),
-                    reconcile_now(&shared, &router, false, false),
-                ).await;
-                match r {
+    let r = router.clone();
+    daemon::on_events_or_timer(
+        router,
+        &TRIGGERS,
+        Some(drift_every),
+        "targets",
+        move |trigger| {
+            let (shared, router) = (shared.clone(), r.clone());
+            async move {
+                let Trigger::Event(ev) = trigger else {
+                    return check_drift(&shared, &router).await;
+                };
+                match reconcile_now(&shared, &router, false, false).await {
                     Ok(o) if !o.steps.is_empty() => {
                         tracing::info!(steps = o.steps.len(), ms = o.ms, "configuration applied");
-                        let _ = router.publish(topics::TARGET_RECONCILED, json!({"steps": o.steps.len(), "ms": o.ms}), false).await;
+                        let _ = router
+                            .publish(
+                                topics::TARGET_RECONCILED,
+                                json!({"steps": o.steps.len(), "ms": o.ms}),
+                                false,
+                            )
+                            .await;
                     }
                     Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, topic = %ev.topic, "reconcile after an event failed"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, topic = %ev.topic, "reconcile after an event failed")
+                    }
                 }
             }
-            _ = tick.tick() => check_drift(&shared, &router).await,
-        }
-    }
+        },
+    )
+    .await;
 }
 
 /// Reads configfs; if it differs from what we applied, repairs it and

@@ -1,15 +1,10 @@
 //! The `config` namespace (config-keeper): params and results.
 
-use super::RpcMethod;
+pub use super::NoParams;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
-
-/// No parameters (an empty object or none).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NoParams {}
 
 /// `config.get` params.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
@@ -182,18 +177,6 @@ pub struct StatusResult {
     pub ready: bool,
     /// Replication state per direction.
     pub replication: Value,
-}
-
-macro_rules! method {
-    ($t:ident, $name:literal, $p:ty, $r:ty) => {
-        #[doc = concat!("`", $name, "`.")]
-        pub struct $t;
-        impl RpcMethod for $t {
-            const NAME: &'static str = $name;
-            type Params = $p;
-            type Result = $r;
-        }
-    };
 }
 
 method!(Get, "config.get", GetParams, GetResult);

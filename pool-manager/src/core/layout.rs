@@ -28,26 +28,7 @@ pub enum Layout {
 pub const LAYOUT_NAMES: [&str; 5] = ["linear", "mirror", "raid5", "raid6", "raid10"];
 
 /// One row of `pool.layouts`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LayoutInfo {
-    /// The layout name.
-    pub layout: &'static str,
-    /// Copies (mirror only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub copies: Option<u8>,
-    /// Whether the layout can be built on this many disks.
-    pub possible: bool,
-    /// Why not, when it cannot.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Usable fraction of the raw capacity of the disks (0..1).
-    pub capacity_fraction: f64,
-    /// How many disks may fail without losing data (guaranteed, whichever
-    /// disks they are).
-    pub fault_tolerance: usize,
-    /// Disks the layout uses of those given (raid10 uses an even number).
-    pub disks_used: usize,
-}
+pub use duplex_api::methods::pool::LayoutRow as LayoutInfo;
 
 impl Layout {
     /// Parses a layout name and the optional copy count (`field` prefixes
@@ -245,7 +226,7 @@ impl Layout {
     pub fn info(self, n: usize) -> LayoutInfo {
         let reason = self.check_disks("disks", n).err().map(|e| e.reason);
         LayoutInfo {
-            layout: self.name(),
+            layout: self.name().to_string(),
             copies: match self {
                 Layout::Mirror { copies } => Some(copies),
                 _ => None,

@@ -4,7 +4,7 @@
 
 use crate::core::disk::DiskInfo;
 use duplex_api::change::{parse_changes, Change, ViolationClass};
-use duplex_api::model::{Config, Kind, Object};
+use duplex_api::model::Config;
 use duplex_api::validate;
 use duplex_services::{ErrorCode, RouterClient, RpcError};
 use serde_json::{json, Value};
@@ -31,28 +31,6 @@ pub trait Cluster: Send + Sync + 'static {
     fn publish(&self, topic: &str, data: Value) -> impl Future<Output = ()> + Send;
 }
 
-/// Parses the `config` member of a `config.get` reply.
-pub fn config_from_json(v: &Value) -> Result<Config, RpcError> {
-    let mut cfg = Config::default();
-    for kind in Kind::ALL {
-        let items: Vec<&Value> = match v.get(kind.as_str()) {
-            None | Some(Value::Null) => continue,
-            Some(Value::Array(a)) => a.iter().collect(),
-            Some(o) => vec![o],
-        };
-        for item in items {
-            let obj = Object::from_json(kind, item).map_err(|(path, reason)| {
-                RpcError::new(
-                    ErrorCode::Internal,
-                    format!("config.get returned an unreadable {kind} ({path}: {reason})"),
-                )
-            })?;
-            cfg.put(obj);
-        }
-    }
-    Ok(cfg)
-}
-
 /// [`Cluster`] over the router.
 #[derive(Clone)]
 pub struct RouterCluster {
@@ -69,7 +47,12 @@ impl RouterCluster {
 impl Cluster for RouterCluster {
     async fn config(&self) -> Result<Config, RpcError> {
         let v = self.router.call("config.get", json!({})).await?;
-        config_from_json(v.get("config").unwrap_or(&Value::Null))
+        Config::from_json(v.get("config").unwrap_or(&Value::Null)).map_err(|e| {
+            RpcError::new(
+                ErrorCode::Internal,
+                format!("config.get answered an unreadable state: {e}"),
+            )
+        })
     }
 
     async fn apply(&self, changes: Vec<Change>) -> Result<(), RpcError> {

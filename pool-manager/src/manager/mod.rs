@@ -28,57 +28,18 @@ use crate::core::observed::ObservedPool;
 use crate::error::PoolError;
 pub use cluster::{Cluster, FakeCluster, RouterCluster};
 use duplex_api::change::Change;
-use duplex_api::model::{Config, Kind, Object, Pool, Tier};
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use duplex_api::methods::volume::{DmReport, DmSync};
+use duplex_api::model::{Config, Kind, Object, Pool};
+use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use tokio::sync::Mutex;
 
 /// `pool.create` parameters.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreatePool {
-    /// Pool name.
-    pub name: String,
-    /// `linear`, `mirror`, `raid5`, `raid6`, `raid10`.
-    pub layout: String,
-    /// Mirror copies (2 or 3).
-    #[serde(default)]
-    pub copies: Option<u8>,
-    /// Data disks: stable path, kernel name, serial or WWN.
-    pub disks: Vec<String>,
-    /// Hot spares, same forms.
-    #[serde(default)]
-    pub spares: Vec<String>,
-    /// Overrides the tier the disks report.
-    #[serde(default)]
-    pub tier: Option<Tier>,
-    /// Erase partitions and signatures of the disks first.
-    #[serde(default)]
-    pub wipe: bool,
-}
-
+pub use duplex_api::methods::pool::CreateParams as CreatePool;
 /// `volume.create` parameters.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateVolume {
-    /// Pool.
-    pub pool: String,
-    /// Volume name (unique in the cluster).
-    pub name: String,
-    /// Size with a unit (`"10GiB"`).
-    pub size: String,
-}
-
+pub use duplex_api::methods::volume::CreateParams as CreateVolume;
 /// Outcome of an idempotent operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// Something was changed.
-    Changed,
-    /// It was already so; nothing changed.
-    Unchanged,
-}
+pub use duplex_api::methods::Outcome;
 
 #[derive(Default)]
 struct Memory {
@@ -322,7 +283,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
 
     /// Deletes the record of `object`, runs `work`, and restores the record
     /// if the work fails (a failed restore leaves `left`); then publishes
-    /// `event` on `topic`.
+    /// `event` on `topic`. Returns the key of the object.
     async fn delete_recorded<F, Fut>(
         &self,
         object: Object,
@@ -330,7 +291,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         left: String,
         topic: &str,
         event: Value,
-    ) -> Result<Value, PoolError>
+    ) -> Result<String, PoolError>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<(), PoolError>>,
@@ -349,7 +310,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         )
         .await?;
         self.cluster.publish(topic, event).await;
-        Ok(json!({"outcome": Outcome::Changed, what: name}))
+        Ok(name)
     }
 
     /// Activates every volume of pool `name` here.
@@ -376,7 +337,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
     /// `release` names a pool whose devices must become error tables
     /// whatever LVM shows (an export: the linear devices hold the LVs open,
     /// so they are swapped before the deactivation). Returns what changed.
-    async fn sync_dm(&self, cfg: &Config, release: Option<&str>) -> Result<Value, PoolError> {
+    async fn sync_dm(&self, cfg: &Config, release: Option<&str>) -> Result<DmReport, PoolError> {
         let devs = self
             .backend
             .dm_devices()
@@ -417,27 +378,32 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
                 .await
                 .map_err(PoolError::backend("switch the per-volume devices"))?;
         }
-        Ok(json!({
-            "created": plan.create.len(), "swapped": plan.reload.len(),
-            "resumed": plan.resume.len(),
-            "removed": plan.remove.len().saturating_sub(left.len()),
-            "still_open": left, "conflicts": plan.conflicts, "bad_serial": bad,
-        }))
+        Ok(DmReport {
+            created: plan.create.len(),
+            swapped: plan.reload.len(),
+            resumed: plan.resume.len(),
+            removed: plan.remove.len().saturating_sub(left.len()),
+            still_open: left,
+            conflicts: plan.conflicts,
+            bad_serial: bad,
+        })
     }
 
     /// [`Self::sync_dm`] after an operation that already succeeded: a
     /// failure is logged and reported in the result (`dm_error`), the
     /// reconciler retries.
-    async fn sync_dm_after(&self, what: &str) -> Value {
+    async fn sync_dm_after(&self, what: &str) -> DmSync {
         let r = match self.config().await {
             Ok(cfg) => self.sync_dm(&cfg, None).await,
             Err(e) => Err(e),
         };
         match r {
-            Ok(v) => v,
+            Ok(v) => DmSync::Done(v),
             Err(e) => {
                 tracing::warn!(error = %e.chain(), "per-volume devices after {what}; the reconciler retries");
-                json!({"dm_error": e.chain()})
+                DmSync::Failed {
+                    dm_error: e.chain(),
+                }
             }
         }
     }

@@ -7,10 +7,10 @@ use crate::core::ownership::{check_import, check_takeover, Import, PartnerView};
 use crate::core::Invalid;
 use crate::error::PoolError;
 use duplex_api::change::Change;
+use duplex_api::methods::pool::{ExportResult, ImportResult, TakeoverResult, TakeoverTimings};
 use duplex_api::model::Object;
 use duplex_api::topics;
 use serde_json::json;
-use serde_json::Value;
 use std::time::Instant;
 
 impl<B: PoolBackend, C: Cluster> Manager<B, C> {
@@ -18,7 +18,11 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
     /// device-mapper holds nothing of it. With `to`, hands the system_id to
     /// the partner afterwards (giveback: the desired state must already
     /// name the partner as owner).
-    pub async fn export_pool(&self, name: &str, to: Option<&str>) -> Result<Value, PoolError> {
+    pub async fn export_pool(
+        &self,
+        name: &str,
+        to: Option<&str>,
+    ) -> Result<ExportResult, PoolError> {
         check_pool_name("name", name)?;
         let (_g, cfg) = self.begin().await?;
         let desired = Self::desired_pool(&cfg, name, "name")?;
@@ -92,10 +96,16 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
                 json!({"pool": name, "controller": self.me, "to": to}),
             )
             .await;
-        Ok(
-            json!({"pool": name, "outcome": if was_active || handed { Outcome::Changed } else { Outcome::Unchanged },
-                  "dm_clean": true, "handed_to": to.filter(|_| handed)}),
-        )
+        Ok(ExportResult {
+            pool: name.into(),
+            outcome: if was_active || handed {
+                Outcome::Changed
+            } else {
+                Outcome::Unchanged
+            },
+            dm_clean: true,
+            handed_to: to.filter(|_| handed).map(str::to_string),
+        })
     }
 
     async fn partner_view(&self, pool: &str) -> PartnerView {
@@ -114,7 +124,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
 
     /// `pool.import`: activates a pool carrying our system_id, never one the
     /// partner reports active.
-    pub async fn import_pool(&self, name: &str) -> Result<Value, PoolError> {
+    pub async fn import_pool(&self, name: &str) -> Result<ImportResult, PoolError> {
         check_pool_name("name", name)?;
         let (_g, cfg) = self.begin().await?;
         self.owned_pool(&cfg, name, "name")?;
@@ -144,16 +154,19 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
                 json!({"pool": name, "controller": self.me, "duration_ms": ms}),
             )
             .await;
-        let mut v = self.pool_json(&cfg, name, outcome).await?;
-        v["duration_ms"] = ms.into();
-        v["dm"] = dm;
-        Ok(v)
+        let v = self.pool_json(&cfg, name, outcome).await?;
+        Ok(ImportResult {
+            outcome: v.outcome,
+            pool: v.pool,
+            duration_ms: ms,
+            dm,
+        })
     }
 
     /// `pool.takeover`: after fencing, with the current cluster epoch:
     /// record ownership (unless heartbeat did), rewrite the system_id,
     /// activate everything.
-    pub async fn takeover_pool(&self, name: &str, epoch: u64) -> Result<Value, PoolError> {
+    pub async fn takeover_pool(&self, name: &str, epoch: u64) -> Result<TakeoverResult, PoolError> {
         check_pool_name("name", name)?;
         let _g = self.op.lock().await;
         let t0 = Instant::now();
@@ -207,7 +220,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             )
             .await;
         let cfg = self.config().await?;
-        let mut v = self
+        let v = self
             .pool_json(
                 &cfg,
                 name,
@@ -218,11 +231,17 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
                 },
             )
             .await?;
-        v["duration_ms"] = total.into();
-        v["timings_ms"] = json!({"system_id": u64::try_from(sysid_ms).unwrap_or(u64::MAX),
-            "activate": u64::try_from(activate_ms).unwrap_or(u64::MAX),
-            "dm_switch": u64::try_from(dm_ms).unwrap_or(u64::MAX)});
-        v["dm"] = dm;
-        Ok(v)
+        let ms = |d: u128| u64::try_from(d).unwrap_or(u64::MAX);
+        Ok(TakeoverResult {
+            outcome: v.outcome,
+            pool: v.pool,
+            duration_ms: total,
+            timings_ms: TakeoverTimings {
+                system_id: ms(sysid_ms),
+                activate: ms(activate_ms),
+                dm_switch: ms(dm_ms),
+            },
+            dm,
+        })
     }
 }

@@ -11,10 +11,14 @@ use crate::core::thin::{metadata_size, EXTENT};
 use crate::core::Invalid;
 use crate::error::PoolError;
 use duplex_api::change::Change;
+use duplex_api::methods::disk::{DiskRow, DiskView, ListResult};
+use duplex_api::methods::pool::{
+    ActiveLocalResult, Deleted, LayoutsResult, PoolInfo, PoolResult, StatusResult,
+};
 use duplex_api::model::{Config, Disk, Kind, Object, Pool, Tier};
 use duplex_api::syntax::Size;
 use duplex_api::topics;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeSet;
 
 fn find_disk<'a>(disks: &'a [DiskInfo], r: &str) -> Option<&'a DiskInfo> {
@@ -32,19 +36,24 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
     /// `disk.list`: with `local`, this controller's discovery only (what the
     /// partner asks); otherwise every disk with its tier and whether it may
     /// join a pool, and why not.
-    pub async fn disk_list(&self, local: bool) -> Result<Value, PoolError> {
+    pub async fn disk_list(&self, local: bool) -> Result<ListResult, PoolError> {
         let disks = self
             .backend
             .discover()
             .await
             .map_err(PoolError::backend("discover disks"))?;
         if local {
-            return Ok(json!({ "controller": self.me, "disks": disks }));
+            return Ok(ListResult {
+                controller: self.me.clone(),
+                view: DiskView::Local {
+                    disks: disks.iter().map(|d| json!(d)).collect(),
+                },
+            });
         }
         let cfg = self.config().await?;
         let partner = self.partner_disks().await;
         let pview = self.partner_view_of(&partner);
-        let rows: Vec<Value> = disks
+        let rows: Vec<DiskRow> = disks
             .iter()
             .map(|d| {
                 let in_pool = cfg
@@ -54,29 +63,45 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
                     .map(|p| p.name.as_str());
                 let q = qualify(d, pview, in_pool, false);
                 let shared = matches!(pview, PartnerDisks::Seen(_, theirs) if theirs.iter().any(|t| t.wwn == d.wwn));
-                json!({
-                    "path": d.path, "kernel_name": d.kernel_name, "wwn": d.wwn,
-                    "wwn_derived": d.wwn_derived, "serial": d.serial, "model": d.model,
-                    "size": d.size, "rotational": d.rotational, "transport": d.transport,
-                    "tier": cfg.disks.get(&d.wwn).map_or(d.tier(), |r| r.tier),
-                    "shared": shared, "pool": in_pool, "vg": d.vg,
-                    "qualifies": q.is_ok(),
-                    "wipe_would_qualify": q.as_ref().err().is_some_and(Refusal::wipeable),
-                    "refusal": q.as_ref().err().map(|r| r.explain(&d.path)),
-                })
+                DiskRow {
+                    path: d.path.clone(),
+                    kernel_name: d.kernel_name.clone(),
+                    wwn: d.wwn.clone(),
+                    wwn_derived: d.wwn_derived,
+                    serial: d.serial.clone(),
+                    model: d.model.clone(),
+                    size: d.size,
+                    rotational: d.rotational,
+                    transport: d.transport.clone(),
+                    tier: cfg.disks.get(&d.wwn).map_or(d.tier(), |r| r.tier),
+                    shared,
+                    pool: in_pool.map(str::to_string),
+                    vg: d.vg.clone(),
+                    qualifies: q.is_ok(),
+                    wipe_would_qualify: q.as_ref().err().is_some_and(Refusal::wipeable),
+                    refusal: q.as_ref().err().map(|r| r.explain(&d.path)),
+                }
             })
             .collect();
-        Ok(json!({"controller": self.me, "partner_reachable": partner.is_ok(), "disks": rows}))
+        Ok(ListResult {
+            controller: self.me.clone(),
+            view: DiskView::Checked {
+                partner_reachable: partner.is_ok(),
+                disks: rows,
+            },
+        })
     }
 
     /// `pool.layouts`: every layout for `disks` disks.
-    pub fn layouts(disks: usize) -> Value {
-        let rows: Vec<_> = Layout::all().iter().map(|l| l.info(disks)).collect();
-        json!({"disks": disks, "layouts": rows})
+    pub fn layouts(disks: usize) -> LayoutsResult {
+        LayoutsResult {
+            disks,
+            layouts: Layout::all().iter().map(|l| l.info(disks)).collect(),
+        }
     }
 
     /// `pool.create`.
-    pub async fn create_pool(&self, req: CreatePool) -> Result<Value, PoolError> {
+    pub async fn create_pool(&self, req: CreatePool) -> Result<PoolResult, PoolError> {
         check_pool_name("name", &req.name)?;
         let layout = Layout::parse(&req.layout, req.copies)?;
         layout.check_disks("disks", req.disks.len())?;
@@ -293,12 +318,15 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         cfg: &Config,
         name: &str,
         outcome: Outcome,
-    ) -> Result<Value, PoolError> {
+    ) -> Result<PoolResult, PoolError> {
         let observed = self.observe_pool(name).await?;
-        Ok(json!({"outcome": outcome, "pool": self.pool_status_one(cfg, name, observed.as_ref())}))
+        Ok(PoolResult {
+            outcome,
+            pool: self.pool_status_one(cfg, name, observed.as_ref()),
+        })
     }
 
-    fn pool_status_one(&self, cfg: &Config, name: &str, o: Option<&ObservedPool>) -> Value {
+    fn pool_status_one(&self, cfg: &Config, name: &str, o: Option<&ObservedPool>) -> PoolInfo {
         let d = cfg.pools.get(name);
         let (data_pct, meta_pct) = o.map_or((0.0, 0.0), ObservedPool::usage);
         let raid = o.map(ObservedPool::raid_state);
@@ -306,38 +334,40 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             (Some(r), Some(_)) => health::alerts(name, data_pct, meta_pct, r),
             _ => vec![],
         };
-        json!({
-            "name": name,
-            "vg": vg_name(name),
-            "recorded": d.is_some(),
-            "home": d.map(|p| p.home.clone()),
-            "owner": d.map(|p| p.owner.clone()),
-            "epoch": d.map(|p| p.epoch),
-            "tier": d.map(|p| p.tier),
-            "layout": o.and_then(|o| o.layout).map(|l| json!(l)).or_else(|| {
+        PoolInfo {
+            name: name.to_string(),
+            vg: vg_name(name),
+            recorded: d.is_some(),
+            home: d.map(|p| p.home.clone()),
+            owner: d.map(|p| p.owner.clone()),
+            epoch: d.map(|p| p.epoch),
+            tier: d.map(|p| p.tier),
+            layout: o.and_then(|o| o.layout).map(|l| json!(l)).or_else(|| {
                 d.map(|p| {
                     let copies = p.copies.and_then(|c| u8::try_from(c).ok());
-                    Layout::from_config(p.layout, copies).map_or_else(|_| json!(p.layout), |l| json!(l))
+                    Layout::from_config(p.layout, copies)
+                        .map_or_else(|_| json!(p.layout), |l| json!(l))
                 })
             }),
-            "copies": d.and_then(|p| p.copies),
-            "system_id": o.map(|o| o.system_id.clone()),
-            "visible": o.is_some(),
-            "active_here": o.is_some_and(ObservedPool::active),
-            "size": o.map(|o| o.size),
-            "free": o.map(|o| o.free),
-            "thin": o.and_then(|o| o.thin.clone()),
-            "usage": {"data": usage(data_pct), "metadata": usage(meta_pct)},
-            "raid": raid,
-            "disks": o.map(|o| o.pvs.clone()),
-            "volumes": o.map_or(0, |o| o.volumes.len()),
-            "alerts": alerts,
-        })
+            copies: d.and_then(|p| p.copies),
+            system_id: o.map(|o| o.system_id.clone()),
+            visible: o.is_some(),
+            active_here: o.is_some_and(ObservedPool::active),
+            size: o.map(|o| o.size),
+            free: o.map(|o| o.free),
+            // Absent thin pool is null, as before.
+            thin: o.and_then(|o| o.thin.as_ref()).map(|t| json!(t)),
+            usage: json!({"data": usage(data_pct), "metadata": usage(meta_pct)}),
+            raid: raid.map(|r| json!(r)),
+            disks: o.map(|o| o.pvs.iter().map(|p| json!(p)).collect()),
+            volumes: o.map_or(0, |o| o.volumes.len()),
+            alerts: alerts.iter().map(|a| json!(a)).collect(),
+        }
     }
 
     /// `pool.status`: one pool or all, desired and observed side by side,
     /// with usage levels, RAID state and sync/rebuild progress.
-    pub async fn pool_status(&self, name: Option<&str>) -> Result<Value, PoolError> {
+    pub async fn pool_status(&self, name: Option<&str>) -> Result<StatusResult, PoolError> {
         let cfg = self.config().await?;
         let observed = self.observe().await?;
         let mut names: BTreeSet<String> = cfg.pools.keys().cloned().collect();
@@ -352,30 +382,40 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             }
             names = [n.to_string()].into();
         }
-        let pools: Vec<Value> = names
+        let pools = names
             .iter()
             .map(|n| self.pool_status_one(&cfg, n, observed.iter().find(|o| &o.pool == n)))
             .collect();
-        Ok(json!({"controller": self.me, "pools": pools}))
+        Ok(StatusResult {
+            controller: self.me.clone(),
+            pools,
+            service: None,
+        })
     }
 
     /// `pool.active_local`: pools with anything active here.
-    pub async fn active_local(&self) -> Result<Value, PoolError> {
+    pub async fn active_local(&self) -> Result<ActiveLocalResult, PoolError> {
         let pools = self
             .backend
             .active_pools()
             .await
             .map_err(PoolError::backend("list active pools"))?;
-        Ok(json!({"controller": self.me, "pools": pools}))
+        Ok(ActiveLocalResult {
+            controller: self.me.clone(),
+            pools,
+        })
     }
 
     /// `pool.delete`: removes an empty pool (its volumes deleted first) from
     /// the desired state and from the disks, which are left blank.
-    pub async fn delete_pool(&self, name: &str) -> Result<Value, PoolError> {
+    pub async fn delete_pool(&self, name: &str) -> Result<Deleted, PoolError> {
         check_pool_name("name", name)?;
         let (_g, cfg) = self.begin().await?;
         let Some(rec) = cfg.pools.get(name).cloned() else {
-            return Ok(json!({"outcome": Outcome::Unchanged, "pool": name}));
+            return Ok(Deleted {
+                outcome: Outcome::Unchanged,
+                pool: name.into(),
+            });
         };
         self.owned_pool(&cfg, name, "name")?;
         if let Some(v) = cfg.volumes.values().find(|v| v.pool == name) {
@@ -407,11 +447,15 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             topics::POOL_DELETED,
             json!({"pool": name, "controller": self.me}),
         )
-        .await
+        .await?;
+        Ok(Deleted {
+            outcome: Outcome::Changed,
+            pool: name.into(),
+        })
     }
 
     /// `pool.repair`: rebuild a degraded pool onto its spares now.
-    pub async fn repair(&self, name: &str) -> Result<Value, PoolError> {
+    pub async fn repair(&self, name: &str) -> Result<PoolResult, PoolError> {
         check_pool_name("name", name)?;
         let (_g, cfg) = self.begin().await?;
         self.owned_pool(&cfg, name, "name")?;

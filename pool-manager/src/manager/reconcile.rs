@@ -5,15 +5,17 @@ use crate::backend::PoolBackend;
 use crate::core::health;
 use crate::core::reconcile::{plan, Drift, Step};
 use crate::error::PoolError;
+use duplex_api::methods::pool::{ReconcileResult, RepairStarted, StepResult};
+use duplex_api::methods::volume::DmSync;
 use duplex_api::topics;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeSet;
 
 impl<B: PoolBackend, C: Cluster> Manager<B, C> {
     /// One reconciliation pass: plan against the desired state, apply the
     /// safe steps, publish new drift and health alerts, rebuild degraded
     /// RAID onto spares. Returns the plan and what happened.
-    pub async fn reconcile(&self) -> Result<Value, PoolError> {
+    pub async fn reconcile(&self) -> Result<ReconcileResult, PoolError> {
         let (_g, cfg) = self.begin().await?;
         let observed = self.observe().await?;
         let held = self.held.lock().await.pools().clone();
@@ -40,14 +42,26 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             if let Err(e) = &r {
                 tracing::warn!(step = ?s, error = %e, "reconcile step failed");
             }
-            results.push(json!({"step": s, "ok": r.is_ok(), "error": r.err().map(|e| PoolError::Backend{op: "reconcile".into(), source: e}.chain())}));
+            results.push(StepResult {
+                step: json!(s),
+                ok: r.is_ok(),
+                error: r.err().map(|e| {
+                    PoolError::Backend {
+                        op: "reconcile".into(),
+                        source: e,
+                    }
+                    .chain()
+                }),
+            });
         }
         // The per-volume devices, on both controllers, after LVM.
         let dm = match self.sync_dm(&cfg, None).await {
-            Ok(v) => v,
+            Ok(v) => DmSync::Done(v),
             Err(e) => {
                 tracing::warn!(error = %e.chain(), "per-volume devices not reconciled");
-                json!({"dm_error": e.chain()})
+                DmSync::Failed {
+                    dm_error: e.chain(),
+                }
             }
         };
         let mut mem = self.memory.lock().await;
@@ -125,10 +139,17 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
                         json!({"pool": o.pool, "state": if ok {"running"} else {"failed"}}),
                     )
                     .await;
-                repairs.push(json!({"pool": o.pool, "ok": ok}));
+                repairs.push(RepairStarted {
+                    pool: o.pool.clone(),
+                    ok,
+                });
             }
         }
         mem.alerts = alerts;
-        Ok(json!({"steps": results, "repairs": repairs, "dm": dm}))
+        Ok(ReconcileResult {
+            steps: results,
+            repairs,
+            dm,
+        })
     }
 }

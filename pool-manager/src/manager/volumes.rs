@@ -10,21 +10,41 @@ use crate::core::observed::ObservedPool;
 use crate::core::thin::{format_size, parse_size};
 use crate::core::Invalid;
 use crate::error::PoolError;
+use duplex_api::methods::volume::DmSync;
+use duplex_api::methods::volume::{
+    Deleted, ListResult, ListedVolume, TreeNode, VolumeInfo, VolumeResult,
+};
 use duplex_api::model::{Config, Kind, Object, Volume};
 use duplex_api::syntax::Size;
 use duplex_api::topics;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeMap;
 
-fn volume_json(v: &Volume) -> Value {
-    json!({
-        "name": v.name, "pool": v.pool, "size": v.size, "size_bytes": v.size.bytes(),
-        "device": dmvol::device_path(&v.serial),
-        "lv_device": device_path(&v.pool, &v.name),
-        "read_only": v.read_only,
-        "serial": v.serial, "wwn": v.wwn, "nguid": v.nguid, "uuid": v.uuid,
-        "parent": v.parent_snapshot,
-    })
+/// The wire form of `v`, read-only as `read_only` says.
+fn volume_info<R>(v: &Volume, read_only: R) -> VolumeInfo<R> {
+    VolumeInfo {
+        name: v.name.clone(),
+        pool: v.pool.clone(),
+        size: v.size,
+        size_bytes: v.size.bytes(),
+        device: dmvol::device_path(&v.serial),
+        lv_device: device_path(&v.pool, &v.name),
+        read_only,
+        serial: v.serial.clone(),
+        wwn: v.wwn.clone(),
+        nguid: v.nguid.clone(),
+        uuid: v.uuid.clone(),
+        parent: v.parent_snapshot.clone(),
+    }
+}
+
+/// A `volume.*` reply for the recorded volume `v`.
+fn reply(outcome: Outcome, v: &Volume, dm: Option<DmSync>) -> VolumeResult {
+    VolumeResult {
+        outcome,
+        volume: volume_info(v, v.read_only),
+        dm,
+    }
 }
 
 impl<B: PoolBackend, C: Cluster> Manager<B, C> {
@@ -61,7 +81,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
     }
 
     /// `volume.create`: a thin volume with a new stable identity.
-    pub async fn create_volume(&self, req: CreateVolume) -> Result<Value, PoolError> {
+    pub async fn create_volume(&self, req: CreateVolume) -> Result<VolumeResult, PoolError> {
         check_pool_name("pool", &req.pool)?;
         check_volume_name("name", &req.pool, &req.name)?;
         let size = parse_size("size", &req.size)?;
@@ -74,7 +94,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
                     .create_volume(&req.pool, &req.name, size)
                     .await
                     .map_err(PoolError::backend(format!("create volume {}", req.name)))?;
-                return Ok(json!({"outcome": Outcome::Unchanged, "volume": volume_json(v)}));
+                return Ok(reply(Outcome::Unchanged, v, None));
             }
             return Err(PoolError::Conflict {
                 field: "name".into(),
@@ -135,7 +155,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         rec: Volume,
         build: F,
         what: &str,
-    ) -> Result<Value, PoolError>
+    ) -> Result<VolumeResult, PoolError>
     where
         F: FnOnce(Volume) -> Fut,
         Fut: std::future::Future<Output = Result<(), crate::backend::BackendError>>,
@@ -163,7 +183,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
                 json!({"volume": name, "pool": rec.pool, "parent": rec.parent_snapshot}),
             )
             .await;
-        Ok(json!({"outcome": Outcome::Changed, "volume": volume_json(&rec), "dm": dm}))
+        Ok(reply(Outcome::Changed, &rec, Some(dm)))
     }
 
     fn desired_volume<'a>(
@@ -179,7 +199,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
     }
 
     /// `volume.resize`: grow only.
-    pub async fn resize_volume(&self, name: &str, size: &str) -> Result<Value, PoolError> {
+    pub async fn resize_volume(&self, name: &str, size: &str) -> Result<VolumeResult, PoolError> {
         check_name_field("name", name)?;
         let size = parse_size("size", size)?;
         let (_g, cfg) = self.begin().await?;
@@ -202,7 +222,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
                 .resize_volume(&v.pool, name, size)
                 .await
                 .map_err(PoolError::backend(format!("resize volume {name}")))?;
-            return Ok(json!({"outcome": Outcome::Unchanged, "volume": volume_json(&v)}));
+            return Ok(reply(Outcome::Unchanged, &v, None));
         }
         Self::check_room(&o)?;
         let mut rec = v.clone();
@@ -232,15 +252,18 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
                 json!({"volume": name, "size": rec.size}),
             )
             .await;
-        Ok(json!({"outcome": Outcome::Changed, "volume": volume_json(&rec), "dm": dm}))
+        Ok(reply(Outcome::Changed, &rec, Some(dm)))
     }
 
     /// `volume.delete`.
-    pub async fn delete_volume(&self, name: &str) -> Result<Value, PoolError> {
+    pub async fn delete_volume(&self, name: &str) -> Result<Deleted, PoolError> {
         check_name_field("name", name)?;
         let (_g, cfg) = self.begin().await?;
         let Some(v) = cfg.volumes.get(name).cloned() else {
-            return Ok(json!({"outcome": Outcome::Unchanged, "volume": name}));
+            return Ok(Deleted {
+                outcome: Outcome::Unchanged,
+                volume: name.into(),
+            });
         };
         self.ready_pool(&cfg, &v.pool).await?;
         let mut after = cfg.clone();
@@ -264,7 +287,11 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             topics::VOLUME_DELETED,
             event,
         )
-        .await
+        .await?;
+        Ok(Deleted {
+            outcome: Outcome::Changed,
+            volume: name.into(),
+        })
     }
 
     /// `volume.snapshot` (read-only unless `read_only: false`) and
@@ -276,7 +303,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         name: &str,
         read_only: bool,
         verb: &str,
-    ) -> Result<Value, PoolError> {
+    ) -> Result<VolumeResult, PoolError> {
         check_name_field("source", source)?;
         let (_g, cfg) = self.begin().await?;
         let src = Self::desired_volume(&cfg, source, "source")?.clone();
@@ -284,7 +311,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         let o = self.ready_pool(&cfg, &src.pool).await?;
         if let Some(v) = cfg.volumes.get(name) {
             if v.parent_snapshot.as_deref() == Some(source) && o.volume(name).is_some() {
-                return Ok(json!({"outcome": Outcome::Unchanged, "volume": volume_json(v)}));
+                return Ok(reply(Outcome::Unchanged, v, None));
             }
             return Err(PoolError::Conflict {
                 field: "name".into(),
@@ -325,7 +352,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
     }
 
     /// `volume.list`: volumes with identity, state and the snapshot tree.
-    pub async fn list_volumes(&self, pool: Option<&str>) -> Result<Value, PoolError> {
+    pub async fn list_volumes(&self, pool: Option<&str>) -> Result<ListResult, PoolError> {
         let cfg = self.config().await?;
         let observed = self.observe().await?;
         let mut children: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -334,7 +361,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
                 children.entry(p.clone()).or_default().push(v.name.clone());
             }
         }
-        let vols: Vec<Value> = cfg
+        let vols: Vec<ListedVolume> = cfg
             .volumes
             .values()
             .filter(|v| pool.is_none_or(|p| v.pool == p))
@@ -343,16 +370,16 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
                     .iter()
                     .find(|o| o.pool == v.pool)
                     .and_then(|o| o.volume(&v.name));
-                let mut j = volume_json(v);
-                j["present"] = ov.is_some().into();
-                j["active_here"] = ov.is_some_and(|x| x.active).into();
-                j["read_only"] = ov.map(|x| x.read_only).into();
-                j["children"] = json!(children.get(&v.name).cloned().unwrap_or_default());
-                j
+                ListedVolume {
+                    volume: volume_info(v, ov.map(|x| x.read_only)),
+                    present: ov.is_some(),
+                    active_here: ov.is_some_and(|x| x.active),
+                    children: children.get(&v.name).cloned().unwrap_or_default(),
+                }
             })
             .collect();
-        fn tree(name: &str, children: &BTreeMap<String, Vec<String>>, depth: usize) -> Value {
-            let kids: Vec<Value> = if depth > 64 {
+        fn tree(name: &str, children: &BTreeMap<String, Vec<String>>, depth: usize) -> TreeNode {
+            let kids: Vec<TreeNode> = if depth > 64 {
                 vec![]
             } else {
                 children
@@ -360,15 +387,21 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
                     .map(|k| k.iter().map(|c| tree(c, children, depth + 1)).collect())
                     .unwrap_or_default()
             };
-            json!({"name": name, "children": kids})
+            TreeNode {
+                name: name.to_string(),
+                children: kids,
+            }
         }
-        let roots: Vec<Value> = cfg
+        let roots: Vec<TreeNode> = cfg
             .volumes
             .values()
             .filter(|v| v.parent_snapshot.is_none() && pool.is_none_or(|p| v.pool == p))
             .map(|v| tree(&v.name, &children, 0))
             .collect();
-        Ok(json!({"volumes": vols, "tree": roots}))
+        Ok(ListResult {
+            volumes: vols,
+            tree: roots,
+        })
     }
 }
 
