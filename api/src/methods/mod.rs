@@ -11,6 +11,7 @@
 //! [`untyped`] lists them, and a test keeps that list honest.
 
 pub mod config;
+pub mod reservations;
 
 use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema};
@@ -69,6 +70,8 @@ typed_methods!(
     config::Status,
     config::Events,
     config::RecordEvent,
+    reservations::Reservations,
+    reservations::ClearReservations,
 );
 
 /// Catalogued methods whose params and results are not typed yet.
