@@ -49,6 +49,9 @@ pub enum ReconcileError {
     /// Reading configfs failed.
     #[error("observing configfs")]
     Observe(#[source] BackendError),
+    /// LIO's `db_root` could not be read or set.
+    #[error("setting LIO's db_root")]
+    DbRoot(#[source] BackendError),
     /// A step failed; the steps before it were applied.
     #[error("step {index} of {total} ({step}) failed")]
     Step {
@@ -61,6 +64,27 @@ pub enum ReconcileError {
         /// Why.
         #[source]
         source: BackendError,
+    },
+}
+
+/// Reading or clearing persistent reservations failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReservationError {
+    /// No backstore of that name here.
+    #[error("volume {0} has no LIO backstore on this controller")]
+    NotFound(String),
+    /// configfs or the APTPL directory could not be read or changed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// Registrations or a holder were still there after the clear.
+    #[error("volume {volume}: {registrations} registration(s) and holder {holder:?} left after the clear")]
+    Remaining {
+        /// The volume.
+        volume: String,
+        /// Registrations left.
+        registrations: usize,
+        /// The holder left, if any.
+        holder: Option<String>,
     },
 }
 
