@@ -996,7 +996,7 @@ async fn reservations(lab: &Lab, map_check: &str) -> Value {
         .sh(
             "H",
             &format!(
-                "sg_persist --out --register --param-sark=0x2 {sd2} >/dev/null && \
+                "sg_persist --out --register --param-sark=0x2 --param-aptpl {sd2} >/dev/null && \
                  sg_raw -s 512 -i /dev/zero {sd2} 2a 00 00 00 00 00 00 00 01 00 2>&1; \
                  sg_persist --in --read-keys {sd2}"
             ),
@@ -1057,6 +1057,68 @@ async fn reservations(lab: &Lab, map_check: &str) -> Value {
         "{saved}"
     );
 
+    // What a controller restart does to LIO, without the reboot: targets
+    // stopped, v1's backstore, LUN and mappings gone from configfs (the
+    // kernel's table with them), targets started. It rebuilds them and
+    // writes the saved registrations back before the LUN.
+    let serial = lu["serial"].as_str().unwrap().to_string();
+    let teardown = format!(
+        "systemctl stop duplex-targets; T=/sys/kernel/config/target; I=$T/iscsi/{TGT}/tpgt_1; \
+         for m in $I/acls/*/lun_0; do for l in $m/*; do [ -L $l ] && rm $l; done; rmdir $m; done; \
+         for l in $I/lun/lun_0/*; do [ -L $l ] && rm $l; done; rmdir $I/lun/lun_0; \
+         for g in $T/core/iblock_100/v1/alua/dx_*; do rmdir $g; done; rmdir $T/core/iblock_100/v1; \
+         ls $T/core/iblock_100; grep -c PR_REG_START /var/lib/duplex/lio/pr/aptpl_{serial}; \
+         systemctl start duplex-targets"
+    );
+    let torn = lab.sh_ok("A", &teardown, 120).await;
+    println!("LIO torn down on A:\n{torn}");
+    settled(lab, "A", 0).await;
+    let reloaded = wait_for("v1's reservations reloaded on A", 120, || async {
+        let r = lab
+            .call("A", "target.reservations", json!({"volume": "v1"}))
+            .await
+            .ok()?;
+        (r["luns"][0]["registrations"].as_array()?.len() == 2).then_some(r)
+    })
+    .await;
+    println!("target.reservations after LIO was rebuilt: {reloaded}");
+    let lu = &reloaded["luns"][0];
+    assert!(
+        lu["holder"]["pr_type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Write Exclusive")),
+        "{reloaded}"
+    );
+    assert_eq!(
+        lu["holder"]["initiator"],
+        json!(regs[0]["initiator"]),
+        "{reloaded}"
+    );
+    let keys = wait_for("H to read the keys again through A", 60, || async {
+        let out = lab
+            .sh(
+                "H",
+                &format!("sg_persist --in --read-keys {sd}; sg_persist --in --read-keys {sd}"),
+                30,
+            )
+            .await
+            .ok()?;
+        (out.contains("0x1") && out.contains("0x2")).then(|| json!(out))
+    })
+    .await;
+    let refused = lab
+        .sh(
+            "H",
+            &format!("sg_raw -s 512 -i /dev/zero {sd2} 2a 00 00 00 00 00 00 00 01 00 2>&1; sg_raw -s 512 -i /dev/zero {sd2} 2a 00 00 00 00 00 00 00 01 00 2>&1"),
+            60,
+        )
+        .await
+        .unwrap_or_else(|e| e);
+    assert!(
+        refused.to_lowercase().contains("reservation conflict"),
+        "the reloaded reservation is enforced: {refused}"
+    );
+
     // The admin clear, audited; then nothing is left and writes go through.
     let c = lab
         .call_ok("A", "target.clear_reservations", json!({"volume": "v1"}))
@@ -1100,5 +1162,7 @@ async fn reservations(lab: &Lab, map_check: &str) -> Value {
     )
     .await;
     two_path_map(lab, map_check).await;
-    json!({"sg_persist": register, "second_nexus": conflict, "after_restart": r, "clear": c, "after_clear": after})
+    json!({"sg_persist": register, "second_nexus": conflict, "after_restart": r,
+           "lio_rebuilt": {"teardown": torn, "reservations": reloaded, "keys": keys, "second_nexus_write": refused},
+           "clear": c, "after_clear": after})
 }
