@@ -49,9 +49,6 @@ pub enum ReconcileError {
     /// Reading configfs failed.
     #[error("observing configfs")]
     Observe(#[source] BackendError),
-    /// LIO's `db_root` could not be read or set.
-    #[error("setting LIO's db_root")]
-    DbRoot(#[source] BackendError),
     /// A step failed; the steps before it were applied.
     #[error("step {index} of {total} ({step}) failed")]
     Step {

@@ -113,6 +113,24 @@ pub struct Reconciler {
     db_root_note: Option<String>,
 }
 
+/// A step error of a slice starting at `from`, renumbered for the whole plan.
+fn offset(e: ReconcileError, from: usize, total: usize) -> ReconcileError {
+    match e {
+        ReconcileError::Step {
+            index,
+            step,
+            source,
+            ..
+        } => ReconcileError::Step {
+            index: index + from,
+            total,
+            step,
+            source,
+        },
+        other => other,
+    }
+}
+
 fn ms_since(t: Instant) -> u64 {
     u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
@@ -146,47 +164,57 @@ impl Reconciler {
     /// LIO device exists, so this runs before the first backstore is made.
     /// When someone else's devices (or ours from an older run) hold it, the
     /// reason is kept for `pending` and the check runs again next time.
-    fn ensure_db_root(&mut self) -> Result<(), ReconcileError> {
+    fn ensure_db_root(&mut self) {
         let Some(store) = self.pr.clone() else {
-            return Ok(());
+            return;
         };
         if self.db_root_ok {
-            return Ok(());
+            return;
         }
-        store.ensure().map_err(ReconcileError::DbRoot)?;
+        // Never fatal: without it reservations fail, but the exports
+        // (and everything else) must still come up.
+        let note = match self.set_db_root(&store) {
+            Ok(None) => {
+                self.db_root_ok = true;
+                self.db_root_note = None;
+                return;
+            }
+            Ok(Some(note)) => note,
+            Err(e) => format!("reservations: LIO's db_root: {}", chain(&e)),
+        };
+        if self.db_root_note.as_ref() != Some(&note) {
+            tracing::warn!("{note}");
+        }
+        self.db_root_note = Some(note);
+    }
+
+    /// Sets `db_root` to `store`; `Some(reason)` when it cannot be now.
+    fn set_db_root(&mut self, store: &PrStore) -> Result<Option<String>, BackendError> {
+        store.ensure()?;
         let b = self.backend.as_mut();
-        let Some(current) = read_db_root(b).map_err(ReconcileError::DbRoot)? else {
-            // target_core_mod is not loaded: nothing of LIO to build either.
-            return Ok(());
+        let Some(current) = read_db_root(b)? else {
+            return Ok(Some(
+                "reservations: target_core_mod is not loaded (no target/dbroot)".into(),
+            ));
         };
         let wanted = store.root_str();
-        let devices = lio_devices(b).map_err(ReconcileError::DbRoot)?;
+        let devices = lio_devices(b)?;
         match db_root_action(&current, &wanted, devices) {
-            DbRoot::Keep => {}
+            DbRoot::Keep => Ok(None),
             DbRoot::Write => {
-                b.write("target/dbroot", &wanted).map_err(|source| {
-                    ReconcileError::DbRoot(BackendError::Io {
+                b.write("target/dbroot", &wanted)
+                    .map_err(|source| BackendError::Io {
                         op: "write",
                         path: "target/dbroot".into(),
                         source,
-                    })
-                })?;
+                    })?;
                 tracing::info!(db_root = %wanted, "LIO db_root set");
+                Ok(None)
             }
-            DbRoot::Blocked { current, devices } => {
-                let note = format!(
-                    "reservations: LIO's db_root is {current}, not {wanted}, and {devices} LIO device(s) exist, so it cannot change until they are gone (restart the controller); PERSISTENT RESERVE OUT fails unless {current}/pr exists"
-                );
-                if self.db_root_note.as_ref() != Some(&note) {
-                    tracing::warn!("{note}");
-                }
-                self.db_root_note = Some(note);
-                return Ok(());
-            }
+            DbRoot::Blocked { current, devices } => Ok(Some(format!(
+                "reservations: LIO's db_root is {current}, not {wanted}, and {devices} LIO device(s) exist, so it cannot change until they are gone (restart the controller); PERSISTENT RESERVE OUT fails unless {current}/pr exists"
+            ))),
         }
-        self.db_root_ok = true;
-        self.db_root_note = None;
-        Ok(())
     }
 
     /// The saved registrations of each backstore `steps` creates, written
@@ -431,8 +459,33 @@ impl Reconciler {
         )
     }
 
+    /// Applies `steps`, except that a saved registration the kernel
+    /// refuses (`res_aptpl_metadata`: a damaged file) is logged and
+    /// skipped: the LU comes up without it rather than not at all.
+    fn apply_steps(&mut self, steps: &[Step]) -> Result<(), ReconcileError> {
+        let mut from = 0;
+        for (i, s) in steps.iter().enumerate() {
+            let Step::Write { path, .. } = s else {
+                continue;
+            };
+            if !path.ends_with("/pr/res_aptpl_metadata") {
+                continue;
+            }
+            self.backend
+                .apply(&steps[from..i])
+                .map_err(|e| offset(e, from, steps.len()))?;
+            if let Err(e) = self.backend.apply(std::slice::from_ref(s)) {
+                tracing::warn!(error = %chain(&e), "a saved persistent reservation was refused; the LU comes up without it");
+            }
+            from = i + 1;
+        }
+        self.backend
+            .apply(&steps[from..])
+            .map_err(|e| offset(e, from, steps.len()))
+    }
+
     fn apply(&mut self, steps: &[Step], result: &Tree) -> Result<(), ReconcileError> {
-        match self.backend.apply(steps) {
+        match self.apply_steps(steps) {
             Ok(()) => {
                 self.cache = Some(result.clone());
                 Ok(())
@@ -458,7 +511,7 @@ impl Reconciler {
             }
         };
         if !dry_run {
-            self.ensure_db_root()?;
+            self.ensure_db_root();
         }
         let d = self.desired(&observed);
         let steps = self.with_saved_reservations(plan(&d.tree, &observed));

@@ -212,3 +212,29 @@ fn saved_registrations_are_refused_once_a_lun_exports_the_device() -> R {
     assert!(e.is_err());
     Ok(())
 }
+
+#[test]
+fn a_saved_registration_the_kernel_refuses_does_not_stop_the_lu() -> R {
+    let dir = tempfile::tempdir()?;
+    let store = PrStore::new(dir.path().join("lio"));
+    store.ensure()?;
+    // Complete in form, refused by LIO (a key of 0), then a good one.
+    let bad = format!(
+        "PR_REG_START: 0\ninitiator_node={IQN_H2}\nsa_res_key=0\nmapped_lun=0\ntarget_node={TGT}\ntpgt=1\ntarget_lun=0\nPR_REG_END: 0\n\
+         PR_REG_START: 1\ninitiator_node={IQN_H1}\nsa_res_key=7\nmapped_lun=0\ntarget_node={TGT}\ntpgt=1\ntarget_lun=0\nPR_REG_END: 1\n"
+    );
+    std::fs::write(store.root().join(format!("pr/aptpl_{SERIAL}")), bad)?;
+    let sim = sim();
+    let rec = controller(&sim, &store)?;
+    let r = rec.reservations("A", None)?;
+    let keys: Vec<&str> = r.luns[0]
+        .registrations
+        .iter()
+        .map(|g| g.key.as_str())
+        .collect();
+    assert_eq!(keys, ["0x0000000000000007"]);
+    assert!(sim
+        .with(|s| s.read(&format!("target/iscsi/{TGT}/tpgt_1/enable")))?
+        .starts_with('1'));
+    Ok(())
+}
