@@ -85,7 +85,7 @@ impl Version {
 }
 
 /// This build's catalogue version.
-pub const VERSION: Version = Version { major: 1, minor: 0 };
+pub const VERSION: Version = Version { major: 1, minor: 1 };
 
 /// The namespaces of the catalogue.
 pub const NAMESPACES: &[&str] = &[
@@ -487,6 +487,22 @@ pub static METHODS: &[Method] = &[
         "Flips a pool's port groups to active or standby here.",
         Write,
         Internal,
+        false,
+        E_TARGET,
+    ),
+    m(
+        "target.reservations",
+        "SCSI-3 persistent reservations per LU in this controller's kernel: registrations, holder, generation.",
+        Read,
+        External,
+        false,
+        E_GET,
+    ),
+    m(
+        "target.clear_reservations",
+        "Drops every registration and the reservation of one volume here, and its saved APTPL state (audited).",
+        Write,
+        External,
         false,
         E_TARGET,
     ),

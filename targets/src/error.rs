@@ -64,6 +64,27 @@ pub enum ReconcileError {
     },
 }
 
+/// Reading or clearing persistent reservations failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReservationError {
+    /// No backstore of that name here.
+    #[error("volume {0} has no LIO backstore on this controller")]
+    NotFound(String),
+    /// configfs or the APTPL directory could not be read or changed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// Registrations or a holder were still there after the clear.
+    #[error("volume {volume}: {registrations} registration(s) and holder {holder:?} left after the clear")]
+    Remaining {
+        /// The volume.
+        volume: String,
+        /// Registrations left.
+        registrations: usize,
+        /// The holder left, if any.
+        holder: Option<String>,
+    },
+}
+
 /// Renders an error with its whole source chain on one line.
 pub fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();

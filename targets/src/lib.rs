@@ -8,6 +8,7 @@
 //! - [`reconciler`]: the driver that observes, plans, applies and flips.
 //! - [`rpc`]: the `target.*` methods.
 //! - [`overrides`]: the flip overrides kept on disk across restarts.
+//! - [`prstore`]: LIO's `db_root`, where it saves persistent reservations.
 //! - [`error`]: error types.
 //!
 //! Architecture invariant: only `backend` touches the kernel; only `rpc`
@@ -17,5 +18,6 @@ pub mod backend;
 pub mod core;
 pub mod error;
 pub mod overrides;
+pub mod prstore;
 pub mod reconciler;
 pub mod rpc;

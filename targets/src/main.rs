@@ -11,6 +11,7 @@ use duplex_targets::backend::sim::SimBackend;
 use duplex_targets::backend::TargetBackend;
 use duplex_targets::core::desired::{Local, DEVICE_PREFIX};
 use duplex_targets::overrides::OverrideStore;
+use duplex_targets::prstore::{self, PrStore};
 use duplex_targets::reconciler::Reconciler;
 use duplex_targets::rpc;
 use std::net::IpAddr;
@@ -39,6 +40,10 @@ struct Args {
     /// Seconds between drift checks of configfs.
     #[arg(long, default_value_t = 30)]
     drift_interval: u64,
+    /// LIO's database directory (its `db_root`: persistent reservations
+    /// with APTPL, ALUA metadata); default `<state_dir>/lio`.
+    #[arg(long)]
+    db_root: Option<PathBuf>,
     /// Do not run modprobe for the target modules at start.
     #[arg(long)]
     no_modprobe: bool,
@@ -136,6 +141,11 @@ async fn main() -> anyhow::Result<()> {
         rec = rec.with_store(OverrideStore::new(&cfg.state_dir)).context(
             "loading the flip overrides (remove the file to let states follow ownership)",
         )?;
+        let db_root = args
+            .db_root
+            .clone()
+            .unwrap_or_else(|| cfg.state_dir.join(prstore::DIR));
+        rec = rec.with_pr(PrStore::new(db_root));
     }
     let shared = rpc::Shared::new(rec, net, &cfg.controller_id);
     let mut svc = ServiceBuilder::new(

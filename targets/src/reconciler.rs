@@ -2,13 +2,21 @@
 //! apply; the pool flip; drift detection. Synchronous: the service runs it
 //! on the blocking pool, one operation at a time.
 
-use crate::backend::{observe, Observed, TargetBackend};
+use crate::backend::{lio_devices, observe, read_db_root, read_pr, Observed, TargetBackend};
 use crate::core::desired::{build, Desired, DeviceState, Local};
 use crate::core::flip::{self, Override};
+use crate::core::model::path;
 use crate::core::model::{AccessState, Tree};
 use crate::core::plan::{plan, Step};
-use crate::error::{chain, PersistError, ReconcileError};
+use crate::core::pr::{
+    created_serials, db_root_action, insert_aptpl, parse_lu, same_db_root, DbRoot,
+};
+use crate::error::{chain, BackendError, PersistError, ReconcileError, ReservationError};
 use crate::overrides::OverrideStore;
+use crate::prstore::PrStore;
+use duplex_api::methods::reservations::{
+    ClearReservationsResult, LuReservations, ReservationsResult,
+};
 use duplex_api::model::{Config, Pool};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -97,6 +105,30 @@ pub struct Reconciler {
     /// when unknown (start-up, after a failure): then configfs is read.
     cache: Option<Tree>,
     last: Option<Desired>,
+    /// LIO's database directory (none in tests and `--sim` unless given).
+    pr: Option<PrStore>,
+    /// True once LIO's `db_root` is known to be ours.
+    db_root_ok: bool,
+    /// Why `db_root` is not ours, while it is not.
+    db_root_note: Option<String>,
+}
+
+/// A step error of a slice starting at `from`, renumbered for the whole plan.
+fn offset(e: ReconcileError, from: usize, total: usize) -> ReconcileError {
+    match e {
+        ReconcileError::Step {
+            index,
+            step,
+            source,
+            ..
+        } => ReconcileError::Step {
+            index: index + from,
+            total,
+            step,
+            source,
+        },
+        other => other,
+    }
 }
 
 fn ms_since(t: Instant) -> u64 {
@@ -114,7 +146,228 @@ impl Reconciler {
             store: None,
             cache: None,
             last: None,
+            pr: None,
+            db_root_ok: false,
+            db_root_note: None,
         }
+    }
+
+    /// Gives LIO `store` as its `db_root` (set before the first device
+    /// exists) and reloads the reservations saved there into every
+    /// backstore this reconciler creates.
+    pub fn with_pr(mut self, store: PrStore) -> Reconciler {
+        self.pr = Some(store);
+        self
+    }
+
+    /// Makes LIO's `db_root` ours if it is not: it can change only while no
+    /// LIO device exists, so this runs before the first backstore is made.
+    /// When someone else's devices (or ours from an older run) hold it, the
+    /// reason is kept for `pending` and the check runs again next time.
+    fn ensure_db_root(&mut self) {
+        let Some(store) = self.pr.clone() else {
+            return;
+        };
+        if self.db_root_ok {
+            return;
+        }
+        // Never fatal: without it reservations fail, but the exports
+        // (and everything else) must still come up.
+        let note = match self.set_db_root(&store) {
+            Ok(None) => {
+                self.db_root_ok = true;
+                self.db_root_note = None;
+                return;
+            }
+            Ok(Some(note)) => note,
+            Err(e) => format!("reservations: LIO's db_root: {}", chain(&e)),
+        };
+        if self.db_root_note.as_ref() != Some(&note) {
+            tracing::warn!("{note}");
+        }
+        self.db_root_note = Some(note);
+    }
+
+    /// Sets `db_root` to `store`; `Some(reason)` when it cannot be now.
+    fn set_db_root(&mut self, store: &PrStore) -> Result<Option<String>, BackendError> {
+        store.ensure()?;
+        let b = self.backend.as_mut();
+        let Some(current) = read_db_root(b)? else {
+            return Ok(Some(
+                "reservations: target_core_mod is not loaded (no target/dbroot)".into(),
+            ));
+        };
+        let wanted = store.root_str();
+        let devices = lio_devices(b)?;
+        match db_root_action(&current, &wanted, devices) {
+            DbRoot::Keep => Ok(None),
+            DbRoot::Write => {
+                b.write("target/dbroot", &wanted)
+                    .map_err(|source| BackendError::Io {
+                        op: "write",
+                        path: "target/dbroot".into(),
+                        source,
+                    })?;
+                tracing::info!(db_root = %wanted, "LIO db_root set");
+                Ok(None)
+            }
+            DbRoot::Blocked { current, devices } => Ok(Some(format!(
+                "reservations: LIO's db_root is {current}, not {wanted}, and {devices} LIO device(s) exist, so it cannot change until they are gone (restart the controller); PERSISTENT RESERVE OUT fails unless {current}/pr exists"
+            ))),
+        }
+    }
+
+    /// The saved registrations of each backstore `steps` creates, written
+    /// back before its LUNs.
+    fn with_saved_reservations(&self, steps: Vec<Step>) -> Vec<Step> {
+        let Some(store) = self.pr.as_ref().filter(|_| self.db_root_ok) else {
+            return steps;
+        };
+        let mut records = BTreeMap::new();
+        for serial in created_serials(&steps) {
+            match store.records(&serial) {
+                Ok(r) if !r.is_empty() => {
+                    tracing::info!(serial = %serial, registrations = r.len(), "reloading saved persistent reservations");
+                    records.insert(serial, r);
+                }
+                Ok(_) => {}
+                // The LU comes up without them rather than not at all.
+                Err(e) => {
+                    tracing::warn!(serial = %serial, error = %chain(&e), "saved persistent reservations unreadable")
+                }
+            }
+        }
+        insert_aptpl(steps, &records)
+    }
+
+    /// Each LU's reservations in this controller's kernel (`volume` picks one).
+    pub fn reservations(
+        &self,
+        controller: &str,
+        volume: Option<&str>,
+    ) -> Result<ReservationsResult, ReservationError> {
+        let b = self.backend.as_ref();
+        let o = observe(b, &self.local.scope())?;
+        if let Some(v) = volume {
+            if !o.tree.backstores.contains_key(v) {
+                return Err(ReservationError::NotFound(v.to_string()));
+            }
+        }
+        let mut luns = Vec::new();
+        for (name, bs) in &o.tree.backstores {
+            if volume.is_some_and(|v| v != name) || !bs.enabled {
+                continue;
+            }
+            luns.push(self.lu_reservations(name, &bs.serial)?);
+        }
+        let db_root = read_db_root(b)?.unwrap_or_default();
+        let db_root_ours = self
+            .pr
+            .as_ref()
+            .is_some_and(|s| same_db_root(&db_root, &s.root_str()));
+        Ok(ReservationsResult {
+            controller: controller.to_string(),
+            db_root,
+            db_root_ours,
+            luns,
+        })
+    }
+
+    fn lu_reservations(&self, name: &str, serial: &str) -> Result<LuReservations, BackendError> {
+        let attrs = read_pr(self.backend.as_ref(), name)?;
+        let saved = match &self.pr {
+            Some(s) => !s.records(serial)?.is_empty(),
+            None => false,
+        };
+        Ok(parse_lu(name, serial, &attrs, saved))
+    }
+
+    /// Drops every registration and the reservation of `volume` in this
+    /// controller's kernel, and its saved APTPL state. LIO has no attribute
+    /// for it; it frees an initiator's registrations on an LU when the
+    /// initiator's mapping of that LU goes, so each host mapping of the LU
+    /// is unlinked and linked again (hosts see a REPORTED LUNS DATA HAS
+    /// CHANGED unit attention, and commands in that instant fail and are
+    /// retried). The saved file goes first, so a crash in between never
+    /// brings the registrations back.
+    pub fn clear_reservations(
+        &mut self,
+        controller: &str,
+        volume: &str,
+    ) -> Result<ClearReservationsResult, ReservationError> {
+        let o = observe(self.backend.as_ref(), &self.local.scope())?;
+        let bs = o
+            .tree
+            .backstores
+            .get(volume)
+            .filter(|b| b.enabled)
+            .ok_or_else(|| ReservationError::NotFound(volume.to_string()))?;
+        let serial = bs.serial.clone();
+        let before = self.lu_reservations(volume, &serial)?;
+        let file_removed = match &self.pr {
+            Some(s) => s.remove(&serial)?,
+            None => false,
+        };
+        let mut steps = Vec::new();
+        for (iqn, t) in &o.tree.iscsi {
+            for (tag, tpg) in &t.tpgs {
+                for (init, acl) in &tpg.acls {
+                    for (mlun, tlun) in &acl.luns {
+                        let ours = tpg.luns.get(tlun).is_some_and(|l| l.backstore == volume);
+                        if !ours {
+                            continue;
+                        }
+                        let link = path::mapped_lun_link(iqn, *tag, init, *mlun);
+                        steps.push(Step::Unlink { path: link.clone() });
+                        steps.push(Step::Symlink {
+                            link,
+                            target: path::lun(iqn, *tag, *tlun),
+                        });
+                        if acl.write_protected.contains(mlun) {
+                            steps.push(Step::Write {
+                                path: format!(
+                                    "{}/write_protect",
+                                    path::mapped_lun(iqn, *tag, init, *mlun)
+                                ),
+                                value: "1".into(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        let mappings_cycled = steps
+            .iter()
+            .filter(|s| matches!(s, Step::Unlink { .. }))
+            .count();
+        if let Err(e) = self.backend.apply(&steps) {
+            // The tree may be half cycled: the next reconcile reads it.
+            self.cache = None;
+            return Err(match e {
+                ReconcileError::Step { source, .. } => ReservationError::Backend(source),
+                other => ReservationError::Backend(BackendError::Parse {
+                    path: path::backstore(volume),
+                    content: chain(&other),
+                }),
+            });
+        }
+        let after = self.lu_reservations(volume, &serial)?;
+        if !after.registrations.is_empty() || after.holder.is_some() {
+            return Err(ReservationError::Remaining {
+                volume: volume.to_string(),
+                registrations: after.registrations.len(),
+                holder: after.holder.map(|h| h.initiator),
+            });
+        }
+        Ok(ClearReservationsResult {
+            controller: controller.to_string(),
+            volume: volume.to_string(),
+            before,
+            after,
+            mappings_cycled,
+            file_removed,
+            audited: false,
+        })
     }
 
     /// Keeps the overrides in `store`, starting from the ones saved there
@@ -206,8 +459,33 @@ impl Reconciler {
         )
     }
 
+    /// Applies `steps`, except that a saved registration the kernel
+    /// refuses (`res_aptpl_metadata`: a damaged file) is logged and
+    /// skipped: the LU comes up without it rather than not at all.
+    fn apply_steps(&mut self, steps: &[Step]) -> Result<(), ReconcileError> {
+        let mut from = 0;
+        for (i, s) in steps.iter().enumerate() {
+            let Step::Write { path, .. } = s else {
+                continue;
+            };
+            if !path.ends_with("/pr/res_aptpl_metadata") {
+                continue;
+            }
+            self.backend
+                .apply(&steps[from..i])
+                .map_err(|e| offset(e, from, steps.len()))?;
+            if let Err(e) = self.backend.apply(std::slice::from_ref(s)) {
+                tracing::warn!(error = %chain(&e), "a saved persistent reservation was refused; the LU comes up without it");
+            }
+            from = i + 1;
+        }
+        self.backend
+            .apply(&steps[from..])
+            .map_err(|e| offset(e, from, steps.len()))
+    }
+
     fn apply(&mut self, steps: &[Step], result: &Tree) -> Result<(), ReconcileError> {
-        match self.backend.apply(steps) {
+        match self.apply_steps(steps) {
             Ok(()) => {
                 self.cache = Some(result.clone());
                 Ok(())
@@ -232,14 +510,19 @@ impl Reconciler {
                 (o.tree, o.foreign, drift)
             }
         };
+        if !dry_run {
+            self.ensure_db_root();
+        }
         let d = self.desired(&observed);
-        let steps = plan(&d.tree, &observed);
+        let steps = self.with_saved_reservations(plan(&d.tree, &observed));
         if !dry_run {
             self.apply(&steps, &d.tree)?;
         }
+        let mut pending = d.pending.clone();
+        pending.extend(self.db_root_note.clone());
         let out = Outcome {
             steps: crate::core::plan::masked(&steps),
-            pending: d.pending.clone(),
+            pending,
             foreign,
             drift,
             ms: ms_since(t),

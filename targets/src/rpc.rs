@@ -13,9 +13,12 @@
 use crate::backend::net::{NetBackend, NetError};
 use crate::core::model::AccessState;
 use crate::core::net::{floating, plan_net, Floating, NetStep};
-use crate::error::{chain, ReconcileError};
+use crate::error::{chain, ReconcileError, ReservationError};
 use crate::reconciler::{Flip, FlipError, Outcome, Reconciler};
 use duplex_api::methods::net::{self as nm, FloatingIp};
+use duplex_api::methods::reservations::{
+    ClearReservations, ClearReservationsResult, Reservations, ReservationsResult,
+};
 use duplex_api::methods::target::{
     self as tm, AccessStatesResult, ReconcileResult, SetAccessStateResult, ShowResult, StatusReply,
     StatusResult,
@@ -51,6 +54,7 @@ pub struct Shared {
     rec: Arc<Mutex<Reconciler>>,
     status: Arc<StdMutex<Status>>,
     net: Arc<Mutex<NetState>>,
+    me: Arc<str>,
 }
 
 impl Shared {
@@ -59,6 +63,7 @@ impl Shared {
         Shared {
             rec: Arc::new(Mutex::new(rec)),
             status: Arc::new(StdMutex::new(Status::default())),
+            me: Arc::from(me),
             net: Arc::new(Mutex::new(NetState {
                 backend: net,
                 me: me.to_string(),
@@ -147,6 +152,15 @@ fn reconcile_error(e: &ReconcileError) -> RpcError {
             .with_data("step", json!(step));
     }
     err
+}
+
+fn reservation_error(e: ReservationError) -> RpcError {
+    match e {
+        e @ ReservationError::NotFound(_) => {
+            RpcError::new(ErrorCode::NotFound, e.to_string()).with_field("volume")
+        }
+        e => RpcError::new(ErrorCode::BackendFailed, chain(&e)),
+    }
 }
 
 fn flip_error(e: FlipError) -> RpcError {
@@ -265,6 +279,29 @@ impl Shared {
         })
     }
 
+    /// The `target.reservations` reply: read from configfs now.
+    pub async fn reservations(
+        &self,
+        volume: Option<String>,
+    ) -> Result<ReservationsResult, RpcError> {
+        let me = self.me.to_string();
+        self.with(move |rec| rec.reservations(&me, volume.as_deref()))
+            .await?
+            .map_err(reservation_error)
+    }
+
+    /// Clears one volume's reservations here (`target.clear_reservations`
+    /// without the audit record).
+    pub async fn clear_reservations(
+        &self,
+        volume: String,
+    ) -> Result<ClearReservationsResult, RpcError> {
+        let me = self.me.to_string();
+        self.with(move |rec| rec.clear_reservations(&me, &volume))
+            .await?
+            .map_err(reservation_error)
+    }
+
     /// The `target.access_states` reply.
     pub async fn access_states_reply(&self) -> Result<AccessStatesResult, RpcError> {
         let (pools, overrides) = self
@@ -354,6 +391,31 @@ pub fn register(svc: &mut ServiceBuilder, shared: &Shared) {
     );
     typed::<tm::AccessStates, _, _>(svc, shared, |sh, _ctx, _p| async move {
         sh.access_states_reply().await
+    });
+    typed::<Reservations, _, _>(svc, shared, |sh, _ctx, p| async move {
+        sh.reservations(p.volume).await
+    });
+    typed::<ClearReservations, _, _>(svc, shared, |sh, ctx, p| async move {
+        let mut r = sh.clear_reservations(p.volume).await?;
+        tracing::warn!(volume = %r.volume, registrations = r.before.registrations.len(),
+            holder = ?r.before.holder.as_ref().map(|h| &h.initiator), mappings = r.mappings_cycled,
+            file_removed = r.file_removed, "persistent reservations cleared");
+        // The audit record: who cleared what, under the caller's action_id.
+        let detail = json!({"controller": r.controller, "volume": r.volume, "caller": ctx.caller,
+            "before": r.before, "mappings_cycled": r.mappings_cycled, "file_removed": r.file_removed});
+        match ctx
+            .call(
+                "config.record_event",
+                json!({"kind": "target.clear_reservations", "detail": detail}),
+            )
+            .await
+        {
+            Ok(_) => r.audited = true,
+            Err(e) => {
+                tracing::warn!(error = %e, "the clear of persistent reservations was not recorded in the event log")
+            }
+        }
+        Ok(r)
     });
     typed::<nm::Up, _, _>(svc, shared, |sh, ctx, p| net_force(sh, ctx, p.name, true));
     typed::<nm::Down, _, _>(svc, shared, |sh, ctx, p| net_force(sh, ctx, p.name, false));

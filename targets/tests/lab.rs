@@ -36,6 +36,8 @@ const CHAP_USER: &str = "h-lab";
 const CHAP_SECRET: &str = "lab-secret-h1!";
 const CHAP_TARGET_USER: &str = "duplex-lab";
 const CHAP_TARGET_SECRET: &str = "lab-secret-tgt";
+/// H's second initiator name (another I_T nexus for the reservation test).
+const IQN_H2: &str = "iqn.2026-11.lab.duplex:h-second";
 
 /// Names and addresses the NICs by MAC again: the lab's payload step can
 /// run before slow virtio-net devices appear (seen under load), leaving the
@@ -301,7 +303,7 @@ fn export_config(host_iqn: &str, host_nqn: &str) -> Vec<Value> {
     vec![
         up(
             "host",
-            json!({"name": "h", "iqns": [host_iqn], "nqns": [host_nqn],
+            json!({"name": "h", "iqns": [host_iqn, IQN_H2], "nqns": [host_nqn],
                    "chap": {"user": CHAP_USER, "secret": CHAP_SECRET,
                             "mutual_user": CHAP_TARGET_USER, "mutual_secret": CHAP_TARGET_SECRET}}),
         ),
@@ -534,22 +536,8 @@ async fn lab_targets() {
         "mutual_chap".into(),
         json!({"wrong_target_secret": wrong.trim()}),
     );
-    let map = wait_for("one dm-multipath map with two path groups", 90, || async {
-        let out = lab.sh("H", "multipathd show maps json", 30).await.ok()?;
-        let v: Value = serde_json::from_str(&out).ok()?;
-        v["maps"]
-            .as_array()?
-            .iter()
-            .find(|m| {
-                m["path_groups"].as_array().is_some_and(|g| {
-                    g.len() == 2
-                        && g.iter()
-                            .all(|g| g["paths"].as_array().is_some_and(|p| p.len() == 1))
-                })
-            })
-            .cloned()
-    })
-    .await;
+    let map_check = "one dm-multipath map with two path groups";
+    let map = two_path_map(&lab, map_check).await;
     let wwid = map["uuid"]
         .as_str()
         .or(map["name"].as_str())
@@ -644,6 +632,9 @@ async fn lab_targets() {
         "H sees its one LUN through each of the two sessions"
     );
     figures.insert("acl".into(), json!({"outsider": outsider}));
+
+    // SCSI-3 persistent reservations on the owner's path (A).
+    figures.insert("reservations".into(), reservations(&lab, map_check).await);
 
     // A planned move of the pool A -> B under host I/O: A standby (hosts
     // queue), the new owner recorded, A exports (its devices become error
@@ -920,4 +911,258 @@ async fn bench_round(lab: &Lab, n: u32) -> Value {
     });
     println!("bench {v}");
     v
+}
+
+/// Waits for H's dm-multipath map of v1 with two path groups of one path.
+async fn two_path_map(lab: &Lab, what: &str) -> Value {
+    wait_for(what, 90, || async {
+        let out = lab.sh("H", "multipathd show maps json", 30).await.ok()?;
+        let v: Value = serde_json::from_str(&out).ok()?;
+        v["maps"]
+            .as_array()?
+            .iter()
+            .find(|m| {
+                m["path_groups"].as_array().is_some_and(|g| {
+                    g.len() == 2
+                        && g.iter()
+                            .all(|g| g["paths"].as_array().is_some_and(|p| p.len() == 1))
+                })
+            })
+            .cloned()
+    })
+    .await
+}
+
+/// H's SCSI disk of v1 through A's portal for the iSCSI interface `iface`.
+const SD_OF: &str = r#"for s in /sys/class/iscsi_session/session*; do
+  [ "$(cat $s/targetname)" = "$TGT" ] && [ "$(cat $s/ifacename)" = "$IFACE" ] || continue
+  sid=${s##*session}
+  [ "$(cat /sys/class/iscsi_connection/connection$sid:0/persistent_address)" = "$ADDR" ] || continue
+  for d in $s/device/target*/*/block/*; do [ -e "$d" ] && echo /dev/${d##*/}; done
+done"#;
+
+/// Registers, reserves and checks reservations through A's path with
+/// sg_persist on H; a second I_T nexus is refused; the registration
+/// survives a restart of targets on A; `target.reservations` shows it and
+/// `target.clear_reservations` removes it.
+async fn reservations(lab: &Lab, map_check: &str) -> Value {
+    let sd_of = |iface: &str| format!("TGT={TGT} IFACE={iface} ADDR={ADDR_A}; {SD_OF}");
+    let sd = wait_for("H's disk through A", 60, || async {
+        let out = lab.sh("H", &sd_of("default"), 20).await.ok()?;
+        out.lines().next().map(|l| json!(l.trim()))
+    })
+    .await;
+    let sd = sd.as_str().unwrap().to_string();
+    let r = lab.call_ok("A", "target.reservations", json!({})).await;
+    assert_eq!(r["db_root_ours"], json!(true), "{r}");
+    // The measured failure: REGISTER answered NOT READY / LOGICAL UNIT
+    // COMMUNICATION FAILURE while LIO could not write <db_root>/pr.
+    let register = lab
+        .sh_ok(
+            "H",
+            &format!(
+                "sg_persist --out --register --param-sark=0x1 --param-aptpl {sd} && \
+                 sg_persist --out --reserve --param-rk=0x1 --prout-type=1 {sd} && \
+                 sg_persist --in --read-keys {sd} && sg_persist --in --read-reservation {sd}"
+            ),
+            60,
+        )
+        .await;
+    println!("sg_persist through A ({sd}):\n{register}");
+    assert!(register.contains("0x1"), "{register}");
+    assert!(
+        register.to_lowercase().contains("write exclusive"),
+        "{register}"
+    );
+
+    // A second initiator of H: registered, but not the holder of a Write
+    // Exclusive reservation, so its write is refused.
+    let login2 = format!(
+        "iscsiadm -m iface -I pr2 -o new >/dev/null; \
+         iscsiadm -m iface -I pr2 -o update -n iface.initiatorname -v {IQN_H2} >/dev/null; \
+         timeout 30 iscsiadm -m discovery -t sendtargets -p {ADDR_A}:3260 -I pr2 >/dev/null; \
+         for kv in authmethod=CHAP username={CHAP_USER} password='{CHAP_SECRET}' username_in={CHAP_TARGET_USER} password_in='{CHAP_TARGET_SECRET}'; do \
+           iscsiadm -m node -T {TGT} -p {ADDR_A}:3260 -I pr2 -o update -n node.session.auth.${{kv%%=*}} -v \"${{kv#*=}}\"; done; \
+         timeout 60 iscsiadm -m node -T {TGT} -p {ADDR_A}:3260 -I pr2 --login >/dev/null"
+    );
+    lab.sh_ok("H", &login2, 120).await;
+    let sd2 = wait_for("H's second disk through A", 60, || async {
+        let out = lab.sh("H", &sd_of("pr2"), 20).await.ok()?;
+        out.lines().next().map(|l| json!(l.trim()))
+    })
+    .await;
+    let sd2 = sd2.as_str().unwrap().to_string();
+    let conflict = lab
+        .sh(
+            "H",
+            &format!(
+                "sg_persist --out --register --param-sark=0x2 --param-aptpl {sd2} >/dev/null && \
+                 sg_raw -s 512 -i /dev/zero {sd2} 2a 00 00 00 00 00 00 00 01 00 2>&1; \
+                 sg_persist --in --read-keys {sd2}"
+            ),
+            60,
+        )
+        .await
+        .unwrap_or_else(|e| e);
+    println!("second nexus:\n{conflict}");
+    assert!(
+        conflict.to_lowercase().contains("reservation conflict"),
+        "a write by a non-holder under Write Exclusive: {conflict}"
+    );
+    assert!(conflict.contains("0x2"), "{conflict}");
+
+    // targets restarts on A: the kernel keeps the table, and the APTPL
+    // file is where LIO wrote it.
+    let before = reconciles(lab, "A").await;
+    lab.sh_ok("A", "systemctl restart duplex-targets", 120)
+        .await;
+    let _ = before;
+    settled(lab, "A", 0).await;
+    let keys = lab
+        .sh_ok("H", &format!("sg_persist --in --read-keys {sd}"), 30)
+        .await;
+    assert!(keys.contains("0x1") && keys.contains("0x2"), "{keys}");
+    let r = lab
+        .call_ok("A", "target.reservations", json!({"volume": "v1"}))
+        .await;
+    println!("target.reservations: {r}");
+    let lu = &r["luns"][0];
+    assert_eq!(lu["saved"], json!(true), "{r}");
+    assert_eq!(lu["aptpl"], json!(true), "{r}");
+    let regs = lu["registrations"].as_array().unwrap();
+    assert!(regs.iter().any(|g| g["key"] == "0x0000000000000001"), "{r}");
+    assert!(
+        regs.iter()
+            .any(|g| g["key"] == "0x0000000000000002" && g["initiator"] == IQN_H2),
+        "{r}"
+    );
+    assert!(
+        lu["holder"]["pr_type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Write Exclusive")),
+        "{r}"
+    );
+    let saved = lab
+        .sh_ok(
+            "A",
+            &format!(
+                "cat /var/lib/duplex/lio/pr/aptpl_{}",
+                lu["serial"].as_str().unwrap()
+            ),
+            20,
+        )
+        .await;
+    assert!(
+        saved.contains("PR_REG_START") && saved.contains("res_holder=1"),
+        "{saved}"
+    );
+
+    // What a controller restart does to LIO, without the reboot: targets
+    // stopped, v1's backstore, LUN and mappings gone from configfs (the
+    // kernel's table with them), targets started. It rebuilds them and
+    // writes the saved registrations back before the LUN.
+    let serial = lu["serial"].as_str().unwrap().to_string();
+    let teardown = format!(
+        "systemctl stop duplex-targets; T=/sys/kernel/config/target; I=$T/iscsi/{TGT}/tpgt_1; \
+         for m in $I/acls/*/lun_0; do for l in $m/*; do [ -L $l ] && rm $l; done; rmdir $m; done; \
+         for l in $I/lun/lun_0/*; do [ -L $l ] && rm $l; done; rmdir $I/lun/lun_0; \
+         for g in $T/core/iblock_100/v1/alua/dx_*; do rmdir $g; done; rmdir $T/core/iblock_100/v1; \
+         ls $T/core/iblock_100; grep -c PR_REG_START /var/lib/duplex/lio/pr/aptpl_{serial}; \
+         systemctl start duplex-targets"
+    );
+    let torn = lab.sh_ok("A", &teardown, 120).await;
+    println!("LIO torn down on A:\n{torn}");
+    settled(lab, "A", 0).await;
+    let reloaded = wait_for("v1's reservations reloaded on A", 120, || async {
+        let r = lab
+            .call("A", "target.reservations", json!({"volume": "v1"}))
+            .await
+            .ok()?;
+        (r["luns"][0]["registrations"].as_array()?.len() == 2).then_some(r)
+    })
+    .await;
+    println!("target.reservations after LIO was rebuilt: {reloaded}");
+    let lu = &reloaded["luns"][0];
+    assert!(
+        lu["holder"]["pr_type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Write Exclusive")),
+        "{reloaded}"
+    );
+    assert_eq!(
+        lu["holder"]["initiator"],
+        json!(regs[0]["initiator"]),
+        "{reloaded}"
+    );
+    let keys = wait_for("H to read the keys again through A", 60, || async {
+        let out = lab
+            .sh(
+                "H",
+                &format!("sg_persist --in --read-keys {sd}; sg_persist --in --read-keys {sd}"),
+                30,
+            )
+            .await
+            .ok()?;
+        (out.contains("0x1") && out.contains("0x2")).then(|| json!(out))
+    })
+    .await;
+    let refused = lab
+        .sh(
+            "H",
+            &format!("sg_raw -s 512 -i /dev/zero {sd2} 2a 00 00 00 00 00 00 00 01 00 2>&1; sg_raw -s 512 -i /dev/zero {sd2} 2a 00 00 00 00 00 00 00 01 00 2>&1"),
+            60,
+        )
+        .await
+        .unwrap_or_else(|e| e);
+    assert!(
+        refused.to_lowercase().contains("reservation conflict"),
+        "the reloaded reservation is enforced: {refused}"
+    );
+
+    // The admin clear, audited; then nothing is left and writes go through.
+    let c = lab
+        .call_ok("A", "target.clear_reservations", json!({"volume": "v1"}))
+        .await;
+    println!("target.clear_reservations: {c}");
+    assert_eq!(c["after"]["registrations"], json!([]), "{c}");
+    assert!(c["after"].get("holder").is_none_or(Value::is_null), "{c}");
+    assert_eq!(c["file_removed"], json!(true), "{c}");
+    assert_eq!(c["audited"], json!(true), "{c}");
+    let after = lab
+        .sh(
+            "H",
+            &format!(
+                "sleep 2; sg_persist --in --read-keys {sd}; sg_persist --in --read-keys {sd}; \
+                 sg_raw -s 512 -i /dev/zero {sd2} 2a 00 00 00 00 00 00 00 01 00 2>&1"
+            ),
+            60,
+        )
+        .await
+        .unwrap_or_else(|e| e);
+    println!("after the clear:\n{after}");
+    assert!(
+        !after.contains("0x1\n") && !after.to_lowercase().contains("reservation conflict"),
+        "{after}"
+    );
+    let events = lab
+        .call_ok("A", "config.events", json!({"limit": 10000}))
+        .await;
+    assert!(
+        events.to_string().contains("target.clear_reservations"),
+        "{events}"
+    );
+    lab.sh_ok(
+        "H",
+        &format!(
+            "iscsiadm -m node -T {TGT} -I pr2 --logout >/dev/null 2>&1; \
+             iscsiadm -m node -T {TGT} -I pr2 -o delete >/dev/null 2>&1; \
+             iscsiadm -m iface -I pr2 -o delete >/dev/null 2>&1; true"
+        ),
+        60,
+    )
+    .await;
+    two_path_map(lab, map_check).await;
+    json!({"sg_persist": register, "second_nexus": conflict, "after_restart": r,
+           "lio_rebuilt": {"teardown": torn, "reservations": reloaded, "keys": keys, "second_nexus_write": refused},
+           "clear": c, "after_clear": after})
 }

@@ -32,6 +32,7 @@ pub mod disk;
 pub mod event;
 pub mod net;
 pub mod pool;
+pub mod reservations;
 pub mod router;
 pub mod target;
 pub mod volume;
@@ -163,6 +164,8 @@ typed_methods!(
     cluster::Maintenance,
     cluster::FenceTest,
     cluster::Timeline,
+    reservations::Reservations,
+    reservations::ClearReservations,
 );
 
 /// Catalogued methods without typed params and results: the peer

@@ -16,6 +16,7 @@ use crate::core::model::{
     Subsystem, TgPtGp, Tpg, Tree, DEFAULT_ANA_GROUP, DEFAULT_LU_GROUP, HBA, LU_GROUP_PREFIX,
 };
 use crate::core::plan::Step;
+use crate::core::pr::{PrAttrs, PR_ATTRS};
 use crate::error::{BackendError, ReconcileError};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -451,6 +452,50 @@ fn observe_nvmet(
         o.tree.ports.insert(pid, port);
     }
     Ok(())
+}
+
+/// The number of LIO devices under every HBA (ours and anyone else's):
+/// LIO refuses a new `db_root` while any exists.
+pub fn lio_devices(b: &dyn TargetBackend) -> Result<usize, BackendError> {
+    let mut n = 0;
+    for hba in dirs(list_opt(b, "target/core")?) {
+        if hba == "alua" {
+            continue;
+        }
+        n += dirs(list_opt(b, &format!("target/core/{hba}"))?).count();
+    }
+    Ok(n)
+}
+
+/// LIO's `db_root`; `None` when target_core_mod is not loaded.
+pub fn read_db_root(b: &dyn TargetBackend) -> Result<Option<String>, BackendError> {
+    match b.read("target/dbroot") {
+        Ok(s) => Ok(Some(s.trim_end_matches(['\n', '\0']).trim().to_string())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err("read", "target/dbroot")(e)),
+    }
+}
+
+/// The `pr/` attributes of our backstore `name`.
+pub fn read_pr(b: &dyn TargetBackend, name: &str) -> Result<PrAttrs, BackendError> {
+    let dir = format!("{}/pr", path::backstore(name));
+    let mut v: Vec<String> = Vec::with_capacity(PR_ATTRS.len());
+    for a in PR_ATTRS {
+        let p = format!("{dir}/{a}");
+        v.push(b.read(&p).map_err(io_err("read", &p))?);
+    }
+    let mut it = v.into_iter();
+    let mut next = || it.next().unwrap_or_default();
+    Ok(PrAttrs {
+        res_type: next(),
+        generation: next(),
+        aptpl_active: next(),
+        registered: next(),
+        holder: next(),
+        pr_type: next(),
+        all_tgt_pts: next(),
+        holder_tg_port: next(),
+    })
 }
 
 #[cfg(test)]

@@ -32,7 +32,49 @@ pub struct SimBackend {
     devices: BTreeSet<String>,
     /// Devices that exist but serve no data (error tables).
     unbacked: BTreeSet<String>,
+    /// Persistent reservation state per device directory.
+    pr: BTreeMap<String, SimPr>,
     ops: u64,
+}
+
+/// One device's SCSI-3 reservation state, as LIO keeps it in memory.
+#[derive(Debug, Clone, Default)]
+struct SimPr {
+    generation: u32,
+    aptpl: bool,
+    regs: Vec<SimReg>,
+    /// Index into `regs` of the holder and the reservation type.
+    holder: Option<(usize, u8)>,
+    /// Registrations written to `res_aptpl_metadata`, waiting for the
+    /// matching ACL mapping (`core_scsi3_check_aptpl_registration`).
+    pending: Vec<BTreeMap<String, String>>,
+}
+
+/// One registration: the I_T nexus (ACL, ISID, the TPG and LUN it came
+/// through) and its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SimReg {
+    initiator: String,
+    isid: String,
+    key: u64,
+    generation: u32,
+    /// The target's IQN and the TPG tag.
+    iqn: String,
+    tpgt: u16,
+    mapped_lun: u32,
+    target_lun: u32,
+}
+
+fn pr_type_name(t: u8) -> &'static str {
+    match t {
+        1 => "Write Exclusive Access",
+        3 => "Exclusive Access",
+        5 => "Write Exclusive Access, Registrants Only",
+        6 => "Exclusive Access, Registrants Only",
+        7 => "Write Exclusive Access, All Registrants",
+        8 => "Exclusive Access, All Registrants",
+        _ => "Unknown SPC-3 PR Type",
+    }
 }
 
 fn err(kind: ErrorKind, msg: impl Into<String>) -> io::Error {
@@ -138,6 +180,7 @@ impl SimBackend {
             entries: BTreeMap::new(),
             devices: BTreeSet::new(),
             unbacked: BTreeSet::new(),
+            pr: BTreeMap::new(),
             ops: 0,
         };
         for d in [
@@ -154,6 +197,8 @@ impl SimBackend {
             s.entries.insert(d.into(), Entry::Dir { default: true });
         }
         s.add_files(DEFAULT_LU_GP, &[("lu_gp_id", "0"), ("members", "")]);
+        // LIO's default when /etc/target exists.
+        s.set("target/dbroot", "/etc/target");
         s
     }
 
@@ -349,6 +394,11 @@ impl SimBackend {
                     ],
                 );
                 self.set(&format!("{p}/wwn/vpd_unit_serial"), "");
+                // Rendered from `pr` when read.
+                for a in crate::core::pr::PR_ATTRS {
+                    self.set(&format!("{p}/pr/{a}"), "");
+                }
+                self.set(&format!("{p}/pr/res_aptpl_metadata"), "");
                 self.add_files(
                     &format!("{p}/attrib"),
                     &[("block_size", "512"), ("emulate_tpu", "0")],
@@ -560,6 +610,9 @@ impl SimBackend {
                 format!("EBUSY: {p} is the target of a link"),
             ));
         }
+        if classify(p) == Class::Device {
+            self.pr.remove(p);
+        }
         if classify(p) == Class::LuGp {
             // LIO moves the group's members back to its default group.
             for dev in self.lu_gp_members(base(p)) {
@@ -599,6 +652,48 @@ impl SimBackend {
             }
         };
         match (classify(&dir), attr) {
+            (Class::Other, "dbroot") if dir == "target" => {
+                if self.lio_device_count() > 0 {
+                    return Err(einval("db_root: cannot be changed because it's in use"));
+                }
+                if !v.starts_with('/') {
+                    return Err(einval(format!("db_root: cannot open: {v}")));
+                }
+                self.set(p, v);
+            }
+            (Class::Other, "res_aptpl_metadata") if base(&dir) == "pr" => {
+                let dev = parent(&dir).to_string();
+                if classify(&dev) != Class::Device {
+                    return Err(einval(format!("{p}: not a device")));
+                }
+                if self.dev_exported(&dev) {
+                    return Err(einval(
+                        "Unable to process APTPL metadata while active fabric exports exist",
+                    ));
+                }
+                let fields: BTreeMap<String, String> = v
+                    .split([',', '\n'])
+                    .filter_map(|f| f.split_once('='))
+                    .map(|(k, x)| (k.to_string(), x.to_string()))
+                    .collect();
+                let key = fields
+                    .get("sa_res_key")
+                    .and_then(|k| k.parse::<u64>().ok())
+                    .unwrap_or(0);
+                let holder = fields.get("res_holder").map(String::as_str) == Some("1");
+                let rtype = fields
+                    .get("res_type")
+                    .and_then(|t| t.parse::<u8>().ok())
+                    .unwrap_or(0);
+                if !fields.contains_key("initiator_node")
+                    || !fields.contains_key("target_node")
+                    || key == 0
+                    || (holder && rtype == 0)
+                {
+                    return Err(einval("Illegal parameters for APTPL registration"));
+                }
+                self.pr.entry(dev).or_default().pending.push(fields);
+            }
             (Class::Device, "control") => {
                 if self.dev_enabled(&dir) {
                     return Err(err(
@@ -1004,6 +1099,7 @@ impl SimBackend {
         if classify(&dir) == Class::MappedLun {
             // A new entry starts writable (prod_mode_write_protect is 0).
             self.set(&format!("{dir}/write_protect"), "0");
+            self.attach_aptpl(&dir, target);
         }
         Ok(())
     }
@@ -1034,6 +1130,9 @@ impl TargetBackend for SimBackend {
     fn read(&self, path: &str) -> io::Result<String> {
         let dir = parent(path);
         match self.entries.get(path) {
+            Some(Entry::File(_)) if base(dir) == "pr" && classify(parent(dir)) == Class::Device => {
+                Ok(self.render_pr(parent(dir), base(path)))
+            }
             Some(Entry::File(v)) => {
                 if base(path) == "control" {
                     return Ok(String::new());
@@ -1105,9 +1204,12 @@ impl TargetBackend for SimBackend {
 
     fn unlink(&mut self, path: &str) -> io::Result<()> {
         self.ops += 1;
-        match self.entries.get(path) {
-            Some(Entry::Link(_)) => {
+        match self.entries.get(path).cloned() {
+            Some(Entry::Link(t)) => {
                 self.entries.remove(path);
+                if classify(parent(path)) == Class::MappedLun {
+                    self.free_acl_regs(parent(path), &t);
+                }
                 Ok(())
             }
             Some(_) => Err(err(
@@ -1154,5 +1256,318 @@ impl TargetBackend for SimBackend {
             (true, true) => DeviceState::Unbacked,
             (true, false) => DeviceState::Backed,
         }
+    }
+}
+
+/// Persistent reservations: what hosts do through their sessions, and
+/// what LIO does with the state.
+impl SimBackend {
+    fn lio_device_count(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|(k, e)| {
+                matches!(e, Entry::Dir { default: false })
+                    && classify(k) == Class::Device
+                    && !k.starts_with("target/core/alua/")
+            })
+            .count()
+    }
+
+    /// `(iqn, tag, initiator, mapped LUN)` of a mapped LUN directory.
+    fn mapped_parts(dir: &str) -> Option<(String, u16, String, u32)> {
+        let c: Vec<&str> = dir.split('/').collect();
+        match c.as_slice() {
+            ["target", "iscsi", iqn, tpg, "acls", init, m] => Some((
+                (*iqn).to_string(),
+                num_suffix(tpg, "tpgt_").and_then(|t| u16::try_from(t).ok())?,
+                (*init).to_string(),
+                num_suffix(m, "lun_")?,
+            )),
+            _ => None,
+        }
+    }
+
+    /// A mapped LUN was linked to TPG LUN `lun`: saved registrations of
+    /// that initiator through that port and LUN come back.
+    fn attach_aptpl(&mut self, mdir: &str, lun: &str) {
+        let Some((iqn, tag, init, mlun)) = Self::mapped_parts(mdir) else {
+            return;
+        };
+        let Some(dev) = self.lun_dev(lun) else { return };
+        let tlun = num_suffix(base(lun), "lun_").unwrap_or(0);
+        let Some(pr) = self.pr.get_mut(&dev) else {
+            return;
+        };
+        let mut keep = Vec::new();
+        for f in std::mem::take(&mut pr.pending) {
+            let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
+            let matches = get("initiator_node") == init
+                && get("target_node") == iqn
+                && get("tpgt").parse::<u16>().ok() == Some(tag)
+                && get("mapped_lun").parse::<u32>().unwrap_or(0) == mlun
+                && get("target_lun").parse::<u32>().unwrap_or(0) == tlun;
+            if !matches {
+                keep.push(f);
+                continue;
+            }
+            pr.regs.push(SimReg {
+                initiator: init.clone(),
+                isid: get("initiator_sid").to_string(),
+                key: get("sa_res_key").parse().unwrap_or(0),
+                generation: pr.generation,
+                iqn: iqn.clone(),
+                tpgt: tag,
+                mapped_lun: mlun,
+                target_lun: tlun,
+            });
+            pr.aptpl = true;
+            if get("res_holder") == "1" {
+                let t = get("res_type").parse().unwrap_or(0);
+                pr.holder = Some((pr.regs.len() - 1, t));
+            }
+        }
+        pr.pending = keep;
+    }
+
+    /// A mapped LUN's link went: LIO frees the initiator's registrations
+    /// on the device and its reservation (`core_scsi3_free_pr_reg_from_nacl`).
+    fn free_acl_regs(&mut self, mdir: &str, lun: &str) {
+        let Some((iqn, tag, init, _)) = Self::mapped_parts(mdir) else {
+            return;
+        };
+        let Some(dev) = self.lun_dev(lun) else { return };
+        let Some(pr) = self.pr.get_mut(&dev) else {
+            return;
+        };
+        let gone = |r: &SimReg| r.initiator == init && r.iqn == iqn && r.tpgt == tag;
+        if let Some((i, _)) = pr.holder {
+            if pr.regs.get(i).is_some_and(gone) {
+                pr.holder = None;
+            }
+        }
+        let held = pr
+            .holder
+            .and_then(|(i, t)| pr.regs.get(i).cloned().map(|r| (r, t)));
+        pr.regs.retain(|r| !gone(r));
+        pr.holder = held.and_then(|(r, t)| pr.regs.iter().position(|x| *x == r).map(|i| (i, t)));
+    }
+
+    /// The backstore directory an initiator reaches through its mapped LUN.
+    fn nexus_dev(&self, iqn: &str, tag: u16, init: &str, mlun: u32) -> io::Result<(String, u32)> {
+        let mdir = format!("target/iscsi/{iqn}/tpgt_{tag}/acls/{init}/lun_{mlun}");
+        let lun = self
+            .children(&mdir)
+            .find_map(|(_, e)| match e {
+                Entry::Link(t) => Some(t.clone()),
+                _ => None,
+            })
+            .ok_or_else(|| err(ErrorKind::NotFound, format!("{init} has no LUN {mlun}")))?;
+        let dev = self
+            .lun_dev(&lun)
+            .ok_or_else(|| err(ErrorKind::NotFound, "LUN without a device"))?;
+        Ok((dev, num_suffix(base(&lun), "lun_").unwrap_or(0)))
+    }
+
+    /// A host's PERSISTENT RESERVE OUT REGISTER through `iqn`/`tag` as
+    /// `init` (session `isid`) on its mapped LUN `mlun`.
+    pub fn pr_register(
+        &mut self,
+        (iqn, tag): (&str, u16),
+        (init, isid): (&str, &str),
+        mlun: u32,
+        key: u64,
+        aptpl: bool,
+    ) -> io::Result<()> {
+        let (dev, tlun) = self.nexus_dev(iqn, tag, init, mlun)?;
+        let pr = self.pr.entry(dev).or_default();
+        pr.regs
+            .retain(|r| !(r.initiator == init && r.isid == isid && r.iqn == iqn && r.tpgt == tag));
+        pr.regs.push(SimReg {
+            initiator: init.to_string(),
+            isid: isid.to_string(),
+            key,
+            generation: pr.generation,
+            iqn: iqn.to_string(),
+            tpgt: tag,
+            mapped_lun: mlun,
+            target_lun: tlun,
+        });
+        pr.generation += 1;
+        pr.aptpl = aptpl;
+        Ok(())
+    }
+
+    /// A host's PERSISTENT RESERVE OUT RESERVE of type `pr_type` by a
+    /// registered I_T nexus; a conflicting holder refuses it.
+    pub fn pr_reserve(
+        &mut self,
+        (iqn, tag): (&str, u16),
+        (init, isid): (&str, &str),
+        mlun: u32,
+        pr_type: u8,
+    ) -> io::Result<()> {
+        let (dev, _) = self.nexus_dev(iqn, tag, init, mlun)?;
+        let pr = self.pr.entry(dev).or_default();
+        let i = pr
+            .regs
+            .iter()
+            .position(|r| r.initiator == init && r.isid == isid && r.iqn == iqn && r.tpgt == tag)
+            .ok_or_else(|| {
+                err(
+                    ErrorKind::PermissionDenied,
+                    "RESERVATION CONFLICT: not registered",
+                )
+            })?;
+        if pr.holder.is_some_and(|(h, _)| h != i) {
+            return Err(err(ErrorKind::PermissionDenied, "RESERVATION CONFLICT"));
+        }
+        pr.holder = Some((i, pr_type));
+        Ok(())
+    }
+
+    /// The APTPL file LIO would have written for backstore `name` (what
+    /// `<db_root>/pr/aptpl_<serial>` holds), as `__core_scsi3_update_aptpl_buf` lays it out.
+    pub fn aptpl_file(&self, name: &str) -> String {
+        let dev = crate::core::model::path::backstore(name);
+        let Some(pr) = self.pr.get(&dev).filter(|p| p.aptpl && !p.regs.is_empty()) else {
+            return "No Registrations or Reservations\n".into();
+        };
+        let mut out = String::new();
+        for (i, r) in pr.regs.iter().enumerate() {
+            out.push_str(&format!(
+                "PR_REG_START: {i}\ninitiator_fabric=iSCSI\ninitiator_node={}\n",
+                r.initiator
+            ));
+            if !r.isid.is_empty() {
+                out.push_str(&format!("initiator_sid={}\n", r.isid));
+            }
+            out.push_str(&format!("sa_res_key={}\n", r.key));
+            match pr.holder {
+                Some((h, t)) if h == i => {
+                    out.push_str(&format!("res_holder=1\nres_type={t:02x}\nres_scope=0x00\n"));
+                }
+                _ => out.push_str("res_holder=0\n"),
+            }
+            out.push_str(&format!(
+                "res_all_tg_pt=0\nmapped_lun={}\ntarget_fabric=iSCSI\ntarget_node={}\ntpgt={}\nport_rtpi=1\ntarget_lun={}\nPR_REG_END: {i}\n",
+                r.mapped_lun, r.iqn, r.tpgt, r.target_lun
+            ));
+        }
+        out
+    }
+
+    /// A `pr/` attribute in the kernel's format.
+    fn render_pr(&self, dev: &str, attr: &str) -> String {
+        let empty = SimPr::default();
+        let pr = self.pr.get(dev).unwrap_or(&empty);
+        let holder = pr.holder.and_then(|(i, t)| pr.regs.get(i).map(|r| (r, t)));
+        let port = |r: &SimReg| {
+            if r.isid.is_empty() {
+                r.initiator.clone()
+            } else {
+                format!("{},i,{}", r.initiator, r.isid)
+            }
+        };
+        const NONE: &str = "No SPC-3 Reservation holder\n";
+        match attr {
+            "res_type" => "SPC3_PERSISTENT_RESERVATIONS\n".into(),
+            "res_pr_generation" => format!("0x{:08x}\n", pr.generation),
+            "res_aptpl_active" => format!(
+                "APTPL Bit Status: {}\n",
+                if pr.aptpl { "Activated" } else { "Disabled" }
+            ),
+            "res_pr_registered_i_pts" => {
+                let mut s = String::from("SPC-3 PR Registrations:\n");
+                for r in &pr.regs {
+                    s.push_str(&format!(
+                        "iSCSI Node: {} Key: 0x{:016x} PRgen: 0x{:08x}\n",
+                        port(r),
+                        r.key,
+                        r.generation
+                    ));
+                }
+                if pr.regs.is_empty() {
+                    s.push_str("None\n");
+                }
+                s
+            }
+            "res_holder" => holder.map_or_else(
+                || NONE.into(),
+                |(r, _)| format!("SPC-3 Reservation: iSCSI Initiator: {}\n", port(r)),
+            ),
+            "res_pr_type" => holder.map_or_else(
+                || NONE.into(),
+                |(_, t)| format!("SPC-3 Reservation Type: {}\n", pr_type_name(t)),
+            ),
+            "res_pr_all_tgt_pts" => holder.map_or_else(
+                || NONE.into(),
+                |_| "SPC-3 Reservation: Single Target Port registration\n".into(),
+            ),
+            "res_pr_holder_tg_port" => holder.map_or_else(
+                || NONE.into(),
+                |(r, _)| {
+                    format!(
+                        "SPC-3 Reservation: iSCSI Target Node Endpoint: {}\nSPC-3 Reservation: Relative Port Identifier Tag: 1 iSCSI Portal Group Tag: {} iSCSI Logical Unit: {}\n",
+                        r.iqn, r.tpgt, r.target_lun
+                    )
+                },
+            ),
+            "res_aptpl_metadata" => "Ready to process PR APTPL metadata..\n".into(),
+            _ => String::new(),
+        }
+    }
+}
+
+/// A simulator shared between a reconciler and a test that plays the
+/// hosts (PERSISTENT RESERVE OUT through their sessions).
+#[derive(Debug, Clone, Default)]
+pub struct SharedSim(pub std::sync::Arc<std::sync::Mutex<SimBackend>>);
+
+impl SharedSim {
+    /// Wraps `sim`.
+    pub fn new(sim: SimBackend) -> SharedSim {
+        SharedSim(std::sync::Arc::new(std::sync::Mutex::new(sim)))
+    }
+
+    /// Runs `f` on the simulator.
+    pub fn with<T>(&self, f: impl FnOnce(&mut SimBackend) -> T) -> T {
+        let mut g = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut g)
+    }
+}
+
+impl TargetBackend for SharedSim {
+    fn mkdir(&mut self, path: &str) -> io::Result<()> {
+        self.with(|s| s.mkdir(path))
+    }
+    fn rmdir(&mut self, path: &str) -> io::Result<()> {
+        self.with(|s| s.rmdir(path))
+    }
+    fn write(&mut self, path: &str, value: &str) -> io::Result<()> {
+        self.with(|s| s.write(path, value))
+    }
+    fn read(&self, path: &str) -> io::Result<String> {
+        self.with(|s| s.read(path))
+    }
+    fn symlink(&mut self, link: &str, target: &str) -> io::Result<()> {
+        self.with(|s| s.symlink(link, target))
+    }
+    fn unlink(&mut self, path: &str) -> io::Result<()> {
+        self.with(|s| s.unlink(path))
+    }
+    fn list(&self, path: &str) -> io::Result<Vec<(String, EntryKind)>> {
+        self.with(|s| s.list(path))
+    }
+    fn read_link(&self, path: &str) -> io::Result<String> {
+        self.with(|s| s.read_link(path))
+    }
+    fn device_present(&self, dev: &str) -> bool {
+        self.with(|s| s.device_present(dev))
+    }
+    fn device_state(&self, dev: &str) -> DeviceState {
+        self.with(|s| s.device_state(dev))
     }
 }

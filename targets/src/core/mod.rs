@@ -9,6 +9,7 @@ pub mod flip;
 pub mod model;
 pub mod net;
 pub mod plan;
+pub mod pr;
 
 pub use desired::{build, Desired, Local, Scope};
 pub use model::{AccessState, AluaState, AnaState, Tree};
