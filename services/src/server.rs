@@ -28,6 +28,9 @@ pub struct ConnCtx {
     pub id: u64,
     /// Who is on the other end (`pid=123` for Unix sockets, the address for TCP).
     pub peer: String,
+    /// The peer's process id from `SO_PEERCRED` (Unix sockets only): the
+    /// kernel's word, unlike anything the peer writes.
+    pub pid: Option<u32>,
     /// Frames to send to this connection (replies are sent for you; use this
     /// for notifications such as events).
     pub out: mpsc::Sender<Vec<u8>>,
@@ -55,10 +58,27 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
     D: Dispatch,
 {
+    serve_with_pid(reader, writer, peer, None, limits, dispatch).await;
+}
+
+/// Like [`serve`], for a peer whose process id the kernel told us.
+pub async fn serve_with_pid<R, W, D>(
+    reader: R,
+    writer: W,
+    peer: String,
+    pid: Option<u32>,
+    limits: Limits,
+    dispatch: Arc<D>,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+    D: Dispatch,
+{
     let (out, out_rx) = mpsc::channel::<Vec<u8>>(1024);
     let ctx = Arc::new(ConnCtx {
         id: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
         peer,
+        pid,
         out,
     });
     let writer_task = tokio::spawn(write_loop(writer, out_rx));
@@ -196,6 +216,39 @@ pub fn unix_peer(stream: &tokio::net::UnixStream) -> String {
     }
 }
 
+/// The process id of a Unix-socket peer, from `SO_PEERCRED`.
+pub fn unix_peer_pid(stream: &tokio::net::UnixStream) -> Option<u32> {
+    stream
+        .peer_cred()
+        .ok()
+        .and_then(|c| c.pid())
+        .and_then(|p| u32::try_from(p).ok())
+}
+
+/// Who may connect to a listener.
+#[derive(Debug, Clone)]
+pub enum Admit {
+    /// Anyone who can open the socket (the router's own socket).
+    Anyone,
+    /// Only the process whose id is in the watch (0: nobody). A service
+    /// admits only its router: the pid it found on the registration
+    /// connection, so a local process that opens the service socket
+    /// cannot speak for the router (or for the partner through it).
+    OnlyPid(tokio::sync::watch::Receiver<u32>),
+}
+
+impl Admit {
+    fn allows(&self, pid: Option<u32>) -> bool {
+        match self {
+            Admit::Anyone => true,
+            Admit::OnlyPid(rx) => {
+                let want = *rx.borrow();
+                want != 0 && pid == Some(want)
+            }
+        }
+    }
+}
+
 /// Accepts connections on `listener` and serves each with `dispatch`, at most
 /// `max_conns` at once (further ones wait in the kernel backlog).
 pub async fn accept_loop<D: Dispatch>(
@@ -203,6 +256,18 @@ pub async fn accept_loop<D: Dispatch>(
     limits: Limits,
     max_conns: usize,
     dispatch: Arc<D>,
+) {
+    accept_loop_admitting(listener, limits, max_conns, dispatch, Admit::Anyone).await;
+}
+
+/// Like [`accept_loop`], serving only the peers `admit` allows; any other
+/// gets one `unauthorized` error and is closed.
+pub async fn accept_loop_admitting<D: Dispatch>(
+    listener: tokio::net::UnixListener,
+    limits: Limits,
+    max_conns: usize,
+    dispatch: Arc<D>,
+    admit: Admit,
 ) {
     let slots = Arc::new(Semaphore::new(max_conns));
     loop {
@@ -218,13 +283,39 @@ pub async fn accept_loop<D: Dispatch>(
             }
         };
         let peer = unix_peer(&stream);
+        let pid = unix_peer_pid(&stream);
+        if !admit.allows(pid) {
+            tracing::warn!(%peer, "refused a connection: only the router may call this service");
+            tokio::spawn(refuse(stream, permit));
+            continue;
+        }
         let d = Arc::clone(&dispatch);
         tokio::spawn(async move {
             let (r, w) = stream.into_split();
-            serve(r, w, peer, limits, d).await;
+            serve_with_pid(r, w, peer, pid, limits, d).await;
             drop(permit);
         });
     }
+}
+
+/// Tells a refused peer why, then closes (bounded: a peer that does not
+/// read cannot hold the task).
+async fn refuse(mut stream: tokio::net::UnixStream, permit: tokio::sync::OwnedSemaphorePermit) {
+    let resp = Response::err(
+        None,
+        RpcError::new(
+            ErrorCode::Unauthorized,
+            "this socket answers only its router; call through router.sock",
+        ),
+    );
+    let mut frame = to_frame(&resp);
+    frame.push(b'\n');
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        let _ = stream.write_all(&frame).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+    drop(permit);
 }
 
 #[cfg(test)]

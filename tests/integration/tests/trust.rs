@@ -1,0 +1,215 @@
+//! Trust boundaries, probed as a hostile local process would (issue 16):
+//! raw sockets against the real router and daemons.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
+use duplex_integration_tests::{next_event, node, with_alpha};
+use duplex_services::rpc::{parse_message, Message, Response};
+use duplex_services::ErrorCode;
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+/// Sends one line on a fresh connection to `path` and returns the first
+/// reply (None if the other side closed without one).
+async fn one_call(path: &std::path::Path, msg: &Value) -> Option<Response> {
+    let s = UnixStream::connect(path).await.unwrap();
+    let (r, mut w) = s.into_split();
+    let mut r = BufReader::new(r);
+    let mut line = serde_json::to_vec(msg).unwrap();
+    line.push(b'\n');
+    // The other side may close before reading: that is an answer too.
+    let _ = w.write_all(&line).await;
+    read_reply(&mut r).await
+}
+
+async fn read_reply<R: tokio::io::AsyncRead + Unpin>(r: &mut BufReader<R>) -> Option<Response> {
+    let mut line = String::new();
+    let n = tokio::time::timeout(Duration::from_secs(10), r.read_line(&mut line))
+        .await
+        .expect("a reply or a close in time")
+        .unwrap_or(0);
+    if n == 0 {
+        return None;
+    }
+    match parse_message(line.trim_end().as_bytes()).expect("a JSON-RPC message") {
+        Message::Response(resp) => Some(resp),
+        Message::Request(r) => panic!("expected a response, got {r:?}"),
+    }
+}
+
+fn error_kind(resp: &Option<Response>) -> Option<ErrorCode> {
+    resp.as_ref()
+        .and_then(|r| r.error.as_ref())
+        .and_then(|e| e.kind())
+}
+
+/// Probe 1: a local process opens config-keeper's socket and sends
+/// `config.repl_push` as if it were the partner (`caller: peer:B/...`).
+/// Before: the keeper took it for the partner. After: the socket admits
+/// only the router's pid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_socket_answers_only_its_router() {
+    let (node, _router, _alpha) = with_alpha("").await;
+    let _ck = node
+        .start_daemon("duplex-config-keeper", "config-keeper", &[])
+        .await;
+    let forged = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "config.repl_push",
+        "caller": "peer:B/config-keeper", "action_id": "forged-1",
+        "params": {"origin": "b", "entries": []}
+    });
+    let resp = one_call(&node.socket_dir().join("config-keeper.sock"), &forged).await;
+    assert_eq!(
+        error_kind(&resp),
+        Some(ErrorCode::Unauthorized),
+        "a forged partner call got {resp:?}"
+    );
+    // The same for any method of any service, e.g. the test service's echo.
+    let echo = json!({"jsonrpc": "2.0", "id": 2, "method": "alpha.echo", "caller": "peer:B/x"});
+    let resp = one_call(&node.socket_dir().join("alpha.sock"), &echo).await;
+    assert_eq!(error_kind(&resp), Some(ErrorCode::Unauthorized), "{resp:?}");
+
+    // Through the router the caller is the router's word, not the client's.
+    let via = json!({"jsonrpc": "2.0", "id": 3, "method": "alpha.echo", "caller": "peer:B/x"});
+    let resp = one_call(&node.router_socket(), &via).await.unwrap();
+    let caller = resp.result.unwrap()["caller"].as_str().unwrap().to_string();
+    assert!(caller.starts_with("client(pid="), "{caller}");
+    let resp = one_call(&node.router_socket(), &forged).await.unwrap();
+    assert_eq!(
+        resp.error.and_then(|e| e.kind()),
+        Some(ErrorCode::Unauthorized)
+    );
+    node.client()
+        .call("config.status", json!({}))
+        .await
+        .unwrap();
+}
+
+/// Probe 2: a plain client registers as `config-keeper`. Before: it took
+/// the registration (and targets' `config.get`), and config stayed down
+/// after it left. After: refused while the real one is up; a registration
+/// must name the registering pid and `socket_dir/<name>.sock`, listened on
+/// by that pid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_cannot_be_stolen_or_forged() {
+    let (node, _router, _alpha) = with_alpha("").await;
+    let _ck = node
+        .start_daemon("duplex-config-keeper", "config-keeper", &[])
+        .await;
+    let services = node
+        .client()
+        .call("router.services", json!({}))
+        .await
+        .unwrap();
+    let real = services["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "config-keeper")
+        .unwrap()
+        .clone();
+    let mut reg = json!({
+        "name": real["name"], "version": real["version"],
+        "namespaces": real["namespaces"], "methods": real["methods"],
+        "socket": real["socket"], "catalogue": real["catalogue"],
+        "pid": std::process::id(),
+    });
+    let register =
+        |p: &Value| json!({"jsonrpc": "2.0", "id": 1, "method": "router.register", "params": p});
+
+    // Keep the thief's connection open: a registration lives with it.
+    let s = UnixStream::connect(node.router_socket()).await.unwrap();
+    let (r, mut w) = s.into_split();
+    let mut r = BufReader::new(r);
+    let mut line = serde_json::to_vec(&register(&reg)).unwrap();
+    line.push(b'\n');
+    w.write_all(&line).await.unwrap();
+    let resp = read_reply(&mut r).await;
+    assert_eq!(
+        error_kind(&resp),
+        Some(ErrorCode::Conflict),
+        "stealing config-keeper's registration got {resp:?}"
+    );
+    // The real keeper still answers, during and after the thief's visit.
+    let st = node.client().call("config.status", json!({})).await;
+    assert!(st.is_ok(), "{st:?}");
+    drop((r, w));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        node.service_state("config-keeper").await.as_deref(),
+        Some("up")
+    );
+    node.client()
+        .call("config.status", json!({}))
+        .await
+        .unwrap();
+
+    // A free name, but someone else's pid: refused.
+    reg["name"] = "gamma".into();
+    reg["namespaces"] = json!(["gamma"]);
+    reg["methods"] = json!(["gamma.echo"]);
+    reg["socket"] = node
+        .socket_dir()
+        .join("gamma.sock")
+        .display()
+        .to_string()
+        .into();
+    reg["pid"] = real["pid"].clone();
+    let resp = one_call(&node.router_socket(), &register(&reg)).await;
+    assert_eq!(error_kind(&resp), Some(ErrorCode::Unauthorized), "{resp:?}");
+    // Our own pid, but a socket outside socket_dir/<name>.sock: refused.
+    reg["pid"] = std::process::id().into();
+    reg["socket"] = "/tmp/gamma-elsewhere.sock".into();
+    let resp = one_call(&node.router_socket(), &register(&reg)).await;
+    assert_eq!(
+        error_kind(&resp),
+        Some(ErrorCode::InvalidParams),
+        "{resp:?}"
+    );
+    // A name held by a live registration stays with it.
+    reg["name"] = "alpha".into();
+    reg["namespaces"] = json!(["alpha"]);
+    reg["methods"] = json!(["alpha.echo"]);
+    reg["socket"] = node
+        .socket_dir()
+        .join("alpha.sock")
+        .display()
+        .to_string()
+        .into();
+    let resp = one_call(&node.router_socket(), &register(&reg)).await;
+    assert_eq!(error_kind(&resp), Some(ErrorCode::Conflict), "{resp:?}");
+    // The right path, but another process listens there (a link to
+    // alpha's socket): refused, the listener must be the registering pid.
+    let gamma = node.socket_dir().join("gamma.sock");
+    std::os::unix::fs::symlink(node.socket_dir().join("alpha.sock"), &gamma).unwrap();
+    reg["name"] = "gamma".into();
+    reg["namespaces"] = json!(["gamma"]);
+    reg["methods"] = json!(["gamma.echo"]);
+    reg["socket"] = gamma.display().to_string().into();
+    let resp = one_call(&node.router_socket(), &register(&reg)).await;
+    assert_eq!(error_kind(&resp), Some(ErrorCode::Unauthorized), "{resp:?}");
+    let v = node.client().call("alpha.echo", json!({})).await.unwrap();
+    assert_eq!(v["service"], "alpha");
+}
+
+/// Probe 7: anyone local could publish with any `source`. The router now
+/// names the source itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_router_names_an_events_source() {
+    let node = node("A", None, "");
+    let _router = node.start_router().await;
+    let c = node.client();
+    let mut sub = c.subscribe(&["alpha.*"]).await.unwrap();
+    c.call(
+        "event.publish",
+        json!({"topic": "alpha.forged", "source": "config-keeper", "controller": "B"}),
+    )
+    .await
+    .unwrap();
+    let ev = next_event(&mut sub, "the published event").await;
+    let source = ev.source.clone().unwrap_or_default();
+    assert!(source.starts_with("client("), "source {source:?}");
+    assert_eq!(ev.controller.as_deref(), Some("A"));
+}
