@@ -358,7 +358,18 @@ pub fn register(svc: &mut ServiceBuilder, k: &Arc<Keeper>) {
         async move {
             from_partner(&ctx)?;
             let p: PushParams = params(p)?;
-            k.on_push(p.origin, p.entries).await
+            let origin = p.origin.clone();
+            let r = k.on_push(p.origin, p.entries).await;
+            if let Err(e) = &r {
+                let alert = e.data.as_ref().and_then(|d| d.get("alert")).cloned();
+                if let Some(kind) = alert {
+                    let data = json!({"severity": "critical", "kind": kind, "origin": origin, "reason": e.message});
+                    if let Err(pe) = ctx.router.publish(topics::ALERT, data, false).await {
+                        tracing::warn!(error = %pe, "cannot publish the alert");
+                    }
+                }
+            }
+            r
         }
     });
 }

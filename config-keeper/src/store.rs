@@ -599,6 +599,24 @@ impl Store {
             let applied = self.applied(&entry.origin);
             match receive(applied, entry.seq) {
                 Receive::Duplicate { applied } => {
+                    // A re-ship is byte for byte what we merged; other
+                    // content under a merged number is refused (the log
+                    // row may be pruned: then it cannot be compared).
+                    let stored = entry
+                        .seq
+                        .checked_sub(1)
+                        .map(|after| self.entries_since(&entry.origin, after, 1))
+                        .transpose()
+                        .inspect_err(|_| self.reload_if(!winners.is_empty()))?;
+                    if let Some(old) = stored.as_ref().and_then(|v| v.first()) {
+                        if old.seq == entry.seq && old != entry {
+                            self.reload_if(!winners.is_empty());
+                            return Err(StoreError::Merge(state::MergeError::SeqReused {
+                                origin: entry.origin.clone(),
+                                seq: entry.seq,
+                            }));
+                        }
+                    }
                     results.push(Merged::Duplicate { applied });
                     continue;
                 }
