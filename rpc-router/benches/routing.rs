@@ -113,6 +113,7 @@ fn service_main(cfg_path: &Path) {
             direct,
             duplex_services::server::Limits {
                 max_frame: 1 << 20,
+                max_reply: 1 << 20,
                 max_inflight: 256,
             },
             1024,

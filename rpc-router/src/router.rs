@@ -129,6 +129,7 @@ impl Router {
         })?;
         let limits = Limits {
             max_frame: self.cfg.router.max_message_bytes,
+            max_reply: self.cfg.router.max_message_bytes,
             max_inflight: self.cfg.router.max_inflight_per_connection,
         };
         let local = Arc::new(Endpoint {
@@ -712,8 +713,12 @@ impl Router {
                     return;
                 }
                 tracing::info!(%addr, "partner connected (incoming)");
+                // The partner's router adds caller and action_id to its
+                // clients' messages, as ours does for services.
+                let max = router.cfg.router.max_message_bytes;
                 let limits = Limits {
-                    max_frame: router.cfg.router.max_message_bytes,
+                    max_frame: max.saturating_add(server::router_headroom(max)),
+                    max_reply: max,
                     max_inflight: router
                         .cfg
                         .router

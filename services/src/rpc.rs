@@ -556,6 +556,72 @@ pub fn valid_action_id(a: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// The top-level `id` of a message from its first bytes (the head of an
+/// oversize line): a number or a plain string right after the `"id"` key
+/// of the outer object. None when the head ends first or has no id.
+pub fn head_id(head: &[u8]) -> Option<Id> {
+    let mut depth = 0usize;
+    let mut i = 0usize;
+    while i < head.len() {
+        match head[i] {
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b'"' => {
+                let start = i + 1;
+                let end = string_end(head, start)?;
+                i = end + 1;
+                if depth == 1 && &head[start..end] == b"id" {
+                    let rest = skip_ws(head, i);
+                    if head.get(rest) == Some(&b':') {
+                        return id_value(head, skip_ws(head, rest + 1));
+                    }
+                }
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Index of the closing quote of a string starting at `start`.
+fn string_end(b: &[u8], start: usize) -> Option<usize> {
+    let mut j = start;
+    while j < b.len() {
+        match b[j] {
+            b'\\' => j += 2,
+            b'"' => return Some(j),
+            _ => j += 1,
+        }
+    }
+    None
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while b.get(i).is_some_and(u8::is_ascii_whitespace) {
+        i += 1;
+    }
+    i
+}
+
+fn id_value(b: &[u8], i: usize) -> Option<Id> {
+    if b.get(i) == Some(&b'"') {
+        let end = string_end(b, i + 1)?;
+        let s = std::str::from_utf8(&b[i + 1..end]).ok()?;
+        return (!s.contains('\\')).then(|| Id::Str(s.to_string()));
+    }
+    let end = (i..b.len())
+        .find(|&j| !(b[j].is_ascii_digit() || (j == i && b[j] == b'-')))
+        // A number cut off by the end of the head is not known whole.
+        ?;
+    std::str::from_utf8(&b[i..end])
+        .ok()?
+        .parse()
+        .ok()
+        .map(Id::Num)
+}
+
 /// Serialises a message as one frame (compact JSON, no newline).
 pub fn to_frame<T: Serialize>(msg: &T) -> Vec<u8> {
     // Serialising our own types cannot fail: they contain no maps with
@@ -667,5 +733,22 @@ mod tests {
         let r = Request::notification("event.notify", Value::Null);
         let s = String::from_utf8(to_frame(&r)).unwrap();
         assert_eq!(s, r#"{"jsonrpc":"2.0","method":"event.notify"}"#);
+    }
+
+    #[test]
+    fn head_id_finds_the_outer_id() {
+        assert_eq!(
+            head_id(br#"{"jsonrpc":"2.0","id":42,"result":{"#),
+            Some(Id::Num(42))
+        );
+        assert_eq!(
+            head_id(br#"{"params":{"id":7},"id":"x-1","method""#),
+            Some(Id::Str("x-1".into()))
+        );
+        assert_eq!(head_id(br#"{"jsonrpc":"2.0","id":-3}"#), Some(Id::Num(-3)));
+        // Cut off inside the number, or no id yet: unknown.
+        assert_eq!(head_id(br#"{"jsonrpc":"2.0","id":12"#), None);
+        assert_eq!(head_id(br#"{"params":{"id":7,"pad":"aaaa"#), None);
+        assert_eq!(head_id(b"[1,2"), None);
     }
 }

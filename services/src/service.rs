@@ -255,8 +255,12 @@ impl ServiceBuilder {
             router: router.clone(),
             service: self.name.clone(),
         });
+        // Requests arrive with what the router adds (caller, action_id);
+        // replies must leave it room on the way back.
+        let max = self.cfg.router.max_message_bytes;
         let limits = Limits {
-            max_frame: self.cfg.router.max_message_bytes,
+            max_frame: max.saturating_add(server::router_headroom(max)),
+            max_reply: max.saturating_sub(server::router_headroom(max)),
             max_inflight: self.cfg.router.max_inflight_per_connection.max(256),
         };
         // Only the router we registered with may call us: its pid comes

@@ -213,3 +213,51 @@ async fn the_router_names_an_events_source() {
     assert!(source.starts_with("client("), "source {source:?}");
     assert_eq!(ev.controller.as_deref(), Some("A"));
 }
+
+/// Probe 3: an oversize reply used to be dropped by the router's reader,
+/// and the caller waited its whole timeout; a request just under the
+/// limit grew past the service's limit with what the router adds, and hung
+/// too. Both now end at once: a result or `too_large`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversize_reply_fails_the_call_at_once() {
+    let (node, _router, _alpha) =
+        with_alpha("max_message_bytes = 65536\ncall_timeout_ms = 8000").await;
+    let c = node.client();
+    let t = std::time::Instant::now();
+    let e = c
+        .call("alpha.big", json!({"bytes": 200_000}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), Some(ErrorCode::TooLarge), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    // A reply just under the router's limit passes: the service's replies
+    // leave room for the router's members.
+    let v = c.call("alpha.big", json!({"bytes": 60_000})).await.unwrap();
+    assert_eq!(v["pad"].as_str().unwrap().len(), 60_000);
+
+    // A request just under the limit, as a raw client sends it.
+    for pad in [65_536 - 120, 65_536 - 60] {
+        let req = json!({"jsonrpc": "2.0", "id": 5, "method": "alpha.sleep",
+                         "params": {"ms": 1, "pad": "p".repeat(pad - 80)}});
+        let mut frame = serde_json::to_vec(&req).unwrap();
+        assert!(frame.len() <= 65_536, "{}", frame.len());
+        frame.push(b'\n');
+        let s = UnixStream::connect(node.router_socket()).await.unwrap();
+        let (r, mut w) = s.into_split();
+        let mut r = BufReader::new(r);
+        let t = std::time::Instant::now();
+        w.write_all(&frame).await.unwrap();
+        let resp = read_reply(&mut r).await.unwrap();
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        assert!(resp.error.is_none(), "{resp:?}");
+        // Over the limit: too_large with the request's id, at once.
+        let req = json!({"jsonrpc": "2.0", "id": 6, "method": "alpha.echo",
+                         "params": {"pad": "p".repeat(70_000)}});
+        let mut frame = serde_json::to_vec(&req).unwrap();
+        frame.push(b'\n');
+        w.write_all(&frame).await.unwrap();
+        let resp = read_reply(&mut r).await.unwrap();
+        assert_eq!(resp.id, Some(duplex_services::rpc::Id::Num(6)));
+        assert_eq!(resp.error.and_then(|e| e.kind()), Some(ErrorCode::TooLarge));
+    }
+}
