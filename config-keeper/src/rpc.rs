@@ -221,9 +221,9 @@ pub fn register(svc: &mut ServiceBuilder, k: &Arc<Keeper>) {
                 .with_store(move |s| s.history(p.after, p.limit.min(10_000)))
                 .await?
                 .map_err(store_error)?;
-            Ok(HistoryResult {
-                entries: rows.iter().map(to_value).collect::<Result<_, _>>()?,
-            })
+            let mut entries: Vec<Value> = rows.iter().map(to_value).collect::<Result<_, _>>()?;
+            entries.iter_mut().for_each(redact_secrets);
+            Ok(HistoryResult { entries })
         }
     });
 
@@ -374,6 +374,28 @@ pub fn register(svc: &mut ServiceBuilder, k: &Arc<Keeper>) {
     });
 }
 
+/// Members whose values `config.history` never shows: CHAP secrets and
+/// password hashes. History is an audit view; the reconcilers that need a
+/// secret read it with `config.get`.
+const SECRET_MEMBERS: [&str; 3] = ["secret", "mutual_secret", "password_hash"];
+
+/// Replaces every secret member's value, at any depth, by `"(redacted)"`.
+pub fn redact_secrets(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                if SECRET_MEMBERS.contains(&k.as_str()) && !x.is_null() {
+                    *x = Value::String("(redacted)".into());
+                } else {
+                    redact_secrets(x);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(redact_secrets),
+        _ => {}
+    }
+}
+
 /// Encodes a stored row or record for a typed result.
 fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, RpcError> {
     serde_json::to_value(v).map_err(|e| RpcError::internal(format!("cannot encode: {e}")))
@@ -392,5 +414,28 @@ fn from_partner(ctx: &Ctx) -> Result<(), RpcError> {
             ),
         )
         .with_field("caller")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_secrets;
+    use serde_json::json;
+
+    /// Issue 16 point 7: `config.history` returned CHAP secrets verbatim.
+    #[test]
+    fn history_entries_hide_secrets() {
+        let mut e = json!({"ops": [{"kind": "host", "key": "h1", "body": {"name": "h1",
+            "chap": {"user": "h1", "secret": "0123456789abcdef", "mutual_user": "t",
+                     "mutual_secret": "fedcba9876543210"}}},
+            {"kind": "user", "key": "u", "body": {"name": "u", "password_hash": "$argon2id$x"}},
+            {"kind": "host", "key": "h2", "body": null}]});
+        redact_secrets(&mut e);
+        let text = e.to_string();
+        for s in ["0123456789abcdef", "fedcba9876543210", "argon2id"] {
+            assert!(!text.contains(s), "{text}");
+        }
+        assert_eq!(e["ops"][0]["body"]["chap"]["user"], "h1");
+        assert_eq!(e["ops"][0]["body"]["chap"]["secret"], "(redacted)");
     }
 }

@@ -568,3 +568,25 @@ fn a_refused_entry_is_recorded() {
         .collect();
     assert!(kinds.iter().any(|k| k == MERGE_REFUSED), "{kinds:?}");
 }
+
+/// Issue 16 point 7: the database holds CHAP secrets; it is 0600 whatever
+/// the umask (it was 0644 under the usual 022), and an existing file is
+/// made private again.
+#[test]
+fn the_database_is_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.db");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let mut s = Store::open(&path, "a").unwrap();
+    apply(&mut s, shared()).unwrap();
+    assert_eq!(mode(&path), 0o600);
+    let wal = dir.path().join("a.db-wal");
+    if wal.exists() {
+        assert_eq!(mode(&wal), 0o600);
+    }
+    drop(s);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let _s = Store::open(&path, "a").unwrap();
+    assert_eq!(mode(&path), 0o600);
+}

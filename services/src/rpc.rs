@@ -407,6 +407,27 @@ struct Envelope<'a> {
 /// types of every member so that no handler sees a malformed request.
 pub fn parse_message(frame: &[u8]) -> Result<Message, BadMessage> {
     use serde_json::error::Category;
+    // serde reads a struct from an array too (members by position): an
+    // envelope must be an object, so refuse anything else first.
+    match frame.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        Some(b'[') => {
+            return Err(BadMessage {
+                id: None,
+                error: RpcError::new(
+                    ErrorCode::InvalidRequest,
+                    "a message must be one JSON object: batches and positional (array) envelopes are not supported",
+                ),
+            })
+        }
+        _ if serde_json::from_slice::<serde::de::IgnoredAny>(frame).is_ok() => {
+            return Err(BadMessage {
+                id: None,
+                error: RpcError::new(ErrorCode::InvalidRequest, "a message must be one JSON object"),
+            })
+        }
+        _ => {}
+    }
     let env: Envelope<'_> = serde_json::from_slice(frame).map_err(|e| match e.classify() {
         Category::Data => BadMessage {
             id: None,
@@ -750,5 +771,25 @@ mod tests {
         assert_eq!(head_id(br#"{"jsonrpc":"2.0","id":12"#), None);
         assert_eq!(head_id(br#"{"params":{"id":7,"pad":"aaaa"#), None);
         assert_eq!(head_id(b"[1,2"), None);
+    }
+
+    /// Issue 16 point 7: `["2.0", 1, "a.b"]` was read as a request by
+    /// position and executed.
+    #[test]
+    fn positional_envelopes_are_refused() {
+        for frame in [
+            &br#"["2.0",1,"a.b"]"#[..],
+            br#" ["2.0",1,"a.b",{}]"#,
+            br#"[{"jsonrpc":"2.0","id":1,"method":"a.b"}]"#,
+            b"7",
+            br#""x""#,
+        ] {
+            let e = parse_message(frame).unwrap_err();
+            assert_eq!(e.error.kind(), Some(ErrorCode::InvalidRequest), "{frame:?}");
+        }
+        assert_eq!(
+            parse_message(b"{nope").unwrap_err().error.kind(),
+            Some(ErrorCode::ParseError)
+        );
     }
 }
