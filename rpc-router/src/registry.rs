@@ -221,6 +221,13 @@ impl Registry {
             .map(|e| e.reg.name.as_str())
     }
 
+    /// The up service registered by process `pid`.
+    pub fn service_of_pid(&self, pid: u32) -> Option<&Entry> {
+        self.services
+            .values()
+            .find(|e| e.reg.pid == pid && e.state == State::Up)
+    }
+
     /// One service by name.
     pub fn get(&self, name: &str) -> Option<&Entry> {
         self.services.get(name)

@@ -50,6 +50,9 @@ pub enum StartError {
     Secret(#[from] duplex_services::config::ConfigError),
 }
 
+/// The one topic every service may publish.
+const ALERT_TOPIC: &str = duplex_api::topics::ALERT;
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -282,7 +285,10 @@ impl Router {
             }
             "event.publish" => (
                 "router".into(),
-                self.publish(origin, req.params, &action_id, &caller).await,
+                match self.may_publish(&conn, origin, &req.params) {
+                    Ok(()) => self.publish(origin, req.params, &action_id, &caller).await,
+                    Err(e) => Err(e),
+                },
             ),
             m if m.starts_with("router.") || m.starts_with("event.") => (
                 "router".into(),
@@ -531,6 +537,38 @@ impl Router {
             who: who.to_string(),
         });
         Ok(json!({"subscribed": p.topics}))
+    }
+
+    /// Topics belong to their service: a local publisher must be a
+    /// registered service (by its pid), publishing under one of its own
+    /// namespaces or `alert`. The partner's router forwards its own
+    /// services' events, checked there.
+    fn may_publish(&self, conn: &ConnCtx, origin: Origin, p: &Value) -> Result<(), RpcError> {
+        if origin == Origin::Peer {
+            return Ok(());
+        }
+        let topic = p.get("topic").and_then(Value::as_str).unwrap_or("");
+        let reg = lock(&self.registry);
+        let Some(svc) = conn.pid.and_then(|pid| reg.service_of_pid(pid)) else {
+            return Err(RpcError::new(
+                ErrorCode::Unauthorized,
+                "only a registered service may publish events",
+            )
+            .with_field("topic"));
+        };
+        let ns = topic.split('.').next().unwrap_or("");
+        if topic == ALERT_TOPIC || svc.reg.namespaces.iter().any(|n| n == ns) {
+            return Ok(());
+        }
+        Err(RpcError::new(
+            ErrorCode::Unauthorized,
+            format!(
+                "service {} may publish only under its namespaces ({}) or {ALERT_TOPIC}",
+                svc.reg.name,
+                svc.reg.namespaces.join(", ")
+            ),
+        )
+        .with_field("topic"))
     }
 
     async fn publish(

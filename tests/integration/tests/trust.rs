@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
-use duplex_integration_tests::{next_event, node, with_alpha};
+use duplex_integration_tests::{next_event, with_alpha};
 use duplex_services::rpc::{parse_message, Message, Response};
 use duplex_services::ErrorCode;
 use serde_json::{json, Value};
@@ -194,24 +194,40 @@ async fn a_registration_cannot_be_stolen_or_forged() {
     assert_eq!(v["service"], "alpha");
 }
 
-/// Probe 7: anyone local could publish with any `source`. The router now
-/// names the source itself.
+/// Probe 7: anyone local could publish any topic with any `source`. Now
+/// only a registered service publishes, under its own namespaces (or
+/// `alert`), and the router names the source.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_router_names_an_events_source() {
-    let node = node("A", None, "");
-    let _router = node.start_router().await;
+async fn topics_belong_to_their_service_and_the_router_names_the_source() {
+    let (node, _router, _alpha) = with_alpha("").await;
     let c = node.client();
-    let mut sub = c.subscribe(&["alpha.*"]).await.unwrap();
-    c.call(
-        "event.publish",
-        json!({"topic": "alpha.forged", "source": "config-keeper", "controller": "B"}),
-    )
-    .await
-    .unwrap();
+    let mut sub = c.subscribe(&["alpha.*", "config.*"]).await.unwrap();
+    // A plain client: refused whatever it claims.
+    let e = c
+        .call(
+            "event.publish",
+            json!({"topic": "alpha.forged", "source": "config-keeper", "controller": "B"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), Some(ErrorCode::Unauthorized), "{e}");
+    // A service, outside its namespace: refused.
+    let e = c
+        .call("alpha.publish", json!({"topic": "config.changed"}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), Some(ErrorCode::Unauthorized), "{e}");
+    // In its namespace, and alert: delivered, with the router's source.
+    c.call("alpha.publish", json!({"topic": "alpha.fine"}))
+        .await
+        .unwrap();
     let ev = next_event(&mut sub, "the published event").await;
-    let source = ev.source.clone().unwrap_or_default();
-    assert!(source.starts_with("client("), "source {source:?}");
+    assert_eq!(ev.topic, "alpha.fine");
+    assert_eq!(ev.source.as_deref(), Some("alpha"));
     assert_eq!(ev.controller.as_deref(), Some("A"));
+    c.call("alpha.publish", json!({"topic": "alert"}))
+        .await
+        .unwrap();
 }
 
 /// Probe 3: an oversize reply used to be dropped by the router's reader,
