@@ -274,7 +274,7 @@ pub struct Export {
 }
 
 /// CHAP credentials of a host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Chap {
     /// CHAP user name.
@@ -349,7 +349,7 @@ pub enum Role {
 }
 
 /// A management user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct User {
     /// Login name (the key).
@@ -763,6 +763,34 @@ impl Config {
     }
 }
 
+/// What `Debug` shows instead of a secret: logs and panic messages must
+/// never carry one.
+const REDACTED: &str = "(redacted)";
+
+impl std::fmt::Debug for Chap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chap")
+            .field("user", &self.user)
+            .field("secret", &REDACTED)
+            .field("mutual_user", &self.mutual_user)
+            .field(
+                "mutual_secret",
+                &self.mutual_secret.as_ref().map(|_| REDACTED),
+            )
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .field("password_hash", &REDACTED)
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -834,5 +862,26 @@ mod tests {
             "{e:?}"
         );
         assert!(Config::from_json(&serde_json::Value::Null).is_err());
+    }
+
+    /// Issue 16 point 7: no `Debug` shows a secret.
+    #[test]
+    fn debug_hides_secrets() {
+        let c = Chap {
+            user: "u1".into(),
+            secret: "0123456789abcdef".into(),
+            mutual_user: Some("t1".into()),
+            mutual_secret: Some("fedcba9876543210".into()),
+        };
+        let u = User {
+            name: "admin".into(),
+            password_hash: "$argon2id$v=19$secret".into(),
+            role: Role::Admin,
+        };
+        let text = format!("{c:?} {u:?}");
+        for s in ["0123456789abcdef", "fedcba9876543210", "argon2id"] {
+            assert!(!text.contains(s), "{text}");
+        }
+        assert!(text.contains("u1") && text.contains("admin"), "{text}");
     }
 }

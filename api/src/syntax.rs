@@ -191,8 +191,16 @@ pub fn check_nqn(s: &str) -> Result<(), String> {
     if s.len() > 223 {
         return Err("longer than 223 bytes (NVMe base spec 4.5)".into());
     }
-    if !s.is_ascii() || s.chars().any(char::is_whitespace) {
+    if !s.is_ascii() || s.chars().any(|c| c.is_whitespace() || c.is_ascii_control()) {
         return Err(format!("{s:?} must be printable ASCII without spaces"));
+    }
+    // The NVMe specification allows any UTF-8 after the ':', but the name
+    // is a directory under nvmet/hosts and nvmet/subsystems: a '/' would
+    // make it a path. Linux refuses it there too.
+    if s.contains('/') {
+        return Err(format!(
+            "{s:?} must not contain '/' (it names a configfs directory)"
+        ));
     }
     if let Some(uuid) = s.strip_prefix("nqn.2014-08.org.nvmexpress:uuid:") {
         return check_uuid(&uuid.to_ascii_lowercase())
@@ -223,7 +231,20 @@ pub fn check_nqn(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks a CHAP user name and secret. RFC 3720 11.1.4 recommends at least
+/// Checks a CHAP user name: 1 to 255 printable ASCII characters, like a
+/// secret (LIO writes it verbatim into configfs and the initiator's
+/// login; a control character there corrupts both).
+pub fn check_chap_user(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > 255 {
+        return Err("must be 1 to 255 characters".into());
+    }
+    if !s.is_ascii() || s.chars().any(|c| c.is_ascii_control()) {
+        return Err("must be printable ASCII".into());
+    }
+    Ok(())
+}
+
+/// Checks a CHAP secret. RFC 3720 11.1.4 recommends at least
 /// 96 bits of secret; Windows initiators refuse fewer than 12 characters and
 /// LIO stores at most 255.
 pub fn check_chap_secret(s: &str) -> Result<(), String> {
@@ -516,6 +537,18 @@ mod tests {
         assert!(check_nqn("nqn.2024-01.com.example:").is_err());
         assert!(check_nqn("iqn.2024-01.com.example:x").is_err());
         assert!(check_nqn("nqn.2024-01.com.example:with space").is_err());
+        // Issue 16 point 4: a path inside a name.
+        assert!(check_nqn("nqn.2024-01.com.example:h1/../../subsystems/evil").is_err());
+        assert!(check_nqn("nqn.2024-01.com.example:h1\u{7f}").is_err());
+        assert!(check_nqn("nqn.2024-01.com.example:h1.x_y@z").is_ok());
+    }
+
+    #[test]
+    fn chap_users_are_printable() {
+        assert!(check_chap_user("host-1@example").is_ok());
+        assert!(check_chap_user("us\nNULL\0x").is_err());
+        assert!(check_chap_user("").is_err());
+        assert!(check_chap_user(&"u".repeat(256)).is_err());
     }
 
     #[test]

@@ -11,8 +11,8 @@ use crate::model::{
     Pool, Protocol, Settings, User, Volume,
 };
 use crate::syntax::{
-    check_chap_secret, check_ifname, check_iqn, check_naa_wwn, check_name, check_nguid, check_nqn,
-    check_unit_serial, check_uuid, IfAddr,
+    check_chap_secret, check_chap_user, check_ifname, check_iqn, check_naa_wwn, check_name,
+    check_nguid, check_nqn, check_unit_serial, check_uuid, IfAddr,
 };
 
 /// Highest LUN LIO accepts.
@@ -632,12 +632,7 @@ fn check_host(cfg: &Config, at: &str, h: &Host) -> V {
                 "CHAP is for iSCSI; the host has no IQN",
             ));
         }
-        if chap.user.is_empty() || chap.user.len() > 255 || !chap.user.is_ascii() {
-            return Err(Violation::invalid(
-                field(at, "chap.user"),
-                "must be 1 to 255 ASCII characters",
-            ));
-        }
+        check_chap_user(&chap.user).map_err(|r| Violation::invalid(field(at, "chap.user"), r))?;
         check_chap_secret(&chap.secret)
             .map_err(|r| Violation::invalid(field(at, "chap.secret"), r))?;
         match (&chap.mutual_user, &chap.mutual_secret) {
@@ -655,12 +650,8 @@ fn check_host(cfg: &Config, at: &str, h: &Host) -> V {
                 ))
             }
             (Some(user), Some(secret)) => {
-                if user.is_empty() || user.len() > 255 || !user.is_ascii() {
-                    return Err(Violation::invalid(
-                        field(at, "chap.mutual_user"),
-                        "must be 1 to 255 ASCII characters",
-                    ));
-                }
+                check_chap_user(user)
+                    .map_err(|r| Violation::invalid(field(at, "chap.mutual_user"), r))?;
                 check_chap_secret(secret)
                     .map_err(|r| Violation::invalid(field(at, "chap.mutual_secret"), r))?;
                 // The target would answer with the initiator's own secret,

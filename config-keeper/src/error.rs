@@ -18,6 +18,15 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The database file could not be created or made private (0600).
+    #[error("cannot make config database {path} private")]
+    Private {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A schema migration failed (the transaction rolled back).
     #[error("schema migration {version} ({name}) failed")]
     Migration {

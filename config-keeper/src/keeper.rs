@@ -13,15 +13,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use duplex_services::{RouterClient, RpcError};
+use duplex_services::{ErrorCode, RouterClient, RpcError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use crate::core::replication::{CatchUp, SendStep, Sender};
-use crate::core::state::Entry;
-use crate::error::ApplyError;
+use crate::core::state::{Entry, MergeError};
+use crate::error::{ApplyError, StoreError};
 use crate::password::hash_passwords_in;
 use crate::store::{Applied, Merged, Meta, Store};
 use duplex_api::change::{parse_changes, Violation};
@@ -98,6 +98,9 @@ struct HelloReply {
     /// The head of the partner's own log.
     head: u64,
 }
+
+/// Event-log kind (and alert kind) of a partner entry refused at merge.
+pub const MERGE_REFUSED: &str = "config.merge_refused";
 
 /// (local version, partner section version, action) of a merged entry.
 type MergedNote = (u64, u64, Option<String>);
@@ -348,10 +351,33 @@ impl Keeper {
             .with_store(move |s| -> Result<(u64, Vec<MergedNote>), RpcError> {
                 let mut versions = Vec::new();
                 let before = s.version();
-                let results = s.merge_many(&entries).map_err(|err| {
-                    warn!(error = %err, "cannot merge the partner's entries");
-                    RpcError::internal(format!("merging entries: {err}"))
-                })?;
+                let results = match s.merge_many(&entries) {
+                    Ok(r) => r,
+                    Err(StoreError::Merge(
+                        err @ (MergeError::Refused { .. } | MergeError::SeqReused { .. }),
+                    )) => {
+                        // Kept in the event log too: the alert is for now,
+                        // the log for whoever looks later.
+                        warn!(error = %err, "refused the partner's entry");
+                        let meta = Meta {
+                            action_id: None,
+                            now_ms: now_ms(),
+                        };
+                        let detail = json!({"origin": origin, "reason": err.to_string()});
+                        if let Err(e) = s.log_event(&meta, MERGE_REFUSED, &detail) {
+                            warn!(error = %e, "cannot record the refused entry");
+                        }
+                        return Err(RpcError::new(
+                            ErrorCode::Conflict,
+                            format!("refused the entry: {err}"),
+                        )
+                        .with_data("alert", MERGE_REFUSED.into()));
+                    }
+                    Err(err) => {
+                        warn!(error = %err, "cannot merge the partner's entries");
+                        return Err(RpcError::internal(format!("merging entries: {err}")));
+                    }
+                };
                 for (e, r) in entries.iter().zip(results) {
                     if let Merged::Applied { applied, version } = r {
                         versions.push((version, applied, e.action_id.clone()));

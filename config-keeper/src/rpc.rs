@@ -221,9 +221,9 @@ pub fn register(svc: &mut ServiceBuilder, k: &Arc<Keeper>) {
                 .with_store(move |s| s.history(p.after, p.limit.min(10_000)))
                 .await?
                 .map_err(store_error)?;
-            Ok(HistoryResult {
-                entries: rows.iter().map(to_value).collect::<Result<_, _>>()?,
-            })
+            let mut entries: Vec<Value> = rows.iter().map(to_value).collect::<Result<_, _>>()?;
+            entries.iter_mut().for_each(redact_secrets);
+            Ok(HistoryResult { entries })
         }
     });
 
@@ -358,9 +358,42 @@ pub fn register(svc: &mut ServiceBuilder, k: &Arc<Keeper>) {
         async move {
             from_partner(&ctx)?;
             let p: PushParams = params(p)?;
-            k.on_push(p.origin, p.entries).await
+            let origin = p.origin.clone();
+            let r = k.on_push(p.origin, p.entries).await;
+            if let Err(e) = &r {
+                let alert = e.data.as_ref().and_then(|d| d.get("alert")).cloned();
+                if let Some(kind) = alert {
+                    let data = json!({"severity": "critical", "kind": kind, "origin": origin, "reason": e.message});
+                    if let Err(pe) = ctx.router.publish(topics::ALERT, data, false).await {
+                        tracing::warn!(error = %pe, "cannot publish the alert");
+                    }
+                }
+            }
+            r
         }
     });
+}
+
+/// Members whose values `config.history` never shows: CHAP secrets and
+/// password hashes. History is an audit view; the reconcilers that need a
+/// secret read it with `config.get`.
+const SECRET_MEMBERS: [&str; 3] = ["secret", "mutual_secret", "password_hash"];
+
+/// Replaces every secret member's value, at any depth, by `"(redacted)"`.
+pub fn redact_secrets(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                if SECRET_MEMBERS.contains(&k.as_str()) && !x.is_null() {
+                    *x = Value::String("(redacted)".into());
+                } else {
+                    redact_secrets(x);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(redact_secrets),
+        _ => {}
+    }
 }
 
 /// Encodes a stored row or record for a typed result.
@@ -381,5 +414,28 @@ fn from_partner(ctx: &Ctx) -> Result<(), RpcError> {
             ),
         )
         .with_field("caller")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_secrets;
+    use serde_json::json;
+
+    /// Issue 16 point 7: `config.history` returned CHAP secrets verbatim.
+    #[test]
+    fn history_entries_hide_secrets() {
+        let mut e = json!({"ops": [{"kind": "host", "key": "h1", "body": {"name": "h1",
+            "chap": {"user": "h1", "secret": "0123456789abcdef", "mutual_user": "t",
+                     "mutual_secret": "fedcba9876543210"}}},
+            {"kind": "user", "key": "u", "body": {"name": "u", "password_hash": "$argon2id$x"}},
+            {"kind": "host", "key": "h2", "body": null}]});
+        redact_secrets(&mut e);
+        let text = e.to_string();
+        for s in ["0123456789abcdef", "fedcba9876543210", "argon2id"] {
+            assert!(!text.contains(s), "{text}");
+        }
+        assert_eq!(e["ops"][0]["body"]["chap"]["user"], "h1");
+        assert_eq!(e["ops"][0]["body"]["chap"]["secret"], "(redacted)");
     }
 }

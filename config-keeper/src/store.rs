@@ -208,6 +208,35 @@ fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
     })
 }
 
+/// Creates the database file 0600 (or makes an existing one 0600) before
+/// SQLite opens it, whatever the umask: it holds CHAP secrets and password
+/// hashes. SQLite gives its -wal and -shm files the database file's mode.
+fn make_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let err = |source| StoreError::Private {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    for ext in ["-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(ext);
+        match std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(e)),
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating if needed) the database at `path` as controller `me`:
     /// sets WAL and `synchronous=FULL`, runs pending migrations and loads the
@@ -217,6 +246,7 @@ impl Store {
             path: path.to_path_buf(),
             source,
         };
+        make_private(path)?;
         let mut conn = Connection::open(path).map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(open_err)?;
@@ -599,6 +629,24 @@ impl Store {
             let applied = self.applied(&entry.origin);
             match receive(applied, entry.seq) {
                 Receive::Duplicate { applied } => {
+                    // A re-ship is byte for byte what we merged; other
+                    // content under a merged number is refused (the log
+                    // row may be pruned: then it cannot be compared).
+                    let stored = entry
+                        .seq
+                        .checked_sub(1)
+                        .map(|after| self.entries_since(&entry.origin, after, 1))
+                        .transpose()
+                        .inspect_err(|_| self.reload_if(!winners.is_empty()))?;
+                    if let Some(old) = stored.as_ref().and_then(|v| v.first()) {
+                        if old.seq == entry.seq && old != entry {
+                            self.reload_if(!winners.is_empty());
+                            return Err(StoreError::Merge(state::MergeError::SeqReused {
+                                origin: entry.origin.clone(),
+                                seq: entry.seq,
+                            }));
+                        }
+                    }
                     results.push(Merged::Duplicate { applied });
                     continue;
                 }

@@ -6,7 +6,9 @@ mod common;
 
 use common::*;
 use duplex_api::model::Kind;
+use duplex_config_keeper::core::state::{Entry, MergeError, Op, Stamp};
 use duplex_config_keeper::error::{ApplyError, StoreError};
+use duplex_config_keeper::keeper::{Keeper, MERGE_REFUSED};
 use duplex_config_keeper::store::{Merged, Store};
 use serde_json::json;
 
@@ -416,4 +418,175 @@ fn pruning_keeps_versions_and_unacknowledged_entries() {
     apply(&mut b, json!([group("q-last", &[])])).unwrap();
     let mut a = a;
     assert_eq!(ship(&b, &mut a), 1);
+}
+
+/// A forged or buggy entry from "b" with one op.
+fn forged(seq: u64, kind: Kind, key: &str, body: Option<serde_json::Value>, stamp: Stamp) -> Entry {
+    Entry {
+        origin: "b".into(),
+        seq,
+        time_ms: 1,
+        action_id: None,
+        ops: vec![Op {
+            kind,
+            key: key.into(),
+            body,
+            stamp,
+        }],
+    }
+}
+
+fn stamp(epoch: u64, lamport: u64, origin: &str) -> Stamp {
+    Stamp {
+        epoch,
+        lamport,
+        origin: origin.into(),
+    }
+}
+
+/// Issue 16 point 1: merged entries are checked like local writes. Each of
+/// these was merged before (the i64::MAX Lamport value then broke every
+/// later apply on "a").
+#[test]
+fn merged_entries_are_checked_like_local_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut a, _b) = replicated(dir.path());
+    let (digest, version) = (a.digest(), a.version());
+    let vol = volume_obj("v9", "pa", 9);
+    let refused = |a: &mut Store, e: &Entry, what: &str| match a.merge(e) {
+        Err(StoreError::Merge(MergeError::Refused { .. })) => {}
+        other => panic!("{what}: {other:?}"),
+    };
+    // b writing into a's section (a volume of a's pool pa).
+    refused(
+        &mut a,
+        &forged(1, Kind::Volume, "v9", Some(vol.clone()), stamp(0, 50, "b")),
+        "write to a's section",
+    );
+    // b deleting a's pool.
+    refused(
+        &mut a,
+        &forged(1, Kind::Pool, "pa", None, stamp(1, 50, "b")),
+        "delete in a's section",
+    );
+    // A key that is not its body's.
+    let h = host("h7")["object"].clone();
+    refused(
+        &mut a,
+        &forged(1, Kind::Host, "h8", Some(h.clone()), stamp(0, 50, "b")),
+        "key differs from body",
+    );
+    // A stamp that is not the origin's, or out of bounds.
+    refused(
+        &mut a,
+        &forged(1, Kind::Host, "h7", Some(h.clone()), stamp(0, 50, "a")),
+        "stamp origin",
+    );
+    refused(
+        &mut a,
+        &forged(
+            1,
+            Kind::Host,
+            "h7",
+            Some(h.clone()),
+            stamp(0, i64::MAX as u64, "b"),
+        ),
+        "lamport i64::MAX",
+    );
+    refused(
+        &mut a,
+        &forged(
+            1,
+            Kind::Host,
+            "h7",
+            Some(h.clone()),
+            stamp(u64::MAX, 50, "b"),
+        ),
+        "epoch",
+    );
+    assert_eq!(
+        (a.digest(), a.version(), a.applied("b")),
+        (digest, version, 0)
+    );
+    // A good entry still merges, and a later local apply still works.
+    let good = forged(1, Kind::Host, "h7", Some(h), stamp(0, 50, "b"));
+    assert!(matches!(a.merge(&good).unwrap(), Merged::Applied { .. }));
+    apply(&mut a, json!([group("g7", &["h7"])])).unwrap();
+    // The same number again is a harmless duplicate; with other content it
+    // is refused.
+    assert!(matches!(a.merge(&good).unwrap(), Merged::Duplicate { .. }));
+    let other = forged(
+        1,
+        Kind::Host,
+        "h6",
+        Some(host("h6")["object"].clone()),
+        stamp(0, 51, "b"),
+    );
+    assert!(
+        matches!(
+            a.merge(&other),
+            Err(StoreError::Merge(MergeError::SeqReused { seq: 1, .. }))
+        ),
+        "reused sequence number"
+    );
+    assert!(!a.config().hosts.contains_key("h6"));
+}
+
+/// The keeper answers a refused entry with `conflict` (flagged for an
+/// alert) and records it in the event log.
+#[test]
+fn a_refused_entry_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _b) = replicated(dir.path());
+    let (k, _changed) = Keeper::new(a, Some("b".into()));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let bad = forged(
+        1,
+        Kind::Volume,
+        "v9",
+        Some(volume_obj("v9", "pa", 9)),
+        stamp(0, 50, "b"),
+    );
+    let e = rt.block_on(k.on_push("b".into(), vec![bad])).unwrap_err();
+    assert_eq!(
+        e.kind(),
+        Some(duplex_services::ErrorCode::Conflict),
+        "{e:?}"
+    );
+    assert!(
+        e.data.as_ref().and_then(|d| d.get("alert")).is_some(),
+        "{e:?}"
+    );
+    let kinds: Vec<String> = rt
+        .block_on(k.with_store(|s| s.events(0, 100).unwrap()))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(kinds.iter().any(|k| k == MERGE_REFUSED), "{kinds:?}");
+}
+
+/// Issue 16 point 7: the database holds CHAP secrets; it is 0600 whatever
+/// the umask (it was 0644 under the usual 022), and an existing file is
+/// made private again.
+#[test]
+fn the_database_is_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.db");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let mut s = Store::open(&path, "a").unwrap();
+    apply(&mut s, shared()).unwrap();
+    assert_eq!(mode(&path), 0o600);
+    let wal = dir.path().join("a.db-wal");
+    if wal.exists() {
+        assert_eq!(mode(&wal), 0o600);
+    }
+    drop(s);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let _s = Store::open(&path, "a").unwrap();
+    assert_eq!(mode(&path), 0o600);
 }

@@ -51,17 +51,18 @@ impl G {
     /// Err(error object).
     fn call(&self, vm: &str, method: &str, params: Value) -> Result<Value, Value> {
         let p = params.to_string();
-        // pool-manager's own socket for its methods: the router gives every
-        // routed call 30 s, and creating a RAID pool or activating hundreds
-        // of volumes under TCG takes longer.
-        let direct = ["pool.", "volume.", "disk."]
-            .iter()
-            .any(|ns| method.starts_with(ns));
-        let mut argv = vec!["duplexctl", "--json", "--timeout", "900"];
-        if direct {
-            argv.extend(["--socket", "/run/duplex/pool-manager.sock"]);
-        }
-        argv.extend(["call", method, &p]);
+        // Through the router, as every client: the service socket answers
+        // only the router. pool-manager registers its long methods (create,
+        // takeover, ...) with a 15 min limit, so the router waits as long.
+        let argv = vec![
+            "duplexctl",
+            "--json",
+            "--timeout",
+            "900",
+            "call",
+            method,
+            &p,
+        ];
         let (_, out, err) = self.exec(vm, &argv, 960);
         let v: Value = serde_json::from_str(&out)
             .unwrap_or_else(|e| panic!("{vm} {method}: not JSON ({e}): {out} {err}"));

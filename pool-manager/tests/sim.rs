@@ -284,6 +284,17 @@ async fn create_is_recorded_and_idempotent() {
     assert_eq!(r["outcome"], "unchanged");
     let e = rpc(rig.a.create_pool(pool("p", "linear", &["shelf3"])).await);
     assert_eq!(e.kind(), Some(ErrorCode::Conflict));
+    // Issue 16 point 7: the same name and layout with other disks, a
+    // spare more, or another tier was answered "unchanged".
+    let e = rpc(rig
+        .a
+        .create_pool(pool("p", "raid5", &["shelf0", "shelf1", "shelf3"]))
+        .await);
+    assert_eq!(e.kind(), Some(ErrorCode::Conflict), "{e:?}");
+    let mut with_spare = pool("p", "raid5", &["shelf0", "shelf1", "shelf2"]);
+    with_spare.spares = vec!["shelf3".into()];
+    let e = rpc(rig.a.create_pool(with_spare).await);
+    assert_eq!(e.kind(), Some(ErrorCode::Conflict), "{e:?}");
     assert!(rig
         .cluster
         .events()

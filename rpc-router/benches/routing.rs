@@ -5,7 +5,9 @@
 //! echo service on the real service runtime (this bench re-executed with
 //! `BENCH_ROLE=service`), and the clients (this process). "Routed"
 //! is client -> router -> service -> router -> client; "direct" is client ->
-//! service -> client on the service's own socket. Each client makes calls
+//! service -> client on a second socket of the service process served by
+//! the same server runtime (the service's own socket admits only the
+//! router). Each client makes calls
 //! back to back on its own connection.
 //!
 //! `cargo bench -p duplex-router --bench routing` (set `BENCH_SECS` to change
@@ -77,6 +79,24 @@ async fn run_case(socket: &Path, clients: usize, secs: f64) -> Stats {
     }
 }
 
+/// The echo answer of the direct socket.
+struct Echo;
+
+impl duplex_services::server::Dispatch for Echo {
+    async fn dispatch(
+        self: Arc<Self>,
+        _conn: Arc<duplex_services::server::ConnCtx>,
+        req: Request,
+    ) -> Option<duplex_services::rpc::Response> {
+        req.id
+            .map(|id| duplex_services::rpc::Response::ok(Some(id), req.params))
+    }
+}
+
+fn direct_socket(cfg: &Config) -> std::path::PathBuf {
+    cfg.service_socket("bench-direct")
+}
+
 /// The echo service role: serve `bench.echo` until killed.
 fn service_main(cfg_path: &Path) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -88,6 +108,17 @@ fn service_main(cfg_path: &Path) {
         let mut b = ServiceBuilder::new(&cfg, "bench", "0", &["bench"]);
         b.method("bench.echo", |_ctx, p| async move { Ok(p) });
         let svc = b.start().await.unwrap();
+        let direct = duplex_services::server::bind_unix(&direct_socket(&cfg), 0o600).unwrap();
+        tokio::spawn(duplex_services::server::accept_loop(
+            direct,
+            duplex_services::server::Limits {
+                max_frame: 1 << 20,
+                max_reply: 1 << 20,
+                max_inflight: 256,
+            },
+            1024,
+            Arc::new(Echo),
+        ));
         assert!(
             svc.wait_registered(Duration::from_secs(10)).await,
             "router did not come up"
@@ -150,7 +181,7 @@ fn main() {
         let mut results = Vec::new();
         for clients in [1usize, 32] {
             let routed = run_case(&cfg.router_socket(), clients, secs).await;
-            let direct = run_case(&cfg.service_socket("bench"), clients, secs).await;
+            let direct = run_case(&direct_socket(&cfg), clients, secs).await;
             results.push((clients, routed, direct));
         }
         results

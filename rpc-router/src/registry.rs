@@ -54,7 +54,10 @@ impl Registry {
     }
 
     /// Registers (or re-registers) a service over connection `conn_id`.
-    /// A namespace may belong to one service only.
+    /// A namespace may belong to one service only, and a name that is up on
+    /// another live connection stays with it (no one takes over a running
+    /// service's registration; a restarted service finds its old entry
+    /// down, since its connection closed with the old process).
     pub fn register(
         &mut self,
         reg: Registration,
@@ -71,6 +74,18 @@ impl Registry {
                 "name",
                 "must be lowercase letters, digits and '-'",
             ));
+        }
+        if let Some(e) = self.services.get(&reg.name) {
+            if e.state == State::Up && e.conn_id != conn_id {
+                return Err(RpcError::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "service {} is up on another connection (pid {})",
+                        reg.name, e.reg.pid
+                    ),
+                )
+                .with_field("name"));
+            }
         }
         if reg.namespaces.is_empty() {
             return Err(RpcError::invalid_params(
@@ -206,6 +221,13 @@ impl Registry {
             .map(|e| e.reg.name.as_str())
     }
 
+    /// The up service registered by process `pid`.
+    pub fn service_of_pid(&self, pid: u32) -> Option<&Entry> {
+        self.services
+            .values()
+            .find(|e| e.reg.pid == pid && e.state == State::Up)
+    }
+
     /// One service by name.
     pub fn get(&self, name: &str) -> Option<&Entry> {
         self.services.get(name)
@@ -269,6 +291,25 @@ mod tests {
         assert!(e.message.contains("'volume'"), "{}", e.message);
         let e = r.route("pool.frobnicate").unwrap_err();
         assert_eq!(e.kind(), Some(ErrorCode::MethodNotFound));
+    }
+
+    #[test]
+    fn a_live_registration_cannot_be_taken_over() {
+        let mut r = Registry::default();
+        r.register(reg("targets", &["target"], &["target.status"]), 7, 0)
+            .unwrap();
+        let e = r
+            .register(reg("targets", &["target"], &["target.status"]), 8, 1)
+            .unwrap_err();
+        assert_eq!(e.kind(), Some(ErrorCode::Conflict));
+        assert_eq!(r.get("targets").unwrap().conn_id, 7);
+        // The same connection may register again (an updated registration).
+        r.register(reg("targets", &["target"], &["target.status"]), 7, 2)
+            .unwrap();
+        // Once its connection is gone, a new process takes the name.
+        r.connection_closed(7, 3);
+        r.register(reg("targets", &["target"], &["target.status"]), 8, 4)
+            .unwrap();
     }
 
     #[test]

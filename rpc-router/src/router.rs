@@ -55,6 +55,9 @@ pub enum StartError {
     Secret(#[from] duplex_services::config::ConfigError),
 }
 
+/// The one topic every service may publish.
+const ALERT_TOPIC: &str = duplex_api::topics::ALERT;
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -134,6 +137,7 @@ impl Router {
         })?;
         let limits = Limits {
             max_frame: self.cfg.router.max_message_bytes,
+            max_reply: self.cfg.router.max_message_bytes,
             max_inflight: self.cfg.router.max_inflight_per_connection,
         };
         let local = Arc::new(Endpoint {
@@ -268,7 +272,10 @@ impl Router {
             }
         }
         match req.method.as_str() {
-            "router.register" => ("router".into(), self.register(&conn, origin, req.params)),
+            "router.register" => (
+                "router".into(),
+                self.register(&conn, origin, req.params).await,
+            ),
             "router.services" => ("router".into(), Ok(self.services_view())),
             "router.actions" => ("router".into(), self.actions_view(req.params)),
             "router.status" => ("router".into(), Ok(self.status_view())),
@@ -289,7 +296,10 @@ impl Router {
             }
             "event.publish" => (
                 "router".into(),
-                self.publish(origin, req.params, &action_id, &caller).await,
+                match self.may_publish(&conn, origin, &req.params) {
+                    Ok(()) => self.publish(origin, req.params, &action_id, &caller).await,
+                    Err(e) => Err(e),
+                },
             ),
             m if m.starts_with("router.") || m.starts_with("event.") => (
                 "router".into(),
@@ -303,7 +313,12 @@ impl Router {
         }
     }
 
-    fn register(&self, conn: &ConnCtx, origin: Origin, p: Value) -> Result<Value, RpcError> {
+    /// Registers a service, with proof: the registering process is the
+    /// one it names (`pid` is the connection's SO_PEERCRED pid), its socket
+    /// is `socket_dir/<name>.sock`, and that socket is listened on by that
+    /// same process (SO_PEERCRED of our dial to it). The socket directory
+    /// is root's, so a process that can pass these is the service itself.
+    async fn register(&self, conn: &ConnCtx, origin: Origin, p: Value) -> Result<Value, RpcError> {
         if origin == Origin::Peer {
             return Err(RpcError::new(
                 ErrorCode::Unauthorized,
@@ -312,10 +327,56 @@ impl Router {
         }
         let reg: Registration = params(p)?;
         let name = reg.name.clone();
-        lock(&self.registry).register(reg, conn.id, now_ms())?;
-        // A new registration means a new service process: drop the old
-        // connection to its socket so the next call dials the new one.
-        if let Some(old) = lock(&self.service_conns).remove(&name) {
+        if conn.pid != Some(reg.pid) {
+            return Err(RpcError::new(
+                ErrorCode::Unauthorized,
+                format!(
+                    "pid {} is not the registering process ({})",
+                    reg.pid, conn.peer
+                ),
+            )
+            .with_field("pid"));
+        }
+        let want = self.cfg.service_socket(&name);
+        if reg.socket != want {
+            return Err(RpcError::invalid_params(
+                "socket",
+                format!("a service {name} listens on {}", want.display()),
+            ));
+        }
+        if let Some(e) = lock(&self.registry).get(&name) {
+            if e.state == State::Up && e.conn_id != conn.id {
+                return Err(RpcError::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "service {name} is up on another connection (pid {})",
+                        e.reg.pid
+                    ),
+                )
+                .with_field("name"));
+            }
+        }
+        let svc = self.dial_service(&name, &want).await?;
+        if svc.1 != Some(reg.pid) {
+            svc.0.close();
+            return Err(RpcError::new(
+                ErrorCode::Unauthorized,
+                format!(
+                    "{} is not listened on by pid {} (it is {:?})",
+                    want.display(),
+                    reg.pid,
+                    svc.1
+                ),
+            )
+            .with_field("socket"));
+        }
+        if let Err(e) = lock(&self.registry).register(reg, conn.id, now_ms()) {
+            svc.0.close();
+            return Err(e);
+        }
+        // A new registration means a new service process: the connection
+        // we just checked replaces any to the old one.
+        if let Some(old) = lock(&self.service_conns).insert(name.clone(), svc.0) {
             old.close();
         }
         tracing::info!(service = %name, "service registered");
@@ -325,24 +386,47 @@ impl Router {
         }))
     }
 
-    async fn service_conn(
+    /// Dials a service socket; returns the connection and the pid of the
+    /// process listening there.
+    async fn dial_service(
         &self,
         name: &str,
         socket: &std::path::Path,
-    ) -> Result<Arc<RpcConn>, RpcError> {
-        if let Some(c) = lock(&self.service_conns).get(name) {
-            if !c.is_closed() {
-                return Ok(Arc::clone(c));
-            }
-        }
+    ) -> Result<(Arc<RpcConn>, Option<u32>), RpcError> {
         let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| {
             RpcError::unavailable(format!(
                 "service {name} is not answering on {}: {e}",
                 socket.display()
             ))
         })?;
+        let pid = server::unix_peer_pid(&stream);
         let (r, w) = stream.into_split();
-        let c = RpcConn::spawn(r, w, self.cfg.router.max_message_bytes, None);
+        Ok((
+            RpcConn::spawn(r, w, self.cfg.router.max_message_bytes, None),
+            pid,
+        ))
+    }
+
+    async fn service_conn(
+        &self,
+        name: &str,
+        socket: &std::path::Path,
+        pid: u32,
+    ) -> Result<Arc<RpcConn>, RpcError> {
+        if let Some(c) = lock(&self.service_conns).get(name) {
+            if !c.is_closed() {
+                return Ok(Arc::clone(c));
+            }
+        }
+        let (c, got) = self.dial_service(name, socket).await?;
+        if got != Some(pid) {
+            // Not the process that registered: do not hand it the call.
+            c.close();
+            return Err(RpcError::unavailable(format!(
+                "service {name}'s socket is held by another process"
+            ))
+            .with_data("service", name.into()));
+        }
         lock(&self.service_conns).insert(name.to_string(), Arc::clone(&c));
         Ok(c)
     }
@@ -353,19 +437,20 @@ impl Router {
         action_id: String,
         caller: String,
     ) -> (String, Result<Value, RpcError>) {
-        let (name, socket, limit) = {
+        let (name, socket, pid, limit) = {
             let reg = lock(&self.registry);
             match reg.route(&req.method) {
                 Ok(e) => (
                     e.reg.name.clone(),
                     e.reg.socket.clone(),
+                    e.reg.pid,
                     e.reg.timeouts_ms.get(&req.method).copied(),
                 ),
                 Err(e) => return ("router".into(), Err(e)),
             }
         };
         let timeout = self.cfg.router.call_timeout_for(limit);
-        let conn = match self.service_conn(&name, &socket).await {
+        let conn = match self.service_conn(&name, &socket, pid).await {
             Ok(c) => c,
             Err(e) => return (name, Err(e)),
         };
@@ -466,6 +551,38 @@ impl Router {
         }))
     }
 
+    /// Topics belong to their service: a local publisher must be a
+    /// registered service (by its pid), publishing under one of its own
+    /// namespaces or `alert`. The partner's router forwards its own
+    /// services' events, checked there.
+    fn may_publish(&self, conn: &ConnCtx, origin: Origin, p: &Value) -> Result<(), RpcError> {
+        if origin == Origin::Peer {
+            return Ok(());
+        }
+        let topic = p.get("topic").and_then(Value::as_str).unwrap_or("");
+        let reg = lock(&self.registry);
+        let Some(svc) = conn.pid.and_then(|pid| reg.service_of_pid(pid)) else {
+            return Err(RpcError::new(
+                ErrorCode::Unauthorized,
+                "only a registered service may publish events",
+            )
+            .with_field("topic"));
+        };
+        let ns = topic.split('.').next().unwrap_or("");
+        if topic == ALERT_TOPIC || svc.reg.namespaces.iter().any(|n| n == ns) {
+            return Ok(());
+        }
+        Err(RpcError::new(
+            ErrorCode::Unauthorized,
+            format!(
+                "service {} may publish only under its namespaces ({}) or {ALERT_TOPIC}",
+                svc.reg.name,
+                svc.reg.namespaces.join(", ")
+            ),
+        )
+        .with_field("topic"))
+    }
+
     async fn publish(
         &self,
         origin: Origin,
@@ -490,7 +607,12 @@ impl Router {
                     .unwrap_or_else(|| self.cfg.partner_id().unwrap_or("?").to_string()),
                 Origin::Local => self.cfg.controller_id.clone(),
             }),
-            source: Some(p.source.unwrap_or_else(|| caller.to_string())),
+            // The router names the source: a local publisher's own word
+            // for it is ignored (only the partner's router forwards one).
+            source: Some(match origin {
+                Origin::Peer => p.source.unwrap_or_else(|| caller.to_string()),
+                Origin::Local => caller.to_string(),
+            }),
             time_ms: now_ms(),
         };
         let delivered = self.deliver(&ev);
@@ -628,8 +750,12 @@ impl Router {
                     return;
                 }
                 tracing::info!(%addr, "partner connected (incoming)");
+                // The partner's router adds caller and action_id to its
+                // clients' messages, as ours does for services.
+                let max = router.cfg.router.max_message_bytes;
                 let limits = Limits {
-                    max_frame: router.cfg.router.max_message_bytes,
+                    max_frame: max.saturating_add(server::router_headroom(max)),
+                    max_reply: max,
                     max_inflight: router
                         .cfg
                         .router

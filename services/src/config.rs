@@ -297,7 +297,7 @@ impl RouterSettings {
 }
 
 /// The peer link over the interconnect.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeerSettings {
     /// The partner's controller id.
@@ -314,6 +314,19 @@ pub struct PeerSettings {
     /// A file holding the cluster secret (mode 0600).
     #[serde(default)]
     pub secret_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for PeerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The inline secret never reaches a log line.
+        f.debug_struct("PeerSettings")
+            .field("controller_id", &self.controller_id)
+            .field("listen", &self.listen)
+            .field("addresses", &self.addresses)
+            .field("secret", &self.secret.as_ref().map(|_| "(redacted)"))
+            .field("secret_file", &self.secret_file)
+            .finish()
+    }
 }
 
 impl PeerSettings {
@@ -578,5 +591,19 @@ secret_file = "/etc/duplex/cluster.secret"
             secret_file: None,
         };
         assert!(p.load_secret().is_err());
+    }
+
+    #[test]
+    fn debug_hides_the_inline_cluster_secret() {
+        let p = PeerSettings {
+            controller_id: "B".into(),
+            listen: Vec::new(),
+            addresses: Vec::new(),
+            secret: Some("a-cluster-secret-of-enough-length".into()),
+            secret_file: None,
+        };
+        let text = format!("{p:?}");
+        assert!(!text.contains("a-cluster-secret"), "{text}");
+        assert!(text.contains("redacted"), "{text}");
     }
 }

@@ -6,7 +6,9 @@
 //! handed to an optional channel (events, for subscribers).
 
 use crate::frame::{Frame, Framer};
-use crate::rpc::{parse_message, to_frame, Id, Message, Request, Response};
+use crate::rpc::{
+    head_id, parse_message, to_frame, ErrorCode, Id, Message, Request, Response, RpcError,
+};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -184,12 +186,32 @@ async fn read_loop<R: AsyncRead + Unpin>(
         };
         framer.push(&buf[..n], &mut frames);
         for frame in frames.drain(..) {
-            let Frame::Line(line) = frame else {
-                tracing::warn!(
-                    limit = max_frame,
-                    "dropped an oversize message from the other side"
-                );
-                continue;
+            let line = match frame {
+                Frame::Line(line) => line,
+                Frame::Oversize { seen, head } => {
+                    tracing::warn!(
+                        seen,
+                        limit = max_frame,
+                        "dropped an oversize message from the other side"
+                    );
+                    // A reply to one of our calls: fail that call now with
+                    // the reason, rather than let it wait out its timeout.
+                    if let Some(Id::Num(id)) = head_id(&head) {
+                        if let Some(w) = conn.lock_pending().remove(&id) {
+                            let _ = w.send(Response::err(
+                                Some(Id::Num(id)),
+                                RpcError::new(
+                                    ErrorCode::TooLarge,
+                                    format!(
+                                        "the reply exceeds the message limit of {max_frame} bytes"
+                                    ),
+                                )
+                                .with_data("limit", max_frame.into()),
+                            ));
+                        }
+                    }
+                    continue;
+                }
             };
             match parse_message(&line) {
                 Ok(Message::Response(resp)) => {

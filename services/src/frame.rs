@@ -15,8 +15,14 @@ pub enum Frame {
     Oversize {
         /// Bytes of the oversize line seen so far when it was reported.
         seen: usize,
+        /// Its first bytes (at most [`HEAD_BYTES`]), enough to find the
+        /// message's `id` so its call can be answered or failed at once.
+        head: Vec<u8>,
     },
 }
+
+/// How much of an oversize line is kept for [`Frame::Oversize::head`].
+pub const HEAD_BYTES: usize = 256;
 
 /// Incremental line framer with a size limit.
 #[derive(Debug)]
@@ -58,9 +64,12 @@ impl Framer {
                 continue;
             }
             if self.buf.len() + chunk.len() > self.limit {
-                out.push(Frame::Oversize {
-                    seen: self.buf.len() + chunk.len(),
-                });
+                let seen = self.buf.len() + chunk.len();
+                let mut head = std::mem::take(&mut self.buf);
+                head.truncate(HEAD_BYTES);
+                let more = HEAD_BYTES.saturating_sub(head.len()).min(chunk.len());
+                head.extend_from_slice(&chunk[..more]);
+                out.push(Frame::Oversize { seen, head });
                 self.buf.clear();
                 self.discarding = !complete;
                 continue;
@@ -117,7 +126,13 @@ mod tests {
         let out = feed(&mut f, &[b"0123456", b"789abc", b"def\nok\n"]);
         assert_eq!(
             out,
-            vec![Frame::Oversize { seen: 13 }, Frame::Line(b"ok".to_vec())]
+            vec![
+                Frame::Oversize {
+                    seen: 13,
+                    head: b"0123456789abc".to_vec()
+                },
+                Frame::Line(b"ok".to_vec())
+            ]
         );
     }
 
@@ -127,7 +142,13 @@ mod tests {
         let out = feed(&mut f, &[b"abcdef\nxy\n"]);
         assert_eq!(
             out,
-            vec![Frame::Oversize { seen: 6 }, Frame::Line(b"xy".to_vec())]
+            vec![
+                Frame::Oversize {
+                    seen: 6,
+                    head: b"abcdef".to_vec()
+                },
+                Frame::Line(b"xy".to_vec())
+            ]
         );
     }
 

@@ -407,6 +407,27 @@ struct Envelope<'a> {
 /// types of every member so that no handler sees a malformed request.
 pub fn parse_message(frame: &[u8]) -> Result<Message, BadMessage> {
     use serde_json::error::Category;
+    // serde reads a struct from an array too (members by position): an
+    // envelope must be an object, so refuse anything else first.
+    match frame.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        Some(b'[') => {
+            return Err(BadMessage {
+                id: None,
+                error: RpcError::new(
+                    ErrorCode::InvalidRequest,
+                    "a message must be one JSON object: batches and positional (array) envelopes are not supported",
+                ),
+            })
+        }
+        _ if serde_json::from_slice::<serde::de::IgnoredAny>(frame).is_ok() => {
+            return Err(BadMessage {
+                id: None,
+                error: RpcError::new(ErrorCode::InvalidRequest, "a message must be one JSON object"),
+            })
+        }
+        _ => {}
+    }
     let env: Envelope<'_> = serde_json::from_slice(frame).map_err(|e| match e.classify() {
         Category::Data => BadMessage {
             id: None,
@@ -556,6 +577,72 @@ pub fn valid_action_id(a: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// The top-level `id` of a message from its first bytes (the head of an
+/// oversize line): a number or a plain string right after the `"id"` key
+/// of the outer object. None when the head ends first or has no id.
+pub fn head_id(head: &[u8]) -> Option<Id> {
+    let mut depth = 0usize;
+    let mut i = 0usize;
+    while i < head.len() {
+        match head[i] {
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b'"' => {
+                let start = i + 1;
+                let end = string_end(head, start)?;
+                i = end + 1;
+                if depth == 1 && &head[start..end] == b"id" {
+                    let rest = skip_ws(head, i);
+                    if head.get(rest) == Some(&b':') {
+                        return id_value(head, skip_ws(head, rest + 1));
+                    }
+                }
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Index of the closing quote of a string starting at `start`.
+fn string_end(b: &[u8], start: usize) -> Option<usize> {
+    let mut j = start;
+    while j < b.len() {
+        match b[j] {
+            b'\\' => j += 2,
+            b'"' => return Some(j),
+            _ => j += 1,
+        }
+    }
+    None
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while b.get(i).is_some_and(u8::is_ascii_whitespace) {
+        i += 1;
+    }
+    i
+}
+
+fn id_value(b: &[u8], i: usize) -> Option<Id> {
+    if b.get(i) == Some(&b'"') {
+        let end = string_end(b, i + 1)?;
+        let s = std::str::from_utf8(&b[i + 1..end]).ok()?;
+        return (!s.contains('\\')).then(|| Id::Str(s.to_string()));
+    }
+    let end = (i..b.len())
+        .find(|&j| !(b[j].is_ascii_digit() || (j == i && b[j] == b'-')))
+        // A number cut off by the end of the head is not known whole.
+        ?;
+    std::str::from_utf8(&b[i..end])
+        .ok()?
+        .parse()
+        .ok()
+        .map(Id::Num)
+}
+
 /// Serialises a message as one frame (compact JSON, no newline).
 pub fn to_frame<T: Serialize>(msg: &T) -> Vec<u8> {
     // Serialising our own types cannot fail: they contain no maps with
@@ -667,5 +754,42 @@ mod tests {
         let r = Request::notification("event.notify", Value::Null);
         let s = String::from_utf8(to_frame(&r)).unwrap();
         assert_eq!(s, r#"{"jsonrpc":"2.0","method":"event.notify"}"#);
+    }
+
+    #[test]
+    fn head_id_finds_the_outer_id() {
+        assert_eq!(
+            head_id(br#"{"jsonrpc":"2.0","id":42,"result":{"#),
+            Some(Id::Num(42))
+        );
+        assert_eq!(
+            head_id(br#"{"params":{"id":7},"id":"x-1","method""#),
+            Some(Id::Str("x-1".into()))
+        );
+        assert_eq!(head_id(br#"{"jsonrpc":"2.0","id":-3}"#), Some(Id::Num(-3)));
+        // Cut off inside the number, or no id yet: unknown.
+        assert_eq!(head_id(br#"{"jsonrpc":"2.0","id":12"#), None);
+        assert_eq!(head_id(br#"{"params":{"id":7,"pad":"aaaa"#), None);
+        assert_eq!(head_id(b"[1,2"), None);
+    }
+
+    /// Issue 16 point 7: `["2.0", 1, "a.b"]` was read as a request by
+    /// position and executed.
+    #[test]
+    fn positional_envelopes_are_refused() {
+        for frame in [
+            &br#"["2.0",1,"a.b"]"#[..],
+            br#" ["2.0",1,"a.b",{}]"#,
+            br#"[{"jsonrpc":"2.0","id":1,"method":"a.b"}]"#,
+            b"7",
+            br#""x""#,
+        ] {
+            let e = parse_message(frame).unwrap_err();
+            assert_eq!(e.error.kind(), Some(ErrorCode::InvalidRequest), "{frame:?}");
+        }
+        assert_eq!(
+            parse_message(b"{nope").unwrap_err().error.kind(),
+            Some(ErrorCode::ParseError)
+        );
     }
 }

@@ -5,7 +5,9 @@
 
 use crate::conn::write_frame;
 use crate::frame::{Frame, Framer};
-use crate::rpc::{parse_message, to_frame, ErrorCode, Message, Request, Response, RpcError};
+use crate::rpc::{
+    head_id, parse_message, to_frame, ErrorCode, Message, Request, Response, RpcError,
+};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,10 +17,96 @@ use tokio::sync::{mpsc, Semaphore};
 /// Limits applied to one connection.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Largest message in bytes.
+    /// Largest message read, in bytes.
     pub max_frame: usize,
+    /// Largest reply sent, in bytes: a larger one is replaced by a
+    /// `too_large` error, so the caller learns at once instead of waiting
+    /// out its timeout for a reply its reader would drop.
+    pub max_reply: usize,
     /// Requests in flight before further ones are refused.
     pub max_inflight: usize,
+}
+
+/// Room the router needs on top of a client's message when it forwards it
+/// (`caller`, `action_id`): services read up to the router's limit plus
+/// this, and answer at most the limit minus this.
+pub fn router_headroom(max_message_bytes: usize) -> usize {
+    (max_message_bytes / 8).min(4096)
+}
+
+/// The reply queue of one connection is bounded in bytes: this many of the
+/// connection's largest message (replies and events wait beyond it, which
+/// is the back-pressure on a peer that does not read).
+pub const QUEUE_FRAMES_OF_BYTES: usize = 4;
+
+/// The queue closed: the connection is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the connection is closed")]
+pub struct QueueClosed;
+
+/// Frames waiting to be written to one connection, bounded in bytes (not
+/// in frames: a slow reader of large replies must not grow memory).
+#[derive(Debug, Clone)]
+pub struct OutQueue {
+    tx: mpsc::UnboundedSender<(Vec<u8>, tokio::sync::OwnedSemaphorePermit)>,
+    budget: Arc<Semaphore>,
+    max: u32,
+}
+
+impl OutQueue {
+    /// A queue of at most `bytes` bytes and its receiving end.
+    pub fn new(bytes: usize) -> (OutQueue, OutReceiver) {
+        let max = u32::try_from(bytes.max(1)).unwrap_or(u32::MAX);
+        let budget = Arc::new(Semaphore::new(usize::try_from(max).unwrap_or(usize::MAX)));
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            OutQueue {
+                tx,
+                budget: Arc::clone(&budget),
+                max,
+            },
+            OutReceiver { rx, budget },
+        )
+    }
+
+    /// Queues a frame, waiting while the queue holds its byte budget.
+    pub async fn send(&self, frame: Vec<u8>) -> Result<(), QueueClosed> {
+        // A frame larger than the whole budget takes all of it.
+        let n = u32::try_from(frame.len())
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.max);
+        let permit = Arc::clone(&self.budget)
+            .acquire_many_owned(n)
+            .await
+            .map_err(|_| QueueClosed)?;
+        self.tx.send((frame, permit)).map_err(|_| QueueClosed)
+    }
+}
+
+/// The writing end of an [`OutQueue`].
+#[derive(Debug)]
+pub struct OutReceiver {
+    rx: mpsc::UnboundedReceiver<(Vec<u8>, tokio::sync::OwnedSemaphorePermit)>,
+    budget: Arc<Semaphore>,
+}
+
+impl OutReceiver {
+    /// The next frame; its bytes return to the budget when the returned
+    /// permit is dropped (after writing).
+    pub async fn recv(&mut self) -> Option<(Vec<u8>, tokio::sync::OwnedSemaphorePermit)> {
+        self.rx.recv().await
+    }
+
+    fn try_recv(&mut self) -> Option<(Vec<u8>, tokio::sync::OwnedSemaphorePermit)> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl Drop for OutReceiver {
+    fn drop(&mut self) {
+        // Senders waiting for budget learn at once that no one writes.
+        self.budget.close();
+    }
 }
 
 /// One accepted connection, as seen by a dispatcher.
@@ -28,9 +116,12 @@ pub struct ConnCtx {
     pub id: u64,
     /// Who is on the other end (`pid=123` for Unix sockets, the address for TCP).
     pub peer: String,
+    /// The peer's process id from `SO_PEERCRED` (Unix sockets only): the
+    /// kernel's word, unlike anything the peer writes.
+    pub pid: Option<u32>,
     /// Frames to send to this connection (replies are sent for you; use this
     /// for notifications such as events).
-    pub out: mpsc::Sender<Vec<u8>>,
+    pub out: OutQueue,
 }
 
 /// What a server does with requests.
@@ -55,10 +146,27 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
     D: Dispatch,
 {
-    let (out, out_rx) = mpsc::channel::<Vec<u8>>(1024);
+    serve_with_pid(reader, writer, peer, None, limits, dispatch).await;
+}
+
+/// Like [`serve`], for a peer whose process id the kernel told us.
+pub async fn serve_with_pid<R, W, D>(
+    reader: R,
+    writer: W,
+    peer: String,
+    pid: Option<u32>,
+    limits: Limits,
+    dispatch: Arc<D>,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+    D: Dispatch,
+{
+    let (out, out_rx) = OutQueue::new(limits.max_frame.saturating_mul(QUEUE_FRAMES_OF_BYTES));
     let ctx = Arc::new(ConnCtx {
         id: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
         peer,
+        pid,
         out,
     });
     let writer_task = tokio::spawn(write_loop(writer, out_rx));
@@ -69,16 +177,18 @@ where
     let _ = writer_task.await;
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(writer: W, mut rx: mpsc::Receiver<Vec<u8>>) {
+async fn write_loop<W: AsyncWrite + Unpin>(writer: W, mut rx: OutReceiver) {
     let mut w = BufWriter::with_capacity(64 * 1024, writer);
-    while let Some(frame) = rx.recv().await {
+    while let Some((frame, permit)) = rx.recv().await {
         if write_frame(&mut w, &frame).await.is_err() {
             return;
         }
-        while let Ok(f) = rx.try_recv() {
+        drop(permit);
+        while let Some((f, permit)) = rx.try_recv() {
             if write_frame(&mut w, &f).await.is_err() {
                 return;
             }
+            drop(permit);
         }
         if w.flush().await.is_err() {
             return;
@@ -105,10 +215,12 @@ async fn read_loop<R: AsyncRead + Unpin, D: Dispatch>(
         framer.push(&buf[..n], &mut frames);
         for frame in frames.drain(..) {
             let reply = match frame {
-                Frame::Oversize { seen } => {
+                Frame::Oversize { seen, head } => {
                     tracing::warn!(peer = %ctx.peer, seen, limit = limits.max_frame, "refused an oversize message");
+                    // With its id, so the caller's pending call ends now
+                    // rather than at its timeout.
                     Some(Response::err(
-                        None,
+                        head_id(&head),
                         RpcError::new(
                             ErrorCode::TooLarge,
                             format!("message exceeds the limit of {} bytes", limits.max_frame),
@@ -134,7 +246,7 @@ async fn read_loop<R: AsyncRead + Unpin, D: Dispatch>(
                                 // stored and again when its stage changes.
                                 let fut = Box::pin(d.dispatch(c, req));
                                 if let Some(resp) = fut.await {
-                                    let _ = out.send(to_frame(&resp)).await;
+                                    let _ = out.send(reply_frame(&resp, limits.max_reply)).await;
                                 }
                                 drop(permit);
                             });
@@ -169,6 +281,34 @@ async fn read_loop<R: AsyncRead + Unpin, D: Dispatch>(
     }
 }
 
+/// The frame of a reply, or of a `too_large` error in its place when it
+/// exceeds `max` bytes.
+fn reply_frame(resp: &Response, max: usize) -> Vec<u8> {
+    let frame = to_frame(resp);
+    if frame.len() <= max {
+        return frame;
+    }
+    tracing::warn!(
+        bytes = frame.len(),
+        limit = max,
+        "a reply exceeds the message limit"
+    );
+    to_frame(
+        &Response::err(
+            resp.id.clone(),
+            RpcError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "the reply ({} bytes) exceeds the message limit of {max} bytes",
+                    frame.len()
+                ),
+            )
+            .with_data("limit", max.into()),
+        )
+        .with_action(resp.action_id.clone()),
+    )
+}
+
 /// Removes a stale socket file and binds a Unix listener with `mode`.
 pub fn bind_unix(path: &std::path::Path, mode: u32) -> std::io::Result<tokio::net::UnixListener> {
     use std::os::unix::fs::PermissionsExt;
@@ -196,6 +336,39 @@ pub fn unix_peer(stream: &tokio::net::UnixStream) -> String {
     }
 }
 
+/// The process id of a Unix-socket peer, from `SO_PEERCRED`.
+pub fn unix_peer_pid(stream: &tokio::net::UnixStream) -> Option<u32> {
+    stream
+        .peer_cred()
+        .ok()
+        .and_then(|c| c.pid())
+        .and_then(|p| u32::try_from(p).ok())
+}
+
+/// Who may connect to a listener.
+#[derive(Debug, Clone)]
+pub enum Admit {
+    /// Anyone who can open the socket (the router's own socket).
+    Anyone,
+    /// Only the process whose id is in the watch (0: nobody). A service
+    /// admits only its router: the pid it found on the registration
+    /// connection, so a local process that opens the service socket
+    /// cannot speak for the router (or for the partner through it).
+    OnlyPid(tokio::sync::watch::Receiver<u32>),
+}
+
+impl Admit {
+    fn allows(&self, pid: Option<u32>) -> bool {
+        match self {
+            Admit::Anyone => true,
+            Admit::OnlyPid(rx) => {
+                let want = *rx.borrow();
+                want != 0 && pid == Some(want)
+            }
+        }
+    }
+}
+
 /// Accepts connections on `listener` and serves each with `dispatch`, at most
 /// `max_conns` at once (further ones wait in the kernel backlog).
 pub async fn accept_loop<D: Dispatch>(
@@ -203,6 +376,18 @@ pub async fn accept_loop<D: Dispatch>(
     limits: Limits,
     max_conns: usize,
     dispatch: Arc<D>,
+) {
+    accept_loop_admitting(listener, limits, max_conns, dispatch, Admit::Anyone).await;
+}
+
+/// Like [`accept_loop`], serving only the peers `admit` allows; any other
+/// gets one `unauthorized` error and is closed.
+pub async fn accept_loop_admitting<D: Dispatch>(
+    listener: tokio::net::UnixListener,
+    limits: Limits,
+    max_conns: usize,
+    dispatch: Arc<D>,
+    admit: Admit,
 ) {
     let slots = Arc::new(Semaphore::new(max_conns));
     loop {
@@ -218,13 +403,39 @@ pub async fn accept_loop<D: Dispatch>(
             }
         };
         let peer = unix_peer(&stream);
+        let pid = unix_peer_pid(&stream);
+        if !admit.allows(pid) {
+            tracing::warn!(%peer, "refused a connection: only the router may call this service");
+            tokio::spawn(refuse(stream, permit));
+            continue;
+        }
         let d = Arc::clone(&dispatch);
         tokio::spawn(async move {
             let (r, w) = stream.into_split();
-            serve(r, w, peer, limits, d).await;
+            serve_with_pid(r, w, peer, pid, limits, d).await;
             drop(permit);
         });
     }
+}
+
+/// Tells a refused peer why, then closes (bounded: a peer that does not
+/// read cannot hold the task).
+async fn refuse(mut stream: tokio::net::UnixStream, permit: tokio::sync::OwnedSemaphorePermit) {
+    let resp = Response::err(
+        None,
+        RpcError::new(
+            ErrorCode::Unauthorized,
+            "this socket answers only its router; call through router.sock",
+        ),
+    );
+    let mut frame = to_frame(&resp);
+    frame.push(b'\n');
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        let _ = stream.write_all(&frame).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+    drop(permit);
 }
 
 #[cfg(test)]
@@ -259,6 +470,7 @@ mod tests {
         let (br, bw) = tokio::io::split(b);
         let limits = Limits {
             max_frame: 64,
+            max_reply: 64,
             max_inflight: 4,
         };
         tokio::spawn(serve(br, bw, "test".into(), limits, Arc::new(Echo)));
@@ -308,6 +520,7 @@ mod tests {
     async fn inflight_limit_refuses_excess_with_unavailable() {
         let conn = pair(Limits {
             max_frame: 1 << 20,
+            max_reply: 1 << 20,
             max_inflight: 2,
         });
         let t = Duration::from_secs(5);
@@ -334,5 +547,85 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r.result, Some(json!({"a":1})));
+    }
+
+    #[tokio::test]
+    async fn the_reply_queue_is_bounded_in_bytes() {
+        let (q, mut rx) = OutQueue::new(1000);
+        q.send(vec![b'a'; 400]).await.unwrap();
+        q.send(vec![b'b'; 400]).await.unwrap();
+        // A third 400-byte frame would pass 1000 bytes: it waits...
+        let third = tokio::time::timeout(Duration::from_millis(100), q.send(vec![b'c'; 400]));
+        assert!(third.await.is_err(), "the queue took more than its bytes");
+        // ...until the writer takes one out; a frame larger than the whole
+        // budget waits for all of it rather than forever.
+        let (_, permit) = rx.recv().await.unwrap();
+        drop(permit);
+        q.send(vec![b'c'; 400]).await.unwrap();
+        let big = {
+            let q = q.clone();
+            tokio::spawn(async move { q.send(vec![b'd'; 5000]).await })
+        };
+        for _ in 0..2 {
+            let (_, permit) = rx.recv().await.unwrap();
+            drop(permit);
+        }
+        big.await.unwrap().unwrap();
+        // No writer: senders fail at once.
+        drop(rx);
+        assert_eq!(q.send(vec![1]).await, Err(QueueClosed));
+    }
+
+    #[tokio::test]
+    async fn an_oversize_reply_becomes_too_large_with_its_id() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let (br, bw) = tokio::io::split(b);
+        let limits = Limits {
+            max_frame: 1 << 16,
+            max_reply: 100,
+            max_inflight: 4,
+        };
+        tokio::spawn(serve(br, bw, "test".into(), limits, Arc::new(Echo)));
+        let (ar, aw) = tokio::io::split(a);
+        let conn = RpcConn::spawn(ar, aw, 1 << 20, None);
+        let t = Duration::from_secs(5);
+        let r = conn
+            .call(
+                Request::call(Id::Num(0), "t.ok", json!({"p": "x".repeat(200)})),
+                t,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.error.and_then(|e| e.kind()), Some(ErrorCode::TooLarge));
+        let r = conn
+            .call(Request::call(Id::Num(0), "t.ok", json!({"p": 1})), t)
+            .await
+            .unwrap();
+        assert_eq!(r.result, Some(json!({"p": 1})));
+    }
+
+    #[tokio::test]
+    async fn a_caller_learns_of_an_oversize_reply_at_once() {
+        // The answering side has a larger limit than the caller's reader.
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let (br, bw) = tokio::io::split(b);
+        let limits = Limits {
+            max_frame: 1 << 20,
+            max_reply: 1 << 20,
+            max_inflight: 4,
+        };
+        tokio::spawn(serve(br, bw, "test".into(), limits, Arc::new(Echo)));
+        let (ar, aw) = tokio::io::split(a);
+        let conn = RpcConn::spawn(ar, aw, 1000, None);
+        let start = std::time::Instant::now();
+        let r = conn
+            .call(
+                Request::call(Id::Num(0), "t.ok", json!({"p": "x".repeat(5000)})),
+                Duration::from_secs(20),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.error.and_then(|e| e.kind()), Some(ErrorCode::TooLarge));
+        assert!(start.elapsed() < Duration::from_secs(5));
     }
 }

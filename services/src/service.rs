@@ -33,8 +33,8 @@ pub struct Ctx {
 
 impl Ctx {
     /// True when the call came from the partner controller over the peer
-    /// link (the router marks such callers `peer:<id>/...`; only the router
-    /// can reach a service's socket, which is mode 0660).
+    /// link (the router marks such callers `peer:<id>/...`; the service
+    /// socket admits only the router's pid, so no one else sets `caller`).
     pub fn from_peer(&self) -> bool {
         self.caller
             .as_deref()
@@ -233,21 +233,31 @@ impl ServiceBuilder {
             router: router.clone(),
             service: self.name.clone(),
         });
+        // Requests arrive with what the router adds (caller, action_id);
+        // replies must leave it room on the way back.
+        let max = self.cfg.router.max_message_bytes;
         let limits = Limits {
-            max_frame: self.cfg.router.max_message_bytes,
+            max_frame: max.saturating_add(server::router_headroom(max)),
+            max_reply: max.saturating_sub(server::router_headroom(max)),
             max_inflight: self.cfg.router.max_inflight_per_connection.max(256),
         };
-        tokio::spawn(server::accept_loop(
+        // Only the router we registered with may call us: its pid comes
+        // from SO_PEERCRED on the registration connection (design: a
+        // service trusts `caller` because only its router can set it).
+        let (router_pid_tx, router_pid_rx) = watch::channel(0u32);
+        tokio::spawn(server::accept_loop_admitting(
             listener,
             limits,
             self.cfg.router.max_connections,
             dispatch,
+            server::Admit::OnlyPid(router_pid_rx),
         ));
         let (reg_tx, reg_rx) = watch::channel(false);
         tokio::spawn(register_loop(
             self.cfg.router_socket(),
             registration,
             reg_tx,
+            router_pid_tx,
         ));
         tracing::info!(service = %self.name, socket = %socket.display(), "serving");
         Ok(Service {
@@ -326,7 +336,14 @@ impl Service {
 }
 
 /// Registers, waits for the connection to drop, registers again, forever.
-async fn register_loop(router_socket: PathBuf, reg: Registration, tx: watch::Sender<bool>) {
+/// `router_pid` holds the pid of the router we are registered with (0
+/// while none), the one process the service socket admits.
+async fn register_loop(
+    router_socket: PathBuf,
+    reg: Registration,
+    tx: watch::Sender<bool>,
+    router_pid: watch::Sender<u32>,
+) {
     let mut delay = Duration::from_millis(50);
     let params = match serde_json::to_value(&reg) {
         Ok(p) => p,
@@ -336,17 +353,27 @@ async fn register_loop(router_socket: PathBuf, reg: Registration, tx: watch::Sen
         }
     };
     loop {
-        match register_once(&router_socket, &params).await {
+        match register_once(&router_socket, &params, &router_pid).await {
             Ok(conn) => {
                 tracing::info!(service = %reg.name, "registered with the router");
                 delay = Duration::from_millis(50);
                 tx.send_replace(true);
                 conn.closed().await;
                 tx.send_replace(false);
+                router_pid.send_replace(0);
                 tracing::warn!(service = %reg.name, "lost the router; registering again");
             }
             Err(e) => {
-                tracing::debug!(error = %e, "router not reachable yet");
+                router_pid.send_replace(0);
+                match e.kind() {
+                    // Refused (name held by a live registration, or a check
+                    // failed): say so; the loop keeps trying, so a service
+                    // whose registration was displaced comes back by itself.
+                    Some(ErrorCode::Unavailable) | None => {
+                        tracing::debug!(error = %e, "router not reachable yet")
+                    }
+                    Some(_) => tracing::warn!(error = %e, "the router refused the registration"),
+                }
             }
         }
         tokio::time::sleep(delay).await;
@@ -357,10 +384,16 @@ async fn register_loop(router_socket: PathBuf, reg: Registration, tx: watch::Sen
 async fn register_once(
     router_socket: &std::path::Path,
     params: &Value,
+    router_pid: &watch::Sender<u32>,
 ) -> Result<Arc<RpcConn>, RpcError> {
     let stream = tokio::net::UnixStream::connect(router_socket)
         .await
         .map_err(|e| RpcError::unavailable(format!("connect: {e}")))?;
+    let pid = server::unix_peer_pid(&stream)
+        .ok_or_else(|| RpcError::unavailable("the router's pid is unknown (SO_PEERCRED)"))?;
+    // Admit the router before asking to register: it dials our socket to
+    // check that we are the process listening there.
+    router_pid.send_replace(pid);
     let (r, w) = stream.into_split();
     let conn = RpcConn::spawn(r, w, 1 << 20, None);
     let req = Request::call(Id::Num(0), "router.register", params.clone());

@@ -295,6 +295,19 @@ fn check_section(
     Ok(())
 }
 
+/// Largest epoch or Lamport value a merged stamp may carry: 2^53, the
+/// largest integer every JSON reader keeps exactly, far above anything a
+/// controller reaches (one per transaction or takeover) and far below the
+/// SQLite `i64` limit, so a stamp can never saturate the clock.
+pub const MAX_STAMP: u64 = 1 << 53;
+
+/// How far past `our clock + the entry's sequence number` a merged Lamport
+/// value may be. A controller's clock is at most the number of
+/// transactions both controllers committed (each adds one to the highest
+/// value seen), and our clock is at least our own count; the slack covers
+/// a database restored from an older copy.
+pub const LAMPORT_SLACK: u64 = 1 << 20;
+
 /// Error merging a shipped entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MergeError {
@@ -315,17 +328,127 @@ pub enum MergeError {
         /// Parser message.
         reason: String,
     },
+    /// The entry breaks a rule a local write would also break: a write
+    /// outside the origin's section and the shared one, a key that is not
+    /// its body's, a stamp not the origin's or out of bounds. Nothing of
+    /// the entry is merged.
+    #[error("entry {origin}/{seq}: ops[{index}]: {reason}")]
+    Refused {
+        /// Origin of the entry.
+        origin: String,
+        /// Its sequence number.
+        seq: u64,
+        /// Index of the offending op.
+        index: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A sequence number we merged already came again with other content:
+    /// the partner's database was replaced or restored, or someone forged
+    /// an entry. Needs an operator; merging either would fork the replica.
+    #[error("entry {origin}/{seq} was merged already with other content")]
+    SeqReused {
+        /// Origin of the entry.
+        origin: String,
+        /// Its sequence number.
+        seq: u64,
+    },
+}
+
+/// Checks what can be checked of an op without the state: the stamp is
+/// the origin's and bounded.
+fn check_stamp(state: &State, entry: &Entry, op: &Op) -> Result<(), String> {
+    if op.stamp.origin != entry.origin {
+        return Err(format!(
+            "stamp origin {:?} is not the entry's origin",
+            op.stamp.origin
+        ));
+    }
+    if op.stamp.epoch > MAX_STAMP {
+        return Err(format!("epoch {} is out of bounds", op.stamp.epoch));
+    }
+    let lamport_max = state
+        .lamport
+        .saturating_add(entry.seq)
+        .saturating_add(LAMPORT_SLACK)
+        .min(MAX_STAMP);
+    if op.stamp.lamport > lamport_max {
+        return Err(format!(
+            "Lamport value {} is out of bounds (at most {lamport_max} here)",
+            op.stamp.lamport
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a parsed op against the state as merged so far: its key is its
+/// body's, its epoch is the stamp's, and it writes only the origin's
+/// section, the shared one, or an ownership change under a newer epoch
+/// (the same rule as a local apply, with the origin in place of `me`).
+fn check_merged(cfg: &Config, entry: &Entry, op: &Op, new: Option<&Object>) -> Result<(), String> {
+    let old = cfg.get(op.kind, &op.key);
+    match new {
+        Some(n) => {
+            if n.key() != op.key {
+                return Err(format!(
+                    "key {:?} is not its body's ({:?})",
+                    op.key,
+                    n.key()
+                ));
+            }
+            if epoch_of(n) != op.stamp.epoch {
+                return Err(format!(
+                    "stamp epoch {} is not the object's ({})",
+                    op.stamp.epoch,
+                    epoch_of(n)
+                ));
+            }
+            match check_section(cfg, &entry.origin, "op", old.as_ref(), n) {
+                Ok(()) => Ok(()),
+                // The origin's ownership write as it made it: under a
+                // newer epoch, same section; the rest of the body is the
+                // origin's view, which may differ from our stale edit
+                // made while apart (the higher epoch wins).
+                Err(_)
+                    if old.as_ref().is_some_and(|o| {
+                        epoch_of(n) > epoch_of(o) && section_of(cfg, o) == section_of(cfg, n)
+                    }) =>
+                {
+                    Ok(())
+                }
+                Err(v) => Err(v.reason),
+            }
+        }
+        None => match old.as_ref().map(|o| section_of(cfg, o)) {
+            Some(Section::Controller(owner)) if owner != entry.origin => Err(format!(
+                "deletes {} {:?} in controller {owner:?}'s section",
+                op.kind, op.key
+            )),
+            _ => Ok(()),
+        },
+    }
 }
 
 /// Merges an entry shipped by the partner into `state` in place: each op
 /// wins if its stamp is greater than the stored one. Returns the winning
-/// ops (to persist). Not validated again: the replica must equal the
+/// ops (to persist). Checked like a local write as far as the sections,
+/// keys and stamps go (the partner's router is authenticated, but a bug or
+/// a forged entry must not rewrite our section or break our clock); not
+/// re-validated against the model rules, since the replica must equal the
 /// partner's section, not re-judge it. On error `state` is unchanged.
 pub fn plan_merge(state: &mut State, entry: &Entry) -> Result<Vec<Op>, MergeError> {
-    let mut objects = Vec::new();
+    let refused = |index: usize, reason: String| MergeError::Refused {
+        origin: entry.origin.clone(),
+        seq: entry.seq,
+        index,
+        reason,
+    };
+    for (i, op) in entry.ops.iter().enumerate() {
+        check_stamp(state, entry, op).map_err(|r| refused(i, r))?;
+    }
+    let mut undo = Undo::default();
     let mut winners = Vec::new();
-    // Parse everything first so that a bad body changes nothing.
-    for op in &entry.ops {
+    for (i, op) in entry.ops.iter().enumerate() {
         if state
             .stamps
             .get(&(op.kind, op.key.clone()))
@@ -334,28 +457,38 @@ pub fn plan_merge(state: &mut State, entry: &Entry) -> Result<Vec<Op>, MergeErro
             continue;
         }
         let obj = match &op.body {
-            Some(body) => Some(Object::from_json(op.kind, body).map_err(|(path, reason)| {
-                MergeError::BadBody {
-                    origin: entry.origin.clone(),
-                    seq: entry.seq,
-                    kind: op.kind,
-                    key: op.key.clone(),
-                    path,
-                    reason,
+            Some(body) => match Object::from_json(op.kind, body) {
+                Ok(o) => Some(o),
+                Err((path, reason)) => {
+                    undo.rollback(&mut state.config);
+                    return Err(MergeError::BadBody {
+                        origin: entry.origin.clone(),
+                        seq: entry.seq,
+                        kind: op.kind,
+                        key: op.key.clone(),
+                        path,
+                        reason,
+                    });
                 }
-            })?),
+            },
             None => None,
         };
-        objects.push(obj);
-        winners.push(op.clone());
-    }
-    for (op, obj) in winners.iter().zip(objects) {
+        // Checked against the state as merged so far: an entry may create a
+        // pool and its volumes together.
+        if let Err(r) = check_merged(&state.config, entry, op, obj.as_ref()) {
+            undo.rollback(&mut state.config);
+            return Err(refused(i, r));
+        }
+        undo.remember(&state.config, op.kind, &op.key);
         match obj {
             Some(o) => state.config.put(o),
             None => {
                 state.config.remove(op.kind, &op.key);
             }
         }
+        winners.push(op.clone());
+    }
+    for op in &winners {
         state
             .stamps
             .insert((op.kind, op.key.clone()), op.stamp.clone());

@@ -100,6 +100,38 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         }
     }
 
+    /// How an existing pool differs from a create request for its name
+    /// (disks and spares, which the record keeps together, and the tier
+    /// when the request names one), or None when it is the same pool.
+    async fn differs_from(
+        &self,
+        p: &duplex_api::model::Pool,
+        req: &CreatePool,
+    ) -> Result<Option<String>, PoolError> {
+        let local = self
+            .backend
+            .discover()
+            .await
+            .map_err(PoolError::backend("discover disks"))?;
+        let mut wanted = BTreeSet::new();
+        for r in req.disks.iter().chain(req.spares.iter()) {
+            match find_disk(&local, r) {
+                Some(d) => wanted.insert(d.wwn.clone()),
+                None => return Ok(Some(format!("other disks (no disk {r:?} here)"))),
+            };
+        }
+        let recorded: BTreeSet<String> = p.disks.iter().cloned().collect();
+        if wanted != recorded {
+            return Ok(Some(format!("other disks ({})", p.disks.join(", "))));
+        }
+        if let Some(t) = req.tier {
+            if t != p.tier {
+                return Ok(Some(format!("tier {:?}", p.tier)));
+            }
+        }
+        Ok(None)
+    }
+
     /// `pool.create`.
     pub async fn create_pool(&self, req: CreatePool) -> Result<PoolResult, PoolError> {
         check_pool_name("name", &req.name)?;
@@ -127,6 +159,15 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
                     .as_ref()
                     .is_some_and(|o| o.thin.is_some() && o.system_id == self.me);
             if same {
+                // "Unchanged" only for the same request: other disks,
+                // spares or tier under an existing name is a conflict, not
+                // a quiet success the caller would take for its pool.
+                if let Some(reason) = self.differs_from(p, &req).await? {
+                    return Err(PoolError::Conflict {
+                        field: "name".into(),
+                        reason: format!("pool {} exists already with {reason}", req.name),
+                    });
+                }
                 return self.pool_json(&cfg, &req.name, Outcome::Unchanged).await;
             }
             if p.owner != self.me || observed.as_ref().is_some_and(|o| o.thin.is_some()) {

@@ -55,6 +55,13 @@ impl ConfigFsBackend {
     fn p(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
     }
+
+    /// [`ConfigFsBackend::p`] for a change: the path must be plain
+    /// components (see [`super::check_rel_path`]).
+    fn checked(&self, rel: &str) -> io::Result<PathBuf> {
+        super::check_rel_path(rel)?;
+        Ok(self.p(rel))
+    }
 }
 
 /// The filesystem type of the mount that holds `path` (the longest mount
@@ -84,16 +91,18 @@ pub fn mount_fstype(mountinfo: &str, path: &Path) -> Option<String> {
 
 impl TargetBackend for ConfigFsBackend {
     fn mkdir(&mut self, path: &str) -> io::Result<()> {
-        fs::create_dir(self.p(path))
+        fs::create_dir(self.checked(path)?)
     }
 
     fn rmdir(&mut self, path: &str) -> io::Result<()> {
-        fs::remove_dir(self.p(path))
+        fs::remove_dir(self.checked(path)?)
     }
 
     fn write(&mut self, path: &str, value: &str) -> io::Result<()> {
         // configfs wants the whole value in one write.
-        let mut f = fs::OpenOptions::new().write(true).open(self.p(path))?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .open(self.checked(path)?)?;
         f.write_all(&wire_bytes(path, value))
     }
 
@@ -103,11 +112,11 @@ impl TargetBackend for ConfigFsBackend {
     }
 
     fn symlink(&mut self, link: &str, target: &str) -> io::Result<()> {
-        std::os::unix::fs::symlink(self.p(target), self.p(link))
+        std::os::unix::fs::symlink(self.checked(target)?, self.checked(link)?)
     }
 
     fn unlink(&mut self, path: &str) -> io::Result<()> {
-        fs::remove_file(self.p(path))
+        fs::remove_file(self.checked(path)?)
     }
 
     fn list(&self, path: &str) -> io::Result<Vec<(String, EntryKind)>> {

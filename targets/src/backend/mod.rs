@@ -66,15 +66,27 @@ pub trait TargetBackend: Send {
         }
     }
 
-    /// Applies steps in order and stops at the first failure.
+    /// Applies steps in order and stops at the first failure. A step whose
+    /// path (or link target) is not plain components is refused whatever
+    /// validation said upstream: a name must never reach outside its
+    /// directory.
     fn apply(&mut self, steps: &[Step]) -> Result<(), ReconcileError> {
         for (index, step) in steps.iter().enumerate() {
-            let (op, r) = match step {
-                Step::Mkdir { path } => ("mkdir", self.mkdir(path)),
-                Step::Rmdir { path } => ("rmdir", self.rmdir(path)),
-                Step::Write { path, value } => ("write", self.write(path, value)),
-                Step::Symlink { link, target } => ("symlink", self.symlink(link, target)),
-                Step::Unlink { path } => ("unlink", self.unlink(path)),
+            let checked = match step {
+                Step::Symlink { link, target } => {
+                    check_rel_path(link).and_then(|()| check_rel_path(target))
+                }
+                other => check_rel_path(other.path()),
+            };
+            let (op, r) = match (checked, step) {
+                (Err(e), _) => ("check", Err(e)),
+                (Ok(()), step) => match step {
+                    Step::Mkdir { path } => ("mkdir", self.mkdir(path)),
+                    Step::Rmdir { path } => ("rmdir", self.rmdir(path)),
+                    Step::Write { path, value } => ("write", self.write(path, value)),
+                    Step::Symlink { link, target } => ("symlink", self.symlink(link, target)),
+                    Step::Unlink { path } => ("unlink", self.unlink(path)),
+                },
             };
             if let Err(source) = r {
                 return Err(ReconcileError::Step {
@@ -91,6 +103,24 @@ pub trait TargetBackend: Send {
         }
         Ok(())
     }
+}
+
+/// Refuses a relative configfs path unless every component is a plain
+/// name: not empty, not `.` or `..`, no NUL. Names come from the desired
+/// state (host NQNs, IQNs, volume names), so this is the last line between
+/// a crafted name and a directory outside its parent.
+pub fn check_rel_path(path: &str) -> io::Result<()> {
+    let bad = path.starts_with('/')
+        || path
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == ".." || c.contains('\0'));
+    if bad {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("refused configfs path {path:?}: every component must be a plain name"),
+        ));
+    }
+    Ok(())
 }
 
 /// Our part of configfs as read back, and what else is there.
@@ -501,6 +531,41 @@ pub fn read_pr(b: &dyn TargetBackend, name: &str) -> Result<PrAttrs, BackendErro
 #[cfg(test)]
 mod tests {
     use super::parse_lu_group;
+    use super::sim::SimBackend;
+    use super::{check_rel_path, TargetBackend};
+    use crate::core::plan::Step;
+
+    /// Issue 16 point 4: a host NQN `...:h1/../../subsystems/evil` was
+    /// planned as `mkdir nvmet/hosts/...:h1/../../subsystems/evil`; the
+    /// backend now refuses any step whose path leaves plain components.
+    #[test]
+    fn a_step_with_dot_dot_or_empty_components_is_refused() {
+        for bad in [
+            "nvmet/hosts/nqn.2024-01.com.example:h1/../../subsystems/evil",
+            "nvmet/hosts/./x",
+            "nvmet//hosts",
+            "/nvmet/hosts",
+            "nvmet/hosts/..",
+        ] {
+            assert!(check_rel_path(bad).is_err(), "{bad}");
+        }
+        assert!(check_rel_path("nvmet/hosts/nqn.2024-01.com.example:h1").is_ok());
+        let mut b = SimBackend::new();
+        let steps = vec![Step::Mkdir {
+            path: "nvmet/hosts/nqn.2024-01.com.example:h1/../../subsystems/evil".into(),
+        }];
+        let e = b.apply(&steps).unwrap_err();
+        assert!(
+            e.to_string().contains("mkdir") || format!("{e:?}").contains("refused"),
+            "{e:?}"
+        );
+        assert!(b.list("nvmet/subsystems").unwrap_or_default().is_empty());
+        let link = vec![Step::Symlink {
+            link: "nvmet/ports/1/subsystems/x".into(),
+            target: "nvmet/subsystems/../../etc".into(),
+        }];
+        assert!(b.apply(&link).is_err());
+    }
 
     #[test]
     fn lu_group_membership_reads_as_lio_prints_it() {

@@ -273,9 +273,11 @@ async fn events_reach_subscribers_and_a_slow_one_is_dropped() {
 
     // A subscriber that never reads: its socket and queues fill, the router
     // drops it and keeps serving everyone else.
+    // (Only services publish, under their own namespaces: beta floods.)
+    let _beta = node.start_test_service("beta", "beta").await;
     let mut stuck = UnixStream::connect(node.router_socket()).await.unwrap();
     stuck
-        .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"event.subscribe\",\"params\":{\"topics\":[\"flood.*\"]}}\n")
+        .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"event.subscribe\",\"params\":{\"topics\":[\"beta.*\"]}}\n")
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -283,8 +285,8 @@ async fn events_reach_subscribers_and_a_slow_one_is_dropped() {
     let mut dropped = false;
     for i in 0..3000 {
         c.call(
-            "event.publish",
-            json!({"topic": "flood.tick", "data": {"i": i, "pad": payload}}),
+            "beta.publish",
+            json!({"topic": "beta.tick", "data": {"i": i, "pad": payload}}),
         )
         .await
         .unwrap();

@@ -32,6 +32,11 @@ struct NestedCall {
 }
 
 #[derive(Deserialize)]
+struct Big {
+    bytes: u64,
+}
+
+#[derive(Deserialize)]
 struct Sleep {
     ms: u64,
 }
@@ -92,6 +97,12 @@ async fn main() -> anyhow::Result<()> {
             .await
             .map_err(RpcError::from)?;
         Ok(json!({"published": e.topic, "action_id": ctx.action_id}))
+    });
+    // A reply of `bytes` bytes of padding, for the message limits.
+    b.method(&format!("{ns}.big"), |_ctx, p| async move {
+        let b: Big = params(p)?;
+        let n = usize::try_from(b.bytes).unwrap_or(usize::MAX).min(64 << 20);
+        Ok(json!({"pad": "x".repeat(n)}))
     });
     let svc = b.start().await?;
     svc.run_until_signal().await?;
