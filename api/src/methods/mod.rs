@@ -6,10 +6,12 @@
 //! handler accepts and returns is what the schema says; the JSON Schemas
 //! (draft-07, as OpenRPC embeds them) are derived from the same structs.
 //!
-//! Typed so far: the `config` namespace (its replication methods are the
+//! Typed so far: the `auth` and `rpc` namespaces (the management
+//! endpoint's own) and the `config` namespace (its replication methods are the
 //! peer protocol of config-keeper and stay with it). The others follow;
 //! [`untyped`] lists them, and a test keeps that list honest.
 
+pub mod auth;
 pub mod config;
 
 use schemars::generate::SchemaSettings;
@@ -69,6 +71,9 @@ typed_methods!(
     config::Status,
     config::Events,
     config::RecordEvent,
+    auth::Login,
+    auth::Logout,
+    auth::Discover,
 );
 
 /// Catalogued methods whose params and results are not typed yet.
