@@ -56,7 +56,7 @@ pub struct Settings {
 pub struct Endpoint {
     router: RouterClient,
     settings: Settings,
-    sessions: Mutex<Sessions>,
+    sessions: Arc<Mutex<Sessions>>,
     backoff: Mutex<Backoff>,
 }
 
@@ -125,9 +125,14 @@ impl Endpoint {
         Endpoint {
             router,
             settings,
-            sessions: Mutex::new(Sessions::new(ttl_ms)),
+            sessions: Arc::new(Mutex::new(Sessions::new(ttl_ms))),
             backoff: Mutex::new(Backoff::new()),
         }
+    }
+
+    /// The session table, for [`revoke_on_user_changes`].
+    pub fn sessions(&self) -> Arc<Mutex<Sessions>> {
+        Arc::clone(&self.sessions)
     }
 
     /// The caller's valid session, if any (checked now).
@@ -171,10 +176,10 @@ impl Endpoint {
             .with_data("retry_after_ms", wait.into()));
         }
         match users::check(&self.router, &p.user, &p.password).await {
-            Ok(role) => {
+            Ok((role, stamp)) => {
                 lock(&self.backoff).succeeded(&p.user, ip);
                 let token = random_token()?;
-                let s = lock(&self.sessions).open(&token, &p.user, role, now_ms());
+                let s = lock(&self.sessions).open(&token, &p.user, role, &stamp, now_ms());
                 *lock(&caller.token) = Some(token.clone());
                 *lock(&caller.set_cookie) = Some(self.cookie(&token));
                 tracing::info!(user = %p.user, role = authz::role_name(role), %ip, "login");
@@ -243,6 +248,34 @@ impl Endpoint {
         .instrument(span)
         .await
     }
+}
+
+/// Ends the sessions of users deleted or changed (password, role): on
+/// every `config.changed` event and once a minute as a backstop (events
+/// published while the router restarts are not replayed). Never returns.
+pub async fn revoke_on_user_changes(router: RouterClient, sessions: Arc<Mutex<Sessions>>) {
+    let r = router.clone();
+    duplex_services::daemon::on_events_or_timer(
+        router,
+        &[duplex_api::topics::CONFIG_CHANGED],
+        Some(Duration::from_secs(60)),
+        "sessions",
+        move |_| {
+            let (r, sessions) = (r.clone(), Arc::clone(&sessions));
+            async move {
+                match users::current(&r).await {
+                    Ok(cur) => {
+                        let n = lock(&sessions).revoke_stale(&cur);
+                        if n > 0 {
+                            tracing::info!(ended = n, "sessions of deleted or changed users ended");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot check users for stale sessions"),
+                }
+            }
+        },
+    )
+    .await;
 }
 
 /// The JSON-RPC module: every `external` method of the catalogue, and

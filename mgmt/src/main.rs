@@ -49,7 +49,9 @@ async fn main() -> anyhow::Result<()> {
         allowed_origins: m.allowed_origins.clone(),
     };
     let (stop, handle) = jsonrpsee::server::stop_channel();
-    let methods: jsonrpsee::Methods = endpoint::module(Endpoint::new(router, settings))
+    let ep = Endpoint::new(router.clone(), settings);
+    tokio::spawn(endpoint::revoke_on_user_changes(router, ep.sessions()));
+    let methods: jsonrpsee::Methods = endpoint::module(ep)
         .context("building the RPC module")?
         .into();
     for ip in &m.listen {

@@ -8,6 +8,8 @@ use duplex_api::model::{Role, User};
 use duplex_services::rpc::ErrorCode;
 use duplex_services::RouterClient;
 use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 
 /// Why a login failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,8 +35,35 @@ fn verify(password: &str, hash: &str) -> bool {
     })
 }
 
-/// Checks `user`'s `password` and returns the user's role.
-pub async fn check(router: &RouterClient, user: &str, password: &str) -> Result<Role, LoginError> {
+/// The session stamp of a password hash: its SHA-256, so a session never
+/// holds the hash itself.
+pub fn stamp(password_hash: &str) -> String {
+    Sha256::digest(password_hash.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Every user now: name to (stamp, role).
+pub async fn current(router: &RouterClient) -> Result<HashMap<String, (String, Role)>, LoginError> {
+    let v = router
+        .call("config.get", json!({"kind": "user"}))
+        .await
+        .map_err(|e| LoginError::Unavailable(e.to_string()))?;
+    let users: Vec<User> = serde_json::from_value(v["config"]["user"].clone())
+        .map_err(|e| LoginError::Unavailable(format!("unreadable users: {e}")))?;
+    Ok(users
+        .into_iter()
+        .map(|u| (u.name, (stamp(&u.password_hash), u.role)))
+        .collect())
+}
+
+/// Checks `user`'s `password` and returns the user's role and stamp.
+pub async fn check(
+    router: &RouterClient,
+    user: &str,
+    password: &str,
+) -> Result<(Role, String), LoginError> {
     let found = match router
         .call("config.get", json!({"kind": "user", "name": user}))
         .await
@@ -48,11 +77,12 @@ pub async fn check(router: &RouterClient, user: &str, password: &str) -> Result<
         None => (DUMMY_HASH.to_string(), None),
     };
     let password = password.to_string();
-    let ok = tokio::task::spawn_blocking(move || verify(&password, &hash))
+    let h = hash.clone();
+    let ok = tokio::task::spawn_blocking(move || verify(&password, &h))
         .await
         .map_err(|e| LoginError::Unavailable(format!("password check failed: {e}")))?;
     match (ok, role) {
-        (true, Some(role)) => Ok(role),
+        (true, Some(role)) => Ok((role, stamp(&hash))),
         _ => Err(LoginError::Denied),
     }
 }

@@ -320,7 +320,35 @@ async fn sessions_roles_and_reachability() {
     let v = lab.call(Some(&ro), "rpc.discover", json!({})).await;
     assert_eq!(v["result"], duplex_mgmt::core::openrpc::document());
 
+    let v = lab
+        .call(Some(&admin), "config.unlock", json!({"reason": "test"}))
+        .await;
+    assert_eq!(v["result"]["locked"], false, "{v}");
+
+    // A new password for the user ends its open sessions (config.changed).
+    let ro2 = lab.login("viewer", RO_PW).await;
+    let v = lab
+        .call(
+            Some(&admin),
+            "config.apply",
+            json!({"changes": [{"op": "upsert", "kind": "user",
+                "object": {"name": "viewer", "password": "another password", "role": "read_only"}}]}),
+        )
+        .await;
+    assert_eq!(v["result"]["changed"], true, "{v}");
+    wait_until(
+        "the changed user's session ends",
+        Duration::from_secs(10),
+        || async {
+            kind(&lab.call(Some(&ro2), "config.status", json!({})).await) == Some("unauthorized")
+        },
+    )
+    .await;
+    let v = lab.call(Some(&admin), "config.status", json!({})).await;
+    assert!(v["result"].is_object(), "other users keep theirs: {v}");
+
     // Logout ends the session at once.
+    let ro = lab.login("viewer", "another password").await;
     let v = lab.call(Some(&ro), "auth.logout", json!({})).await;
     assert_eq!(v["result"]["logged_out"], true, "{v}");
     let v = lab.call(Some(&ro), "config.status", json!({})).await;

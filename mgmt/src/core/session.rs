@@ -1,5 +1,6 @@
 //! Sessions: a random token (made by the caller) names one logged-in user
-//! until it expires or is logged out. Only the token's SHA-256 is kept, so
+//! until it expires, is logged out, or the user is deleted or changed
+//! (password or role). Only the token's SHA-256 is kept, so
 //! a memory dump or a log of the table reveals no usable token.
 
 use duplex_api::model::Role;
@@ -19,6 +20,9 @@ pub struct Principal {
     pub role: Role,
     /// When the session ends, ms since the Unix epoch.
     pub expires_ms: u64,
+    /// A fingerprint of the user's password hash at login: a new
+    /// password ends the session.
+    pub stamp: String,
 }
 
 #[derive(Debug, Clone)]
@@ -48,7 +52,14 @@ impl Sessions {
     }
 
     /// Opens a session for `user` under `token` at `now_ms`.
-    pub fn open(&mut self, token: &str, user: &str, role: Role, now_ms: u64) -> Principal {
+    pub fn open(
+        &mut self,
+        token: &str,
+        user: &str,
+        role: Role,
+        stamp: &str,
+        now_ms: u64,
+    ) -> Principal {
         self.by_hash.retain(|_, e| e.principal.expires_ms > now_ms);
         if self.by_hash.len() >= MAX_SESSIONS {
             let oldest = self
@@ -64,6 +75,7 @@ impl Sessions {
             user: user.to_string(),
             role,
             expires_ms: now_ms.saturating_add(self.ttl_ms),
+            stamp: stamp.to_string(),
         };
         self.by_hash.insert(
             hash(token),
@@ -101,6 +113,19 @@ impl Sessions {
         before - self.by_hash.len()
     }
 
+    /// Ends every session whose user no longer exists in `current`
+    /// (user name to stamp and role) or whose stamp or role differ from
+    /// it; returns how many ended.
+    pub fn revoke_stale(&mut self, current: &HashMap<String, (String, Role)>) -> usize {
+        let before = self.by_hash.len();
+        self.by_hash.retain(|_, e| {
+            current.get(&e.principal.user).is_some_and(|(stamp, role)| {
+                *stamp == e.principal.stamp && *role == e.principal.role
+            })
+        });
+        before - self.by_hash.len()
+    }
+
     /// How many sessions are held.
     pub fn len(&self) -> usize {
         self.by_hash.len()
@@ -119,7 +144,7 @@ mod tests {
     #[test]
     fn a_session_lives_until_its_expiry_and_not_a_millisecond_longer() {
         let mut s = Sessions::new(1000);
-        let p = s.open("tok", "alice", Role::Admin, 5000);
+        let p = s.open("tok", "alice", Role::Admin, "s", 5000);
         assert_eq!(p.expires_ms, 6000);
         assert_eq!(s.check("tok", 5999).map(|p| p.user), Some("alice".into()));
         assert_eq!(s.check("tok", 6000), None);
@@ -130,16 +155,34 @@ mod tests {
     #[test]
     fn unknown_tokens_and_logged_out_sessions_are_refused() {
         let mut s = Sessions::new(1000);
-        s.open("tok", "alice", Role::ReadOnly, 0);
+        s.open("tok", "alice", Role::ReadOnly, "s", 0);
         assert_eq!(s.check("tok2", 1), None);
         assert!(s.close("tok"));
         assert!(!s.close("tok"));
         assert_eq!(s.check("tok", 1), None);
-        s.open("a", "bob", Role::Admin, 0);
-        s.open("b", "bob", Role::Admin, 0);
-        s.open("c", "eve", Role::Admin, 0);
+        s.open("a", "bob", Role::Admin, "s", 0);
+        s.open("b", "bob", Role::Admin, "s", 0);
+        s.open("c", "eve", Role::Admin, "s", 0);
         assert_eq!(s.close_user("bob"), 2);
         assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn deleted_or_changed_users_lose_their_sessions() {
+        let mut s = Sessions::new(1000);
+        s.open("a", "ann", Role::Admin, "h1", 0);
+        s.open("b", "bob", Role::Admin, "h2", 0);
+        s.open("c", "cid", Role::Admin, "h3", 0);
+        s.open("d", "dee", Role::ReadOnly, "h4", 0);
+        let mut cur = HashMap::new();
+        cur.insert("ann".to_string(), ("h1".to_string(), Role::Admin));
+        cur.insert("bob".to_string(), ("new".to_string(), Role::Admin));
+        cur.insert("dee".to_string(), ("h4".to_string(), Role::Admin));
+        // bob: new password; cid: deleted; dee: role changed.
+        assert_eq!(s.revoke_stale(&cur), 3);
+        assert!(s.check("a", 1).is_some());
+        assert!(s.check("b", 1).is_none() && s.check("c", 1).is_none());
+        assert!(s.check("d", 1).is_none());
     }
 
     #[test]
@@ -147,7 +190,7 @@ mod tests {
         let mut s = Sessions::new(u64::MAX / 2);
         let n = u64::try_from(MAX_SESSIONS).unwrap() + 10;
         for i in 0..n {
-            s.open(&format!("t{i}"), "u", Role::Admin, i);
+            s.open(&format!("t{i}"), "u", Role::Admin, "s", i);
         }
         assert_eq!(s.len(), MAX_SESSIONS);
         assert!(s.check("t0", 0).is_none(), "the oldest went first");
