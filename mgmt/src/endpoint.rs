@@ -23,7 +23,7 @@ use jsonrpsee::server::{
     BatchRequestConfig, HttpBody, HttpRequest, HttpResponse, ServerConfig, StopHandle,
 };
 use jsonrpsee::types::{ErrorObjectOwned, Params};
-use jsonrpsee::{Extensions, RpcModule};
+use jsonrpsee::{Extensions, PendingSubscriptionSink, RpcModule};
 use serde_json::Value;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -250,6 +250,67 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    async fn subscribe(
+        &self,
+        p: Params<'static>,
+        pending: PendingSubscriptionSink,
+        ext: Extensions,
+    ) {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Topics {
+            topics: Vec<String>,
+        }
+        let principal = match self.authorize("event.subscribe", &ext) {
+            Ok(Some(p)) => p,
+            Ok(None) => return pending.reject(to_wire(refusal(Refusal::NoSession))).await,
+            Err(e) => return pending.reject(to_wire(e)).await,
+        };
+        let topics = match params_value(&p).and_then(|v| {
+            serde_json::from_value::<Topics>(v).map_err(|e| RpcError::invalid_params("topics", e))
+        }) {
+            Ok(t) if !t.topics.is_empty() => t.topics,
+            Ok(_) => {
+                return pending
+                    .reject(to_wire(RpcError::invalid_params(
+                        "topics",
+                        "give at least one topic",
+                    )))
+                    .await
+            }
+            Err(e) => return pending.reject(to_wire(e)).await,
+        };
+        let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let mut sub = match self.router.subscribe(&refs).await {
+            Ok(s) => s,
+            Err(e) => return pending.reject(to_wire(e.into_rpc())).await,
+        };
+        let Ok(sink) = pending.accept().await else {
+            return;
+        };
+        tracing::info!(user = %principal.user, ?topics, "events subscribed");
+        loop {
+            let ev = tokio::select! {
+                ev = sub.next() => ev,
+                () = sink.closed() => return,
+            };
+            // The session is checked for every event, as for every call.
+            let Some(now) = self.session(ext.get::<Caller>()) else {
+                return;
+            };
+            let mut v = serde_json::to_value(&ev).unwrap_or_default();
+            redact(&mut v, now.role);
+            let Ok(raw) = serde_json::value::to_raw_value(&v) else {
+                continue;
+            };
+            if sink.send(raw).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
 /// Ends the sessions of users deleted or changed (password, role): on
 /// every `config.changed` event and once a minute as a backstop (events
 /// published while the router restarts are not replayed). Never returns.
@@ -294,6 +355,18 @@ pub fn module(ep: Endpoint) -> Result<RpcModule<Endpoint>, jsonrpsee::core::Regi
             "auth.logout" => {
                 m.register_method(name, |_p, ep, ext| ep.logout(ext).map_err(to_wire))?;
             }
+            // Over WebSocket: a subscription of its own to the router's
+            // topics, pushed as `event.notify`; over HTTP jsonrpsee
+            // answers that subscriptions need a WebSocket.
+            "event.subscribe" => {
+                m.register_subscription(
+                    name,
+                    "event.notify",
+                    "event.unsubscribe",
+                    |p, pending, ep, ext| async move { ep.subscribe(p, pending, ext).await },
+                )?;
+            }
+            "event.unsubscribe" => {}
             "rpc.discover" => {
                 m.register_method(name, |_p, ep, ext| {
                     ep.authorize("rpc.discover", ext).map_err(to_wire)?;

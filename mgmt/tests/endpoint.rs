@@ -487,6 +487,48 @@ async fn websocket_checks_origin_and_every_call() {
     let v = ws_call(&mut tx, &mut rx, "config.lock", json!({"reason": "x"})).await;
     assert_eq!(v["error"]["data"]["reason"], "role", "{v}");
 
+    // Events: a subscription on the WebSocket gets the router's events.
+    let v = ws_call(
+        &mut tx,
+        &mut rx,
+        "event.subscribe",
+        json!({"topics": ["config.*"]}),
+    )
+    .await;
+    assert!(!v["result"].is_null(), "a subscription id: {v}");
+    let admin = lab.login("admin", ADMIN_PW).await;
+    let v = lab
+        .call(
+            Some(&admin),
+            "config.apply",
+            json!({"changes": [{"op": "upsert", "kind": "user",
+                "object": {"name": "extra", "password": "extra password", "role": "read_only"}}]}),
+        )
+        .await;
+    assert_eq!(v["result"]["changed"], true, "{v}");
+    let mut data = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), rx.receive_data(&mut data))
+        .await
+        .expect("an event within 10 s")
+        .unwrap();
+    let ev: Value = serde_json::from_slice(&data).unwrap();
+    assert_eq!(ev["method"], "event.notify", "{ev}");
+    assert_eq!(ev["params"]["result"]["topic"], "config.changed", "{ev}");
+    // Not over plain HTTP, and not without a session.
+    let v = lab
+        .call(Some(&admin), "event.subscribe", json!({"topics": ["*"]}))
+        .await;
+    assert!(v["error"].is_object(), "{v}");
+    let (mut tx2, mut rx2) = ws_handshake(&lab, &same).await.unwrap();
+    let v = ws_call(
+        &mut tx2,
+        &mut rx2,
+        "event.subscribe",
+        json!({"topics": ["*"]}),
+    )
+    .await;
+    assert_eq!(kind(&v), Some("unauthorized"), "{v}");
+
     // A token presented at the upgrade; logging it out elsewhere stops the
     // open socket at its next call.
     let t = lab.login("admin", ADMIN_PW).await;
