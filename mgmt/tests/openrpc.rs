@@ -171,4 +171,19 @@ fn document_validates_against_the_meta_schema_when_given() {
         .take(10)
         .collect();
     assert!(errors.is_empty(), "{errors:#?}");
+    // And the check bites: a member OpenRPC lacks is refused.
+    let mut bad = doc;
+    bad["methods"][0]["bogus"] = Value::Bool(true);
+    assert!(
+        !validator.is_valid(&bad),
+        "the meta-schema accepted a bogus member"
+    );
+}
+
+#[test]
+#[should_panic(expected = "is not an OpenRPC member")]
+fn the_structural_check_refuses_unknown_members() {
+    let mut doc = openrpc::document();
+    doc["methods"][0]["bogus"] = Value::Bool(true);
+    only_known_keys("method", &doc["methods"][0], &["name", "params", "result"]);
 }
