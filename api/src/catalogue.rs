@@ -90,6 +90,7 @@ pub const VERSION: Version = Version { major: 1, minor: 1 };
 /// The namespaces of the catalogue.
 pub const NAMESPACES: &[&str] = &[
     "router", "event", "config", "disk", "pool", "volume", "target", "host", "net", "cluster",
+    "auth", "rpc",
 ];
 
 /// The namespace of a method name (`pool` for `pool.create`).
@@ -594,6 +595,33 @@ pub static METHODS: &[Method] = &[
         External,
         false,
         E_PARAMS,
+    ),
+    // auth, rpc: answered by the management endpoint itself (duplex-mgmt),
+    // never routed. Read: a session is not appliance state, and a
+    // read_only user must be able to log in and out.
+    m(
+        "auth.login",
+        "Checks a user's password and opens a session; the only method callable without one.",
+        Read,
+        External,
+        false,
+        &["invalid_params", "unauthorized", "unavailable"],
+    ),
+    m(
+        "auth.logout",
+        "Ends the caller's session.",
+        Read,
+        External,
+        false,
+        &[],
+    ),
+    m(
+        "rpc.discover",
+        "The OpenRPC document of every external method.",
+        Read,
+        External,
+        false,
+        &[],
     ),
 ];
 

@@ -4,6 +4,8 @@
 //! success, 1 when the call returned an error, 2 when the router could not
 //! be reached or the command line was wrong.
 
+mod catalogue;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use duplex_services::client::{CallError, RouterClient};
@@ -38,6 +40,8 @@ struct Args {
 #[derive(Subcommand)]
 enum Cmd {
     /// Call any method: `duplexctl call pool.status '{"name":"p1"}'`.
+    /// Parameters of typed methods are checked against the catalogue's
+    /// schema first; a bad one is named and nothing is sent.
     Call {
         /// The method (`namespace.verb_object`).
         method: String,
@@ -46,6 +50,20 @@ enum Cmd {
         /// Use this action id instead of letting the router assign one.
         #[arg(long)]
         action_id: Option<String>,
+        /// Send without checking the parameters here (the service still does).
+        #[arg(long)]
+        no_check: bool,
+    },
+    /// List the catalogue's methods with their marks: `duplexctl methods config`.
+    Methods {
+        /// Only this namespace (`pool`, `config`...).
+        namespace: Option<String>,
+    },
+    /// A method's doc, marks, parameters, result and errors:
+    /// `duplexctl describe config.apply`.
+    Describe {
+        /// The method (`namespace.verb_object`).
+        method: String,
     },
     /// List the registered services and the peer link.
     Services,
@@ -93,15 +111,56 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let client = RouterClient::with_timeout(socket_path(&args), Duration::from_secs(args.timeout));
     let controller = args.controller.clone();
     match &args.cmd {
+        Cmd::Methods { namespace } => {
+            let ms = match catalogue::list(namespace.as_deref()) {
+                Ok(ms) => ms,
+                Err(e) => {
+                    eprintln!("duplexctl: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&ms)?);
+            } else {
+                print!("{}", catalogue::table(&ms));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Describe { method } => {
+            let Some(m) = duplex_api::catalogue::lookup(method) else {
+                eprintln!(
+                    "duplexctl: no method {method:?} in the catalogue (see `duplexctl methods`)"
+                );
+                return Ok(ExitCode::from(2));
+            };
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&catalogue::describe_json(m))?
+                );
+            } else {
+                print!("{}", catalogue::describe(m));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Call {
             method,
             params,
             action_id,
+            no_check,
         } => {
             let params: Value = match params {
                 Some(p) => serde_json::from_str(p).context("PARAMS is not valid JSON")?,
                 None => Value::Null,
             };
+            if !no_check {
+                if let Err(e) = catalogue::check_params(method, &params) {
+                    eprintln!("duplexctl: invalid params for {method}: {e}");
+                    eprintln!("field: {}", e.field);
+                    eprintln!("(see `duplexctl describe {method}`; nothing was sent)");
+                    return Ok(ExitCode::from(2));
+                }
+            }
             let mut req = Request::call(Id::Num(0), method.clone(), params);
             req.controller = controller;
             req.action_id = action_id.clone();

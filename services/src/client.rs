@@ -308,3 +308,11 @@ impl Subscription {
         !self.conn.is_closed()
     }
 }
+
+impl Drop for Subscription {
+    /// A dropped subscription closes its dedicated connection: its reader
+    /// task holds the connection, so it would otherwise stay subscribed.
+    fn drop(&mut self) {
+        self.conn.close();
+    }
+}

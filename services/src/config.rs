@@ -66,6 +66,78 @@ pub struct Config {
     /// answers `cluster.status` (not configured).
     #[serde(default)]
     pub heartbeat: Option<HeartbeatSettings>,
+    /// The management endpoint (duplex-mgmt).
+    #[serde(default)]
+    pub mgmt: MgmtSettings,
+}
+
+/// `[mgmt]`: the HTTPS/WebSocket management endpoint. It listens only on
+/// the addresses named here (the management network), never on every
+/// interface, so no other network reaches it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MgmtSettings {
+    /// The management addresses to listen on (each controller's own).
+    pub listen: Vec<std::net::IpAddr>,
+    /// The HTTPS port.
+    pub port: u16,
+    /// Certificate, key and endpoint state; default `<state_dir>/mgmt`.
+    pub state_dir: Option<PathBuf>,
+    /// How long a session lasts after login, seconds.
+    pub session_ttl_s: u64,
+    /// Web origins (`https://name:port`) allowed besides the endpoint's
+    /// own, for the WebSocket upgrade and browser calls.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for MgmtSettings {
+    fn default() -> Self {
+        MgmtSettings {
+            // Loopback until the management address is configured: an
+            // unconfigured controller is not reachable off the box.
+            listen: vec![std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)],
+            port: 443,
+            state_dir: None,
+            session_ttl_s: 8 * 3600,
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+impl MgmtSettings {
+    /// Checks values the types cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field, reason: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                reason: reason.into(),
+            })
+        };
+        if self.listen.is_empty() {
+            return bad("mgmt.listen", "give at least one management address");
+        }
+        if self.listen.iter().any(|a| a.is_unspecified()) {
+            return bad(
+                "mgmt.listen",
+                "name the management address; 0.0.0.0 and :: would expose the endpoint on every network",
+            );
+        }
+        // No lower floor beyond 1 s: the expiry tests use short sessions.
+        if self.session_ttl_s == 0 || self.session_ttl_s > 7 * 24 * 3600 {
+            return bad("mgmt.session_ttl_s", "must be 1 s to 7 days");
+        }
+        if self
+            .allowed_origins
+            .iter()
+            .any(|o| !o.starts_with("https://") || o.ends_with('/'))
+        {
+            return bad(
+                "mgmt.allowed_origins",
+                "each origin is https://host[:port] without a path",
+            );
+        }
+        Ok(())
+    }
 }
 
 /// One interconnect link of the heartbeat: where this controller listens
@@ -388,6 +460,7 @@ impl Config {
                 router: RouterSettings::default(),
                 peer: None,
                 heartbeat: None,
+                mgmt: MgmtSettings::default(),
             }
         };
         if let Ok(id) = std::env::var("DUPLEX_CONTROLLER_ID") {
@@ -441,6 +514,7 @@ impl Config {
             }
             hb.validate()?;
         }
+        self.mgmt.validate()?;
         if self.router.max_message_bytes < 1024 {
             return Err(ConfigError::Invalid {
                 field: "router.max_message_bytes",
@@ -467,6 +541,14 @@ impl Config {
     /// A service's own socket.
     pub fn service_socket(&self, service: &str) -> PathBuf {
         self.socket_dir.join(format!("{service}.sock"))
+    }
+
+    /// The management endpoint's state directory (certificate and key).
+    pub fn mgmt_state_dir(&self) -> PathBuf {
+        self.mgmt
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("mgmt"))
     }
 
     /// The partner's id, if a peer is configured.
@@ -553,6 +635,28 @@ secret_file = "/etc/duplex/cluster.secret"
         assert_eq!(cfg.router.actions_log_size, 4096);
         assert_eq!(cfg.partner_id(), Some("B"));
         assert_eq!(cfg.peer.unwrap().addresses.len(), 2);
+    }
+
+    #[test]
+    fn mgmt_defaults_to_loopback_and_refuses_every_interface() {
+        let cfg = Config::parse("controller_id = \"A\"").unwrap();
+        assert_eq!(
+            cfg.mgmt.listen,
+            vec!["127.0.0.1".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert_eq!(cfg.mgmt.port, 443);
+        assert_eq!(cfg.mgmt_state_dir(), PathBuf::from("/var/lib/duplex/mgmt"));
+        let cfg = Config::parse(
+            "controller_id = \"A\"\n[mgmt]\nlisten = [\"10.0.0.5\"]\nport = 8443\nsession_ttl_s = 600\n",
+        )
+        .unwrap();
+        assert!(cfg.validate().is_ok());
+        assert_eq!(cfg.mgmt.port, 8443);
+        let cfg = Config::parse("controller_id = \"A\"\n[mgmt]\nlisten = [\"0.0.0.0\"]\n").unwrap();
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.starts_with("mgmt.listen"), "{e}");
+        let cfg = Config::parse("controller_id = \"A\"\n[mgmt]\nsession_ttl_s = 0\n").unwrap();
+        assert!(cfg.validate().is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! | `action_id`  | requests, notifications, responses | the admin action or failover this message belongs to; the router assigns one when missing |
 //! | `controller` | requests               | run the call on this controller (`"A"`/`"B"`); absent or the local id means here |
 //! | `caller`     | requests               | set by the router: who sent the call (a service name, `client:pid`, `peer:B/...`) |
+//! | `user`       | requests               | the management user the call is made for (`{"name", "role"}`), set by the management endpoint (duplex-mgmt) after login; absent for local callers |
 //!
 //! # Application error codes
 //!
@@ -262,6 +263,20 @@ pub struct Request {
     /// Who sent the call; set by the router.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caller: Option<String>,
+    /// The logged-in management user the call is made for; set by the
+    /// management endpoint, so services can redact for `read_only`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<CallUser>,
+}
+
+/// The management user behind a call (the `user` request member).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallUser {
+    /// The login name.
+    pub name: String,
+    /// The user's role.
+    pub role: duplex_api::model::Role,
 }
 
 impl Request {
@@ -275,6 +290,7 @@ impl Request {
             action_id: None,
             controller: None,
             caller: None,
+            user: None,
         }
     }
 
@@ -398,6 +414,8 @@ struct Envelope<'a> {
     #[serde(borrow, default, deserialize_with = "keep_null")]
     caller: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "keep_null")]
+    user: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "keep_null")]
     result: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "keep_null")]
     error: Option<&'a RawValue>,
@@ -483,6 +501,13 @@ pub fn parse_message(frame: &[u8]) -> Result<Message, BadMessage> {
         }
         let controller = opt_str("controller", env.controller)?;
         let caller = opt_str("caller", env.caller)?;
+        let user = match present(env.user) {
+            None => None,
+            Some(raw) => Some(
+                serde_json::from_str::<CallUser>(raw.get())
+                    .map_err(|_| bad(id.clone(), "user", "must be {\"name\", \"role\"}"))?,
+            ),
+        };
         let params = match env.params {
             None => Value::Null,
             Some(raw) => match raw.get().as_bytes().first() {
@@ -499,6 +524,7 @@ pub fn parse_message(frame: &[u8]) -> Result<Message, BadMessage> {
             action_id,
             controller,
             caller,
+            user,
         }));
     }
     let action_id = opt_str("action_id", env.action_id)?;
@@ -704,6 +730,31 @@ mod tests {
                 String::from_utf8_lossy(frame)
             );
         }
+    }
+
+    #[test]
+    fn carries_the_management_user_and_refuses_a_malformed_one() {
+        let m = parse_message(
+            br#"{"jsonrpc":"2.0","id":1,"method":"pool.status","user":{"name":"ann","role":"read_only"}}"#,
+        )
+        .unwrap();
+        let Message::Request(r) = m else {
+            panic!("not a request")
+        };
+        assert_eq!(
+            r.user,
+            Some(CallUser {
+                name: "ann".into(),
+                role: duplex_api::model::Role::ReadOnly
+            })
+        );
+        let back: Value = serde_json::from_slice(&to_frame(&r)).unwrap();
+        assert_eq!(back["user"]["role"], "read_only");
+        let e = parse_message(
+            br#"{"jsonrpc":"2.0","id":1,"method":"pool.status","user":{"name":"ann","role":"root"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.error.field(), Some("user"));
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub struct Ctx {
     pub action_id: String,
     /// Who called (as the router reports it).
     pub caller: Option<String>,
+    /// The management user the call is made for (calls through duplex-mgmt);
+    /// `None` for local callers.
+    pub user: Option<crate::rpc::CallUser>,
     /// The router client; calls made with it carry `action_id`.
     pub router: RouterClient,
 }
@@ -429,6 +432,7 @@ impl Dispatch for ServiceDispatch {
                     let ctx = Ctx {
                         action_id: action_id.clone(),
                         caller: req.caller.clone(),
+                        user: req.user.clone(),
                         router: this.router.clone(),
                     };
                     let fut = h(ctx, req.params);

@@ -6,7 +6,8 @@
 //! handler accepts and returns is what the schema says; the JSON Schemas
 //! (draft-07, as OpenRPC embeds them) are derived from the same structs.
 //!
-//! Every catalogued method is typed except config-keeper's replication
+//! Every catalogued method is typed (the management endpoint's own
+//! `auth` and `rpc` namespaces too) except config-keeper's replication
 //! protocol (`config.repl_*`: the partner keeper's own wire, never an
 //! administrator's); [`untyped`] lists them and a test keeps that list
 //! exact. Where a reply carries a structure owned by one service (an LVM
@@ -26,6 +27,7 @@ macro_rules! method {
     };
 }
 
+pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod disk;
@@ -166,6 +168,9 @@ typed_methods!(
     cluster::Timeline,
     reservations::Reservations,
     reservations::ClearReservations,
+    auth::Login,
+    auth::Logout,
+    auth::Discover,
 );
 
 /// Catalogued methods without typed params and results: the peer

@@ -1,0 +1,72 @@
+//! The `auth` and `rpc` namespaces (the management endpoint): params and
+//! results.
+
+use super::config::NoParams;
+use super::RpcMethod;
+use crate::model::Role;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `auth.login` params.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginParams {
+    /// The user name.
+    pub user: String,
+    /// The password (never logged).
+    pub password: String,
+}
+
+/// `auth.login` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct LoginResult {
+    /// The session token: send it as `Authorization: Bearer <token>`
+    /// (browsers get it as an HttpOnly cookie as well).
+    pub token: String,
+    /// The user logged in.
+    pub user: String,
+    /// The user's role.
+    pub role: Role,
+    /// When the session ends, ms since the Unix epoch.
+    pub expires_ms: u64,
+}
+
+/// `auth.logout` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct LogoutResult {
+    /// Whether a session was ended.
+    pub logged_out: bool,
+}
+
+/// `rpc.discover` result: an OpenRPC 1.x document.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct DiscoverResult(
+    /// The document.
+    pub Value,
+);
+
+/// `auth.login`.
+pub struct Login;
+impl RpcMethod for Login {
+    const NAME: &'static str = "auth.login";
+    type Params = LoginParams;
+    type Result = LoginResult;
+}
+
+/// `auth.logout`.
+pub struct Logout;
+impl RpcMethod for Logout {
+    const NAME: &'static str = "auth.logout";
+    type Params = NoParams;
+    type Result = LogoutResult;
+}
+
+/// `rpc.discover`.
+pub struct Discover;
+impl RpcMethod for Discover {
+    const NAME: &'static str = "rpc.discover";
+    type Params = NoParams;
+    type Result = DiscoverResult;
+}

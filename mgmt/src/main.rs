@@ -1,0 +1,78 @@
+//! `duplex-mgmt`: the management endpoint daemon.
+
+use anyhow::Context;
+use clap::Parser;
+use duplex_mgmt::endpoint::{self, Endpoint, Settings};
+use duplex_mgmt::tls;
+use duplex_services::{daemon, systemd, RouterClient};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Command-line arguments.
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Duplex management endpoint: HTTPS and WebSocket JSON-RPC with login and roles"
+)]
+struct Args {
+    /// Configuration file (default /etc/duplex/duplex.toml or $DUPLEX_CONFIG).
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+    /// Print the OpenRPC document and exit (regenerates docs/openrpc.json).
+    #[arg(long)]
+    openrpc: bool,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.openrpc {
+        print!("{}", duplex_mgmt::core::openrpc::document_text());
+        return Ok(());
+    }
+    let cfg =
+        daemon::init("duplex-mgmt", args.config.as_deref()).context("loading the configuration")?;
+    let m = &cfg.mgmt;
+    let dir = cfg.mgmt_state_dir();
+    let mut names = vec![
+        "localhost".to_string(),
+        format!("controller-{}", cfg.controller_id),
+    ];
+    names.extend(m.listen.iter().map(ToString::to_string));
+    if tls::ensure_certificate(&dir, names).context("making the certificate")? {
+        tracing::info!(dir = %dir.display(), "made a self-signed certificate");
+    }
+    let tls_cfg = tls::server_config(&dir).context("loading the certificate")?;
+    let router = RouterClient::with_timeout(cfg.router_socket(), Duration::from_secs(960));
+    let settings = Settings {
+        session_ttl: Duration::from_secs(m.session_ttl_s),
+        allowed_origins: m.allowed_origins.clone(),
+    };
+    let (stop, handle) = jsonrpsee::server::stop_channel();
+    let ep = Endpoint::new(router.clone(), settings);
+    tokio::spawn(endpoint::revoke_on_user_changes(router, ep.sessions()));
+    let methods: jsonrpsee::Methods = endpoint::module(ep)
+        .context("building the RPC module")?
+        .into();
+    for ip in &m.listen {
+        let addr = SocketAddr::new(*ip, m.port);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
+        tracing::info!(%addr, "listening");
+        tokio::spawn(endpoint::serve(
+            listener,
+            tls_cfg.clone(),
+            methods.clone(),
+            m.allowed_origins.clone(),
+            stop.clone(),
+        ));
+    }
+    systemd::ready("serving");
+    systemd::spawn_watchdog(|| true);
+    daemon::wait_for_stop().await?;
+    systemd::stopping();
+    let _ = handle.stop();
+    tracing::info!("management endpoint stopping");
+    Ok(())
+}
