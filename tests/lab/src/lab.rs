@@ -330,6 +330,10 @@ impl Lab {
     pub fn agent_sock(&self, vm: &str) -> PathBuf {
         self.path(&format!("{vm}.agent"))
     }
+    /// The invariant monitor's socket of a controller (its samples).
+    pub fn monitor_sock(&self, vm: &str) -> PathBuf {
+        self.path(&format!("{vm}.monitor"))
+    }
     /// The serial console socket of a VM.
     pub fn console_sock(&self, vm: &str) -> PathBuf {
         self.path(&format!("{vm}.console"))
@@ -840,7 +844,7 @@ fn build_payload(lab: &Lab) -> Result<PathBuf, LabError> {
     copy_dir(&lab.repo.join("systemd"), &dir.join("systemd"))?;
     copy_dir(&lab.repo.join("host-config"), &dir.join("host-config"))?;
     copy_dir(&lab.lab_dir.join("fixture"), &dir.join("fixture"))?;
-    for script in ["install.sh", "sysrq.sh"] {
+    for script in ["install.sh", "sysrq.sh", "monitor.sh"] {
         let from = lab.lab_dir.join("payload").join(script);
         fs::copy(&from, dir.join(script)).map_err(io_err("copy", &from))?;
     }
@@ -1046,6 +1050,23 @@ fn qemu_argv(lab: &Lab, images: &Path, v: &VmSpec, ns: &str, pr_disks: usize) ->
             agent::PORT_NAME
         ),
     ]);
+    if v.controller {
+        // The invariant monitor's own channel (src/monitor.rs).
+        push(&[
+            "-chardev",
+            &format!(
+                "socket,id=monitor,path={},server=on,wait=off",
+                p(&format!("{name}.monitor"))
+            ),
+        ]);
+        push(&[
+            "-device",
+            &format!(
+                "virtserialport,bus=vser.0,chardev=monitor,name={}",
+                crate::monitor::PORT_NAME
+            ),
+        ]);
+    }
     push(&["-pidfile", &p(&format!("{name}.pid")), "-daemonize"]);
     a
 }
