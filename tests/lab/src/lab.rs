@@ -1521,6 +1521,12 @@ pub fn restore(lab: &Lab, name: &str) -> Result<f64, LabError> {
             copy_sparse(&dir.join(&f), &lab.path(&f))?;
         }
     }
+    if st.tgtd.is_some() {
+        let n = (0..8)
+            .take_while(|i| lab.path(&format!("pr{i}.img")).is_file())
+            .count();
+        crate::prdisk::clear_registrations(&lab.run_dir, &st.ns, n)?;
+    }
     let names: Vec<String> = st.vms.keys().cloned().collect();
     for vm in &names {
         let Some(rec) = st.vms.get(vm).cloned() else {

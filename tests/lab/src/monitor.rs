@@ -18,8 +18,9 @@
 //! group of every LIO backstore (state, whether LUNs are in it, the
 //! backstore's LU group `dxpool_<pool>`), the nvmet ANA group states per
 //! port, the port-subsystem links and the namespaces (ANA group, enabled,
-//! device). Once a second the controller's own view is added: `config.get`
-//! (cluster epoch, pool owners, volume serials).
+//! device). Every 10 s the controller's own view is added: `config.get`
+//! (cluster epoch, pool owners, volume serials), fetched in the background
+//! (a `duplexctl` call costs about a second of the guest's vCPU under TCG).
 //!
 //! **What is checked**, two controllers X and Y:
 //! - `pool_active_on_both` (invariant 1, a pool imported on at most one

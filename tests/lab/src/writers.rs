@@ -290,8 +290,16 @@ impl Writers {
                 break;
             }
             if t.elapsed() > limit {
+                // Writers stuck in I/O that never returns (no path left):
+                // leave H without the unit for the next scenario.
+                let _ = lab::exec(
+                    lab,
+                    "H",
+                    &crate::cmd::argv(&["systemctl", "kill", "--signal=SIGKILL", UNIT]),
+                    short,
+                );
                 return Err(LabError::State(format!(
-                    "{UNIT} still running after {limit:?}"
+                    "{UNIT} still running after {limit:?} (host I/O stuck?)"
                 )));
             }
             std::thread::sleep(Duration::from_secs(1));
