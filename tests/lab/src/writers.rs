@@ -85,8 +85,11 @@ pub struct DeviceResult {
 /// `duplex-verify`'s JSON report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VerifyReport {
-    /// How long it wrote.
+    /// How long it was asked to write at most.
     pub seconds: f64,
+    /// When it saw the stop file, seconds after its writes started.
+    #[serde(default)]
+    pub stop_seen_at_s: Option<f64>,
     /// Writer threads per device.
     pub threads_per_device: u64,
     /// Writers that never returned from a write.
@@ -127,7 +130,7 @@ pub struct ProtocolFigures {
 pub struct WriterFigures {
     /// Host clock when the writes started (Unix seconds).
     pub started_at: f64,
-    /// Seconds written.
+    /// The most it was asked to write.
     pub seconds: f64,
     /// Writers stuck in a write at the end.
     pub stuck_writers: u64,
@@ -150,8 +153,9 @@ pub fn figures(r: &VerifyReport, started_at: f64, window: Option<(f64, f64)>) ->
         .iter()
         .map(|d| {
             let fault_pause_ms = window.and_then(|(from, to)| {
-                // The writer starts a little after the host's mark (exec,
-                // unit start): one second of slack before, two after.
+                // The placement of the writer's timeline is good to a
+                // fraction of a second: one second of slack before, two
+                // after.
                 let (from, to) = (from - started_at - 1.0, to - started_at + 2.0);
                 d.gaps
                     .iter()
@@ -263,7 +267,7 @@ pub fn start(lab: &Lab, facts: &HostFacts, max_seconds: u32) -> Result<Writers, 
 }
 
 impl Writers {
-    /// Host time the writes started.
+    /// Host time the writes were asked for (they start a little later).
     pub fn started_at(&self) -> f64 {
         self.started_at
     }
@@ -273,6 +277,7 @@ impl Writers {
     pub fn stop(self, window: Option<(f64, f64)>) -> Result<WriterFigures, LabError> {
         let lab = &self.lab;
         let short = Duration::from_secs(30);
+        let stop_at = crate::events::now();
         lab::exec_ok(lab, "H", &["touch", STOP_FILE], short)?;
         let t = Instant::now();
         // The read-back of 2 x 4096 blocks takes seconds; a writer stuck
@@ -307,7 +312,11 @@ impl Writers {
         let out = lab::exec_ok(lab, "H", &["cat", OUT], short)?;
         let r: VerifyReport = serde_json::from_str(&out)
             .map_err(|e| LabError::State(format!("duplex-verify output ({e}): {out}")))?;
-        Ok(figures(&r, self.started_at, window))
+        // The verifier's 0 lies seconds after the host's mark on a loaded
+        // machine (unit start, opening the devices): place it from the
+        // stop, which both clocks saw (the verifier polls every 20 ms).
+        let started_at = r.stop_seen_at_s.map_or(self.started_at, |s| stop_at - s);
+        Ok(figures(&r, started_at, window))
     }
 }
 
