@@ -1415,6 +1415,17 @@ fn snap_dir(lab: &Lab, name: &str) -> Result<PathBuf, LabError> {
     Ok(lab.path(&format!("snap-{name}")))
 }
 
+/// Deletes snapshot `name` (its memory images are the size of the guests'
+/// RAM: a run that made its own frees the disk).
+pub fn drop_snapshot(lab: &Lab, name: &str) -> Result<(), LabError> {
+    let dir = snap_dir(lab, name)?;
+    match fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("remove", &dir)(e)),
+    }
+}
+
 /// Files that make up the lab's disk state (overlays, shelf, heartbeat
 /// disks), relative to the run folder.
 fn disk_files() -> Vec<String> {

@@ -347,6 +347,13 @@ fn run_scenarios(
         if let Err(e) = lab::down(lab) {
             eprintln!("duplex-lab: teardown: {e:#}");
         }
+    } else if !keep {
+        // The lab stays for its owner; this run's snapshots need not.
+        for name in ["scenarios", "scenarios-setup"] {
+            if let Err(e) = lab::drop_snapshot(lab, name) {
+                eprintln!("duplex-lab: snapshot {name}: {e:#}");
+            }
+        }
     }
     let reports = result?;
     let ok = reports.iter().all(|r| r.ok);
