@@ -2,6 +2,8 @@
 # Entry point of the Duplex lab (see tests/lab/README.md).
 #   run.sh up      host packages, binaries, images (cached), boot A/B/H, apply
 #                  the demo and print the host's view; leaves the lab running
+#   run.sh boot    the same preparation and boot, without the demo (the lab
+#                  tier: one booted lab, snapshotted, serves every tier)
 #   run.sh down    tear the lab down (safe to repeat)
 #   run.sh smoke   same preparation, `duplex-lab scenario smoke`, tear down (CI)
 #   run.sh lab ... any duplex-lab command (status, exec H -- CMD, kill A, ...)
@@ -96,6 +98,10 @@ case "$cmd" in
     "$(lab_bin)" demo || { log "demo failed; the lab is still up (run.sh down to stop it)"; exit 1; }
     log "the lab is up: $(lab_bin) status | exec A|B|H -- CMD | down"
     ;;
+  boot)
+    prepare
+    "$(lab_bin)" up
+    ;;
   down)
     if [ -x "$(lab_bin)" ]; then
       "$(lab_bin)" down
@@ -114,7 +120,7 @@ case "$cmd" in
     exec "$(lab_bin)" "$@"
     ;;
   *)
-    echo "usage: $0 up|down|smoke|lab ARGS..." >&2
+    echo "usage: $0 up|boot|down|smoke|lab ARGS..." >&2
     exit 2
     ;;
 esac

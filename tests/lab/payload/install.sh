@@ -91,6 +91,9 @@ if [ -f "$P/roles/$role/duplex.toml" ]; then
       systemctl start --no-block duplex.target
     fi
   fi
+  # The invariant monitor's sampler (src/monitor.rs): it writes to a port
+  # of its own and waits while no host reader is connected.
+  systemd-run --no-block --unit=duplex-lab-monitor sh "$P/monitor.sh" || true
 else
   # Host: the settings the product ships in host-config/.
   install -m 0644 "$P/host-config/multipath.conf" /etc/multipath.conf

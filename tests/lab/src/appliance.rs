@@ -278,7 +278,28 @@ pub fn handover(lab: &Lab, from: &str, to: &str) -> Result<Vec<(String, f64)>, L
         .ok_or_else(|| LabError::State(format!("pool {POOL} is not in the desired state")))?;
     pool["owner"] = json!(to);
     pool["epoch"] = json!(epoch);
-    apply(lab, to, vec![up("cluster", cluster), up("pool", pool)])?;
+    match apply(lab, to, vec![up("cluster", cluster), up("pool", pool)]) {
+        Ok(_) => {}
+        // Committed on `to`, the partner's acknowledgement late (a loaded
+        // machine): the record stands; wait until `from` has it, since
+        // its export checks the new owner.
+        Err(LabError::State(e)) if e.contains("\"committed\":true") => {
+            wait(
+                &format!("{from} to see {to} as the owner of {POOL}"),
+                Duration::from_secs(120),
+                || {
+                    let c = call(lab, from, "config.get", &json!({})).ok()?;
+                    let owner = c["config"]["pool"]
+                        .as_array()?
+                        .iter()
+                        .find(|p| p["name"] == POOL)?["owner"]
+                        .clone();
+                    (owner == json!(to)).then_some(())
+                },
+            )?;
+        }
+        Err(e) => return Err(e),
+    }
     mark("record");
     call(lab, from, "pool.export", &json!({"name": POOL, "to": to}))?;
     mark("export");

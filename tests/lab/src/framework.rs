@@ -6,7 +6,29 @@
 //! every step did.
 //!
 //! Adding a scenario is a few lines in [`catalog`].
+//!
+//! Beside the steps, a scenario gets:
+//! - **the appliance demo** with [`Step::Setup`]: pool `demo` on A, `vol0`
+//!   over iSCSI and `vol1` over NVMe/TCP, H attached through both
+//!   controllers (`appliance::setup`; the scenario runner sets it up once
+//!   and restores a snapshot of it, so the step is quick);
+//! - **host writers** with [`Step::WritersStart`] and
+//!   [`Step::WritersStop`]: `duplex-verify` on H on both protocols
+//!   ([`crate::writers`]); the stop reads everything back and the report
+//!   carries, per protocol, the longest pause, the longest pause in the
+//!   fault window (from the first fault to the last heal), write errors
+//!   and the verify result. A stop that finds an error or a bad block
+//!   fails the step; writers still running when a scenario fails are
+//!   stopped after the heals;
+//! - **the invariant monitor** ([`crate::monitor`]) on both controllers for
+//!   the whole scenario, whenever the rig has one: a violation fails the
+//!   scenario whatever its steps showed.
+//!
+//! Another module's scenarios (the failover matrix) are `Scenario` values
+//! run with [`run`] on a [`LabRig`]; they use the same steps.
 
+use crate::monitor::MonitorReport;
+use crate::writers::WriterFigures;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -36,6 +58,9 @@ pub enum Fault {
     PowerCut,
     /// Both controllers are started again.
     PowerRestore,
+    /// A planned move of the demo pool from one controller to the other
+    /// (`appliance::handover`); not a failure, it has no inverse.
+    Handover(&'static str, &'static str),
 }
 
 impl Fault {
@@ -51,7 +76,8 @@ impl Fault {
             | Self::DiskPush(..)
             | Self::Resume(..)
             | Self::BmcReset(_)
-            | Self::PowerRestore => None,
+            | Self::PowerRestore
+            | Self::Handover(..) => None,
         }
     }
 }
@@ -85,6 +111,39 @@ pub enum Step {
     Run(&'static str, &'static [&'static str]),
     /// Wait (up to the duration) until the expectation holds.
     Expect(Expect, Duration),
+    /// Make sure the appliance demo is set up (pool, volumes, exports, H
+    /// attached over both protocols).
+    Setup,
+    /// Start verified writes from H on both protocols.
+    WritersStart,
+    /// Stop them, read everything back, report the figures; fails on a
+    /// write error or a bad block.
+    WritersStop,
+}
+
+/// Host writers a rig started ([`crate::writers::Writers`] on the lab).
+pub trait Writing {
+    /// Stops them and returns the figures; `window` is the fault window on
+    /// the host clock.
+    fn stop(self: Box<Self>, window: Option<(f64, f64)>) -> Result<WriterFigures, String>;
+}
+
+/// An invariant monitor a rig started ([`crate::monitor::Monitor`]).
+pub trait Monitoring {
+    /// Stops it and checks what it sampled.
+    fn stop(self: Box<Self>) -> MonitorReport;
+}
+
+impl Writing for crate::writers::Writers {
+    fn stop(self: Box<Self>, window: Option<(f64, f64)>) -> Result<WriterFigures, String> {
+        crate::writers::Writers::stop(*self, window).map_err(|e| e.to_string())
+    }
+}
+
+impl Monitoring for crate::monitor::Monitor {
+    fn stop(self: Box<Self>) -> MonitorReport {
+        crate::monitor::Monitor::stop(*self)
+    }
 }
 
 /// A named list of steps.
@@ -111,6 +170,18 @@ pub trait Rig {
     fn now(&self) -> f64;
     /// Sleeps (a fake rig advances its clock instead).
     fn sleep(&self, d: Duration);
+    /// Makes sure the appliance demo is set up.
+    fn setup(&self) -> Result<(), String> {
+        Err("this rig cannot set the appliance up".into())
+    }
+    /// Starts host writers on both protocols.
+    fn start_writers(&self) -> Result<Box<dyn Writing>, String> {
+        Err("this rig has no host writers".into())
+    }
+    /// Starts the invariant monitor, if the rig has one.
+    fn start_monitor(&self) -> Option<Box<dyn Monitoring>> {
+        None
+    }
 }
 
 /// One step's outcome.
@@ -139,6 +210,12 @@ pub struct Report {
     pub steps: Vec<StepReport>,
     /// Heals run after a failed step, newest fault first.
     pub cleanup: Vec<StepReport>,
+    /// When the first fault was injected, seconds after the start.
+    pub fault_at_s: Option<f64>,
+    /// The host writers' figures, when the scenario had writers.
+    pub writers: Option<WriterFigures>,
+    /// What the invariant monitor saw, when the rig has one.
+    pub monitor: Option<MonitorReport>,
 }
 
 fn round3(x: f64) -> f64 {
@@ -152,6 +229,36 @@ fn describe(s: &Step) -> String {
         Step::Wait(d) => format!("wait {:.1} s", d.as_secs_f64()),
         Step::Run(vm, argv) => format!("run {vm}: {}", argv.join(" ")),
         Step::Expect(e, d) => format!("expect {e:?} within {:.0} s", d.as_secs_f64()),
+        Step::Setup => "setup (appliance demo)".into(),
+        Step::WritersStart => "writers start (iscsi + nvme)".into(),
+        Step::WritersStop => "writers stop and verify".into(),
+    }
+}
+
+fn stop_writers(
+    w: Box<dyn Writing>,
+    window: Option<(f64, f64)>,
+    out: &mut Option<WriterFigures>,
+) -> Result<(), String> {
+    let f = w.stop(window)?;
+    let ok = f.ok();
+    let summary: Vec<String> = f
+        .protocols
+        .iter()
+        .map(|p| {
+            format!(
+                "{}: {} errors, verify {}",
+                p.protocol,
+                p.write_errors,
+                if p.verify_ok { "ok" } else { "FAILED" }
+            )
+        })
+        .collect();
+    *out = Some(f);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("writers: {}", summary.join("; ")))
     }
 }
 
@@ -176,19 +283,44 @@ fn expect(rig: &dyn Rig, e: &Expect, within: Duration, since: f64) -> Result<(),
 /// faults still in place.
 pub fn run(rig: &dyn Rig, sc: &Scenario) -> Report {
     let t0 = rig.now();
+    let monitor = rig.start_monitor();
     let mut applied: Vec<Fault> = Vec::new();
     let mut steps = Vec::new();
     let mut ok = true;
+    let mut writers: Option<Box<dyn Writing>> = None;
+    let mut figures: Option<WriterFigures> = None;
+    // The fault window on the host clock: the first fault, the last heal.
+    let mut first_fault: Option<f64> = None;
+    let mut last_heal: Option<f64> = None;
+    let window = |first: Option<f64>, last: Option<f64>, now: f64| {
+        first.map(|f| (f, last.filter(|l| *l >= f).unwrap_or(now)))
+    };
     for s in &sc.steps {
         let at = rig.now() - t0;
         let r = match s {
-            Step::Fault(f) => rig.fault(f).inspect(|()| applied.push(f.clone())),
+            Step::Fault(f) => {
+                first_fault.get_or_insert(t0 + at);
+                rig.fault(f).inspect(|()| applied.push(f.clone()))
+            }
             Step::Heal(f) => {
                 let r = rig.fault(f);
+                last_heal = Some(rig.now());
                 // Whatever the outcome, do not heal it twice.
                 applied.retain(|a| a.heal().as_ref() != Some(f));
                 r
             }
+            Step::Setup => rig.setup(),
+            Step::WritersStart => {
+                if writers.is_some() {
+                    Err("writers already running".into())
+                } else {
+                    rig.start_writers().map(|w| writers = Some(w))
+                }
+            }
+            Step::WritersStop => match writers.take() {
+                Some(w) => stop_writers(w, window(first_fault, last_heal, rig.now()), &mut figures),
+                None => Err("no writers running".into()),
+            },
             Step::Wait(d) => {
                 rig.sleep(*d);
                 Ok(())
@@ -224,11 +356,30 @@ pub fn run(rig: &dyn Rig, sc: &Scenario) -> Report {
             });
         }
     }
+    if let Some(w) = writers.take() {
+        let at = rig.now() - t0;
+        let r = stop_writers(w, window(first_fault, last_heal, rig.now()), &mut figures);
+        ok = false;
+        cleanup.push(StepReport {
+            step: describe(&Step::WritersStop),
+            ok: r.is_ok(),
+            at_s: round3(at),
+            took_s: round3(rig.now() - t0 - at),
+            detail: r.err().unwrap_or_default(),
+        });
+    }
+    let monitor = monitor.map(|m| m.stop());
+    if monitor.as_ref().is_some_and(|m| !m.ok) {
+        ok = false;
+    }
     Report {
         scenario: sc.name.to_string(),
         ok,
         steps,
         cleanup,
+        fault_at_s: first_fault.map(|f| round3(f - t0)),
+        writers: figures,
+        monitor,
     }
 }
 
@@ -254,6 +405,46 @@ pub fn table(r: &Report) -> String {
                 format!(" ({})", st.detail)
             }
         );
+    }
+    if let Some(at) = r.fault_at_s {
+        let _ = writeln!(s, "  first fault at {at:.2} s");
+    }
+    if let Some(w) = &r.writers {
+        let _ = writeln!(
+            s,
+            "  {:<6} {:>12} {:>14} {:>8} {:>8} {:>7}",
+            "host", "max_pause_ms", "fault_pause_ms", "acked", "errors", "verify"
+        );
+        for p in &w.protocols {
+            let _ = writeln!(
+                s,
+                "  {:<6} {:>12.0} {:>14} {:>8} {:>8} {:>7}",
+                p.protocol,
+                p.max_pause_ms,
+                p.fault_pause_ms
+                    .map_or_else(|| "-".to_string(), |v| format!("{v:.0}")),
+                p.writes_acked,
+                p.write_errors,
+                if p.verify_ok { "ok" } else { "FAILED" }
+            );
+        }
+    }
+    if let Some(m) = &r.monitor {
+        let samples: Vec<String> = m
+            .samples
+            .iter()
+            .map(|(vm, n)| format!("{vm} {n}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "  monitor: {} violations; samples {}{}",
+            m.violations,
+            samples.join(", "),
+            if m.ok { "" } else { " (FAILED)" }
+        );
+        for v in &m.first {
+            let _ = writeln!(s, "    {:.3} {} {}", v.at, v.kind, v.detail);
+        }
     }
     s
 }
@@ -324,6 +515,18 @@ pub fn catalog() -> Vec<Scenario> {
             ],
         },
         Scenario {
+            name: "handover",
+            about: "planned move of the demo pool A -> B under verified writes on both protocols",
+            steps: vec![
+                Step::Setup,
+                Step::WritersStart,
+                Step::Wait(SECS(6)),
+                Step::Fault(Fault::Handover("A", "B")),
+                Step::Wait(SECS(5)),
+                Step::WritersStop,
+            ],
+        },
+        Scenario {
             name: "power-cut",
             about: "both controllers lose power at once and boot again",
             steps: vec![
@@ -340,6 +543,21 @@ pub fn catalog() -> Vec<Scenario> {
 
 /// The framework on the real lab.
 pub struct LabRig<'a>(pub &'a crate::lab::Lab);
+
+/// The longest a scenario's writers write (they stop at `WritersStop`).
+const WRITE_SECONDS_MAX: u32 = 1800;
+
+/// H's demo devices on both protocols, or why there are none.
+fn host_devices(lab: &crate::lab::Lab) -> Result<crate::demo::HostFacts, String> {
+    let f = crate::demo::host_facts_for(lab, crate::appliance::NQN).map_err(err)?;
+    if f.iscsi_devs.len() == 1 && f.nvme_devs.len() == 1 {
+        Ok(f)
+    } else {
+        Err(format!(
+            "H does not see one iSCSI and one NVMe demo device (no Step::Setup?): {f:?}"
+        ))
+    }
+}
 
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
@@ -363,8 +581,27 @@ impl Rig for LabRig<'_> {
             Fault::PowerCut => fl::power_cut(lab),
             Fault::PowerRestore => lab::power(lab, "A", Power::PowerOn)
                 .and_then(|()| lab::power(lab, "B", Power::PowerOn)),
+            Fault::Handover(from, to) => crate::appliance::handover(lab, from, to).map(drop),
         }
         .map_err(err)
+    }
+
+    fn setup(&self) -> Result<(), String> {
+        if host_devices(self.0).is_ok() {
+            return Ok(());
+        }
+        crate::appliance::setup(self.0).map(drop).map_err(err)
+    }
+
+    fn start_writers(&self) -> Result<Box<dyn Writing>, String> {
+        let facts = host_devices(self.0)?;
+        crate::writers::start(self.0, &facts, WRITE_SECONDS_MAX)
+            .map(|w| Box::new(w) as Box<dyn Writing>)
+            .map_err(err)
+    }
+
+    fn start_monitor(&self) -> Option<Box<dyn Monitoring>> {
+        Some(Box::new(crate::monitor::start(self.0, &["A", "B"])))
     }
 
     fn run(&self, vm: &str, argv: &[&str]) -> Result<(), String> {
@@ -437,6 +674,10 @@ mod tests {
         fail_fault: Option<Fault>,
         /// Expectations that never hold.
         never: Vec<Expect>,
+        /// The monitor reports a violation.
+        violation: bool,
+        /// Write errors the writers report.
+        write_errors: u64,
     }
 
     impl Rig for Fake {
@@ -463,6 +704,65 @@ mod tests {
         }
         fn sleep(&self, d: Duration) {
             *self.clock.borrow_mut() += d.as_secs_f64();
+        }
+        fn setup(&self) -> Result<(), String> {
+            self.log.borrow_mut().push("setup".into());
+            Ok(())
+        }
+        fn start_writers(&self) -> Result<Box<dyn Writing>, String> {
+            self.log.borrow_mut().push("writers start".into());
+            Ok(Box::new(FakeWriters {
+                errors: self.write_errors,
+            }))
+        }
+        fn start_monitor(&self) -> Option<Box<dyn Monitoring>> {
+            Some(Box::new(FakeMonitor(self.violation)))
+        }
+    }
+
+    struct FakeWriters {
+        errors: u64,
+    }
+
+    impl Writing for FakeWriters {
+        fn stop(self: Box<Self>, window: Option<(f64, f64)>) -> Result<WriterFigures, String> {
+            let p = |name: &str| crate::writers::ProtocolFigures {
+                protocol: name.into(),
+                max_pause_ms: 100.0,
+                max_pause_at: 0.0,
+                fault_pause_ms: window.map(|(a, b)| (b - a) * 1000.0),
+                writes_acked: 10,
+                write_errors: self.errors,
+                verify_ok: true,
+                verified_blocks: 10,
+                ok: self.errors == 0,
+            };
+            Ok(WriterFigures {
+                started_at: 0.0,
+                seconds: 1.0,
+                stuck_writers: 0,
+                protocols: vec![p("iscsi"), p("nvme")],
+            })
+        }
+    }
+
+    struct FakeMonitor(bool);
+
+    impl Monitoring for FakeMonitor {
+        fn stop(self: Box<Self>) -> MonitorReport {
+            let v = crate::monitor::Violation {
+                at: 1.0,
+                kind: "pool_active_on_both".into(),
+                detail: "vg x on A and B".into(),
+            };
+            MonitorReport {
+                samples: [("A".to_string(), 5), ("B".to_string(), 5)].into(),
+                views: Default::default(),
+                violations: usize::from(self.0),
+                by_kind: Default::default(),
+                first: if self.0 { vec![v] } else { vec![] },
+                ok: !self.0,
+            }
         }
     }
 
@@ -546,6 +846,78 @@ mod tests {
             ["heal BmcOn(\"A\")", "heal DiskPush(\"A\", \"shelf1\")"]
         );
         assert!(table(&r).contains("FAIL"));
+    }
+
+    #[test]
+    fn a_monitor_violation_fails_a_scenario_whose_steps_passed() {
+        let f = Fake {
+            violation: true,
+            ..Fake::default()
+        };
+        let r = run(&f, &sc(vec![Step::Wait(SECS(1))]));
+        assert!(r.steps.iter().all(|s| s.ok));
+        assert!(!r.ok);
+        assert_eq!(r.monitor.as_ref().map(|m| m.violations), Some(1));
+        assert!(table(&r).contains("pool_active_on_both"));
+        let clean = run(&Fake::default(), &sc(vec![Step::Wait(SECS(1))]));
+        assert!(clean.ok);
+    }
+
+    #[test]
+    fn writers_report_the_fault_window_and_fail_on_errors() {
+        let steps = vec![
+            Step::Setup,
+            Step::WritersStart,
+            Step::Wait(SECS(2)),
+            Step::Fault(Fault::Hang("A", "x")),
+            Step::Wait(SECS(3)),
+            Step::Heal(Fault::Resume("A", "x")),
+            Step::Wait(SECS(1)),
+            Step::WritersStop,
+        ];
+        let f = Fake::default();
+        let r = run(&f, &sc(steps.clone()));
+        assert!(r.ok, "{}", table(&r));
+        assert_eq!(r.fault_at_s, Some(2.0));
+        let w = r.writers.as_ref().unwrap();
+        // The window runs from the hang to the resume: 3 s.
+        assert_eq!(w.protocols[0].fault_pause_ms, Some(3000.0));
+        assert!(table(&r).contains("fault_pause_ms"));
+        assert_eq!(f.log.borrow()[..2], ["setup", "writers start"]);
+        let bad = Fake {
+            write_errors: 3,
+            ..Fake::default()
+        };
+        let r = run(&bad, &sc(steps));
+        assert!(!r.ok);
+        assert!(r.steps.last().unwrap().detail.contains("3 errors"));
+    }
+
+    #[test]
+    fn writers_still_running_after_a_failure_are_stopped_after_the_heals() {
+        let f = Fake {
+            fail_fault: Some(Fault::Panic("A")),
+            ..Fake::default()
+        };
+        let r = run(
+            &f,
+            &sc(vec![
+                Step::WritersStart,
+                Step::Fault(Fault::Hang("A", "x")),
+                Step::Fault(Fault::Panic("A")),
+                Step::WritersStop,
+            ]),
+        );
+        assert!(!r.ok);
+        let cleanup: Vec<&str> = r.cleanup.iter().map(|s| s.step.as_str()).collect();
+        assert_eq!(
+            cleanup,
+            ["heal Resume(\"A\", \"x\")", "writers stop and verify"]
+        );
+        assert!(r.writers.is_some());
+        // Stopping writers nobody started is a failed step.
+        let r = run(&Fake::default(), &sc(vec![Step::WritersStop]));
+        assert!(!r.ok);
     }
 
     #[test]

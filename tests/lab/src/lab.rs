@@ -330,6 +330,10 @@ impl Lab {
     pub fn agent_sock(&self, vm: &str) -> PathBuf {
         self.path(&format!("{vm}.agent"))
     }
+    /// The invariant monitor's socket of a controller (its samples).
+    pub fn monitor_sock(&self, vm: &str) -> PathBuf {
+        self.path(&format!("{vm}.monitor"))
+    }
     /// The serial console socket of a VM.
     pub fn console_sock(&self, vm: &str) -> PathBuf {
         self.path(&format!("{vm}.console"))
@@ -899,7 +903,7 @@ fn build_payload(lab: &Lab) -> Result<PathBuf, LabError> {
     copy_dir(&lab.repo.join("systemd"), &dir.join("systemd"))?;
     copy_dir(&lab.repo.join("host-config"), &dir.join("host-config"))?;
     copy_dir(&lab.lab_dir.join("fixture"), &dir.join("fixture"))?;
-    for script in ["install.sh", "sysrq.sh"] {
+    for script in ["install.sh", "sysrq.sh", "monitor.sh"] {
         let from = lab.lab_dir.join("payload").join(script);
         fs::copy(&from, dir.join(script)).map_err(io_err("copy", &from))?;
     }
@@ -1105,6 +1109,23 @@ fn qemu_argv(lab: &Lab, images: &Path, v: &VmSpec, ns: &str, pr_disks: usize) ->
             agent::PORT_NAME
         ),
     ]);
+    if v.controller {
+        // The invariant monitor's own channel (src/monitor.rs).
+        push(&[
+            "-chardev",
+            &format!(
+                "socket,id=monitor,path={},server=on,wait=off",
+                p(&format!("{name}.monitor"))
+            ),
+        ]);
+        push(&[
+            "-device",
+            &format!(
+                "virtserialport,bus=vser.0,chardev=monitor,name={}",
+                crate::monitor::PORT_NAME
+            ),
+        ]);
+    }
     push(&["-pidfile", &p(&format!("{name}.pid")), "-daemonize"]);
     a
 }
@@ -1453,6 +1474,17 @@ fn snap_dir(lab: &Lab, name: &str) -> Result<PathBuf, LabError> {
     Ok(lab.path(&format!("snap-{name}")))
 }
 
+/// Deletes snapshot `name` (its memory images are the size of the guests'
+/// RAM: a run that made its own frees the disk).
+pub fn drop_snapshot(lab: &Lab, name: &str) -> Result<(), LabError> {
+    let dir = snap_dir(lab, name)?;
+    match fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("remove", &dir)(e)),
+    }
+}
+
 /// Files that make up the lab's disk state (overlays, shelf, heartbeat
 /// disks), relative to the run folder.
 fn disk_files() -> Vec<String> {
@@ -1558,6 +1590,12 @@ pub fn restore(lab: &Lab, name: &str) -> Result<f64, LabError> {
         if dir.join(&f).is_file() {
             copy_sparse(&dir.join(&f), &lab.path(&f))?;
         }
+    }
+    if st.tgtd.is_some() {
+        let n = (0..8)
+            .take_while(|i| lab.path(&format!("pr{i}.img")).is_file())
+            .count();
+        crate::prdisk::clear_registrations(&lab.run_dir, &st.ns, n)?;
     }
     let names: Vec<String> = st.vms.keys().cloned().collect();
     for vm in &names {

@@ -346,15 +346,35 @@ fn run_scenarios(
             })?;
         chosen.push(sc);
     }
-    let was_up = lab::status(lab).is_ok_and(|s| s.contains("agent ok"));
+    let was_up = scenario::is_up(lab);
     if !was_up {
         lab::up(lab)?;
     }
     let result = (|| -> Result<Vec<framework::Report>> {
         lab::snapshot(lab, "scenarios")?;
         let mut reports = Vec::new();
+        // The appliance demo is set up once, on the first scenario that
+        // asks for it, and snapshotted: the next ones restore it.
+        let mut set_up = false;
         for (i, sc) in chosen.iter().enumerate() {
-            if i > 0 {
+            if sc.steps.contains(&framework::Step::Setup) {
+                if set_up {
+                    lab::restore(lab, "scenarios-setup")?;
+                } else {
+                    if i > 0 {
+                        lab::restore(lab, "scenarios")?;
+                    }
+                    let t = std::time::Instant::now();
+                    framework::Rig::setup(&framework::LabRig(lab))
+                        .map_err(|e| anyhow::anyhow!("appliance setup: {e}"))?;
+                    eprintln!(
+                        "duplex-lab: appliance set up in {:.0} s",
+                        t.elapsed().as_secs_f64()
+                    );
+                    lab::snapshot(lab, "scenarios-setup")?;
+                    set_up = true;
+                }
+            } else if i > 0 {
                 lab::restore(lab, "scenarios")?;
             }
             let r = framework::run(&framework::LabRig(lab), sc);
@@ -366,6 +386,13 @@ fn run_scenarios(
     if !was_up && !keep {
         if let Err(e) = lab::down(lab) {
             eprintln!("duplex-lab: teardown: {e:#}");
+        }
+    } else if !keep {
+        // The lab stays for its owner; this run's snapshots need not.
+        for name in ["scenarios", "scenarios-setup"] {
+            if let Err(e) = lab::drop_snapshot(lab, name) {
+                eprintln!("duplex-lab: snapshot {name}: {e:#}");
+            }
         }
     }
     let reports = result?;
@@ -531,8 +558,10 @@ fn run() -> Result<i32> {
                 bail!("run smoke on its own");
             }
             let name = "smoke".to_string();
+            // A lab that is up is used and left up (the lab tier boots once).
+            let was_up = scenario::is_up(&lab);
             let r = scenario::smoke(&lab);
-            if !keep {
+            if !keep && !was_up {
                 if let Err(e) = lab::down(&lab) {
                     eprintln!("duplex-lab: teardown: {e:#}");
                 }

@@ -35,13 +35,17 @@ pub fn control_port(ns: &str) -> String {
     (1000 + h % 8000).to_string()
 }
 
-fn tgtadm(ns: &str, args: &[&str]) -> Result<cmd::Output, LabError> {
+fn tgtadm_argv(ns: &str, args: &[&str]) -> Vec<String> {
     let port = control_port(ns);
     let mut v = vec![
         "ip", "netns", "exec", ns, "tgtadm", "-C", &port, "--lld", "iscsi",
     ];
     v.extend_from_slice(args);
-    Ok(cmd::run(&cmd::argv(&v), Duration::from_secs(20))?)
+    cmd::argv(&v)
+}
+
+fn tgtadm(ns: &str, args: &[&str]) -> Result<cmd::Output, LabError> {
+    Ok(cmd::run(&tgtadm_argv(ns, args), Duration::from_secs(20))?)
 }
 
 /// Starts tgtd in the namespace with `n` LUNs backed by files in `run`;
@@ -86,6 +90,21 @@ pub fn start(run: &Path, ns: &str, n: usize) -> Result<u32, LabError> {
             path: img.display().to_string(),
             source,
         })?;
+        add_lun(run, ns, i)?;
+    }
+    tgtadm(
+        ns,
+        &[
+            "--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL",
+        ],
+    )?;
+    Ok(pid)
+}
+
+/// Adds LUN `i + 1` over `run/pr<i>.img` with its identity.
+fn add_lun(run: &Path, ns: &str, i: usize) -> Result<(), LabError> {
+    let img = run.join(format!("pr{i}.img"));
+    {
         let lun = (i + 1).to_string();
         let b = img.display().to_string();
         tgtadm(
@@ -120,13 +139,49 @@ pub fn start(run: &Path, ns: &str, n: usize) -> Result<u32, LabError> {
             ],
         )?;
     }
-    tgtadm(
-        ns,
-        &[
-            "--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL",
-        ],
-    )?;
-    Ok(pid)
+    Ok(())
+}
+
+/// Drops every registration and reservation of the `n` PR disks: tgtd
+/// keeps them in memory per logical unit, outside any snapshot, so a
+/// restore deletes each LUN and adds it again over the same file (the
+/// controllers' QEMUs are gone by then; their sessions may take a moment
+/// to close, hence the retries).
+pub fn clear_registrations(run: &Path, ns: &str, n: usize) -> Result<(), LabError> {
+    for i in 0..n {
+        let lun = (i + 1).to_string();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = cmd::run_any(
+                &tgtadm_argv(
+                    ns,
+                    &[
+                        "--op",
+                        "delete",
+                        "--mode",
+                        "logicalunit",
+                        "--tid",
+                        "1",
+                        "--lun",
+                        &lun,
+                    ],
+                ),
+                Duration::from_secs(20),
+            )?;
+            if r.success() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(LabError::State(format!(
+                    "tgtd kept LUN {lun}: {}",
+                    r.stderr.trim()
+                )));
+            }
+            thread::sleep(Duration::from_millis(500));
+        }
+        add_lun(run, ns, i)?;
+    }
+    Ok(())
 }
 
 /// QEMU arguments attaching the PR disks to controller `vm`, each with its

@@ -77,6 +77,11 @@ fn figures(v: &Value, name: &str, window: (f64, f64)) -> Value {
     }
 }
 
+/// True when a lab is up in this run folder and every agent answers.
+pub fn is_up(lab: &Lab) -> bool {
+    lab::status(lab).is_ok_and(|s| s.matches("agent ok").count() == lab::VMS.len())
+}
+
 /// Where H's verifier looks for the file that ends its run.
 const STOP_FILE: &str = "/run/duplex-lab/verify.stop";
 
@@ -84,12 +89,18 @@ const STOP_FILE: &str = "/run/duplex-lab/verify.stop";
 /// expected host view, a planned handover of the pool A -> B (standby,
 /// export, epoch, takeover, active) under verified writes. With
 /// `DUPLEX_LAB_DEMO=fixture`, the raw configfs fixture and a
-/// make-before-break flip instead. The caller tears the lab down.
+/// make-before-break flip instead. A lab that is up already (its agents
+/// answer) is used as it is, without a boot of its own (the lab tier boots
+/// once for every tier). The caller tears the lab down.
 pub fn smoke(lab: &Lab) -> Result<Outcome, LabError> {
     let fixture = std::env::var("DUPLEX_LAB_DEMO").as_deref() == Ok("fixture");
     let mut c = Checks::new();
-    let st = lab::up(lab)?;
-    let boot = st.boot_seconds;
+    let boot = if is_up(lab) {
+        info!("using the lab that is up");
+        lab.state()?.boot_seconds
+    } else {
+        lab::up(lab)?.boot_seconds
+    };
     info!("lab up in {boot:?} s");
     let t = Instant::now();
     let facts = if fixture {
@@ -147,6 +158,8 @@ pub fn smoke(lab: &Lab) -> Result<Outcome, LabError> {
     // fixture's flip is quick (16 s of writes); a handover ends the writes
     // through the stop file 5 s after it is done (at most 10 minutes).
     let seconds = if fixture { 16 } else { 600 };
+    // The invariant monitor watches both controllers through the flip.
+    let mon = (!fixture).then(|| crate::monitor::start(lab, &["A", "B"]));
     let flip_after = Duration::from_secs(6);
     let vlab = lab.clone();
     let vfacts = facts.clone();
@@ -173,6 +186,17 @@ pub fn smoke(lab: &Lab) -> Result<Outcome, LabError> {
     let v = writer
         .join()
         .map_err(|_| LabError::State("verify thread panicked".into()))??;
+    let monitor = mon.map(crate::monitor::Monitor::stop);
+    if let Some(m) = &monitor {
+        c.check(
+            "invariant_monitor_no_violation",
+            m.ok,
+            format!(
+                "{} violations, samples {:?}, first {:?}",
+                m.violations, m.samples, m.first
+            ),
+        );
+    }
     let (b_active_s, flip_s) = flip?;
     let after = if fixture {
         demo::host_facts(lab)?
@@ -233,6 +257,7 @@ pub fn smoke(lab: &Lab) -> Result<Outcome, LabError> {
             "steps_s": steps.iter().map(|(s, at)| json!({"step": s, "at_s": (at * 1000.0).round() / 1000.0})).collect::<Vec<_>>(),
         },
         "write_seconds": seconds,
+        "monitor": monitor,
         "iscsi": iscsi,
         "nvme": nvme,
         "checks": c.list,

@@ -11,9 +11,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
-use duplex_lab::events;
 use duplex_lab::fault::{self, DiskFault};
 use duplex_lab::lab::{self, Lab};
+use duplex_lab::{events, monitor};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -248,4 +248,68 @@ fn a_failed_heartbeat_disk_fails_io_on_a_only_and_heals() {
     assert_eq!(direct_read(&lab, "B", "hb1"), 0, "B's hb1 failed too");
     fault::push(&lab, "A", "hb1").unwrap();
     assert_eq!(direct_read(&lab, "A", "hb1"), 0, "hb1 not healed on A");
+}
+
+/// Removes the scratch device-mapper device on both controllers.
+struct RemoveScratch<'a>(&'a Lab);
+
+const SCRATCH: &str = "lab_scratch-thin0";
+
+impl Drop for RemoveScratch<'_> {
+    fn drop(&mut self) {
+        for vm in ["A", "B"] {
+            let _ = exec(self.0, vm, &["dmsetup", "remove", "--retry", SCRATCH], 30);
+        }
+    }
+}
+
+/// A device of a scratch volume group made live by hand: on A only, then
+/// on both controllers, which the monitor must report (invariant 1). The
+/// device is a `zero` table with an LVM-style dm uuid, so no LVM metadata
+/// on the shelf is touched: what the monitor checks is the kernel's view.
+#[test]
+#[ignore = "needs a running lab (duplex-lab up)"]
+fn the_monitor_reports_a_volume_group_live_on_both_controllers() {
+    let _g = LAB.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::from_env();
+    ready(&lab);
+    let _clean = RemoveScratch(&lab);
+    let uuid = format!("LVM-{}{}", "5c".repeat(16), "7e".repeat(16));
+    let create = [
+        "dmsetup",
+        "create",
+        SCRATCH,
+        "--uuid",
+        uuid.as_str(),
+        "--table",
+        "0 2048 zero",
+    ];
+    let m = monitor::start(&lab, &["A", "B"]);
+    let (code, _, err) = exec(&lab, "A", &create, 30);
+    assert_eq!(code, 0, "dmsetup on A: {err}");
+    std::thread::sleep(Duration::from_secs(4));
+    let r = m.stop();
+    assert_eq!(r.violations, 0, "live on A only: {:?}", r.first);
+    assert!(
+        r.samples.values().all(|n| *n >= 5),
+        "too few samples: {:?}",
+        r.samples
+    );
+
+    let m = monitor::start(&lab, &["A", "B"]);
+    std::thread::sleep(Duration::from_secs(1));
+    let (code, _, err) = exec(&lab, "B", &create, 30);
+    assert_eq!(code, 0, "dmsetup on B: {err}");
+    std::thread::sleep(Duration::from_secs(4));
+    let r = m.stop();
+    assert!(!r.ok);
+    assert!(
+        r.by_kind.get("pool_active_on_both").is_some_and(|n| *n > 0),
+        "{r:?}"
+    );
+    assert!(
+        r.first.iter().any(|v| v.detail.contains(SCRATCH)),
+        "{:?}",
+        r.first
+    );
 }

@@ -89,6 +89,10 @@ struct Gap {
 #[derive(Serialize)]
 struct Report {
     seconds: f64,
+    /// When the stop file was seen, seconds after the writes started: the
+    /// caller, who knows when it made the file, places the writer's
+    /// timeline on its own clock with it.
+    stop_seen_at_s: Option<f64>,
     threads_per_device: u64,
     stuck_writers: u64,
     devices: Vec<DeviceReport>,
@@ -281,9 +285,11 @@ fn main() -> Result<()> {
     // hang the caller forever.
     let stall_for = Duration::from_secs_f64(args.stall_seconds.max(0.0));
     let mut stall = end + stall_for;
+    let mut stop_seen_at_s = None;
     loop {
         if !stop.load(Ordering::Relaxed) && args.stop_file.as_ref().is_some_and(|f| f.exists()) {
             stop.store(true, Ordering::Relaxed);
+            stop_seen_at_s = Some((start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
             stall = Instant::now() + stall_for;
         }
         let pending = devices
@@ -297,6 +303,7 @@ fn main() -> Result<()> {
         if Instant::now() >= stall {
             let report = Report {
                 seconds: args.seconds,
+                stop_seen_at_s,
                 threads_per_device: args.threads,
                 stuck_writers: u64::try_from(pending).unwrap_or(u64::MAX),
                 devices: Vec::new(),
@@ -351,6 +358,7 @@ fn main() -> Result<()> {
     let ok = reports.iter().all(|r| r.ok);
     let report = Report {
         seconds: args.seconds,
+        stop_seen_at_s,
         threads_per_device: args.threads,
         stuck_writers: 0,
         devices: reports,
