@@ -43,8 +43,8 @@ pub struct LogoutResult {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct DiscoverResult(
-    /// The document.
-    pub Value,
+    /// The document (a JSON object).
+    pub serde_json::Map<String, Value>,
 );
 
 /// `auth.login`.
