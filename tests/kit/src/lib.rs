@@ -242,7 +242,17 @@ impl Node {
     /// Starts a real Duplex daemon binary registering as `service`.
     pub async fn start_daemon(&self, binary: &str, service: &str, args: &[&str]) -> Proc {
         let p = self.spawn(service, bin(binary), args);
-        self.wait_service_state(service, "up").await;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.service_state(service).await.as_deref() != Some("up") {
+            // The daemon's own words explain a start that never registers.
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for service {service} up on {}; its log ends:\n{}",
+                self.controller,
+                tail(&self.log(service), 30)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         p
     }
 
