@@ -24,7 +24,10 @@ struct Args {
     sim: bool,
 }
 
-#[tokio::main(flavor = "current_thread")]
+// Two workers: the beat loop, the slot threads' inputs and systemd's
+// watchdog pings must not wait behind a long RPC handler or a blocking
+// file write on one thread.
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let cfg = daemon::init("duplex-heartbeat", args.config.as_deref())

@@ -111,13 +111,6 @@ pub async fn linux_backends(cfg: &Config, hb: &HeartbeatSettings) -> Result<Back
             .map_err(|e| SetupError::Linux(format!("heartbeat disk {}: {e}", path.display())))?;
         disks.push(Arc::new(d));
     }
-    let watchdog = match &hb.watchdog {
-        Some(path) => Some(Box::new(
-            DeviceWatchdog::open(path, Duration::from_millis(hb.watchdog_timeout_ms))
-                .map_err(|e| SetupError::Linux(format!("watchdog {}: {e}", path.display())))?,
-        ) as Box<dyn crate::backend::Watchdog>),
-        None => None,
-    };
     let mut agents: Vec<Arc<dyn FenceAgent>> = Vec::new();
     for name in &hb.fence {
         match name.as_str() {
@@ -157,6 +150,15 @@ pub async fn linux_backends(cfg: &Config, hb: &HeartbeatSettings) -> Result<Back
     let interconnect = UdpInterconnect::bind(&cfg.controller_id, &secret, &links)
         .await
         .map_err(|e| SetupError::Linux(format!("interconnect: {e}")))?;
+    // Armed last: a start that fails after opening the device would close it
+    // without the magic character and reset the controller for a typo.
+    let watchdog = match &hb.watchdog {
+        Some(path) => Some(Box::new(
+            DeviceWatchdog::open(path, Duration::from_millis(hb.watchdog_timeout_ms))
+                .map_err(|e| SetupError::Linux(format!("watchdog {}: {e}", path.display())))?,
+        ) as Box<dyn crate::backend::Watchdog>),
+        None => None,
+    };
     Ok(Backends {
         disks,
         watchdog,

@@ -365,14 +365,11 @@ impl UdpInterconnect {
     ) -> Result<Self, InterconnectError> {
         let mut sockets = Vec::with_capacity(links.len());
         for (i, l) in links.iter().enumerate() {
-            let socket =
-                UdpSocket::bind(l.local)
-                    .await
-                    .map_err(|source| InterconnectError::Bind {
-                        link: i,
-                        addr: l.local,
-                        source,
-                    })?;
+            let socket = bind_free(l.local).map_err(|source| InterconnectError::Bind {
+                link: i,
+                addr: l.local,
+                source,
+            })?;
             sockets.push((socket, l.peer));
         }
         Self::from_sockets(own, secret, sockets)
@@ -549,6 +546,31 @@ impl Interconnect for UdpInterconnect {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
+}
+
+/// Binds a UDP socket to `addr` with `IP_FREEBIND`: a link whose address is
+/// not configured yet (the network comes up after the service at boot, or a
+/// cable is out) is a link that is down, counted and alerted on, never a
+/// heartbeat that cannot start.
+fn bind_free(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use nix::sys::socket::{
+        bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrStorage,
+    };
+    use std::os::fd::AsRawFd;
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(
+        family,
+        SockType::Datagram,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    setsockopt(&fd, sockopt::IpFreebind, &true)?;
+    bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
+    UdpSocket::from_std(std::net::UdpSocket::from(fd))
 }
 
 #[cfg(test)]
@@ -738,6 +760,19 @@ mod tests {
         let a = UdpInterconnect::from_sockets("A", SECRET, vec![(a0, b0a), (a1, b1a)]).unwrap();
         let b = UdpInterconnect::from_sockets("B", SECRET, vec![(b0, a0a), (b1, a1a)]).unwrap();
         (a, b)
+    }
+
+    #[tokio::test]
+    async fn a_link_binds_before_its_address_exists() {
+        // 192.0.2.0/24 is TEST-NET-1: never an address of this host.
+        let absent: SocketAddr = "192.0.2.77:0".parse().expect("addr");
+        let s = bind_free(absent).expect("IP_FREEBIND lets the link start");
+        assert_eq!(s.local_addr().expect("local").ip(), absent.ip());
+        let links = [LinkAddrs {
+            local: absent,
+            peer: "192.0.2.78:9".parse().expect("addr"),
+        }];
+        assert!(UdpInterconnect::bind("A", SECRET, &links).await.is_ok());
     }
 
     #[tokio::test]
