@@ -403,14 +403,10 @@ impl Driver {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut seq: u64 = 0;
         loop {
+            // Biased, inputs first: after a stall the beats and slot
+            // results queued meanwhile are news the tick must not overtake.
             let input = tokio::select! {
-                _ = tick.tick() => {
-                    seq += 1;
-                    let beat = m.beat(seq);
-                    let ic = Arc::clone(&ic);
-                    tokio::spawn(async move { let _ = ic.send(&beat).await; });
-                    Input::Tick
-                }
+                biased;
                 Some(i) = in_rx.recv() => i,
                 Some(c) = commands.recv() => match c {
                     Command::Maintenance(on) => Input::Maintenance(on),
@@ -427,6 +423,13 @@ impl Driver {
                     }
                     lock(&shared).write_latency = windows.iter().map(latency::Window::summary).collect();
                     continue;
+                }
+                _ = tick.tick() => {
+                    seq += 1;
+                    let beat = m.beat(seq);
+                    let ic = Arc::clone(&ic);
+                    tokio::spawn(async move { let _ = ic.send(&beat).await; });
+                    Input::Tick
                 }
             };
             let fx = m.step(ms_since(start), input);

@@ -811,3 +811,55 @@ fn status_reports_links_disks_and_lock() {
     assert_eq!(st.fence_agents, vec!["ipmi", "scsi_pr"]);
     assert!(!st.config_locked);
 }
+
+/// A 3 s stall of the machine's own loop, then the inputs queued during it
+/// in the worst order: one disk's write first, then reads, then beats.
+fn stall_then_drain(w: &mut World) {
+    w.now += 3000;
+    let counter = w.last_slot().counter;
+    w.feed(Input::SlotWritten {
+        disk: 0,
+        counter,
+        ok: true,
+    });
+    for disk in 0..3 {
+        let read = PartnerRead::Slot(w.pslot[disk].clone());
+        w.feed(Input::PartnerSlot { disk, read });
+    }
+}
+
+#[test]
+fn a_stall_of_our_own_loop_is_not_evidence() {
+    let mut w = World::a();
+    w.run(2000);
+    stall_then_drain(&mut w);
+    w.run(3000);
+    assert_eq!(w.m.phase(), Phase::Normal);
+    assert_eq!(w.count(|e| matches!(e, Effect::SelfFence { .. })), 0);
+    assert!(w.fences().is_empty());
+    assert!(w.count(is_lock) == 0, "no lock for a stall");
+    assert_eq!(w.m.status(w.now).stalls, 1);
+    assert!(w
+        .alerts(Level::Warning)
+        .iter()
+        .any(|a| a.contains("stalled 3")));
+}
+
+#[test]
+fn after_a_stall_a_dead_partner_is_still_fenced_and_own_failure_still_self_fences() {
+    let mut w = World::a();
+    w.run(2000);
+    stall_then_drain(&mut w);
+    w.freeze_partner();
+    w.fence_script.push_back(FenceResult::Confirmed);
+    w.run(5000);
+    assert_eq!(w.fences().len(), 1, "the partner died after the stall");
+
+    let mut w = World::a();
+    w.run(2000);
+    stall_then_drain(&mut w);
+    w.cut_links();
+    w.writes_ok = [true, false, false];
+    w.run(3000);
+    assert_eq!(w.m.phase(), Phase::Fenced);
+}

@@ -284,6 +284,10 @@ pub struct Machine {
     abandoned: bool,
     booting_alerted: bool,
     last_detection_ms: Option<u64>,
+    /// When the last input was stepped (the stall guard's reference).
+    last_step: u64,
+    /// Stalls of this machine's own loop seen since boot.
+    stalls: u64,
 }
 
 /// A snapshot for `cluster.status`.
@@ -320,6 +324,9 @@ pub struct Status {
     /// Of the last fence started: milliseconds from the partner's last
     /// sign of life (beat or slot change) to the fence start.
     pub last_detection_ms: Option<u64>,
+    /// Stalls of this controller's own heartbeat loop since it started
+    /// (see [`Machine::step`]).
+    pub stalls: u64,
 }
 
 fn since(now: u64, t: u64) -> u64 {
@@ -363,6 +370,8 @@ impl Machine {
             abandoned: false,
             booting_alerted: false,
             last_detection_ms: None,
+            last_step: now,
+            stalls: 0,
         }
     }
 
@@ -432,12 +441,31 @@ impl Machine {
             fence_agents: self.s.agents.clone(),
             fence_sent: self.fence_out.as_ref().map(|f| f.epoch.clone()),
             last_detection_ms: self.last_detection_ms,
+            stalls: self.stalls,
         }
     }
 
     /// Feeds one input at monotonic time `now` (ms); returns what to do.
+    ///
+    /// The driver steps at least every beat interval. A longer gap means
+    /// this controller's own loop (or its whole VM) did not run: what was
+    /// not seen meanwhile is not news about the partner or the disks, and
+    /// the inputs queued during the stall arrive one by one after it. So the
+    /// gap is taken out of every "last seen" time first; without that, the
+    /// first queued slot write processed after a 3 s stall found the links
+    /// and the other disks 3 s old and self-fenced a healthy controller.
     pub fn step(&mut self, now: u64, input: Input) -> Vec<Effect> {
         let mut fx = Vec::new();
+        let gap = since(now, self.last_step);
+        self.last_step = self.last_step.max(now);
+        if gap > self.stall_ms() {
+            self.forget_stall(gap);
+            alert(
+                &mut fx,
+                Level::Warning,
+                format!("heartbeat loop stalled {gap} ms: timeouts resume from now"),
+            );
+        }
         let tick = input == Input::Tick;
         match input {
             Input::Tick => {}
@@ -506,6 +534,34 @@ impl Machine {
         self.evaluate(now, &mut fx);
         self.housekeeping(now, tick, &mut fx);
         fx
+    }
+
+    /// A gap between two steps longer than this is a stall of our own
+    /// loop: half the interconnect timeout, several beat intervals.
+    fn stall_ms(&self) -> u64 {
+        self.s.ic_timeout_ms / 2
+    }
+
+    /// Moves every "last seen" time `gap` later, as if the stall had not
+    /// happened: absence during it proves nothing. Timers of our own
+    /// actions (fence retries, takeover retries) are left as they are.
+    fn forget_stall(&mut self, gap: u64) {
+        self.stalls += 1;
+        self.boot_ms += gap;
+        for t in self.link_last.iter_mut().flatten() {
+            *t += gap;
+        }
+        for (t, _) in &mut self.writes {
+            if let Some(t) = t {
+                *t += gap;
+            }
+        }
+        for d in &mut self.reads {
+            if let Some(t) = &mut d.last_read_ok {
+                *t += gap;
+            }
+            d.changed_at += gap;
+        }
     }
 
     /// The epoch is cluster-wide: follow the partner's while not in the
