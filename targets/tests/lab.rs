@@ -162,8 +162,9 @@ impl Lab {
         }
     }
 
-    /// Calls pool-manager on its own socket (the router gives a routed
-    /// call 30 s; creating or moving a pool under TCG can take longer).
+    /// Calls pool-manager through the router, as every client does (a
+    /// service socket answers only its router); pool-manager registers its
+    /// long methods with a 15 min limit, so the router waits as long.
     async fn pm(&self, vm: &str, method: &str, params: Value) -> Value {
         let p = params.to_string();
         let argv = [
@@ -176,8 +177,6 @@ impl Lab {
             "--json",
             "--timeout",
             "900",
-            "--socket",
-            "/run/duplex/pool-manager.sock",
             "call",
             method,
             &p,
