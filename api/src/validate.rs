@@ -315,28 +315,14 @@ fn check_disk(cfg: &Config, at: &str, d: &Disk) -> V {
 
 fn check_pool(cfg: &Config, at: &str, p: &Pool) -> V {
     name_ok(at, "name", &p.name)?;
-    controller_exists(cfg, at, "home", &p.home)?;
-    controller_exists(cfg, at, "owner", &p.owner)?;
-    check_epoch(cfg, at, p.epoch)?;
-    if let Some(old) = cfg.pools.get(&p.name) {
-        if p.epoch < old.epoch {
-            return Err(Violation::invalid(
-                field(at, "epoch"),
-                format!(
-                    "ownership epochs only grow (now {}, got {})",
-                    old.epoch, p.epoch
-                ),
-            ));
-        }
-        if p.owner != old.owner && p.epoch <= old.epoch {
-            return Err(Violation::invalid(
-                field(at, "epoch"),
-                format!(
-                    "an ownership change must carry a new cluster epoch (greater than {})",
-                    old.epoch
-                ),
-            ));
-        }
+    let old = cfg.pools.get(&p.name);
+    check_ownership(
+        cfg,
+        at,
+        (&p.home, &p.owner, p.epoch),
+        old.map(|o| (&*o.owner, o.epoch)),
+    )?;
+    if let Some(old) = old {
         if p.tier != old.tier {
             return Err(Violation::invalid(
                 field(at, "tier"),
@@ -417,6 +403,39 @@ fn check_epoch(cfg: &Config, at: &str, epoch: u64) -> V {
         return Err(Violation::invalid(
             field(at, "epoch"),
             format!("greater than the cluster epoch {cluster_epoch}; bump the cluster epoch first"),
+        ));
+    }
+    Ok(())
+}
+
+/// The rules of an owned object (a pool, a floating IP): `(home, owner,
+/// epoch)` name controllers that exist, and against the `old` `(owner,
+/// epoch)` the epoch never shrinks and an ownership change carries a new
+/// one, so a stale controller's write cannot move ownership back.
+fn check_ownership(
+    cfg: &Config,
+    at: &str,
+    (home, owner, epoch): (&str, &str, u64),
+    old: Option<(&str, u64)>,
+) -> V {
+    controller_exists(cfg, at, "home", home)?;
+    controller_exists(cfg, at, "owner", owner)?;
+    check_epoch(cfg, at, epoch)?;
+    let Some((old_owner, old_epoch)) = old else {
+        return Ok(());
+    };
+    if epoch < old_epoch {
+        return Err(Violation::invalid(
+            field(at, "epoch"),
+            format!("ownership epochs only grow (now {old_epoch}, got {epoch})"),
+        ));
+    }
+    if owner != old_owner && epoch <= old_epoch {
+        return Err(Violation::invalid(
+            field(at, "epoch"),
+            format!(
+                "an ownership change must carry a new cluster epoch (greater than {old_epoch})"
+            ),
         ));
     }
     Ok(())
@@ -685,29 +704,13 @@ fn check_host_group(cfg: &Config, at: &str, g: &HostGroup) -> V {
 fn check_floating_ip(cfg: &Config, at: &str, f: &FloatingIp) -> V {
     name_ok(at, "name", &f.name)?;
     check_ifname(&f.interface).map_err(|r| Violation::invalid(field(at, "interface"), r))?;
-    controller_exists(cfg, at, "home", &f.home)?;
-    controller_exists(cfg, at, "owner", &f.owner)?;
-    check_epoch(cfg, at, f.epoch)?;
-    if let Some(old) = cfg.floating_ips.get(&f.name) {
-        if f.epoch < old.epoch {
-            return Err(Violation::invalid(
-                field(at, "epoch"),
-                format!(
-                    "ownership epochs only grow (now {}, got {})",
-                    old.epoch, f.epoch
-                ),
-            ));
-        }
-        if f.owner != old.owner && f.epoch <= old.epoch {
-            return Err(Violation::invalid(
-                field(at, "epoch"),
-                format!(
-                    "an ownership change must carry a new cluster epoch (greater than {})",
-                    old.epoch
-                ),
-            ));
-        }
-    }
+    let old = cfg.floating_ips.get(&f.name);
+    check_ownership(
+        cfg,
+        at,
+        (&f.home, &f.owner, f.epoch),
+        old.map(|o| (&*o.owner, o.epoch)),
+    )?;
     let others = addresses(cfg, (Kind::FloatingIp, &f.name));
     check_address(&others, at, "address", f.address, false)
 }
