@@ -9,6 +9,8 @@
 #![allow(clippy::disallowed_methods)] // tests spawn the daemons under test directly
 #![allow(clippy::unwrap_used)] // a test harness: a failed setup step should panic the test
 
+pub mod golden;
+
 use duplex_services::client::{Event, RouterClient, Subscription};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
