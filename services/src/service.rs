@@ -169,6 +169,20 @@ impl ServiceBuilder {
         })
     }
 
+    /// Like [`typed`](Self::typed), for a handler that works on a shared
+    /// `state` (a keeper, a manager): each call gets its own `Arc` of it,
+    /// so the handler's future owns what it uses.
+    pub fn typed_with<M, S, F, Fut>(&mut self, state: &Arc<S>, f: F) -> &mut Self
+    where
+        M: duplex_api::methods::RpcMethod,
+        S: Send + Sync + 'static + ?Sized,
+        F: Fn(Arc<S>, Ctx, M::Params) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<M::Result, RpcError>> + Send + 'static,
+    {
+        let state = Arc::clone(state);
+        self.typed::<M, _, _>(move |ctx, p| f(Arc::clone(&state), ctx, p))
+    }
+
     /// Adds the typed `<namespace>.status` method `M`: `f` builds its
     /// result from the process's [`ServiceInfo`] (name, version,
     /// controller, pid, uptime) at each call.
