@@ -120,36 +120,36 @@ mod tests {
         assert_eq!(f.pending(), 4);
     }
 
+    /// An oversize line is reported once, with its length and head, and
+    /// skipped; the line after it still comes through. Whether it arrives
+    /// in pieces or in one chunk with the next line makes no difference.
     #[test]
     fn oversize_is_reported_once_and_skipped() {
-        let mut f = Framer::new(8);
-        let out = feed(&mut f, &[b"0123456", b"789abc", b"def\nok\n"]);
-        assert_eq!(
-            out,
-            vec![
-                Frame::Oversize {
-                    seen: 13,
-                    head: b"0123456789abc".to_vec()
-                },
-                Frame::Line(b"ok".to_vec())
-            ]
-        );
-    }
-
-    #[test]
-    fn oversize_complete_line_in_one_chunk() {
-        let mut f = Framer::new(3);
-        let out = feed(&mut f, &[b"abcdef\nxy\n"]);
-        assert_eq!(
-            out,
-            vec![
-                Frame::Oversize {
-                    seen: 6,
-                    head: b"abcdef".to_vec()
-                },
-                Frame::Line(b"xy".to_vec())
-            ]
-        );
+        // (limit, chunks fed, length seen, head kept)
+        type Case = (usize, &'static [&'static [u8]], usize, &'static [u8]);
+        let cases: [Case; 2] = [
+            (
+                8,
+                &[b"0123456", b"789abc", b"def\nxy\n"],
+                13,
+                b"0123456789abc",
+            ),
+            (3, &[b"abcdef\nxy\n"], 6, b"abcdef"),
+        ];
+        for (limit, chunks, seen, head) in cases {
+            let mut f = Framer::new(limit);
+            assert_eq!(
+                feed(&mut f, chunks),
+                vec![
+                    Frame::Oversize {
+                        seen,
+                        head: head.to_vec()
+                    },
+                    Frame::Line(b"xy".to_vec())
+                ],
+                "limit {limit}"
+            );
+        }
     }
 
     #[test]
