@@ -94,6 +94,32 @@ impl Framer {
     }
 }
 
+/// Reads from `r` until `n` lines have arrived and parses each as a
+/// JSON-RPC message: the peer's side in tests of either end of a
+/// connection. Panics on an oversize line or one that does not parse.
+#[cfg(test)]
+pub(crate) async fn read_messages<R>(r: &mut R, n: usize) -> Vec<crate::rpc::Message>
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    let mut framer = Framer::new(1 << 20);
+    let mut frames = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    while frames.len() < n {
+        let got = r.read(&mut buf).await.unwrap();
+        assert!(got > 0, "closed after {} of {n} lines", frames.len());
+        framer.push(&buf[..got], &mut frames);
+    }
+    frames
+        .into_iter()
+        .map(|f| match f {
+            Frame::Line(l) => crate::rpc::parse_message(&l).unwrap(),
+            Frame::Oversize { seen, .. } => panic!("an oversize line of {seen} bytes"),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -442,6 +442,7 @@ async fn refuse(mut stream: tokio::net::UnixStream, permit: tokio::sync::OwnedSe
 mod tests {
     use super::*;
     use crate::conn::RpcConn;
+    use crate::frame::read_messages;
     use crate::rpc::Id;
     use serde_json::{json, Value};
     use std::time::Duration;
@@ -485,18 +486,8 @@ mod tests {
             .await
             .unwrap();
         let mut got = Vec::new();
-        let mut framer = Framer::new(1 << 20);
-        let mut frames = Vec::new();
-        let mut buf = vec![0u8; 4096];
-        while frames.len() < 4 {
-            let n = ar.read(&mut buf).await.unwrap();
-            framer.push(&buf[..n], &mut frames);
-        }
-        for f in frames {
-            let Frame::Line(l) = f else { panic!() };
-            let Message::Response(r) = parse_message(&l).unwrap() else {
-                panic!()
-            };
+        for m in read_messages(&mut ar, 4).await {
+            let Message::Response(r) = m else { panic!() };
             got.push(r);
         }
         let kinds: Vec<Option<ErrorCode>> = got
