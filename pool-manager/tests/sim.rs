@@ -9,6 +9,7 @@ use duplex_pool_manager::backend::sim::{SimBackend, SimShelf};
 use duplex_pool_manager::backend::PoolBackend;
 use duplex_pool_manager::manager::{CreatePool, CreateVolume, FakeCluster, Manager};
 use duplex_services::{ErrorCode, RpcError};
+use duplex_test_kit::find_in;
 use serde_json::{json, Value};
 
 type M = Manager<SimBackend, FakeCluster>;
@@ -413,12 +414,7 @@ async fn volumes_snapshots_clones_and_the_tree() {
         list["tree"],
         json!([{"name": "v1", "children": [{"name": "v1-snap", "children": [{"name": "v1-clone", "children": []}]}]}])
     );
-    let snap = list["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["name"] == "v1-snap")
-        .unwrap();
+    let snap = find_in(&list, "volumes", "name", "v1-snap");
     assert_eq!(snap["read_only"], true);
     // Grow.
     let r = rig.a.resize_volume("v1", "2GiB").await.unwrap().j();

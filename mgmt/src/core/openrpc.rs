@@ -155,6 +155,7 @@ fn param_descriptors(params: &Value) -> Vec<Value> {
 mod tests {
     use super::*;
     use duplex_api::catalogue::Audience;
+    use duplex_test_kit::find_in;
 
     #[test]
     fn every_external_method_and_nothing_else_is_described_with_its_marks() {
@@ -173,20 +174,10 @@ mod tests {
                 m.name
             );
         }
-        let apply = doc["methods"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["name"] == "config.apply")
-            .unwrap();
+        let apply = find_in(&doc, "methods", "name", "config.apply");
         assert_eq!(apply["x-duplex-access"], "write");
         assert_eq!(apply["x-duplex-audience"], "external");
-        let changes = apply["params"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == "changes")
-            .unwrap();
+        let changes = find_in(apply, "params", "name", "changes");
         assert_eq!(changes["required"], true);
         assert!(apply["errors"]
             .as_array()
