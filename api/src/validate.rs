@@ -769,79 +769,75 @@ fn check_settings(at: &str, s: &Settings) -> V {
 
 /// Checks that deleting `kind`/`key` leaves no dangling reference.
 pub fn check_delete(cfg: &Config, at: &str, kind: Kind, key: &str) -> V {
-    let used = |what: String| {
-        Err(Violation::conflict(
+    if matches!(kind, Kind::Cluster | Kind::Settings) {
+        return Err(Violation::invalid(
+            at.to_string(),
+            format!("the {kind} singleton cannot be deleted"),
+        ));
+    }
+    match referrer(cfg, kind, key) {
+        None => Ok(()),
+        Some(what) => Err(Violation::conflict(
             at.to_string(),
             format!("{kind} {key:?} is still used by {what}; delete or change that first"),
-        ))
-    };
-    match kind {
-        Kind::Cluster | Kind::Settings => {
-            return Err(Violation::invalid(
-                at.to_string(),
-                format!("the {kind} singleton cannot be deleted"),
-            ))
-        }
-        Kind::Controller => {
-            if let Some(d) = cfg
-                .disks
-                .values()
-                .find(|d| d.seen_by.iter().any(|c| c == key))
-            {
-                return used(format!("disk {}", d.wwn));
-            }
-            if let Some(p) = cfg.pools.values().find(|p| p.home == key || p.owner == key) {
-                return used(format!("pool {:?}", p.name));
-            }
-            if let Some(f) = cfg
-                .floating_ips
-                .values()
-                .find(|f| f.home == key || f.owner == key)
-            {
-                return used(format!("floating IP {:?}", f.name));
-            }
-        }
-        Kind::Disk => {
-            if let Some(p) = cfg
-                .pools
-                .values()
-                .find(|p| p.disks.iter().any(|d| d == key))
-            {
-                return used(format!("pool {:?}", p.name));
-            }
-        }
-        Kind::Pool => {
-            if let Some(v) = cfg.volumes.values().find(|v| v.pool == key) {
-                return used(format!("volume {:?}", v.name));
-            }
-        }
-        Kind::Volume => {
-            if let Some(e) = cfg.exports.values().find(|e| e.volume == key) {
-                return used(format!("export {:?}", e.name));
-            }
-            if let Some(v) = cfg
-                .volumes
-                .values()
-                .find(|v| v.parent_snapshot.as_deref() == Some(key))
-            {
-                return used(format!("volume {:?} (its parent snapshot)", v.name));
-            }
-        }
-        Kind::Host => {
-            if let Some(g) = cfg
-                .host_groups
-                .values()
-                .find(|g| g.hosts.iter().any(|h| h == key))
-            {
-                return used(format!("host group {:?}", g.name));
-            }
-        }
-        Kind::HostGroup => {
-            if let Some(e) = cfg.exports.values().find(|e| e.host_group == key) {
-                return used(format!("export {:?}", e.name));
-            }
-        }
-        Kind::Export | Kind::FloatingIp | Kind::User => {}
+        )),
     }
-    Ok(())
+}
+
+/// The first object that refers to `kind`/`key`, named as a refused
+/// delete names it; the order is the order of the checks.
+fn referrer(cfg: &Config, kind: Kind, key: &str) -> Option<String> {
+    let named = |what: &str, name: &str| format!("{what} {name:?}");
+    let owned_here = |home: &str, owner: &str| home == key || owner == key;
+    match kind {
+        Kind::Controller => cfg
+            .disks
+            .values()
+            .find(|d| d.seen_by.iter().any(|c| c == key))
+            .map(|d| format!("disk {}", d.wwn))
+            .or_else(|| {
+                let p = cfg.pools.values().find(|p| owned_here(&p.home, &p.owner));
+                p.map(|p| named("pool", &p.name))
+            })
+            .or_else(|| {
+                let f = cfg
+                    .floating_ips
+                    .values()
+                    .find(|f| owned_here(&f.home, &f.owner));
+                f.map(|f| named("floating IP", &f.name))
+            }),
+        Kind::Disk => cfg
+            .pools
+            .values()
+            .find(|p| p.disks.iter().any(|d| d == key))
+            .map(|p| named("pool", &p.name)),
+        Kind::Pool => cfg
+            .volumes
+            .values()
+            .find(|v| v.pool == key)
+            .map(|v| named("volume", &v.name)),
+        Kind::Volume => cfg
+            .exports
+            .values()
+            .find(|e| e.volume == key)
+            .map(|e| named("export", &e.name))
+            .or_else(|| {
+                let v = cfg
+                    .volumes
+                    .values()
+                    .find(|v| v.parent_snapshot.as_deref() == Some(key));
+                v.map(|v| format!("volume {:?} (its parent snapshot)", v.name))
+            }),
+        Kind::Host => cfg
+            .host_groups
+            .values()
+            .find(|g| g.hosts.iter().any(|h| h == key))
+            .map(|g| named("host group", &g.name)),
+        Kind::HostGroup => cfg
+            .exports
+            .values()
+            .find(|e| e.host_group == key)
+            .map(|e| named("export", &e.name)),
+        Kind::Cluster | Kind::Settings | Kind::Export | Kind::FloatingIp | Kind::User => None,
+    }
 }
