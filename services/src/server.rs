@@ -447,6 +447,18 @@ mod tests {
     use serde_json::{json, Value};
     use std::time::Duration;
 
+    /// The connection still serves: `t.ok` answers `params` back.
+    async fn assert_echoes(conn: &RpcConn, params: Value) {
+        let r = conn
+            .call(
+                Request::call(Id::Num(0), "t.ok", params.clone()),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.result, Some(params));
+    }
+
     struct Echo;
     impl Dispatch for Echo {
         async fn dispatch(self: Arc<Self>, _conn: Arc<ConnCtx>, req: Request) -> Option<Response> {
@@ -533,11 +545,7 @@ mod tests {
         }
         assert_eq!(refused, 3);
         // After the slow ones finish the connection serves again.
-        let r = conn
-            .call(Request::call(Id::Num(0), "t.ok", json!({"a":1})), t)
-            .await
-            .unwrap();
-        assert_eq!(r.result, Some(json!({"a":1})));
+        assert_echoes(&conn, json!({"a":1})).await;
     }
 
     #[tokio::test]
@@ -588,11 +596,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r.error.and_then(|e| e.kind()), Some(ErrorCode::TooLarge));
-        let r = conn
-            .call(Request::call(Id::Num(0), "t.ok", json!({"p": 1})), t)
-            .await
-            .unwrap();
-        assert_eq!(r.result, Some(json!({"p": 1})));
+        assert_echoes(&conn, json!({"p": 1})).await;
     }
 
     #[tokio::test]

@@ -57,9 +57,10 @@ impl Ctx {
         method: &str,
         params: Value,
     ) -> Result<Value, RpcError> {
-        let mut req = Request::call(Id::Num(0), method, params);
-        req.controller = controller.map(str::to_string);
-        req.action_id = Some(self.action_id.clone());
+        let req = Request {
+            action_id: Some(self.action_id.clone()),
+            ..Request::call_at(controller, method, params)
+        };
         self.router
             .send_request(req)
             .await
