@@ -470,11 +470,17 @@ mod tests {
     }
 
     fn pair(limits: Limits) -> Arc<RpcConn> {
+        pair_reading(limits, 1 << 20)
+    }
+
+    /// An echo server with `limits` and a caller whose reader takes
+    /// messages up to `caller_max` bytes.
+    fn pair_reading(limits: Limits, caller_max: usize) -> Arc<RpcConn> {
         let (a, b) = tokio::io::duplex(1 << 16);
         let (br, bw) = tokio::io::split(b);
         tokio::spawn(serve(br, bw, "test".into(), limits, Arc::new(Echo)));
         let (ar, aw) = tokio::io::split(a);
-        RpcConn::spawn(ar, aw, 1 << 20, None)
+        RpcConn::spawn(ar, aw, caller_max, None)
     }
 
     #[tokio::test]
@@ -577,16 +583,11 @@ mod tests {
 
     #[tokio::test]
     async fn an_oversize_reply_becomes_too_large_with_its_id() {
-        let (a, b) = tokio::io::duplex(1 << 16);
-        let (br, bw) = tokio::io::split(b);
-        let limits = Limits {
+        let conn = pair(Limits {
             max_frame: 1 << 16,
             max_reply: 100,
             max_inflight: 4,
-        };
-        tokio::spawn(serve(br, bw, "test".into(), limits, Arc::new(Echo)));
-        let (ar, aw) = tokio::io::split(a);
-        let conn = RpcConn::spawn(ar, aw, 1 << 20, None);
+        });
         let t = Duration::from_secs(5);
         let r = conn
             .call(
@@ -602,16 +603,12 @@ mod tests {
     #[tokio::test]
     async fn a_caller_learns_of_an_oversize_reply_at_once() {
         // The answering side has a larger limit than the caller's reader.
-        let (a, b) = tokio::io::duplex(1 << 16);
-        let (br, bw) = tokio::io::split(b);
         let limits = Limits {
             max_frame: 1 << 20,
             max_reply: 1 << 20,
             max_inflight: 4,
         };
-        tokio::spawn(serve(br, bw, "test".into(), limits, Arc::new(Echo)));
-        let (ar, aw) = tokio::io::split(a);
-        let conn = RpcConn::spawn(ar, aw, 1000, None);
+        let conn = pair_reading(limits, 1000);
         let start = std::time::Instant::now();
         let r = conn
             .call(
