@@ -262,12 +262,8 @@ async fn disk_in_use_is_a_conflict() {
 #[tokio::test]
 async fn create_is_recorded_and_idempotent() {
     let rig = rig(4).await;
-    let r = rig
-        .a
-        .create_pool(pool("p", "raid5", &["shelf0", "shelf1", "shelf2"]))
-        .await
-        .unwrap()
-        .j();
+    let raid5 = || pool("p", "raid5", &["shelf0", "shelf1", "shelf2"]);
+    let r = rig.a.create_pool(raid5()).await.unwrap().j();
     assert_eq!(r["outcome"], "changed");
     assert_eq!(r["pool"]["system_id"], "A");
     assert_eq!(r["pool"]["active_here"], true);
@@ -276,12 +272,7 @@ async fn create_is_recorded_and_idempotent() {
     assert_eq!((p.home.as_str(), p.owner.as_str(), p.epoch), ("A", "A", 1));
     assert_eq!(p.disks.len(), 3);
     assert_eq!(cfg.disks.len(), 3);
-    let r = rig
-        .a
-        .create_pool(pool("p", "raid5", &["shelf0", "shelf1", "shelf2"]))
-        .await
-        .unwrap()
-        .j();
+    let r = rig.a.create_pool(raid5()).await.unwrap().j();
     assert_eq!(r["outcome"], "unchanged");
     let e = rpc(rig.a.create_pool(pool("p", "linear", &["shelf3"])).await);
     assert_eq!(e.kind(), Some(ErrorCode::Conflict));

@@ -81,6 +81,17 @@ fn reconciled() -> SimBackend {
     s
 }
 
+/// Controller A reconciled to the base view and then to the base view as
+/// `edit` changes it: the backend, the changed view and the steps of the
+/// second reconcile.
+fn reconciled_then(edit: impl FnOnce(&mut Value)) -> (SimBackend, Value, Vec<Step>) {
+    let mut s = reconciled();
+    let mut v = base();
+    edit(&mut v);
+    let steps = reconcile(&mut s, &v, "A");
+    (s, v, steps)
+}
+
 fn desired(sim: &SimBackend, v: &Value, me: &str) -> Desired {
     let local = Local::new(me);
     let observed = observe(sim, &local.scope()).unwrap();
@@ -221,10 +232,7 @@ fn identity_is_the_same_on_both_controllers_and_groups_differ() {
 
 #[test]
 fn an_ownership_change_is_only_state_writes() {
-    let mut s = reconciled();
-    let mut v = base();
-    v["pool"][0]["owner"] = json!("B");
-    let steps = reconcile(&mut s, &v, "A");
+    let (_, _, steps) = reconciled_then(|v| v["pool"][0]["owner"] = json!("B"));
     assert_eq!(
         steps,
         vec![
@@ -268,10 +276,7 @@ fn a_pool_flip_writes_its_lu_group_once_and_one_ana_group_and_can_transition() {
 
 #[test]
 fn teardown_removes_everything_of_ours_in_an_order_the_kernel_accepts() {
-    let mut s = reconciled();
-    let mut v = base();
-    v["export"] = json!([]);
-    let steps = reconcile(&mut s, &v, "A");
+    let (s, _, steps) = reconciled_then(|v| v["export"] = json!([]));
     assert!(
         matches!(steps.first(), Some(Step::Unlink { .. })),
         "exposure goes first: {steps:#?}"
@@ -399,10 +404,9 @@ fn assert_not_shown(steps: &[Step], secret: &str) {
 
 #[test]
 fn chap_one_way_then_mutual_then_off() {
-    let mut s = reconciled();
-    let mut v = base();
-    v["host"][0]["chap"] = json!({"user": "h1", "secret": "s3cret-s3cret"});
-    let steps = reconcile(&mut s, &v, "A");
+    let (mut s, mut v, steps) = reconciled_then(|v| {
+        v["host"][0]["chap"] = json!({"user": "h1", "secret": "s3cret-s3cret"})
+    });
     let acl = path::acl(TGT, 1, IQN_H1);
     assert_eq!(read(&s, &format!("{acl}/auth/userid")), "h1");
     assert_eq!(read(&s, &format!("{acl}/auth/password")), "s3cret-s3cret");
@@ -659,10 +663,8 @@ fn the_sim_refuses_what_the_kernel_refuses() {
 
 #[test]
 fn a_namespace_identity_change_disables_writes_and_enables() {
-    let mut s = reconciled();
-    let mut v = base();
-    v["volume"][1]["uuid"] = json!("3c8d2f64-5b0e-4a7d-9f21-6d1e0b7a4c99");
-    let steps = reconcile(&mut s, &v, "A");
+    let (_, _, steps) =
+        reconciled_then(|v| v["volume"][1]["uuid"] = json!("3c8d2f64-5b0e-4a7d-9f21-6d1e0b7a4c99"));
     let ns = path::namespace(SUB, 1);
     assert_eq!(
         steps,
