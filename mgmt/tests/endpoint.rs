@@ -197,6 +197,12 @@ impl Lab {
             .to_string()
     }
 
+    /// The admin's login over plain HTTP with `headers` added, as sent.
+    async fn admin_login_with(&self, headers: &str) -> Reply {
+        let creds = json!({"user": "admin", "password": ADMIN_PW});
+        self.call_from(None, headers, "auth.login", creds).await
+    }
+
     /// Sets a `read_only` user's password through `config.apply` as the
     /// admin session `admin` (a change, so config.changed follows).
     async fn upsert_viewer(&self, admin: &str, name: &str, password: &str) {
@@ -258,14 +264,7 @@ async fn sessions_roles_and_reachability() {
 
     // Browsers: the login sets an HttpOnly, SameSite=Strict, Secure cookie
     // that authenticates later calls.
-    let r = lab
-        .call_from(
-            None,
-            "",
-            "auth.login",
-            json!({"user": "admin", "password": ADMIN_PW}),
-        )
-        .await;
+    let r = lab.admin_login_with("").await;
     let cookie = r.header("set-cookie").expect("set-cookie").to_string();
     for attr in ["HttpOnly", "SameSite=Strict", "Secure", "duplex_session="] {
         assert!(cookie.contains(attr), "{cookie}");
@@ -546,12 +545,7 @@ async fn websocket_checks_origin_and_every_call() {
 
     // Cross-origin plain HTTP is refused too.
     let r = lab
-        .call_from(
-            None,
-            "\r\nOrigin: https://evil.example",
-            "auth.login",
-            json!({"user": "admin", "password": ADMIN_PW}),
-        )
+        .admin_login_with("\r\nOrigin: https://evil.example")
         .await;
     assert_eq!(r.status, 403, "{}", r.body);
 }
