@@ -20,6 +20,16 @@ pub enum Access {
     Write,
 }
 
+impl Access {
+    /// The wire name (as serialized): what the CLI and OpenRPC show.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::Write => "write",
+        }
+    }
+}
+
 /// Who may call a method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -31,6 +41,17 @@ pub enum Audience {
     Internal,
     /// Only the partner's router, over the authenticated peer link.
     Peer,
+}
+
+impl Audience {
+    /// The wire name (as serialized): what the CLI and OpenRPC show.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Audience::External => "external",
+            Audience::Internal => "internal",
+            Audience::Peer => "peer",
+        }
+    }
 }
 
 /// One method of the catalogue.

@@ -568,138 +568,83 @@ pub struct Config {
     pub settings: Option<Settings>,
 }
 
+/// The per-kind access of [`Config`], generated from one table of the
+/// kinds kept in maps (variant, map field, key field) so that a new kind
+/// is added in one place; the two singletons are spelled out.
+macro_rules! config_access {
+    ($(($kind:ident, $map:ident, $key:ident)),* $(,)?) => {
+        impl Config {
+            /// Looks an object up.
+            pub fn get(&self, kind: Kind, key: &str) -> Option<Object> {
+                match kind {
+                    Kind::Cluster => self
+                        .cluster
+                        .clone()
+                        .filter(|_| key == "cluster")
+                        .map(Object::Cluster),
+                    Kind::Settings => self
+                        .settings
+                        .clone()
+                        .filter(|_| key == "settings")
+                        .map(Object::Settings),
+                    $(Kind::$kind => self.$map.get(key).cloned().map(Object::$kind),)*
+                }
+            }
+
+            /// True when the object exists.
+            pub fn contains(&self, kind: Kind, key: &str) -> bool {
+                match kind {
+                    Kind::Cluster => self.cluster.is_some() && key == "cluster",
+                    Kind::Settings => self.settings.is_some() && key == "settings",
+                    $(Kind::$kind => self.$map.contains_key(key),)*
+                }
+            }
+
+            /// Inserts or replaces an object.
+            pub fn put(&mut self, obj: Object) {
+                match obj {
+                    Object::Cluster(x) => self.cluster = Some(x),
+                    Object::Settings(x) => self.settings = Some(x),
+                    $(Object::$kind(x) => {
+                        self.$map.insert(x.$key.clone(), x);
+                    })*
+                }
+            }
+
+            /// Removes an object; returns whether it existed.
+            pub fn remove(&mut self, kind: Kind, key: &str) -> bool {
+                match kind {
+                    Kind::Cluster => key == "cluster" && self.cluster.take().is_some(),
+                    Kind::Settings => key == "settings" && self.settings.take().is_some(),
+                    $(Kind::$kind => self.$map.remove(key).is_some(),)*
+                }
+            }
+
+            /// Every object of one kind, sorted by key.
+            pub fn objects(&self, kind: Kind) -> Vec<Object> {
+                match kind {
+                    Kind::Cluster => self.cluster.iter().cloned().map(Object::Cluster).collect(),
+                    Kind::Settings => self.settings.iter().cloned().map(Object::Settings).collect(),
+                    $(Kind::$kind => self.$map.values().cloned().map(Object::$kind).collect(),)*
+                }
+            }
+        }
+    };
+}
+
+config_access!(
+    (Controller, controllers, id),
+    (Disk, disks, wwn),
+    (Pool, pools, name),
+    (Volume, volumes, name),
+    (Export, exports, name),
+    (Host, hosts, name),
+    (HostGroup, host_groups, name),
+    (FloatingIp, floating_ips, name),
+    (User, users, name),
+);
+
 impl Config {
-    /// Looks an object up.
-    pub fn get(&self, kind: Kind, key: &str) -> Option<Object> {
-        match kind {
-            Kind::Cluster => self
-                .cluster
-                .clone()
-                .filter(|_| key == "cluster")
-                .map(Object::Cluster),
-            Kind::Settings => self
-                .settings
-                .clone()
-                .filter(|_| key == "settings")
-                .map(Object::Settings),
-            Kind::Controller => self.controllers.get(key).cloned().map(Object::Controller),
-            Kind::Disk => self.disks.get(key).cloned().map(Object::Disk),
-            Kind::Pool => self.pools.get(key).cloned().map(Object::Pool),
-            Kind::Volume => self.volumes.get(key).cloned().map(Object::Volume),
-            Kind::Export => self.exports.get(key).cloned().map(Object::Export),
-            Kind::Host => self.hosts.get(key).cloned().map(Object::Host),
-            Kind::HostGroup => self.host_groups.get(key).cloned().map(Object::HostGroup),
-            Kind::FloatingIp => self.floating_ips.get(key).cloned().map(Object::FloatingIp),
-            Kind::User => self.users.get(key).cloned().map(Object::User),
-        }
-    }
-
-    /// True when the object exists.
-    pub fn contains(&self, kind: Kind, key: &str) -> bool {
-        match kind {
-            Kind::Cluster => self.cluster.is_some() && key == "cluster",
-            Kind::Settings => self.settings.is_some() && key == "settings",
-            Kind::Controller => self.controllers.contains_key(key),
-            Kind::Disk => self.disks.contains_key(key),
-            Kind::Pool => self.pools.contains_key(key),
-            Kind::Volume => self.volumes.contains_key(key),
-            Kind::Export => self.exports.contains_key(key),
-            Kind::Host => self.hosts.contains_key(key),
-            Kind::HostGroup => self.host_groups.contains_key(key),
-            Kind::FloatingIp => self.floating_ips.contains_key(key),
-            Kind::User => self.users.contains_key(key),
-        }
-    }
-
-    /// Inserts or replaces an object.
-    pub fn put(&mut self, obj: Object) {
-        match obj {
-            Object::Cluster(x) => self.cluster = Some(x),
-            Object::Settings(x) => self.settings = Some(x),
-            Object::Controller(x) => {
-                self.controllers.insert(x.id.clone(), x);
-            }
-            Object::Disk(x) => {
-                self.disks.insert(x.wwn.clone(), x);
-            }
-            Object::Pool(x) => {
-                self.pools.insert(x.name.clone(), x);
-            }
-            Object::Volume(x) => {
-                self.volumes.insert(x.name.clone(), x);
-            }
-            Object::Export(x) => {
-                self.exports.insert(x.name.clone(), x);
-            }
-            Object::Host(x) => {
-                self.hosts.insert(x.name.clone(), x);
-            }
-            Object::HostGroup(x) => {
-                self.host_groups.insert(x.name.clone(), x);
-            }
-            Object::FloatingIp(x) => {
-                self.floating_ips.insert(x.name.clone(), x);
-            }
-            Object::User(x) => {
-                self.users.insert(x.name.clone(), x);
-            }
-        }
-    }
-
-    /// Removes an object; returns whether it existed.
-    pub fn remove(&mut self, kind: Kind, key: &str) -> bool {
-        match kind {
-            Kind::Cluster => key == "cluster" && self.cluster.take().is_some(),
-            Kind::Settings => key == "settings" && self.settings.take().is_some(),
-            Kind::Controller => self.controllers.remove(key).is_some(),
-            Kind::Disk => self.disks.remove(key).is_some(),
-            Kind::Pool => self.pools.remove(key).is_some(),
-            Kind::Volume => self.volumes.remove(key).is_some(),
-            Kind::Export => self.exports.remove(key).is_some(),
-            Kind::Host => self.hosts.remove(key).is_some(),
-            Kind::HostGroup => self.host_groups.remove(key).is_some(),
-            Kind::FloatingIp => self.floating_ips.remove(key).is_some(),
-            Kind::User => self.users.remove(key).is_some(),
-        }
-    }
-
-    /// Every object of one kind, sorted by key.
-    pub fn objects(&self, kind: Kind) -> Vec<Object> {
-        match kind {
-            Kind::Cluster => self.cluster.iter().cloned().map(Object::Cluster).collect(),
-            Kind::Settings => self
-                .settings
-                .iter()
-                .cloned()
-                .map(Object::Settings)
-                .collect(),
-            Kind::Controller => self
-                .controllers
-                .values()
-                .cloned()
-                .map(Object::Controller)
-                .collect(),
-            Kind::Disk => self.disks.values().cloned().map(Object::Disk).collect(),
-            Kind::Pool => self.pools.values().cloned().map(Object::Pool).collect(),
-            Kind::Volume => self.volumes.values().cloned().map(Object::Volume).collect(),
-            Kind::Export => self.exports.values().cloned().map(Object::Export).collect(),
-            Kind::Host => self.hosts.values().cloned().map(Object::Host).collect(),
-            Kind::HostGroup => self
-                .host_groups
-                .values()
-                .cloned()
-                .map(Object::HostGroup)
-                .collect(),
-            Kind::FloatingIp => self
-                .floating_ips
-                .values()
-                .cloned()
-                .map(Object::FloatingIp)
-                .collect(),
-            Kind::User => self.users.values().cloned().map(Object::User).collect(),
-        }
-    }
-
     /// Reads the state back from its JSON form ([`Config::to_json`], the
     /// `config` member of a `config.get` reply; one kind, or one object,
     /// as `config.get` with `kind` and `name` answers). As strict as the

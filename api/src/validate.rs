@@ -315,28 +315,14 @@ fn check_disk(cfg: &Config, at: &str, d: &Disk) -> V {
 
 fn check_pool(cfg: &Config, at: &str, p: &Pool) -> V {
     name_ok(at, "name", &p.name)?;
-    controller_exists(cfg, at, "home", &p.home)?;
-    controller_exists(cfg, at, "owner", &p.owner)?;
-    check_epoch(cfg, at, p.epoch)?;
-    if let Some(old) = cfg.pools.get(&p.name) {
-        if p.epoch < old.epoch {
-            return Err(Violation::invalid(
-                field(at, "epoch"),
-                format!(
-                    "ownership epochs only grow (now {}, got {})",
-                    old.epoch, p.epoch
-                ),
-            ));
-        }
-        if p.owner != old.owner && p.epoch <= old.epoch {
-            return Err(Violation::invalid(
-                field(at, "epoch"),
-                format!(
-                    "an ownership change must carry a new cluster epoch (greater than {})",
-                    old.epoch
-                ),
-            ));
-        }
+    let old = cfg.pools.get(&p.name);
+    check_ownership(
+        cfg,
+        at,
+        (&p.home, &p.owner, p.epoch),
+        old.map(|o| (&*o.owner, o.epoch)),
+    )?;
+    if let Some(old) = old {
         if p.tier != old.tier {
             return Err(Violation::invalid(
                 field(at, "tier"),
@@ -417,6 +403,39 @@ fn check_epoch(cfg: &Config, at: &str, epoch: u64) -> V {
         return Err(Violation::invalid(
             field(at, "epoch"),
             format!("greater than the cluster epoch {cluster_epoch}; bump the cluster epoch first"),
+        ));
+    }
+    Ok(())
+}
+
+/// The rules of an owned object (a pool, a floating IP): `(home, owner,
+/// epoch)` name controllers that exist, and against the `old` `(owner,
+/// epoch)` the epoch never shrinks and an ownership change carries a new
+/// one, so a stale controller's write cannot move ownership back.
+fn check_ownership(
+    cfg: &Config,
+    at: &str,
+    (home, owner, epoch): (&str, &str, u64),
+    old: Option<(&str, u64)>,
+) -> V {
+    controller_exists(cfg, at, "home", home)?;
+    controller_exists(cfg, at, "owner", owner)?;
+    check_epoch(cfg, at, epoch)?;
+    let Some((old_owner, old_epoch)) = old else {
+        return Ok(());
+    };
+    if epoch < old_epoch {
+        return Err(Violation::invalid(
+            field(at, "epoch"),
+            format!("ownership epochs only grow (now {old_epoch}, got {epoch})"),
+        ));
+    }
+    if owner != old_owner && epoch <= old_epoch {
+        return Err(Violation::invalid(
+            field(at, "epoch"),
+            format!(
+                "an ownership change must carry a new cluster epoch (greater than {old_epoch})"
+            ),
         ));
     }
     Ok(())
@@ -685,29 +704,13 @@ fn check_host_group(cfg: &Config, at: &str, g: &HostGroup) -> V {
 fn check_floating_ip(cfg: &Config, at: &str, f: &FloatingIp) -> V {
     name_ok(at, "name", &f.name)?;
     check_ifname(&f.interface).map_err(|r| Violation::invalid(field(at, "interface"), r))?;
-    controller_exists(cfg, at, "home", &f.home)?;
-    controller_exists(cfg, at, "owner", &f.owner)?;
-    check_epoch(cfg, at, f.epoch)?;
-    if let Some(old) = cfg.floating_ips.get(&f.name) {
-        if f.epoch < old.epoch {
-            return Err(Violation::invalid(
-                field(at, "epoch"),
-                format!(
-                    "ownership epochs only grow (now {}, got {})",
-                    old.epoch, f.epoch
-                ),
-            ));
-        }
-        if f.owner != old.owner && f.epoch <= old.epoch {
-            return Err(Violation::invalid(
-                field(at, "epoch"),
-                format!(
-                    "an ownership change must carry a new cluster epoch (greater than {})",
-                    old.epoch
-                ),
-            ));
-        }
-    }
+    let old = cfg.floating_ips.get(&f.name);
+    check_ownership(
+        cfg,
+        at,
+        (&f.home, &f.owner, f.epoch),
+        old.map(|o| (&*o.owner, o.epoch)),
+    )?;
     let others = addresses(cfg, (Kind::FloatingIp, &f.name));
     check_address(&others, at, "address", f.address, false)
 }
@@ -766,79 +769,75 @@ fn check_settings(at: &str, s: &Settings) -> V {
 
 /// Checks that deleting `kind`/`key` leaves no dangling reference.
 pub fn check_delete(cfg: &Config, at: &str, kind: Kind, key: &str) -> V {
-    let used = |what: String| {
-        Err(Violation::conflict(
+    if matches!(kind, Kind::Cluster | Kind::Settings) {
+        return Err(Violation::invalid(
+            at.to_string(),
+            format!("the {kind} singleton cannot be deleted"),
+        ));
+    }
+    match referrer(cfg, kind, key) {
+        None => Ok(()),
+        Some(what) => Err(Violation::conflict(
             at.to_string(),
             format!("{kind} {key:?} is still used by {what}; delete or change that first"),
-        ))
-    };
-    match kind {
-        Kind::Cluster | Kind::Settings => {
-            return Err(Violation::invalid(
-                at.to_string(),
-                format!("the {kind} singleton cannot be deleted"),
-            ))
-        }
-        Kind::Controller => {
-            if let Some(d) = cfg
-                .disks
-                .values()
-                .find(|d| d.seen_by.iter().any(|c| c == key))
-            {
-                return used(format!("disk {}", d.wwn));
-            }
-            if let Some(p) = cfg.pools.values().find(|p| p.home == key || p.owner == key) {
-                return used(format!("pool {:?}", p.name));
-            }
-            if let Some(f) = cfg
-                .floating_ips
-                .values()
-                .find(|f| f.home == key || f.owner == key)
-            {
-                return used(format!("floating IP {:?}", f.name));
-            }
-        }
-        Kind::Disk => {
-            if let Some(p) = cfg
-                .pools
-                .values()
-                .find(|p| p.disks.iter().any(|d| d == key))
-            {
-                return used(format!("pool {:?}", p.name));
-            }
-        }
-        Kind::Pool => {
-            if let Some(v) = cfg.volumes.values().find(|v| v.pool == key) {
-                return used(format!("volume {:?}", v.name));
-            }
-        }
-        Kind::Volume => {
-            if let Some(e) = cfg.exports.values().find(|e| e.volume == key) {
-                return used(format!("export {:?}", e.name));
-            }
-            if let Some(v) = cfg
-                .volumes
-                .values()
-                .find(|v| v.parent_snapshot.as_deref() == Some(key))
-            {
-                return used(format!("volume {:?} (its parent snapshot)", v.name));
-            }
-        }
-        Kind::Host => {
-            if let Some(g) = cfg
-                .host_groups
-                .values()
-                .find(|g| g.hosts.iter().any(|h| h == key))
-            {
-                return used(format!("host group {:?}", g.name));
-            }
-        }
-        Kind::HostGroup => {
-            if let Some(e) = cfg.exports.values().find(|e| e.host_group == key) {
-                return used(format!("export {:?}", e.name));
-            }
-        }
-        Kind::Export | Kind::FloatingIp | Kind::User => {}
+        )),
     }
-    Ok(())
+}
+
+/// The first object that refers to `kind`/`key`, named as a refused
+/// delete names it; the order is the order of the checks.
+fn referrer(cfg: &Config, kind: Kind, key: &str) -> Option<String> {
+    let named = |what: &str, name: &str| format!("{what} {name:?}");
+    let owned_here = |home: &str, owner: &str| home == key || owner == key;
+    match kind {
+        Kind::Controller => cfg
+            .disks
+            .values()
+            .find(|d| d.seen_by.iter().any(|c| c == key))
+            .map(|d| format!("disk {}", d.wwn))
+            .or_else(|| {
+                let p = cfg.pools.values().find(|p| owned_here(&p.home, &p.owner));
+                p.map(|p| named("pool", &p.name))
+            })
+            .or_else(|| {
+                let f = cfg
+                    .floating_ips
+                    .values()
+                    .find(|f| owned_here(&f.home, &f.owner));
+                f.map(|f| named("floating IP", &f.name))
+            }),
+        Kind::Disk => cfg
+            .pools
+            .values()
+            .find(|p| p.disks.iter().any(|d| d == key))
+            .map(|p| named("pool", &p.name)),
+        Kind::Pool => cfg
+            .volumes
+            .values()
+            .find(|v| v.pool == key)
+            .map(|v| named("volume", &v.name)),
+        Kind::Volume => cfg
+            .exports
+            .values()
+            .find(|e| e.volume == key)
+            .map(|e| named("export", &e.name))
+            .or_else(|| {
+                let v = cfg
+                    .volumes
+                    .values()
+                    .find(|v| v.parent_snapshot.as_deref() == Some(key));
+                v.map(|v| format!("volume {:?} (its parent snapshot)", v.name))
+            }),
+        Kind::Host => cfg
+            .host_groups
+            .values()
+            .find(|g| g.hosts.iter().any(|h| h == key))
+            .map(|g| named("host group", &g.name)),
+        Kind::HostGroup => cfg
+            .exports
+            .values()
+            .find(|e| e.host_group == key)
+            .map(|e| named("export", &e.name)),
+        Kind::Cluster | Kind::Settings | Kind::Export | Kind::FloatingIp | Kind::User => None,
+    }
 }

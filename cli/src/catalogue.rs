@@ -1,7 +1,7 @@
 //! `duplexctl methods`, `describe` and the parameter check of `call`, all
 //! from the method catalogue and the typed methods' schemas compiled in.
 
-use duplex_api::catalogue::{self, Access, Audience, Method};
+use duplex_api::catalogue::{self, Method};
 use duplex_api::methods;
 use jsonschema::error::ValidationErrorKind;
 use serde_json::{json, Value};
@@ -14,21 +14,6 @@ pub struct ParamError {
     pub field: String,
     /// What is wrong.
     pub reason: String,
-}
-
-fn access(a: Access) -> &'static str {
-    match a {
-        Access::Read => "read",
-        Access::Write => "write",
-    }
-}
-
-fn audience(a: Audience) -> &'static str {
-    match a {
-        Audience::External => "external",
-        Audience::Internal => "internal",
-        Audience::Peer => "peer",
-    }
 }
 
 /// `/changes/0/op` as `changes[0].op`.
@@ -110,8 +95,8 @@ pub fn table(ms: &[&Method]) -> String {
         out.push_str(&format!(
             "{:<26} {:<6} {:<9} {:<4} {}\n",
             m.name,
-            access(m.access),
-            audience(m.audience),
+            m.access.as_str(),
+            m.audience.as_str(),
             if m.job { "yes" } else { "" },
             m.doc
         ));
@@ -125,8 +110,8 @@ pub fn describe_json(m: &Method) -> Value {
     json!({
         "name": m.name,
         "doc": m.doc,
-        "access": access(m.access),
-        "audience": audience(m.audience),
+        "access": m.access.as_str(),
+        "audience": m.audience.as_str(),
         "job": m.job,
         "errors": m.errors,
         "params": s.as_ref().and_then(|s| serde_json::to_value(&s.params).ok()),
@@ -185,8 +170,8 @@ pub fn describe(m: &Method) -> String {
         "{}\n  {}\n\naccess {}, audience {}{}\n",
         m.name,
         m.doc,
-        access(m.access),
-        audience(m.audience),
+        m.access.as_str(),
+        m.audience.as_str(),
         if m.job { ", runs as a job" } else { "" }
     );
     match methods::schemas(m.name) {

@@ -149,215 +149,172 @@ pub async fn apply(k: &Arc<Keeper>, ctx: &Ctx, p: ApplyParams) -> Result<ApplyRe
 
 /// Registers every `config.*` method on `svc`.
 pub fn register(svc: &mut ServiceBuilder, k: &Arc<Keeper>) {
-    let kk = Arc::clone(k);
-    svc.typed::<cm::Get, _, _>(move |_ctx, p| {
-        let k = Arc::clone(&kk);
-        async move {
-            let kind = match p.kind.as_deref() {
+    svc.typed_with::<cm::Get, _, _, _>(k, |k, _ctx, p| async move {
+        let kind =
+            match p.kind.as_deref() {
                 None => None,
                 Some(s) => Some(Kind::parse(s).ok_or_else(|| {
                     RpcError::invalid_params("kind", format!("unknown kind {s:?}"))
                 })?),
             };
-            let partner = k.partner().map(str::to_string);
-            let name = p.name;
-            if name.is_some() && kind.is_none() {
-                return Err(RpcError::invalid_params("name", "needs kind"));
+        let partner = k.partner().map(str::to_string);
+        let name = p.name;
+        if name.is_some() && kind.is_none() {
+            return Err(RpcError::invalid_params("name", "needs kind"));
+        }
+        k.with_store(move |s| {
+            let mut sections = std::collections::BTreeMap::new();
+            sections.insert(s.me().to_string(), s.section_version());
+            if let Some(p) = partner {
+                let applied = s.applied(&p);
+                sections.insert(p, applied);
             }
-            k.with_store(move |s| {
-                let mut sections = std::collections::BTreeMap::new();
-                sections.insert(s.me().to_string(), s.section_version());
-                if let Some(p) = partner {
-                    let applied = s.applied(&p);
-                    sections.insert(p, applied);
-                }
-                let config = match (kind, &name) {
-                    (Some(kind), Some(name)) => match s.config().get(kind, name) {
-                        Some(o) => json!({ kind.as_str(): o.to_json() }),
-                        None => {
-                            return Err(RpcError::new(
-                                ErrorCode::NotFound,
-                                format!("{kind} {name:?} does not exist"),
-                            )
-                            .with_field("name"))
-                        }
-                    },
-                    _ => s.config().to_json(kind),
-                };
-                Ok(GetResult {
-                    version: s.version(),
-                    sections,
-                    config,
-                })
-            })
-            .await?
-        }
-    });
-
-    let kk = Arc::clone(k);
-    svc.typed::<cm::Apply, _, _>(move |ctx, p| {
-        let k = Arc::clone(&kk);
-        async move { apply(&k, &ctx, p).await }
-    });
-
-    let kk = Arc::clone(k);
-    svc.typed::<cm::Watch, _, _>(move |_ctx, _p| {
-        let k = Arc::clone(&kk);
-        async move {
-            let v = k.with_store(|s| s.version()).await?;
-            Ok(WatchResult {
-                topic: topics::CONFIG_CHANGED.into(),
-                version: v,
-                hint: "subscribe to the topic; read config.history after your last version".into(),
-            })
-        }
-    });
-
-    let kk = Arc::clone(k);
-    svc.typed::<cm::History, _, _>(move |_ctx, p| {
-        let k = Arc::clone(&kk);
-        async move {
-            let rows = k
-                .with_store(move |s| s.history(p.after, p.limit.min(10_000)))
-                .await?
-                .map_err(store_error)?;
-            let mut entries: Vec<Value> = rows.iter().map(to_value).collect::<Result<_, _>>()?;
-            entries.iter_mut().for_each(redact_secrets);
-            Ok(HistoryResult { entries })
-        }
-    });
-
-    let kk = Arc::clone(k);
-    svc.typed::<cm::Digest, _, _>(move |_ctx, _p| {
-        let k = Arc::clone(&kk);
-        async move {
-            k.with_store(|s| DigestResult {
-                digest: s.digest(),
+            let config = match (kind, &name) {
+                (Some(kind), Some(name)) => match s.config().get(kind, name) {
+                    Some(o) => json!({ kind.as_str(): o.to_json() }),
+                    None => {
+                        return Err(RpcError::new(
+                            ErrorCode::NotFound,
+                            format!("{kind} {name:?} does not exist"),
+                        )
+                        .with_field("name"))
+                    }
+                },
+                _ => s.config().to_json(kind),
+            };
+            Ok(GetResult {
                 version: s.version(),
+                sections,
+                config,
             })
-            .await
-        }
+        })
+        .await?
     });
 
-    let kk = Arc::clone(k);
-    svc.typed::<cm::Lock, _, _>(move |ctx, p| {
-        let k = Arc::clone(&kk);
-        async move {
-            if p.reason.trim().is_empty() {
-                return Err(RpcError::invalid_params("reason", "must not be empty"));
-            }
-            let meta = Meta {
-                action_id: Some(ctx.action_id.clone()),
-                now_ms: now_ms(),
-            };
-            let (lock, outcome) = k
-                .with_store(move |s| s.lock(&p.reason, &meta))
-                .await?
-                .map_err(store_error)?;
-            Ok(LockResult {
-                locked: true,
-                lock: to_value(&lock)?,
-                changed: outcome == crate::core::lock::LockOutcome::Changed,
-            })
-        }
+    svc.typed_with::<cm::Apply, _, _, _>(k, |k, ctx, p| async move { apply(&k, &ctx, p).await });
+
+    svc.typed_with::<cm::Watch, _, _, _>(k, |k, _ctx, _p| async move {
+        let v = k.with_store(|s| s.version()).await?;
+        Ok(WatchResult {
+            topic: topics::CONFIG_CHANGED.into(),
+            version: v,
+            hint: "subscribe to the topic; read config.history after your last version".into(),
+        })
     });
 
-    let kk = Arc::clone(k);
-    svc.typed::<cm::Unlock, _, _>(move |ctx, p| {
-        let k = Arc::clone(&kk);
-        async move {
-            let meta = Meta {
-                action_id: Some(ctx.action_id.clone()),
-                now_ms: now_ms(),
-            };
-            let outcome = k
-                .with_store(move |s| s.unlock(&p.reason, &meta))
-                .await?
-                .map_err(store_error)?;
-            Ok(UnlockResult {
-                locked: false,
-                changed: outcome == crate::core::lock::LockOutcome::Changed,
-            })
-        }
-    });
-
-    let kk = Arc::clone(k);
-    svc.typed::<cm::Status, _, _>(move |_ctx, _p| {
-        let k = Arc::clone(&kk);
-        async move {
-            let partner = k.partner().map(str::to_string);
-            let ready = k.ready();
-            let replication = k.replication_status();
-            k.with_store(move |s| {
-                Ok(StatusResult {
-                    controller: s.me().to_string(),
-                    database: s.path().display().to_string(),
-                    version: s.version(),
-                    section_version: s.section_version(),
-                    partner_applied: partner.as_deref().map(|p| s.applied(p)),
-                    locked: s.lock_state().is_some(),
-                    lock: to_value(&s.lock_state())?,
-                    digest: s.digest(),
-                    ready,
-                    replication,
-                })
-            })
+    svc.typed_with::<cm::History, _, _, _>(k, |k, _ctx, p| async move {
+        let rows = k
+            .with_store(move |s| s.history(p.after, p.limit.min(10_000)))
             .await?
-        }
+            .map_err(store_error)?;
+        let mut entries: Vec<Value> = rows.iter().map(to_value).collect::<Result<_, _>>()?;
+        entries.iter_mut().for_each(redact_secrets);
+        Ok(HistoryResult { entries })
     });
 
-    let kk = Arc::clone(k);
-    svc.typed::<cm::Events, _, _>(move |_ctx, p| {
-        let k = Arc::clone(&kk);
-        async move {
-            let after = i64::try_from(p.after).unwrap_or(i64::MAX);
-            let rows = k
-                .with_store(move |s| s.events(after, p.limit.min(10_000)))
-                .await?
-                .map_err(store_error)?;
-            Ok(EventsResult {
-                events: rows.iter().map(to_value).collect::<Result<_, _>>()?,
+    svc.typed_with::<cm::Digest, _, _, _>(k, |k, _ctx, _p| async move {
+        k.with_store(|s| DigestResult {
+            digest: s.digest(),
+            version: s.version(),
+        })
+        .await
+    });
+
+    svc.typed_with::<cm::Lock, _, _, _>(k, |k, ctx, p| async move {
+        if p.reason.trim().is_empty() {
+            return Err(RpcError::invalid_params("reason", "must not be empty"));
+        }
+        let meta = Meta {
+            action_id: Some(ctx.action_id.clone()),
+            now_ms: now_ms(),
+        };
+        let (lock, outcome) = k
+            .with_store(move |s| s.lock(&p.reason, &meta))
+            .await?
+            .map_err(store_error)?;
+        Ok(LockResult {
+            locked: true,
+            lock: to_value(&lock)?,
+            changed: outcome == crate::core::lock::LockOutcome::Changed,
+        })
+    });
+
+    svc.typed_with::<cm::Unlock, _, _, _>(k, |k, ctx, p| async move {
+        let meta = Meta {
+            action_id: Some(ctx.action_id.clone()),
+            now_ms: now_ms(),
+        };
+        let outcome = k
+            .with_store(move |s| s.unlock(&p.reason, &meta))
+            .await?
+            .map_err(store_error)?;
+        Ok(UnlockResult {
+            locked: false,
+            changed: outcome == crate::core::lock::LockOutcome::Changed,
+        })
+    });
+
+    svc.typed_with::<cm::Status, _, _, _>(k, |k, _ctx, _p| async move {
+        let partner = k.partner().map(str::to_string);
+        let ready = k.ready();
+        let replication = k.replication_status();
+        k.with_store(move |s| {
+            Ok(StatusResult {
+                controller: s.me().to_string(),
+                database: s.path().display().to_string(),
+                version: s.version(),
+                section_version: s.section_version(),
+                partner_applied: partner.as_deref().map(|p| s.applied(p)),
+                locked: s.lock_state().is_some(),
+                lock: to_value(&s.lock_state())?,
+                digest: s.digest(),
+                ready,
+                replication,
             })
-        }
+        })
+        .await?
     });
 
-    let kk = Arc::clone(k);
-    svc.typed::<cm::RecordEvent, _, _>(move |ctx, p| {
-        let k = Arc::clone(&kk);
-        async move {
-            if duplex_api::syntax::check_name(&p.kind).is_err() {
-                return Err(RpcError::invalid_params(
-                    "kind",
-                    "must be a dotted name such as cluster.takeover_done",
-                ));
-            }
-            let meta = Meta {
-                action_id: Some(ctx.action_id.clone()),
-                now_ms: now_ms(),
-            };
-            k.with_store(move |s| s.log_event(&meta, &p.kind, &p.detail))
-                .await?
-                .map_err(store_error)?;
-            Ok(RecordEventResult { recorded: true })
-        }
+    svc.typed_with::<cm::Events, _, _, _>(k, |k, _ctx, p| async move {
+        let after = i64::try_from(p.after).unwrap_or(i64::MAX);
+        let rows = k
+            .with_store(move |s| s.events(after, p.limit.min(10_000)))
+            .await?
+            .map_err(store_error)?;
+        Ok(EventsResult {
+            events: rows.iter().map(to_value).collect::<Result<_, _>>()?,
+        })
     });
 
-    let kk = Arc::clone(k);
-    svc.method("config.repl_hello", move |ctx, p| {
-        let k = Arc::clone(&kk);
-        async move {
-            from_partner(&ctx)?;
-            let p: HelloParams = params(p)?;
-            k.on_hello(p.origin, p.head).await
+    svc.typed_with::<cm::RecordEvent, _, _, _>(k, |k, ctx, p| async move {
+        if duplex_api::syntax::check_name(&p.kind).is_err() {
+            return Err(RpcError::invalid_params(
+                "kind",
+                "must be a dotted name such as cluster.takeover_done",
+            ));
         }
+        let meta = Meta {
+            action_id: Some(ctx.action_id.clone()),
+            now_ms: now_ms(),
+        };
+        k.with_store(move |s| s.log_event(&meta, &p.kind, &p.detail))
+            .await?
+            .map_err(store_error)?;
+        Ok(RecordEventResult { recorded: true })
     });
 
-    let kk = Arc::clone(k);
-    svc.method("config.repl_push", move |ctx, p| {
-        let k = Arc::clone(&kk);
-        async move {
-            from_partner(&ctx)?;
-            let p: PushParams = params(p)?;
+    repl_method(
+        svc,
+        k,
+        "config.repl_hello",
+        |k, _ctx, p: HelloParams| async move { k.on_hello(p.origin, p.head).await },
+    );
+
+    repl_method(
+        svc,
+        k,
+        "config.repl_push",
+        |k, ctx, p: PushParams| async move {
             let origin = p.origin.clone();
             let r = k.on_push(p.origin, p.entries).await;
             if let Err(e) = &r {
@@ -370,6 +327,27 @@ pub fn register(svc: &mut ServiceBuilder, k: &Arc<Keeper>) {
                 }
             }
             r
+        },
+    );
+}
+
+/// Registers a replication method (untyped: the keepers' own wire): only
+/// the partner's keeper may call it, and its params decode as `P` before
+/// `f` runs with the keeper.
+fn repl_method<P, F, Fut>(svc: &mut ServiceBuilder, k: &Arc<Keeper>, name: &str, f: F)
+where
+    P: serde::de::DeserializeOwned + Send + 'static,
+    F: Fn(Arc<Keeper>, Ctx, P) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Value, RpcError>> + Send + 'static,
+{
+    let k = Arc::clone(k);
+    let f = Arc::new(f);
+    svc.method(name, move |ctx, p| {
+        let (k, f) = (Arc::clone(&k), Arc::clone(&f));
+        async move {
+            from_partner(&ctx)?;
+            let p: P = params(p)?;
+            f(k, ctx, p).await
         }
     });
 }

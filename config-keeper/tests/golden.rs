@@ -14,15 +14,12 @@ mod common;
 
 use common::cluster::{converged, pair, wait_until};
 use common::*;
+use duplex_test_kit::golden;
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::time::Duration;
 
-fn golden(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name)
-}
+/// Where the golden files of this crate are.
+const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
 
 /// Replaces what differs from run to run: times (`*_ms`, `since`, `at`),
 /// action ids, the database path.
@@ -45,26 +42,6 @@ fn scrub(v: &mut Value) {
         }
         _ => {}
     }
-}
-
-fn check(name: &str, got: &Value) -> Option<String> {
-    let file = golden(&format!("{name}.json"));
-    let text = serde_json::to_string_pretty(got).unwrap() + "\n";
-    if std::env::var_os("DUPLEX_BLESS_GOLDEN").is_some() {
-        std::fs::write(&file, text).unwrap();
-        return None;
-    }
-    let want: Value = serde_json::from_str(
-        &std::fs::read_to_string(&file)
-            .unwrap_or_else(|e| panic!("{}: {e} (capture it first)", file.display())),
-    )
-    .unwrap();
-    (*got != want).then(|| {
-        format!(
-            "{name} changed on the wire:\n--- golden\n{}\n--- now\n{text}",
-            serde_json::to_string_pretty(&want).unwrap()
-        )
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,7 +100,7 @@ async fn replies_match_the_golden_files() {
             .await
             .unwrap_or_else(|e| panic!("{label}: {e}"));
         scrub(&mut got);
-        diffs.extend(check(label, &got));
+        diffs.extend(golden::check(GOLDEN, label, &got));
     }
     converged(&a, &b, Duration::from_secs(10)).await;
     // An idle direction connects on its own schedule; the partner's view
@@ -136,6 +113,6 @@ async fn replies_match_the_golden_files() {
     .await;
     let mut got = a.call("config.status", json!({})).await.unwrap();
     scrub(&mut got);
-    diffs.extend(check("config.status", &got));
+    diffs.extend(golden::check(GOLDEN, "config.status", &got));
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
 }

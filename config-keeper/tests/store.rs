@@ -453,57 +453,61 @@ fn merged_entries_are_checked_like_local_ones() {
     let (mut a, _b) = replicated(dir.path());
     let (digest, version) = (a.digest(), a.version());
     let vol = volume_obj("v9", "pa", 9);
-    let refused = |a: &mut Store, e: &Entry, what: &str| match a.merge(e) {
-        Err(StoreError::Merge(MergeError::Refused { .. })) => {}
-        other => panic!("{what}: {other:?}"),
-    };
-    // b writing into a's section (a volume of a's pool pa).
-    refused(
-        &mut a,
-        &forged(1, Kind::Volume, "v9", Some(vol.clone()), stamp(0, 50, "b")),
-        "write to a's section",
-    );
-    // b deleting a's pool.
-    refused(
-        &mut a,
-        &forged(1, Kind::Pool, "pa", None, stamp(1, 50, "b")),
-        "delete in a's section",
-    );
-    // A key that is not its body's.
     let h = host("h7")["object"].clone();
-    refused(
-        &mut a,
-        &forged(1, Kind::Host, "h8", Some(h.clone()), stamp(0, 50, "b")),
-        "key differs from body",
-    );
-    // A stamp that is not the origin's, or out of bounds.
-    refused(
-        &mut a,
-        &forged(1, Kind::Host, "h7", Some(h.clone()), stamp(0, 50, "a")),
-        "stamp origin",
-    );
-    refused(
-        &mut a,
-        &forged(
-            1,
+    let forgeries = [
+        // b writing into a's section (a volume of a's pool pa).
+        (
+            "write to a's section",
+            Kind::Volume,
+            "v9",
+            Some(vol),
+            stamp(0, 50, "b"),
+        ),
+        // b deleting a's pool.
+        (
+            "delete in a's section",
+            Kind::Pool,
+            "pa",
+            None,
+            stamp(1, 50, "b"),
+        ),
+        // A key that is not its body's.
+        (
+            "key differs from body",
+            Kind::Host,
+            "h8",
+            Some(h.clone()),
+            stamp(0, 50, "b"),
+        ),
+        // A stamp that is not the origin's, or out of bounds.
+        (
+            "stamp origin",
+            Kind::Host,
+            "h7",
+            Some(h.clone()),
+            stamp(0, 50, "a"),
+        ),
+        (
+            "lamport i64::MAX",
             Kind::Host,
             "h7",
             Some(h.clone()),
             stamp(0, i64::MAX as u64, "b"),
         ),
-        "lamport i64::MAX",
-    );
-    refused(
-        &mut a,
-        &forged(
-            1,
+        (
+            "epoch",
             Kind::Host,
             "h7",
             Some(h.clone()),
             stamp(u64::MAX, 50, "b"),
         ),
-        "epoch",
-    );
+    ];
+    for (what, kind, key, body, st) in forgeries {
+        match a.merge(&forged(1, kind, key, body, st)) {
+            Err(StoreError::Merge(MergeError::Refused { .. })) => {}
+            other => panic!("{what}: {other:?}"),
+        }
+    }
     assert_eq!(
         (a.digest(), a.version(), a.applied("b")),
         (digest, version, 0)

@@ -196,6 +196,26 @@ impl Lab {
             .unwrap_or_else(|| panic!("login {user}: {v}\n{}", tail(&self.mgmt.log_text(), 30)))
             .to_string()
     }
+
+    /// The admin's login over plain HTTP with `headers` added, as sent.
+    async fn admin_login_with(&self, headers: &str) -> Reply {
+        let creds = json!({"user": "admin", "password": ADMIN_PW});
+        self.call_from(None, headers, "auth.login", creds).await
+    }
+
+    /// Sets a `read_only` user's password through `config.apply` as the
+    /// admin session `admin` (a change, so config.changed follows).
+    async fn upsert_viewer(&self, admin: &str, name: &str, password: &str) {
+        let v = self
+            .call(
+                Some(admin),
+                "config.apply",
+                json!({"changes": [{"op": "upsert", "kind": "user",
+                    "object": {"name": name, "password": password, "role": "read_only"}}]}),
+            )
+            .await;
+        assert_eq!(v["result"]["changed"], true, "{v}");
+    }
 }
 
 fn dechunk(s: &str) -> String {
@@ -225,33 +245,26 @@ async fn sessions_roles_and_reachability() {
         .call(Some("not-a-token"), "router.ping", json!({}))
         .await;
     assert_eq!(kind(&v), Some("unauthorized"), "{v}");
-    let v = lab
-        .call(
-            None,
-            "auth.login",
-            json!({"user": "admin", "password": "wrong"}),
-        )
-        .await;
-    assert_eq!(kind(&v), Some("unauthorized"), "{v}");
-    let v = lab
-        .call(
-            None,
-            "auth.login",
-            json!({"user": "nobody", "password": "x"}),
-        )
-        .await;
-    assert_eq!(v["error"]["message"], "wrong user name or password", "{v}");
+    // A wrong password and an unknown user get the same answer (which
+    // one it was is never said).
+    for (user, password) in [("admin", "wrong"), ("nobody", "x")] {
+        let v = lab
+            .call(
+                None,
+                "auth.login",
+                json!({"user": user, "password": password}),
+            )
+            .await;
+        assert_eq!(kind(&v), Some("unauthorized"), "{user}: {v}");
+        assert_eq!(
+            v["error"]["message"], "wrong user name or password",
+            "{user}: {v}"
+        );
+    }
 
     // Browsers: the login sets an HttpOnly, SameSite=Strict, Secure cookie
     // that authenticates later calls.
-    let r = lab
-        .call_from(
-            None,
-            "",
-            "auth.login",
-            json!({"user": "admin", "password": ADMIN_PW}),
-        )
-        .await;
+    let r = lab.admin_login_with("").await;
     let cookie = r.header("set-cookie").expect("set-cookie").to_string();
     for attr in ["HttpOnly", "SameSite=Strict", "Secure", "duplex_session="] {
         assert!(cookie.contains(attr), "{cookie}");
@@ -327,15 +340,8 @@ async fn sessions_roles_and_reachability() {
 
     // A new password for the user ends its open sessions (config.changed).
     let ro2 = lab.login("viewer", RO_PW).await;
-    let v = lab
-        .call(
-            Some(&admin),
-            "config.apply",
-            json!({"changes": [{"op": "upsert", "kind": "user",
-                "object": {"name": "viewer", "password": "another password", "role": "read_only"}}]}),
-        )
+    lab.upsert_viewer(&admin, "viewer", "another password")
         .await;
-    assert_eq!(v["result"]["changed"], true, "{v}");
     wait_until(
         "the changed user's session ends",
         Duration::from_secs(10),
@@ -497,15 +503,7 @@ async fn websocket_checks_origin_and_every_call() {
     .await;
     assert!(!v["result"].is_null(), "a subscription id: {v}");
     let admin = lab.login("admin", ADMIN_PW).await;
-    let v = lab
-        .call(
-            Some(&admin),
-            "config.apply",
-            json!({"changes": [{"op": "upsert", "kind": "user",
-                "object": {"name": "extra", "password": "extra password", "role": "read_only"}}]}),
-        )
-        .await;
-    assert_eq!(v["result"]["changed"], true, "{v}");
+    lab.upsert_viewer(&admin, "extra", "extra password").await;
     let mut data = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), rx.receive_data(&mut data))
         .await
@@ -547,12 +545,7 @@ async fn websocket_checks_origin_and_every_call() {
 
     // Cross-origin plain HTTP is refused too.
     let r = lab
-        .call_from(
-            None,
-            "\r\nOrigin: https://evil.example",
-            "auth.login",
-            json!({"user": "admin", "password": ADMIN_PW}),
-        )
+        .admin_login_with("\r\nOrigin: https://evil.example")
         .await;
     assert_eq!(r.status, 403, "{}", r.body);
 }

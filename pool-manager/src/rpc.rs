@@ -37,13 +37,9 @@ const LONG_CALL: std::time::Duration = std::time::Duration::from_secs(900);
 /// the manager and the decoded params; the body's error becomes the
 /// method's JSON-RPC error.
 macro_rules! method {
-    ($svc:expr, $m:expr, $t:ty, |$mm:ident, $p:pat_param| $body:expr) => {{
-        let m = Arc::clone($m);
-        $svc.typed::<$t, _, _>(move |_ctx, $p| {
-            let $mm = Arc::clone(&m);
-            async move { Ok($body.await?) }
-        });
-    }};
+    ($svc:expr, $m:expr, $t:ty, |$mm:ident, $p:pat_param| $body:expr) => {
+        $svc.typed_with::<$t, _, _, _>($m, |$mm, _ctx, $p| async move { Ok($body.await?) })
+    };
 }
 
 /// Registers every method on `svc`. `service` (name, version, backend...)

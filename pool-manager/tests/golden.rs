@@ -17,18 +17,15 @@ use duplex_api::model::Object;
 use duplex_pool_manager::backend::sim::{SimBackend, SimShelf};
 use duplex_pool_manager::backend::PoolBackend;
 use duplex_pool_manager::manager::{Cluster, CreatePool, CreateVolume, FakeCluster, Manager};
+use duplex_test_kit::golden;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 type M = Manager<SimBackend, FakeCluster>;
 
-fn golden(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name)
-}
+/// Where the golden files of this crate are.
+const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
 
 /// Records replies under their labels, with the identities seen so far.
 struct Recorder {
@@ -184,33 +181,12 @@ async fn scenario() -> Vec<(String, Value)> {
     r.replies
 }
 
-/// Compares `got` with the golden file `name` (or writes it when blessing).
-fn check(name: &str, got: &Value) -> Option<String> {
-    let file = golden(&format!("{name}.json"));
-    let text = serde_json::to_string_pretty(got).unwrap() + "\n";
-    if std::env::var_os("DUPLEX_BLESS_GOLDEN").is_some() {
-        std::fs::write(&file, text).unwrap();
-        return None;
-    }
-    let want: Value = serde_json::from_str(
-        &std::fs::read_to_string(&file)
-            .unwrap_or_else(|e| panic!("{}: {e} (capture it first)", file.display())),
-    )
-    .unwrap();
-    (*got != want).then(|| {
-        format!(
-            "{name} changed on the wire:\n--- golden\n{}\n--- now\n{text}",
-            serde_json::to_string_pretty(&want).unwrap()
-        )
-    })
-}
-
 #[tokio::test]
 async fn replies_match_the_golden_files() {
     let replies = scenario().await;
     let diffs: Vec<String> = replies
         .iter()
-        .filter_map(|(name, got)| check(name, got))
+        .filter_map(|(name, got)| golden::check(GOLDEN, name, got))
         .collect();
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
 }

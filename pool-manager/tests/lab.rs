@@ -20,6 +20,7 @@
 use duplex_lab::agent;
 use duplex_lab::lab::Lab;
 use duplex_lab::qmp::Qmp;
+use duplex_test_kit::find_in;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -133,13 +134,7 @@ impl G {
         let mut cluster = cfg["cluster"].clone();
         let epoch = cluster["epoch"].as_u64().unwrap() + 1;
         cluster["epoch"] = epoch.into();
-        let mut p = cfg["pool"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == pool)
-            .unwrap()
-            .clone();
+        let mut p = find_in(&cfg, "pool", "name", pool).clone();
         p["owner"] = survivor.into();
         p["epoch"] = epoch.into();
         self.ok(
@@ -265,22 +260,10 @@ fn cleanup(g: &G) {
 
 fn ownership_and_snapshots(g: &G, pool: &str) -> Value {
     let disks = g.ok("A", "disk.list", json!({}));
-    let s0 = disks["disks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["serial"] == "shelf0")
-        .expect("shelf0 on A")
-        .clone();
+    let s0 = find_in(&disks, "disks", "serial", "shelf0").clone();
     assert_eq!(s0["shared"], true, "{s0}");
     assert_eq!(s0["qualifies"], true, "{s0}");
-    let root = disks["disks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["serial"] == "root")
-        .unwrap()
-        .clone();
+    let root = find_in(&disks, "disks", "serial", "root").clone();
     assert_eq!(root["qualifies"], false);
     // Bad input on the real backend: refused, nothing made.
     let bad = [
@@ -518,13 +501,7 @@ fn raid_layouts(g: &G, tag: u64) -> Value {
             "{st}"
         );
         let lay = g.ok("A", "pool.layouts", json!({"disks": n}));
-        let row = lay["layouts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["layout"] == layout)
-            .unwrap()
-            .clone();
+        let row = find_in(&lay, "layouts", "layout", layout).clone();
         assert_eq!(row["possible"], true, "{row}");
         assert_eq!(row["fault_tolerance"], tolerance, "{row}");
         g.ok("A", "pool.delete", json!({"name": pool}));

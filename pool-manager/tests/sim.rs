@@ -9,6 +9,7 @@ use duplex_pool_manager::backend::sim::{SimBackend, SimShelf};
 use duplex_pool_manager::backend::PoolBackend;
 use duplex_pool_manager::manager::{CreatePool, CreateVolume, FakeCluster, Manager};
 use duplex_services::{ErrorCode, RpcError};
+use duplex_test_kit::find_in;
 use serde_json::{json, Value};
 
 type M = Manager<SimBackend, FakeCluster>;
@@ -261,12 +262,8 @@ async fn disk_in_use_is_a_conflict() {
 #[tokio::test]
 async fn create_is_recorded_and_idempotent() {
     let rig = rig(4).await;
-    let r = rig
-        .a
-        .create_pool(pool("p", "raid5", &["shelf0", "shelf1", "shelf2"]))
-        .await
-        .unwrap()
-        .j();
+    let raid5 = || pool("p", "raid5", &["shelf0", "shelf1", "shelf2"]);
+    let r = rig.a.create_pool(raid5()).await.unwrap().j();
     assert_eq!(r["outcome"], "changed");
     assert_eq!(r["pool"]["system_id"], "A");
     assert_eq!(r["pool"]["active_here"], true);
@@ -275,12 +272,7 @@ async fn create_is_recorded_and_idempotent() {
     assert_eq!((p.home.as_str(), p.owner.as_str(), p.epoch), ("A", "A", 1));
     assert_eq!(p.disks.len(), 3);
     assert_eq!(cfg.disks.len(), 3);
-    let r = rig
-        .a
-        .create_pool(pool("p", "raid5", &["shelf0", "shelf1", "shelf2"]))
-        .await
-        .unwrap()
-        .j();
+    let r = rig.a.create_pool(raid5()).await.unwrap().j();
     assert_eq!(r["outcome"], "unchanged");
     let e = rpc(rig.a.create_pool(pool("p", "linear", &["shelf3"])).await);
     assert_eq!(e.kind(), Some(ErrorCode::Conflict));
@@ -413,12 +405,7 @@ async fn volumes_snapshots_clones_and_the_tree() {
         list["tree"],
         json!([{"name": "v1", "children": [{"name": "v1-snap", "children": [{"name": "v1-clone", "children": []}]}]}])
     );
-    let snap = list["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["name"] == "v1-snap")
-        .unwrap();
+    let snap = find_in(&list, "volumes", "name", "v1-snap");
     assert_eq!(snap["read_only"], true);
     // Grow.
     let r = rig.a.resize_volume("v1", "2GiB").await.unwrap().j();

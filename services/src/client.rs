@@ -163,8 +163,7 @@ impl RouterClient {
         method: &str,
         params: Value,
     ) -> Result<Value, CallError> {
-        let mut req = Request::call(Id::Num(0), method, params);
-        req.controller = controller.map(str::to_string);
+        let req = Request::call_at(controller, method, params);
         Ok(self.send_request(req).await?.into_result()?)
     }
 

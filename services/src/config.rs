@@ -172,20 +172,20 @@ pub struct HeartbeatSettings {
     #[serde(default)]
     pub bmc_file: Option<PathBuf>,
     /// Interval of interconnect beats.
-    #[serde(default = "default_hb_interval")]
+    #[serde(default = "ms::<100>")]
     pub hb_interval_ms: u64,
     /// Every link silent this long: stage 2.
-    #[serde(default = "default_ic_timeout")]
+    #[serde(default = "ms::<1000>")]
     pub ic_timeout_ms: u64,
     /// Interval of slot writes and reads.
-    #[serde(default = "default_disk_interval")]
+    #[serde(default = "ms::<200>")]
     pub disk_interval_ms: u64,
     /// Partner slot frozen this long on a majority: fence.
-    #[serde(default = "default_suspect_timeout")]
+    #[serde(default = "ms::<1500>")]
     pub suspect_timeout_ms: u64,
     /// Wait where nothing confirms (`allow_unconfirmed`, partner never seen
     /// since boot); must exceed the watchdog timeout plus a margin.
-    #[serde(default = "default_disk_timeout")]
+    #[serde(default = "ms::<10_000>")]
     pub disk_timeout_ms: u64,
     /// Take over on an unconfirmed fence after `disk_timeout` (unsafe for
     /// controllers that can freeze and resume).
@@ -195,44 +195,25 @@ pub struct HeartbeatSettings {
     #[serde(default)]
     pub auto_failback: bool,
     /// Extra fence delay of the tie-break loser.
-    #[serde(default = "default_tie_break")]
+    #[serde(default = "ms::<1000>")]
     pub tie_break_ms: u64,
     /// Wait before trying every fence agent again after all failed.
-    #[serde(default = "default_fence_retry")]
+    #[serde(default = "ms::<5000>")]
     pub fence_retry_ms: u64,
     /// Timeout armed on the watchdog device (whole seconds are used); a
     /// controller that stops petting it is reset within this time, so it
     /// must end well before the partner's `disk_timeout_ms`.
-    #[serde(default = "default_watchdog_timeout")]
+    #[serde(default = "ms::<5000>")]
     pub watchdog_timeout_ms: u64,
+}
+
+/// A serde default of `N` milliseconds, written next to its field.
+const fn ms<const N: u64>() -> u64 {
+    N
 }
 
 fn default_fence() -> Vec<String> {
     vec!["ipmi".into(), "scsi_pr".into()]
-}
-fn default_hb_interval() -> u64 {
-    100
-}
-fn default_ic_timeout() -> u64 {
-    1000
-}
-fn default_disk_interval() -> u64 {
-    200
-}
-fn default_suspect_timeout() -> u64 {
-    1500
-}
-fn default_disk_timeout() -> u64 {
-    10_000
-}
-fn default_tie_break() -> u64 {
-    1000
-}
-fn default_fence_retry() -> u64 {
-    5000
-}
-fn default_watchdog_timeout() -> u64 {
-    5000
 }
 
 impl HeartbeatSettings {
@@ -599,7 +580,20 @@ auto_failback = false
         };
         let cfg = minimal("").unwrap();
         cfg.validate().unwrap();
-        assert_eq!(cfg.heartbeat.as_ref().unwrap().suspect_timeout_ms, 1500);
+        let hb = cfg.heartbeat.as_ref().unwrap();
+        assert_eq!(
+            [
+                hb.hb_interval_ms,
+                hb.ic_timeout_ms,
+                hb.disk_interval_ms,
+                hb.suspect_timeout_ms,
+                hb.disk_timeout_ms,
+                hb.tie_break_ms,
+                hb.fence_retry_ms,
+                hb.watchdog_timeout_ms
+            ],
+            [100, 1000, 200, 1500, 10_000, 1000, 5000, 5000]
+        );
         assert!(minimal("bogus = 1").is_err(), "unknown keys refused");
         assert!(minimal("disk_timeout_ms = 1000")
             .unwrap()

@@ -242,6 +242,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::read_messages;
     use serde_json::json;
 
     #[tokio::test]
@@ -252,21 +253,12 @@ mod tests {
         // A fake server that answers the second request first.
         let server = tokio::spawn(async move {
             let (mut br, mut bw) = tokio::io::split(b);
-            let mut framer = Framer::new(1 << 20);
-            let mut frames = Vec::new();
-            let mut buf = vec![0u8; 4096];
-            while frames.len() < 2 {
-                let n = br.read(&mut buf).await.unwrap();
-                framer.push(&buf[..n], &mut frames);
-            }
-            let mut reqs: Vec<Request> = frames
+            let mut reqs: Vec<Request> = read_messages(&mut br, 2)
+                .await
                 .into_iter()
-                .map(|f| match f {
-                    Frame::Line(l) => match parse_message(&l).unwrap() {
-                        Message::Request(r) => r,
-                        Message::Response(_) => panic!(),
-                    },
-                    Frame::Oversize { .. } => panic!(),
+                .map(|m| match m {
+                    Message::Request(r) => r,
+                    Message::Response(_) => panic!(),
                 })
                 .collect();
             reqs.reverse();

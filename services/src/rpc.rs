@@ -294,6 +294,15 @@ impl Request {
         }
     }
 
+    /// A call on `controller` (here when `None`); the connection sets
+    /// the id it sends under.
+    pub fn call_at(controller: Option<&str>, method: impl Into<String>, params: Value) -> Self {
+        Request {
+            controller: controller.map(str::to_string),
+            ..Request::call(Id::Num(0), method, params)
+        }
+    }
+
     /// A notification (no reply expected).
     pub fn notification(method: impl Into<String>, params: Value) -> Self {
         Request {

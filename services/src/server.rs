@@ -442,9 +442,22 @@ async fn refuse(mut stream: tokio::net::UnixStream, permit: tokio::sync::OwnedSe
 mod tests {
     use super::*;
     use crate::conn::RpcConn;
+    use crate::frame::read_messages;
     use crate::rpc::Id;
     use serde_json::{json, Value};
     use std::time::Duration;
+
+    /// The connection still serves: `t.ok` answers `params` back.
+    async fn assert_echoes(conn: &RpcConn, params: Value) {
+        let r = conn
+            .call(
+                Request::call(Id::Num(0), "t.ok", params.clone()),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.result, Some(params));
+    }
 
     struct Echo;
     impl Dispatch for Echo {
@@ -457,11 +470,17 @@ mod tests {
     }
 
     fn pair(limits: Limits) -> Arc<RpcConn> {
+        pair_reading(limits, 1 << 20)
+    }
+
+    /// An echo server with `limits` and a caller whose reader takes
+    /// messages up to `caller_max` bytes.
+    fn pair_reading(limits: Limits, caller_max: usize) -> Arc<RpcConn> {
         let (a, b) = tokio::io::duplex(1 << 16);
         let (br, bw) = tokio::io::split(b);
         tokio::spawn(serve(br, bw, "test".into(), limits, Arc::new(Echo)));
         let (ar, aw) = tokio::io::split(a);
-        RpcConn::spawn(ar, aw, 1 << 20, None)
+        RpcConn::spawn(ar, aw, caller_max, None)
     }
 
     #[tokio::test]
@@ -485,18 +504,8 @@ mod tests {
             .await
             .unwrap();
         let mut got = Vec::new();
-        let mut framer = Framer::new(1 << 20);
-        let mut frames = Vec::new();
-        let mut buf = vec![0u8; 4096];
-        while frames.len() < 4 {
-            let n = ar.read(&mut buf).await.unwrap();
-            framer.push(&buf[..n], &mut frames);
-        }
-        for f in frames {
-            let Frame::Line(l) = f else { panic!() };
-            let Message::Response(r) = parse_message(&l).unwrap() else {
-                panic!()
-            };
+        for m in read_messages(&mut ar, 4).await {
+            let Message::Response(r) = m else { panic!() };
             got.push(r);
         }
         let kinds: Vec<Option<ErrorCode>> = got
@@ -542,11 +551,7 @@ mod tests {
         }
         assert_eq!(refused, 3);
         // After the slow ones finish the connection serves again.
-        let r = conn
-            .call(Request::call(Id::Num(0), "t.ok", json!({"a":1})), t)
-            .await
-            .unwrap();
-        assert_eq!(r.result, Some(json!({"a":1})));
+        assert_echoes(&conn, json!({"a":1})).await;
     }
 
     #[tokio::test]
@@ -578,16 +583,11 @@ mod tests {
 
     #[tokio::test]
     async fn an_oversize_reply_becomes_too_large_with_its_id() {
-        let (a, b) = tokio::io::duplex(1 << 16);
-        let (br, bw) = tokio::io::split(b);
-        let limits = Limits {
+        let conn = pair(Limits {
             max_frame: 1 << 16,
             max_reply: 100,
             max_inflight: 4,
-        };
-        tokio::spawn(serve(br, bw, "test".into(), limits, Arc::new(Echo)));
-        let (ar, aw) = tokio::io::split(a);
-        let conn = RpcConn::spawn(ar, aw, 1 << 20, None);
+        });
         let t = Duration::from_secs(5);
         let r = conn
             .call(
@@ -597,26 +597,18 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r.error.and_then(|e| e.kind()), Some(ErrorCode::TooLarge));
-        let r = conn
-            .call(Request::call(Id::Num(0), "t.ok", json!({"p": 1})), t)
-            .await
-            .unwrap();
-        assert_eq!(r.result, Some(json!({"p": 1})));
+        assert_echoes(&conn, json!({"p": 1})).await;
     }
 
     #[tokio::test]
     async fn a_caller_learns_of_an_oversize_reply_at_once() {
         // The answering side has a larger limit than the caller's reader.
-        let (a, b) = tokio::io::duplex(1 << 16);
-        let (br, bw) = tokio::io::split(b);
         let limits = Limits {
             max_frame: 1 << 20,
             max_reply: 1 << 20,
             max_inflight: 4,
         };
-        tokio::spawn(serve(br, bw, "test".into(), limits, Arc::new(Echo)));
-        let (ar, aw) = tokio::io::split(a);
-        let conn = RpcConn::spawn(ar, aw, 1000, None);
+        let conn = pair_reading(limits, 1000);
         let start = std::time::Instant::now();
         let r = conn
             .call(

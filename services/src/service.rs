@@ -57,9 +57,10 @@ impl Ctx {
         method: &str,
         params: Value,
     ) -> Result<Value, RpcError> {
-        let mut req = Request::call(Id::Num(0), method, params);
-        req.controller = controller.map(str::to_string);
-        req.action_id = Some(self.action_id.clone());
+        let req = Request {
+            action_id: Some(self.action_id.clone()),
+            ..Request::call_at(controller, method, params)
+        };
         self.router
             .send_request(req)
             .await
@@ -167,6 +168,20 @@ impl ServiceBuilder {
                 })
             }
         })
+    }
+
+    /// Like [`typed`](Self::typed), for a handler that works on a shared
+    /// `state` (a keeper, a manager): each call gets its own `Arc` of it,
+    /// so the handler's future owns what it uses.
+    pub fn typed_with<M, S, F, Fut>(&mut self, state: &Arc<S>, f: F) -> &mut Self
+    where
+        M: duplex_api::methods::RpcMethod,
+        S: Send + Sync + 'static + ?Sized,
+        F: Fn(Arc<S>, Ctx, M::Params) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<M::Result, RpcError>> + Send + 'static,
+    {
+        let state = Arc::clone(state);
+        self.typed::<M, _, _>(move |ctx, p| f(Arc::clone(&state), ctx, p))
     }
 
     /// Adds the typed `<namespace>.status` method `M`: `f` builds its

@@ -73,6 +73,25 @@ fn sim() -> SimBackend {
     s
 }
 
+/// The simulated controller A with the base view already applied: where
+/// most tests start before they change something.
+fn reconciled() -> SimBackend {
+    let mut s = sim();
+    reconcile(&mut s, &base(), "A");
+    s
+}
+
+/// Controller A reconciled to the base view and then to the base view as
+/// `edit` changes it: the backend, the changed view and the steps of the
+/// second reconcile.
+fn reconciled_then(edit: impl FnOnce(&mut Value)) -> (SimBackend, Value, Vec<Step>) {
+    let mut s = reconciled();
+    let mut v = base();
+    edit(&mut v);
+    let steps = reconcile(&mut s, &v, "A");
+    (s, v, steps)
+}
+
 fn desired(sim: &SimBackend, v: &Value, me: &str) -> Desired {
     let local = Local::new(me);
     let observed = observe(sim, &local.scope()).unwrap();
@@ -213,11 +232,7 @@ fn identity_is_the_same_on_both_controllers_and_groups_differ() {
 
 #[test]
 fn an_ownership_change_is_only_state_writes() {
-    let mut s = sim();
-    reconcile(&mut s, &base(), "A");
-    let mut v = base();
-    v["pool"][0]["owner"] = json!("B");
-    let steps = reconcile(&mut s, &v, "A");
+    let (_, _, steps) = reconciled_then(|v| v["pool"][0]["owner"] = json!("B"));
     assert_eq!(
         steps,
         vec![
@@ -261,11 +276,7 @@ fn a_pool_flip_writes_its_lu_group_once_and_one_ana_group_and_can_transition() {
 
 #[test]
 fn teardown_removes_everything_of_ours_in_an_order_the_kernel_accepts() {
-    let mut s = sim();
-    reconcile(&mut s, &base(), "A");
-    let mut v = base();
-    v["export"] = json!([]);
-    let steps = reconcile(&mut s, &v, "A");
+    let (s, _, steps) = reconciled_then(|v| v["export"] = json!([]));
     assert!(
         matches!(steps.first(), Some(Step::Unlink { .. })),
         "exposure goes first: {steps:#?}"
@@ -279,8 +290,7 @@ fn teardown_removes_everything_of_ours_in_an_order_the_kernel_accepts() {
 
 #[test]
 fn acls_follow_the_host_group_and_nobody_else_gets_in() {
-    let mut s = sim();
-    reconcile(&mut s, &base(), "A");
+    let mut s = reconciled();
     assert!(
         !has(&s, &path::acl(TGT, 1, IQN_H2)),
         "h2 is not in the group"
@@ -361,8 +371,7 @@ fn a_read_only_volume_is_write_protected_for_every_initiator_over_iscsi() {
 
 #[test]
 fn the_sim_keeps_write_protect_on_the_link_only() {
-    let mut s = sim();
-    reconcile(&mut s, &base(), "A");
+    let mut s = reconciled();
     let m = path::mapped_lun(TGT, 1, IQN_H1, 0);
     s.unlink(&path::mapped_lun_link(TGT, 1, IQN_H1, 0)).unwrap();
     s.write(&format!("{m}/write_protect"), "1").unwrap();
@@ -395,11 +404,9 @@ fn assert_not_shown(steps: &[Step], secret: &str) {
 
 #[test]
 fn chap_one_way_then_mutual_then_off() {
-    let mut s = sim();
-    reconcile(&mut s, &base(), "A");
-    let mut v = base();
-    v["host"][0]["chap"] = json!({"user": "h1", "secret": "s3cret-s3cret"});
-    let steps = reconcile(&mut s, &v, "A");
+    let (mut s, mut v, steps) = reconciled_then(|v| {
+        v["host"][0]["chap"] = json!({"user": "h1", "secret": "s3cret-s3cret"})
+    });
     let acl = path::acl(TGT, 1, IQN_H1);
     assert_eq!(read(&s, &format!("{acl}/auth/userid")), "h1");
     assert_eq!(read(&s, &format!("{acl}/auth/password")), "s3cret-s3cret");
@@ -438,8 +445,7 @@ fn chap_one_way_then_mutual_then_off() {
 
 #[test]
 fn lun_and_nsid_renumbering() {
-    let mut s = sim();
-    reconcile(&mut s, &base(), "A");
+    let mut s = reconciled();
     let mut v = base();
     v["export"][0]["lun"] = json!(5);
     v["export"][1]["nsid"] = json!(7);
@@ -470,8 +476,7 @@ fn a_missing_device_waits_and_is_built_when_it_appears() {
 
 #[test]
 fn drift_is_repaired_and_foreign_objects_are_left_alone() {
-    let mut s = sim();
-    reconcile(&mut s, &base(), "A");
+    let mut s = reconciled();
     // Someone ran targetcli: a foreign backstore and target, and damage.
     s.add_device("/dev/sdz");
     s.mkdir("target/core/iblock_0").unwrap();
@@ -501,8 +506,7 @@ fn drift_is_repaired_and_foreign_objects_are_left_alone() {
 
 #[test]
 fn portal_change_readdresses_ports_and_portals() {
-    let mut s = sim();
-    reconcile(&mut s, &base(), "A");
+    let mut s = reconciled();
     let mut local = Local::new("A");
     local.portals = vec!["10.50.0.11".parse().unwrap()];
     let observed = observe(&s, &local.scope()).unwrap();
@@ -523,8 +527,7 @@ fn portal_change_readdresses_ports_and_portals() {
 
 #[test]
 fn a_backstore_on_the_wrong_device_is_rebuilt_with_its_luns() {
-    let mut s = sim();
-    reconcile(&mut s, &base(), "A");
+    let mut s = reconciled();
     // Out of band: the backstore is replaced by one on another device.
     let acl_link = path::mapped_lun_link(TGT, 1, IQN_H1, 0);
     s.unlink(&acl_link).unwrap();
@@ -660,11 +663,8 @@ fn the_sim_refuses_what_the_kernel_refuses() {
 
 #[test]
 fn a_namespace_identity_change_disables_writes_and_enables() {
-    let mut s = sim();
-    reconcile(&mut s, &base(), "A");
-    let mut v = base();
-    v["volume"][1]["uuid"] = json!("3c8d2f64-5b0e-4a7d-9f21-6d1e0b7a4c99");
-    let steps = reconcile(&mut s, &v, "A");
+    let (_, _, steps) =
+        reconciled_then(|v| v["volume"][1]["uuid"] = json!("3c8d2f64-5b0e-4a7d-9f21-6d1e0b7a4c99"));
     let ns = path::namespace(SUB, 1);
     assert_eq!(
         steps,
@@ -838,6 +838,18 @@ fn flip_on(
     f.steps.len()
 }
 
+/// The two-pool view with `exports`, applied on controller A with both
+/// pools' devices present: the view, the backend and what was applied.
+fn two_pools_applied(exports: Value) -> (Value, SimBackend, Desired) {
+    let v = two_pools(exports);
+    let mut s = SimBackend::new();
+    s.add_device(DEV1);
+    s.add_device(DEV2);
+    let d = desired(&s, &v, "A");
+    apply_desired(&mut s, &d, "A");
+    (v, s, d)
+}
+
 /// Equal but for the subsystem serial, which configfs is not read for.
 fn same(a: &duplex_targets::core::Tree, b: &duplex_targets::core::Tree) -> bool {
     let strip = |t: &duplex_targets::core::Tree| {
@@ -852,17 +864,12 @@ fn same(a: &duplex_targets::core::Tree, b: &duplex_targets::core::Tree) -> bool 
 
 #[test]
 fn the_flip_writes_only_state_attributes_and_a_reconcile_keeps_it() {
-    let v = two_pools(json!([
+    let (v, mut s, d) = two_pools_applied(json!([
         {"name": "e1", "volume": "v1", "protocol": "iscsi", "lun": 0, "host_group": "g1"},
         {"name": "e2", "volume": "v2", "protocol": "iscsi", "lun": 1, "host_group": "g1"},
         {"name": "e3", "volume": "v1", "protocol": "nvme", "nsid": 1, "host_group": "g1"},
         {"name": "e4", "volume": "v2", "protocol": "nvme", "nsid": 2, "host_group": "g1"}
     ]));
-    let mut s = SimBackend::new();
-    s.add_device(DEV1);
-    s.add_device(DEV2);
-    let d = desired(&s, &v, "A");
-    apply_desired(&mut s, &d, "A");
     let mut tree = d.tree.clone();
     let m = members(&cfg(&v), "p1");
     assert_eq!(pool_ana_groups(&tree, &m), vec![2]);
@@ -904,15 +911,10 @@ fn the_flip_writes_only_state_attributes_and_a_reconcile_keeps_it() {
 
 #[test]
 fn the_flip_leaves_an_ana_group_shared_with_another_pool_alone() {
-    let v = two_pools(json!([
+    let (v, _, d) = two_pools_applied(json!([
         {"name": "e3", "volume": "v1", "protocol": "nvme", "nsid": 1, "host_group": "g1"},
         {"name": "e4", "volume": "v2", "protocol": "nvme", "nsid": 2, "host_group": "g1"}
     ]));
-    let mut s = SimBackend::new();
-    s.add_device(DEV1);
-    s.add_device(DEV2);
-    let d = desired(&s, &v, "A");
-    apply_desired(&mut s, &d, "A");
     // Someone moved p2's namespace into p1's group by hand.
     let mut tree = d.tree.clone();
     if let Some(ns) = tree

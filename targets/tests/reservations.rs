@@ -56,12 +56,22 @@ fn controller(sim: &SharedSim, store: &PrStore) -> Result<Reconciler, Box<dyn st
     Ok(r)
 }
 
-#[test]
-fn db_root_is_ours_before_the_first_device() -> R {
+/// A controller on a fresh simulator with its own db_root: the temporary
+/// directory (kept while the test runs), the store, the simulator and the
+/// reconciler, reconciled once.
+#[allow(clippy::type_complexity)] // a test's tuple of what it set up
+fn controller_on_a_fresh_sim(
+) -> Result<(tempfile::TempDir, PrStore, SharedSim, Reconciler), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let store = PrStore::new(dir.path().join("lio"));
     let sim = sim();
     let rec = controller(&sim, &store)?;
+    Ok((dir, store, sim, rec))
+}
+
+#[test]
+fn db_root_is_ours_before_the_first_device() -> R {
+    let (_dir, store, sim, rec) = controller_on_a_fresh_sim()?;
     assert_eq!(
         sim.with(|s| s.read("target/dbroot"))?.trim(),
         store.root_str()
@@ -103,10 +113,7 @@ fn sim_with_foreign_device() -> Result<SharedSim, Box<dyn std::error::Error>> {
 
 #[test]
 fn reservations_show_registrations_and_the_holder() -> R {
-    let dir = tempfile::tempdir()?;
-    let store = PrStore::new(dir.path().join("lio"));
-    let sim = sim();
-    let rec = controller(&sim, &store)?;
+    let (_dir, _store, sim, rec) = controller_on_a_fresh_sim()?;
     sim.with(|s| -> std::io::Result<()> {
         s.pr_register((TGT, 1), (IQN_H1, "0x00023d000001"), 0, 0x1, false)?;
         s.pr_register((TGT, 1), (IQN_H2, "0x00023d000002"), 0, 0xab, false)?;
@@ -149,10 +156,7 @@ fn reservations_show_registrations_and_the_holder() -> R {
 
 #[test]
 fn aptpl_registrations_survive_a_controller_restart_and_a_clear_removes_them() -> R {
-    let dir = tempfile::tempdir()?;
-    let store = PrStore::new(dir.path().join("lio"));
-    let first = sim();
-    let _rec = controller(&first, &store)?;
+    let (_dir, store, first, _rec) = controller_on_a_fresh_sim()?;
     let file = first.with(|s| -> std::io::Result<String> {
         s.pr_register((TGT, 1), (IQN_H1, "0x00023d000001"), 0, 0x1, true)?;
         s.pr_reserve((TGT, 1), (IQN_H1, "0x00023d000001"), 0, 1)?;
@@ -199,10 +203,7 @@ fn aptpl_registrations_survive_a_controller_restart_and_a_clear_removes_them() -
 #[test]
 fn saved_registrations_are_refused_once_a_lun_exports_the_device() -> R {
     // The simulator keeps LIO's rule the reload depends on.
-    let dir = tempfile::tempdir()?;
-    let store = PrStore::new(dir.path().join("lio"));
-    let sim = sim();
-    let _rec = controller(&sim, &store)?;
+    let (_dir, _store, sim, _rec) = controller_on_a_fresh_sim()?;
     let e = sim.with(|s| {
         s.write(
             "target/core/iblock_100/v1/pr/res_aptpl_metadata",

@@ -2,7 +2,6 @@
 //! results.
 
 use super::config::NoParams;
-use super::RpcMethod;
 use crate::model::Role;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -47,26 +46,6 @@ pub struct DiscoverResult(
     pub serde_json::Map<String, Value>,
 );
 
-/// `auth.login`.
-pub struct Login;
-impl RpcMethod for Login {
-    const NAME: &'static str = "auth.login";
-    type Params = LoginParams;
-    type Result = LoginResult;
-}
-
-/// `auth.logout`.
-pub struct Logout;
-impl RpcMethod for Logout {
-    const NAME: &'static str = "auth.logout";
-    type Params = NoParams;
-    type Result = LogoutResult;
-}
-
-/// `rpc.discover`.
-pub struct Discover;
-impl RpcMethod for Discover {
-    const NAME: &'static str = "rpc.discover";
-    type Params = NoParams;
-    type Result = DiscoverResult;
-}
+method!(Login, "auth.login", LoginParams, LoginResult);
+method!(Logout, "auth.logout", NoParams, LogoutResult);
+method!(Discover, "rpc.discover", NoParams, DiscoverResult);

@@ -3,7 +3,6 @@
 //! audited). Kept apart from the rest of the `target` namespace so each can
 //! be typed on its own.
 
-use super::RpcMethod;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -131,18 +130,15 @@ pub struct ClearReservationsResult {
     pub audited: bool,
 }
 
-/// `target.reservations`.
-pub struct Reservations;
-impl RpcMethod for Reservations {
-    const NAME: &'static str = "target.reservations";
-    type Params = ReservationsParams;
-    type Result = ReservationsResult;
-}
-
-/// `target.clear_reservations`.
-pub struct ClearReservations;
-impl RpcMethod for ClearReservations {
-    const NAME: &'static str = "target.clear_reservations";
-    type Params = ClearReservationsParams;
-    type Result = ClearReservationsResult;
-}
+method!(
+    Reservations,
+    "target.reservations",
+    ReservationsParams,
+    ReservationsResult
+);
+method!(
+    ClearReservations,
+    "target.clear_reservations",
+    ClearReservationsParams,
+    ClearReservationsResult
+);

@@ -248,6 +248,20 @@ impl CatchUp {
 mod tests {
     use super::*;
 
+    /// A sender with `head` committed and `window` in flight at most,
+    /// connected to a partner that has applied nothing: it ships 1..=`to`.
+    fn connected_from_zero(head: u64, window: u64, to: u64) -> Sender {
+        let mut s = Sender::new(head, 0, window);
+        assert_eq!(s.on_connected(0), Ok(vec![SendStep::Ship { from: 1, to }]));
+        s
+    }
+
+    /// `n` acknowledged, then `from..=to` shipped: the answer to an ack or
+    /// a report that frees room in the window.
+    fn acked_and_ship(n: u64, from: u64, to: u64) -> Vec<SendStep> {
+        vec![SendStep::Acked(n), SendStep::Ship { from, to }]
+    }
+
     #[test]
     fn ships_in_order_and_resumes_after_last_ack() {
         let mut s = Sender::new(0, 0, 4);
@@ -274,29 +288,16 @@ mod tests {
 
     #[test]
     fn window_limits_in_flight() {
-        let mut s = Sender::new(10, 0, 3);
-        assert_eq!(
-            s.on_connected(0),
-            Ok(vec![SendStep::Ship { from: 1, to: 3 }])
-        );
-        assert_eq!(
-            s.on_ack(1),
-            vec![SendStep::Acked(1), SendStep::Ship { from: 4, to: 4 }]
-        );
-        assert_eq!(
-            s.on_ack(4),
-            vec![SendStep::Acked(4), SendStep::Ship { from: 5, to: 7 }]
-        );
+        let mut s = connected_from_zero(10, 3, 3);
+        assert_eq!(s.on_ack(1), acked_and_ship(1, 4, 4));
+        assert_eq!(s.on_ack(4), acked_and_ship(4, 5, 7));
     }
 
     #[test]
     fn restart_of_sender_resumes_from_partner_report_not_zero() {
         // Sender restarted: persisted ack says 3 but partner actually has 7.
         let mut s = Sender::new(9, 3, 100);
-        assert_eq!(
-            s.on_connected(7),
-            Ok(vec![SendStep::Acked(7), SendStep::Ship { from: 8, to: 9 }])
-        );
+        assert_eq!(s.on_connected(7), Ok(acked_and_ship(7, 8, 9)));
     }
 
     #[test]
@@ -323,15 +324,8 @@ mod tests {
 
     #[test]
     fn gap_reships() {
-        let mut s = Sender::new(5, 0, 10);
-        assert_eq!(
-            s.on_connected(0),
-            Ok(vec![SendStep::Ship { from: 1, to: 5 }])
-        );
-        assert_eq!(
-            s.on_gap(2),
-            vec![SendStep::Acked(2), SendStep::Ship { from: 3, to: 5 }]
-        );
+        let mut s = connected_from_zero(5, 10, 5);
+        assert_eq!(s.on_gap(2), acked_and_ship(2, 3, 5));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! result schema, and say so with `x-duplex-untyped`.
 
 use super::authz;
-use duplex_api::catalogue::{self, Access, Audience, Method};
+use duplex_api::catalogue::{self, Method};
 use duplex_api::methods;
 use duplex_services::rpc::ErrorCode;
 use serde_json::{json, Map, Value};
@@ -42,21 +42,6 @@ pub fn document_text() -> String {
     s
 }
 
-fn access(a: Access) -> &'static str {
-    match a {
-        Access::Read => "read",
-        Access::Write => "write",
-    }
-}
-
-fn audience(a: Audience) -> &'static str {
-    match a {
-        Audience::External => "external",
-        Audience::Internal => "internal",
-        Audience::Peer => "peer",
-    }
-}
-
 fn method_object(m: &Method, components: &mut Map<String, Value>) -> Value {
     let errors: Vec<Value> = m
         .errors
@@ -69,8 +54,8 @@ fn method_object(m: &Method, components: &mut Map<String, Value>) -> Value {
         "summary": m.doc,
         "paramStructure": "by-name",
         "errors": errors,
-        "x-duplex-access": access(m.access),
-        "x-duplex-audience": audience(m.audience),
+        "x-duplex-access": m.access.as_str(),
+        "x-duplex-audience": m.audience.as_str(),
         "x-duplex-job": m.job,
     });
     match methods::schemas(m.name) {
@@ -169,6 +154,8 @@ fn param_descriptors(params: &Value) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use duplex_api::catalogue::Audience;
+    use duplex_test_kit::find_in;
 
     #[test]
     fn every_external_method_and_nothing_else_is_described_with_its_marks() {
@@ -187,20 +174,10 @@ mod tests {
                 m.name
             );
         }
-        let apply = doc["methods"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["name"] == "config.apply")
-            .unwrap();
+        let apply = find_in(&doc, "methods", "name", "config.apply");
         assert_eq!(apply["x-duplex-access"], "write");
         assert_eq!(apply["x-duplex-audience"], "external");
-        let changes = apply["params"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == "changes")
-            .unwrap();
+        let changes = find_in(apply, "params", "name", "changes");
         assert_eq!(changes["required"], true);
         assert!(apply["errors"]
             .as_array()

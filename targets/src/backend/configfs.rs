@@ -202,22 +202,18 @@ mod tests {
 
     #[test]
     fn finds_the_mount_of_a_path() {
-        assert_eq!(
-            mount_fstype(INFO, Path::new("/sys/kernel/config")).as_deref(),
-            Some("configfs")
-        );
-        assert_eq!(
-            mount_fstype(INFO, Path::new("/sys/kernel/config/nvmet")).as_deref(),
-            Some("configfs")
-        );
-        assert_eq!(
-            mount_fstype(INFO, Path::new("/tmp/x")).as_deref(),
-            Some("tmpfs")
-        );
-        assert_eq!(
-            mount_fstype(INFO, Path::new("/home")).as_deref(),
-            Some("ext4")
-        );
+        for (path, fstype) in [
+            ("/sys/kernel/config", "configfs"),
+            ("/sys/kernel/config/nvmet", "configfs"),
+            ("/tmp/x", "tmpfs"),
+            ("/home", "ext4"),
+        ] {
+            assert_eq!(
+                mount_fstype(INFO, Path::new(path)).as_deref(),
+                Some(fstype),
+                "{path}"
+            );
+        }
     }
 
     #[test]

@@ -890,27 +890,24 @@ impl SimBackend {
                 }
                 self.set(p, b);
             }
-            (Class::Subsystem, "attr_cntlid_min") => {
+            (Class::Subsystem, "attr_cntlid_min" | "attr_cntlid_max") => {
+                // The kernel checks the pair: 1 <= min <= max <= 0xffef.
                 let n: u16 = v.parse().map_err(|_| einval(format!("cntlid {v}")))?;
-                let max: u16 = self
-                    .file(&format!("{dir}/attr_cntlid_max"))
-                    .unwrap_or("65519")
-                    .parse()
-                    .unwrap_or(0xffef);
-                if n == 0 || n > max {
-                    return Err(einval(format!("cntlid_min {n} with max {max}")));
-                }
-                self.set(p, n.to_string());
-            }
-            (Class::Subsystem, "attr_cntlid_max") => {
-                let n: u16 = v.parse().map_err(|_| einval(format!("cntlid {v}")))?;
-                let min: u16 = self
-                    .file(&format!("{dir}/attr_cntlid_min"))
-                    .unwrap_or("1")
-                    .parse()
-                    .unwrap_or(1);
-                if n == 0 || n < min || n > 0xffef {
-                    return Err(einval(format!("cntlid_max {n} with min {min}")));
+                let held = |attr: &str, default: u16| -> u16 {
+                    self.file(&format!("{dir}/{attr}"))
+                        .and_then(|x| x.parse().ok())
+                        .unwrap_or(default)
+                };
+                if attr == "attr_cntlid_min" {
+                    let max = held("attr_cntlid_max", 0xffef);
+                    if n == 0 || n > max {
+                        return Err(einval(format!("cntlid_min {n} with max {max}")));
+                    }
+                } else {
+                    let min = held("attr_cntlid_min", 1);
+                    if n == 0 || n < min || n > 0xffef {
+                        return Err(einval(format!("cntlid_max {n} with min {min}")));
+                    }
                 }
                 self.set(p, n.to_string());
             }

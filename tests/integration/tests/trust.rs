@@ -6,6 +6,7 @@
 use duplex_integration_tests::{next_event, with_alpha};
 use duplex_services::rpc::{parse_message, Message, Response};
 use duplex_services::ErrorCode;
+use duplex_test_kit::{find_in, Node, Proc};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -51,10 +52,7 @@ fn error_kind(resp: &Option<Response>) -> Option<ErrorCode> {
 /// only the router's pid.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_socket_answers_only_its_router() {
-    let (node, _router, _alpha) = with_alpha("").await;
-    let _ck = node
-        .start_daemon("duplex-config-keeper", "config-keeper", &[])
-        .await;
+    let (node, _procs) = alpha_and_keeper().await;
     let forged = json!({
         "jsonrpc": "2.0", "id": 1, "method": "config.repl_push",
         "caller": "peer:B/config-keeper", "action_id": "forged-1",
@@ -94,22 +92,13 @@ async fn a_service_socket_answers_only_its_router() {
 /// by that pid.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registration_cannot_be_stolen_or_forged() {
-    let (node, _router, _alpha) = with_alpha("").await;
-    let _ck = node
-        .start_daemon("duplex-config-keeper", "config-keeper", &[])
-        .await;
+    let (node, _procs) = alpha_and_keeper().await;
     let services = node
         .client()
         .call("router.services", json!({}))
         .await
         .unwrap();
-    let real = services["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "config-keeper")
-        .unwrap()
-        .clone();
+    let real = find_in(&services, "services", "name", "config-keeper").clone();
     let mut reg = json!({
         "name": real["name"], "version": real["version"],
         "namespaces": real["namespaces"], "methods": real["methods"],
@@ -147,15 +136,7 @@ async fn a_registration_cannot_be_stolen_or_forged() {
         .unwrap();
 
     // A free name, but someone else's pid: refused.
-    reg["name"] = "gamma".into();
-    reg["namespaces"] = json!(["gamma"]);
-    reg["methods"] = json!(["gamma.echo"]);
-    reg["socket"] = node
-        .socket_dir()
-        .join("gamma.sock")
-        .display()
-        .to_string()
-        .into();
+    as_service(&mut reg, "gamma", &node.socket_dir().join("gamma.sock"));
     reg["pid"] = real["pid"].clone();
     let resp = one_call(&node.router_socket(), &register(&reg)).await;
     assert_eq!(error_kind(&resp), Some(ErrorCode::Unauthorized), "{resp:?}");
@@ -169,29 +150,37 @@ async fn a_registration_cannot_be_stolen_or_forged() {
         "{resp:?}"
     );
     // A name held by a live registration stays with it.
-    reg["name"] = "alpha".into();
-    reg["namespaces"] = json!(["alpha"]);
-    reg["methods"] = json!(["alpha.echo"]);
-    reg["socket"] = node
-        .socket_dir()
-        .join("alpha.sock")
-        .display()
-        .to_string()
-        .into();
+    as_service(&mut reg, "alpha", &node.socket_dir().join("alpha.sock"));
     let resp = one_call(&node.router_socket(), &register(&reg)).await;
     assert_eq!(error_kind(&resp), Some(ErrorCode::Conflict), "{resp:?}");
     // The right path, but another process listens there (a link to
     // alpha's socket): refused, the listener must be the registering pid.
     let gamma = node.socket_dir().join("gamma.sock");
     std::os::unix::fs::symlink(node.socket_dir().join("alpha.sock"), &gamma).unwrap();
-    reg["name"] = "gamma".into();
-    reg["namespaces"] = json!(["gamma"]);
-    reg["methods"] = json!(["gamma.echo"]);
-    reg["socket"] = gamma.display().to_string().into();
+    as_service(&mut reg, "gamma", &gamma);
     let resp = one_call(&node.router_socket(), &register(&reg)).await;
     assert_eq!(error_kind(&resp), Some(ErrorCode::Unauthorized), "{resp:?}");
     let v = node.client().call("alpha.echo", json!({})).await.unwrap();
     assert_eq!(v["service"], "alpha");
+}
+
+/// A router with the test service `alpha` and a real config-keeper: the
+/// node, and the processes (killed when dropped, the keeper first).
+async fn alpha_and_keeper() -> (Node, [Proc; 3]) {
+    let (node, router, alpha) = with_alpha("").await;
+    let keeper = node
+        .start_daemon("duplex-config-keeper", "config-keeper", &[])
+        .await;
+    (node, [keeper, alpha, router])
+}
+
+/// Points the registration `reg` at the service `name` (its namespace and
+/// one `<name>.echo` method) listening on `socket`.
+fn as_service(reg: &mut Value, name: &str, socket: &std::path::Path) {
+    reg["name"] = name.into();
+    reg["namespaces"] = json!([name]);
+    reg["methods"] = json!([format!("{name}.echo")]);
+    reg["socket"] = socket.display().to_string().into();
 }
 
 /// Probe 7: anyone local could publish any topic with any `source`. Now

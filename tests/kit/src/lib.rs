@@ -9,12 +9,23 @@
 #![allow(clippy::disallowed_methods)] // tests spawn the daemons under test directly
 #![allow(clippy::unwrap_used)] // a test harness: a failed setup step should panic the test
 
+pub mod golden;
+
 use duplex_services::client::{Event, RouterClient, Subscription};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The element of the array `v[list]` whose `field` is `want` (a test's
+/// lookup in a reply); panics naming what is missing.
+pub fn find_in<'a>(v: &'a Value, list: &str, field: &str, want: &str) -> &'a Value {
+    v[list]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x[field] == want))
+        .unwrap_or_else(|| panic!("no {list}[] with {field} {want:?} in {v}"))
+}
 
 /// The directory holding the workspace's binaries (next to the test binary).
 pub fn bin_dir() -> PathBuf {
