@@ -520,15 +520,15 @@ fn publish(router: &RouterClient, topic: &'static str, data: Value) {
 fn alert(router: &RouterClient, level: Level, message: String) {
     let severity = match level {
         Level::Info => {
-            tracing::info!(%message, "heartbeat");
+            tracing::info!(alert = "heartbeat", "{message}");
             "info"
         }
         Level::Warning => {
-            tracing::warn!(%message, "heartbeat");
+            tracing::warn!(alert = "heartbeat", "{message}");
             "warning"
         }
         Level::Critical => {
-            tracing::error!(%message, "heartbeat");
+            tracing::error!(alert = "heartbeat", "{message}");
             "critical"
         }
     };
