@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Entry point of the Duplex lab (see tests/lab/README.md).
 #   run.sh up      host packages, binaries, images (cached), boot A/B/H, apply
-#                  the demo and print the host's view; leaves the lab running
+#                  the demo and print the host's view, then pull A's plug under
+#                  host writes and show B's takeover; leaves the lab running
 #   run.sh boot    the same preparation and boot, without the demo (the lab
 #                  tier: one booted lab, snapshotted, serves every tier)
 #   run.sh down    tear the lab down (safe to repeat)
@@ -12,6 +13,10 @@
 #                                which CI builds anyway for the tests)
 #   DUPLEX_LAB_CACHE=DIR         image cache (default tests/lab/cache)
 #   DUPLEX_LAB_PR_DISKS=N        add N SCSI-3 PR capable shelf disks (tgt)
+#   DUPLEX_LAB_HEARTBEAT=0|1     heartbeat service on the controllers (up: 1,
+#                                the other commands: 0)
+#   DUPLEX_LAB_FAILOVER=NAMES    failover scenarios `up` runs after the demo
+#                                (default kill; none skips them)
 # Needs root (namespaces, taps), no stdin; works with CI=true.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -93,10 +98,19 @@ prepare() {
 
 case "$cmd" in
   up)
+    # The main job shows a failover, so the heartbeat runs unless asked not to.
+    export DUPLEX_LAB_HEARTBEAT="${DUPLEX_LAB_HEARTBEAT:-1}"
     prepare
     "$(lab_bin)" up
     "$(lab_bin)" demo || { log "demo failed; the lab is still up (run.sh down to stop it)"; exit 1; }
-    log "the lab is up: $(lab_bin) status | exec A|B|H -- CMD | down"
+    failover="${DUPLEX_LAB_FAILOVER:-kill}"
+    if [ "$DUPLEX_LAB_HEARTBEAT" = 1 ] && [ "$failover" != none ]; then
+      log "failover scenarios: $failover (kill: the owner's plug pulled under verified host writes, the partner fences it over IPMI and takes over; then it is powered on, rejoins and gets its pool back)"
+      # The JSON goes to the run directory's failover.json; the summary to the terminal.
+      # shellcheck disable=SC2086
+      "$(lab_bin)" failover $failover >/dev/null || { log "failover FAILED; the lab is still up (run.sh down to stop it)"; exit 1; }
+    fi
+    log "the lab is up: $(lab_bin) status | exec A|B|H -- CMD | failover NAME | down"
     ;;
   boot)
     prepare

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tracing::info;
 
 /// The scenarios this module runs, in the order `ha` runs them.
-pub const NAMES: &[&str] = &["planned", "kill", "freeze", "ic-cut"];
+pub const NAMES: &[&str] = &["planned", "kill", "freeze", "ic-cut", "ic-one"];
 
 /// Where H's verifier looks for the file that ends its run.
 const STOP_FILE: &str = "/run/duplex-lab/verify.stop";
@@ -69,6 +69,7 @@ pub fn run(lab: &Lab, name: &str) -> Result<Outcome, LabError> {
         "kill" => unplanned(lab, &facts, Fault::Kill),
         "freeze" => unplanned(lab, &facts, Fault::Freeze),
         "ic-cut" => ic_cut(lab, &facts),
+        "ic-one" => ic_one(lab, &facts),
         other => Err(LabError::State(format!(
             "unknown failover scenario {other} (known: {})",
             NAMES.join(" ")
@@ -139,8 +140,13 @@ impl Writer {
     }
 }
 
-/// The longest pause that started in `[from, to]` on the writer's
-/// timeline, and the device's figures.
+/// A gap between acknowledged writes this long counts as part of an
+/// outage (the writers' normal gaps under TCG are well under 0.5 s).
+const LONG_GAP_MS: f64 = 1000.0;
+
+/// The host's pause in `[from, to]` on the writer's timeline (from the
+/// start of the first long gap to the end of the last), and the device's
+/// figures.
 fn device(v: &Value, name: &str, window: (f64, f64)) -> Value {
     let Some(d) = v["devices"]
         .as_array()
@@ -148,15 +154,39 @@ fn device(v: &Value, name: &str, window: (f64, f64)) -> Value {
     else {
         return Value::Null;
     };
-    let pause = d["gaps"].as_array().and_then(|gs| {
-        gs.iter()
-            .filter_map(|g| Some((g["at_s"].as_f64()?, g["ms"].as_f64()?)))
-            .filter(|(at, _)| *at >= window.0 && *at <= window.1)
-            .map(|(_, ms)| ms)
-            .reduce(f64::max)
-    });
+    // The host's pause spans every long gap in the window: a write or two
+    // can complete in the middle of a takeover (NVMe requeues on a path
+    // reset), and the longest gap alone would hide the outage around them.
+    let long: Vec<(f64, f64)> = d["gaps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|g| Some((g["at_s"].as_f64()?, g["ms"].as_f64()?)))
+        .filter(|(at, ms)| *at >= window.0 && *at <= window.1 && *ms >= LONG_GAP_MS)
+        .collect();
+    let pause = long
+        .iter()
+        .map(|(at, _)| *at)
+        .reduce(f64::min)
+        .zip(
+            long.iter()
+                .map(|(at, ms)| at + ms / 1000.0)
+                .reduce(f64::max),
+        )
+        .map(|(start, end)| ((end - start) * 1000.0).round())
+        .or_else(|| {
+            d["gaps"].as_array().and_then(|gs| {
+                gs.iter()
+                    .filter_map(|g| Some((g["at_s"].as_f64()?, g["ms"].as_f64()?)))
+                    .filter(|(at, _)| *at >= window.0 && *at <= window.1)
+                    .map(|(_, ms)| ms)
+                    .reduce(f64::max)
+            })
+        });
     json!({
         "pause_ms": pause,
+        "window_s": [window.0, window.1],
+        "gaps": d["gaps"],
         "max_gap_ms": d["max_gap_ms"],
         "writes_acked": d["writes_acked"],
         "errors": d["write_errors"],
@@ -303,7 +333,7 @@ fn planned(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
             "scenario": "planned",
             "ok": c.ok,
             "failover": {"from": from, "to": to, "seconds": done - at,
-                         "steps_ms": steps(&entry), "action_id": entry["action_id"], "host": host},
+                         "steps_ms": steps(&entry), "timeline": entry["steps"], "action_id": entry["action_id"], "host": host},
             "giveback": back,
             "checks": c.list,
         }),
@@ -382,6 +412,7 @@ fn unplanned(lab: &Lab, facts: &HostFacts, fault: Fault) -> Result<Outcome, LabE
             "takeover": {
                 "seen_after_s": taken_s,
                 "steps_ms": steps(&entry),
+                "timeline": entry["steps"],
                 "epoch": entry["epoch"],
                 "action_id": entry["action_id"],
                 "detection_ms": survivor_status.pointer("/state/last_detection_ms"),
@@ -470,4 +501,221 @@ fn ic_cut(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
         }),
         ok: c.ok,
     })
+}
+
+/// `vm`'s clock in seconds since the epoch (for `journalctl --since @T`).
+fn guest_time(lab: &Lab, vm: &str) -> Result<String, LabError> {
+    let out = lab::exec_ok(lab, vm, &["date", "+%s"], Duration::from_secs(30))?;
+    Ok(out.trim().to_string())
+}
+
+/// How many of `vm`'s heartbeat log lines since `since` (guest seconds)
+/// contain `needle` (the service logs every alert it raises). Bounded by
+/// time: the agent returns a capped amount of output, and the whole
+/// journal of a long run is more.
+fn journal_count(lab: &Lab, vm: &str, since: &str, needle: &str) -> Result<usize, LabError> {
+    let since = format!("@{since}");
+    let out = lab::exec_ok(
+        lab,
+        vm,
+        &[
+            "journalctl",
+            "-u",
+            "duplex-heartbeat.service",
+            "-o",
+            "short-precise",
+            "--no-pager",
+            "--since",
+            &since,
+        ],
+        Duration::from_secs(60),
+    )?;
+    Ok(out.lines().filter(|l| l.contains(needle)).count())
+}
+
+/// Scenario 4: one interconnect link of the owner cut under writes. The
+/// other link still carries the beats: an alert on both controllers and
+/// nothing else (no waiting, no lock, no takeover); the alert clears when
+/// the link returns.
+fn ic_one(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
+    let mut c = Checks::new();
+    let (owner_vm, _) = owner(lab)?;
+    let n = [timeline_len(lab, "A"), timeline_len(lab, "B")];
+    let since = [guest_time(lab, "A")?, guest_time(lab, "B")?];
+    let down = |i: usize, vm: &str| {
+        journal_count(
+            lab,
+            vm,
+            &since[i],
+            &format!("interconnect link 0 to {} down", partner_of(vm)),
+        )
+    };
+    let w = Writer::start(lab, facts)?;
+    lab::link(lab, &owner_vm, "ic0", false)?;
+    let t = Instant::now();
+    let mut phases = Vec::new();
+    let mut locked = false;
+    // At least three samples however slow the calls are under TCG.
+    while t.elapsed() < Duration::from_secs(15) || phases.len() < 3 {
+        let pa = appliance::phase(lab, "A");
+        let pb = appliance::phase(lab, "B");
+        phases.push(json!({"t_s": t.elapsed().as_secs_f64(), "A": pa, "B": pb}));
+        for vm in ["A", "B"] {
+            locked |= call(lab, vm, "config.status", &json!({}))
+                .is_ok_and(|s| s["locked"] == json!(true));
+        }
+        thread::sleep(Duration::from_secs(2));
+    }
+    let alerts = [down(0, "A")?, down(1, "B")?];
+    lab::link(lab, &owner_vm, "ic0", true)?;
+    thread::sleep(Duration::from_secs(5));
+    let ages: Vec<Value> = ["A", "B"]
+        .iter()
+        .map(|vm| {
+            call(lab, vm, "cluster.status", &Value::Null)
+                .ok()
+                .and_then(|s| s.pointer("/state/link_age_ms").cloned())
+                .unwrap_or(Value::Null)
+        })
+        .collect();
+    let v = w.stop(lab)?;
+    let normal = phases
+        .iter()
+        .all(|p| p["A"] == "normal" && p["B"] == "normal");
+    c.check("both_normal_while_cut", normal, json!(phases).to_string());
+    c.check(
+        "link_down_alert_on_both",
+        alerts[0] > 0 && alerts[1] > 0,
+        format!("'link 0 down' alerts during the cut (A, B): {alerts:?}"),
+    );
+    c.check("config_not_locked", !locked, "config.status never locked");
+    c.check(
+        "no_takeover",
+        timeline_len(lab, "A") == n[0] && timeline_len(lab, "B") == n[1],
+        format!("timelines before {n:?}"),
+    );
+    let fresh = ages.iter().all(|a| {
+        a.as_array().is_some_and(|l| {
+            !l.is_empty() && l.iter().all(|x| x.as_u64().is_some_and(|ms| ms < 2000))
+        })
+    });
+    c.check(
+        "both_links_up_after_return",
+        fresh,
+        format!("link ages {}", json!(ages)),
+    );
+    let host = host_figures(&mut c, "ic_one", &v, (0.0, 1e9));
+    Ok(Outcome {
+        report: json!({
+            "scenario": "ic-one",
+            "ok": c.ok,
+            "owner": owner_vm,
+            "host": host,
+            "checks": c.list,
+        }),
+        ok: c.ok,
+    })
+}
+
+/// A few lines a person reads: the verdict, the takeover's timeline step by
+/// step, the host's pause and errors per protocol, rejoin and giveback.
+pub fn summary(report: &Value) -> String {
+    let mut out = String::new();
+    let verdict = if report["ok"] == json!(true) {
+        "PASS"
+    } else {
+        "FAIL"
+    };
+    let name = report["scenario"].as_str().unwrap_or("?");
+    out.push_str(&format!("failover {name}: {verdict}\n"));
+    if let Some(e) = report["error"].as_str() {
+        out.push_str(&format!("  could not run: {e}\n"));
+    }
+    let host = |h: &Value| {
+        ["iscsi", "nvme"]
+            .iter()
+            .map(|p| {
+                let f = &h[*p];
+                format!(
+                    "{p} pause {:.1} s, {} errors, verify {}",
+                    f["pause_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+                    f["errors"],
+                    if f["verify_ok"] == json!(true) {
+                        "ok"
+                    } else {
+                        "FAILED"
+                    }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let timeline = |out: &mut String, steps: &Value| {
+        let mut total = 0;
+        for s in steps.as_array().into_iter().flatten() {
+            let ms = s["ms"].as_u64().unwrap_or(0);
+            total += ms;
+            let what = match s["pool"].as_str() {
+                Some(p) => format!("{} {p}", s["name"].as_str().unwrap_or("?")),
+                None => s["name"].as_str().unwrap_or("?").to_string(),
+            };
+            let ok = if s["ok"] == json!(true) {
+                ""
+            } else {
+                "  FAILED"
+            };
+            out.push_str(&format!("    {what:<24} {ms:>7} ms{ok}\n"));
+        }
+        out.push_str(&format!("    {:<24} {total:>7} ms\n", "total"));
+    };
+    if let Some(t) = report.get("takeover") {
+        out.push_str(&format!(
+            "  {} lost under host writes; {} took over (action {}, epoch {})\n",
+            report["victim"].as_str().unwrap_or("?"),
+            report["survivor"].as_str().unwrap_or("?"),
+            t["action_id"].as_str().unwrap_or("?"),
+            t["epoch"]
+        ));
+        timeline(&mut out, &t["timeline"]);
+        out.push_str(&format!("  host: {}\n", host(&report["host"])));
+        let r = &report["rejoin"];
+        out.push_str(&format!(
+            "  rejoin: powered on in {:.0} s, both normal {:.0} s later\n",
+            r["boot_s"].as_f64().unwrap_or(0.0),
+            r["normal_after_s"].as_f64().unwrap_or(0.0)
+        ));
+    }
+    if let Some(f) = report.get("failover") {
+        out.push_str(&format!(
+            "  planned failover {} -> {} in {:.1} s (action {})\n",
+            f["from"].as_str().unwrap_or("?"),
+            f["to"].as_str().unwrap_or("?"),
+            f["seconds"].as_f64().unwrap_or(0.0),
+            f["action_id"].as_str().unwrap_or("?")
+        ));
+        timeline(&mut out, &f["timeline"]);
+        out.push_str(&format!("  host: {}\n", host(&f["host"])));
+    }
+    if let Some(g) = report.get("giveback").filter(|g| g.get("from").is_some()) {
+        out.push_str(&format!(
+            "  giveback {} -> {} in {:.1} s; host: {}\n",
+            g["from"].as_str().unwrap_or("?"),
+            g["to"].as_str().unwrap_or("?"),
+            g["seconds"].as_f64().unwrap_or(0.0),
+            host(&g["host"])
+        ));
+    }
+    if report["scenario"] == "ic-cut" || report["scenario"] == "ic-one" {
+        out.push_str(&format!("  host: {}\n", host(&report["host"])));
+    }
+    for c in report["checks"].as_array().into_iter().flatten() {
+        if c["ok"] != json!(true) {
+            out.push_str(&format!(
+                "  check {} FAILED: {}\n",
+                c["check"].as_str().unwrap_or("?"),
+                c["detail"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    out
 }

@@ -189,7 +189,7 @@ enum Cmd {
         target: String,
     },
     /// Heartbeat failover scenarios on the lab that is up (prepared by
-    /// `demo` with `DUPLEX_LAB_HEARTBEAT=1`): planned, kill, freeze, ic-cut
+    /// `demo` with `DUPLEX_LAB_HEARTBEAT=1`): planned, kill, freeze, ic-cut, ic-one
     /// (all of them without a name). Prints each one's figures as JSON.
     Failover {
         /// Scenario names (default: all, in order).
@@ -313,17 +313,20 @@ fn run_failover(lab: &Lab, names: &[String]) -> Result<i32> {
         println!("{}", serde_json::to_string_pretty(&out.report)?);
         all.push(out.report);
     }
+    // The JSON above is for tools; this is for the person at the terminal.
+    for r in &all {
+        eprint!("{}", failover::summary(r));
+    }
     let text = serde_json::to_string_pretty(&all)?;
     let file = lab.run_dir.join("failover.json");
     if let Err(e) = std::fs::write(&file, &text) {
         eprintln!("duplex-lab: {}: {e}", file.display());
     }
-    if !ok {
-        eprintln!(
-            "duplex-lab: failover scenarios FAILED; every report is in {}",
-            file.display()
-        );
-    }
+    eprintln!(
+        "duplex-lab: failover scenarios {}; every report is in {}",
+        if ok { "passed" } else { "FAILED" },
+        file.display()
+    );
     Ok(if ok { 0 } else { 1 })
 }
 
