@@ -7,6 +7,8 @@
 mod catalogue;
 
 use anyhow::Context;
+mod cluster;
+
 use clap::{Parser, Subcommand};
 use duplex_services::client::{CallError, RouterClient};
 use duplex_services::rpc::{Id, Request};
@@ -80,6 +82,39 @@ enum Cmd {
         /// The action id.
         action_id: String,
     },
+    /// The heartbeat: `duplexctl cluster status`, `timeline`, `failover
+    /// [--pool P]`, `giveback`, `maintenance on|off`, `fence-test`.
+    Cluster {
+        #[command(subcommand)]
+        op: ClusterCmd,
+    },
+}
+
+/// `duplexctl cluster ...`.
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Both controllers' phases, the epoch, the lock, each interconnect
+    /// link and heartbeat disk with its age, the fence agents.
+    Status,
+    /// The last takeovers, failovers and givebacks, each step with its
+    /// duration under its action_id.
+    Timeline,
+    /// Planned failover of this controller's pools (or one) to the partner.
+    Failover {
+        /// Only this pool.
+        #[arg(long)]
+        pool: Option<String>,
+    },
+    /// Give the partner's pools back to it (their home).
+    Giveback,
+    /// Hold every automatic takeover (`on`) or allow them again (`off`).
+    Maintenance {
+        /// on | off.
+        #[arg(value_parser = ["on", "off"])]
+        mode: String,
+    },
+    /// Check each fence agent against the partner without fencing it.
+    FenceTest,
 }
 
 fn socket_path(args: &Args) -> PathBuf {
@@ -221,7 +256,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 } else {
                     println!(
                         "{} {} [{}] {} {}",
-                        ev.time_ms,
+                        cluster::utc(ev.time_ms),
                         ev.topic,
                         ev.controller.as_deref().unwrap_or("?"),
                         ev.action_id.as_deref().unwrap_or("-"),
@@ -229,6 +264,51 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                     );
                 }
             }
+        }
+        Cmd::Cluster { op } => {
+            let (method, params) = match op {
+                ClusterCmd::Status => ("cluster.status", json!({})),
+                ClusterCmd::Timeline => ("cluster.timeline", json!({})),
+                ClusterCmd::Failover { pool } => (
+                    "cluster.failover",
+                    pool.as_ref()
+                        .map_or_else(|| json!({}), |p| json!({"pool": p})),
+                ),
+                ClusterCmd::Giveback => ("cluster.giveback", json!({})),
+                ClusterCmd::Maintenance { mode } => {
+                    ("cluster.maintenance", json!({"on": mode == "on"}))
+                }
+                ClusterCmd::FenceTest => ("cluster.fence_test", json!({})),
+            };
+            let v = match client.call_at(controller.as_deref(), method, params).await {
+                Ok(v) => v,
+                // The service answered with an error: exit 1, like `call`.
+                Err(CallError::Rpc(e)) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+                Err(e) => return Err(connect_error(e)),
+            };
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let text = match op {
+                    ClusterCmd::Status => cluster::status(&v),
+                    ClusterCmd::Timeline => cluster::timeline(&v),
+                    ClusterCmd::Failover { .. } | ClusterCmd::Giveback => cluster::moved(&v),
+                    ClusterCmd::Maintenance { .. } => format!(
+                        "maintenance {}\n",
+                        if v["maintenance"] == json!(true) {
+                            "on: automatic takeovers are held"
+                        } else {
+                            "off: automatic takeovers are allowed"
+                        }
+                    ),
+                    ClusterCmd::FenceTest => cluster::fence_test(&v),
+                };
+                print!("{text}");
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Trace { action_id } => {
             let p = json!({"action_id": action_id, "limit": 10_000});
@@ -267,7 +347,9 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 for r in &records {
                     println!(
                         "{} [{}] {} -> {} {} {}us {}",
-                        r["time_ms"],
+                        r["time_ms"]
+                            .as_u64()
+                            .map_or_else(|| r["time_ms"].to_string(), cluster::utc),
                         r["controller"].as_str().unwrap_or("?"),
                         r["caller"].as_str().unwrap_or("?"),
                         r["callee"].as_str().unwrap_or("?"),

@@ -392,6 +392,20 @@ fn unplanned(lab: &Lab, facts: &HostFacts, fault: Fault) -> Result<Outcome, LabE
     );
     let host = host_figures(&mut c, "takeover", &v, (fault_at - 1.0, taken_at + 2.0));
     let survivor_status = call(lab, survivor, "cluster.status", &Value::Null)?;
+    // What an administrator sees: the same takeover through duplexctl.
+    let cli = lab::exec_ok(
+        lab,
+        survivor,
+        &["duplexctl", "cluster", "timeline"],
+        Duration::from_secs(60),
+    )
+    .unwrap_or_else(|e| e.to_string());
+    let action = entry["action_id"].as_str().unwrap_or("?");
+    c.check(
+        "duplexctl_cluster_timeline_shows_it",
+        cli.contains(&format!("takeover {victim} -> {survivor}")) && cli.contains(action),
+        cli.clone(),
+    );
     // Rejoin: the BMC powers the victim on; it reads the fence message,
     // waits for the survivor's acknowledgement, owns nothing.
     let t = Instant::now();

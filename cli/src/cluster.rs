@@ -1,0 +1,356 @@
+//! `duplexctl cluster ...`: the heartbeat's `cluster.*` methods with
+//! readable output. Formatting is pure (JSON in, text out) so it is tested
+//! without a router.
+
+use serde_json::Value;
+use std::fmt::Write as _;
+
+/// A time in milliseconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS.mmmZ`.
+pub fn utc(ms: u64) -> String {
+    let (secs, milli) = (ms / 1000, ms % 1000);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(i64::try_from(days).unwrap_or(i64::MAX));
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{milli:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day)
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
+    let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("?")
+}
+
+/// Milliseconds, or `-` when never seen.
+fn age(v: &Value) -> String {
+    v.as_u64()
+        .map_or_else(|| "-".to_string(), |ms| format!("{ms} ms"))
+}
+
+/// `cluster.status` for people: phase, partner, epoch, lock, links, disks,
+/// fence agents.
+pub fn status(v: &Value) -> String {
+    let mut out = String::new();
+    let hb = &v["heartbeat"];
+    if hb["configured"] != Value::Bool(true) {
+        let _ = writeln!(
+            out,
+            "heartbeat not configured: {}",
+            hb["reason"].as_str().unwrap_or("no reason given")
+        );
+        return out;
+    }
+    let st = &hb["state"];
+    let _ = writeln!(
+        out,
+        "controller {}  phase {} (for {})",
+        s(&st["me"]),
+        s(&st["phase"]),
+        age(&st["phase_ms"])
+    );
+    let _ = writeln!(
+        out,
+        "partner    {}  phase {}",
+        s(&st["partner"]),
+        st["partner_phase"].as_str().unwrap_or("unknown")
+    );
+    let _ = writeln!(
+        out,
+        "epoch      {} (made by {})",
+        st["epoch"]["counter"],
+        s(&st["epoch"]["controller"])
+    );
+    let flag = |b: &Value| if b == &Value::Bool(true) { "yes" } else { "no" };
+    let _ = writeln!(
+        out,
+        "config locked {}, maintenance {}, loop stalls {}",
+        flag(&st["config_locked"]),
+        flag(&st["maintenance"]),
+        st["stalls"].as_u64().unwrap_or(0)
+    );
+    if let Some(d) = st["last_detection_ms"].as_u64() {
+        let _ = writeln!(
+            out,
+            "last detection {d} ms (partner's last sign of life to fence)"
+        );
+    }
+    let _ = writeln!(out, "\ninterconnect links:");
+    let _ = writeln!(
+        out,
+        "  {:<4} {:>10} {:>9} {:>9} {:>7} {:>8} {:>9}",
+        "link", "last beat", "sent", "received", "forged", "replayed", "send err"
+    );
+    let empty = Vec::new();
+    let links = hb["links"].as_array().unwrap_or(&empty);
+    let ages = st["link_age_ms"].as_array().unwrap_or(&empty);
+    for i in 0..links.len().max(ages.len()) {
+        let l = links.get(i).unwrap_or(&Value::Null);
+        let n = |k: &str| l[k].as_u64().map_or_else(|| "-".into(), |x| x.to_string());
+        let _ = writeln!(
+            out,
+            "  {:<4} {:>10} {:>9} {:>9} {:>7} {:>8} {:>9}",
+            i,
+            age(ages.get(i).unwrap_or(&Value::Null)),
+            n("sent"),
+            n("received"),
+            n("forged"),
+            n("replayed"),
+            n("send_errors")
+        );
+    }
+    let _ = writeln!(out, "\nheartbeat disks:");
+    let _ = writeln!(
+        out,
+        "  {:<36} {:>11} {:>13} {:>11} {:>11}  read error",
+        "disk", "own write", "partner slot", "write last", "write p99"
+    );
+    let disks = hb["disks"].as_array().unwrap_or(&empty);
+    for (i, d) in disks.iter().enumerate() {
+        let at = |k: &str| st[k].as_array().and_then(|a| a.get(i)).cloned();
+        let lat = hb["write_latency"].as_array().and_then(|a| a.get(i));
+        let ms = |k: &str| {
+            lat.and_then(|l| l[k].as_u64())
+                .map_or_else(|| "-".into(), |x| format!("{x} ms"))
+        };
+        let _ = writeln!(
+            out,
+            "  {:<36} {:>11} {:>13} {:>11} {:>11}  {}",
+            s(d),
+            age(&at("write_age_ms").unwrap_or(Value::Null)),
+            age(&at("partner_slot_age_ms").unwrap_or(Value::Null)),
+            ms("last_ms"),
+            ms("p99_ms"),
+            at("read_errors")
+                .and_then(|e| e.as_str().map(str::to_string))
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+    let agents: Vec<&str> = hb["fence_agents"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .map(s)
+        .collect();
+    let _ = writeln!(
+        out,
+        "\nfence agents (in order): {}",
+        if agents.is_empty() {
+            "none".to_string()
+        } else {
+            agents.join(", ")
+        }
+    );
+    out
+}
+
+/// One timeline entry: its header and every step with its duration.
+fn entry(out: &mut String, e: &Value) {
+    let pools: Vec<&str> = e["pools"]
+        .as_array()
+        .map(|a| a.iter().map(s).collect())
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{} {} {} -> {} pools [{}] epoch {} action {} {}",
+        e["started_unix_ms"]
+            .as_u64()
+            .map_or_else(|| "?".into(), utc),
+        s(&e["kind"]),
+        s(&e["from"]),
+        s(&e["to"]),
+        pools.join(", "),
+        e["epoch"],
+        s(&e["action_id"]),
+        if e["ok"] == Value::Bool(true) {
+            "ok"
+        } else {
+            "FAILED"
+        }
+    );
+    let mut total = 0u64;
+    for st in e["steps"].as_array().into_iter().flatten() {
+        let ms = st["ms"].as_u64().unwrap_or(0);
+        total = total.saturating_add(ms);
+        let name = match st["pool"].as_str() {
+            Some(p) => format!("{} {p}", s(&st["name"])),
+            None => s(&st["name"]).to_string(),
+        };
+        let verdict = if st["ok"] == Value::Bool(true) {
+            ""
+        } else {
+            "  FAILED"
+        };
+        let detail = st["detail"]
+            .as_str()
+            .map(|d| format!("  ({d})"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "    {name:<26} {ms:>8} ms{verdict}{detail}");
+    }
+    let _ = writeln!(out, "    {:<26} {total:>8} ms", "total");
+}
+
+/// `cluster.timeline` for people, oldest first.
+pub fn timeline(v: &Value) -> String {
+    let mut out = String::new();
+    let entries = v["entries"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    if entries.is_empty() {
+        out.push_str("no takeover, failover or giveback recorded\n");
+    }
+    for e in entries {
+        entry(&mut out, e);
+    }
+    out
+}
+
+/// `cluster.failover` / `cluster.giveback` result: the entry if it has one.
+pub fn moved(v: &Value) -> String {
+    if v.get("steps").is_some() {
+        let mut out = String::new();
+        entry(&mut out, v);
+        return out;
+    }
+    format!("{v}\n")
+}
+
+/// `cluster.fence_test` for people.
+pub fn fence_test(v: &Value) -> String {
+    let mut out = format!("fence agents against {}:\n", s(&v["target"]));
+    for a in v["agents"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  {:<8} {}  {}",
+            s(&a["agent"]),
+            if a["ok"] == Value::Bool(true) {
+                "ok    "
+            } else {
+                "FAILED"
+            },
+            s(&a["detail"])
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00.000Z");
+        assert_eq!(utc(951_782_400_123), "2000-02-29 00:00:00.123Z");
+        assert_eq!(utc(1_796_513_982_226), "2026-12-05 23:39:42.226Z");
+    }
+
+    #[test]
+    fn a_takeover_lists_every_step_and_the_total() {
+        let v = json!({"entries": [{
+        "kind": "takeover", "action_id": "1a80994c00000000", "started_unix_ms": 1_796_513_981_181u64,
+        "epoch": 4, "from": "A", "to": "B", "pools": ["demo"], "ok": true,
+        "steps": [
+            {"name": "detection", "ms": 3524, "ok": true},
+            {"name": "fence (ipmi)", "ms": 866, "ok": true, "detail": "BMC 10.53.0.11: chassis power is off"},
+            {"name": "pool.takeover", "pool": "demo", "ms": 18495, "ok": true},
+            {"name": "active", "pool": "demo", "ms": 3873, "ok": false, "detail": "timed out"}
+        ]}]});
+        let t = timeline(&v);
+        assert!(t.starts_with("2026-12-05 23:39:41.181Z takeover A -> B pools [demo] epoch 4 action 1a80994c00000000 ok\n"), "{t}");
+        assert!(
+            t.contains("    detection                      3524 ms\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "fence (ipmi)                    866 ms  (BMC 10.53.0.11: chassis power is off)"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("    pool.takeover demo            18495 ms\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("active demo                    3873 ms  FAILED  (timed out)"),
+            "{t}"
+        );
+        assert!(
+            t.contains("    total                         26758 ms\n"),
+            "{t}"
+        );
+        assert_eq!(
+            timeline(&json!({"entries": []})),
+            "no takeover, failover or giveback recorded\n"
+        );
+    }
+
+    #[test]
+    fn status_shows_phases_links_disks_and_agents() {
+        let v = json!({"heartbeat": {
+            "configured": true,
+            "state": {"me": "B", "partner": "A", "phase": "survivor", "phase_ms": 1200,
+                      "partner_phase": null, "epoch": {"counter": 4, "controller": "B"},
+                      "config_locked": false, "maintenance": true, "stalls": 2,
+                      "link_age_ms": [150, null], "write_age_ms": [100, 90],
+                      "partner_slot_age_ms": [9000, 9100], "read_errors": [null, "EIO"],
+                      "last_detection_ms": 3524},
+            "links": [{"sent": 10, "received": 9, "forged": 0, "replayed": 1, "malformed": 0, "send_errors": 0}],
+            "write_latency": [{"last_ms": 3, "p99_ms": 12, "samples": 50}],
+            "disks": ["/dev/hb0", "/dev/hb1"],
+            "fence_agents": ["ipmi", "scsi_pr"]}});
+        let t = status(&v);
+        assert!(
+            t.contains("controller B  phase survivor (for 1200 ms)"),
+            "{t}"
+        );
+        assert!(t.contains("partner    A  phase unknown"), "{t}");
+        assert!(t.contains("epoch      4 (made by B)"), "{t}");
+        assert!(
+            t.contains("config locked no, maintenance yes, loop stalls 2"),
+            "{t}"
+        );
+        assert!(t.contains("last detection 3524 ms"), "{t}");
+        assert!(
+            t.contains("  0        150 ms        10         9       0        1         0"),
+            "{t}"
+        );
+        assert!(
+            t.contains("  1             -         -         -       -        -         -"),
+            "{t}"
+        );
+        assert!(t.contains("/dev/hb1"), "{t}");
+        assert!(t.contains("EIO"), "{t}");
+        assert!(t.contains("fence agents (in order): ipmi, scsi_pr"), "{t}");
+        let off = status(
+            &json!({"heartbeat": {"configured": false, "reason": "no [heartbeat] section"}}),
+        );
+        assert_eq!(off, "heartbeat not configured: no [heartbeat] section\n");
+    }
+
+    #[test]
+    fn fence_test_names_each_agent() {
+        let t = fence_test(&json!({"target": "A", "agents": [
+            {"agent": "ipmi", "ok": true, "detail": "chassis power is on"},
+            {"agent": "scsi_pr", "ok": false, "detail": "no disks"}]}));
+        assert_eq!(
+            t,
+            "fence agents against A:\n  ipmi     ok      chassis power is on\n  scsi_pr  FAILED  no disks\n"
+        );
+    }
+}
