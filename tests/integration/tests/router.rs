@@ -62,6 +62,16 @@ async fn routes_by_namespace_and_real_daemons_register() {
         assert!(s.is_object(), "{method}: {s}");
     }
 
+    // duplexctl cluster: status reads an unconfigured heartbeat plainly;
+    // a method it cannot serve is the service's error (exit 1), not "router
+    // unreachable" (exit 2).
+    let (code, out, err) = node.duplexctl(&["cluster", "status"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("heartbeat not configured: "), "{out}");
+    let (code, out, err) = node.duplexctl(&["cluster", "timeline"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("not configured"), "{err}");
+
     let (code, out, _) = node.duplexctl(&["services"]);
     assert_eq!(code, 0);
     for name in [
