@@ -581,6 +581,21 @@ impl PoolBackend for LinuxBackend {
         Ok(disks)
     }
 
+    async fn system_id(&self, pool: &str) -> Result<Option<String>, BackendError> {
+        // Every VG, not `vgs <vg>`: a VG no disk here carries is an answer
+        // (None), not a failed command.
+        let vgs = lvm::parse_vgs(
+            &self
+                .report("vgs", "vg_name,vg_systemid,vg_size,vg_free", &[])
+                .await?,
+        )?;
+        let vg = vg_name(pool);
+        Ok(vgs
+            .into_iter()
+            .find(|v| v.vg_name == vg)
+            .map(|v| v.vg_systemid))
+    }
+
     async fn observe(&self) -> Result<Vec<ObservedPool>, BackendError> {
         let vgs = lvm::parse_vgs(&self.report("vgs", VG_FIELDS, &[]).await?)?;
         if !vgs.iter().any(|v| names::pool_of_vg(&v.vg_name).is_some()) {

@@ -85,6 +85,12 @@ pub trait PoolBackend: Send + Sync + 'static {
     /// Lists every pool (`dx-` VG) this controller sees, foreign ones too.
     fn observe(&self) -> impl Reply<Vec<ObservedPool>>;
 
+    /// The system_id of one pool's VG as seen here (`""` when it has none),
+    /// or `None` when no disk here carries it: what a takeover must know
+    /// before it rewrites the system_id, for one LVM report instead of the
+    /// three of [`PoolBackend::observe`] (a takeover's hosts wait on it).
+    fn system_id(&self, pool: &str) -> impl Reply<Option<String>>;
+
     /// Ensures the pool exists with our system_id, its thin pool built on
     /// `spec.disks` with `spec.layout`, and is active here.
     fn create_pool(&self, spec: &PoolSpec) -> impl Reply<()>;

@@ -342,6 +342,15 @@ impl PoolBackend for SimBackend {
         Ok(out)
     }
 
+    async fn system_id(&self, pool: &str) -> Result<Option<String>, BackendError> {
+        Ok(self
+            .observe()
+            .await?
+            .into_iter()
+            .find(|p| p.pool == pool)
+            .map(|p| p.system_id))
+    }
+
     async fn observe(&self) -> Result<Vec<ObservedPool>, BackendError> {
         let sh = self.shelf.lock();
         let mut out = Vec::new();

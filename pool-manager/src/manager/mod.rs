@@ -268,17 +268,30 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
 
     /// The pool `name` as LVM shows it here; not found when no disk here
     /// carries it.
+    /// The system_id of a pool some disk here carries (one LVM report).
+    async fn visible_system_id(&self, name: &str) -> Result<String, PoolError> {
+        self.backend
+            .system_id(name)
+            .await
+            .map_err(PoolError::backend("read LVM state"))?
+            .ok_or_else(|| Self::not_visible(name))
+    }
+
+    fn not_visible(name: &str) -> PoolError {
+        PoolError::NotFound {
+            what: "pool",
+            name: format!(
+                "{name} (no disk here carries {})",
+                crate::core::names::vg_name(name)
+            ),
+            field: "name".into(),
+        }
+    }
+
     async fn visible_pool(&self, name: &str) -> Result<ObservedPool, PoolError> {
         self.observe_pool(name)
             .await?
-            .ok_or_else(|| PoolError::NotFound {
-                what: "pool",
-                name: format!(
-                    "{name} (no disk here carries {})",
-                    crate::core::names::vg_name(name)
-                ),
-                field: "name".into(),
-            })
+            .ok_or_else(|| Self::not_visible(name))
     }
 
     /// Deletes the record of `object`, runs `work`, and restores the record

@@ -173,8 +173,8 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         let cfg = self.config().await?;
         let desired = Self::desired_pool(&cfg, name, "name")?;
         let cluster_epoch = cfg.cluster.as_ref().map_or(0, |c| c.epoch);
-        let o = self.visible_pool(name).await?;
-        let plan = check_takeover(desired, &o.system_id, &self.me, epoch, cluster_epoch)?;
+        let system_id = self.visible_system_id(name).await?;
+        let plan = check_takeover(desired, &system_id, &self.me, epoch, cluster_epoch)?;
         self.hold(name, false).await;
         if plan.record {
             let mut rec = desired.clone();
@@ -191,7 +191,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         let t_sysid = Instant::now();
         if plan.rewrite_system_id {
             self.backend
-                .take_over(name, &o.system_id)
+                .take_over(name, &system_id)
                 .await
                 .map_err(PoolError::backend(format!(
                     "take over the system_id of pool {name}"
@@ -211,11 +211,11 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         let dm = self.sync_dm(&now, None).await?;
         let dm_ms = t_dm.elapsed().as_millis();
         let total = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
-        tracing::info!(pool = name, epoch, from = %o.system_id, total_ms = total, "took over pool");
+        tracing::info!(pool = name, epoch, from = %system_id, total_ms = total, "took over pool");
         self.cluster
             .publish(
                 topics::POOL_TAKEN_OVER,
-                json!({"pool": name, "controller": self.me, "from": o.system_id,
+                json!({"pool": name, "controller": self.me, "from": system_id,
                 "epoch": epoch, "duration_ms": total}),
             )
             .await;
