@@ -187,6 +187,7 @@ fn spawn_disk(w: DiskWorker, slots: std_mpsc::Receiver<Slot>) {
         let mut last_read = Instant::now()
             .checked_sub(interval)
             .unwrap_or_else(Instant::now);
+        let mut last_reopen: Option<Instant> = None;
         loop {
             let mut newest = match slots.recv_timeout(interval) {
                 Ok(s) => Some(s),
@@ -205,6 +206,9 @@ fn spawn_disk(w: DiskWorker, slots: std_mpsc::Receiver<Slot>) {
                     (Some((mine, _)), Ok(block)) => {
                         let t = Instant::now();
                         let ok = disk.write_block(mine, &block).is_ok();
+                        if !ok {
+                            reopen(&*disk, &mut offsets, &mut last_reopen);
+                        }
                         let ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
                         let _ = latency.send((index, ms));
                         ok
@@ -233,7 +237,10 @@ fn spawn_disk(w: DiskWorker, slots: std_mpsc::Receiver<Slot>) {
                             Err(SlotError::Blank) => PartnerRead::Blank,
                             Err(e) => PartnerRead::Error(format!("{}: {e}", disk.name())),
                         },
-                        Err(e) => PartnerRead::Error(e.to_string()),
+                        Err(e) => {
+                            reopen(&*disk, &mut offsets, &mut last_reopen);
+                            PartnerRead::Error(e.to_string())
+                        }
                     },
                 };
                 if out.send(Input::PartnerSlot { disk: index, read }).is_err() {
@@ -242,6 +249,20 @@ fn spawn_disk(w: DiskWorker, slots: std_mpsc::Receiver<Slot>) {
             }
         }
     });
+}
+
+/// After an I/O error, opens the disk's path again (at most once a second):
+/// a heartbeat disk pulled and pushed back, or replaced, is a new device
+/// node. Its area is found again before anything is written to it.
+fn reopen(disk: &dyn HeartbeatDisk, offsets: &mut Option<(u64, u64)>, last: &mut Option<Instant>) {
+    if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+        return;
+    }
+    *last = Some(Instant::now());
+    *offsets = None;
+    if let Err(e) = disk.reopen() {
+        tracing::debug!(disk = disk.name(), error = %e, "heartbeat disk reopen failed");
+    }
 }
 
 fn find_area(disk: &dyn HeartbeatDisk, me: &str, partner: &str) -> Option<(u64, u64)> {

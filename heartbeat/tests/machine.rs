@@ -262,6 +262,53 @@ fn one_link_down_is_an_alert_and_nothing_else() {
 }
 
 #[test]
+fn heartbeat_disks_lost_one_then_a_majority_are_alerts_and_nothing_else() {
+    let mut w = World::a();
+    w.run(2000);
+    assert!(w.alerts(Level::Warning).is_empty());
+    // hb0 gone from this controller: own writes and partner reads fail.
+    w.writes_ok[0] = false;
+    w.readable[0] = false;
+    w.run(10_000);
+    assert_eq!(w.m.phase(), Phase::Normal);
+    let warn = w.alerts(Level::Warning);
+    assert_eq!(warn.len(), 1, "{warn:?}");
+    assert!(warn[0].contains("heartbeat disk 0 not usable"), "{warn:?}");
+    assert!(warn[0].contains("EIO"), "the reason is named: {warn:?}");
+    assert!(w.alerts(Level::Critical).is_empty());
+    // hb1 too, writes only: a majority lost; still nothing decided on
+    // disk while the interconnect answers.
+    w.writes_ok[1] = false;
+    w.run(10_000);
+    assert_eq!(w.m.phase(), Phase::Normal);
+    let warn = w.alerts(Level::Warning);
+    assert_eq!(warn.len(), 2, "{warn:?}");
+    assert!(
+        warn[1].contains("disk 1 not usable: own slot writes"),
+        "{warn:?}"
+    );
+    let crit = w.alerts(Level::Critical);
+    assert_eq!(crit.len(), 1, "{crit:?}");
+    assert!(crit[0].contains("only 1 of 3"), "{crit:?}");
+    assert!(w.fences().is_empty());
+    assert_eq!(w.takeovers(), 0);
+    assert_eq!(w.count(is_lock), 0);
+    // Both back: one alert each, and the majority's.
+    w.writes_ok = [true; 3];
+    w.readable = [true; 3];
+    w.run(2000);
+    let info = w.alerts(Level::Info);
+    for text in [
+        "disk 0 usable again",
+        "disk 1 usable again",
+        "2 of 3 heartbeat disks usable again",
+    ] {
+        assert!(info.iter().any(|a| a.contains(text)), "{text}: {info:?}");
+    }
+    assert_eq!(w.alerts(Level::Warning).len(), 2, "no flapping");
+}
+
+#[test]
 fn both_links_down_with_slot_advancing_waits_locked_then_unlocks() {
     let mut w = World::a();
     w.run(2000);

@@ -66,6 +66,12 @@ pub trait HeartbeatDisk: Send + Sync {
     fn write_block(&self, offset: u64, block: &[u8; BLOCK]) -> Result<(), DiskError>;
     /// Reads the block at `offset` from the medium itself, never a cache.
     fn read_block(&self, offset: u64) -> Result<Box<[u8; BLOCK]>, DiskError>;
+    /// Opens the disk's path again after I/O errors (the disk was pulled
+    /// and pushed back, or replaced). A disk that cannot go away keeps the
+    /// default, which does nothing.
+    fn reopen(&self) -> Result<(), DiskError> {
+        Ok(())
+    }
 }
 
 /// Errors of the watchdog device.

@@ -270,6 +270,11 @@ pub struct Machine {
     partner_seen_alive: bool,
     writes: Vec<(Option<u64>, u64)>,
     reads: Vec<DiskView>,
+    /// Per heartbeat disk: usable (own slot written and the partner's read
+    /// within `suspect_timeout`) at the last evaluation, for the alerts.
+    disk_up: Vec<bool>,
+    /// A strict majority of the disks was usable at the last evaluation.
+    majority_up: bool,
     locked: bool,
     maintenance: bool,
     held_alerted: bool,
@@ -356,6 +361,8 @@ impl Machine {
             partner_seen_alive: false,
             writes: vec![(None, 0); disks],
             reads: vec![DiskView::default(); disks],
+            disk_up: vec![true; disks],
+            majority_up: true,
             locked: false,
             maintenance: false,
             held_alerted: false,
@@ -846,6 +853,7 @@ impl Machine {
 
     fn evaluate(&mut self, now: u64, fx: &mut Vec<Effect>) {
         self.link_edges(now, fx);
+        self.disk_edges(now, fx);
         let ic_up = self.ic_up(now);
 
         if self.phase != Phase::Fenced {
@@ -930,6 +938,63 @@ impl Machine {
                     fx,
                     level,
                     format!("interconnect link {i} to {} {what}", self.s.partner),
+                );
+            }
+        }
+    }
+
+    /// Alerts when a heartbeat disk stops being usable or comes back, and
+    /// when fewer than a strict majority are usable: with the interconnect
+    /// up nothing is decided on disk, but an administrator must know before
+    /// the interconnect fails that membership could then not be proven.
+    fn disk_edges(&mut self, now: u64, fx: &mut Vec<Effect>) {
+        let window = self.s.suspect_timeout_ms;
+        for i in 0..self.disk_up.len() {
+            let wrote = self
+                .writes
+                .get(i)
+                .is_some_and(|(t, _)| since(now, t.unwrap_or(self.boot_ms)) < window);
+            let view = self.reads.get(i);
+            let read =
+                view.is_some_and(|d| since(now, d.last_read_ok.unwrap_or(self.boot_ms)) < window);
+            let up = wrote && read;
+            if up == self.disk_up[i] {
+                continue;
+            }
+            self.disk_up[i] = up;
+            if up {
+                alert(fx, Level::Info, format!("heartbeat disk {i} usable again"));
+            } else {
+                let why = match (wrote, view.and_then(|d| d.last_error.clone())) {
+                    (_, Some(e)) => format!("reading {}'s slot fails: {e}", self.s.partner),
+                    (false, None) => "own slot writes fail or hang".to_string(),
+                    (true, None) => format!("no read of {}'s slot", self.s.partner),
+                };
+                alert(
+                    fx,
+                    Level::Warning,
+                    format!("heartbeat disk {i} not usable: {why}"),
+                );
+            }
+        }
+        let usable = self.disk_up.iter().filter(|u| **u).count();
+        let majority = usable >= self.s.majority();
+        if majority != self.majority_up {
+            self.majority_up = majority;
+            if majority {
+                alert(
+                    fx,
+                    Level::Info,
+                    format!("{usable} of {} heartbeat disks usable again", self.s.disks),
+                );
+            } else {
+                alert(
+                    fx,
+                    Level::Critical,
+                    format!(
+                        "only {usable} of {} heartbeat disks usable: if the interconnect failed now, no takeover could be proven",
+                        self.s.disks
+                    ),
                 );
             }
         }

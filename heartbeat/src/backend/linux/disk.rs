@@ -25,14 +25,19 @@ const BLOCK_BYTES: u64 = BLOCK as u64;
 #[repr(C, align(4096))]
 struct Aligned([u8; BLOCK]);
 
+/// The open device: replaced as a whole by [`HeartbeatDisk::reopen`].
+struct Opened {
+    file: File,
+    size: u64,
+}
+
 /// [`HeartbeatDisk`] on a device opened with O_DIRECT|O_DSYNC.
 pub struct DirectDisk {
     name: String,
     path: PathBuf,
-    file: File,
-    size: u64,
-    // One thread drives each disk, so the lock is never contended; it only
-    // makes the shared buffer safe to reach from `&self`.
+    // One thread drives each disk, so the locks are never contended; they
+    // only make the device and the shared buffer reachable from `&self`.
+    dev: Mutex<Opened>,
     buf: Mutex<Box<Aligned>>,
 }
 
@@ -41,7 +46,7 @@ impl std::fmt::Debug for DirectDisk {
         f.debug_struct("DirectDisk")
             .field("name", &self.name)
             .field("path", &self.path)
-            .field("size", &self.size)
+            .field("size", &self.size())
             .finish_non_exhaustive()
     }
 }
@@ -50,32 +55,17 @@ impl DirectDisk {
     /// Opens `path` (a block device, or a regular file on a filesystem that
     /// supports O_DIRECT) for heartbeat I/O under the name `name`.
     pub fn open(name: &str, path: &Path) -> Result<Self, DiskError> {
-        let open_err = |source| DiskError::Open {
-            disk: name.to_string(),
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags((OFlag::O_DIRECT | OFlag::O_DSYNC).bits())
-            .open(path)
-            .map_err(open_err)?;
-        // A block device's metadata says length 0; seeking to the end gives
-        // its real size for devices and files alike.
-        let size = file.seek(SeekFrom::End(0)).map_err(open_err)?;
         Ok(DirectDisk {
             name: name.to_string(),
             path: path.to_path_buf(),
-            file,
-            size,
+            dev: Mutex::new(open_device(name, path)?),
             buf: Mutex::new(Box::new(Aligned([0; BLOCK]))),
         })
     }
 
-    /// The device size in bytes, as seen when it was opened.
+    /// The device size in bytes, as seen when it was last opened.
     pub fn size(&self) -> u64 {
-        self.size
+        self.dev.lock().unwrap_or_else(PoisonError::into_inner).size
     }
 
     /// The device path.
@@ -83,10 +73,10 @@ impl DirectDisk {
         &self.path
     }
 
-    fn check(&self, offset: u64) -> Result<(), DiskError> {
+    fn check(&self, offset: u64, size: u64) -> Result<(), DiskError> {
         let fits = offset
             .checked_add(BLOCK_BYTES)
-            .is_some_and(|end| end <= self.size);
+            .is_some_and(|end| end <= size);
         if offset % BLOCK_BYTES != 0 || !fits {
             return Err(DiskError::Range {
                 disk: self.name.clone(),
@@ -103,6 +93,24 @@ impl DirectDisk {
             source,
         }
     }
+}
+
+fn open_device(name: &str, path: &Path) -> Result<Opened, DiskError> {
+    let open_err = |source| DiskError::Open {
+        disk: name.to_string(),
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags((OFlag::O_DIRECT | OFlag::O_DSYNC).bits())
+        .open(path)
+        .map_err(open_err)?;
+    // A block device's metadata says length 0; seeking to the end gives
+    // its real size for devices and files alike.
+    let size = file.seek(SeekFrom::End(0)).map_err(open_err)?;
+    Ok(Opened { file, size })
 }
 
 /// Retries a transfer interrupted by a signal; anything but the whole block
@@ -129,19 +137,29 @@ impl HeartbeatDisk for DirectDisk {
     }
 
     fn write_block(&self, offset: u64, block: &[u8; BLOCK]) -> Result<(), DiskError> {
-        self.check(offset)?;
+        let dev = self.dev.lock().unwrap_or_else(PoisonError::into_inner);
+        self.check(offset, dev.size)?;
         let mut buf = self.buf.lock().unwrap_or_else(PoisonError::into_inner);
         buf.0.copy_from_slice(block);
-        whole_block(|| self.file.write_at(&buf.0, offset), "write")
+        whole_block(|| dev.file.write_at(&buf.0, offset), "write")
             .map_err(|e| self.io_err(offset, e))
     }
 
     fn read_block(&self, offset: u64) -> Result<Box<[u8; BLOCK]>, DiskError> {
-        self.check(offset)?;
+        let dev = self.dev.lock().unwrap_or_else(PoisonError::into_inner);
+        self.check(offset, dev.size)?;
         let mut buf = self.buf.lock().unwrap_or_else(PoisonError::into_inner);
-        whole_block(|| self.file.read_at(&mut buf.0, offset), "read")
+        whole_block(|| dev.file.read_at(&mut buf.0, offset), "read")
             .map_err(|e| self.io_err(offset, e))?;
         Ok(Box::new(buf.0))
+    }
+
+    fn reopen(&self) -> Result<(), DiskError> {
+        // The path (a by-id link) names the disk now in that bay: a disk
+        // pulled and pushed back, or replaced, is another device node.
+        let fresh = open_device(&self.name, &self.path)?;
+        *self.dev.lock().unwrap_or_else(PoisonError::into_inner) = fresh;
+        Ok(())
     }
 }
 
@@ -189,9 +207,11 @@ mod tests {
         let (_d, path) = image(4);
         let disk = DirectDisk::open("hb0", &path).unwrap();
         assert_eq!(disk.size(), 4 * BLOCK_BYTES);
-        let fdinfo =
-            std::fs::read_to_string(format!("/proc/self/fdinfo/{}", disk.file.as_raw_fd()))
-                .unwrap();
+        let fdinfo = std::fs::read_to_string(format!(
+            "/proc/self/fdinfo/{}",
+            disk.dev.lock().unwrap().file.as_raw_fd()
+        ))
+        .unwrap();
         let flags = fdinfo
             .lines()
             .find_map(|l| l.strip_prefix("flags:"))
@@ -253,6 +273,28 @@ mod tests {
         };
         assert_eq!(offset, BLOCK_BYTES);
         assert!(source.to_string().contains("short read"), "{source}");
+    }
+
+    #[test]
+    fn reopen_reaches_the_disk_now_at_the_path() {
+        let (d, path) = image(2);
+        let disk = DirectDisk::open("hb0", &path).unwrap();
+        disk.write_block(0, &pattern(1)).unwrap();
+        // The disk is pulled and another is pushed in its bay.
+        std::fs::remove_file(&path).unwrap();
+        let e = DirectDisk::open("hb0", &d.path().join("absent"));
+        assert!(e.is_err());
+        assert!(disk.reopen().is_err(), "nothing at the path yet");
+        let (_d3, fresh) = image(3);
+        std::fs::rename(&fresh, &path).unwrap();
+        // The old handle still reaches the pulled disk's data...
+        assert_eq!(*disk.read_block(0).unwrap(), pattern(1));
+        disk.reopen().unwrap();
+        // ...the reopened one the new disk, with its own size.
+        assert_eq!(*disk.read_block(0).unwrap(), [0u8; BLOCK]);
+        assert_eq!(disk.size(), 3 * BLOCK_BYTES);
+        disk.write_block(2 * BLOCK_BYTES, &pattern(2)).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap()[2 * BLOCK..], pattern(2));
     }
 
     #[test]
