@@ -285,12 +285,14 @@ pub struct IpmiAgent {
     timeout: Duration,
     polls: u32,
     poll_interval: Duration,
+    attempt_limit: Duration,
 }
 
 impl IpmiAgent {
     /// An agent for controller `partner` with its BMC's credentials; by
     /// default each ipmitool run is bounded to 10 s and the power state is
-    /// polled up to 5 times, 1 s apart, after a `power off`.
+    /// polled up to 5 times, 1 s apart, after a `power off`; one fence
+    /// attempt as a whole gives up after 15 s.
     pub fn new(partner: &str, creds: BmcCredentials) -> Self {
         IpmiAgent {
             partner: partner.to_string(),
@@ -299,7 +301,17 @@ impl IpmiAgent {
             timeout: Duration::from_secs(10),
             polls: 5,
             poll_interval: Duration::from_secs(1),
+            attempt_limit: Duration::from_secs(15),
         }
+    }
+
+    /// Bounds one fence attempt as a whole. An unreachable BMC makes every
+    /// ipmitool run wait out its retries; without this bound the status,
+    /// the power off and every poll would each wait, and the next agent,
+    /// the alert and the retry would come a minute late.
+    pub fn with_attempt_limit(mut self, limit: Duration) -> Self {
+        self.attempt_limit = limit;
+        self
     }
 
     /// Uses another ipmitool binary (an absolute path).
@@ -387,6 +399,32 @@ impl IpmiAgent {
         Err(format!("after {} status polls: {last}", self.polls))
     }
 
+    /// Powers the partner off and confirms it by reading the state back.
+    async fn power_off(&self, target: &str) -> FenceOutcome {
+        let bmc = &self.creds.address;
+        if let Ok(PowerState::Off) = self.power_status().await {
+            return FenceOutcome::Confirmed {
+                detail: format!("BMC {bmc}: chassis power is already off"),
+            };
+        }
+        // Even if the request errs, the chassis may have gone off (a
+        // lost reply): the status poll decides.
+        let request = self.power(PowerState::Off).await;
+        match self.wait_for(PowerState::Off).await {
+            Ok(polls) => FenceOutcome::Confirmed {
+                detail: format!("BMC {bmc}: chassis power is off (status poll {polls})"),
+            },
+            Err(status) => {
+                let reason = match request {
+                    Ok(()) => format!("power off accepted but not confirmed: {status}"),
+                    Err(e) => format!("power off failed: {e}; {status}"),
+                };
+                tracing::warn!(agent = "ipmi", target, %reason, "fence not confirmed");
+                FenceOutcome::Failed { reason }
+            }
+        }
+    }
+
     fn wrong_target(&self, target: &str) -> Option<String> {
         (target != self.partner).then(|| {
             format!(
@@ -409,23 +447,13 @@ impl FenceAgent for IpmiAgent {
             }
             let bmc = &self.creds.address;
             tracing::info!(agent = "ipmi", target, %bmc, "powering the partner off");
-            if let Ok(PowerState::Off) = self.power_status().await {
-                return FenceOutcome::Confirmed {
-                    detail: format!("BMC {bmc}: chassis power is already off"),
-                };
-            }
-            // Even if the request errs, the chassis may have gone off (a
-            // lost reply): the status poll decides.
-            let request = self.power(PowerState::Off).await;
-            match self.wait_for(PowerState::Off).await {
-                Ok(polls) => FenceOutcome::Confirmed {
-                    detail: format!("BMC {bmc}: chassis power is off (status poll {polls})"),
-                },
-                Err(status) => {
-                    let reason = match request {
-                        Ok(()) => format!("power off accepted but not confirmed: {status}"),
-                        Err(e) => format!("power off failed: {e}; {status}"),
-                    };
+            match tokio::time::timeout(self.attempt_limit, self.power_off(target)).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    let reason = format!(
+                        "BMC {bmc} did not confirm power off within {} ms",
+                        self.attempt_limit.as_millis()
+                    );
                     tracing::warn!(agent = "ipmi", target, %reason, "fence not confirmed");
                     FenceOutcome::Failed { reason }
                 }
@@ -680,6 +708,29 @@ esac
             agent.fence("B").await,
             FenceOutcome::Failed { .. }
         ));
+    }
+
+    #[tokio::test]
+    async fn a_bmc_that_never_answers_fails_within_the_attempt_limit() {
+        // Every ipmitool run hangs (a BMC behind a dead link): each is cut
+        // at its 10 s timeout, the attempt as a whole at 300 ms.
+        let bmc = FakeBmc::new("on", 0);
+        let hang = bmc.dir.path().join("hang");
+        write_file(&hang, "#!/bin/sh\nexec sleep 30\n", 0o755);
+        let agent = bmc
+            .agent("s3cret")
+            .with_ipmitool(&hang)
+            .with_attempt_limit(Duration::from_millis(300));
+        let t = std::time::Instant::now();
+        let out = agent.fence("B").await;
+        let FenceOutcome::Failed { reason } = out else {
+            panic!("{out:?}")
+        };
+        assert!(
+            reason.contains("did not confirm power off within 300 ms"),
+            "{reason}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     }
 
     #[tokio::test]
