@@ -17,8 +17,26 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 use tracing::info;
 
-/// The scenarios this module runs, in the order `ha` runs them.
+/// The scenarios CI runs (issue 15's matrix items 1-5), in order; also what
+/// `duplex-lab failover` runs without names.
 pub const NAMES: &[&str] = &["planned", "kill", "freeze", "ic-cut", "ic-one"];
+
+/// The rest of the matrix, one command away (`duplex-lab failover NAME`):
+/// not in CI, to keep its run short.
+pub const MORE: &[&str] = &[
+    "panic",
+    "fence-fails",
+    "hb-stop",
+    "services",
+    "hb-disks",
+    "power-cut",
+    "cycles",
+];
+
+/// How long the survivor is kept from the victim's BMC in `fence-fails`
+/// and `hb-stop`: more than twice the lab's watchdog timeout (10 s), so a
+/// stopped heartbeat's watchdog fires inside it.
+const FENCE_BLOCKED: Duration = Duration::from_secs(30);
 
 /// Where H's verifier looks for the file that ends its run.
 const STOP_FILE: &str = "/run/duplex-lab/verify.stop";
@@ -66,13 +84,21 @@ pub fn run(lab: &Lab, name: &str) -> Result<Outcome, LabError> {
     let facts = demo::host_facts_for(lab, appliance::NQN)?;
     match name {
         "planned" => planned(lab, &facts),
-        "kill" => unplanned(lab, &facts, Fault::Kill),
-        "freeze" => unplanned(lab, &facts, Fault::Freeze),
+        "kill" => unplanned(lab, &facts, Fault::Kill, false),
+        "freeze" => unplanned(lab, &facts, Fault::Freeze, false),
         "ic-cut" => ic_cut(lab, &facts),
         "ic-one" => ic_one(lab, &facts),
+        "panic" => unplanned(lab, &facts, Fault::Panic, false),
+        "fence-fails" => unplanned(lab, &facts, Fault::Kill, true),
+        "hb-stop" => unplanned(lab, &facts, Fault::HeartbeatStopped, true),
+        "services" => services(lab, &facts),
+        "hb-disks" => hb_disks(lab, &facts),
+        "power-cut" => power_cut(lab, &facts),
+        "cycles" => cycles(lab, &facts),
         other => Err(LabError::State(format!(
-            "unknown failover scenario {other} (known: {})",
-            NAMES.join(" ")
+            "unknown failover scenario {other} (known: {} {})",
+            NAMES.join(" "),
+            MORE.join(" ")
         ))),
     }
 }
@@ -349,22 +375,98 @@ enum Fault {
     /// The CPU paused past `suspect_timeout`; the survivor's fence powers
     /// it off through its BMC, so it never runs again in this boot.
     Freeze,
+    /// The kernel panics (sysrq `c`, `kernel.panic=0`): the emulated
+    /// hardware keeps running, the heartbeat stops with the kernel.
+    Panic,
+    /// The heartbeat daemon stopped (`SIGSTOP`): the rest of the
+    /// controller runs and serves, nothing pets the watchdog.
+    HeartbeatStopped,
 }
 
-/// Scenarios 1 and 2: the owner killed or frozen under verified writes;
-/// the partner must detect, fence (IPMI), take over, and the host must see
-/// no error. Then the owner is powered on, rejoins, and gets its pool back.
-fn unplanned(lab: &Lab, facts: &HostFacts, fault: Fault) -> Result<Outcome, LabError> {
+impl Fault {
+    fn name(self, fence_blocked: bool) -> &'static str {
+        match (self, fence_blocked) {
+            (Fault::Kill, false) => "kill",
+            (Fault::Kill, true) => "fence-fails",
+            (Fault::Freeze, _) => "freeze",
+            (Fault::Panic, _) => "panic",
+            (Fault::HeartbeatStopped, _) => "hb-stop",
+        }
+    }
+}
+
+/// Scenarios 1, 2, 11, 12 and 13: the owner killed, frozen, panicked or its
+/// heartbeat stopped under verified writes; the partner must detect, fence
+/// (IPMI), take over, and the host must see no error. With
+/// `fence_blocked`, the survivor's management link (its only way to the
+/// victim's BMC) is down for [`FENCE_BLOCKED`] first: every fence agent
+/// fails, so there must be no takeover and an alert, and the takeover
+/// follows once the BMC answers again. Then the owner is powered on,
+/// rejoins, and gets its pool back.
+fn unplanned(
+    lab: &Lab,
+    facts: &HostFacts,
+    fault: Fault,
+    fence_blocked: bool,
+) -> Result<Outcome, LabError> {
     let mut c = Checks::new();
     let (victim, _) = owner(lab)?;
     let survivor = partner_of(&victim);
     let n = timeline_len(lab, survivor);
+    let since = guest_time(lab, survivor)?;
     let w = Writer::start(lab, facts)?;
+    if fence_blocked {
+        lab::link(lab, survivor, "mgmt0", false)?;
+    }
     let fault_at = w.at();
+    let fault_host = crate::events::now();
     let t = Instant::now();
     match fault {
         Fault::Kill => lab::power(lab, &victim, Power::Kill)?,
         Fault::Freeze => lab::power(lab, &victim, Power::Freeze)?,
+        Fault::Panic => {
+            crate::fault::panic(lab, &victim)?;
+        }
+        Fault::HeartbeatStopped => crate::fault::hang(lab, &victim, "duplex-heartbeat")?,
+    }
+    let mut blocked = Value::Null;
+    if fence_blocked {
+        let mut phases = Vec::new();
+        while t.elapsed() < FENCE_BLOCKED {
+            phases.push(json!({"t_s": t.elapsed().as_secs_f64(),
+                               survivor: appliance::phase(lab, survivor)}));
+            thread::sleep(Duration::from_secs(3));
+        }
+        let failed = journal_count(lab, survivor, &since, "every fence agent failed")?;
+        let taken = timeline_len(lab, survivor) != n;
+        let (owner_now, _) = owner(lab)?;
+        c.check(
+            "no_takeover_without_a_fence",
+            !taken && owner_now == victim,
+            format!("timeline grew: {taken}; owner {owner_now}"),
+        );
+        c.check(
+            "every_agent_failed_alert",
+            failed > 0,
+            format!("'every fence agent failed' alerts on {survivor}: {failed}"),
+        );
+        let wd = if matches!(fault, Fault::HeartbeatStopped) {
+            // Nothing pets the watchdog: it must have reset the victim.
+            let ev = crate::events::wait_for(
+                lab,
+                &victim,
+                "WATCHDOG",
+                fault_host,
+                Duration::from_secs(1),
+            )?;
+            c.check("victim_watchdog_fired", ev.is_some(), format!("{ev:?}"));
+            ev.map(|e| e.host_ts - fault_host)
+        } else {
+            None
+        };
+        lab::link(lab, survivor, "mgmt0", true)?;
+        blocked = json!({"seconds": FENCE_BLOCKED.as_secs(), "phases": phases,
+                         "agent_failed_alerts": failed, "watchdog_after_s": wd});
     }
     let entry = wait_entry(lab, survivor, n, TAKEOVER_WITHIN);
     let taken_s = t.elapsed().as_secs_f64();
@@ -406,23 +508,14 @@ fn unplanned(lab: &Lab, facts: &HostFacts, fault: Fault) -> Result<Outcome, LabE
         cli.contains(&format!("takeover {victim} -> {survivor}")) && cli.contains(action),
         cli.clone(),
     );
-    // Rejoin: the BMC powers the victim on; it reads the fence message,
-    // waits for the survivor's acknowledgement, owns nothing.
-    let t = Instant::now();
-    lab::power(lab, &victim, Power::Start)?;
-    let booted_s = t.elapsed().as_secs_f64();
-    let normal_s = wait_normal(lab, Duration::from_secs(300))?;
-    let back = giveback(lab, facts, &mut c)?;
-    let name = match fault {
-        Fault::Kill => "kill",
-        Fault::Freeze => "freeze",
-    };
+    let (rejoin, back) = rejoin_and_giveback(lab, facts, &victim, &mut c)?;
     Ok(Outcome {
         report: json!({
-            "scenario": name,
+            "scenario": fault.name(fence_blocked),
             "ok": c.ok,
             "victim": victim,
             "survivor": survivor,
+            "fence_blocked": blocked,
             "takeover": {
                 "seen_after_s": taken_s,
                 "steps_ms": steps(&entry),
@@ -432,12 +525,32 @@ fn unplanned(lab: &Lab, facts: &HostFacts, fault: Fault) -> Result<Outcome, LabE
                 "detection_ms": survivor_status.pointer("/state/last_detection_ms"),
             },
             "host": host,
-            "rejoin": {"boot_s": booted_s, "normal_after_s": normal_s},
+            "rejoin": rejoin,
             "giveback": back,
             "checks": c.list,
         }),
         ok: c.ok,
     })
+}
+
+/// Rejoin: the BMC powers the fenced `victim` on; it reads the fence
+/// message, waits for the survivor's acknowledgement, owns nothing; then
+/// its pool goes back home. Returns the rejoin and giveback figures.
+fn rejoin_and_giveback(
+    lab: &Lab,
+    facts: &HostFacts,
+    victim: &str,
+    c: &mut Checks,
+) -> Result<(Value, Value), LabError> {
+    let t = Instant::now();
+    lab::power(lab, victim, Power::Start)?;
+    let booted_s = t.elapsed().as_secs_f64();
+    let normal_s = wait_normal(lab, Duration::from_secs(300))?;
+    let back = giveback(lab, facts, c)?;
+    Ok((
+        json!({"boot_s": booted_s, "normal_after_s": normal_s}),
+        back,
+    ))
 }
 
 /// Scenario 3: both interconnect links of the owner cut under writes. The
@@ -631,6 +744,390 @@ fn ic_one(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
     })
 }
 
+/// The owner's daemons `services` kills one at a time; the heartbeat comes
+/// last, on its own terms (its silence may cost the controller).
+const DAEMONS: &[&str] = &[
+    "duplex-router",
+    "duplex-config-keeper",
+    "duplex-pool-manager",
+    "duplex-targets",
+];
+
+/// systemd's restart count of `unit` on `vm`.
+fn restarts(lab: &Lab, vm: &str, unit: &str) -> Result<u64, LabError> {
+    let out = lab::exec_ok(
+        lab,
+        vm,
+        &["systemctl", "show", "-p", "NRestarts", "--value", unit],
+        Duration::from_secs(30),
+    )?;
+    out.trim()
+        .parse()
+        .map_err(|_| LabError::State(format!("{vm}: NRestarts of {unit}: {out:?}")))
+}
+
+/// Kills `unit` on `vm` with SIGKILL and waits until systemd restarted it
+/// and it is active again (a `Type=notify` unit is active once it said
+/// READY). Returns the seconds that took, or `None` after `within`.
+fn kill_unit(lab: &Lab, vm: &str, unit: &str, within: Duration) -> Result<Option<f64>, LabError> {
+    let before = restarts(lab, vm, unit)?;
+    let t = Instant::now();
+    lab::exec_ok(
+        lab,
+        vm,
+        &["systemctl", "kill", "--signal=SIGKILL", unit],
+        Duration::from_secs(30),
+    )?;
+    while t.elapsed() < within {
+        let active = lab::exec(
+            lab,
+            vm,
+            &crate::cmd::argv(&["systemctl", "is-active", "--quiet", unit]),
+            Duration::from_secs(30),
+        )
+        .is_ok_and(|r| r.code == Some(0));
+        if active && restarts(lab, vm, unit)? > before {
+            return Ok(Some(t.elapsed().as_secs_f64()));
+        }
+        thread::sleep(Duration::from_millis(500));
+    }
+    Ok(None)
+}
+
+/// Scenario 7: each daemon of the owner killed (SIGKILL) under verified
+/// writes. systemd restarts it; no takeover, both controllers stay in
+/// `normal`, the host sees no error. Then the heartbeat daemon itself:
+/// either it is back before the partner decides (no takeover), or the
+/// partner takes over only after a confirmed fence, and the owner rejoins.
+fn services(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
+    let mut c = Checks::new();
+    let (owner_vm, _) = owner(lab)?;
+    let partner = partner_of(&owner_vm);
+    let n = [timeline_len(lab, "A"), timeline_len(lab, "B")];
+    let w = Writer::start(lab, facts)?;
+    let mut daemons = Vec::new();
+    for d in DAEMONS {
+        let unit = format!("{d}.service");
+        let back = kill_unit(lab, &owner_vm, &unit, Duration::from_secs(90))?;
+        c.check(
+            &format!("{d}_restarted"),
+            back.is_some(),
+            format!("active again after {back:?} s"),
+        );
+        let normal = wait_normal(lab, Duration::from_secs(60));
+        c.check(
+            &format!("{d}_both_normal_after"),
+            normal.is_ok(),
+            format!("{normal:?}"),
+        );
+        daemons.push(json!({"daemon": d, "back_after_s": back}));
+        // The host keeps writing through the restarted controller.
+        thread::sleep(Duration::from_secs(5));
+    }
+    c.check(
+        "no_takeover",
+        timeline_len(lab, "A") == n[0] && timeline_len(lab, "B") == n[1],
+        format!("timelines before {n:?}"),
+    );
+    let (after, _) = owner(lab)?;
+    c.check(
+        "pool_stayed",
+        after == owner_vm,
+        format!("owner {after}, was {owner_vm}"),
+    );
+    let hb_at = w.at();
+    let back = kill_unit(
+        lab,
+        &owner_vm,
+        "duplex-heartbeat.service",
+        Duration::from_secs(90),
+    )
+    .unwrap_or(None);
+    // Long enough for the partner to decide either way.
+    thread::sleep(Duration::from_secs(15));
+    let took = timeline_len(lab, partner) > n[if partner == "A" { 0 } else { 1 }];
+    let mut heartbeat = json!({"back_after_s": back, "partner_took_over": took});
+    if took {
+        let entry = wait_entry(
+            lab,
+            partner,
+            n[if partner == "A" { 0 } else { 1 }],
+            TAKEOVER_WITHIN,
+        )?;
+        let fenced = entry["steps"].as_array().into_iter().flatten().any(|s| {
+            s["name"].as_str().is_some_and(|n| n.starts_with("fence")) && s["ok"] == json!(true)
+        });
+        c.check(
+            "heartbeat_takeover_only_after_a_confirmed_fence",
+            fenced && entry["ok"] == json!(true),
+            entry["steps"].to_string(),
+        );
+        heartbeat["timeline"] = entry["steps"].clone();
+    } else {
+        c.check(
+            "heartbeat_restarted",
+            back.is_some(),
+            format!("active again after {back:?} s"),
+        );
+        let normal = wait_normal(lab, Duration::from_secs(60));
+        c.check(
+            "heartbeat_both_normal_after",
+            normal.is_ok(),
+            format!("{normal:?}"),
+        );
+    }
+    thread::sleep(Duration::from_secs(5));
+    let done = w.at();
+    let v = w.stop(lab)?;
+    let host = host_figures(&mut c, "services", &v, (0.0, 1e9));
+    let hb_host = host_figures(&mut c, "heartbeat_kill", &v, (hb_at - 1.0, done));
+    heartbeat["host"] = hb_host;
+    if took && !lab::is_running(lab, &owner_vm)? {
+        let (rejoin, back) = rejoin_and_giveback(lab, facts, &owner_vm, &mut c)?;
+        heartbeat["rejoin"] = rejoin;
+        heartbeat["giveback"] = back;
+    }
+    Ok(Outcome {
+        report: json!({
+            "scenario": "services",
+            "ok": c.ok,
+            "owner": owner_vm,
+            "daemons": daemons,
+            "heartbeat": heartbeat,
+            "host": host,
+            "checks": c.list,
+        }),
+        ok: c.ok,
+    })
+}
+
+/// Scenario 8: heartbeat disks lost on the owner under verified writes.
+/// hb0 vanishes (hot-unplug): an alert, nothing else. hb1 starts failing
+/// I/O as well: a majority lost, a critical alert, and still nothing
+/// decided while the interconnect answers (no lock, no fence, no
+/// takeover). Both come back: the heartbeat reopens them (hb0 is a new
+/// device node) and says so.
+fn hb_disks(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
+    use crate::fault::{self, DiskFault};
+    let mut c = Checks::new();
+    let (owner_vm, _) = owner(lab)?;
+    let n = [timeline_len(lab, "A"), timeline_len(lab, "B")];
+    let since = guest_time(lab, &owner_vm)?;
+    let count = |needle: &str| journal_count(lab, &owner_vm, &since, needle);
+    let w = Writer::start(lab, facts)?;
+    let mut phases = Vec::new();
+    let mut locked = false;
+    let watch = |phases: &mut Vec<Value>, locked: &mut bool, secs: u64| {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(secs) {
+            phases.push(json!({"A": appliance::phase(lab, "A"), "B": appliance::phase(lab, "B")}));
+            for vm in ["A", "B"] {
+                *locked |= call(lab, vm, "config.status", &json!({}))
+                    .is_ok_and(|s| s["locked"] == json!(true));
+            }
+            thread::sleep(Duration::from_secs(2));
+        }
+    };
+    fault::pull(lab, &owner_vm, "hb0", DiskFault::Vanish)?;
+    watch(&mut phases, &mut locked, 12);
+    let one = count("heartbeat disk 0 not usable")?;
+    c.check(
+        "hb0_lost_alert",
+        one > 0,
+        format!("'heartbeat disk 0 not usable' on {owner_vm}: {one}"),
+    );
+    fault::pull(lab, &owner_vm, "hb1", DiskFault::Fail)?;
+    watch(&mut phases, &mut locked, 12);
+    let majority = count("heartbeat disks usable: if the interconnect failed")?;
+    c.check(
+        "majority_lost_alert",
+        majority > 0,
+        format!("critical 'only 1 of 3' alerts on {owner_vm}: {majority}"),
+    );
+    fault::push(lab, &owner_vm, "hb1")?;
+    fault::push(lab, &owner_vm, "hb0")?;
+    watch(&mut phases, &mut locked, 12);
+    let again = [
+        count("heartbeat disk 0 usable again")?,
+        count("heartbeat disk 1 usable again")?,
+    ];
+    c.check(
+        "both_disks_usable_again",
+        again.iter().all(|n| *n > 0),
+        format!("'usable again' alerts for hb0, hb1: {again:?}"),
+    );
+    let v = w.stop(lab)?;
+    let normal = phases
+        .iter()
+        .all(|p| p["A"] == "normal" && p["B"] == "normal");
+    c.check("both_normal_throughout", normal, json!(phases).to_string());
+    c.check("config_not_locked", !locked, "config.status never locked");
+    c.check(
+        "no_takeover",
+        timeline_len(lab, "A") == n[0] && timeline_len(lab, "B") == n[1],
+        format!("timelines before {n:?}"),
+    );
+    let state = call(lab, &owner_vm, "cluster.status", &Value::Null)
+        .ok()
+        .and_then(|s| s.get("state").cloned())
+        .unwrap_or(Value::Null);
+    let disks = json!({"write_age_ms": state["write_age_ms"], "read_errors": state["read_errors"]});
+    // hb0 came back as a new device node: its slot is written again only
+    // if the heartbeat reopened it.
+    let fresh = state["write_age_ms"]
+        .as_array()
+        .is_some_and(|a| a.len() == 3 && a.iter().all(|x| x.as_u64().is_some_and(|ms| ms < 3000)));
+    c.check(
+        "every_disk_written_again",
+        fresh,
+        format!("{owner_vm}: {disks}"),
+    );
+    let host = host_figures(&mut c, "hb_disks", &v, (0.0, 1e9));
+    Ok(Outcome {
+        report: json!({
+            "scenario": "hb-disks",
+            "ok": c.ok,
+            "owner": owner_vm,
+            "alerts": {"hb0_lost": one, "majority_lost": majority, "usable_again": again},
+            "disks_after": disks,
+            "host": host,
+            "checks": c.list,
+        }),
+        ok: c.ok,
+    })
+}
+
+/// Scenario 10: both controllers lose power at once under verified
+/// writes, and both come back (each BMC powers its controller on). They
+/// must find each other, the owner must serve its pool again with nobody
+/// fenced and no takeover, and the host's queued writes must complete and
+/// verify.
+fn power_cut(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
+    let mut c = Checks::new();
+    let (owner_vm, _) = owner(lab)?;
+    let w = Writer::start(lab, facts)?;
+    let cut_at = w.at();
+    crate::fault::power_cut(lab)?;
+    // The power stays off for a moment, as it would.
+    thread::sleep(Duration::from_secs(5));
+    let t = Instant::now();
+    let starts: Vec<_> = ["A", "B"]
+        .into_iter()
+        .map(|vm| {
+            let lab = lab.clone();
+            thread::spawn(move || lab::power(&lab, vm, Power::Start))
+        })
+        .collect();
+    for s in starts {
+        s.join()
+            .map_err(|_| LabError::State("power on thread panicked".into()))??;
+    }
+    let booted_s = t.elapsed().as_secs_f64();
+    let normal = wait_normal(lab, Duration::from_secs(300));
+    c.check(
+        "both_normal_after_power_returns",
+        normal.is_ok(),
+        format!("{normal:?}"),
+    );
+    let serving = appliance::wait_targets(lab, &owner_vm);
+    c.check(
+        "owner_serves_again",
+        serving.is_ok(),
+        format!("{:?}", serving.as_ref().err()),
+    );
+    let serving_s = t.elapsed().as_secs_f64();
+    // Writes resume through the owner for a while before the verify.
+    thread::sleep(Duration::from_secs(15));
+    let back_at = w.at();
+    let v = w.stop(lab)?;
+    let (after, _) = owner(lab)?;
+    c.check(
+        "pool_stayed",
+        after == owner_vm,
+        format!("owner {after}, was {owner_vm}"),
+    );
+    for vm in ["A", "B"] {
+        c.check(
+            &format!("{vm}_powered"),
+            lab::is_running(lab, vm)?,
+            "nobody was fenced",
+        );
+    }
+    let host = host_figures(&mut c, "power_cut", &v, (cut_at - 1.0, back_at));
+    Ok(Outcome {
+        report: json!({
+            "scenario": "power-cut",
+            "ok": c.ok,
+            "owner": owner_vm,
+            "power_on": {"booted_s": booted_s, "normal_after_s": normal.ok(),
+                         "serving_after_s": serving_s},
+            "host": host,
+            "checks": c.list,
+        }),
+        ok: c.ok,
+    })
+}
+
+/// Scenario 6: `DUPLEX_LAB_CYCLES` (default 20) cycles of `kill` (takeover,
+/// rejoin, giveback) in a row, each with its checks; the report keeps each
+/// cycle's figures and the spread.
+fn cycles(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
+    let count: usize = std::env::var("DUPLEX_LAB_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let mut c = Checks::new();
+    let mut runs = Vec::new();
+    for i in 1..=count {
+        let o = unplanned(lab, facts, Fault::Kill, false)?;
+        let r = &o.report;
+        let total: u64 = r["takeover"]["timeline"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["ms"].as_u64())
+            .sum();
+        let failed: Vec<Value> = r["checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["ok"] != json!(true))
+            .map(|c| c["check"].clone())
+            .collect();
+        c.check(
+            &format!("cycle_{i}"),
+            o.ok,
+            format!("failed: {}", json!(failed)),
+        );
+        let pause = |p: &str| r["host"][p]["pause_ms"].clone();
+        let run = json!({"cycle": i, "ok": o.ok, "victim": r["victim"],
+                         "takeover_ms": total, "pause_ms": {"iscsi": pause("iscsi"), "nvme": pause("nvme")},
+                         "giveback_s": r["giveback"]["seconds"], "failed": failed});
+        info!("cycle {i}/{count}: {run}");
+        runs.push(run);
+    }
+    let spread = |f: &dyn Fn(&Value) -> Option<f64>| {
+        let mut v: Vec<f64> = runs.iter().filter_map(f).collect();
+        v.sort_by(f64::total_cmp);
+        json!({"min": v.first(), "median": v.get(v.len() / 2), "max": v.last()})
+    };
+    let spread = json!({
+        "takeover_ms": spread(&|r| r["takeover_ms"].as_f64()),
+        "iscsi_pause_ms": spread(&|r| r["pause_ms"]["iscsi"].as_f64()),
+        "nvme_pause_ms": spread(&|r| r["pause_ms"]["nvme"].as_f64()),
+    });
+    Ok(Outcome {
+        report: json!({
+            "scenario": "cycles",
+            "ok": c.ok,
+            "cycles": runs,
+            "spread": spread,
+            "checks": c.list,
+        }),
+        ok: c.ok,
+    })
+}
+
 /// A few lines a person reads: the verdict, the takeover's timeline step by
 /// step, the host's pause and errors per protocol, rejoin and giveback.
 pub fn summary(report: &Value) -> String {
@@ -719,7 +1216,69 @@ pub fn summary(report: &Value) -> String {
             host(&g["host"])
         ));
     }
-    if report["scenario"] == "ic-cut" || report["scenario"] == "ic-one" {
+    if let Some(b) = report.get("fence_blocked").filter(|b| !b.is_null()) {
+        out.push_str(&format!(
+            "  the survivor cut from the BMC for {} s first: {} 'every fence agent failed' alerts{}\n",
+            b["seconds"],
+            b["agent_failed_alerts"],
+            match b["watchdog_after_s"].as_f64() {
+                Some(s) => format!(", the victim's watchdog fired {s:.1} s after the fault"),
+                None => String::new(),
+            }
+        ));
+    }
+    for d in report["daemons"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  {} killed: active again after {} s\n",
+            d["daemon"].as_str().unwrap_or("?"),
+            d["back_after_s"]
+                .as_f64()
+                .map_or("(never)".to_string(), |s| format!("{s:.1}"))
+        ));
+    }
+    if let Some(h) = report.get("heartbeat") {
+        out.push_str(&format!(
+            "  duplex-heartbeat killed: back after {} s, partner took over: {}\n",
+            h["back_after_s"]
+                .as_f64()
+                .map_or("(never)".to_string(), |s| format!("{s:.1}")),
+            h["partner_took_over"]
+        ));
+        if h.get("timeline").is_some() {
+            timeline(&mut out, &h["timeline"]);
+        }
+        out.push_str(&format!("  host around it: {}\n", host(&h["host"])));
+    }
+    if let Some(p) = report.get("power_on") {
+        out.push_str(&format!(
+            "  power back: both booted in {:.0} s, both normal {:.0} s later, the owner serving at {:.0} s\n",
+            p["booted_s"].as_f64().unwrap_or(0.0),
+            p["normal_after_s"].as_f64().unwrap_or(0.0),
+            p["serving_after_s"].as_f64().unwrap_or(0.0)
+        ));
+    }
+    for r in report["cycles"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  cycle {:>2}: {} takeover {} ms, pause iscsi {} ms / nvme {} ms, giveback {:.1} s\n",
+            r["cycle"],
+            if r["ok"] == json!(true) {
+                "ok  "
+            } else {
+                "FAIL"
+            },
+            r["takeover_ms"],
+            r["pause_ms"]["iscsi"],
+            r["pause_ms"]["nvme"],
+            r["giveback_s"].as_f64().unwrap_or(0.0)
+        ));
+    }
+    if let Some(sp) = report.get("spread") {
+        out.push_str(&format!("  spread (min/median/max): {sp}\n"));
+    }
+    if ["ic-cut", "ic-one", "services", "hb-disks", "power-cut"]
+        .iter()
+        .any(|n| report["scenario"] == *n)
+    {
         out.push_str(&format!("  host: {}\n", host(&report["host"])));
     }
     for c in report["checks"].as_array().into_iter().flatten() {

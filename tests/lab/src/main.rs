@@ -189,10 +189,12 @@ enum Cmd {
         target: String,
     },
     /// Heartbeat failover scenarios on the lab that is up (prepared by
-    /// `demo` with `DUPLEX_LAB_HEARTBEAT=1`): planned, kill, freeze, ic-cut, ic-one
-    /// (all of them without a name). Prints each one's figures as JSON.
+    /// `demo` with `DUPLEX_LAB_HEARTBEAT=1`): planned, kill, freeze, ic-cut,
+    /// ic-one (CI's set, run without a name); panic, fence-fails, hb-stop,
+    /// services, power-cut, cycles; `list` names them, `all` runs every one.
+    /// Prints each one's figures as JSON.
     Failover {
-        /// Scenario names (default: all, in order).
+        /// Scenario names (default: CI's set, in order).
         names: Vec<String>,
     },
     /// Scenarios: `scenario list`, `scenario run NAME...`, `scenario all`,
@@ -530,10 +532,19 @@ fn run() -> Result<i32> {
         }
         Cmd::Connect { target } => duplex_lab::forward::connect(&target)?,
         Cmd::Failover { names } => {
-            let names: Vec<String> = if names.is_empty() {
-                failover::NAMES.iter().map(|s| (*s).to_string()).collect()
-            } else {
-                names
+            let names: Vec<String> = match names.first().map(String::as_str) {
+                None => failover::NAMES.iter().map(|s| (*s).to_string()).collect(),
+                Some("all") => failover::NAMES
+                    .iter()
+                    .chain(failover::MORE)
+                    .map(|s| (*s).to_string())
+                    .collect(),
+                Some("list") => {
+                    println!("CI: {}", failover::NAMES.join(" "));
+                    println!("on demand: {}", failover::MORE.join(" "));
+                    return Ok(0);
+                }
+                Some(_) => names,
             };
             return run_failover(&lab, &names);
         }
