@@ -10,7 +10,7 @@
 //!   lock and unlock calls can never overtake each other.
 
 use crate::backend::{FenceAgent, FenceOutcome, HeartbeatDisk, Interconnect, LinkCounters};
-use crate::backend::{Watchdog, BLOCK};
+use crate::backend::{FrontendLinks, Watchdog, BLOCK};
 use crate::core::latency;
 use crate::core::machine::{Effect, FenceResult, Input, Level, Machine, PartnerRead, Settings};
 use crate::core::slot::{AreaHeader, Slot, SlotError, HEADER_OFFSET, SLOT_OFFSETS};
@@ -38,6 +38,8 @@ pub struct Backends {
     pub agents: Vec<Arc<dyn FenceAgent>>,
     /// The interconnect transport.
     pub interconnect: Arc<dyn Interconnect>,
+    /// The front-end links, when they are watched.
+    pub frontend: Option<Arc<dyn FrontendLinks>>,
 }
 
 /// Timings the machine does not hold.
@@ -419,6 +421,10 @@ impl Driver {
             in_tx.clone(),
         ));
 
+        if let Some(fe) = backends.frontend.clone() {
+            tokio::spawn(frontend_task(fe, in_tx.clone()));
+        }
+
         let agents = backends.agents;
         let mut tick = tokio::time::interval(timing.hb_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -475,6 +481,9 @@ impl Driver {
                         run_takeover(&router, &me, &partner, epoch, &in_tx, &shared);
                     }
                     Effect::SelfFence { reason } => self_fence(&router, &me, reason),
+                    Effect::MoveForFrontend => {
+                        run_frontend_move(&router, &me, &partner, &in_tx, &shared);
+                    }
                     Effect::PetWatchdog => {
                         if let Some(w) = &wd {
                             let _ = w.send(WdMsg::Pet);
@@ -649,6 +658,98 @@ fn run_takeover(
         };
         lock(&shared).record(out.entry);
         let _ = tx.send(input);
+    };
+    tokio::spawn(action::scope(scope_id, fut.instrument(span)));
+}
+
+/// How often the front-end carrier is read.
+const FRONTEND_POLL: Duration = Duration::from_millis(500);
+
+/// Reports the front end's state to the machine: once at start, then on
+/// every change. A read that fails reports nothing (the machine keeps the
+/// last state).
+async fn frontend_task(fe: Arc<dyn FrontendLinks>, tx: mpsc::UnboundedSender<Input>) {
+    let mut last = None;
+    loop {
+        let fe2 = Arc::clone(&fe);
+        // sysfs reads are quick, but blocking: off the async threads.
+        let now = tokio::task::spawn_blocking(move || fe2.any_up()).await;
+        match now {
+            Ok(Ok(up)) if last != Some(up) => {
+                last = Some(up);
+                if tx.send(Input::Frontend { up }).is_err() {
+                    return;
+                }
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "front-end state unreadable"),
+            _ => {}
+        }
+        tokio::time::sleep(FRONTEND_POLL).await;
+    }
+}
+
+/// Moves this controller's pools to the partner because every front-end
+/// link is down, under a new action_id, if the partner says its own front
+/// end is up (moving pools to a controller hosts cannot reach either would
+/// only add a pause). The outcome goes back to the machine.
+fn run_frontend_move(
+    router: &RouterClient,
+    me: &str,
+    partner: &str,
+    tx: &mpsc::UnboundedSender<Input>,
+    shared: &Arc<Mutex<Shared>>,
+) {
+    let (router, me, partner) = (router.clone(), me.to_string(), partner.to_string());
+    let (tx, shared) = (tx.clone(), Arc::clone(shared));
+    let id = action::new_id();
+    let span = tracing::info_span!("failover", action_id = %id, reason = "frontend");
+    let scope_id = id.clone();
+    let fut = async move {
+        let st = router
+            .call_at(Some(&partner), "cluster.status", json!({}))
+            .await;
+        let partner_fe = st
+            .as_ref()
+            .ok()
+            .and_then(|v| v.pointer("/state/frontend_up"))
+            .and_then(Value::as_bool);
+        let done = |ok: bool, reason: String| {
+            let _ = tx.send(Input::FrontendMoveDone { ok, reason });
+        };
+        if partner_fe != Some(true) {
+            let why = match st {
+                Err(e) => format!("{partner} did not answer cluster.status: {e}"),
+                Ok(_) if partner_fe == Some(false) => {
+                    format!("{partner}'s front end is down too")
+                }
+                Ok(_) => format!("{partner} does not report its front end"),
+            };
+            return done(false, why);
+        }
+        if let Err(e) = can_move(&lock(&shared)) {
+            return done(false, e);
+        }
+        let out = orchestrate::handover(
+            &router,
+            "failover",
+            &id,
+            &me,
+            &me,
+            &partner,
+            Selection::AllOwned,
+        )
+        .await;
+        for a in &out.alerts {
+            publish(&router, "alert", json!(a));
+        }
+        let ok = out.entry.ok;
+        let reason = out
+            .alerts
+            .last()
+            .map(|a| a.message.clone())
+            .unwrap_or_else(|| "failover failed".into());
+        lock(&shared).record(out.entry);
+        done(ok, reason);
     };
     tokio::spawn(action::scope(scope_id, fut.instrument(span)));
 }

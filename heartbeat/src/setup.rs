@@ -43,6 +43,8 @@ pub fn settings(cfg: &Config, hb: &HeartbeatSettings) -> Result<(Settings, Timin
         tie_break_ms: hb.tie_break_ms,
         fence_retry_ms: hb.fence_retry_ms,
         takeover_retry_ms: hb.fence_retry_ms,
+        frontend_grace_ms: hb.frontend_grace_ms,
+        move_on_frontend_loss: hb.move_on_frontend_loss,
     };
     let t = Timing {
         hb_interval: Duration::from_millis(hb.hb_interval_ms),
@@ -85,6 +87,10 @@ pub fn sim_backends(s: &Settings, hb: &HeartbeatSettings) -> Result<Backends, Se
         watchdog,
         agents,
         interconnect: Arc::new(mine),
+        frontend: (!hb.frontend.is_empty()).then(|| {
+            Arc::new(crate::backend::sim::SimFrontend::new())
+                as Arc<dyn crate::backend::FrontendLinks>
+        }),
     })
 }
 
@@ -159,10 +165,16 @@ pub async fn linux_backends(cfg: &Config, hb: &HeartbeatSettings) -> Result<Back
         ) as Box<dyn crate::backend::Watchdog>),
         None => None,
     };
+    let frontend = (!hb.frontend.is_empty()).then(|| {
+        Arc::new(crate::backend::linux::frontend::SysfsCarrier::new(
+            &hb.frontend,
+        )) as Arc<dyn crate::backend::FrontendLinks>
+    });
     Ok(Backends {
         disks,
         watchdog,
         agents,
         interconnect: Arc::new(interconnect),
+        frontend,
     })
 }

@@ -55,6 +55,7 @@ async fn two_drivers_detect_a_dead_partner_and_fence_it() {
                 )) as Box<dyn Watchdog>),
                 agents: vec![Arc::new(agent) as Arc<dyn FenceAgent>],
                 interconnect: Arc::new(ic),
+                frontend: None,
             },
             router: router.clone(),
             shared: sh,

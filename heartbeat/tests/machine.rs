@@ -308,6 +308,104 @@ fn heartbeat_disks_lost_one_then_a_majority_are_alerts_and_nothing_else() {
     assert_eq!(w.alerts(Level::Warning).len(), 2, "no flapping");
 }
 
+fn is_fe_move(e: &Effect) -> bool {
+    *e == Effect::MoveForFrontend
+}
+
+#[test]
+fn front_end_lost_moves_the_pools_once_after_the_grace_time() {
+    let mut w = World::a();
+    w.feed(Input::Pools {
+        mine: 1,
+        partner: 0,
+    });
+    w.feed(Input::Frontend { up: true });
+    w.run(2000);
+    assert!(w.alerts(Level::Warning).is_empty());
+    w.feed(Input::Frontend { up: false });
+    let down_at = w.now;
+    assert!(w
+        .alerts(Level::Warning)
+        .iter()
+        .any(|a| a.contains("every front-end link down")));
+    w.run(2500);
+    assert_eq!(w.count(is_fe_move), 0, "within the 3 s grace");
+    w.run(1000);
+    assert_eq!(w.count(is_fe_move), 1);
+    let at = w.first(is_fe_move).unwrap();
+    assert!(at - down_at >= 3000, "{}", at - down_at);
+    // The move failed (the partner's front end is down too): again later.
+    w.feed(Input::FrontendMoveDone {
+        ok: false,
+        reason: "B's front end is down too".into(),
+    });
+    assert!(w
+        .alerts(Level::Critical)
+        .iter()
+        .any(|a| a.contains("B's front end is down too")));
+    w.run(4000);
+    assert_eq!(w.count(is_fe_move), 1, "not before takeover_retry");
+    w.run(1500);
+    assert_eq!(w.count(is_fe_move), 2);
+    w.feed(Input::FrontendMoveDone {
+        ok: true,
+        reason: String::new(),
+    });
+    w.feed(Input::Pools {
+        mine: 0,
+        partner: 1,
+    });
+    w.run(20_000);
+    assert_eq!(w.count(is_fe_move), 2, "done for this outage");
+    // Never a fence, a takeover or a lock: the partner is alive.
+    assert!(w.fences().is_empty());
+    assert_eq!(w.takeovers(), 0);
+    assert_eq!(w.count(is_lock), 0);
+    assert_eq!(w.m.phase(), Phase::Normal);
+    w.feed(Input::Frontend { up: true });
+    assert!(w
+        .alerts(Level::Info)
+        .iter()
+        .any(|a| a.contains("stay on B until a giveback")));
+}
+
+#[test]
+fn front_end_lost_moves_nothing_under_maintenance_or_without_pools() {
+    let mut w = World::a();
+    w.feed(Input::Frontend { up: false });
+    w.run(10_000);
+    assert_eq!(w.count(is_fe_move), 0, "no pools of its own");
+    w.feed(Input::Maintenance(true));
+    w.feed(Input::Pools {
+        mine: 2,
+        partner: 0,
+    });
+    w.run(10_000);
+    assert_eq!(w.count(is_fe_move), 0, "maintenance holds it");
+    w.feed(Input::Maintenance(false));
+    w.run(200);
+    assert_eq!(w.count(is_fe_move), 1);
+    // A front end that comes back while the move runs does not start
+    // another one when it drops again.
+    w.feed(Input::Frontend { up: true });
+    w.feed(Input::Frontend { up: false });
+    w.run(10_000);
+    assert_eq!(w.count(is_fe_move), 1);
+    let mut off = World::new("B", {
+        let mut s = Settings::new("A", "B", &["ipmi"]);
+        s.move_on_frontend_loss = false;
+        s
+    });
+    off.feed(Input::Pools {
+        mine: 1,
+        partner: 0,
+    });
+    off.feed(Input::Frontend { up: false });
+    off.run(10_000);
+    assert_eq!(off.count(is_fe_move), 0, "the policy is off");
+    assert_eq!(off.alerts(Level::Warning).len(), 1, "the alert still says it");
+}
+
 #[test]
 fn both_links_down_with_slot_advancing_waits_locked_then_unlocks() {
     let mut w = World::a();

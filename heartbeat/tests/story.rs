@@ -268,6 +268,26 @@ impl Cluster {
                 self.ctl[i].takeovers += 1;
                 inputs.push_back(Input::TakeoverDone { epoch });
             }
+            Effect::MoveForFrontend => {
+                // A planned move: both run, so the pools simply change hands.
+                let partner = self.ctl[i].partner.clone();
+                let j = self.ctl.iter().position(|c| c.id == partner).unwrap();
+                let mine: Vec<String> = self
+                    .owners
+                    .iter()
+                    .filter(|(_, o)| **o == id)
+                    .map(|(p, _)| p.clone())
+                    .collect();
+                for p in mine {
+                    self.owners.insert(p.clone(), partner.clone());
+                    self.ctl[i].imported.remove(&p);
+                    self.ctl[j].imported.insert(p);
+                }
+                inputs.push_back(Input::FrontendMoveDone {
+                    ok: true,
+                    reason: String::new(),
+                });
+            }
             Effect::SelfFence { .. } => self.ctl[i].imported.clear(),
             Effect::PetWatchdog => {
                 let _ = self.ctl[i].wd.pet();

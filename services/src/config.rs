@@ -205,6 +205,23 @@ pub struct HeartbeatSettings {
     /// must end well before the partner's `disk_timeout_ms`.
     #[serde(default = "ms::<5000>")]
     pub watchdog_timeout_ms: u64,
+    /// The front-end interfaces hosts reach this controller on (`fe0`);
+    /// empty: front-end health is not watched.
+    #[serde(default)]
+    pub frontend: Vec<String>,
+    /// Every front-end link down this long while the partner's are up:
+    /// this controller's pools move to the partner.
+    #[serde(default = "ms::<3000>")]
+    pub frontend_grace_ms: u64,
+    /// Move the pools when the front end is lost (hosts that reach only
+    /// the partner get their data back without a person).
+    #[serde(default = "yes")]
+    pub move_on_frontend_loss: bool,
+}
+
+/// A serde default of `true`.
+const fn yes() -> bool {
+    true
 }
 
 /// A serde default of `N` milliseconds, written next to its field.
@@ -261,6 +278,26 @@ impl HeartbeatSettings {
             return bad(
                 "heartbeat.disk_timeout_ms",
                 "must be longer than suspect_timeout_ms",
+            );
+        }
+        for name in &self.frontend {
+            // Linux interface names: 1 to 15 bytes, no '/', no whitespace.
+            let ok = !name.is_empty()
+                && name.len() < 16
+                && name != "."
+                && name != ".."
+                && !name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace());
+            if !ok {
+                return bad(
+                    "heartbeat.frontend",
+                    "interface names are 1 to 15 characters without '/', ':' or spaces",
+                );
+            }
+        }
+        if self.frontend_grace_ms < self.hb_interval_ms {
+            return bad(
+                "heartbeat.frontend_grace_ms",
+                "must be at least hb_interval_ms",
             );
         }
         if self.watchdog_timeout_ms < 1000 {
@@ -594,6 +631,17 @@ auto_failback = false
             ],
             [100, 1000, 200, 1500, 10_000, 1000, 5000, 5000]
         );
+        assert!(hb.frontend.is_empty() && hb.move_on_frontend_loss);
+        assert_eq!(hb.frontend_grace_ms, 3000);
+        let fe = minimal("frontend = [\"fe0\", \"bond0.100\"]").unwrap();
+        fe.validate().unwrap();
+        for bad in ["\"\"", "\"a/b\"", "\"sixteen-chars-xx\"", "\"a b\""] {
+            let e = minimal(&format!("frontend = [{bad}]"))
+                .unwrap()
+                .validate()
+                .unwrap_err();
+            assert!(e.to_string().contains("heartbeat.frontend"), "{bad}: {e}");
+        }
         assert!(minimal("bogus = 1").is_err(), "unknown keys refused");
         assert!(minimal("disk_timeout_ms = 1000")
             .unwrap()

@@ -180,3 +180,10 @@ pub trait Interconnect: Send + Sync {
     /// Counters per link.
     fn counters(&self) -> Vec<LinkCounters>;
 }
+
+/// The front-end links hosts reach this controller on.
+pub trait FrontendLinks: Send + Sync {
+    /// True when at least one of them has carrier; an error when none can
+    /// be read at all (the driver then reports nothing).
+    fn any_up(&self) -> Result<bool, String>;
+}

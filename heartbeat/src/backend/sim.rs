@@ -480,6 +480,34 @@ impl Interconnect for SimInterconnect {
     }
 }
 
+/// Front-end links whose state a test sets.
+#[derive(Debug, Clone)]
+pub struct SimFrontend(Arc<std::sync::atomic::AtomicBool>);
+
+impl SimFrontend {
+    /// Links that start up.
+    pub fn new() -> Self {
+        SimFrontend(Arc::new(std::sync::atomic::AtomicBool::new(true)))
+    }
+
+    /// Sets every link up or down.
+    pub fn set(&self, up: bool) {
+        self.0.store(up, Ordering::SeqCst);
+    }
+}
+
+impl Default for SimFrontend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl super::FrontendLinks for SimFrontend {
+    fn any_up(&self) -> Result<bool, String> {
+        Ok(self.0.load(Ordering::SeqCst))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,6 +52,11 @@ pub struct Settings {
     pub fence_retry_ms: u64,
     /// Wait before running a failed takeover again.
     pub takeover_retry_ms: u64,
+    /// Every front-end link down this long: move this controller's pools
+    /// to the partner (when [`Settings::move_on_frontend_loss`]).
+    pub frontend_grace_ms: u64,
+    /// Move the pools when the front end is lost.
+    pub move_on_frontend_loss: bool,
 }
 
 impl Settings {
@@ -72,6 +77,8 @@ impl Settings {
             tie_break_ms: 1000,
             fence_retry_ms: 5000,
             takeover_retry_ms: 5000,
+            frontend_grace_ms: 3000,
+            move_on_frontend_loss: true,
         }
     }
 
@@ -154,6 +161,19 @@ pub enum Input {
     },
     /// The administrator holds (`true`) or releases every takeover.
     Maintenance(bool),
+    /// Whether any front-end link has carrier (sent on change; never sent
+    /// when no front end is configured).
+    Frontend {
+        /// At least one front-end link is up.
+        up: bool,
+    },
+    /// The move of this controller's pools for a lost front end finished.
+    FrontendMoveDone {
+        /// The pools are on the partner.
+        ok: bool,
+        /// Why it did not happen, for the alert.
+        reason: String,
+    },
     /// The cluster epoch recorded in the configuration, so a new epoch is
     /// always above it.
     ConfigEpoch(u64),
@@ -214,6 +234,10 @@ pub enum Effect {
         /// Why.
         reason: String,
     },
+    /// Every front-end link is down past the grace time: move this
+    /// controller's pools to the partner (a planned failover) if the
+    /// partner's front end is up.
+    MoveForFrontend,
     /// Pet the watchdog.
     PetWatchdog,
     /// Stop petting the watchdog for good so it fires.
@@ -251,6 +275,19 @@ struct FenceRun {
     unconfirmed_until: Option<u64>,
 }
 
+/// Where the move of the pools for a lost front end stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FrontendMove {
+    /// Nothing asked.
+    Idle,
+    /// Asked; waiting for [`Input::FrontendMoveDone`].
+    Running,
+    /// Failed; ask again at this time.
+    RetryAt(u64),
+    /// Done for this outage (the front end must come back first).
+    Done,
+}
+
 /// The state machine of one controller.
 #[derive(Debug, Clone)]
 pub struct Machine {
@@ -275,6 +312,11 @@ pub struct Machine {
     disk_up: Vec<bool>,
     /// A strict majority of the disks was usable at the last evaluation.
     majority_up: bool,
+    /// Front-end carrier (`None`: not watched, or not reported yet).
+    frontend_up: Option<bool>,
+    /// When every front-end link went down.
+    frontend_down_since: Option<u64>,
+    frontend_move: FrontendMove,
     locked: bool,
     maintenance: bool,
     held_alerted: bool,
@@ -332,6 +374,8 @@ pub struct Status {
     /// Stalls of this controller's own heartbeat loop since it started
     /// (see [`Machine::step`]).
     pub stalls: u64,
+    /// Any front-end link up (`None`: no front end watched).
+    pub frontend_up: Option<bool>,
 }
 
 fn since(now: u64, t: u64) -> u64 {
@@ -363,6 +407,9 @@ impl Machine {
             reads: vec![DiskView::default(); disks],
             disk_up: vec![true; disks],
             majority_up: true,
+            frontend_up: None,
+            frontend_down_since: None,
+            frontend_move: FrontendMove::Idle,
             locked: false,
             maintenance: false,
             held_alerted: false,
@@ -449,6 +496,7 @@ impl Machine {
             fence_sent: self.fence_out.as_ref().map(|f| f.epoch.clone()),
             last_detection_ms: self.last_detection_ms,
             stalls: self.stalls,
+            frontend_up: self.frontend_up,
         }
     }
 
@@ -532,6 +580,33 @@ impl Machine {
                 }
             }
             Input::Pools { mine, partner } => self.pools = (mine, partner),
+            Input::Frontend { up } => self.on_frontend(now, up, &mut fx),
+            Input::FrontendMoveDone { ok, reason } => {
+                if self.frontend_move == FrontendMove::Running {
+                    if ok {
+                        self.frontend_move = FrontendMove::Done;
+                        alert(
+                            &mut fx,
+                            Level::Info,
+                            format!(
+                                "front end lost: this controller's pools now run on {}",
+                                self.s.partner
+                            ),
+                        );
+                    } else {
+                        let retry = self.s.takeover_retry_ms;
+                        self.frontend_move = FrontendMove::RetryAt(now + retry);
+                        alert(
+                            &mut fx,
+                            Level::Critical,
+                            format!(
+                                "front end lost but the pools did not move to {}: {reason}; trying again in {retry} ms",
+                                self.s.partner
+                            ),
+                        );
+                    }
+                }
+            }
             Input::ConfigEpoch(counter) => {
                 if counter > self.epoch.counter && self.adopts_epochs() {
                     self.epoch.counter = counter;
@@ -854,6 +929,7 @@ impl Machine {
     fn evaluate(&mut self, now: u64, fx: &mut Vec<Effect>) {
         self.link_edges(now, fx);
         self.disk_edges(now, fx);
+        self.frontend_check(now, fx);
         let ic_up = self.ic_up(now);
 
         if self.phase != Phase::Fenced {
@@ -998,6 +1074,74 @@ impl Machine {
                 );
             }
         }
+    }
+
+    fn on_frontend(&mut self, now: u64, up: bool, fx: &mut Vec<Effect>) {
+        let was = self.frontend_up.replace(up);
+        if was == Some(up) {
+            return;
+        }
+        if up {
+            self.frontend_down_since = None;
+            if was.is_some() {
+                let text = if self.frontend_move == FrontendMove::Done {
+                    format!(
+                        "front-end links up again; the moved pools stay on {} until a giveback (duplexctl cluster giveback on {})",
+                        self.s.partner, self.s.partner
+                    )
+                } else {
+                    "front-end links up again".to_string()
+                };
+                alert(fx, Level::Info, text);
+            }
+            if self.frontend_move != FrontendMove::Running {
+                self.frontend_move = FrontendMove::Idle;
+            }
+        } else {
+            self.frontend_down_since = Some(now);
+            alert(
+                fx,
+                Level::Warning,
+                format!(
+                    "every front-end link down: hosts cannot reach this controller's paths (only {}'s)",
+                    self.s.partner
+                ),
+            );
+        }
+    }
+
+    /// Asks for the move of this controller's pools once the front end has
+    /// been down for the grace time, only in `normal` (the partner runs and
+    /// answers, so a planned move is possible) and never under maintenance.
+    fn frontend_check(&mut self, now: u64, fx: &mut Vec<Effect>) {
+        let Some(down_since) = self.frontend_down_since else {
+            return;
+        };
+        let due = match self.frontend_move {
+            FrontendMove::Idle => true,
+            FrontendMove::RetryAt(t) => now >= t,
+            FrontendMove::Running | FrontendMove::Done => false,
+        };
+        if !due
+            || !self.s.move_on_frontend_loss
+            || self.phase != Phase::Normal
+            || self.maintenance
+            || self.pools.0 == 0
+            || since(now, down_since) < self.s.frontend_grace_ms
+        {
+            return;
+        }
+        self.frontend_move = FrontendMove::Running;
+        alert(
+            fx,
+            Level::Critical,
+            format!(
+                "every front-end link down for {} ms: moving this controller's pools to {}",
+                since(now, down_since),
+                self.s.partner
+            ),
+        );
+        fx.push(Effect::MoveForFrontend);
     }
 
     fn enter_waiting(&mut self, now: u64, fx: &mut Vec<Effect>) {

@@ -29,6 +29,7 @@ pub const MORE: &[&str] = &[
     "hb-stop",
     "services",
     "hb-disks",
+    "fe-cut",
     "power-cut",
     "cycles",
 ];
@@ -93,6 +94,7 @@ pub fn run(lab: &Lab, name: &str) -> Result<Outcome, LabError> {
         "hb-stop" => unplanned(lab, &facts, Fault::HeartbeatStopped, true),
         "services" => services(lab, &facts),
         "hb-disks" => hb_disks(lab, &facts),
+        "fe-cut" => fe_cut(lab, &facts),
         "power-cut" => power_cut(lab, &facts),
         "cycles" => cycles(lab, &facts),
         other => Err(LabError::State(format!(
@@ -991,6 +993,73 @@ fn hb_disks(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
             "alerts": {"hb0_lost": one, "majority_lost": majority, "usable_again": again},
             "disks_after": disks,
             "host": host,
+            "checks": c.list,
+        }),
+        ok: c.ok,
+    })
+}
+
+/// Scenario 9: the owner's front-end link cut under verified writes. Its
+/// heartbeat sees every front-end link down and, after
+/// `frontend_grace`, moves the pool to the partner (a planned failover in
+/// the owner's timeline, nobody fenced): the host gets its data back
+/// through the partner alone. The link returns, the pool stays until the
+/// giveback, which follows under writes.
+fn fe_cut(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
+    let mut c = Checks::new();
+    let (owner_vm, _) = owner(lab)?;
+    let partner = partner_of(&owner_vm);
+    let n = timeline_len(lab, &owner_vm);
+    let since = guest_time(lab, &owner_vm)?;
+    let w = Writer::start(lab, facts)?;
+    let cut_at = w.at();
+    lab::link(lab, &owner_vm, "fe0", false)?;
+    let entry = wait_entry(lab, &owner_vm, n, TAKEOVER_WITHIN);
+    let moved_at = w.at();
+    // The host writes through the partner for a while, then the link
+    // comes back under writes.
+    thread::sleep(Duration::from_secs(8));
+    lab::link(lab, &owner_vm, "fe0", true)?;
+    thread::sleep(Duration::from_secs(5));
+    let v = w.stop(lab)?;
+    let entry = entry?;
+    c.check(
+        "pools_moved_by_failover",
+        entry["ok"] == json!(true) && entry["kind"] == "failover",
+        entry["steps"].to_string(),
+    );
+    let (after, _) = owner(lab)?;
+    c.check(
+        "partner_owns_pool",
+        after == partner,
+        format!("owner {after}"),
+    );
+    let alerts = journal_count(lab, &owner_vm, &since, "every front-end link down")?;
+    c.check(
+        "front_end_alert",
+        alerts > 0,
+        format!("'every front-end link down' alerts on {owner_vm}: {alerts}"),
+    );
+    for vm in ["A", "B"] {
+        c.check(
+            &format!("{vm}_powered"),
+            lab::is_running(lab, vm)?,
+            "nobody was fenced",
+        );
+    }
+    let normal = wait_normal(lab, Duration::from_secs(60));
+    c.check("both_normal", normal.is_ok(), format!("{normal:?}"));
+    let host = host_figures(&mut c, "fe_cut", &v, (cut_at - 1.0, moved_at + 2.0));
+    let back = giveback(lab, facts, &mut c)?;
+    Ok(Outcome {
+        report: json!({
+            "scenario": "fe-cut",
+            "ok": c.ok,
+            "owner": owner_vm,
+            "failover": {"from": owner_vm, "to": partner, "seconds": moved_at - cut_at,
+                         "steps_ms": steps(&entry), "timeline": entry["steps"],
+                         "action_id": entry["action_id"], "host": host},
+            "giveback": back,
             "checks": c.list,
         }),
         ok: c.ok,

@@ -790,6 +790,7 @@ pub fn heartbeat_toml(me: &VmSpec, peer: &VmSpec) -> String {
     format!(
         "[heartbeat]\ndisks = [{}]\nlinks = [{}]\nwatchdog = \"/dev/watchdog\"\n\
          fence = [\"ipmi\"]\nbmc_file = \"/etc/duplex/partner-bmc.toml\"\n\
+         frontend = [\"fe0\"]\n\
          hb_interval_ms = {}\nic_timeout_ms = {}\ndisk_interval_ms = {}\n\
          suspect_timeout_ms = {}\ndisk_timeout_ms = {}\nwatchdog_timeout_ms = {}\n",
         disks.join(", "),
@@ -1684,6 +1685,7 @@ mod tests {
              watchdog = \"/dev/watchdog\"\n\
              fence = [\"ipmi\"]\n\
              bmc_file = \"/etc/duplex/partner-bmc.toml\"\n\
+             frontend = [\"fe0\"]\n\
              hb_interval_ms = 200\n\
              ic_timeout_ms = 2000\n\
              disk_interval_ms = 300\n\
