@@ -372,6 +372,22 @@ fn front_end_lost_moves_the_pools_once_after_the_grace_time() {
 #[test]
 fn front_end_lost_moves_nothing_under_maintenance_or_without_pools() {
     let mut w = World::a();
+    w.feed(Input::Pools {
+        mine: 1,
+        partner: 0,
+    });
+    w.feed(Input::Frontend { up: false });
+    w.run(10_000);
+    assert_eq!(w.count(is_fe_move), 0, "never up since start (booting)");
+    assert!(w
+        .alerts(Level::Warning)
+        .iter()
+        .any(|a| a.contains("no front-end link up since start")));
+    w.feed(Input::Pools {
+        mine: 0,
+        partner: 0,
+    });
+    w.feed(Input::Frontend { up: true });
     w.feed(Input::Frontend { up: false });
     w.run(10_000);
     assert_eq!(w.count(is_fe_move), 0, "no pools of its own");
@@ -400,10 +416,15 @@ fn front_end_lost_moves_nothing_under_maintenance_or_without_pools() {
         mine: 1,
         partner: 0,
     });
+    off.feed(Input::Frontend { up: true });
     off.feed(Input::Frontend { up: false });
     off.run(10_000);
     assert_eq!(off.count(is_fe_move), 0, "the policy is off");
-    assert_eq!(off.alerts(Level::Warning).len(), 1, "the alert still says it");
+    assert_eq!(
+        off.alerts(Level::Warning).len(),
+        1,
+        "the alert still says it"
+    );
 }
 
 #[test]

@@ -317,6 +317,9 @@ pub struct Machine {
     /// When every front-end link went down.
     frontend_down_since: Option<u64>,
     frontend_move: FrontendMove,
+    /// A front-end link had carrier since start: before that a link still
+    /// coming up at boot is not a lost front end.
+    frontend_seen_up: bool,
     locked: bool,
     maintenance: bool,
     held_alerted: bool,
@@ -410,6 +413,7 @@ impl Machine {
             frontend_up: None,
             frontend_down_since: None,
             frontend_move: FrontendMove::Idle,
+            frontend_seen_up: false,
             locked: false,
             maintenance: false,
             held_alerted: false,
@@ -1081,7 +1085,16 @@ impl Machine {
         if was == Some(up) {
             return;
         }
+        if !up && !self.frontend_seen_up {
+            alert(
+                fx,
+                Level::Warning,
+                "no front-end link up since start: pools move for a lost front end only once one was up".to_string(),
+            );
+            return;
+        }
         if up {
+            self.frontend_seen_up = true;
             self.frontend_down_since = None;
             if was.is_some() {
                 let text = if self.frontend_move == FrontendMove::Done {
