@@ -729,29 +729,41 @@ fn run_frontend_move(
         if let Err(e) = can_move(&lock(&shared)) {
             return done(false, e);
         }
-        let out = orchestrate::handover(
-            &router,
-            "failover",
-            &id,
-            &me,
-            &me,
-            &partner,
-            Selection::AllOwned,
-        )
-        .await;
-        for a in &out.alerts {
-            publish(&router, "alert", json!(a));
-        }
-        let ok = out.entry.ok;
-        let reason = out
-            .alerts
-            .last()
-            .map(|a| a.message.clone())
-            .unwrap_or_else(|| "failover failed".into());
-        lock(&shared).record(out.entry);
+        let (ok, reason) = move_to_partner(&router, &shared, &id, &me, &partner, "failover").await;
         done(ok, reason);
     };
     tokio::spawn(action::scope(scope_id, fut.instrument(span)));
+}
+
+/// A planned move of this controller's pools to the partner (`failover`:
+/// every pool it owns; `giveback`: those whose home is the partner); its
+/// alerts published and its entry in the timeline. Returns whether it
+/// succeeded and, if not, why.
+async fn move_to_partner(
+    router: &RouterClient,
+    shared: &Arc<Mutex<Shared>>,
+    id: &str,
+    me: &str,
+    partner: &str,
+    kind: &str,
+) -> (bool, String) {
+    let which = if kind == "giveback" {
+        Selection::HomeOf
+    } else {
+        Selection::AllOwned
+    };
+    let out = orchestrate::handover(router, kind, id, me, me, partner, which).await;
+    for a in &out.alerts {
+        publish(router, "alert", json!(a));
+    }
+    let ok = out.entry.ok;
+    let reason = out
+        .alerts
+        .last()
+        .map(|a| a.message.clone())
+        .unwrap_or_else(|| format!("{kind} failed"));
+    lock(shared).record(out.entry);
+    (ok, reason)
 }
 
 /// Gives the partner its home pools back once its configuration caught up
@@ -772,20 +784,7 @@ fn run_auto_failback(router: &RouterClient, me: &str, partner: &str, shared: &Ar
                 .and_then(|v| v.get("ready").and_then(Value::as_bool))
                 == Some(true);
             if ready && can_move(&lock(&shared)).is_ok() {
-                let out = orchestrate::handover(
-                    &router,
-                    "giveback",
-                    &id,
-                    &me,
-                    &me,
-                    &partner,
-                    Selection::HomeOf,
-                )
-                .await;
-                for a in &out.alerts {
-                    publish(&router, "alert", json!(a));
-                }
-                lock(&shared).record(out.entry);
+                move_to_partner(&router, &shared, &id, &me, &partner, "giveback").await;
                 return;
             }
             tokio::time::sleep(Duration::from_secs(1)).await;

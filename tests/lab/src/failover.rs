@@ -264,6 +264,27 @@ fn wait_entry(lab: &Lab, vm: &str, n: usize, within: Duration) -> Result<Value, 
     }
 }
 
+/// Checks that neither timeline grew since it held `n` entries.
+fn no_takeover(lab: &Lab, c: &mut Checks, n: [usize; 2]) {
+    c.check(
+        "no_takeover",
+        timeline_len(lab, "A") == n[0] && timeline_len(lab, "B") == n[1],
+        format!("timelines before {n:?}"),
+    );
+}
+
+/// Checks that both controllers still have power.
+fn nobody_fenced(lab: &Lab, c: &mut Checks) -> Result<(), LabError> {
+    for vm in ["A", "B"] {
+        c.check(
+            &format!("{vm}_powered"),
+            lab::is_running(lab, vm)?,
+            "nobody was fenced",
+        );
+    }
+    Ok(())
+}
+
 /// Milliseconds of each step of a timeline entry, summed by name.
 fn steps(entry: &Value) -> Value {
     let mut out = serde_json::Map::new();
@@ -596,11 +617,7 @@ fn ic_cut(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
         locked,
         "config.status locked on both at one sample",
     );
-    c.check(
-        "no_takeover",
-        timeline_len(lab, "A") == n[0] && timeline_len(lab, "B") == n[1],
-        format!("timelines before {n:?}"),
-    );
+    no_takeover(lab, &mut c, n);
     c.check(
         "normal_after_links_return",
         normal_s.is_ok(),
@@ -612,13 +629,7 @@ fn ic_cut(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
         after == owner_vm,
         format!("owner {after}, was {owner_vm}"),
     );
-    for (vm, on) in [("A", true), ("B", true)] {
-        c.check(
-            &format!("{vm}_powered"),
-            lab::is_running(lab, vm)? == on,
-            "nobody was fenced",
-        );
-    }
+    nobody_fenced(lab, &mut c)?;
     let host = host_figures(&mut c, "ic_cut", &v, (0.0, 1e9));
     Ok(Outcome {
         report: json!({
@@ -718,11 +729,7 @@ fn ic_one(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
         format!("'link 0 down' alerts during the cut (A, B): {alerts:?}"),
     );
     c.check("config_not_locked", !locked, "config.status never locked");
-    c.check(
-        "no_takeover",
-        timeline_len(lab, "A") == n[0] && timeline_len(lab, "B") == n[1],
-        format!("timelines before {n:?}"),
-    );
+    no_takeover(lab, &mut c, n);
     let fresh = ages.iter().all(|a| {
         a.as_array().is_some_and(|l| {
             !l.is_empty() && l.iter().all(|x| x.as_u64().is_some_and(|ms| ms < 2000))
@@ -826,11 +833,7 @@ fn services(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
         // The host keeps writing through the restarted controller.
         thread::sleep(Duration::from_secs(5));
     }
-    c.check(
-        "no_takeover",
-        timeline_len(lab, "A") == n[0] && timeline_len(lab, "B") == n[1],
-        format!("timelines before {n:?}"),
-    );
+    no_takeover(lab, &mut c, n);
     let (after, _) = owner(lab)?;
     c.check(
         "pool_stayed",
@@ -964,11 +967,7 @@ fn hb_disks(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
         .all(|p| p["A"] == "normal" && p["B"] == "normal");
     c.check("both_normal_throughout", normal, json!(phases).to_string());
     c.check("config_not_locked", !locked, "config.status never locked");
-    c.check(
-        "no_takeover",
-        timeline_len(lab, "A") == n[0] && timeline_len(lab, "B") == n[1],
-        format!("timelines before {n:?}"),
-    );
+    no_takeover(lab, &mut c, n);
     let state = call(lab, &owner_vm, "cluster.status", &Value::Null)
         .ok()
         .and_then(|s| s.get("state").cloned())
@@ -1040,13 +1039,7 @@ fn fe_cut(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
         alerts > 0,
         format!("'every front-end link down' alerts on {owner_vm}: {alerts}"),
     );
-    for vm in ["A", "B"] {
-        c.check(
-            &format!("{vm}_powered"),
-            lab::is_running(lab, vm)?,
-            "nobody was fenced",
-        );
-    }
+    nobody_fenced(lab, &mut c)?;
     let normal = wait_normal(lab, Duration::from_secs(60));
     c.check("both_normal", normal.is_ok(), format!("{normal:?}"));
     let host = host_figures(&mut c, "fe_cut", &v, (cut_at - 1.0, moved_at + 2.0));
@@ -1115,13 +1108,7 @@ fn power_cut(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
         after == owner_vm,
         format!("owner {after}, was {owner_vm}"),
     );
-    for vm in ["A", "B"] {
-        c.check(
-            &format!("{vm}_powered"),
-            lab::is_running(lab, vm)?,
-            "nobody was fenced",
-        );
-    }
+    nobody_fenced(lab, &mut c)?;
     let host = host_figures(&mut c, "power_cut", &v, (cut_at - 1.0, back_at));
     Ok(Outcome {
         report: json!({
