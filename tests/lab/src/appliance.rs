@@ -47,7 +47,8 @@ pub fn call(lab: &Lab, vm: &str, method: &str, params: &Value) -> Result<Value, 
     }
 }
 
-fn apply(lab: &Lab, vm: &str, changes: Vec<Value>) -> Result<Value, LabError> {
+/// `config.apply` of `changes` on `vm`, replicated before it answers.
+pub fn apply(lab: &Lab, vm: &str, changes: Vec<Value>) -> Result<Value, LabError> {
     call(
         lab,
         vm,
@@ -56,7 +57,8 @@ fn apply(lab: &Lab, vm: &str, changes: Vec<Value>) -> Result<Value, LabError> {
     )
 }
 
-fn up(kind: &str, object: Value) -> Value {
+/// An upsert change of `object` of `kind`.
+pub fn up(kind: &str, object: Value) -> Value {
     json!({"op": "upsert", "kind": kind, "object": object})
 }
 

@@ -32,6 +32,7 @@ pub const MORE: &[&str] = &[
     "fe-cut",
     "power-cut",
     "cycles",
+    "scale",
 ];
 
 /// How long the survivor is kept from the victim's BMC in `fence-fails`
@@ -97,6 +98,7 @@ pub fn run(lab: &Lab, name: &str) -> Result<Outcome, LabError> {
         "fe-cut" => fe_cut(lab, &facts),
         "power-cut" => power_cut(lab, &facts),
         "cycles" => cycles(lab, &facts),
+        "scale" => scale(lab, &facts),
         other => Err(LabError::State(format!(
             "unknown failover scenario {other} (known: {} {})",
             NAMES.join(" "),
@@ -432,6 +434,21 @@ fn unplanned(
     fault: Fault,
     fence_blocked: bool,
 ) -> Result<Outcome, LabError> {
+    unplanned_then(lab, facts, fault, fence_blocked, &|_, _| Ok(Value::Null))
+}
+
+/// A check run on the survivor's side right after a takeover, before the
+/// victim rejoins; its figures go in the report as `after_takeover`.
+type AfterTakeover<'a> = &'a dyn Fn(&Lab, &mut Checks) -> Result<Value, LabError>;
+
+/// [`unplanned`] with `after` run right after the takeover.
+fn unplanned_then(
+    lab: &Lab,
+    facts: &HostFacts,
+    fault: Fault,
+    fence_blocked: bool,
+    after_takeover: AfterTakeover,
+) -> Result<Outcome, LabError> {
     let mut c = Checks::new();
     let (victim, _) = owner(lab)?;
     let survivor = partner_of(&victim);
@@ -531,10 +548,12 @@ fn unplanned(
         cli.contains(&format!("takeover {victim} -> {survivor}")) && cli.contains(action),
         cli.clone(),
     );
+    let after_takeover = after_takeover(lab, &mut c)?;
     let (rejoin, back) = rejoin_and_giveback(lab, facts, &victim, &mut c)?;
     Ok(Outcome {
         report: json!({
             "scenario": fault.name(fence_blocked),
+            "after_takeover": after_takeover,
             "ok": c.ok,
             "victim": victim,
             "survivor": survivor,
@@ -1182,6 +1201,137 @@ fn cycles(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
         }),
         ok: c.ok,
     })
+}
+
+/// Volumes `scale` adds to the demo's two (issue 15: 50 volumes over both
+/// protocols; TrueNAS's own HA suite scales to 51 subsystems and 70
+/// namespaces).
+const SCALE_EXTRA: usize = 48;
+
+/// Reads one 4 KiB block of every device H sees (every LU, both
+/// protocols) with O_DIRECT; the failures, by device.
+fn read_every_lu(lab: &Lab, devs: &[String]) -> Vec<String> {
+    devs.iter()
+        .filter_map(|d| {
+            let arg = format!("if={d}");
+            let r = lab::exec_ok(
+                lab,
+                "H",
+                &[
+                    "dd",
+                    &arg,
+                    "of=/dev/null",
+                    "bs=4096",
+                    "count=1",
+                    "iflag=direct",
+                ],
+                Duration::from_secs(60),
+            );
+            r.err().map(|e| format!("{d}: {e}"))
+        })
+        .collect()
+}
+
+/// Scenario 14: the owner killed with 50 volumes exported (half over
+/// iSCSI, half over NVMe/TCP). Before: H sees every LU through both
+/// controllers. The takeover must bring all of them back: right after it,
+/// H reads a block of every LU through the survivor. The demo volumes are
+/// written and verified throughout, as in `kill`. The extra volumes stay
+/// (run it last, or on a fresh lab).
+fn scale(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
+    let (owner_vm, _) = owner(lab)?;
+    let t = Instant::now();
+    let cfg = call(lab, &owner_vm, "config.get", &json!({}))?;
+    let has = |name: &str| {
+        cfg["config"]["volume"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|o| o["name"] == name))
+    };
+    let mut exports = Vec::new();
+    for i in 0..SCALE_EXTRA {
+        let name = format!("s{i:02}");
+        if !has(&name) {
+            call(
+                lab,
+                &owner_vm,
+                "volume.create",
+                &json!({"pool": POOL, "name": name, "size": "64MiB"}),
+            )?;
+        }
+        // LUN 0 and namespace 1 are the demo's.
+        let object = if i % 2 == 0 {
+            json!({"name": format!("{name}-iscsi"), "volume": name, "protocol": "iscsi",
+                   "lun": i / 2 + 1, "host_group": appliance::GROUP})
+        } else {
+            json!({"name": format!("{name}-nvme"), "volume": name, "protocol": "nvme",
+                   "nsid": i / 2 + 2, "host_group": appliance::GROUP})
+        };
+        exports.push(appliance::up("export", object));
+    }
+    appliance::apply(lab, &owner_vm, exports)?;
+    for vm in ["A", "B"] {
+        appliance::wait_targets(lab, vm)?;
+    }
+    let configured_s = t.elapsed().as_secs_f64();
+    // H finds the new LUNs and namespaces.
+    lab::exec_ok(
+        lab,
+        "H",
+        &["iscsiadm", "-m", "session", "--rescan"],
+        Duration::from_secs(120),
+    )?;
+    for p in &facts.nvme_paths {
+        let ctrl = format!("/dev/{}", p.ctrl);
+        lab::exec_ok(
+            lab,
+            "H",
+            &["nvme", "ns-rescan", &ctrl],
+            Duration::from_secs(60),
+        )?;
+    }
+    let want = 2 + SCALE_EXTRA;
+    let seen = Instant::now();
+    let all = loop {
+        let f = demo::host_facts_for(lab, appliance::NQN)?;
+        let n = f.iscsi_devs.len() + f.nvme_devs.len();
+        if n >= want {
+            break f;
+        }
+        if seen.elapsed() > Duration::from_secs(300) {
+            return Err(LabError::State(format!(
+                "H sees {n} of {want} LUs after 300 s"
+            )));
+        }
+        thread::sleep(Duration::from_secs(3));
+    };
+    let devs: Vec<String> = all
+        .iscsi_devs
+        .iter()
+        .chain(&all.nvme_devs)
+        .cloned()
+        .collect();
+    let before = read_every_lu(lab, &devs);
+    if !before.is_empty() {
+        return Err(LabError::State(format!(
+            "LUs unreadable before the fault: {before:?}"
+        )));
+    }
+    let visible_s = t.elapsed().as_secs_f64();
+    let check = |lab: &Lab, c: &mut Checks| -> Result<Value, LabError> {
+        let t = Instant::now();
+        let failed = read_every_lu(lab, &devs);
+        c.check(
+            "every_lu_reads_through_the_survivor",
+            failed.is_empty(),
+            format!("{} LUs, failed: {failed:?}", devs.len()),
+        );
+        Ok(json!({"lus": devs.len(), "failed": failed, "read_all_s": t.elapsed().as_secs_f64()}))
+    };
+    let mut o = unplanned_then(lab, facts, Fault::Kill, false, &check)?;
+    o.report["scenario"] = json!("scale");
+    o.report["scale"] = json!({"volumes": want, "configured_s": configured_s,
+                               "host_sees_all_s": visible_s});
+    Ok(o)
 }
 
 /// A few lines a person reads: the verdict, the takeover's timeline step by
