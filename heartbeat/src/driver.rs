@@ -190,6 +190,7 @@ fn spawn_disk(w: DiskWorker, slots: std_mpsc::Receiver<Slot>) {
             .checked_sub(interval)
             .unwrap_or_else(Instant::now);
         let mut last_reopen: Option<Instant> = None;
+        let mut area_err = String::new();
         loop {
             let mut newest = match slots.recv_timeout(interval) {
                 Ok(s) => Some(s),
@@ -200,7 +201,15 @@ fn spawn_disk(w: DiskWorker, slots: std_mpsc::Receiver<Slot>) {
                 newest = Some(s);
             }
             if offsets.is_none() {
-                offsets = find_area(&*disk, &me, &partner);
+                match find_area(&*disk, &me, &partner) {
+                    Ok(o) => offsets = Some(o),
+                    Err(e) => {
+                        area_err = e;
+                        // The device may be gone for good (pulled, then
+                        // pushed back as a new node): open the path again.
+                        reopen(&*disk, &mut offsets, &mut last_reopen);
+                    }
+                }
             }
             if let Some(slot) = newest {
                 // Never write to a disk whose area is not ours.
@@ -229,10 +238,7 @@ fn spawn_disk(w: DiskWorker, slots: std_mpsc::Receiver<Slot>) {
             if last_read.elapsed() >= interval {
                 last_read = Instant::now();
                 let read = match offsets {
-                    None => PartnerRead::Error(format!(
-                        "{}: no heartbeat area for {me} and {partner} (cluster.init)",
-                        disk.name()
-                    )),
+                    None => PartnerRead::Error(format!("{}: {area_err}", disk.name())),
                     Some((_, theirs)) => match disk.read_block(theirs) {
                         Ok(b) => match Slot::decode(&b[..]) {
                             Ok(s) => PartnerRead::Slot(s),
@@ -267,10 +273,18 @@ fn reopen(disk: &dyn HeartbeatDisk, offsets: &mut Option<(u64, u64)>, last: &mut
     }
 }
 
-fn find_area(disk: &dyn HeartbeatDisk, me: &str, partner: &str) -> Option<(u64, u64)> {
-    let block = disk.read_block(HEADER_OFFSET).ok()?;
-    let h = AreaHeader::decode(&block[..]).ok()?;
-    Some((h.slot_offset(me)?, h.slot_offset(partner)?))
+/// The offsets of our slot and the partner's in the disk's area, or why
+/// there are none.
+fn find_area(disk: &dyn HeartbeatDisk, me: &str, partner: &str) -> Result<(u64, u64), String> {
+    let block = disk
+        .read_block(HEADER_OFFSET)
+        .map_err(|e| format!("area header unreadable: {e}"))?;
+    let h = AreaHeader::decode(&block[..])
+        .map_err(|e| format!("no heartbeat area for {me} and {partner} (cluster.init): {e}"))?;
+    match (h.slot_offset(me), h.slot_offset(partner)) {
+        (Some(mine), Some(theirs)) => Ok((mine, theirs)),
+        _ => Err(format!("the heartbeat area is not for {me} and {partner}")),
+    }
 }
 
 /// What `init_area` did.
