@@ -93,8 +93,8 @@ pub fn status(v: &Value) -> String {
     let _ = writeln!(out, "\ninterconnect links:");
     let _ = writeln!(
         out,
-        "  {:<4} {:>10} {:>9} {:>9} {:>7} {:>8} {:>9}",
-        "link", "last beat", "sent", "received", "forged", "replayed", "send err"
+        "  {:<4} {:>10} {:>9} {:>9} {:>6} {:>7} {:>8} {:>9}",
+        "link", "last beat", "sent", "received", "lost", "forged", "replayed", "send err"
     );
     let empty = Vec::new();
     let links = hb["links"].as_array().unwrap_or(&empty);
@@ -104,11 +104,12 @@ pub fn status(v: &Value) -> String {
         let n = |k: &str| l[k].as_u64().map_or_else(|| "-".into(), |x| x.to_string());
         let _ = writeln!(
             out,
-            "  {:<4} {:>10} {:>9} {:>9} {:>7} {:>8} {:>9}",
+            "  {:<4} {:>10} {:>9} {:>9} {:>6} {:>7} {:>8} {:>9}",
             i,
             age(ages.get(i).unwrap_or(&Value::Null)),
             n("sent"),
             n("received"),
+            n("lost"),
             n("forged"),
             n("replayed"),
             n("send_errors")
@@ -310,7 +311,7 @@ mod tests {
                       "link_age_ms": [150, null], "write_age_ms": [100, 90],
                       "partner_slot_age_ms": [9000, 9100], "read_errors": [null, "EIO"],
                       "last_detection_ms": 3524},
-            "links": [{"sent": 10, "received": 9, "forged": 0, "replayed": 1, "malformed": 0, "send_errors": 0}],
+            "links": [{"sent": 10, "received": 9, "lost": 2, "forged": 0, "replayed": 1, "malformed": 0, "send_errors": 0}],
             "write_latency": [{"last_ms": 3, "p99_ms": 12, "samples": 50}],
             "disks": ["/dev/hb0", "/dev/hb1"],
             "fence_agents": ["ipmi", "scsi_pr"]}});
@@ -327,11 +328,11 @@ mod tests {
         );
         assert!(t.contains("last detection 3524 ms"), "{t}");
         assert!(
-            t.contains("  0        150 ms        10         9       0        1         0"),
+            t.contains("  0        150 ms        10         9      2       0        1         0"),
             "{t}"
         );
         assert!(
-            t.contains("  1             -         -         -       -        -         -"),
+            t.contains("  1             -         -         -      -       -        -         -"),
             "{t}"
         );
         assert!(t.contains("/dev/hb1"), "{t}");

@@ -435,6 +435,7 @@ impl Driver {
             in_tx.clone(),
         ));
 
+        tokio::spawn(loss_task(Arc::clone(&ic), router.clone(), partner.clone()));
         if let Some(fe) = backends.frontend.clone() {
             tokio::spawn(frontend_task(fe, in_tx.clone()));
         }
@@ -674,6 +675,38 @@ fn run_takeover(
         let _ = tx.send(input);
     };
     tokio::spawn(action::scope(scope_id, fut.instrument(span)));
+}
+
+/// The window over which beat loss per link is judged.
+const LOSS_WINDOW: Duration = Duration::from_secs(10);
+
+/// Raises an alert when a link loses beats (before loss could make the
+/// link look down), and clears it when the loss is gone.
+async fn loss_task(ic: Arc<dyn Interconnect>, router: RouterClient, partner: String) {
+    let mut windows: Vec<latency::Loss> = Vec::new();
+    loop {
+        tokio::time::sleep(LOSS_WINDOW).await;
+        let counters = ic.counters();
+        windows.resize(counters.len(), latency::Loss::default());
+        for (i, (c, w)) in counters.iter().zip(windows.iter_mut()).enumerate() {
+            match w.window(c.received, c.lost) {
+                Some(latency::Edge::Raised(pct)) => alert(
+                    &router,
+                    Level::Warning,
+                    format!(
+                        "interconnect link {i} to {partner}: {pct}% of beats lost in the last {} s",
+                        LOSS_WINDOW.as_secs()
+                    ),
+                ),
+                Some(latency::Edge::Cleared(pct)) => alert(
+                    &router,
+                    Level::Info,
+                    format!("interconnect link {i} to {partner}: beat loss back to {pct}%"),
+                ),
+                None => {}
+            }
+        }
+    }
 }
 
 /// How often the front-end carrier is read.

@@ -286,7 +286,9 @@ impl HeartbeatSettings {
                 && name.len() < 16
                 && name != "."
                 && name != ".."
-                && !name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace());
+                && !name
+                    .chars()
+                    .any(|c| c == '/' || c == ':' || c.is_whitespace());
             if !ok {
                 return bad(
                     "heartbeat.frontend",

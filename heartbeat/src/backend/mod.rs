@@ -167,6 +167,10 @@ pub struct LinkCounters {
     pub replayed: u64,
     /// Dropped: not a heartbeat datagram at all.
     pub malformed: u64,
+    /// Beats that never arrived: gaps in the partner's sequence on this
+    /// link (a gap longer than an outage's worth is an outage, already
+    /// alerted as the link going down, and not counted).
+    pub lost: u64,
 }
 
 /// The interconnect heartbeat transport over every link.

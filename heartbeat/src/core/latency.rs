@@ -1,5 +1,5 @@
-//! Early warning: slot write latency per disk, so an alert comes before slow
-//! writes endanger the timeouts.
+//! Early warning: slot write latency per disk and beat loss per link, so an
+//! alert comes before slow writes or a lossy link endanger the timeouts.
 
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -76,6 +76,49 @@ impl Window {
     }
 }
 
+/// Beat loss of one interconnect link, judged once per window of counter
+/// deltas: raised at [`LOSS_RAISE_PCT`] or more of the expected beats lost,
+/// cleared under [`LOSS_CLEAR_PCT`] (apart, so a link near the line does not
+/// flap).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Loss {
+    received: u64,
+    lost: u64,
+    raised: bool,
+}
+
+/// Loss that raises the alert, in percent of the beats expected.
+pub const LOSS_RAISE_PCT: u64 = 20;
+/// Loss under which it clears.
+pub const LOSS_CLEAR_PCT: u64 = 5;
+/// Beats a window needs before it says anything.
+pub const LOSS_MIN_BEATS: u64 = 20;
+
+impl Loss {
+    /// Takes the link's counters at the end of a window; reports a
+    /// crossing with the window's loss in percent.
+    pub fn window(&mut self, received: u64, lost: u64) -> Option<Edge> {
+        let got = received.saturating_sub(self.received);
+        let missed = lost.saturating_sub(self.lost);
+        self.received = received;
+        self.lost = lost;
+        let expected = got + missed;
+        if expected < LOSS_MIN_BEATS {
+            return None;
+        }
+        let pct = missed * 100 / expected;
+        if !self.raised && pct >= LOSS_RAISE_PCT {
+            self.raised = true;
+            return Some(Edge::Raised(pct));
+        }
+        if self.raised && pct < LOSS_CLEAR_PCT {
+            self.raised = false;
+            return Some(Edge::Cleared(pct));
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +162,20 @@ mod tests {
             assert_eq!(w.add(5000, 750), None);
         }
         assert_eq!(w.add(5000, 750), Some(Edge::Raised(5000)));
+    }
+
+    #[test]
+    fn loss_alert_needs_enough_beats_and_does_not_flap() {
+        let mut l = Loss::default();
+        assert_eq!(l.window(10, 5), None, "too few beats to judge");
+        assert_eq!(l.window(100, 10), None, "5 of 95: fine");
+        assert_eq!(l.window(170, 40), Some(Edge::Raised(30)));
+        assert_eq!(l.window(250, 50), None, "still over the clear line");
+        assert_eq!(l.window(350, 51), Some(Edge::Cleared(0)));
+        assert_eq!(
+            l.window(350, 51),
+            None,
+            "a silent link is an outage, not loss"
+        );
     }
 }

@@ -443,6 +443,8 @@ async fn receive(
     tx: mpsc::Sender<Arrival>,
 ) {
     let mut window = ReplayWindow::default();
+    // The partner's last accepted (incarnation, sequence) on this link.
+    let mut last: Option<(u64, u64)> = None;
     // One byte more than the limit: a longer datagram is truncated to it
     // and so recognised as too long.
     let mut buf = [0u8; MAX_DATAGRAM + 1];
@@ -477,13 +479,37 @@ async fn receive(
                     bump(&counters, link, |c| c.replayed += 1);
                     continue;
                 }
-                bump(&counters, link, |c| c.received += 1);
+                let missed = lost_between(last, &beat);
+                last = Some((beat.incarnation, beat.seq));
+                bump(&counters, link, |c| {
+                    c.received += 1;
+                    c.lost += missed;
+                });
                 if tx.send(Arrival { link, beat, at }).await.is_err() {
                     // The interconnect was dropped.
                     return;
                 }
             }
         }
+    }
+}
+
+/// Beats longer apart than this are an outage of the link, not loss.
+const OUTAGE_BEATS: u64 = 20;
+
+/// Beats missing between the last one accepted on a link and `beat`: the
+/// partner sends every beat on every link, one sequence number each.
+fn lost_between(last: Option<(u64, u64)>, beat: &Beat) -> u64 {
+    match last {
+        Some((inc, seq)) if inc == beat.incarnation => {
+            let gap = beat.seq.saturating_sub(seq).saturating_sub(1);
+            if gap <= OUTAGE_BEATS {
+                gap
+            } else {
+                0
+            }
+        }
+        _ => 0,
     }
 }
 
@@ -775,6 +801,20 @@ mod tests {
         assert!(UdpInterconnect::bind("A", SECRET, &links).await.is_ok());
     }
 
+    #[test]
+    fn gaps_in_the_sequence_are_lost_beats_and_long_ones_an_outage() {
+        assert_eq!(lost_between(None, &beat("A", 1, 7)), 0);
+        assert_eq!(lost_between(Some((1, 6)), &beat("A", 1, 7)), 0);
+        assert_eq!(lost_between(Some((1, 6)), &beat("A", 1, 10)), 3);
+        assert_eq!(lost_between(Some((1, 6)), &beat("A", 1, 27)), 20);
+        assert_eq!(
+            lost_between(Some((1, 6)), &beat("A", 1, 28)),
+            0,
+            "an outage"
+        );
+        assert_eq!(lost_between(Some((1, 6)), &beat("A", 2, 1)), 0, "a restart");
+    }
+
     #[tokio::test]
     async fn beats_flow_both_ways_on_both_links() {
         let (a, b) = pair().await;
@@ -863,6 +903,7 @@ mod tests {
                 forged: 1,
                 replayed: 2,
                 malformed: 2,
+                lost: 0,
             }
         );
     }
