@@ -919,9 +919,10 @@ fn a_fenced_controller_boots_fenced_and_waits_for_the_ack() {
     w.run(3000);
     assert_eq!(w.m.phase(), Phase::Fenced);
     assert_eq!(w.last_slot().state, Phase::Fenced);
-    // Booting fenced is not a self-fence: nothing was served, and the
-    // watchdog keeps being petted (no reboot loop).
-    assert_eq!(w.count(|e| matches!(e, Effect::SelfFence { .. })), 0);
+    // Booting fenced stops serving whatever a restart of the daemon alone
+    // left served (standby), once, and keeps petting the watchdog (no
+    // reboot loop).
+    assert_eq!(w.count(|e| matches!(e, Effect::SelfFence { .. })), 1);
     assert_eq!(w.count(|e| *e == Effect::StopWatchdog), 0);
     assert_eq!(w.m.epoch(), &epoch(4, "A"));
     // An ack for another incarnation does not count.

@@ -943,8 +943,13 @@ impl Machine {
                     f.epoch.controller, self.s.me, f.epoch.counter
                 );
                 if self.phase == Phase::Booting {
-                    // Nothing is served yet: stay out without resetting.
+                    // After a boot nothing is served yet, but after a
+                    // restart of this daemon alone the pools may still be:
+                    // stop serving them, without resetting (no reboot loop).
                     alert(fx, Level::Critical, format!("{reason}: staying fenced"));
+                    fx.push(Effect::SelfFence {
+                        reason: format!("{reason} (found at start)"),
+                    });
                     self.enter(now, Phase::Fenced, fx);
                 } else {
                     self.self_fence(now, reason, fx);
