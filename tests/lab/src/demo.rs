@@ -82,7 +82,13 @@ pub fn host_facts(lab: &Lab) -> Result<HostFacts, LabError> {
 
 /// Reads H's view: the dm-multipath maps and the NVMe subsystem `nqn`.
 pub fn host_facts_for(lab: &Lab, nqn: &str) -> Result<HostFacts, LabError> {
-    let out = run_sh(lab, "H", "host-facts.sh", &[nqn], Duration::from_secs(30))?;
+    host_facts_within(lab, nqn, Duration::from_secs(30))
+}
+
+/// [`host_facts_for`] with room for many LUs (the script reads sysfs for
+/// every path; with 50 LUs under TCG that takes longer than 30 s).
+pub fn host_facts_within(lab: &Lab, nqn: &str, within: Duration) -> Result<HostFacts, LabError> {
+    let out = run_sh(lab, "H", "host-facts.sh", &[nqn], within)?;
     let mut f = HostFacts::default();
     for line in out.lines() {
         match line.split_once('=') {

@@ -83,7 +83,8 @@ impl Checks {
 
 /// Runs `name` on a prepared lab.
 pub fn run(lab: &Lab, name: &str) -> Result<Outcome, LabError> {
-    let facts = demo::host_facts_for(lab, appliance::NQN)?;
+    // Room for many LUs: `scale` leaves 50 behind.
+    let facts = demo::host_facts_within(lab, appliance::NQN, Duration::from_secs(300))?;
     match name {
         "planned" => planned(lab, &facts),
         "kill" => unplanned(lab, &facts, Fault::Kill, false),
@@ -1239,6 +1240,20 @@ fn read_every_lu(lab: &Lab, devs: &[String]) -> Vec<String> {
 /// written and verified throughout, as in `kill`. The extra volumes stay
 /// (run it last, or on a fresh lab).
 fn scale(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
+    // The writers stay on the demo's two volumes (512 MiB; the namespace
+    // with nsid 1), also when an earlier run left the 48 others.
+    let mut facts = facts.clone();
+    facts.iscsi_devs.retain(|d| {
+        lab::exec_ok(
+            lab,
+            "H",
+            &["blockdev", "--getsize64", d],
+            Duration::from_secs(30),
+        )
+        .is_ok_and(|s| s.trim() == "536870912")
+    });
+    facts.nvme_devs.retain(|d| d.ends_with("n1"));
+    let facts = &facts;
     let (owner_vm, _) = owner(lab)?;
     let t = Instant::now();
     let cfg = call(lab, &owner_vm, "config.get", &json!({}))?;
@@ -1292,7 +1307,7 @@ fn scale(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
     let want = 2 + SCALE_EXTRA;
     let seen = Instant::now();
     let all = loop {
-        let f = demo::host_facts_for(lab, appliance::NQN)?;
+        let f = demo::host_facts_within(lab, appliance::NQN, Duration::from_secs(300))?;
         let n = f.iscsi_devs.len() + f.nvme_devs.len();
         if n >= want {
             break f;
