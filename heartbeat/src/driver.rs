@@ -16,6 +16,7 @@ use crate::core::machine::{Effect, FenceResult, Input, Level, Machine, PartnerRe
 use crate::core::slot::{AreaHeader, Slot, SlotError, HEADER_OFFSET, SLOT_OFFSETS};
 use crate::core::types::{Epoch, Phase};
 use crate::orchestrate::{self, Entry, Selection, Step};
+use duplex_api::topics;
 use duplex_services::{action, durable, RouterClient};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
@@ -521,7 +522,7 @@ impl Driver {
                         );
                         publish(
                             &router,
-                            "cluster.state",
+                            topics::CLUSTER_STATE,
                             json!({"controller": me, "from": from, "to": to, "epoch": epoch}),
                         );
                     }
@@ -579,7 +580,7 @@ fn alert(router: &RouterClient, level: Level, message: String) {
     };
     publish(
         router,
-        "alert",
+        topics::ALERT,
         json!({"severity": severity, "kind": "heartbeat", "message": message}),
     );
 }
@@ -655,7 +656,7 @@ fn run_takeover(
             .collect();
         let out = orchestrate::takeover(&router, &id, &me, &partner, &epoch, fence).await;
         for a in &out.alerts {
-            publish(&router, "alert", json!(a));
+            publish(&router, topics::ALERT, json!(a));
         }
         // Recorded means the new owners are in config-keeper: pools that
         // failed are alerts, and running it again is for an operator.
@@ -776,41 +777,45 @@ fn run_frontend_move(
         if let Err(e) = can_move(&lock(&shared)) {
             return done(false, e);
         }
-        let (ok, reason) = move_to_partner(&router, &shared, &id, &me, &partner, "failover").await;
-        done(ok, reason);
+        let (_, failed) = move_to_partner(
+            &router,
+            &shared,
+            &id,
+            &me,
+            &partner,
+            "failover",
+            Selection::AllOwned,
+        )
+        .await;
+        done(failed.is_none(), failed.unwrap_or_default());
     };
     tokio::spawn(action::scope(scope_id, fut.instrument(span)));
 }
 
-/// A planned move of this controller's pools to the partner (`failover`:
-/// every pool it owns; `giveback`: those whose home is the partner); its
-/// alerts published and its entry in the timeline. Returns whether it
-/// succeeded and, if not, why.
-async fn move_to_partner(
+/// A planned move of `which` of this controller's pools to the partner
+/// (`kind`: failover or giveback) under `id`: its alerts published, its
+/// entry in the timeline. Returns the entry, and why it failed if it did.
+pub async fn move_to_partner(
     router: &RouterClient,
     shared: &Arc<Mutex<Shared>>,
     id: &str,
     me: &str,
     partner: &str,
     kind: &str,
-) -> (bool, String) {
-    let which = if kind == "giveback" {
-        Selection::HomeOf
-    } else {
-        Selection::AllOwned
-    };
+    which: Selection,
+) -> (Entry, Option<String>) {
     let out = orchestrate::handover(router, kind, id, me, me, partner, which).await;
     for a in &out.alerts {
-        publish(router, "alert", json!(a));
+        publish(router, topics::ALERT, json!(a));
     }
-    let ok = out.entry.ok;
-    let reason = out
-        .alerts
-        .last()
-        .map(|a| a.message.clone())
-        .unwrap_or_else(|| format!("{kind} failed"));
-    lock(shared).record(out.entry);
-    (ok, reason)
+    let failed = (!out.entry.ok).then(|| {
+        out.alerts
+            .last()
+            .map(|a| a.message.clone())
+            .unwrap_or_else(|| format!("{kind} failed"))
+    });
+    lock(shared).record(out.entry.clone());
+    (out.entry, failed)
 }
 
 /// Gives the partner its home pools back once its configuration caught up
@@ -831,7 +836,16 @@ fn run_auto_failback(router: &RouterClient, me: &str, partner: &str, shared: &Ar
                 .and_then(|v| v.get("ready").and_then(Value::as_bool))
                 == Some(true);
             if ready && can_move(&lock(&shared)).is_ok() {
-                move_to_partner(&router, &shared, &id, &me, &partner, "giveback").await;
+                move_to_partner(
+                    &router,
+                    &shared,
+                    &id,
+                    &me,
+                    &partner,
+                    "giveback",
+                    Selection::HomeOf,
+                )
+                .await;
                 return;
             }
             tokio::time::sleep(Duration::from_secs(1)).await;

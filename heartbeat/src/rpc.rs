@@ -3,14 +3,13 @@
 //! the caller's action_id.
 
 use crate::backend::{FenceAgent, HeartbeatDisk};
-use crate::driver::{can_move, init_area, lock, Command, InitOutcome, Shared};
-use crate::orchestrate::{self, Selection};
+use crate::driver::{can_move, init_area, lock, move_to_partner, Command, InitOutcome, Shared};
+use crate::orchestrate::Selection;
 use duplex_api::methods::cluster::{
     self as cm, AgentCheck, FenceTestResult, Heartbeat, InitDisk, InitResult, MaintenanceResult,
     MoveResult, StatusResult, TimelineResult,
 };
 use duplex_api::methods::RpcMethod;
-use duplex_api::topics;
 use duplex_services::{ErrorCode, RpcError, ServiceBuilder};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
@@ -203,29 +202,18 @@ async fn planned_move(
     which: Selection,
 ) -> Result<MoveResult, RpcError> {
     can_move(&lock(&api.shared)).map_err(|e| RpcError::new(ErrorCode::Conflict, e))?;
-    let out = orchestrate::handover(
+    let (entry, failed) = move_to_partner(
         &ctx.router,
-        kind,
+        &api.shared,
         &ctx.action_id,
         &api.me,
-        &api.me,
         &api.partner,
+        kind,
         which,
     )
     .await;
-    for al in &out.alerts {
-        let _ = ctx.router.publish(topics::ALERT, json!(al), true).await;
-    }
-    let entry = out.entry.clone();
-    lock(&api.shared).record(out.entry);
-    if !entry.ok {
-        return Err(RpcError::new(
-            ErrorCode::BackendFailed,
-            out.alerts
-                .last()
-                .map(|a| a.message.clone())
-                .unwrap_or_else(|| format!("{kind} failed")),
-        ));
+    if let Some(reason) = failed {
+        return Err(RpcError::new(ErrorCode::BackendFailed, reason));
     }
     match json!(entry) {
         Value::Object(m) => Ok(MoveResult(m)),

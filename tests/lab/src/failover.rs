@@ -63,6 +63,18 @@ struct Checks {
 }
 
 impl Checks {
+    /// The scenario's outcome: `fields` with its name, the verdict and the
+    /// checks added.
+    fn outcome(self, scenario: &str, mut fields: Value) -> Outcome {
+        fields["scenario"] = json!(scenario);
+        fields["ok"] = json!(self.ok);
+        fields["checks"] = json!(self.list);
+        Outcome {
+            report: fields,
+            ok: self.ok,
+        }
+    }
+
     fn new() -> Self {
         Self {
             list: Vec::new(),
@@ -380,17 +392,14 @@ fn planned(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
     );
     let host = host_figures(&mut c, "failover", &v, (at - 1.0, done + 2.0));
     let back = giveback(lab, facts, &mut c)?;
-    Ok(Outcome {
-        report: json!({
-            "scenario": "planned",
-            "ok": c.ok,
+    Ok(c.outcome(
+        "planned",
+        json!({
             "failover": {"from": from, "to": to, "seconds": done - at,
                          "steps_ms": steps(&entry), "timeline": entry["steps"], "action_id": entry["action_id"], "host": host},
             "giveback": back,
-            "checks": c.list,
         }),
-        ok: c.ok,
-    })
+    ))
 }
 
 /// How the owner is taken away in [`unplanned`].
@@ -551,11 +560,10 @@ fn unplanned_then(
     );
     let after_takeover = after_takeover(lab, &mut c)?;
     let (rejoin, back) = rejoin_and_giveback(lab, facts, &victim, &mut c)?;
-    Ok(Outcome {
-        report: json!({
-            "scenario": fault.name(fence_blocked),
+    Ok(c.outcome(
+        fault.name(fence_blocked),
+        json!({
             "after_takeover": after_takeover,
-            "ok": c.ok,
             "victim": victim,
             "survivor": survivor,
             "fence_blocked": blocked,
@@ -570,10 +578,8 @@ fn unplanned_then(
             "host": host,
             "rejoin": rejoin,
             "giveback": back,
-            "checks": c.list,
         }),
-        ok: c.ok,
-    })
+    ))
 }
 
 /// Rejoin: the BMC powers the fenced `victim` on; it reads the fence
@@ -651,16 +657,13 @@ fn ic_cut(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
     );
     nobody_fenced(lab, &mut c)?;
     let host = host_figures(&mut c, "ic_cut", &v, (0.0, 1e9));
-    Ok(Outcome {
-        report: json!({
-            "scenario": "ic-cut",
-            "ok": c.ok,
+    Ok(c.outcome(
+        "ic-cut",
+        json!({
             "owner": owner_vm,
             "host": host,
-            "checks": c.list,
         }),
-        ok: c.ok,
-    })
+    ))
 }
 
 /// `vm`'s clock in seconds since the epoch (for `journalctl --since @T`).
@@ -761,16 +764,13 @@ fn ic_one(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
         format!("link ages {}", json!(ages)),
     );
     let host = host_figures(&mut c, "ic_one", &v, (0.0, 1e9));
-    Ok(Outcome {
-        report: json!({
-            "scenario": "ic-one",
-            "ok": c.ok,
+    Ok(c.outcome(
+        "ic-one",
+        json!({
             "owner": owner_vm,
             "host": host,
-            "checks": c.list,
         }),
-        ok: c.ok,
-    })
+    ))
 }
 
 /// The owner's daemons `services` kills one at a time; the heartbeat comes
@@ -912,18 +912,15 @@ fn services(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
         heartbeat["rejoin"] = rejoin;
         heartbeat["giveback"] = back;
     }
-    Ok(Outcome {
-        report: json!({
-            "scenario": "services",
-            "ok": c.ok,
+    Ok(c.outcome(
+        "services",
+        json!({
             "owner": owner_vm,
             "daemons": daemons,
             "heartbeat": heartbeat,
             "host": host,
-            "checks": c.list,
         }),
-        ok: c.ok,
-    })
+    ))
 }
 
 /// Scenario 8: heartbeat disks lost on the owner under verified writes.
@@ -1004,18 +1001,15 @@ fn hb_disks(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
         format!("{owner_vm}: {disks}"),
     );
     let host = host_figures(&mut c, "hb_disks", &v, (0.0, 1e9));
-    Ok(Outcome {
-        report: json!({
-            "scenario": "hb-disks",
-            "ok": c.ok,
+    Ok(c.outcome(
+        "hb-disks",
+        json!({
             "owner": owner_vm,
             "alerts": {"hb0_lost": one, "majority_lost": majority, "usable_again": again},
             "disks_after": disks,
             "host": host,
-            "checks": c.list,
         }),
-        ok: c.ok,
-    })
+    ))
 }
 
 /// Scenario 9: the owner's front-end link cut under verified writes. Its
@@ -1064,19 +1058,16 @@ fn fe_cut(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
     c.check("both_normal", normal.is_ok(), format!("{normal:?}"));
     let host = host_figures(&mut c, "fe_cut", &v, (cut_at - 1.0, moved_at + 2.0));
     let back = giveback(lab, facts, &mut c)?;
-    Ok(Outcome {
-        report: json!({
-            "scenario": "fe-cut",
-            "ok": c.ok,
+    Ok(c.outcome(
+        "fe-cut",
+        json!({
             "owner": owner_vm,
             "failover": {"from": owner_vm, "to": partner, "seconds": moved_at - cut_at,
                          "steps_ms": steps(&entry), "timeline": entry["steps"],
                          "action_id": entry["action_id"], "host": host},
             "giveback": back,
-            "checks": c.list,
         }),
-        ok: c.ok,
-    })
+    ))
 }
 
 /// Scenario 10: both controllers lose power at once under verified
@@ -1130,18 +1121,15 @@ fn power_cut(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
     );
     nobody_fenced(lab, &mut c)?;
     let host = host_figures(&mut c, "power_cut", &v, (cut_at - 1.0, back_at));
-    Ok(Outcome {
-        report: json!({
-            "scenario": "power-cut",
-            "ok": c.ok,
+    Ok(c.outcome(
+        "power-cut",
+        json!({
             "owner": owner_vm,
             "power_on": {"booted_s": booted_s, "normal_after_s": normal.ok(),
                          "serving_after_s": serving_s},
             "host": host,
-            "checks": c.list,
         }),
-        ok: c.ok,
-    })
+    ))
 }
 
 /// Scenario 6: `DUPLEX_LAB_CYCLES` (default 20) cycles of `kill` (takeover,
@@ -1192,16 +1180,13 @@ fn cycles(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
         "iscsi_pause_ms": spread(&|r| r["pause_ms"]["iscsi"].as_f64()),
         "nvme_pause_ms": spread(&|r| r["pause_ms"]["nvme"].as_f64()),
     });
-    Ok(Outcome {
-        report: json!({
-            "scenario": "cycles",
-            "ok": c.ok,
+    Ok(c.outcome(
+        "cycles",
+        json!({
             "cycles": runs,
             "spread": spread,
-            "checks": c.list,
         }),
-        ok: c.ok,
-    })
+    ))
 }
 
 /// Volumes `scale` adds to the demo's two (issue 15: 50 volumes over both
