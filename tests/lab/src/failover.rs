@@ -10,6 +10,8 @@
 //! the same place.
 
 use crate::appliance::{self, call, POOL};
+use crate::checks::Checks;
+pub use crate::checks::Outcome;
 use crate::demo::{self, HostFacts};
 use crate::lab::{self, Lab, LabError, Power};
 use serde_json::{json, Value};
@@ -47,77 +49,57 @@ const STOP_FILE: &str = "/run/duplex-lab/verify.stop";
 /// (detection, a fence over IPMI and four LVM steps under TCG).
 const TAKEOVER_WITHIN: Duration = Duration::from_secs(240);
 
-/// One scenario's result: figures and checks, as JSON.
-#[derive(Debug)]
-pub struct Outcome {
-    /// Figures and checks.
-    pub report: Value,
-    /// True when every check held.
-    pub ok: bool,
-}
-
-/// Checks of one scenario.
-struct Checks {
-    list: Vec<Value>,
-    ok: bool,
-}
-
-impl Checks {
-    /// The scenario's outcome: `fields` with its name, the verdict and the
-    /// checks added.
-    fn outcome(self, scenario: &str, mut fields: Value) -> Outcome {
-        fields["scenario"] = json!(scenario);
-        fields["ok"] = json!(self.ok);
-        fields["checks"] = json!(self.list);
-        Outcome {
-            report: fields,
-            ok: self.ok,
-        }
-    }
-
-    fn new() -> Self {
-        Self {
-            list: Vec::new(),
-            ok: true,
-        }
-    }
-    fn check(&mut self, name: &str, pass: bool, detail: impl Into<String>) {
-        let detail = detail.into();
-        self.ok &= pass;
-        info!(
-            "check {name}: {} ({detail})",
-            if pass { "ok" } else { "FAILED" }
-        );
-        self.list
-            .push(json!({ "check": name, "ok": pass, "detail": detail }));
-    }
-}
-
 /// Runs `name` on a prepared lab.
 pub fn run(lab: &Lab, name: &str) -> Result<Outcome, LabError> {
+    if !NAMES.contains(&name) && !MORE.contains(&name) {
+        return Err(unknown(name));
+    }
     // Room for many LUs: `scale` leaves 50 behind.
     let facts = demo::host_facts_within(lab, appliance::NQN, Duration::from_secs(300))?;
+    // The invariant monitor samples both controllers for the whole
+    // scenario, faults, takeover, rejoin and giveback included: a pool live
+    // on both or optimized on both at any sampled instant fails it, however
+    // its own checks went.
+    let mon = crate::monitor::start(lab, &["A", "B"]);
+    let out = scenario(lab, name, &facts);
+    let m = mon.stop();
+    info!(
+        "failover {name}: invariant monitor {} violations, samples {:?}",
+        m.violations, m.samples
+    );
+    out.map(|mut o| {
+        o.add_monitor(&m);
+        o
+    })
+}
+
+/// The scenario `name` (one of [`NAMES`] and [`MORE`]).
+fn scenario(lab: &Lab, name: &str, facts: &HostFacts) -> Result<Outcome, LabError> {
     match name {
-        "planned" => planned(lab, &facts),
-        "kill" => unplanned(lab, &facts, Fault::Kill, false),
-        "freeze" => unplanned(lab, &facts, Fault::Freeze, false),
-        "ic-cut" => ic_cut(lab, &facts),
-        "ic-one" => ic_one(lab, &facts),
-        "panic" => unplanned(lab, &facts, Fault::Panic, false),
-        "fence-fails" => unplanned(lab, &facts, Fault::Kill, true),
-        "hb-stop" => unplanned(lab, &facts, Fault::HeartbeatStopped, true),
-        "services" => services(lab, &facts),
-        "hb-disks" => hb_disks(lab, &facts),
-        "fe-cut" => fe_cut(lab, &facts),
-        "power-cut" => power_cut(lab, &facts),
-        "cycles" => cycles(lab, &facts),
-        "scale" => scale(lab, &facts),
-        other => Err(LabError::State(format!(
-            "unknown failover scenario {other} (known: {} {})",
-            NAMES.join(" "),
-            MORE.join(" ")
-        ))),
+        "planned" => planned(lab, facts),
+        "kill" => unplanned(lab, facts, Fault::Kill, false),
+        "freeze" => unplanned(lab, facts, Fault::Freeze, false),
+        "ic-cut" => ic_cut(lab, facts),
+        "ic-one" => ic_one(lab, facts),
+        "panic" => unplanned(lab, facts, Fault::Panic, false),
+        "fence-fails" => unplanned(lab, facts, Fault::Kill, true),
+        "hb-stop" => unplanned(lab, facts, Fault::HeartbeatStopped, true),
+        "services" => services(lab, facts),
+        "hb-disks" => hb_disks(lab, facts),
+        "fe-cut" => fe_cut(lab, facts),
+        "power-cut" => power_cut(lab, facts),
+        "cycles" => cycles(lab, facts),
+        "scale" => scale(lab, facts),
+        other => Err(unknown(other)),
     }
+}
+
+fn unknown(name: &str) -> LabError {
+    LabError::State(format!(
+        "unknown failover scenario {name} (known: {} {})",
+        NAMES.join(" "),
+        MORE.join(" ")
+    ))
 }
 
 /// The pool's owner and home in the desired state, asked of whichever
@@ -1486,6 +1468,12 @@ pub fn summary(report: &Value) -> String {
         .any(|n| report["scenario"] == *n)
     {
         out.push_str(&format!("  host: {}\n", host(&report["host"])));
+    }
+    if let Some(m) = report.get("monitor") {
+        out.push_str(&format!(
+            "  invariant monitor: {} violations ({} samples of A, {} of B)\n",
+            m["violations"], m["samples"]["A"], m["samples"]["B"]
+        ));
     }
     for c in report["checks"].as_array().into_iter().flatten() {
         if c["ok"] != json!(true) {

@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod appliance;
 pub mod bmc;
+pub mod checks;
 pub mod cmd;
 pub mod demo;
 pub mod events;

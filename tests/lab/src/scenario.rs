@@ -1,5 +1,7 @@
 //! Scenarios: boot, act, measure, print figures as JSON.
 
+use crate::checks::Checks;
+pub use crate::checks::Outcome;
 use crate::lab::{self, Lab, LabError};
 use crate::{appliance, demo};
 use serde_json::{json, Value};
@@ -9,40 +11,6 @@ use tracing::info;
 
 /// Names of the scenarios `duplex-lab scenario` knows.
 pub const NAMES: &[&str] = &["smoke"];
-
-/// Outcome of a scenario: figures and whether every check held.
-#[derive(Debug)]
-pub struct Outcome {
-    /// The figures (printed as JSON).
-    pub report: Value,
-    /// True when every check passed.
-    pub ok: bool,
-}
-
-struct Checks {
-    list: Vec<Value>,
-    ok: bool,
-}
-
-impl Checks {
-    fn new() -> Self {
-        Self {
-            list: Vec::new(),
-            ok: true,
-        }
-    }
-    fn check(&mut self, name: &str, pass: bool, detail: String) {
-        if !pass {
-            self.ok = false;
-        }
-        info!(
-            "check {name}: {} ({detail})",
-            if pass { "ok" } else { "FAILED" }
-        );
-        self.list
-            .push(json!({ "check": name, "ok": pass, "detail": detail }));
-    }
-}
 
 /// The longest pause whose start lies in `[from, to]` seconds of the
 /// writer's timeline (the flip), from the verifier's list of longest gaps.
@@ -188,14 +156,7 @@ pub fn smoke(lab: &Lab) -> Result<Outcome, LabError> {
         .map_err(|_| LabError::State("verify thread panicked".into()))??;
     let monitor = mon.map(crate::monitor::Monitor::stop);
     if let Some(m) = &monitor {
-        c.check(
-            "invariant_monitor_no_violation",
-            m.ok,
-            format!(
-                "{} violations, samples {:?}, first {:?}",
-                m.violations, m.samples, m.first
-            ),
-        );
+        c.monitor(m);
     }
     let (b_active_s, flip_s) = flip?;
     let after = if fixture {
