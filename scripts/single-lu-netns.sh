@@ -118,7 +118,7 @@ def hold(addr, port):
     except OSError as e:
         print(f"error={e}", flush=True); sys.exit(1)
     print(g, flush=True)
-    s.settimeout(30)
+    s.settimeout(10)
     try:
         b = s.recv(1)
         print("closed=eof" if not b else "closed=data", flush=True)
@@ -381,7 +381,10 @@ check g-latency "$lat_ok" "$rounds round trips each, both paths completed"
 say "(e) planned move of P from A to B (no address changes MAC)"
 py "$NH" hold "$P_A" "$port" >"$work/hold1" & hp1=$!; pids+=($hp1)
 py "$NH" hold "$P_B" "$port" >"$work/hold2" & hp2=$!; pids+=($hp2)
-sleep 0.5
+for _ in $(seq 100); do # both sessions up before the close (python starts slowly under load)
+	[ -s "$work/hold1" ] && [ -s "$work/hold2" ] && break
+	sleep 0.1
+done
 echo "  held: $(head -1 "$work/hold1") | $(head -1 "$work/hold2")"
 fwd_a0=$(fwd "$NA")
 # 1. close the pool's sessions on the old owner (RST to the hosts, which
