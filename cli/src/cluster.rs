@@ -2,6 +2,8 @@
 //! readable output. Formatting is pure (JSON in, text out) so it is tested
 //! without a router.
 
+use duplex_api::methods::cluster::Heartbeat;
+use serde::Deserialize;
 use serde_json::Value;
 use std::fmt::Write as _;
 
@@ -47,16 +49,21 @@ fn age(v: &Value) -> String {
 /// fence agents.
 pub fn status(v: &Value) -> String {
     let mut out = String::new();
-    let hb = &v["heartbeat"];
-    if hb["configured"] != Value::Bool(true) {
+    // The wire shape is duplex-api's: heartbeat's fields sit beside the
+    // service's (flattened), not under a key of their own.
+    let hb = match Heartbeat::deserialize(v) {
+        Ok(hb) => hb,
+        Err(e) => return format!("cluster.status answer not understood: {e}\n"),
+    };
+    if !hb.configured {
         let _ = writeln!(
             out,
             "heartbeat not configured: {}",
-            hb["reason"].as_str().unwrap_or("no reason given")
+            hb.reason.as_deref().unwrap_or("no reason given")
         );
         return out;
     }
-    let st = &hb["state"];
+    let st = hb.state.as_ref().unwrap_or(&Value::Null);
     let _ = writeln!(
         out,
         "controller {}  phase {} (for {})",
@@ -97,7 +104,7 @@ pub fn status(v: &Value) -> String {
         "link", "last beat", "sent", "received", "lost", "forged", "replayed", "send err"
     );
     let empty = Vec::new();
-    let links = hb["links"].as_array().unwrap_or(&empty);
+    let links = hb.links.as_ref().and_then(Value::as_array).unwrap_or(&empty);
     let ages = st["link_age_ms"].as_array().unwrap_or(&empty);
     for i in 0..links.len().max(ages.len()) {
         let l = links.get(i).unwrap_or(&Value::Null);
@@ -121,10 +128,14 @@ pub fn status(v: &Value) -> String {
         "  {:<36} {:>11} {:>13} {:>11} {:>11}  read error",
         "disk", "own write", "partner slot", "write last", "write p99"
     );
-    let disks = hb["disks"].as_array().unwrap_or(&empty);
+    let disks = hb.disks.as_deref().unwrap_or_default();
     for (i, d) in disks.iter().enumerate() {
         let at = |k: &str| st[k].as_array().and_then(|a| a.get(i)).cloned();
-        let lat = hb["write_latency"].as_array().and_then(|a| a.get(i));
+        let lat = hb
+            .write_latency
+            .as_ref()
+            .and_then(Value::as_array)
+            .and_then(|a| a.get(i));
         let ms = |k: &str| {
             lat.and_then(|l| l[k].as_u64())
                 .map_or_else(|| "-".into(), |x| format!("{x} ms"))
@@ -132,7 +143,7 @@ pub fn status(v: &Value) -> String {
         let _ = writeln!(
             out,
             "  {:<36} {:>11} {:>13} {:>11} {:>11}  {}",
-            s(d),
+            d,
             age(&at("write_age_ms").unwrap_or(Value::Null)),
             age(&at("partner_slot_age_ms").unwrap_or(Value::Null)),
             ms("last_ms"),
@@ -142,12 +153,7 @@ pub fn status(v: &Value) -> String {
                 .unwrap_or_else(|| "-".into())
         );
     }
-    let agents: Vec<&str> = hb["fence_agents"]
-        .as_array()
-        .unwrap_or(&empty)
-        .iter()
-        .map(s)
-        .collect();
+    let agents = hb.fence_agents.as_deref().unwrap_or_default();
     let _ = writeln!(
         out,
         "\nfence agents (in order): {}",
@@ -251,6 +257,8 @@ pub fn fence_test(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use duplex_api::methods::cluster::StatusResult;
+    use duplex_api::methods::ServiceInfo;
     use serde_json::json;
 
     #[test]
@@ -301,20 +309,38 @@ mod tests {
         );
     }
 
+    /// `cluster.status` as heartbeat answers it: the typed result, serialized.
+    fn wire(heartbeat: Heartbeat) -> Value {
+        serde_json::to_value(StatusResult {
+            service: ServiceInfo {
+                service: "heartbeat".into(),
+                version: "0.1.0".into(),
+                controller: "B".into(),
+                pid: 357,
+                uptime_s: 60,
+            },
+            heartbeat,
+        })
+        .unwrap_or_default()
+    }
+
     #[test]
     fn status_shows_phases_links_disks_and_agents() {
-        let v = json!({"heartbeat": {
-            "configured": true,
-            "state": {"me": "B", "partner": "A", "phase": "survivor", "phase_ms": 1200,
+        let v = wire(Heartbeat {
+            configured: true,
+            capabilities: vec!["fencing".into()],
+            reason: None,
+            state: Some(json!({"me": "B", "partner": "A", "phase": "survivor", "phase_ms": 1200,
                       "partner_phase": null, "epoch": {"counter": 4, "controller": "B"},
                       "config_locked": false, "maintenance": true, "stalls": 2,
                       "link_age_ms": [150, null], "write_age_ms": [100, 90],
                       "partner_slot_age_ms": [9000, 9100], "read_errors": [null, "EIO"],
-                      "last_detection_ms": 3524},
-            "links": [{"sent": 10, "received": 9, "lost": 2, "forged": 0, "replayed": 1, "malformed": 0, "send_errors": 0}],
-            "write_latency": [{"last_ms": 3, "p99_ms": 12, "samples": 50}],
-            "disks": ["/dev/hb0", "/dev/hb1"],
-            "fence_agents": ["ipmi", "scsi_pr"]}});
+                      "last_detection_ms": 3524})),
+            links: Some(json!([{"sent": 10, "received": 9, "lost": 2, "forged": 0, "replayed": 1, "malformed": 0, "send_errors": 0}])),
+            write_latency: Some(json!([{"last_ms": 3, "p99_ms": 12, "samples": 50}])),
+            disks: Some(vec!["/dev/hb0".into(), "/dev/hb1".into()]),
+            fence_agents: Some(vec!["ipmi".into(), "scsi_pr".into()]),
+        });
         let t = status(&v);
         assert!(
             t.contains("controller B  phase survivor (for 1200 ms)"),
@@ -338,10 +364,22 @@ mod tests {
         assert!(t.contains("/dev/hb1"), "{t}");
         assert!(t.contains("EIO"), "{t}");
         assert!(t.contains("fence agents (in order): ipmi, scsi_pr"), "{t}");
-        let off = status(
-            &json!({"heartbeat": {"configured": false, "reason": "no [heartbeat] section"}}),
-        );
+        let off = status(&wire(Heartbeat {
+            configured: false,
+            capabilities: Vec::new(),
+            reason: Some("no [heartbeat] section".into()),
+            state: None,
+            links: None,
+            write_latency: None,
+            disks: None,
+            fence_agents: None,
+        }));
         assert_eq!(off, "heartbeat not configured: no [heartbeat] section\n");
+        assert!(
+            status(&json!({"heartbeat": {"configured": true}}))
+                .starts_with("cluster.status answer not understood"),
+            "a shape that is not the API's is said, not shown as 'not configured'"
+        );
     }
 
     #[test]
