@@ -14,10 +14,15 @@
 
 use crate::backend::BoxFuture;
 use crate::core::types::Epoch;
+use duplex_api::methods::pool;
 use duplex_services::RouterClient;
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How much longer than the router's limit a long call waits: the router's
+/// own timeout error should be what ends it.
+const LONG_CALL_MARGIN: Duration = Duration::from_secs(5);
 
 /// A way to call methods through the router (a trait so the plans can be
 /// tested against a recording fake).
@@ -38,10 +43,19 @@ impl Calls for RouterClient {
         method: &'a str,
         params: Value,
     ) -> BoxFuture<'a, Result<Value, String>> {
+        // An import or takeover of a large pool on a loaded controller
+        // outlasts the client's default timeout: wait as long as the router
+        // lets pool-manager take, or a move still under way is reported
+        // failed (and its next steps skipped).
         Box::pin(async move {
-            self.call_at(controller, method, params)
-                .await
-                .map_err(|e| e.to_string())
+            let r = if pool::LONG_METHODS.contains(&method) {
+                let within = pool::LONG_CALL + LONG_CALL_MARGIN;
+                self.call_at_within(controller, method, params, within)
+                    .await
+            } else {
+                self.call_at(controller, method, params).await
+            };
+            r.map_err(|e| e.to_string())
         })
     }
 }

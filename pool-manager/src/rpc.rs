@@ -30,9 +30,6 @@ use duplex_api::methods::{disk, volume as vm};
 use duplex_services::ServiceBuilder;
 use std::sync::Arc;
 
-/// The call timeout pool-manager asks the router for on long methods.
-const LONG_CALL: std::time::Duration = std::time::Duration::from_secs(900);
-
 /// Registers the typed method `$m` on `$svc`: `|mm, p| body` runs with
 /// the manager and the decoded params; the body's error becomes the
 /// method's JSON-RPC error.
@@ -64,19 +61,9 @@ pub fn register<B: PoolBackend, C: Cluster>(
             }
         });
     }
-    // Routed calls of these may outlive the router's default timeout: a
-    // RAID create, or activating and switching hundreds of volumes under
-    // emulation. The router caps the limit at its own maximum.
-    for long in [
-        "pool.create",
-        "pool.delete",
-        "pool.export",
-        "pool.import",
-        "pool.takeover",
-        "pool.repair",
-        "pool.reconcile",
-    ] {
-        svc.timeout(long, LONG_CALL);
+    // Routed calls of these may outlive the router's default timeout.
+    for long in pm::LONG_METHODS {
+        svc.timeout(long, pm::LONG_CALL);
     }
     method!(svc, m, disk::List, |mm, p| mm.disk_list(p.local));
     svc.typed::<pm::Layouts, _, _>(

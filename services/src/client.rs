@@ -27,8 +27,8 @@ pub enum CallError {
         #[source]
         source: std::io::Error,
     },
-    /// The connection failed before a reply arrived.
-    #[error("router connection failed")]
+    /// The connection failed (or timed out) before a reply arrived.
+    #[error("router connection failed: {0}")]
     Conn(#[from] ConnError),
 }
 
@@ -163,18 +163,41 @@ impl RouterClient {
         method: &str,
         params: Value,
     ) -> Result<Value, CallError> {
+        self.call_at_within(controller, method, params, self.inner.timeout)
+            .await
+    }
+
+    /// As [`Self::call_at`], waiting up to `timeout` for the reply instead
+    /// of the client's own timeout: for methods the callee registered a
+    /// longer limit for with the router (the router answers with a timeout
+    /// error at that limit; this is the backstop).
+    pub async fn call_at_within(
+        &self,
+        controller: Option<&str>,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, CallError> {
         let req = Request::call_at(controller, method, params);
-        Ok(self.send_request(req).await?.into_result()?)
+        Ok(self.send_within(req, timeout).await?.into_result()?)
     }
 
     /// Sends a full request and returns the full reply (with its action_id).
     /// The current action_id is filled in when the request has none.
-    pub async fn send_request(&self, mut req: Request) -> Result<Response, CallError> {
+    pub async fn send_request(&self, req: Request) -> Result<Response, CallError> {
+        self.send_within(req, self.inner.timeout).await
+    }
+
+    async fn send_within(
+        &self,
+        mut req: Request,
+        timeout: Duration,
+    ) -> Result<Response, CallError> {
         if req.action_id.is_none() {
             req.action_id = action::current();
         }
         let conn = self.conn().await?;
-        Ok(conn.call(req, self.inner.timeout).await?)
+        Ok(conn.call(req, timeout).await?)
     }
 
     /// Sends a notification (no reply).
@@ -313,5 +336,57 @@ impl Drop for Subscription {
     /// task holds the connection, so it would otherwise stay subscribed.
     fn drop(&mut self) {
         self.conn.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::write_frame;
+    use crate::frame::read_messages;
+    use crate::rpc::Message;
+    use tokio::io::AsyncWriteExt;
+
+    /// A router that answers each call (its method name) after `delay`.
+    async fn slow_router(socket: PathBuf, delay: Duration) {
+        let listener = tokio::net::UnixListener::bind(&socket).expect("bind");
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = stream.into_split();
+                    loop {
+                        let msgs = read_messages(&mut r, 1).await;
+                        let Some(Message::Request(req)) = msgs.into_iter().next() else {
+                            return;
+                        };
+                        tokio::time::sleep(delay).await;
+                        let resp = Response::ok(req.id.clone(), json!(req.method));
+                        if write_frame(&mut w, &to_frame(&resp)).await.is_err() {
+                            return;
+                        }
+                        let _ = w.flush().await;
+                    }
+                });
+            }
+        });
+    }
+
+    #[tokio::test]
+    async fn a_long_call_waits_past_the_clients_own_timeout() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("router.sock");
+        slow_router(socket.clone(), Duration::from_millis(300)).await;
+        let client = RouterClient::with_timeout(&socket, Duration::from_millis(100));
+        let cut = client.call_at(None, "pool.import", json!({})).await;
+        let e = cut.expect_err("the client's own timeout ends the call");
+        assert!(
+            e.to_string().contains("no reply within"),
+            "the reason is in the message: {e}"
+        );
+        let waited = client
+            .call_at_within(None, "pool.import", json!({}), Duration::from_secs(5))
+            .await
+            .expect("a longer limit waits for the reply");
+        assert_eq!(waited, json!("pool.import"));
     }
 }

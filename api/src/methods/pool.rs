@@ -6,6 +6,26 @@ use crate::model::Tier;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::time::Duration;
+
+/// Methods whose calls may run far past the router's default call timeout:
+/// a RAID create, or activating and switching hundreds of volumes under
+/// emulation. pool-manager registers [`LONG_CALL`] for them with the router,
+/// and a caller waits as long, so a slow import is not reported failed
+/// while it goes on.
+pub const LONG_METHODS: &[&str] = &[
+    "pool.create",
+    "pool.delete",
+    "pool.export",
+    "pool.import",
+    "pool.takeover",
+    "pool.repair",
+    "pool.reconcile",
+];
+
+/// How long a call of one of [`LONG_METHODS`] may take (the router caps it
+/// at its own maximum and answers with a timeout error then).
+pub const LONG_CALL: Duration = Duration::from_secs(900);
 
 /// `pool.layouts` params.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
