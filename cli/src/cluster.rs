@@ -104,7 +104,11 @@ pub fn status(v: &Value) -> String {
         "link", "last beat", "sent", "received", "lost", "forged", "replayed", "send err"
     );
     let empty = Vec::new();
-    let links = hb.links.as_ref().and_then(Value::as_array).unwrap_or(&empty);
+    let links = hb
+        .links
+        .as_ref()
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
     let ages = st["link_age_ms"].as_array().unwrap_or(&empty);
     for i in 0..links.len().max(ages.len()) {
         let l = links.get(i).unwrap_or(&Value::Null);
@@ -330,13 +334,17 @@ mod tests {
             configured: true,
             capabilities: vec!["fencing".into()],
             reason: None,
-            state: Some(json!({"me": "B", "partner": "A", "phase": "survivor", "phase_ms": 1200,
+            state: Some(
+                json!({"me": "B", "partner": "A", "phase": "survivor", "phase_ms": 1200,
                       "partner_phase": null, "epoch": {"counter": 4, "controller": "B"},
                       "config_locked": false, "maintenance": true, "stalls": 2,
                       "link_age_ms": [150, null], "write_age_ms": [100, 90],
                       "partner_slot_age_ms": [9000, 9100], "read_errors": [null, "EIO"],
-                      "last_detection_ms": 3524})),
-            links: Some(json!([{"sent": 10, "received": 9, "lost": 2, "forged": 0, "replayed": 1, "malformed": 0, "send_errors": 0}])),
+                      "last_detection_ms": 3524}),
+            ),
+            links: Some(
+                json!([{"sent": 10, "received": 9, "lost": 2, "forged": 0, "replayed": 1, "malformed": 0, "send_errors": 0}]),
+            ),
             write_latency: Some(json!([{"last_ms": 3, "p99_ms": 12, "samples": 50}])),
             disks: Some(vec!["/dev/hb0".into(), "/dev/hb1".into()]),
             fence_agents: Some(vec!["ipmi".into(), "scsi_pr".into()]),
