@@ -590,7 +590,17 @@ impl Reconciler {
         }
         let prepare_ms = ms_since(t);
         let t1 = Instant::now();
-        let mid = flip::flip_steps(&mut tree, &members, &group, AccessState::Transitioning);
+        // Already there (a takeover's reconcile made the new owner's paths
+        // active before heartbeat asks): no Transitioning phase, which
+        // would only stall the hosts' I/O on a path that serves.
+        let already = flip::flip_steps(&mut tree.clone(), &members, &group, state)
+            .steps
+            .is_empty();
+        let mid = if already {
+            flip::FlipPlan::default()
+        } else {
+            flip::flip_steps(&mut tree, &members, &group, AccessState::Transitioning)
+        };
         // On failure the cache stays unknown: the next reconcile reads configfs.
         self.backend.apply(&mid.steps)?;
         let transition_ms = ms_since(t1);
@@ -730,6 +740,26 @@ mod tests {
         assert!(store.load()?.is_empty());
         let third = Reconciler::new(Box::new(sim()), Local::new("A")).with_store(store)?;
         assert!(third.overrides().is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn a_flip_to_the_state_a_pool_already_has_writes_nothing(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let mut r = rec();
+        r.reconcile(true, false)?;
+        // The owner's paths are active after the reconcile: heartbeat's
+        // flip after a takeover finds them so, and must not stall the
+        // hosts with a Transitioning phase.
+        let f = r.set_access_state("p1", AccessState::Active)?;
+        assert_eq!((f.steps, f.state), (0, AccessState::Active), "{f:?}");
+        // A real change goes through Transitioning: two writes per
+        // protocol (ALUA once for the LU group, ANA once per port).
+        let f = r.set_access_state("p1", AccessState::Standby)?;
+        assert!(f.steps >= 4, "{f:?}");
+        assert_eq!(r.set_access_state("p1", AccessState::Standby)?.steps, 0);
+        let pools = r.last().map(|d| d.pools.clone()).unwrap_or_default();
+        assert_eq!(pools.get("p1").map(|p| p.state), Some(AccessState::Standby));
         Ok(())
     }
 
