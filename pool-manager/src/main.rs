@@ -108,7 +108,7 @@ async fn reconcile_loop<B: PoolBackend, C: duplex_pool_manager::manager::Cluster
         |_| {
             let m = Arc::clone(&m);
             async move {
-                if let Err(e) = m.reconcile().await {
+                if let Err(e) = m.reconcile_in_background().await {
                     tracing::warn!(error = %e.chain(), "reconcile pass failed");
                 }
             }

@@ -814,3 +814,47 @@ async fn copies_and_read_only_are_recorded() {
     assert!(!c.volumes["rw"].read_only);
     assert!(!c.volumes["cl"].read_only);
 }
+
+/// A takeover right after heartbeat recorded the new owner, while the
+/// reconcile that record's `config.changed` started is still reading
+/// (slow reports, as LVM's on a loaded controller), with the reconcile
+/// `background` (the reconciler's own) or not (`pool.reconcile`).
+/// Returns the reconcile's result.
+async fn reconcile_beside_a_takeover(background: bool) -> Value {
+    let rig = Rig::with_volume(2).await;
+    rig.record_owner("p", "B").await;
+    let epoch = rig.cluster.snapshot().pools["p"].epoch;
+    rig.shelf
+        .set_report_delay(std::time::Duration::from_secs(1));
+    let (rec, took) = tokio::join!(
+        async {
+            if background {
+                rig.b.reconcile_in_background().await
+            } else {
+                rig.b.reconcile().await
+            }
+        },
+        async {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            rig.b.takeover_pool("p", epoch).await
+        }
+    );
+    took.unwrap();
+    assert!(rig.shelf.is_active("B", "p"));
+    rec.unwrap().j()
+}
+
+#[tokio::test]
+async fn a_background_reconcile_gives_way_to_a_takeover_and_runs_after_it() {
+    // pool.reconcile holds the lock through its reports: it read the pool
+    // before the takeover (recorded for B, system_id still A).
+    let asked = reconcile_beside_a_takeover(false).await;
+    assert!(
+        asked.to_string().contains("not_our_system_id"),
+        "control: {asked}"
+    );
+    // The reconciler's own pass gives the lock up while it reads, and its
+    // pass runs after the takeover: it sees B's pool, nothing to report.
+    let own = reconcile_beside_a_takeover(true).await;
+    assert!(!own.to_string().contains("not_our_system_id"), "{own}");
+}

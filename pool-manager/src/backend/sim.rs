@@ -57,6 +57,8 @@ pub struct Shelf {
     last_minor: u32,
     /// controller -> per-volume devices by name.
     dm: BTreeMap<String, BTreeMap<String, SimDm>>,
+    /// How long a full report (`observe`) takes, as LVM's do under load.
+    report_delay: std::time::Duration,
 }
 
 /// A simulated per-volume device-mapper device.
@@ -148,6 +150,12 @@ impl SimShelf {
         if let Some(vg) = self.lock().vgs.get_mut(pool) {
             vg.sync_percent = percent;
         }
+    }
+
+    /// Makes every full report (`observe`) take `d`, as LVM's reports do
+    /// on a loaded controller.
+    pub fn set_report_delay(&self, d: std::time::Duration) {
+        self.lock().report_delay = d;
     }
 
     /// Makes the next call of `op` (a backend method name) fail once.
@@ -352,6 +360,10 @@ impl PoolBackend for SimBackend {
     }
 
     async fn observe(&self) -> Result<Vec<ObservedPool>, BackendError> {
+        let delay = self.shelf.lock().report_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let sh = self.shelf.lock();
         let mut out = Vec::new();
         for (pool, vg) in &sh.vgs {

@@ -19,6 +19,7 @@ pub mod held;
 mod moves;
 mod pools;
 mod reconcile;
+mod urgent;
 mod volumes;
 
 use crate::backend::PoolBackend;
@@ -100,6 +101,8 @@ pub struct Manager<B, C> {
     me: String,
     partner: Option<String>,
     op: Mutex<()>,
+    /// Operations on a takeover's path waiting for `op`.
+    urgent: urgent::Urgent,
     memory: Mutex<Memory>,
     held: Mutex<held::Held>,
 }
@@ -132,6 +135,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             me: me.to_string(),
             partner: partner.map(str::to_string),
             op: Mutex::new(()),
+            urgent: urgent::Urgent::default(),
             memory: Mutex::new(Memory::default()),
             held: Mutex::new(held::Held::default()),
         }
@@ -173,6 +177,20 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
     async fn begin(&self) -> Result<(tokio::sync::MutexGuard<'_, ()>, Config), PoolError> {
         let g = self.op.lock().await;
         Ok((g, self.config().await?))
+    }
+
+    /// [`Self::begin`] for an operation on a takeover's path (takeover,
+    /// import, export): a background reconcile that is still reading gives
+    /// the lock up to it.
+    async fn begin_urgent(&self) -> Result<(tokio::sync::MutexGuard<'_, ()>, Config), PoolError> {
+        let g = self.lock_urgent().await;
+        Ok((g, self.config().await?))
+    }
+
+    /// The operation lock, taken with priority over a background reconcile.
+    async fn lock_urgent(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        let _waiting = self.urgent.enter();
+        self.op.lock().await
     }
 
     async fn observe(&self) -> Result<Vec<ObservedPool>, PoolError> {

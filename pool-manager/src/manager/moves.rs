@@ -24,7 +24,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         to: Option<&str>,
     ) -> Result<ExportResult, PoolError> {
         check_pool_name("name", name)?;
-        let (_g, cfg) = self.begin().await?;
+        let (_g, cfg) = self.begin_urgent().await?;
         let desired = Self::desired_pool(&cfg, name, "name")?;
         if let Some(t) = to {
             if Some(t) != self.partner.as_deref() {
@@ -126,7 +126,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
     /// partner reports active.
     pub async fn import_pool(&self, name: &str) -> Result<ImportResult, PoolError> {
         check_pool_name("name", name)?;
-        let (_g, cfg) = self.begin().await?;
+        let (_g, cfg) = self.begin_urgent().await?;
         self.owned_pool(&cfg, name, "name")?;
         let o = self.visible_pool(name).await?;
         let view = self.partner_view(name).await;
@@ -168,7 +168,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
     /// activate everything.
     pub async fn takeover_pool(&self, name: &str, epoch: u64) -> Result<TakeoverResult, PoolError> {
         check_pool_name("name", name)?;
-        let _g = self.op.lock().await;
+        let _g = self.lock_urgent().await;
         let t0 = Instant::now();
         let cfg = self.config().await?;
         let desired = Self::desired_pool(&cfg, name, "name")?;

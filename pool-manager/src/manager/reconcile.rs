@@ -3,10 +3,12 @@
 use super::{Cluster, Manager};
 use crate::backend::PoolBackend;
 use crate::core::health;
+use crate::core::observed::ObservedPool;
 use crate::core::reconcile::{plan, Drift, Step};
 use crate::error::PoolError;
 use duplex_api::methods::pool::{ReconcileResult, RepairStarted, StepResult};
 use duplex_api::methods::volume::DmSync;
+use duplex_api::model::Config;
 use duplex_api::topics;
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -16,10 +18,52 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
     /// safe steps, publish new drift and health alerts, rebuild degraded
     /// RAID onto spares. Returns the plan and what happened.
     pub async fn reconcile(&self) -> Result<ReconcileResult, PoolError> {
-        let (_g, cfg) = self.begin().await?;
+        let (g, cfg) = self.begin().await?;
         let observed = self.observe().await?;
+        self.reconcile_with(g, &cfg, observed).await
+    }
+
+    /// The reconciler's own pass (after an event, or on its timer): as
+    /// [`Self::reconcile`], but while it only reads (the desired state,
+    /// LVM's reports) it gives way to a takeover, import or export that
+    /// waits for the operation lock, and starts again once that is done.
+    /// A takeover records the new owner first, so its own `config.changed`
+    /// started a pass just before it, and under emulation the LVM reports
+    /// of that pass held the lock for six seconds of the hosts' pause.
+    pub async fn reconcile_in_background(&self) -> Result<ReconcileResult, PoolError> {
+        loop {
+            let read = async {
+                let (g, cfg) = self.begin().await?;
+                let observed = self.observe().await?;
+                Ok::<_, PoolError>((g, cfg, observed))
+            };
+            // Dropping the read kills its LVM command (read-only: safe).
+            let read = tokio::select! {
+                biased;
+                () = self.urgent.pending() => None,
+                r = read => Some(r?),
+            };
+            match read {
+                Some((g, cfg, observed)) => return self.reconcile_with(g, &cfg, observed).await,
+                None => {
+                    tracing::info!(
+                        "reconcile gives way to a takeover, import or export; again after it"
+                    );
+                    // The lock is fair: this waits until that operation is done.
+                    drop(self.op.lock().await);
+                }
+            }
+        }
+    }
+
+    async fn reconcile_with(
+        &self,
+        _g: tokio::sync::MutexGuard<'_, ()>,
+        cfg: &Config,
+        observed: Vec<ObservedPool>,
+    ) -> Result<ReconcileResult, PoolError> {
         let held = self.held.lock().await.pools().clone();
-        let steps = plan(&cfg, &observed, &self.me, &held);
+        let steps = plan(cfg, &observed, &self.me, &held);
         let mut results = Vec::new();
         let mut drifts = BTreeSet::new();
         for s in &steps {
@@ -55,7 +99,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             });
         }
         // The per-volume devices, on both controllers, after LVM.
-        let dm = match self.sync_dm(&cfg, None).await {
+        let dm = match self.sync_dm(cfg, None).await {
             Ok(v) => DmSync::Done(v),
             Err(e) => {
                 tracing::warn!(error = %e.chain(), "per-volume devices not reconciled");
