@@ -16,6 +16,7 @@ use crate::backend::BoxFuture;
 use crate::core::types::Epoch;
 use duplex_api::methods::pool;
 use duplex_services::RouterClient;
+use futures_util::future::join_all;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -134,17 +135,8 @@ impl Recorder {
         pool: Option<&str>,
         fut: BoxFuture<'a, Result<Value, String>>,
     ) -> Result<Value, String> {
-        let t = Instant::now();
-        let r = fut.await;
-        let ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
-        tracing::info!(step = name, pool, ms, ok = r.is_ok(), "orchestration step");
-        self.steps.push(Step {
-            name: name.into(),
-            pool: pool.map(str::to_string),
-            ms,
-            ok: r.is_ok(),
-            detail: r.as_ref().err().cloned().unwrap_or_default(),
-        });
+        let (step, r) = timed(name, pool, fut).await;
+        self.steps.push(step);
         r
     }
 
@@ -232,6 +224,86 @@ async fn record(
     Ok(epoch)
 }
 
+/// Runs `fut` as the step `name` (about `pool`): its timing and outcome.
+async fn timed(
+    name: &str,
+    pool: Option<&str>,
+    fut: BoxFuture<'_, Result<Value, String>>,
+) -> (Step, Result<Value, String>) {
+    let t = Instant::now();
+    let r = fut.await;
+    let ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
+    tracing::info!(step = name, pool, ms, ok = r.is_ok(), "orchestration step");
+    let step = Step {
+        name: name.into(),
+        pool: pool.map(str::to_string),
+        ms,
+        ok: r.is_ok(),
+        detail: r.as_ref().err().cloned().unwrap_or_default(),
+    };
+    (step, r)
+}
+
+/// What happened to one pool of a takeover.
+struct OnePool {
+    pool: String,
+    steps: Vec<Step>,
+    alerts: Vec<Alert>,
+    /// `pool.takeover` succeeded.
+    imported: bool,
+    /// Imported and active.
+    ok: bool,
+}
+
+/// `pool.takeover` of `name` under `epoch`, then its port groups active.
+async fn take_one(calls: &dyn Calls, name: &str, epoch: u64) -> OnePool {
+    let mut out = OnePool {
+        pool: name.to_string(),
+        steps: Vec::new(),
+        alerts: Vec::new(),
+        imported: false,
+        ok: false,
+    };
+    let (step, r) = timed(
+        "pool.takeover",
+        Some(name),
+        calls.call(None, "pool.takeover", json!({"name": name, "epoch": epoch})),
+    )
+    .await;
+    out.steps.push(step);
+    if let Err(e) = r {
+        out.alerts.push(Alert {
+            severity: "critical".into(),
+            kind: "takeover_pool_failed".into(),
+            pool: Some(name.into()),
+            message: format!("pool {name} could not be taken over: {e}"),
+        });
+        return out;
+    }
+    out.imported = true;
+    let (step, r) = timed(
+        "active",
+        Some(name),
+        calls.call(
+            None,
+            "target.set_access_state",
+            json!({"pool": name, "state": "active"}),
+        ),
+    )
+    .await;
+    out.steps.push(step);
+    match r {
+        Ok(_) => out.ok = true,
+        Err(e) => out.alerts.push(Alert {
+            severity: "critical".into(),
+            kind: "takeover_active_failed".into(),
+            pool: Some(name.into()),
+            message: format!("pool {name} imported but its ports are not active: {e}"),
+        }),
+    }
+    out
+}
+
 /// Takes over every pool `partner` owns, under `epoch`, on this controller
 /// `me`. `before` are the steps already done (detection, fence), for the
 /// timeline.
@@ -266,53 +338,22 @@ pub async fn takeover(
         names = theirs.iter().map(name_of).collect();
         // The partner is fenced: do not wait for its acknowledgement.
         recorded = record(calls, &mut rec, None, me, &theirs, epoch.counter, false).await?;
+        // Each pool on its own: its port groups go active as soon as it
+        // is imported, while pool-manager imports the next one (it takes
+        // them one at a time, and lets the next one in before it builds
+        // its reply's report).
+        let per_pool = names
+            .iter()
+            .map(|name| take_one(calls, name, recorded))
+            .collect::<Vec<_>>();
         let mut all = true;
         let mut taken = Vec::new();
-        for name in &names {
-            let r = rec
-                .step(
-                    "pool.takeover",
-                    Some(name),
-                    calls.call(
-                        None,
-                        "pool.takeover",
-                        json!({"name": name, "epoch": recorded}),
-                    ),
-                )
-                .await;
-            match r {
-                Ok(_) => taken.push(name.clone()),
-                Err(e) => {
-                    all = false;
-                    rec.alerts.push(Alert {
-                        severity: "critical".into(),
-                        kind: "takeover_pool_failed".into(),
-                        pool: Some(name.clone()),
-                        message: format!("pool {name} could not be taken over: {e}"),
-                    });
-                }
-            }
-        }
-        for name in &taken {
-            let r = rec
-                .step(
-                    "active",
-                    Some(name),
-                    calls.call(
-                        None,
-                        "target.set_access_state",
-                        json!({"pool": name, "state": "active"}),
-                    ),
-                )
-                .await;
-            if let Err(e) = r {
-                all = false;
-                rec.alerts.push(Alert {
-                    severity: "critical".into(),
-                    kind: "takeover_active_failed".into(),
-                    pool: Some(name.clone()),
-                    message: format!("pool {name} imported but its ports are not active: {e}"),
-                });
+        for one in join_all(per_pool).await {
+            rec.steps.extend(one.steps);
+            rec.alerts.extend(one.alerts);
+            all &= one.ok;
+            if one.imported {
+                taken.push(one.pool);
             }
         }
         let done = json!({"controller": me, "from": partner, "epoch": recorded,
@@ -603,8 +644,8 @@ mod tests {
                 "config.get",
                 "config.apply",
                 "pool.takeover p1",
-                "pool.takeover p2",
                 "target.set_access_state p1",
+                "pool.takeover p2",
                 "target.set_access_state p2",
                 "event.publish",
             ]
@@ -623,6 +664,74 @@ mod tests {
         assert_eq!(log[3].2["epoch"], json!(8));
         assert_eq!(out.entry.pools, vec!["p1", "p2"]);
         assert!(out.alerts.is_empty());
+    }
+
+    #[test]
+    fn a_pool_goes_active_without_waiting_for_the_next_pools_import() {
+        // p2's import finishes only once p1's port groups are active: a
+        // takeover that imported every pool before the first flip would
+        // never get there.
+        struct Gated {
+            inner: Fake,
+            p1_active: tokio::sync::Notify,
+        }
+        impl Calls for Gated {
+            fn call<'a>(
+                &'a self,
+                c: Option<&'a str>,
+                m: &'a str,
+                p: Value,
+            ) -> BoxFuture<'a, Result<Value, String>> {
+                let gate = m == "pool.takeover" && p["name"] == "p2";
+                let opens = m == "target.set_access_state" && p["pool"] == "p1";
+                let inner = self.inner.call(c, m, p);
+                Box::pin(async move {
+                    if gate {
+                        self.p1_active.notified().await;
+                    }
+                    let r = inner.await;
+                    if opens {
+                        self.p1_active.notify_one();
+                    }
+                    r
+                })
+            }
+        }
+        let f = Gated {
+            inner: Fake::new(&[]),
+            p1_active: tokio::sync::Notify::new(),
+        };
+        let timed_rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let out = timed_rt
+            .block_on(async {
+                tokio::time::timeout(
+                    Duration::from_secs(10),
+                    takeover(&f, "act1", "B", "A", &e(8), Vec::new()),
+                )
+                .await
+            })
+            .unwrap_or_else(|_| panic!("p1's flip waited for p2's import"));
+        assert!(out.entry.ok, "{:?}", out.entry);
+        let steps: Vec<String> = out
+            .entry
+            .steps
+            .iter()
+            .map(|s| format!("{} {}", s.name, s.pool.as_deref().unwrap_or("")))
+            .collect();
+        assert_eq!(
+            steps[3..],
+            [
+                "pool.takeover p1",
+                "active p1",
+                "pool.takeover p2",
+                "active p2",
+                "takeover_done "
+            ],
+            "the timeline groups each pool's steps"
+        );
     }
 
     #[test]

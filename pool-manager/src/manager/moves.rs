@@ -126,7 +126,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
     /// partner reports active.
     pub async fn import_pool(&self, name: &str) -> Result<ImportResult, PoolError> {
         check_pool_name("name", name)?;
-        let (_g, cfg) = self.begin_urgent().await?;
+        let (g, cfg) = self.begin_urgent().await?;
         self.owned_pool(&cfg, name, "name")?;
         let o = self.visible_pool(name).await?;
         let view = self.partner_view(name).await;
@@ -147,6 +147,9 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         // Imported on request: the reconciler may keep it up again.
         self.hold(name, false).await;
         let dm = self.sync_dm(&cfg, None).await?;
+        // The pool serves: the report for the reply only reads (as
+        // pool.status does), so the next move need not wait for it.
+        drop(g);
         let ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.cluster
             .publish(
@@ -168,7 +171,7 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
     /// activate everything.
     pub async fn takeover_pool(&self, name: &str, epoch: u64) -> Result<TakeoverResult, PoolError> {
         check_pool_name("name", name)?;
-        let _g = self.lock_urgent().await;
+        let g = self.lock_urgent().await;
         let t0 = Instant::now();
         let cfg = self.config().await?;
         let desired = Self::desired_pool(&cfg, name, "name")?;
@@ -210,6 +213,10 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         }
         let dm = self.sync_dm(&now, None).await?;
         let dm_ms = t_dm.elapsed().as_millis();
+        // The pool serves: what follows (the event, the report for the
+        // reply) only reads, as pool.status does, and the takeover of the
+        // partner's next pool need not wait for it.
+        drop(g);
         let total = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
         tracing::info!(pool = name, epoch, from = %system_id, total_ms = total, "took over pool");
         self.cluster
