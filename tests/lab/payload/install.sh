@@ -65,6 +65,12 @@ if [ -f "$P/roles/$role/duplex.toml" ]; then
   [ -f "$P/roles/$role/partner-bmc.toml" ] && \
     install -m 0600 "$P/roles/$role/partner-bmc.toml" /etc/duplex/partner-bmc.toml
   modprobe i6300esb || true
+  # The product's users and groups (duplex-mgmt runs as its own user; a
+  # unit whose User= does not exist fails with status 217/USER).
+  if [ -f "$P/systemd/duplex.sysusers" ]; then
+    install -D -m 0644 "$P/systemd/duplex.sysusers" /usr/lib/sysusers.d/duplex.conf
+    systemd-sysusers /usr/lib/sysusers.d/duplex.conf || echo "install: systemd-sysusers failed" >&2
+  fi
   n=0
   for u in "$P"/systemd/*.service "$P"/systemd/*.target; do
     [ -f "$u" ] || continue
