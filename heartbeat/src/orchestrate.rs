@@ -547,6 +547,12 @@ mod tests {
     struct Fake {
         calls: Mutex<Vec<(Option<String>, String, Value)>>,
         fail: Vec<(String, String)>,
+        /// Fixed answers by method, instead of the defaults.
+        answers: Vec<(String, Value)>,
+        /// `(method, pool)` whose answer waits until `(method, pool)` has
+        /// been answered.
+        gate: Option<((String, String), (String, String))>,
+        opened: tokio::sync::Notify,
     }
 
     impl Fake {
@@ -557,7 +563,21 @@ mod tests {
                     .iter()
                     .map(|(m, p)| ((*m).to_string(), (*p).to_string()))
                     .collect(),
+                answers: Vec::new(),
+                gate: None,
+                opened: tokio::sync::Notify::new(),
             }
+        }
+        /// Answers `method` with `v` (the call is still logged).
+        fn answering(mut self, method: &str, v: Value) -> Fake {
+            self.answers.push((method.into(), v));
+            self
+        }
+        /// Holds the answer to `waits` until `opener` has been answered.
+        fn gated(mut self, waits: (&str, &str), opener: (&str, &str)) -> Fake {
+            let own = |(m, p): (&str, &str)| (m.to_string(), p.to_string());
+            self.gate = Some((own(waits), own(opener)));
+            self
         }
         fn log(&self) -> Vec<(Option<String>, String, Value)> {
             self.calls.lock().unwrap().clone()
@@ -600,8 +620,14 @@ mod tests {
                 .unwrap_or_default()
                 .to_string();
             let failed = self.fail.iter().any(|(m, p)| m == method && *p == pool);
+            let answer = self.answers.iter().find(|(m, _)| m == method);
+            let here = (method.to_string(), pool.clone());
+            let waits = self.gate.as_ref().is_some_and(|(w, _)| *w == here);
+            let opens = self.gate.as_ref().is_some_and(|(_, o)| *o == here);
             let out = if failed {
                 Err(format!("{method} {pool}: injected failure"))
+            } else if let Some((_, v)) = answer {
+                Ok(v.clone())
             } else if method == "config.status" {
                 Ok(json!({"ready": true}))
             } else if method == "config.get" {
@@ -615,7 +641,15 @@ mod tests {
             } else {
                 Ok(json!({}))
             };
-            Box::pin(async move { out })
+            Box::pin(async move {
+                if waits {
+                    self.opened.notified().await;
+                }
+                if opens {
+                    self.opened.notify_one();
+                }
+                out
+            })
         }
     }
 
@@ -671,36 +705,7 @@ mod tests {
         // p2's import finishes only once p1's port groups are active: a
         // takeover that imported every pool before the first flip would
         // never get there.
-        struct Gated {
-            inner: Fake,
-            p1_active: tokio::sync::Notify,
-        }
-        impl Calls for Gated {
-            fn call<'a>(
-                &'a self,
-                c: Option<&'a str>,
-                m: &'a str,
-                p: Value,
-            ) -> BoxFuture<'a, Result<Value, String>> {
-                let gate = m == "pool.takeover" && p["name"] == "p2";
-                let opens = m == "target.set_access_state" && p["pool"] == "p1";
-                let inner = self.inner.call(c, m, p);
-                Box::pin(async move {
-                    if gate {
-                        self.p1_active.notified().await;
-                    }
-                    let r = inner.await;
-                    if opens {
-                        self.p1_active.notify_one();
-                    }
-                    r
-                })
-            }
-        }
-        let f = Gated {
-            inner: Fake::new(&[]),
-            p1_active: tokio::sync::Notify::new(),
-        };
+        let f = Fake::new(&[]).gated(("pool.takeover", "p2"), ("target.set_access_state", "p1"));
         let timed_rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
@@ -738,25 +743,13 @@ mod tests {
     fn running_it_again_after_the_record_still_takes_the_pools() {
         // p1 and p2 recorded as B's under epoch 8 by an earlier run whose
         // reply was lost; p3 is B's own from before.
-        struct After(Fake);
-        impl Calls for After {
-            fn call<'a>(
-                &'a self,
-                c: Option<&'a str>,
-                m: &'a str,
-                p: Value,
-            ) -> BoxFuture<'a, Result<Value, String>> {
-                if m == "config.get" {
-                    let v = json!({"config": {"cluster": {"epoch": 8}, "pool": [
-                        {"name": "p1", "home": "A", "owner": "B", "epoch": 8},
-                        {"name": "p2", "home": "A", "owner": "B", "epoch": 8},
-                        {"name": "p3", "home": "B", "owner": "B", "epoch": 5}]}});
-                    return Box::pin(async move { Ok(v) });
-                }
-                self.0.call(c, m, p)
-            }
-        }
-        let f = After(Fake::new(&[]));
+        let f = Fake::new(&[]).answering(
+            "config.get",
+            json!({"config": {"cluster": {"epoch": 8}, "pool": [
+                {"name": "p1", "home": "A", "owner": "B", "epoch": 8},
+                {"name": "p2", "home": "A", "owner": "B", "epoch": 8},
+                {"name": "p3", "home": "B", "owner": "B", "epoch": 5}]}}),
+        );
         let out = rt().block_on(takeover(&f, "act1", "B", "A", &e(8), Vec::new()));
         assert!(out.entry.ok);
         assert_eq!(out.entry.pools, vec!["p1", "p2"]);
@@ -790,29 +783,12 @@ mod tests {
     #[test]
     fn giveback_moves_home_pools_in_the_planned_order() {
         // B owns everything; p1 and p2 are A's by home.
-        struct Owned(Fake);
-        impl Calls for Owned {
-            fn call<'a>(
-                &'a self,
-                c: Option<&'a str>,
-                m: &'a str,
-                p: Value,
-            ) -> BoxFuture<'a, Result<Value, String>> {
-                if m == "config.get" {
-                    self.0
-                        .calls
-                        .lock()
-                        .unwrap()
-                        .push((c.map(str::to_string), m.into(), p));
-                    let v = json!({"config": {"cluster": {"epoch": 8}, "pool": [
-                        {"name": "p1", "home": "A", "owner": "B"},
-                        {"name": "p3", "home": "B", "owner": "B"}]}});
-                    return Box::pin(async move { Ok(v) });
-                }
-                self.0.call(c, m, p)
-            }
-        }
-        let f = Owned(Fake::new(&[]));
+        let f = Fake::new(&[]).answering(
+            "config.get",
+            json!({"config": {"cluster": {"epoch": 8}, "pool": [
+                {"name": "p1", "home": "A", "owner": "B"},
+                {"name": "p3", "home": "B", "owner": "B"}]}}),
+        );
         let out = rt().block_on(handover(
             &f,
             "giveback",
@@ -825,7 +801,7 @@ mod tests {
         assert!(out.entry.ok, "{:?}", out.entry);
         assert_eq!(out.entry.pools, vec!["p1"]);
         assert_eq!(
-            f.0.methods(),
+            f.methods(),
             vec![
                 "config.get",
                 "A:config.status",
@@ -856,21 +832,7 @@ mod tests {
 
     #[test]
     fn no_move_to_a_controller_whose_configuration_lags() {
-        struct Lagging(Fake);
-        impl Calls for Lagging {
-            fn call<'a>(
-                &'a self,
-                c: Option<&'a str>,
-                m: &'a str,
-                p: Value,
-            ) -> BoxFuture<'a, Result<Value, String>> {
-                if m == "config.status" {
-                    return Box::pin(async { Ok(json!({"ready": false})) });
-                }
-                self.0.call(c, m, p)
-            }
-        }
-        let f = Lagging(Fake::new(&[]));
+        let f = Fake::new(&[]).answering("config.status", json!({"ready": false}));
         let out = rt().block_on(handover(
             &f,
             "failover",
@@ -881,7 +843,7 @@ mod tests {
             Selection::AllOwned,
         ));
         assert!(!out.entry.ok);
-        assert_eq!(f.0.methods(), vec!["config.get"]);
+        assert_eq!(f.methods(), vec!["config.get", "B:config.status"]);
         assert!(out.alerts[0].message.contains("not caught up"));
     }
 
