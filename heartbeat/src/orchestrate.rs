@@ -135,8 +135,17 @@ impl Recorder {
         pool: Option<&str>,
         fut: BoxFuture<'a, Result<Value, String>>,
     ) -> Result<Value, String> {
-        let (step, r) = timed(name, pool, fut).await;
-        self.steps.push(step);
+        let t = Instant::now();
+        let r = fut.await;
+        let ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(step = name, pool, ms, ok = r.is_ok(), "orchestration step");
+        self.steps.push(Step {
+            name: name.into(),
+            pool: pool.map(str::to_string),
+            ms,
+            ok: r.is_ok(),
+            detail: r.as_ref().err().cloned().unwrap_or_default(),
+        });
         r
     }
 
@@ -224,84 +233,49 @@ async fn record(
     Ok(epoch)
 }
 
-/// Runs `fut` as the step `name` (about `pool`): its timing and outcome.
-async fn timed(
-    name: &str,
-    pool: Option<&str>,
-    fut: BoxFuture<'_, Result<Value, String>>,
-) -> (Step, Result<Value, String>) {
-    let t = Instant::now();
-    let r = fut.await;
-    let ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
-    tracing::info!(step = name, pool, ms, ok = r.is_ok(), "orchestration step");
-    let step = Step {
-        name: name.into(),
-        pool: pool.map(str::to_string),
-        ms,
-        ok: r.is_ok(),
-        detail: r.as_ref().err().cloned().unwrap_or_default(),
-    };
-    (step, r)
-}
-
-/// What happened to one pool of a takeover.
-struct OnePool {
-    pool: String,
-    steps: Vec<Step>,
-    alerts: Vec<Alert>,
-    /// `pool.takeover` succeeded.
-    imported: bool,
-    /// Imported and active.
-    ok: bool,
-}
-
-/// `pool.takeover` of `name` under `epoch`, then its port groups active.
-async fn take_one(calls: &dyn Calls, name: &str, epoch: u64) -> OnePool {
-    let mut out = OnePool {
-        pool: name.to_string(),
+/// `pool.takeover` of `name` under `epoch`, then its port groups active:
+/// its steps and alerts, and whether the import succeeded.
+async fn take_one(calls: &dyn Calls, name: &str, epoch: u64) -> (Recorder, bool) {
+    let mut rec = Recorder {
         steps: Vec::new(),
         alerts: Vec::new(),
-        imported: false,
-        ok: false,
     };
-    let (step, r) = timed(
-        "pool.takeover",
-        Some(name),
-        calls.call(None, "pool.takeover", json!({"name": name, "epoch": epoch})),
-    )
-    .await;
-    out.steps.push(step);
-    if let Err(e) = r {
-        out.alerts.push(Alert {
+    let imported = rec
+        .step(
+            "pool.takeover",
+            Some(name),
+            calls.call(None, "pool.takeover", json!({"name": name, "epoch": epoch})),
+        )
+        .await;
+    if let Err(e) = imported {
+        rec.alerts.push(Alert {
             severity: "critical".into(),
             kind: "takeover_pool_failed".into(),
             pool: Some(name.into()),
             message: format!("pool {name} could not be taken over: {e}"),
         });
-        return out;
+        return (rec, false);
     }
-    out.imported = true;
-    let (step, r) = timed(
-        "active",
-        Some(name),
-        calls.call(
-            None,
-            "target.set_access_state",
-            json!({"pool": name, "state": "active"}),
-        ),
-    )
-    .await;
-    out.steps.push(step);
-    match r {
-        Ok(_) => out.ok = true,
-        Err(e) => out.alerts.push(Alert {
+    let active = rec
+        .step(
+            "active",
+            Some(name),
+            calls.call(
+                None,
+                "target.set_access_state",
+                json!({"pool": name, "state": "active"}),
+            ),
+        )
+        .await;
+    if let Err(e) = active {
+        rec.alerts.push(Alert {
             severity: "critical".into(),
             kind: "takeover_active_failed".into(),
             pool: Some(name.into()),
             message: format!("pool {name} imported but its ports are not active: {e}"),
-        }),
+        });
     }
-    out
+    (rec, true)
 }
 
 /// Takes over every pool `partner` owns, under `epoch`, on this controller
@@ -348,12 +322,13 @@ pub async fn takeover(
             .collect::<Vec<_>>();
         let mut all = true;
         let mut taken = Vec::new();
-        for one in join_all(per_pool).await {
+        for (name, (one, imported)) in names.iter().zip(join_all(per_pool).await) {
+            // Every step of it succeeded when it raised no alert.
+            all &= one.alerts.is_empty();
             rec.steps.extend(one.steps);
             rec.alerts.extend(one.alerts);
-            all &= one.ok;
-            if one.imported {
-                taken.push(one.pool);
+            if imported {
+                taken.push(name.clone());
             }
         }
         let done = json!({"controller": me, "from": partner, "epoch": recorded,

@@ -18,9 +18,17 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
     /// safe steps, publish new drift and health alerts, rebuild degraded
     /// RAID onto spares. Returns the plan and what happened.
     pub async fn reconcile(&self) -> Result<ReconcileResult, PoolError> {
+        let (g, cfg, observed) = self.read_for_reconcile().await?;
+        self.reconcile_with(g, &cfg, observed).await
+    }
+
+    /// A pass's read phase: the lock, the desired state, LVM's view.
+    async fn read_for_reconcile(
+        &self,
+    ) -> Result<(tokio::sync::MutexGuard<'_, ()>, Config, Vec<ObservedPool>), PoolError> {
         let (g, cfg) = self.begin().await?;
         let observed = self.observe().await?;
-        self.reconcile_with(g, &cfg, observed).await
+        Ok((g, cfg, observed))
     }
 
     /// The reconciler's own pass (after an event, or on its timer): as
@@ -32,16 +40,11 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
     /// of that pass held the lock for six seconds of the hosts' pause.
     pub async fn reconcile_in_background(&self) -> Result<ReconcileResult, PoolError> {
         loop {
-            let read = async {
-                let (g, cfg) = self.begin().await?;
-                let observed = self.observe().await?;
-                Ok::<_, PoolError>((g, cfg, observed))
-            };
             // Dropping the read kills its LVM command (read-only: safe).
             let read = tokio::select! {
                 biased;
                 () = self.urgent.pending() => None,
-                r = read => Some(r?),
+                r = self.read_for_reconcile() => Some(r?),
             };
             match read {
                 Some((g, cfg, observed)) => return self.reconcile_with(g, &cfg, observed).await,
