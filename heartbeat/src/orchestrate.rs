@@ -149,6 +149,25 @@ impl Recorder {
         r
     }
 
+    /// The step `name` about `pool`; when it fails, also the critical
+    /// alert `kind` saying "pool P `what`: error". True when it succeeded.
+    async fn step_or_alert<'a>(
+        &mut self,
+        name: &str,
+        pool: &str,
+        fut: BoxFuture<'a, Result<Value, String>>,
+        (kind, what): (&str, &str),
+    ) -> bool {
+        match self.step(name, Some(pool), fut).await {
+            Ok(_) => true,
+            Err(e) => {
+                let message = format!("pool {pool} {what}: {e}");
+                self.alerts.push(Alert::critical(kind, Some(pool), message));
+                false
+            }
+        }
+    }
+
     /// The `config.get` step on controller `at` (this one when `None`),
     /// parsed into the cluster object, its epoch and the pools.
     async fn read_config(
@@ -160,6 +179,18 @@ impl Recorder {
             .step("config.get", None, calls.call(at, "config.get", json!({})))
             .await?;
         read_config(&v)
+    }
+}
+
+impl Alert {
+    /// A critical alert of `kind`, about `pool` if one.
+    fn critical(kind: impl Into<String>, pool: Option<&str>, message: String) -> Alert {
+        Alert {
+            severity: "critical".into(),
+            kind: kind.into(),
+            pool: pool.map(str::to_string),
+            message,
+        }
     }
 }
 
@@ -241,40 +272,30 @@ async fn take_one(calls: &dyn Calls, name: &str, epoch: u64) -> (Recorder, bool)
         alerts: Vec::new(),
     };
     let imported = rec
-        .step(
+        .step_or_alert(
             "pool.takeover",
-            Some(name),
+            name,
             calls.call(None, "pool.takeover", json!({"name": name, "epoch": epoch})),
+            ("takeover_pool_failed", "could not be taken over"),
         )
         .await;
-    if let Err(e) = imported {
-        rec.alerts.push(Alert {
-            severity: "critical".into(),
-            kind: "takeover_pool_failed".into(),
-            pool: Some(name.into()),
-            message: format!("pool {name} could not be taken over: {e}"),
-        });
+    if !imported {
         return (rec, false);
     }
-    let active = rec
-        .step(
-            "active",
-            Some(name),
-            calls.call(
-                None,
-                "target.set_access_state",
-                json!({"pool": name, "state": "active"}),
-            ),
-        )
-        .await;
-    if let Err(e) = active {
-        rec.alerts.push(Alert {
-            severity: "critical".into(),
-            kind: "takeover_active_failed".into(),
-            pool: Some(name.into()),
-            message: format!("pool {name} imported but its ports are not active: {e}"),
-        });
-    }
+    rec.step_or_alert(
+        "active",
+        name,
+        calls.call(
+            None,
+            "target.set_access_state",
+            json!({"pool": name, "state": "active"}),
+        ),
+        (
+            "takeover_active_failed",
+            "imported but its ports are not active",
+        ),
+    )
+    .await;
     (rec, true)
 }
 
@@ -349,12 +370,11 @@ pub async fn takeover(
     let ok = match ok {
         Ok(all) => all,
         Err(e) => {
-            rec.alerts.push(Alert {
-                severity: "critical".into(),
-                kind: "takeover_failed".into(),
-                pool: None,
-                message: format!("takeover of {partner}'s pools failed: {e}"),
-            });
+            rec.alerts.push(Alert::critical(
+                "takeover_failed",
+                None,
+                format!("takeover of {partner}'s pools failed: {e}"),
+            ));
             false
         }
     };
@@ -490,12 +510,11 @@ pub async fn handover(
     .await;
     let mut alerts = rec.alerts;
     if let Err(e) = &r {
-        alerts.push(Alert {
-            severity: "critical".into(),
-            kind: format!("{kind}_failed"),
-            pool: None,
-            message: format!("{kind} from {from} to {to} stopped: {e}"),
-        });
+        alerts.push(Alert::critical(
+            format!("{kind}_failed"),
+            None,
+            format!("{kind} from {from} to {to} stopped: {e}"),
+        ));
     }
     Outcome {
         entry: Entry {
