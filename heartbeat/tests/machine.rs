@@ -582,13 +582,26 @@ fn no_takeover_until_the_new_epoch_is_on_a_majority() {
         }));
 }
 
+/// Both links cut, the partner's slot says `Waiting` for a while (it lost
+/// the interconnect too and could be deciding), then it freezes there.
+fn lose_partner_while_both_wait(w: &mut World) -> u64 {
+    w.cut_links();
+    w.run(1000);
+    for slot in &mut w.pslot {
+        slot.state = Phase::Waiting;
+    }
+    w.run(1000);
+    let fault = w.now;
+    w.partner_writing = [false; 3];
+    fault
+}
+
 #[test]
-fn the_tie_break_loser_waits_longer() {
+fn the_tie_break_loser_waits_longer_when_both_could_decide() {
     // B (greater id, equal pools) delays by tie_break_ms.
     let mut w = World::new("A", Settings::new("B", "A", &["ipmi"]));
     w.run(2000);
-    let fault = w.now;
-    w.freeze_partner();
+    let fault = lose_partner_while_both_wait(&mut w);
     w.run(5000);
     let t = w
         .first(|e| matches!(e, Effect::FencePartner { .. }))
@@ -602,13 +615,47 @@ fn the_tie_break_loser_waits_longer() {
         partner: 3,
     });
     w.run(2000);
-    let fault = w.now;
-    w.freeze_partner();
+    let fault = lose_partner_while_both_wait(&mut w);
     w.run(5000);
     let t = w
         .first(|e| matches!(e, Effect::FencePartner { .. }))
         .unwrap();
     assert!((2500..=2800).contains(&(t - fault)), "{}", t - fault);
+
+    // The winner does not.
+    let mut w = World::a();
+    w.fence_script.push_back(FenceResult::Confirmed);
+    w.run(2000);
+    let fault = lose_partner_while_both_wait(&mut w);
+    w.run(5000);
+    let t = w
+        .first(|e| matches!(e, Effect::FencePartner { .. }))
+        .unwrap();
+    assert!((1500..=1800).contains(&(t - fault)), "{}", t - fault);
+}
+
+#[test]
+fn the_tie_break_loser_does_not_wait_for_a_partner_that_died_in_normal() {
+    // The partner's slot froze while it still heard us (a kill, a panic):
+    // it was not deciding anything, so even the loser fences at
+    // suspect_timeout. Detection stays within 2 s on the confirmed path.
+    for (me, partner, pools) in [("B", "A", (1, 1)), ("A", "B", (0, 2))] {
+        let mut w = World::new(partner, Settings::new(me, partner, &["ipmi"]));
+        w.fence_script.push_back(FenceResult::Confirmed);
+        w.feed(Input::Pools {
+            mine: pools.0,
+            partner: pools.1,
+        });
+        w.run(2000);
+        let fault = w.now;
+        w.freeze_partner();
+        w.run(5000);
+        let t = w
+            .first(|e| matches!(e, Effect::FencePartner { .. }))
+            .unwrap();
+        assert!((1500..=1800).contains(&(t - fault)), "{me}: {}", t - fault);
+        assert_eq!(w.takeovers(), 1, "{me}");
+    }
 }
 
 #[test]

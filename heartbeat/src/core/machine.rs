@@ -46,7 +46,8 @@ pub struct Settings {
     /// Take over on an unconfirmed fence (poison pill and watchdog only).
     pub allow_unconfirmed: bool,
     /// Extra delay before fencing for the controller that loses the
-    /// tie-break (fewer pools; on equal counts, the greater id).
+    /// tie-break (fewer pools; on equal counts, the greater id), when the
+    /// partner could be deciding at the same time.
     pub tie_break_ms: u64,
     /// Wait before trying every fence agent again after all failed.
     pub fence_retry_ms: u64,
@@ -886,6 +887,22 @@ impl Machine {
         mine < theirs || (mine == theirs && self.s.me > self.s.partner)
     }
 
+    /// Whether the partner could be deciding to fence us at this moment,
+    /// the only case the tie-break's delay is for: it was never seen alive
+    /// since our boot (it may be booting too), or its frozen slot says it
+    /// was not in `Normal` (it had lost the interconnect too, or was
+    /// fencing, or booting). A slot that froze in `Normal` stopped while
+    /// the partner still heard us: it had not started counting our silence,
+    /// and if it is alive at all, its next look at the disks finds our slot
+    /// advancing (or, its own writes stuck, it fences itself first). The
+    /// delay would only lengthen every plain controller loss.
+    fn partner_may_decide(&self, now: u64) -> bool {
+        !self.partner_seen_alive
+            || self
+                .fresh_reads(now)
+                .any(|d| d.slot.as_ref().is_none_or(|s| s.state != Phase::Normal))
+    }
+
     fn enter(&mut self, now: u64, to: Phase, fx: &mut Vec<Effect>) {
         if self.phase == to {
             return;
@@ -1211,7 +1228,7 @@ impl Machine {
         } else {
             self.s.disk_timeout_ms.max(self.s.suspect_timeout_ms)
         };
-        if self.loses_tie_break() {
+        if self.loses_tie_break() && self.partner_may_decide(now) {
             threshold += self.s.tie_break_ms;
         }
         let dead = since(now, frozen_since) >= threshold;
