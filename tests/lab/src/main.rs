@@ -189,8 +189,8 @@ enum Cmd {
         target: String,
     },
     /// Heartbeat failover scenarios on the lab that is up (prepared by
-    /// `demo` with `DUPLEX_LAB_HEARTBEAT=1`): planned, kill, freeze, ic-cut,
-    /// ic-one (CI's set, run without a name); panic, fence-fails, hb-stop,
+    /// `demo` with `DUPLEX_LAB_HEARTBEAT=1`): planned, kill, freeze, ic-cut
+    /// (CI's set, run without a name); ic-one, panic, fence-fails, hb-stop,
     /// services, power-cut, cycles; `list` names them, `all` runs every one.
     /// Prints each one's figures as JSON.
     Failover {
