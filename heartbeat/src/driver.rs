@@ -10,7 +10,7 @@
 //!   lock and unlock calls can never overtake each other.
 
 use crate::backend::{FenceAgent, FenceOutcome, HeartbeatDisk, Interconnect, LinkCounters};
-use crate::backend::{FrontendLinks, Watchdog, BLOCK};
+use crate::backend::{FrontendLinks, ShelfDisks, Watchdog, BLOCK};
 use crate::core::latency;
 use crate::core::machine::{Effect, FenceResult, Input, Level, Machine, PartnerRead, Settings};
 use crate::core::slot::{AreaHeader, Slot, SlotError, HEADER_OFFSET, SLOT_OFFSETS};
@@ -41,6 +41,8 @@ pub struct Backends {
     pub interconnect: Arc<dyn Interconnect>,
     /// The front-end links, when they are watched.
     pub frontend: Option<Arc<dyn FrontendLinks>>,
+    /// The shelf's disks, when they are watched.
+    pub shelf: Option<Arc<dyn ShelfDisks>>,
 }
 
 /// Timings the machine does not hold.
@@ -440,6 +442,9 @@ impl Driver {
         if let Some(fe) = backends.frontend.clone() {
             tokio::spawn(frontend_task(fe, in_tx.clone()));
         }
+        if let Some(shelf) = backends.shelf.clone() {
+            tokio::spawn(shelf_task(shelf, in_tx.clone()));
+        }
 
         let agents = backends.agents;
         let mut tick = tokio::time::interval(timing.hb_interval);
@@ -733,6 +738,52 @@ async fn frontend_task(fe: Arc<dyn FrontendLinks>, tx: mpsc::UnboundedSender<Inp
             _ => {}
         }
         tokio::time::sleep(FRONTEND_POLL).await;
+    }
+}
+
+/// How often the shelf's disks are read.
+const SHELF_POLL: Duration = Duration::from_millis(500);
+/// A shelf read that has not answered by then counts as unreadable.
+const SHELF_READ_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Reports how many shelf disks answer a read: once at start, then on every
+/// change. Each round reads every disk at once, each on a blocking thread;
+/// a read still hanging from an earlier round counts as unreadable and is
+/// not doubled, so a dead path holds one thread, never more.
+async fn shelf_task(shelf: Arc<dyn ShelfDisks>, tx: mpsc::UnboundedSender<Input>) {
+    let n = shelf.count();
+    let busy: Vec<Arc<std::sync::atomic::AtomicBool>> = (0..n)
+        .map(|_| Arc::new(std::sync::atomic::AtomicBool::new(false)))
+        .collect();
+    let mut last = None;
+    loop {
+        let deadline = tokio::time::Instant::now() + SHELF_READ_TIMEOUT;
+        let mut reads = Vec::with_capacity(n);
+        for (i, flag) in busy.iter().enumerate() {
+            if flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                continue;
+            }
+            let (shelf, flag) = (Arc::clone(&shelf), Arc::clone(flag));
+            reads.push(tokio::task::spawn_blocking(move || {
+                let ok = shelf.readable(i);
+                flag.store(false, std::sync::atomic::Ordering::SeqCst);
+                ok
+            }));
+        }
+        let mut readable: u8 = 0;
+        for read in reads {
+            if let Ok(Ok(true)) = tokio::time::timeout_at(deadline, read).await {
+                readable = readable.saturating_add(1);
+            }
+        }
+        if last != Some(readable) {
+            last = Some(readable);
+            tracing::info!(readable, of = n, "shelf disks readable");
+            if tx.send(Input::Shelf { readable }).is_err() {
+                return;
+            }
+        }
+        tokio::time::sleep(SHELF_POLL).await;
     }
 }
 

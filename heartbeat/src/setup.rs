@@ -45,6 +45,8 @@ pub fn settings(cfg: &Config, hb: &HeartbeatSettings) -> Result<(Settings, Timin
         takeover_retry_ms: hb.fence_retry_ms,
         frontend_grace_ms: hb.frontend_grace_ms,
         move_on_frontend_loss: hb.move_on_frontend_loss,
+        shelf_grace_ms: hb.shelf_grace_ms,
+        move_on_shelf_loss: hb.move_on_shelf_loss,
     };
     let t = Timing {
         hb_interval: Duration::from_millis(hb.hb_interval_ms),
@@ -90,6 +92,10 @@ pub fn sim_backends(s: &Settings, hb: &HeartbeatSettings) -> Result<Backends, Se
         frontend: (!hb.frontend.is_empty()).then(|| {
             Arc::new(crate::backend::sim::SimFrontend::new())
                 as Arc<dyn crate::backend::FrontendLinks>
+        }),
+        shelf: (!hb.shelf.is_empty()).then(|| {
+            Arc::new(crate::backend::sim::SimShelfDisks::new(hb.shelf.len()))
+                as Arc<dyn crate::backend::ShelfDisks>
         }),
     })
 }
@@ -170,11 +176,16 @@ pub async fn linux_backends(cfg: &Config, hb: &HeartbeatSettings) -> Result<Back
             &hb.frontend,
         )) as Arc<dyn crate::backend::FrontendLinks>
     });
+    let shelf = (!hb.shelf.is_empty()).then(|| {
+        Arc::new(crate::backend::linux::shelf::DirectShelf::new(&hb.shelf))
+            as Arc<dyn crate::backend::ShelfDisks>
+    });
     Ok(Backends {
         disks,
         watchdog,
         agents,
         interconnect: Arc::new(interconnect),
         frontend,
+        shelf,
     })
 }

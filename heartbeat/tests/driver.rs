@@ -56,6 +56,7 @@ async fn two_drivers_detect_a_dead_partner_and_fence_it() {
                 agents: vec![Arc::new(agent) as Arc<dyn FenceAgent>],
                 interconnect: Arc::new(ic),
                 frontend: None,
+                shelf: None,
             },
             router: router.clone(),
             shared: sh,

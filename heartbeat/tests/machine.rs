@@ -7,7 +7,7 @@ use duplex_heartbeat::core::machine::{
     Effect, FenceResult, Input, Level, Machine, PartnerRead, Settings,
 };
 use duplex_heartbeat::core::slot::{Ack, FenceMsg, Slot};
-use duplex_heartbeat::core::types::{Beat, Epoch, Phase};
+use duplex_heartbeat::core::types::{Beat, Epoch, Phase, SHELF_UNCHECKED};
 use std::collections::VecDeque;
 
 const STEP: u64 = 100;
@@ -37,6 +37,8 @@ struct World {
     /// The partner beats.
     beat_incarnation: u64,
     beat_state: Phase,
+    /// Shelf disks the partner says it reads.
+    beat_shelf: u8,
     seq: u64,
     /// Answers to FencePartner, in order; empty: no answer.
     fence_script: VecDeque<FenceResult>,
@@ -67,6 +69,7 @@ impl World {
             pslot: [pslot.clone(), pslot.clone(), pslot],
             beat_incarnation: 2000,
             beat_state: Phase::Normal,
+            beat_shelf: SHELF_UNCHECKED,
             seq: 0,
             fence_script: VecDeque::new(),
             log: Vec::new(),
@@ -135,6 +138,7 @@ impl World {
                         epoch: self.pslot[0].epoch.clone(),
                         seq: self.seq,
                         state: self.beat_state.code(),
+                        shelf: self.beat_shelf,
                     };
                     self.feed(Input::Beat { link, beat });
                 }
@@ -1076,4 +1080,161 @@ fn after_a_stall_a_dead_partner_is_still_fenced_and_own_failure_still_self_fence
     w.writes_ok = [true, false, false];
     w.run(3000);
     assert_eq!(w.m.phase(), Phase::Fenced);
+}
+
+/// A with one pool, B without, both reading all 8 shelf disks.
+fn shelf_world() -> World {
+    let mut w = World::a();
+    w.fence_script.push_back(FenceResult::Confirmed);
+    w.feed(Input::Pools {
+        mine: 1,
+        partner: 0,
+    });
+    w.beat_shelf = 8;
+    w.feed(Input::Shelf { readable: 8 });
+    w.run(2000);
+    w
+}
+
+#[test]
+fn losing_the_shelf_alone_stops_this_controller_after_the_grace() {
+    let mut w = shelf_world();
+    let lost = w.now;
+    w.feed(Input::Shelf { readable: 0 });
+    assert!(w
+        .alerts(Level::Critical)
+        .iter()
+        .any(|a| a.contains("no shelf disk readable")));
+    w.run(1500);
+    assert_eq!(w.m.phase(), Phase::Normal, "still inside shelf_grace");
+    w.run(1000);
+    assert_eq!(w.m.phase(), Phase::Fenced);
+    let at = w
+        .first(|e| matches!(e, Effect::SelfFence { .. }))
+        .expect("self-fence");
+    assert!((2000..=2200).contains(&(at - lost)), "{}", at - lost);
+    assert!(w.log.iter().any(|(_, e)| *e == Effect::StopWatchdog));
+    // Its beats say so: that is what the partner acts on.
+    assert_eq!(w.m.beat(1).state, Phase::Fenced.code());
+    assert_eq!(w.m.beat(1).shelf, 0);
+    // A controller that stopped never fences the partner.
+    assert!(w.fences().is_empty());
+}
+
+#[test]
+fn a_shelf_that_comes_back_inside_the_grace_changes_nothing() {
+    let mut w = shelf_world();
+    w.feed(Input::Shelf { readable: 0 });
+    w.run(1000);
+    w.feed(Input::Shelf { readable: 8 });
+    w.run(5000);
+    assert_eq!(w.m.phase(), Phase::Normal);
+    assert_eq!(w.count(|e| matches!(e, Effect::SelfFence { .. })), 0);
+    assert!(w
+        .alerts(Level::Info)
+        .iter()
+        .any(|a| a.contains("shelf readable again")));
+}
+
+#[test]
+fn the_shelf_lost_on_both_or_unknown_on_the_partner_moves_nothing() {
+    // Both lost it: an outage of the shelf, which no move cures.
+    let mut w = shelf_world();
+    w.beat_shelf = 0;
+    w.feed(Input::Shelf { readable: 0 });
+    w.run(10_000);
+    assert_eq!(w.m.phase(), Phase::Normal);
+    // The partner does not watch its shelf: nothing proves it reads it.
+    let mut w = shelf_world();
+    w.beat_shelf = SHELF_UNCHECKED;
+    w.feed(Input::Shelf { readable: 0 });
+    w.run(10_000);
+    assert_eq!(w.m.phase(), Phase::Normal);
+    // Nothing owned here: nothing to hand over.
+    let mut w = shelf_world();
+    w.feed(Input::Pools {
+        mine: 0,
+        partner: 1,
+    });
+    w.feed(Input::Shelf { readable: 0 });
+    w.run(10_000);
+    assert_eq!(w.m.phase(), Phase::Normal);
+    // Turned off by policy.
+    let mut s = Settings::new("A", "B", &["ipmi"]);
+    s.move_on_shelf_loss = false;
+    let mut w = World::new("B", s);
+    w.feed(Input::Pools {
+        mine: 1,
+        partner: 0,
+    });
+    w.beat_shelf = 8;
+    w.run(2000);
+    w.feed(Input::Shelf { readable: 0 });
+    w.run(10_000);
+    assert_eq!(w.m.phase(), Phase::Normal);
+    assert_eq!(w.count(|e| matches!(e, Effect::SelfFence { .. })), 0);
+}
+
+#[test]
+fn maintenance_holds_the_shelf_move_with_an_alert() {
+    let mut w = shelf_world();
+    w.feed(Input::Maintenance(true));
+    w.feed(Input::Shelf { readable: 0 });
+    w.run(10_000);
+    assert_eq!(w.m.phase(), Phase::Normal);
+    assert!(w
+        .alerts(Level::Critical)
+        .iter()
+        .any(|a| a.contains("held by maintenance")));
+}
+
+#[test]
+fn a_partner_that_fenced_itself_while_owning_pools_is_fenced_and_its_pools_taken() {
+    let mut w = World::a();
+    w.fence_script.push_back(FenceResult::Confirmed);
+    w.feed(Input::Pools {
+        mine: 0,
+        partner: 1,
+    });
+    w.run(2000);
+    // The partner stops serving (it lost the shelf) and says so in its
+    // beats; the interconnect stays up and its slot keeps advancing.
+    w.beat_state = Phase::Fenced;
+    w.run(300);
+    assert_eq!(w.fences(), vec!["ipmi"], "fenced, confirmed as always");
+    assert_eq!(w.takeovers(), 1);
+    assert!(w
+        .alerts(Level::Critical)
+        .iter()
+        .any(|a| a.contains("fenced itself")));
+    assert_eq!(w.m.phase(), Phase::TakingOver);
+}
+
+#[test]
+fn a_fenced_partner_that_owns_nothing_or_maintenance_is_left_alone() {
+    let mut w = World::a();
+    w.feed(Input::Pools {
+        mine: 1,
+        partner: 0,
+    });
+    w.run(2000);
+    w.beat_state = Phase::Fenced;
+    w.run(5000);
+    assert!(w.fences().is_empty());
+    assert_eq!(w.m.phase(), Phase::Normal);
+
+    let mut w = World::a();
+    w.feed(Input::Pools {
+        mine: 0,
+        partner: 1,
+    });
+    w.feed(Input::Maintenance(true));
+    w.run(2000);
+    w.beat_state = Phase::Fenced;
+    w.run(5000);
+    assert!(w.fences().is_empty());
+    assert!(w
+        .alerts(Level::Critical)
+        .iter()
+        .any(|a| a.contains("maintenance holds")));
 }

@@ -38,6 +38,10 @@ struct Ctl {
     takeovers: usize,
     locked: bool,
     alerts: Vec<(Level, String)>,
+    /// Shelf disks this controller reads (the harness's shelf probe).
+    shelf_readable: u8,
+    /// What the machine was last told about them.
+    shelf_sent: Option<u8>,
 }
 
 struct Cluster {
@@ -85,6 +89,8 @@ impl Cluster {
                 takeovers: 0,
                 locked: false,
                 alerts: Vec::new(),
+                shelf_readable: 8,
+                shelf_sent: None,
             });
         }
         Cluster {
@@ -133,6 +139,7 @@ impl Cluster {
             },
         );
         c.m = Some(m);
+        c.shelf_sent = None;
         c.wd = SimWatchdog::new(self.clock.clone(), Duration::from_secs(5));
     }
 
@@ -189,6 +196,10 @@ impl Cluster {
                 };
                 inputs.push_back(Input::PartnerSlot { disk, read });
             }
+        }
+        let readable = self.ctl[i].shelf_readable;
+        if self.ctl[i].shelf_sent.replace(readable) != Some(readable) {
+            inputs.push_back(Input::Shelf { readable });
         }
         inputs.push_back(Input::Tick);
         while let Some(input) = inputs.pop_front() {
@@ -513,6 +524,50 @@ fn a_losing_the_shelf_with_the_interconnect_down_self_fences_and_b_takes_over() 
     assert_eq!(c.c("B").takeovers, 1);
     assert_eq!(c.imported("B"), both_pools());
     assert!(!c.shelf.powered("A"));
+}
+
+#[test]
+fn a_losing_its_path_to_the_shelf_alone_hands_its_pool_to_b_through_a_fence() {
+    // The pool disks go, the heartbeat disks and the interconnect stay
+    // (matrix item 15): A stops itself, B fences it and takes its pool.
+    let mut c = Cluster::new(SimFenceMode::PowerOff);
+    c.run(5000);
+    c.c_mut("A").shelf_readable = 0;
+    c.run(1500);
+    assert_eq!(c.phase("A"), Some(Phase::Normal), "inside shelf_grace");
+    assert_eq!(c.imported("A"), vec!["pool-A".to_string()]);
+    c.run(2000);
+    assert!(!c.shelf.powered("A"), "B fenced A");
+    assert_eq!(c.c("B").agents[0].calls(), vec!["A"]);
+    assert_eq!(c.phase("B"), Some(Phase::Survivor));
+    assert_eq!(c.imported("B"), both_pools());
+    assert_eq!(c.takeovers(), 1);
+    // A comes back with its path repaired and rejoins through the ack.
+    c.c_mut("A").shelf_readable = 8;
+    let ipmi = c.c("B").agents[0].clone();
+    c.rt.block_on(ipmi.unfence("A")).unwrap();
+    c.run(3300);
+    assert_eq!(c.phase("A"), Some(Phase::Normal));
+    assert!(c.imported("A").is_empty(), "owns nothing until giveback");
+    c.run(10_000);
+    assert_eq!(c.takeovers(), 1);
+}
+
+#[test]
+fn the_shelf_lost_on_both_controllers_moves_nothing() {
+    let mut c = Cluster::new(SimFenceMode::PowerOff);
+    c.run(5000);
+    c.c_mut("A").shelf_readable = 0;
+    c.c_mut("B").shelf_readable = 0;
+    c.run(20_000);
+    assert_eq!(c.takeovers(), 0);
+    assert_eq!(c.phase("A"), Some(Phase::Normal));
+    assert_eq!(c.phase("B"), Some(Phase::Normal));
+    assert!(c
+        .c("A")
+        .alerts
+        .iter()
+        .any(|(l, m)| *l == Level::Critical && m.contains("no shelf disk readable")));
 }
 
 #[test]

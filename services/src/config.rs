@@ -217,7 +217,23 @@ pub struct HeartbeatSettings {
     /// the partner get their data back without a person).
     #[serde(default = "yes")]
     pub move_on_frontend_loss: bool,
+    /// The shelf's disks as this controller sees them (stable names, such
+    /// as `/dev/disk/by-id/...`); empty: the shelf is not watched. At most
+    /// 64.
+    #[serde(default)]
+    pub shelf: Vec<PathBuf>,
+    /// No shelf disk readable here this long while the partner reads some:
+    /// this controller stops and the partner fences it and takes its pools.
+    #[serde(default = "ms::<2000>")]
+    pub shelf_grace_ms: u64,
+    /// Hand the pools over when this controller alone loses the shelf.
+    #[serde(default = "yes")]
+    pub move_on_shelf_loss: bool,
 }
+
+/// Most shelf disks the heartbeat watches (a beat carries the count in a
+/// byte; a probe round reads each one).
+pub const MAX_SHELF_DISKS: usize = 64;
 
 /// A serde default of `true`.
 const fn yes() -> bool {
@@ -299,6 +315,15 @@ impl HeartbeatSettings {
         if self.frontend_grace_ms < self.hb_interval_ms {
             return bad(
                 "heartbeat.frontend_grace_ms",
+                "must be at least hb_interval_ms",
+            );
+        }
+        if self.shelf.len() > MAX_SHELF_DISKS {
+            return bad("heartbeat.shelf", "at most 64 shelf disks are watched");
+        }
+        if self.shelf_grace_ms < self.hb_interval_ms {
+            return bad(
+                "heartbeat.shelf_grace_ms",
                 "must be at least hb_interval_ms",
             );
         }
@@ -635,6 +660,8 @@ auto_failback = false
         );
         assert!(hb.frontend.is_empty() && hb.move_on_frontend_loss);
         assert_eq!(hb.frontend_grace_ms, 3000);
+        assert!(hb.shelf.is_empty() && hb.move_on_shelf_loss);
+        assert_eq!(hb.shelf_grace_ms, 2000);
         let fe = minimal("frontend = [\"fe0\", \"bond0.100\"]").unwrap();
         fe.validate().unwrap();
         for bad in ["\"\"", "\"a/b\"", "\"sixteen-chars-xx\"", "\"a b\""] {

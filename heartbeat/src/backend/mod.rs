@@ -185,6 +185,16 @@ pub trait Interconnect: Send + Sync {
     fn counters(&self) -> Vec<LinkCounters>;
 }
 
+/// The shelf's disks as this controller sees them.
+pub trait ShelfDisks: Send + Sync {
+    /// How many disks are watched.
+    fn count(&self) -> usize;
+    /// Reads the first block of disk `i` past every cache: true when the
+    /// disk answered. May block for as long as the device does; the driver
+    /// keeps at most one read per disk in flight.
+    fn readable(&self, i: usize) -> bool;
+}
+
 /// The front-end links hosts reach this controller on.
 pub trait FrontendLinks: Send + Sync {
     /// True when at least one of them has carrier; an error when none can

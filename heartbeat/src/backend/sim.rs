@@ -508,6 +508,38 @@ impl super::FrontendLinks for SimFrontend {
     }
 }
 
+/// Shelf disks whose readable count a test sets.
+#[derive(Debug, Clone)]
+pub struct SimShelfDisks {
+    count: usize,
+    readable: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SimShelfDisks {
+    /// `count` disks, all readable.
+    pub fn new(count: usize) -> Self {
+        SimShelfDisks {
+            count,
+            readable: Arc::new(std::sync::atomic::AtomicUsize::new(count)),
+        }
+    }
+
+    /// Makes the first `n` disks readable and the rest not.
+    pub fn set_readable(&self, n: usize) {
+        self.readable.store(n, Ordering::SeqCst);
+    }
+}
+
+impl super::ShelfDisks for SimShelfDisks {
+    fn count(&self) -> usize {
+        self.count
+    }
+
+    fn readable(&self, i: usize) -> bool {
+        i < self.readable.load(Ordering::SeqCst)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -605,6 +637,7 @@ mod tests {
             },
             seq: 1,
             state: 2,
+            shelf: 8,
         };
         assert_eq!(a.send_now(&beat), vec![Ok(()), Ok(())]);
         let got: Vec<usize> = b.drain().iter().map(|x| x.link).collect();

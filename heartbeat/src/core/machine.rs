@@ -16,7 +16,7 @@
 //! - the new epoch is on a majority of disks before any takeover step.
 
 use crate::core::slot::{Ack, FenceMsg, Slot};
-use crate::core::types::{Beat, Epoch, Phase};
+use crate::core::types::{Beat, Epoch, Phase, SHELF_UNCHECKED};
 use serde::Serialize;
 
 /// Fixed settings of one controller's machine.
@@ -58,6 +58,12 @@ pub struct Settings {
     pub frontend_grace_ms: u64,
     /// Move the pools when the front end is lost.
     pub move_on_frontend_loss: bool,
+    /// No shelf disk readable here this long while the partner reads some:
+    /// hand this controller's pools to the partner (when
+    /// [`Settings::move_on_shelf_loss`]).
+    pub shelf_grace_ms: u64,
+    /// Hand the pools over when this controller alone loses the shelf.
+    pub move_on_shelf_loss: bool,
 }
 
 impl Settings {
@@ -80,6 +86,8 @@ impl Settings {
             takeover_retry_ms: 5000,
             frontend_grace_ms: 3000,
             move_on_frontend_loss: true,
+            shelf_grace_ms: 2000,
+            move_on_shelf_loss: true,
         }
     }
 
@@ -174,6 +182,12 @@ pub enum Input {
         ok: bool,
         /// Why it did not happen, for the alert.
         reason: String,
+    },
+    /// How many of the configured shelf disks this controller can read
+    /// (sent on change; never sent when the shelf is not watched).
+    Shelf {
+        /// Disks that answered a read.
+        readable: u8,
     },
     /// The cluster epoch recorded in the configuration, so a new epoch is
     /// always above it.
@@ -313,6 +327,12 @@ pub struct Machine {
     disk_up: Vec<bool>,
     /// A strict majority of the disks was usable at the last evaluation.
     majority_up: bool,
+    /// Shelf disks readable here (`None`: not watched, or not reported).
+    shelf: Option<u8>,
+    /// Since when no shelf disk is readable here.
+    shelf_lost_since: Option<u64>,
+    /// Shelf disks the partner reads, from its beats.
+    partner_shelf: Option<u8>,
     /// Front-end carrier (`None`: not watched, or not reported yet).
     frontend_up: Option<bool>,
     /// When every front-end link went down.
@@ -380,6 +400,11 @@ pub struct Status {
     pub stalls: u64,
     /// Any front-end link up (`None`: no front end watched).
     pub frontend_up: Option<bool>,
+    /// Shelf disks readable here (`None`: the shelf is not watched).
+    pub shelf_readable: Option<u8>,
+    /// Shelf disks the partner reads, from its beats (`None`: unknown or
+    /// not watched there).
+    pub partner_shelf_readable: Option<u8>,
 }
 
 fn since(now: u64, t: u64) -> u64 {
@@ -411,6 +436,9 @@ impl Machine {
             reads: vec![DiskView::default(); disks],
             disk_up: vec![true; disks],
             majority_up: true,
+            shelf: None,
+            shelf_lost_since: None,
+            partner_shelf: None,
             frontend_up: None,
             frontend_down_since: None,
             frontend_move: FrontendMove::Idle,
@@ -467,6 +495,7 @@ impl Machine {
             epoch: self.epoch.clone(),
             seq,
             state: self.phase.code(),
+            shelf: self.shelf.unwrap_or(SHELF_UNCHECKED),
         }
     }
 
@@ -502,6 +531,8 @@ impl Machine {
             last_detection_ms: self.last_detection_ms,
             stalls: self.stalls,
             frontend_up: self.frontend_up,
+            shelf_readable: self.shelf,
+            partner_shelf_readable: self.partner_shelf,
         }
     }
 
@@ -586,6 +617,7 @@ impl Machine {
             }
             Input::Pools { mine, partner } => self.pools = (mine, partner),
             Input::Frontend { up } => self.on_frontend(now, up, &mut fx),
+            Input::Shelf { readable } => self.on_shelf(now, readable, &mut fx),
             Input::FrontendMoveDone { ok, reason } => {
                 if self.frontend_move == FrontendMove::Running {
                     if ok {
@@ -670,6 +702,7 @@ impl Machine {
         self.mark_alive(now);
         self.partner_incarnation = Some(beat.incarnation);
         self.partner_state = Phase::from_code(beat.state);
+        self.partner_shelf = (beat.shelf != SHELF_UNCHECKED).then_some(beat.shelf);
         if beat.epoch > self.epoch && self.adopts_epochs() {
             self.epoch = beat.epoch;
         }
@@ -985,10 +1018,28 @@ impl Machine {
             return;
         }
 
+        if let Some(reason) = self.shelf_lost_alone(now, ic_up) {
+            if self.maintenance {
+                if !self.held_alerted {
+                    self.held_alerted = true;
+                    alert(
+                        fx,
+                        Level::Critical,
+                        format!("{reason}; held by maintenance"),
+                    );
+                }
+            } else {
+                self.self_fence(now, reason, fx);
+                return;
+            }
+        }
+
         match self.phase {
             Phase::Booting => self.eval_booting(now, ic_up, fx),
             Phase::Normal => {
-                if !ic_up {
+                if ic_up {
+                    self.partner_stopped_serving(now, fx);
+                } else {
                     alert(
                         fx,
                         Level::Critical,
@@ -1100,6 +1151,76 @@ impl Machine {
                 );
             }
         }
+    }
+
+    fn on_shelf(&mut self, now: u64, readable: u8, fx: &mut Vec<Effect>) {
+        let was = self.shelf.replace(readable);
+        match (was.unwrap_or(SHELF_UNCHECKED), readable) {
+            (w, 0) if w != 0 => {
+                self.shelf_lost_since = Some(now);
+                alert(
+                    fx,
+                    Level::Critical,
+                    "no shelf disk readable from this controller".to_string(),
+                );
+            }
+            (0, n) if n > 0 => {
+                self.shelf_lost_since = None;
+                alert(fx, Level::Info, format!("shelf readable again ({n} disks)"));
+            }
+            _ => {}
+        }
+    }
+
+    /// This controller alone lost the shelf for `shelf_grace`: it can serve
+    /// none of its pools, and the partner, which still reads the shelf,
+    /// can. Judged only while beats arrive, so the partner's count is
+    /// current; never when both lost it (a shelf outage moves nothing).
+    fn shelf_lost_alone(&self, now: u64, ic_up: bool) -> Option<String> {
+        let since_ms = since(now, self.shelf_lost_since?);
+        let partner = self.partner_shelf.filter(|n| *n > 0)?;
+        (self.s.move_on_shelf_loss
+            && ic_up
+            && self.phase == Phase::Normal
+            && self.pools.0 > 0
+            && since_ms >= self.s.shelf_grace_ms)
+            .then(|| {
+                format!(
+                    "no shelf disk readable for {since_ms} ms while {} reads {partner}: \
+                     stopping here so that {} fences this controller and takes its pools",
+                    self.s.partner, self.s.partner
+                )
+            })
+    }
+
+    /// In `Normal`, the partner says over the interconnect that it fenced
+    /// itself (it stopped serving: lost the shelf, or read a fence message)
+    /// while it still owns pools: nobody serves them. Fence it (confirmed,
+    /// as always) and take them.
+    fn partner_stopped_serving(&mut self, now: u64, fx: &mut Vec<Effect>) -> bool {
+        if self.partner_state != Some(Phase::Fenced) || self.pools.1 == 0 {
+            return false;
+        }
+        if self.maintenance {
+            if !self.held_alerted {
+                self.held_alerted = true;
+                alert(
+                    fx,
+                    Level::Critical,
+                    format!(
+                        "{} fenced itself but maintenance holds takeovers",
+                        self.s.partner
+                    ),
+                );
+            }
+            return false;
+        }
+        let why = format!(
+            "{} fenced itself and serves nothing: fencing it to take its pools",
+            self.s.partner
+        );
+        self.start_fence(now, why, fx);
+        true
     }
 
     fn on_frontend(&mut self, now: u64, up: bool, fx: &mut Vec<Effect>) {
@@ -1249,10 +1370,14 @@ impl Machine {
             }
             return;
         }
-        self.start_fence(now, fx);
+        let why = format!(
+            "{} silent on the interconnect and its slot frozen on a majority of heartbeat disks: fencing it",
+            self.s.partner
+        );
+        self.start_fence(now, why, fx);
     }
 
-    fn start_fence(&mut self, now: u64, fx: &mut Vec<Effect>) {
+    fn start_fence(&mut self, now: u64, why: String, fx: &mut Vec<Effect>) {
         let last_beat = self.link_last.iter().flatten().max().copied();
         let last_change = self.reads.iter().filter(|d| d.last_read_ok.is_some());
         let last_sign = last_change.map(|d| d.changed_at).chain(last_beat).max();
@@ -1273,14 +1398,7 @@ impl Machine {
             retry_at: None,
             unconfirmed_until: None,
         });
-        alert(
-            fx,
-            Level::Critical,
-            format!(
-                "{} silent on the interconnect and its slot frozen on a majority of heartbeat disks: fencing it",
-                self.s.partner
-            ),
-        );
+        alert(fx, Level::Critical, why);
         self.enter(now, Phase::Fencing, fx);
         self.next_agent(now, fx);
     }

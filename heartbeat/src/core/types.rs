@@ -26,7 +26,12 @@ pub struct Beat {
     pub seq: u64,
     /// The sender's state code (the state machine defines the values).
     pub state: u8,
+    /// Shelf disks the sender can read, or [`SHELF_UNCHECKED`].
+    pub shelf: u8,
 }
+
+/// [`Beat::shelf`] of a controller that does not watch the shelf.
+pub const SHELF_UNCHECKED: u8 = u8::MAX;
 
 /// Where a controller stands, as written in its slot and its beats.
 ///

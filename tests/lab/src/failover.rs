@@ -36,6 +36,7 @@ pub const MORE: &[&str] = &[
     "power-cut",
     "cycles",
     "scale",
+    "shelf-lost",
 ];
 
 /// How long the survivor is kept from the victim's BMC in `fence-fails`
@@ -91,6 +92,7 @@ fn scenario(lab: &Lab, name: &str, facts: &HostFacts) -> Result<Outcome, LabErro
         "power-cut" => power_cut(lab, facts),
         "cycles" => cycles(lab, facts),
         "scale" => scale(lab, facts),
+        "shelf-lost" => unplanned(lab, facts, Fault::ShelfLost, false),
         other => Err(unknown(other)),
     }
 }
@@ -399,6 +401,10 @@ enum Fault {
     /// The heartbeat daemon stopped (`SIGSTOP`): the rest of the
     /// controller runs and serves, nothing pets the watchdog.
     HeartbeatStopped,
+    /// Every shelf disk fails I/O on the owner only (its path to the shelf
+    /// lost); the partner still reads them. The owner stops itself and the
+    /// partner fences it and takes over.
+    ShelfLost,
 }
 
 impl Fault {
@@ -409,12 +415,13 @@ impl Fault {
             (Fault::Freeze, _) => "freeze",
             (Fault::Panic, _) => "panic",
             (Fault::HeartbeatStopped, _) => "hb-stop",
+            (Fault::ShelfLost, _) => "shelf-lost",
         }
     }
 }
 
-/// Scenarios 1, 2, 11, 12 and 13: the owner killed, frozen, panicked or its
-/// heartbeat stopped under verified writes; the partner must detect, fence
+/// Scenarios 1, 2, 11, 12, 13 and 15: the owner killed, frozen, panicked,
+/// its heartbeat stopped or its shelf lost under verified writes; the partner must detect, fence
 /// (IPMI), take over, and the host must see no error. With
 /// `fence_blocked`, the survivor's management link (its only way to the
 /// victim's BMC) is down for [`FENCE_BLOCKED`] first: every fence agent
@@ -461,6 +468,14 @@ fn unplanned_then(
             crate::fault::panic(lab, &victim)?;
         }
         Fault::HeartbeatStopped => crate::fault::hang(lab, &victim, "duplex-heartbeat")?,
+        Fault::ShelfLost => {
+            // Fail, not vanish: all at once, as a cut cable does (a vanish
+            // waits for the guest to acknowledge each unplug). The fence
+            // powers the victim off; it boots again with every disk.
+            for disk in lab::SHELF {
+                crate::fault::pull(lab, &victim, disk, crate::fault::DiskFault::Fail)?;
+            }
+        }
     }
     let mut blocked = Value::Null;
     if fence_blocked {

@@ -772,10 +772,9 @@ pub fn heartbeat_toml(me: &VmSpec, peer: &VmSpec) -> String {
             .map_or("", |n| addr_only(n.addr))
             .to_string()
     };
-    let disks: Vec<String> = HEARTBEAT_DISKS
-        .iter()
-        .map(|d| format!("\"/dev/disk/by-id/virtio-{d}\""))
-        .collect();
+    let by_id = |d: &&str| format!("\"/dev/disk/by-id/virtio-{d}\"");
+    let disks: Vec<String> = HEARTBEAT_DISKS.iter().map(by_id).collect();
+    let shelf: Vec<String> = SHELF.iter().map(by_id).collect();
     let links: Vec<String> = ["ic0", "ic1"]
         .iter()
         .map(|nic| {
@@ -790,11 +789,12 @@ pub fn heartbeat_toml(me: &VmSpec, peer: &VmSpec) -> String {
     format!(
         "[heartbeat]\ndisks = [{}]\nlinks = [{}]\nwatchdog = \"/dev/watchdog\"\n\
          fence = [\"ipmi\"]\nbmc_file = \"/etc/duplex/partner-bmc.toml\"\n\
-         frontend = [\"fe0\"]\n\
+         frontend = [\"fe0\"]\nshelf = [{}]\n\
          hb_interval_ms = {}\nic_timeout_ms = {}\ndisk_interval_ms = {}\n\
          suspect_timeout_ms = {}\ndisk_timeout_ms = {}\nwatchdog_timeout_ms = {}\n",
         disks.join(", "),
         links.join(", "),
+        shelf.join(", "),
         t.hb_interval,
         t.ic_timeout,
         t.disk_interval,
@@ -1686,6 +1686,7 @@ mod tests {
              fence = [\"ipmi\"]\n\
              bmc_file = \"/etc/duplex/partner-bmc.toml\"\n\
              frontend = [\"fe0\"]\n\
+             shelf = [\"/dev/disk/by-id/virtio-shelf0\", \"/dev/disk/by-id/virtio-shelf1\", \"/dev/disk/by-id/virtio-shelf2\", \"/dev/disk/by-id/virtio-shelf3\", \"/dev/disk/by-id/virtio-shelf4\", \"/dev/disk/by-id/virtio-shelf5\", \"/dev/disk/by-id/virtio-shelf6\", \"/dev/disk/by-id/virtio-shelf7\"]\n\
              hb_interval_ms = 200\n\
              ic_timeout_ms = 2000\n\
              disk_interval_ms = 300\n\

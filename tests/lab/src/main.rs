@@ -191,7 +191,8 @@ enum Cmd {
     /// Heartbeat failover scenarios on the lab that is up (prepared by
     /// `demo` with `DUPLEX_LAB_HEARTBEAT=1`): planned, kill, freeze, ic-cut
     /// (CI's set, run without a name); ic-one, panic, fence-fails, hb-stop,
-    /// services, power-cut, cycles; `list` names them, `all` runs every one.
+    /// services, hb-disks, fe-cut, power-cut, cycles, scale, shelf-lost;
+    /// `list` names them, `all` runs every one.
     /// Prints each one's figures as JSON.
     Failover {
         /// Scenario names (default: CI's set, in order).

@@ -58,7 +58,7 @@ pub const MAX_ID: usize = 8;
 pub const RETIRED_INCARNATIONS: usize = 8;
 
 const MAGIC: [u8; 4] = *b"DXHB";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const MAC_LEN: usize = 32;
 const HKDF_SALT: &[u8] = b"duplex-heartbeat";
 const HKDF_INFO: &[u8] = b"v1";
@@ -180,6 +180,7 @@ pub fn encode(beat: &Beat, key: &BeatKey) -> Result<Vec<u8>, EncodeError> {
     put_id(&mut out, &beat.epoch.controller, 0)?;
     out.extend_from_slice(&beat.seq.to_be_bytes());
     out.push(beat.state);
+    out.push(beat.shelf);
     let mut mac = key.mac.clone();
     mac.update(&out);
     out.extend_from_slice(&mac.finalize().into_bytes());
@@ -231,6 +232,7 @@ fn parse_body(body: &[u8]) -> Option<Beat> {
     let epoch_controller = r.id(0)?;
     let seq = r.u64()?;
     let state = r.u8()?;
+    let shelf = r.u8()?;
     if !r.rest.is_empty() {
         return None;
     }
@@ -243,6 +245,7 @@ fn parse_body(body: &[u8]) -> Option<Beat> {
         },
         seq,
         state,
+        shelf,
     })
 }
 
@@ -615,6 +618,7 @@ mod tests {
             },
             seq,
             state: 3,
+            shelf: 5,
         }
     }
 
@@ -627,7 +631,7 @@ mod tests {
         let mut b = beat("ctrl-B12", u64::MAX, 42);
         b.epoch.controller = "ctrl-A12".to_string();
         let d = encode(&b, &key()).unwrap();
-        assert_eq!(d.len(), 80);
+        assert_eq!(d.len(), 81);
         assert_eq!(decode(&d, &key()), Ok(b));
     }
 
@@ -676,9 +680,12 @@ mod tests {
         long.insert(20, 0);
         assert_eq!(decode(&long, &key()), Err(Rejection::Malformed));
         assert_eq!(decode(&[0u8; 300], &key()), Err(Rejection::Malformed));
-        let mut v2 = d.clone();
-        v2[4] = 2;
-        assert_eq!(decode(&v2, &key()), Err(Rejection::Malformed));
+        // Another version of the format (version 1 had no shelf count).
+        for version in [1, 3] {
+            let mut other = d.clone();
+            other[4] = version;
+            assert_eq!(decode(&other, &key()), Err(Rejection::Malformed));
+        }
         let other = BeatKey::derive(b"another secret").unwrap();
         assert_eq!(decode(&d, &other), Err(Rejection::Forged));
     }
