@@ -1019,16 +1019,7 @@ impl Machine {
         }
 
         if let Some(reason) = self.shelf_lost_alone(now, ic_up) {
-            if self.maintenance {
-                if !self.held_alerted {
-                    self.held_alerted = true;
-                    alert(
-                        fx,
-                        Level::Critical,
-                        format!("{reason}; held by maintenance"),
-                    );
-                }
-            } else {
+            if !self.held_by_maintenance(fx, || format!("{reason}; held by maintenance")) {
                 self.self_fence(now, reason, fx);
                 return;
             }
@@ -1193,6 +1184,19 @@ impl Machine {
             })
     }
 
+    /// True under maintenance, which holds every move: the first time in a
+    /// phase, a critical alert says what it held.
+    fn held_by_maintenance(&mut self, fx: &mut Vec<Effect>, what: impl FnOnce() -> String) -> bool {
+        if !self.maintenance {
+            return false;
+        }
+        if !self.held_alerted {
+            self.held_alerted = true;
+            alert(fx, Level::Critical, what());
+        }
+        true
+    }
+
     /// In `Normal`, the partner says over the interconnect that it fenced
     /// itself (it stopped serving: lost the shelf, or read a fence message)
     /// while it still owns pools: nobody serves them. Fence it (confirmed,
@@ -1201,18 +1205,10 @@ impl Machine {
         if self.partner_state != Some(Phase::Fenced) || self.pools.1 == 0 {
             return false;
         }
-        if self.maintenance {
-            if !self.held_alerted {
-                self.held_alerted = true;
-                alert(
-                    fx,
-                    Level::Critical,
-                    format!(
-                        "{} fenced itself but maintenance holds takeovers",
-                        self.s.partner
-                    ),
-                );
-            }
+        let partner = self.s.partner.clone();
+        if self.held_by_maintenance(fx, || {
+            format!("{partner} fenced itself but maintenance holds takeovers")
+        }) {
             return false;
         }
         let why = format!(
@@ -1356,18 +1352,10 @@ impl Machine {
         if !dead && !self.partner_reports_fenced(now) {
             return;
         }
-        if self.maintenance {
-            if !self.held_alerted {
-                self.held_alerted = true;
-                alert(
-                    fx,
-                    Level::Critical,
-                    format!(
-                        "{} looks dead on disk but maintenance holds takeovers",
-                        self.s.partner
-                    ),
-                );
-            }
+        let partner = self.s.partner.clone();
+        if self.held_by_maintenance(fx, || {
+            format!("{partner} looks dead on disk but maintenance holds takeovers")
+        }) {
             return;
         }
         let why = format!(
