@@ -191,6 +191,16 @@ impl World {
             .collect()
     }
 
+    /// Tells the machine how many pools each side owns.
+    fn pools(&mut self, mine: usize, partner: usize) {
+        self.feed(Input::Pools { mine, partner });
+    }
+
+    /// An alert of `level` containing `needle` was raised.
+    fn alerted(&self, level: Level, needle: &str) -> bool {
+        self.alerts(level).iter().any(|a| a.contains(needle))
+    }
+
     fn alerts(&self, level: Level) -> Vec<String> {
         self.log
             .iter()
@@ -262,7 +272,7 @@ fn one_link_down_is_an_alert_and_nothing_else() {
     assert!(w.fences().is_empty());
     w.links[1] = true;
     w.run(500);
-    assert!(w.alerts(Level::Info).iter().any(|a| a.contains("link 1")));
+    assert!(w.alerted(Level::Info, "link 1"));
 }
 
 #[test]
@@ -319,19 +329,13 @@ fn is_fe_move(e: &Effect) -> bool {
 #[test]
 fn front_end_lost_moves_the_pools_once_after_the_grace_time() {
     let mut w = World::a();
-    w.feed(Input::Pools {
-        mine: 1,
-        partner: 0,
-    });
+    w.pools(1, 0);
     w.feed(Input::Frontend { up: true });
     w.run(2000);
     assert!(w.alerts(Level::Warning).is_empty());
     w.feed(Input::Frontend { up: false });
     let down_at = w.now;
-    assert!(w
-        .alerts(Level::Warning)
-        .iter()
-        .any(|a| a.contains("every front-end link down")));
+    assert!(w.alerted(Level::Warning, "every front-end link down"));
     w.run(2500);
     assert_eq!(w.count(is_fe_move), 0, "within the 3 s grace");
     w.run(1000);
@@ -343,10 +347,7 @@ fn front_end_lost_moves_the_pools_once_after_the_grace_time() {
         ok: false,
         reason: "B's front end is down too".into(),
     });
-    assert!(w
-        .alerts(Level::Critical)
-        .iter()
-        .any(|a| a.contains("B's front end is down too")));
+    assert!(w.alerted(Level::Critical, "B's front end is down too"));
     w.run(4000);
     assert_eq!(w.count(is_fe_move), 1, "not before takeover_retry");
     w.run(1500);
@@ -355,10 +356,7 @@ fn front_end_lost_moves_the_pools_once_after_the_grace_time() {
         ok: true,
         reason: String::new(),
     });
-    w.feed(Input::Pools {
-        mine: 0,
-        partner: 1,
-    });
+    w.pools(0, 1);
     w.run(20_000);
     assert_eq!(w.count(is_fe_move), 2, "done for this outage");
     // Never a fence, a takeover or a lock: the partner is alive.
@@ -367,39 +365,24 @@ fn front_end_lost_moves_the_pools_once_after_the_grace_time() {
     assert_eq!(w.count(is_lock), 0);
     assert_eq!(w.m.phase(), Phase::Normal);
     w.feed(Input::Frontend { up: true });
-    assert!(w
-        .alerts(Level::Info)
-        .iter()
-        .any(|a| a.contains("stay on B until a giveback")));
+    assert!(w.alerted(Level::Info, "stay on B until a giveback"));
 }
 
 #[test]
 fn front_end_lost_moves_nothing_under_maintenance_or_without_pools() {
     let mut w = World::a();
-    w.feed(Input::Pools {
-        mine: 1,
-        partner: 0,
-    });
+    w.pools(1, 0);
     w.feed(Input::Frontend { up: false });
     w.run(10_000);
     assert_eq!(w.count(is_fe_move), 0, "never up since start (booting)");
-    assert!(w
-        .alerts(Level::Warning)
-        .iter()
-        .any(|a| a.contains("no front-end link up since start")));
-    w.feed(Input::Pools {
-        mine: 0,
-        partner: 0,
-    });
+    assert!(w.alerted(Level::Warning, "no front-end link up since start"));
+    w.pools(0, 0);
     w.feed(Input::Frontend { up: true });
     w.feed(Input::Frontend { up: false });
     w.run(10_000);
     assert_eq!(w.count(is_fe_move), 0, "no pools of its own");
     w.feed(Input::Maintenance(true));
-    w.feed(Input::Pools {
-        mine: 2,
-        partner: 0,
-    });
+    w.pools(2, 0);
     w.run(10_000);
     assert_eq!(w.count(is_fe_move), 0, "maintenance holds it");
     w.feed(Input::Maintenance(false));
@@ -442,10 +425,7 @@ fn both_links_down_with_slot_advancing_waits_locked_then_unlocks() {
     assert_eq!(w.count(is_lock), 1);
     assert!(w.fences().is_empty(), "never fence a partner that writes");
     assert_eq!(w.takeovers(), 0);
-    assert!(w
-        .alerts(Level::Critical)
-        .iter()
-        .any(|a| a.contains("silent")));
+    assert!(w.alerted(Level::Critical, "silent"));
     // The link returns: unlock, normal.
     w.links = [true, true];
     w.run(300);
@@ -600,42 +580,40 @@ fn lose_partner_while_both_wait(w: &mut World) -> u64 {
     fault
 }
 
+/// Controller `me` (partner `partner`, owning `pools` against the
+/// partner's) loses the partner after `lose`; returns the time from the
+/// partner's last slot change to the fence.
+fn detection(me: &str, partner: &str, pools: (usize, usize), lose: fn(&mut World) -> u64) -> u64 {
+    let mut w = World::new(partner, Settings::new(me, partner, &["ipmi"]));
+    w.fence_script.push_back(FenceResult::Confirmed);
+    w.pools(pools.0, pools.1);
+    w.run(2000);
+    let fault = lose(&mut w);
+    w.run(5000);
+    let t = w
+        .first(|e| matches!(e, Effect::FencePartner { .. }))
+        .expect("fenced");
+    assert_eq!(w.takeovers(), 1, "{me}");
+    t - fault
+}
+
+fn freeze_now(w: &mut World) -> u64 {
+    w.freeze_partner();
+    w.now
+}
+
 #[test]
 fn the_tie_break_loser_waits_longer_when_both_could_decide() {
-    // B (greater id, equal pools) delays by tie_break_ms.
-    let mut w = World::new("A", Settings::new("B", "A", &["ipmi"]));
-    w.run(2000);
-    let fault = lose_partner_while_both_wait(&mut w);
-    w.run(5000);
-    let t = w
-        .first(|e| matches!(e, Effect::FencePartner { .. }))
-        .unwrap();
-    assert!((2500..=2800).contains(&(t - fault)), "{}", t - fault);
-
-    // A with fewer pools than B delays too.
-    let mut w = World::a();
-    w.feed(Input::Pools {
-        mine: 1,
-        partner: 3,
-    });
-    w.run(2000);
-    let fault = lose_partner_while_both_wait(&mut w);
-    w.run(5000);
-    let t = w
-        .first(|e| matches!(e, Effect::FencePartner { .. }))
-        .unwrap();
-    assert!((2500..=2800).contains(&(t - fault)), "{}", t - fault);
-
-    // The winner does not.
-    let mut w = World::a();
-    w.fence_script.push_back(FenceResult::Confirmed);
-    w.run(2000);
-    let fault = lose_partner_while_both_wait(&mut w);
-    w.run(5000);
-    let t = w
-        .first(|e| matches!(e, Effect::FencePartner { .. }))
-        .unwrap();
-    assert!((1500..=1800).contains(&(t - fault)), "{}", t - fault);
+    // B (greater id, equal pools) and A with fewer pools delay by
+    // tie_break_ms; the winner does not.
+    for (me, partner, pools, range) in [
+        ("B", "A", (0, 0), 2500..=2800),
+        ("A", "B", (1, 3), 2500..=2800),
+        ("A", "B", (0, 0), 1500..=1800),
+    ] {
+        let d = detection(me, partner, pools, lose_partner_while_both_wait);
+        assert!(range.contains(&d), "{me} {pools:?}: {d}");
+    }
 }
 
 #[test]
@@ -644,21 +622,8 @@ fn the_tie_break_loser_does_not_wait_for_a_partner_that_died_in_normal() {
     // it was not deciding anything, so even the loser fences at
     // suspect_timeout. Detection stays within 2 s on the confirmed path.
     for (me, partner, pools) in [("B", "A", (1, 1)), ("A", "B", (0, 2))] {
-        let mut w = World::new(partner, Settings::new(me, partner, &["ipmi"]));
-        w.fence_script.push_back(FenceResult::Confirmed);
-        w.feed(Input::Pools {
-            mine: pools.0,
-            partner: pools.1,
-        });
-        w.run(2000);
-        let fault = w.now;
-        w.freeze_partner();
-        w.run(5000);
-        let t = w
-            .first(|e| matches!(e, Effect::FencePartner { .. }))
-            .unwrap();
-        assert!((1500..=1800).contains(&(t - fault)), "{me}: {}", t - fault);
-        assert_eq!(w.takeovers(), 1, "{me}");
+        let d = detection(me, partner, pools, freeze_now);
+        assert!((1500..=1800).contains(&d), "{me}: {d}");
     }
 }
 
@@ -671,10 +636,7 @@ fn a_failed_agent_is_followed_by_the_next_one() {
     w.freeze_partner();
     w.run(5000);
     assert_eq!(w.fences(), vec!["ipmi", "scsi_pr"]);
-    assert!(w
-        .alerts(Level::Warning)
-        .iter()
-        .any(|a| a.contains("ipmi failed")));
+    assert!(w.alerted(Level::Warning, "ipmi failed"));
     assert_eq!(w.takeovers(), 1);
 }
 
@@ -739,10 +701,7 @@ fn maintenance_holds_the_takeover() {
     w.run(20_000);
     assert!(w.fences().is_empty());
     assert_eq!(w.takeovers(), 0);
-    assert!(w
-        .alerts(Level::Critical)
-        .iter()
-        .any(|a| a.contains("maintenance")));
+    assert!(w.alerted(Level::Critical, "maintenance"));
     w.feed(Input::Maintenance(false));
     w.run(500);
     assert_eq!(w.takeovers(), 1);
@@ -1057,10 +1016,7 @@ fn a_stall_of_our_own_loop_is_not_evidence() {
     assert!(w.fences().is_empty());
     assert!(w.count(is_lock) == 0, "no lock for a stall");
     assert_eq!(w.m.status(w.now).stalls, 1);
-    assert!(w
-        .alerts(Level::Warning)
-        .iter()
-        .any(|a| a.contains("stalled 3")));
+    assert!(w.alerted(Level::Warning, "stalled 3"));
 }
 
 #[test]
@@ -1086,10 +1042,7 @@ fn after_a_stall_a_dead_partner_is_still_fenced_and_own_failure_still_self_fence
 fn shelf_world() -> World {
     let mut w = World::a();
     w.fence_script.push_back(FenceResult::Confirmed);
-    w.feed(Input::Pools {
-        mine: 1,
-        partner: 0,
-    });
+    w.pools(1, 0);
     w.beat_shelf = 8;
     w.feed(Input::Shelf { readable: 8 });
     w.run(2000);
@@ -1101,10 +1054,7 @@ fn losing_the_shelf_alone_stops_this_controller_after_the_grace() {
     let mut w = shelf_world();
     let lost = w.now;
     w.feed(Input::Shelf { readable: 0 });
-    assert!(w
-        .alerts(Level::Critical)
-        .iter()
-        .any(|a| a.contains("no shelf disk readable")));
+    assert!(w.alerted(Level::Critical, "no shelf disk readable"));
     w.run(1500);
     assert_eq!(w.m.phase(), Phase::Normal, "still inside shelf_grace");
     w.run(1000);
@@ -1130,10 +1080,7 @@ fn a_shelf_that_comes_back_inside_the_grace_changes_nothing() {
     w.run(5000);
     assert_eq!(w.m.phase(), Phase::Normal);
     assert_eq!(w.count(|e| matches!(e, Effect::SelfFence { .. })), 0);
-    assert!(w
-        .alerts(Level::Info)
-        .iter()
-        .any(|a| a.contains("shelf readable again")));
+    assert!(w.alerted(Level::Info, "shelf readable again"));
 }
 
 #[test]
@@ -1152,10 +1099,7 @@ fn the_shelf_lost_on_both_or_unknown_on_the_partner_moves_nothing() {
     assert_eq!(w.m.phase(), Phase::Normal);
     // Nothing owned here: nothing to hand over.
     let mut w = shelf_world();
-    w.feed(Input::Pools {
-        mine: 0,
-        partner: 1,
-    });
+    w.pools(0, 1);
     w.feed(Input::Shelf { readable: 0 });
     w.run(10_000);
     assert_eq!(w.m.phase(), Phase::Normal);
@@ -1163,10 +1107,7 @@ fn the_shelf_lost_on_both_or_unknown_on_the_partner_moves_nothing() {
     let mut s = Settings::new("A", "B", &["ipmi"]);
     s.move_on_shelf_loss = false;
     let mut w = World::new("B", s);
-    w.feed(Input::Pools {
-        mine: 1,
-        partner: 0,
-    });
+    w.pools(1, 0);
     w.beat_shelf = 8;
     w.run(2000);
     w.feed(Input::Shelf { readable: 0 });
@@ -1182,20 +1123,14 @@ fn maintenance_holds_the_shelf_move_with_an_alert() {
     w.feed(Input::Shelf { readable: 0 });
     w.run(10_000);
     assert_eq!(w.m.phase(), Phase::Normal);
-    assert!(w
-        .alerts(Level::Critical)
-        .iter()
-        .any(|a| a.contains("held by maintenance")));
+    assert!(w.alerted(Level::Critical, "held by maintenance"));
 }
 
 #[test]
 fn a_partner_that_fenced_itself_while_owning_pools_is_fenced_and_its_pools_taken() {
     let mut w = World::a();
     w.fence_script.push_back(FenceResult::Confirmed);
-    w.feed(Input::Pools {
-        mine: 0,
-        partner: 1,
-    });
+    w.pools(0, 1);
     w.run(2000);
     // The partner stops serving (it lost the shelf) and says so in its
     // beats; the interconnect stays up and its slot keeps advancing.
@@ -1203,20 +1138,14 @@ fn a_partner_that_fenced_itself_while_owning_pools_is_fenced_and_its_pools_taken
     w.run(300);
     assert_eq!(w.fences(), vec!["ipmi"], "fenced, confirmed as always");
     assert_eq!(w.takeovers(), 1);
-    assert!(w
-        .alerts(Level::Critical)
-        .iter()
-        .any(|a| a.contains("fenced itself")));
+    assert!(w.alerted(Level::Critical, "fenced itself"));
     assert_eq!(w.m.phase(), Phase::TakingOver);
 }
 
 #[test]
 fn a_fenced_partner_that_owns_nothing_or_maintenance_is_left_alone() {
     let mut w = World::a();
-    w.feed(Input::Pools {
-        mine: 1,
-        partner: 0,
-    });
+    w.pools(1, 0);
     w.run(2000);
     w.beat_state = Phase::Fenced;
     w.run(5000);
@@ -1224,17 +1153,11 @@ fn a_fenced_partner_that_owns_nothing_or_maintenance_is_left_alone() {
     assert_eq!(w.m.phase(), Phase::Normal);
 
     let mut w = World::a();
-    w.feed(Input::Pools {
-        mine: 0,
-        partner: 1,
-    });
+    w.pools(0, 1);
     w.feed(Input::Maintenance(true));
     w.run(2000);
     w.beat_state = Phase::Fenced;
     w.run(5000);
     assert!(w.fences().is_empty());
-    assert!(w
-        .alerts(Level::Critical)
-        .iter()
-        .any(|a| a.contains("maintenance holds")));
+    assert!(w.alerted(Level::Critical, "maintenance holds"));
 }
