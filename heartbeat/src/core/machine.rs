@@ -1201,22 +1201,21 @@ impl Machine {
     /// itself (it stopped serving: lost the shelf, or read a fence message)
     /// while it still owns pools: nobody serves them. Fence it (confirmed,
     /// as always) and take them.
-    fn partner_stopped_serving(&mut self, now: u64, fx: &mut Vec<Effect>) -> bool {
+    fn partner_stopped_serving(&mut self, now: u64, fx: &mut Vec<Effect>) {
         if self.partner_state != Some(Phase::Fenced) || self.pools.1 == 0 {
-            return false;
+            return;
         }
         let partner = self.s.partner.clone();
         if self.held_by_maintenance(fx, || {
             format!("{partner} fenced itself but maintenance holds takeovers")
         }) {
-            return false;
+            return;
         }
         let why = format!(
             "{} fenced itself and serves nothing: fencing it to take its pools",
             self.s.partner
         );
         self.start_fence(now, why, fx);
-        true
     }
 
     fn on_frontend(&mut self, now: u64, up: bool, fx: &mut Vec<Effect>) {

@@ -23,7 +23,7 @@ const BLOCK_BYTES: u64 = BLOCK as u64;
 /// One block in page-aligned memory, as O_DIRECT requires; the alignment
 /// comes from the type, so no unsafe allocation is needed.
 #[repr(C, align(4096))]
-struct Aligned([u8; BLOCK]);
+pub(super) struct Aligned(pub(super) [u8; BLOCK]);
 
 /// The open device: replaced as a whole by [`HeartbeatDisk::reopen`].
 struct Opened {

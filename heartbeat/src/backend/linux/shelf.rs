@@ -4,15 +4,12 @@
 //! the disk is gone. A disk that vanished (no device node), refuses the
 //! open or fails the read counts as unreadable.
 
+use super::disk::Aligned;
 use crate::backend::{ShelfDisks, BLOCK};
 use nix::fcntl::OFlag;
 use std::fs::OpenOptions;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::PathBuf;
-
-/// One block in page-aligned memory, as O_DIRECT requires.
-#[repr(C, align(4096))]
-struct Aligned([u8; BLOCK]);
 
 /// [`ShelfDisks`] on the device paths of the configuration.
 #[derive(Debug, Clone)]
