@@ -15,6 +15,7 @@ use duplex_pool_manager::rpc;
 use duplex_services::{daemon, Config, ServiceBuilder};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Command-line arguments.
 #[derive(Parser)]
@@ -30,6 +31,11 @@ struct Args {
     /// events trigger one at once (0: events and `pool.reconcile` only).
     #[arg(long, default_value_t = 30)]
     reconcile_interval: u64,
+    /// Milliseconds between checks for failed paths of the per-volume
+    /// devices (an I/O error from an LV), which are then reinstated so the
+    /// I/O they hold queued resumes (0: never).
+    #[arg(long, default_value_t = 2000)]
+    path_check_ms: u64,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -84,10 +90,38 @@ async fn run<B: PoolBackend>(backend: B, cfg: &Config, args: &Args) -> anyhow::R
         let router = duplex_services::RouterClient::new(cfg.router_socket());
         let every =
             (args.reconcile_interval > 0).then(|| Duration::from_secs(args.reconcile_interval));
+        if args.path_check_ms > 0 {
+            tokio::spawn(path_loop(
+                Arc::clone(&m),
+                Duration::from_millis(args.path_check_ms),
+            ));
+        }
         tokio::spawn(reconcile_loop(m, router, every));
     }
     svc.run_until_signal().await?;
     Ok(())
+}
+
+/// Reinstates failed paths of the per-volume devices every `every`.
+async fn path_loop<B: PoolBackend, C: duplex_pool_manager::manager::Cluster>(
+    m: Arc<Manager<B, C>>,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let id = duplex_services::action::new_id();
+        let span = tracing::info_span!("driver", what = "paths", action_id = %id);
+        let pass = async {
+            if let Err(e) = m.reinstate_paths().await {
+                tracing::warn!(error = %e.chain(), "checking the per-volume devices' paths failed");
+            }
+        };
+        duplex_services::action::scope(id, pass)
+            .instrument(span)
+            .await;
+    }
 }
 
 /// Reconciles on every `config.changed` event, under the event's

@@ -295,8 +295,9 @@ fn ownership_and_snapshots(g: &G, pool: &str) -> Value {
         json!({"pool": pool, "name": format!("{pool}-v1"), "size": "64MiB"}),
     );
     // The volume's device is the per-volume dm device (the standby path),
-    // present on both controllers: linear over the LV on A, the owner; an
-    // error table of the volume's size on B once B reconciled.
+    // present on both controllers: a queueing multipath table over the LV
+    // on A, the owner; an error table of the volume's size on B once B
+    // reconciled.
     let serial = v["volume"]["serial"].as_str().unwrap().to_string();
     let dev = v["volume"]["device"].as_str().unwrap().to_string();
     assert_eq!(dev, format!("/dev/mapper/dxvol-{serial}"));
@@ -318,7 +319,7 @@ fn ownership_and_snapshots(g: &G, pool: &str) -> Value {
         );
         out.trim().to_string()
     };
-    assert_eq!(dm_table("A"), format!("0 131072 linear {} 0", lv_dev("A")));
+    assert_eq!(dm_table("A"), queueing(&lv_dev("A")));
     let (_, uuid, _) = g.exec(
         "A",
         &[
@@ -429,9 +430,34 @@ fn ownership_and_snapshots(g: &G, pool: &str) -> Value {
     assert_eq!(g.active_lvs("B", pool), 3);
     // pool-manager made the nodes of the LVs it activated.
     assert_eq!(g.bad_mapper_nodes("B", pool), Vec::<String>::new());
-    // B's per-volume device is now linear over B's LV, and reads through
-    // it return what A wrote through its own.
-    assert_eq!(dm_table("B"), format!("0 131072 linear {} 0", lv_dev("B")));
+    // B's per-volume device now maps B's LV, and reads through it return
+    // what A wrote through its own.
+    assert_eq!(dm_table("B"), queueing(&lv_dev("B")));
+    // A failed path (what an I/O error from the LV does) is reinstated by
+    // B's pool-manager within its check interval (2 s).
+    let name = format!("dxvol-{serial}");
+    let lv_b = lv_dev("B");
+    let (rc, _, err) = g.exec(
+        "B",
+        &["dmsetup", "message", &name, "0", "fail_path", &lv_b],
+        30,
+    );
+    assert_eq!(rc, 0, "{err}");
+    let status = |vm: &str| g.exec(vm, &["dmsetup", "status", &name], 30).1;
+    assert!(
+        status("B").contains(&format!("{lv_b} F ")),
+        "{}",
+        status("B")
+    );
+    let t0 = Instant::now();
+    while !status("B").contains(&format!("{lv_b} A ")) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "path not reinstated: {}",
+            status("B")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let (_, got, _) = g.sh(
         "B",
         &format!("dd if={dev} iflag=direct bs=512 count=1 2>/dev/null | tr -d '\\0'"),
@@ -647,10 +673,20 @@ fn drop_bench(g: &G, pool: &str, owner: &str) {
     );
 }
 
-fn dxvol_linear(g: &G, vm: &str) -> usize {
+/// A per-volume device's table on its owner, as the kernel prints it: the
+/// LV `lv` (major:minor) as the one path of a queueing multipath target.
+fn queueing(lv: &str) -> String {
+    format!(
+        "0 131072 multipath 4 queue_if_no_path retain_attached_hw_handler \
+         queue_mode bio 0 1 1 round-robin 0 1 1 {lv} 1"
+    )
+}
+
+/// How many per-volume devices on `vm` map an LV.
+fn dxvol_mapped(g: &G, vm: &str) -> usize {
     let (_, out, _) = g.sh(
         vm,
-        "dmsetup table | grep -c '^dxvol-[0-9a-f]*: 0 [0-9]* linear' || true",
+        "dmsetup table | grep -c '^dxvol-[0-9a-f]*: 0 [0-9]* multipath' || true",
     );
     out.trim().parse().unwrap_or(0)
 }
@@ -711,10 +747,10 @@ fn bench(g: &G, pool: &str, tag: u64) -> Value {
             .collect();
         let active = g.active_lvs(to, pool);
         assert!(active >= n, "{active} of {n} active");
-        let linear = dxvol_linear(g, to);
+        let mapped = dxvol_mapped(g, to);
         assert!(
-            linear >= n,
-            "{linear} of {n} per-volume devices linear on {to}"
+            mapped >= n,
+            "{mapped} of {n} per-volume devices map their LV on {to}"
         );
         rows.push(json!({"volumes": active, "takeover_ms": t["duration_ms"],
             "timings_ms": t["timings_ms"], "dm": t["dm"], "wall_ms": wall, "export_ms": export_ms,

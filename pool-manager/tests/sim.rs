@@ -688,12 +688,13 @@ async fn per_volume_devices_follow_ownership_on_both_controllers() {
         .unwrap()
         .j();
     let sserial = snap["volume"]["serial"].as_str().unwrap().to_string();
-    // A (owner): linear over the LV; the read-only snapshot read-only.
+    // A (owner): a queueing path over the LV; the read-only snapshot
+    // read-only.
     let a = rig.shelf.dm_table("A", &serial).unwrap();
     assert!(
         matches!(
             a.table,
-            Table::Linear {
+            Table::Multipath {
                 sectors: 131_072,
                 ..
             }
@@ -701,7 +702,7 @@ async fn per_volume_devices_follow_ownership_on_both_controllers() {
         "{a:?}"
     );
     let s = rig.shelf.dm_table("A", &sserial).unwrap();
-    assert!(s.read_only && s.table.is_linear(), "{s:?}");
+    assert!(s.read_only && s.table.maps_lv(), "{s:?}");
     // B (partner): nothing until its reconciler runs, then error tables of
     // the volume's size; running it again changes nothing.
     assert!(rig.shelf.dm_table("B", &serial).is_none());
@@ -718,7 +719,7 @@ async fn per_volume_devices_follow_ownership_on_both_controllers() {
     for c in ["A", "B"] {
         rig.shelf.hold_dm(c, &serial, true);
     }
-    // A grows the volume: A's linear table follows the LV, B's error
+    // A grows the volume: A's table follows the LV, B's error
     // table follows the record.
     rig.a.resize_volume("v1", "128MiB").await.unwrap();
     assert_eq!(
@@ -732,22 +733,32 @@ async fn per_volume_devices_follow_ownership_on_both_controllers() {
     );
     // Failover: A exports (its devices swap to error before the LVs are
     // deactivated, or the simulator refuses as the kernel would), B takes
-    // over and its devices become linear, still open.
+    // over and its devices map the LVs, still open.
     let epoch = rig.cluster.bump_epoch();
     let r = rig.a.export_pool("p", None).await.unwrap().j();
     assert_eq!(r["dm_clean"], true, "{r}");
-    assert!(!rig.shelf.dm_table("A", &serial).unwrap().table.is_linear());
+    assert!(!rig.shelf.dm_table("A", &serial).unwrap().table.maps_lv());
     let t = rig.b.takeover_pool("p", epoch).await.unwrap().j();
     assert_eq!(t["dm"]["swapped"], 2, "{t}");
     assert!(t["timings_ms"]["dm_switch"].is_u64(), "{t}");
     assert!(matches!(
         rig.shelf.dm_table("B", &serial).unwrap().table,
-        Table::Linear {
+        Table::Multipath {
             sectors: 262_144,
             ..
         }
     ));
-    // B cannot deactivate the pool underneath a linear device.
+    // An I/O error fails B's path to the LV: B, the owner, reinstates it
+    // (its queued I/O resumes). A's error table has no path to fail.
+    assert!(rig.b.reinstate_paths().await.unwrap().is_empty());
+    assert!(rig.shelf.fail_path("B", &serial));
+    assert!(!rig.shelf.fail_path("A", &serial));
+    assert_eq!(
+        rig.b.reinstate_paths().await.unwrap(),
+        vec![format!("dxvol-{serial}")]
+    );
+    assert!(!rig.shelf.path_failed("B", &serial));
+    // B cannot deactivate the pool underneath a device that maps its LV.
     let e = rig
         .shelf
         .backend("B")
@@ -758,9 +769,9 @@ async fn per_volume_devices_follow_ownership_on_both_controllers() {
     // Giveback to A (A home): B swaps to error and hands over, A imports.
     rig.record_owner("p", "A").await;
     rig.b.export_pool("p", Some("A")).await.unwrap();
-    assert!(!rig.shelf.dm_table("B", &serial).unwrap().table.is_linear());
+    assert!(!rig.shelf.dm_table("B", &serial).unwrap().table.maps_lv());
     rig.a.import_pool("p").await.unwrap();
-    assert!(rig.shelf.dm_table("A", &serial).unwrap().table.is_linear());
+    assert!(rig.shelf.dm_table("A", &serial).unwrap().table.maps_lv());
     // Delete: the snapshot first, then the volume while A's device is
     // still held open: its LV is released (error table), the device stays
     // until the holder lets go, then the reconciler removes it.

@@ -397,7 +397,7 @@ async fn lab_targets() {
 
     // Desired state, applied on A and replicated to B. The pool and its
     // volumes through pool-manager: each volume's device is the per-volume
-    // dm device, linear over the LV on A (the owner), an error table on B.
+    // dm device, over the LV on A (the owner), an error table on B.
     let t = Instant::now();
     lab.apply(cluster_config()).await;
     lab.pm(
@@ -439,7 +439,7 @@ async fn lab_targets() {
         "dmsetup table {} | cut -d' ' -f3",
         dev1.trim_start_matches("/dev/mapper/")
     );
-    assert_eq!(lab.sh_ok("A", &tables, 30).await.trim(), "linear");
+    assert_eq!(lab.sh_ok("A", &tables, 30).await.trim(), "multipath");
     assert_eq!(lab.sh_ok("B", &tables, 30).await.trim(), "error");
     figures.insert("devices".into(), Value::Object(devices));
     let (ra, rb) = (reconciles(&lab, "A").await, reconciles(&lab, "B").await);
@@ -637,7 +637,7 @@ async fn lab_targets() {
 
     // A planned move of the pool A -> B under host I/O: A standby (hosts
     // queue), the new owner recorded, A exports (its devices become error
-    // tables), B imports (its devices become linear), B active. B cannot be
+    // tables), B imports (its devices map the LVs), B active. B cannot be
     // active before that: its devices serve no data (checked first).
     let refused = lab
         .call(

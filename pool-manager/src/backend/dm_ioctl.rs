@@ -80,6 +80,8 @@ pub enum Command {
     TableLoad = 9,
     /// `DM_TABLE_STATUS`: a device's state and live table.
     TableStatus = 12,
+    /// `DM_TARGET_MSG`: a message to a target (`dmsetup message`).
+    TargetMsg = 14,
 }
 
 impl Command {
@@ -100,6 +102,7 @@ impl Command {
             Command::DevSuspend => "DM_DEV_SUSPEND",
             Command::TableLoad => "DM_TABLE_LOAD",
             Command::TableStatus => "DM_TABLE_STATUS",
+            Command::TargetMsg => "DM_TARGET_MSG",
         }
     }
 }
@@ -200,6 +203,23 @@ impl Control {
             Err(e) if e.errno() == Some(libc::ENXIO) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// A device's state and its targets' status lines (`dmsetup status`,
+    /// in [`DmDevice::table`]); `None` when no device has that name.
+    pub fn target_status(&self, name: &str) -> Result<Option<DmDevice>, DmError> {
+        match self.query(Command::TableStatus, Some(name), 0, 4 << 10) {
+            Ok(buf) => decode_status(&buf).map(Some),
+            Err(e) if e.errno() == Some(libc::ENXIO) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends `message` to the target at sector 0 (`dmsetup message NAME 0
+    /// MESSAGE`).
+    pub fn message(&self, name: &str, message: &str) -> Result<(), DmError> {
+        let mut buf = encode_message(name, message)?;
+        self.call(Command::TargetMsg, name, &mut buf)
     }
 
     /// Creates a device without a table; returns its (major, minor).
@@ -368,6 +388,28 @@ fn encode(
     let count = u32::try_from(targets.len()).map_err(|_| bad("too many targets"))?;
     put_u32(&mut buf, 12, data_size);
     put_u32(&mut buf, 20, count);
+    Ok(buf)
+}
+
+/// Builds the buffer of a target message: the header, then `struct
+/// dm_target_msg` (the sector, then the NUL-terminated text), padded to 8.
+fn encode_message(name: &str, message: &str) -> Result<Vec<u8>, DmError> {
+    if message.is_empty() || message.contains('\0') || message.len() > 4096 {
+        return Err(DmError::BadTable {
+            device: name.to_string(),
+            reason: "message empty, too long or with a NUL",
+        });
+    }
+    let mut buf = header(Some(name), "", 0, 0, 0)?;
+    let at = buf.len();
+    buf.resize((at + 8 + message.len() + 1).next_multiple_of(8), 0);
+    put_u64(&mut buf, at, 0);
+    buf[at + 8..at + 8 + message.len()].copy_from_slice(message.as_bytes());
+    let size = u32::try_from(buf.len()).map_err(|_| DmError::Reply {
+        command: "encode",
+        reason: "buffer over 4 GiB",
+    })?;
+    put_u32(&mut buf, 12, size);
     Ok(buf)
 }
 
@@ -562,6 +604,19 @@ mod tests {
         assert_eq!(Command::DevCreate.request(), 0xc138_fd03);
         assert_eq!(Command::DevRemove.request(), 0xc138_fd04);
         assert_eq!(Command::TableStatus.request(), 0xc138_fd0c);
+    }
+
+    #[test]
+    fn message_layout() {
+        let b = encode_message("dxvol-ab", "reinstate_path 253:4").unwrap();
+        assert_eq!(b.len() % 8, 0);
+        assert_eq!(read_u32(&b, 12) as usize, b.len());
+        assert_eq!(read_u32(&b, 16), 312, "data follows the header");
+        assert_eq!(read_u64(&b, 312), 0, "sector");
+        assert_eq!(cstr(&b[320..]).as_deref(), Some("reinstate_path 253:4"));
+        assert_eq!(Command::TargetMsg.request(), 0xc138_fd0e);
+        assert!(encode_message("dxvol-ab", "").is_err());
+        assert!(encode_message("dxvol-ab", "a\0b").is_err());
     }
 
     #[test]

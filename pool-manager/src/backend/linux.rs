@@ -259,6 +259,48 @@ fn observe_dm() -> Result<Vec<DmDevice>, BackendError> {
     Ok(out)
 }
 
+/// The per-volume devices with a failed path: one listing, then one
+/// status per `dxvol-` device whose status is multipath's.
+fn failed_paths() -> Result<Vec<dmvol::FailedPath>, BackendError> {
+    let dm = Control::open()?;
+    let mut out = Vec::new();
+    for name in dm.list()? {
+        if !name.starts_with(dmvol::NAME_PREFIX) {
+            continue;
+        }
+        let Some(d) = dm.target_status(&name)? else {
+            continue;
+        };
+        for line in &d.table {
+            out.extend(
+                dmvol::failed_paths(line)
+                    .into_iter()
+                    .map(|dev| dmvol::FailedPath {
+                        name: name.clone(),
+                        dev,
+                    }),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Reinstates each path; a device gone or reloaded since (`ENXIO`, or
+/// `EINVAL` for a path no longer in its table) is skipped.
+fn reinstate(paths: &[dmvol::FailedPath]) -> Result<(), BackendError> {
+    let dm = Control::open()?;
+    for p in paths {
+        match dm.message(&p.name, &format!("reinstate_path {}", p.dev)) {
+            Ok(()) => {}
+            Err(e) if matches!(e.errno(), Some(libc::ENXIO | libc::EINVAL)) => {
+                tracing::debug!(device = %p.name, error = %e, "path not reinstated: the device changed");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// Creates devices with their tables, [`DM_PARALLEL`] at a time: create,
 /// load, resume (with the cookie udev's shipped rule expects), then the
 /// `/dev/mapper` node, as libdm does without udev. A device whose table
@@ -988,6 +1030,15 @@ impl PoolBackend for LinuxBackend {
             remove_devices(&plan.remove)
         })
         .await
+    }
+
+    async fn dm_failed_paths(&self) -> Result<Vec<dmvol::FailedPath>, BackendError> {
+        dm_blocking(SHORT, failed_paths).await
+    }
+
+    async fn dm_reinstate(&self, paths: &[dmvol::FailedPath]) -> Result<(), BackendError> {
+        let paths = paths.to_vec();
+        dm_blocking(SHORT, move || reinstate(&paths)).await
     }
 }
 

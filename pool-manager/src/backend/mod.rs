@@ -10,7 +10,7 @@ pub mod lvm;
 pub mod sim;
 
 use crate::core::disk::DiskInfo;
-use crate::core::dmvol::{DmDevice, DmPlan};
+use crate::core::dmvol::{DmDevice, DmPlan, FailedPath};
 use crate::core::layout::Layout;
 use crate::core::observed::ObservedPool;
 use crate::core::Invalid;
@@ -152,4 +152,12 @@ pub trait PoolBackend: Send + Sync + 'static {
     /// open (a holder such as targets has not let go yet; the next
     /// reconcile retries); any other failure is an error.
     fn dm_apply(&self, plan: &DmPlan) -> impl Reply<Vec<String>>;
+
+    /// The per-volume devices whose path to their LV is failed (an I/O
+    /// error failed it; their queueing table holds the I/O back).
+    fn dm_failed_paths(&self) -> impl Reply<Vec<FailedPath>>;
+
+    /// Reinstates failed paths (`reinstate_path`), which resubmits the
+    /// I/O they hold; a device gone since is skipped.
+    fn dm_reinstate(&self, paths: &[FailedPath]) -> impl Reply<()>;
 }

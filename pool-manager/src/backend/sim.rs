@@ -6,7 +6,7 @@
 
 use super::{BackendError, PoolBackend, PoolSpec};
 use crate::core::disk::DiskInfo;
-use crate::core::dmvol::{self, DevNum, DmDevice, DmPlan, DmState, Table};
+use crate::core::dmvol::{self, DevNum, DmDevice, DmPlan, DmState};
 use crate::core::layout::Layout;
 use crate::core::names::{self, check_pool_name, check_volume_name};
 use crate::core::observed::{ObservedPool, ObservedPv, ObservedThin, ObservedVolume};
@@ -68,6 +68,8 @@ struct SimDm {
     minor: u32,
     state: DmState,
     open: u32,
+    /// Its path to the LV failed (an I/O error), not reinstated since.
+    path_failed: bool,
 }
 
 /// Major number of every simulated device-mapper device.
@@ -236,7 +238,7 @@ impl SimBackend {
 }
 
 impl SimBackend {
-    /// The per-volume devices here whose linear table holds an LV of
+    /// The per-volume devices here whose table holds an LV of
     /// `pool` (`lv`: one LV, or any) open, as the kernel reports a holder.
     fn holders(sh: &Shelf, me: &str, pool: &str, lv: Option<&str>) -> Vec<String> {
         let held: BTreeSet<u32> = sh
@@ -250,7 +252,10 @@ impl SimBackend {
             .map(|devs| {
                 devs.iter()
                     .filter(|(_, d)| {
-                        matches!(d.state.table, Table::Linear { dev, .. } if dev.major == SIM_MAJOR && held.contains(&dev.minor))
+                        d.state
+                            .table
+                            .lv()
+                            .is_some_and(|dev| dev.major == SIM_MAJOR && held.contains(&dev.minor))
                     })
                     .map(|(n, _)| n.clone())
                     .collect()
@@ -263,17 +268,17 @@ impl SimBackend {
             .retain(|(c, p, l), _| !(c == me && p == pool && lv.is_none_or(|x| x == l)));
     }
 
-    /// The kernel's checks on a table: a linear target needs an existing
-    /// device, and a writable table over a read-only LV is refused.
+    /// The kernel's checks on a table: a target over an LV needs an
+    /// existing device, and a writable table over a read-only LV is refused.
     fn check_table(sh: &Shelf, me: &str, name: &str, st: &DmState) -> Result<(), BackendError> {
-        if let Table::Linear { dev, .. } = st.table {
+        if let Some(dev) = st.table.lv() {
             let lv = sh
                 .lv_minor
                 .iter()
                 .find(|((c, _, _), m)| c == me && dev.major == SIM_MAJOR && **m == dev.minor)
                 .map(|((_, p, l), _)| (p.clone(), l.clone()));
             let Some((pool, lv)) = lv else {
-                return Err(refused(format!("{name}: linear: device {dev} not found")));
+                return Err(refused(format!("{name}: device {dev} not found")));
             };
             let ro = sh
                 .vgs
@@ -282,7 +287,7 @@ impl SimBackend {
                 .is_some_and(|l| l.read_only);
             if ro && !st.read_only {
                 return Err(refused(format!(
-                    "{name}: linear: device {dev} is read-only (Permission denied)"
+                    "{name}: device {dev} is read-only (Permission denied)"
                 )));
             }
         }
@@ -298,6 +303,32 @@ impl SimShelf {
             .get(controller)
             .and_then(|d| d.get(&dmvol::dm_name(serial)))
             .map(|d| d.state)
+    }
+
+    /// An I/O error on the path of a volume's device on `controller` (the
+    /// controller lost the shelf for a moment): true when the device maps
+    /// an LV, whose path is then failed until reinstated or reloaded.
+    pub fn fail_path(&self, controller: &str, serial: &str) -> bool {
+        let mut sh = self.lock();
+        let Some(d) = sh
+            .dm
+            .get_mut(controller)
+            .and_then(|d| d.get_mut(&dmvol::dm_name(serial)))
+        else {
+            return false;
+        };
+        d.path_failed = d.state.table.maps_lv();
+        d.path_failed
+    }
+
+    /// True when the device of volume `serial` on `controller` has a
+    /// failed path.
+    pub fn path_failed(&self, controller: &str, serial: &str) -> bool {
+        self.lock()
+            .dm
+            .get(controller)
+            .and_then(|d| d.get(&dmvol::dm_name(serial)))
+            .is_some_and(|d| d.path_failed)
     }
 
     /// A reboot of `controller`: device-mapper forgets everything (the
@@ -792,6 +823,7 @@ impl PoolBackend for SimBackend {
                     minor,
                     state: c.state,
                     open: 0,
+                    path_failed: false,
                 },
             );
         }
@@ -803,6 +835,8 @@ impl PoolBackend for SimBackend {
                 .and_then(|d| d.get_mut(&r.name))
                 .ok_or_else(|| refused(format!("Device {} not found", r.name)))?;
             d.state = r.state;
+            // A new table has new paths.
+            d.path_failed = false;
         }
         let mut left = Vec::new();
         let devs = sh.dm.entry(self.me.clone()).or_default();
@@ -815,5 +849,35 @@ impl PoolBackend for SimBackend {
             }
         }
         Ok(left)
+    }
+
+    async fn dm_failed_paths(&self) -> Result<Vec<dmvol::FailedPath>, BackendError> {
+        let sh = self.shelf.lock();
+        Ok(sh
+            .dm
+            .get(&self.me)
+            .into_iter()
+            .flatten()
+            .filter(|(_, d)| d.path_failed)
+            .filter_map(|(n, d)| {
+                Some(dmvol::FailedPath {
+                    name: n.clone(),
+                    dev: d.state.table.lv()?,
+                })
+            })
+            .collect())
+    }
+
+    async fn dm_reinstate(&self, paths: &[dmvol::FailedPath]) -> Result<(), BackendError> {
+        let mut sh = self.begin("dm_reinstate")?;
+        let devs = sh.dm.entry(self.me.clone()).or_default();
+        for p in paths {
+            if let Some(d) = devs.get_mut(&p.name) {
+                if d.state.table.lv() == Some(p.dev) {
+                    d.path_failed = false;
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -3,8 +3,9 @@
 //! Every volume in the desired state gets, on BOTH controllers, a
 //! device-mapper device `dxvol-<serial>` (`/dev/mapper/dxvol-<serial>`, dm
 //! UUID `DUPLEX-VOL-<serial>`). Where the pool is owned here and the LV is
-//! active, its table is `linear` over the LV; everywhere else it is an
-//! `error` table of the volume's size. targets builds its backstores on
+//! active, its table maps the LV through a one-path `multipath` target that
+//! queues I/O while its path is failed (see [`Table::Multipath`]);
+//! everywhere else it is an `error` table of the volume's size. targets builds its backstores on
 //! this path, so the partner can present a standby path, and a takeover or
 //! a giveback only swaps the table underneath an open device (load,
 //! suspend, resume: atomic for the holder).
@@ -71,8 +72,23 @@ impl fmt::Display for DevNum {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "target", rename_all = "snake_case")]
 pub enum Table {
-    /// The whole LV, mapped one to one.
+    /// The whole LV, mapped one to one (what earlier versions loaded on the
+    /// owner; still recognised, and replaced by [`Table::Multipath`]).
     Linear {
+        /// The LV's device.
+        dev: DevNum,
+        /// Length in sectors.
+        sectors: u64,
+    },
+    /// The whole LV as the one path of a `multipath` target (bio mode) with
+    /// `queue_if_no_path`: an I/O error from the LV (this controller lost
+    /// its path to the shelf) fails the path and queues the I/O instead of
+    /// answering it with an error, which nvmet would send to hosts with
+    /// Do Not Retry. Hosts then wait for the partner's takeover (or for
+    /// pool-manager to reinstate the path, see [`failed_paths`]). A reload
+    /// to an `error` table (this controller no longer owns the pool) fails
+    /// what is still queued: by then hosts use the partner's path.
+    Multipath {
         /// The LV's device.
         dev: DevNum,
         /// Length in sectors.
@@ -101,6 +117,7 @@ impl Table {
     pub fn sectors(&self) -> u64 {
         match self {
             Table::Linear { sectors, .. }
+            | Table::Multipath { sectors, .. }
             | Table::Thin { sectors, .. }
             | Table::Error { sectors } => *sectors,
         }
@@ -111,6 +128,12 @@ impl Table {
     pub fn target(&self) -> (&'static str, String) {
         match self {
             Table::Linear { dev, .. } => ("linear", format!("{dev} 0")),
+            // Features, no hardware handler, one priority group of one
+            // path (round-robin, no selector arguments, repeat count 1).
+            Table::Multipath { dev, .. } => (
+                "multipath",
+                format!("{MPATH_FEATURES} 0 1 1 round-robin 0 1 1 {dev} 1"),
+            ),
             Table::Thin { pool, id, .. } => ("thin", format!("{pool} {id}")),
             Table::Error { .. } => ("error", String::new()),
         }
@@ -127,10 +150,64 @@ impl Table {
         }
     }
 
-    /// True for a linear table.
-    pub fn is_linear(&self) -> bool {
-        matches!(self, Table::Linear { .. })
+    /// The LV this table maps, when it maps one (linear or multipath).
+    pub fn lv(&self) -> Option<DevNum> {
+        match self {
+            Table::Linear { dev, .. } | Table::Multipath { dev, .. } => Some(*dev),
+            Table::Thin { .. } | Table::Error { .. } => None,
+        }
     }
+
+    /// True when the table maps an LV (the device holds it open).
+    pub fn maps_lv(&self) -> bool {
+        self.lv().is_some()
+    }
+}
+
+/// The multipath features we load: queue I/O while no path is usable, and
+/// bio mode (a bio-based device over an LV, as the linear table was).
+const MPATH_FEATURES: &str = "3 queue_if_no_path queue_mode bio";
+
+/// Parses the parameters of a `multipath` table as the kernel prints them
+/// back (it adds `retain_attached_hw_handler`), when they are ours: the
+/// features include `queue_if_no_path` and bio mode, and one group holds
+/// one round-robin path. Anything else (queueing turned off by a message,
+/// say) is not ours, so the plan reloads it.
+fn parse_multipath(params: &[&str]) -> Option<DevNum> {
+    let (n, rest) = params.split_first()?;
+    let n: usize = n.parse().ok()?;
+    let features = rest.get(..n)?;
+    let queue = features.contains(&"queue_if_no_path");
+    let bio = features.windows(2).any(|w| w == ["queue_mode", "bio"]);
+    match rest.get(n..)? {
+        ["0", "1", "1", "round-robin", "0", "1", "1", dev, "1"] if queue && bio => {
+            parse_devnum(dev)
+        }
+        _ => None,
+    }
+}
+
+/// A per-volume device whose path to its LV is failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedPath {
+    /// dm name of the device.
+    pub name: String,
+    /// The path (the LV's device).
+    pub dev: DevNum,
+}
+
+/// The failed paths in a `multipath` device's status line (`start len
+/// multipath <status>`, as `dmsetup status` prints it): each path appears
+/// as `<major:minor> <A|F> <fail count>`.
+pub fn failed_paths(status: &str) -> Vec<DevNum> {
+    let f: Vec<&str> = status.split_whitespace().collect();
+    if f.get(2) != Some(&"multipath") {
+        return Vec::new();
+    }
+    f.windows(2)
+        .filter(|w| w[1] == "F")
+        .filter_map(|w| parse_devnum(w[0]))
+        .collect()
 }
 
 /// What a per-volume device must be: its table and whether it is
@@ -191,6 +268,10 @@ impl DmDevice {
             ["0", _, "error"] => Some(Table::Error { sectors }),
             ["0", _, "linear", dev, "0"] => Some(Table::Linear {
                 dev: parse_devnum(dev)?,
+                sectors,
+            }),
+            ["0", _, "multipath", params @ ..] => Some(Table::Multipath {
+                dev: parse_multipath(params)?,
                 sectors,
             }),
             _ => None,
@@ -262,8 +343,8 @@ pub struct Wanted {
     pub state: DmState,
 }
 
-/// What every volume's device must be on controller `me`: linear over the
-/// LV where the pool is recorded as ours and its LV is active here
+/// What every volume's device must be on controller `me`: multipath over
+/// the LV where the pool is recorded as ours and its LV is active here
 /// (`lvs`), an error table of the recorded size elsewhere. `read_only`
 /// names the volumes that are read-only (snapshots). Volumes whose serial
 /// cannot name a device are returned in the second list.
@@ -284,7 +365,7 @@ pub fn wanted(
         let lv = lvs.get(&(v.pool.clone(), v.name.clone())).filter(|_| ours);
         let ro = read_only.contains(&v.name) || lv.is_some_and(|l| l.read_only);
         let table = match lv {
-            Some(l) => Table::Linear {
+            Some(l) => Table::Multipath {
                 dev: l.dev,
                 sectors: l.sectors,
             },
@@ -338,8 +419,8 @@ pub struct DmPlan {
     pub reload: Vec<Reload>,
     /// Devices left suspended by an interrupted swap, table already right.
     pub resume: Vec<String>,
-    /// Devices of volumes no longer in the desired state. A linear one is
-    /// first swapped to an error table (in `reload`), so the LV is
+    /// Devices of volumes no longer in the desired state. One mapping an
+    /// LV is first swapped to an error table (in `reload`), so the LV is
     /// released even if a holder keeps the device open.
     pub remove: Vec<String>,
     /// Names taken by a device that is not ours (another dm UUID): left
@@ -393,7 +474,7 @@ pub fn plan(wanted: &[Wanted], observed: &[DmDevice]) -> DmPlan {
         .iter()
         .filter(|d| d.uuid.starts_with(UUID_PREFIX) && !wanted_names.contains(d.name.as_str()))
     {
-        if d.parsed_table().is_none_or(|t| t.is_linear()) {
+        if d.parsed_table().is_none_or(|t| t.maps_lv()) {
             p.reload.push(Reload {
                 name: d.name.clone(),
                 state: DmState {
@@ -511,6 +592,14 @@ mod tests {
         }
     }
 
+    /// A multipath table over 253:`minor` as the kernel prints it back.
+    fn mp(minor: u32) -> String {
+        format!(
+            "0 131072 multipath 4 queue_if_no_path retain_attached_hw_handler \
+             queue_mode bio 0 1 1 round-robin 0 1 1 253:{minor} 1"
+        )
+    }
+
     fn dev(name: &str, uuid: &str, line: &str, ro: bool) -> DmDevice {
         DmDevice {
             name: name.into(),
@@ -544,11 +633,22 @@ mod tests {
             sectors: 2048,
         };
         assert_eq!(t.line(), "0 2048 linear 253:7 0");
+        let t = Table::Multipath {
+            dev: DevNum {
+                major: 253,
+                minor: 7,
+            },
+            sectors: 2048,
+        };
+        assert_eq!(
+            t.line(),
+            "0 2048 multipath 3 queue_if_no_path queue_mode bio 0 1 1 round-robin 0 1 1 253:7 1"
+        );
         assert_eq!(Table::Error { sectors: 8 }.line(), "0 8 error");
     }
 
     #[test]
-    fn owner_gets_linear_partner_gets_error() {
+    fn owner_gets_a_queueing_path_partner_gets_error() {
         let lvs: BTreeMap<_, _> = [(("p".to_string(), "v1".to_string()), lv(7))].into();
         let ro: BTreeSet<String> = ["s1".to_string()].into();
         let (w, bad) = wanted(&cfg("A"), "A", &lvs, &ro);
@@ -556,7 +656,7 @@ mod tests {
         let v1 = w.iter().find(|x| x.volume == "v1").unwrap();
         assert_eq!(
             v1.state.table,
-            Table::Linear {
+            Table::Multipath {
                 dev: lv(7).dev,
                 sectors: 131_072
             }
@@ -574,7 +674,7 @@ mod tests {
         // The partner (or an LV active where the record says another owner:
         // fail closed) gets error tables.
         let (w, _) = wanted(&cfg("A"), "B", &lvs, &BTreeSet::new());
-        assert!(w.iter().all(|x| !x.state.table.is_linear()));
+        assert!(w.iter().all(|x| !x.state.table.maps_lv()));
     }
 
     #[test]
@@ -592,7 +692,7 @@ mod tests {
         // v1 has an error table (the partner's view before a takeover), s1
         // is right but suspended, an old device of a deleted volume is
         // linear, and a foreign device took a name.
-        let mut s1 = dev(&dm_name(S2), &dm_uuid(S2), "0 131072 linear 253:8 0", false);
+        let mut s1 = dev(&dm_name(S2), &dm_uuid(S2), &mp(8), false);
         s1.suspended = true;
         let obs = vec![
             dev(&dm_name(S1), &dm_uuid(S1), "0 131072 error", false),
@@ -626,23 +726,30 @@ mod tests {
         );
         // Converged: empty.
         let done = vec![
-            dev(&dm_name(S1), &dm_uuid(S1), "0 131072 linear 253:7 0", false),
-            dev(&dm_name(S2), &dm_uuid(S2), "0 131072 linear 253:8 0", false),
+            dev(&dm_name(S1), &dm_uuid(S1), &mp(7), false),
+            dev(&dm_name(S2), &dm_uuid(S2), &mp(8), false),
         ];
         assert!(plan(&w, &done).is_empty());
+        // Linear tables from an earlier version are swapped for queueing
+        // ones, live.
+        let old = vec![
+            dev(&dm_name(S1), &dm_uuid(S1), "0 131072 linear 253:7 0", false),
+            dev(&dm_name(S2), &dm_uuid(S2), &mp(8), false),
+        ];
+        let p = plan(&w, &old);
+        assert_eq!(p.reload.len(), 1);
+        assert_eq!(p.reload[0].name, dm_name(S1));
+        assert!(matches!(p.reload[0].state.table, Table::Multipath { .. }));
         // A name held by a device that is not ours: reported, not touched.
         let foreign = vec![dev(&dm_name(S1), "mpath-1", "0 8 error", false)];
         let p = plan(&w, &foreign);
         assert_eq!(p.conflicts, vec![dm_name(S1)]);
         assert!(p.reload.is_empty() && p.remove.is_empty());
         // A read-only mismatch and a missing live table are swaps too.
-        let mut nolive = dev(&dm_name(S2), &dm_uuid(S2), "0 131072 linear 253:8 0", false);
+        let mut nolive = dev(&dm_name(S2), &dm_uuid(S2), &mp(8), false);
         nolive.live = false;
         nolive.table.clear();
-        let obs = vec![
-            dev(&dm_name(S1), &dm_uuid(S1), "0 131072 linear 253:7 0", true),
-            nolive,
-        ];
+        let obs = vec![dev(&dm_name(S1), &dm_uuid(S1), &mp(7), true), nolive];
         assert_eq!(plan(&w, &obs).reload.len(), 2);
     }
 
@@ -688,6 +795,27 @@ mod tests {
             })
         );
         assert_eq!(err.parsed_table(), Some(Table::Error { sectors: 8 }));
+        let queue = dev(&dm_name(S1), &dm_uuid(S1), &mp(4), false);
+        assert_eq!(
+            queue.parsed_table(),
+            Some(Table::Multipath {
+                dev: DevNum {
+                    major: 253,
+                    minor: 4
+                },
+                sectors: 131_072
+            })
+        );
+        // Multipath tables that are not ours: queueing turned off, two
+        // paths, no bio mode. The plan reloads them.
+        for line in [
+            "0 8 multipath 3 retain_attached_hw_handler queue_mode bio 0 1 1 round-robin 0 1 1 253:4 1",
+            "0 8 multipath 4 queue_if_no_path retain_attached_hw_handler queue_mode bio 0 1 1 round-robin 0 2 1 253:4 1 253:5 1",
+            "0 8 multipath 2 queue_if_no_path retain_attached_hw_handler 0 1 1 round-robin 0 1 1 253:4 1",
+            "0 8 multipath 9 queue_if_no_path",
+        ] {
+            assert_eq!(dev("x", "", line, false).parsed_table(), None, "{line}");
+        }
         assert_eq!(thin.parsed_table(), None, "not a table we load");
         assert_eq!(thin.target_type(), Some("thin"));
         assert_eq!(err.target_type(), Some("error"));
@@ -702,6 +830,24 @@ mod tests {
         let lvs = active_lvs(&[thin, lin, err, striped, empty]);
         assert_eq!(lvs.len(), 1);
         assert_eq!(lvs[&("p".to_string(), "v1".to_string())].sectors, 131_072);
+    }
+
+    #[test]
+    fn finds_failed_paths_in_a_status_line() {
+        // `dmsetup status` of a one-path device: queueing (2 features
+        // status words), path active, then failed once.
+        let ok = "0 131072 multipath 2 0 0 0 1 1 A 0 1 0 253:4 A 0 ";
+        let failed = "0 131072 multipath 2 1 0 0 1 1 E 0 1 0 253:4 F 1 ";
+        assert!(failed_paths(ok).is_empty());
+        assert_eq!(
+            failed_paths(failed),
+            vec![DevNum {
+                major: 253,
+                minor: 4
+            }]
+        );
+        assert!(failed_paths("0 8 error ").is_empty());
+        assert!(failed_paths("").is_empty());
     }
 
     #[test]

@@ -363,10 +363,10 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
     }
 
     /// Brings the per-volume devices (`dxvol-<serial>`) in line with the
-    /// desired state `cfg`: linear over the active LVs of pools recorded
+    /// desired state `cfg`: multipath over the active LVs of pools recorded
     /// for us, error tables elsewhere, none for volumes no longer recorded.
     /// `release` names a pool whose devices must become error tables
-    /// whatever LVM shows (an export: the linear devices hold the LVs open,
+    /// whatever LVM shows (an export: those devices hold the LVs open,
     /// so they are swapped before the deactivation). Returns what changed.
     async fn sync_dm(&self, cfg: &Config, release: Option<&str>) -> Result<DmReport, PoolError> {
         let devs = self
@@ -394,13 +394,13 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
         }
         let mut left = Vec::new();
         if !plan.is_empty() {
-            let linear = wanted.iter().filter(|w| w.state.table.is_linear()).count();
+            let mapped = wanted.iter().filter(|w| w.state.table.maps_lv()).count();
             tracing::info!(
                 create = plan.create.len(),
                 swap = plan.reload.len(),
                 resume = plan.resume.len(),
                 remove = plan.remove.len(),
-                linear,
+                mapped,
                 "per-volume devices"
             );
             left = self
@@ -418,6 +418,53 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             conflicts: plan.conflicts,
             bad_serial: bad,
         })
+    }
+
+    /// Reinstates the failed paths of the per-volume devices of pools
+    /// recorded as ours: an I/O error from the LV failed the path and its
+    /// table holds the I/O queued; a path whose LV works again takes it.
+    /// Paths of pools not ours stay failed (the next reconcile swaps those
+    /// devices to error tables). Skips the pass while a takeover, import or
+    /// export holds the operation lock. Returns the devices reinstated.
+    pub async fn reinstate_paths(&self) -> Result<Vec<String>, PoolError> {
+        let failed = self
+            .backend
+            .dm_failed_paths()
+            .await
+            .map_err(PoolError::backend("read the per-volume devices' paths"))?;
+        if failed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Ok(_g) = self.op.try_lock() else {
+            return Ok(Vec::new());
+        };
+        let cfg = self.config().await?;
+        let ours: BTreeSet<String> = cfg
+            .volumes
+            .values()
+            .filter(|v| cfg.pools.get(&v.pool).is_some_and(|p| p.owner == self.me))
+            .map(|v| dmvol::dm_name(&v.serial))
+            .collect();
+        let (mine, others): (Vec<_>, Vec<_>) =
+            failed.into_iter().partition(|f| ours.contains(&f.name));
+        if !others.is_empty() {
+            tracing::debug!(
+                devices = others.len(),
+                "failed paths of pools not ours stay failed"
+            );
+        }
+        if mine.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.backend
+            .dm_reinstate(&mine)
+            .await
+            .map_err(PoolError::backend(
+                "reinstate the per-volume devices' paths",
+            ))?;
+        let names: Vec<String> = mine.into_iter().map(|f| f.name).collect();
+        tracing::warn!(devices = ?names, "an I/O error had failed these devices' paths to their LVs; reinstated, their queued I/O resubmitted");
+        Ok(names)
     }
 
     /// [`Self::sync_dm`] after an operation that already succeeded: a
