@@ -36,6 +36,10 @@ struct Args {
     /// I/O they hold queued resumes (0: never).
     #[arg(long, default_value_t = 2000)]
     path_check_ms: u64,
+    /// Seconds a device's path must stay failed (its LV fails every I/O)
+    /// before a critical alert says hosts' I/O to it waits.
+    #[arg(long, default_value_t = 30)]
+    path_alert_s: u64,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -94,6 +98,7 @@ async fn run<B: PoolBackend>(backend: B, cfg: &Config, args: &Args) -> anyhow::R
             tokio::spawn(path_loop(
                 Arc::clone(&m),
                 Duration::from_millis(args.path_check_ms),
+                Duration::from_secs(args.path_alert_s),
             ));
         }
         tokio::spawn(reconcile_loop(m, router, every));
@@ -106,6 +111,7 @@ async fn run<B: PoolBackend>(backend: B, cfg: &Config, args: &Args) -> anyhow::R
 async fn path_loop<B: PoolBackend, C: duplex_pool_manager::manager::Cluster>(
     m: Arc<Manager<B, C>>,
     every: Duration,
+    alert_after: Duration,
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -114,7 +120,7 @@ async fn path_loop<B: PoolBackend, C: duplex_pool_manager::manager::Cluster>(
         let id = duplex_services::action::new_id();
         let span = tracing::info_span!("driver", what = "paths", action_id = %id);
         let pass = async {
-            if let Err(e) = m.reinstate_paths().await {
+            if let Err(e) = m.reinstate_paths(alert_after).await {
                 tracing::warn!(error = %e.chain(), "checking the per-volume devices' paths failed");
             }
         };

@@ -11,6 +11,7 @@ use duplex_pool_manager::manager::{CreatePool, CreateVolume, FakeCluster, Manage
 use duplex_services::{ErrorCode, RpcError};
 use duplex_test_kit::find_in;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 type M = Manager<SimBackend, FakeCluster>;
 
@@ -750,14 +751,30 @@ async fn per_volume_devices_follow_ownership_on_both_controllers() {
     ));
     // An I/O error fails B's path to the LV: B, the owner, reinstates it
     // (its queued I/O resumes). A's error table has no path to fail.
-    assert!(rig.b.reinstate_paths().await.unwrap().is_empty());
+    let long = Duration::from_secs(3600);
+    assert!(rig.b.reinstate_paths(long).await.unwrap().is_empty());
     assert!(rig.shelf.fail_path("B", &serial));
     assert!(!rig.shelf.fail_path("A", &serial));
     assert_eq!(
-        rig.b.reinstate_paths().await.unwrap(),
+        rig.b.reinstate_paths(long).await.unwrap(),
         vec![format!("dxvol-{serial}")]
     );
     assert!(!rig.shelf.path_failed("B", &serial));
+    let failing = || {
+        rig.cluster
+            .events()
+            .iter()
+            .filter(|(t, e)| t == "alert" && e["kind"] == "volume_io_failing")
+            .count()
+    };
+    assert_eq!(failing(), 0);
+    // Failed at consecutive checks past the alert threshold: hosts wait on
+    // a failing LV, and a critical alert says so, once.
+    for _ in 0..2 {
+        assert!(rig.shelf.fail_path("B", &serial));
+        rig.b.reinstate_paths(Duration::ZERO).await.unwrap();
+    }
+    assert_eq!(failing(), 1);
     // B cannot deactivate the pool underneath a device that maps its LV.
     let e = rig
         .shelf

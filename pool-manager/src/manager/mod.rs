@@ -31,8 +31,10 @@ pub use cluster::{Cluster, FakeCluster, RouterCluster};
 use duplex_api::change::Change;
 use duplex_api::methods::volume::{DmReport, DmSync};
 use duplex_api::model::{Config, Kind, Object, Pool};
-use serde_json::Value;
+use duplex_api::topics;
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 use tokio::sync::Mutex;
 
 /// `pool.create` parameters.
@@ -47,6 +49,9 @@ struct Memory {
     drifts: BTreeSet<String>,
     alerts: BTreeSet<String>,
     progress: BTreeMap<String, i64>,
+    /// Per-volume devices of ours whose path was failed at every check
+    /// since the instant recorded, and whether that was alerted.
+    failing: BTreeMap<String, (std::time::Instant, bool)>,
 }
 
 /// A write to the desired state, named for its error.
@@ -424,35 +429,46 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
     /// recorded as ours: an I/O error from the LV failed the path and its
     /// table holds the I/O queued; a path whose LV works again takes it.
     /// Paths of pools not ours stay failed (the next reconcile swaps those
-    /// devices to error tables). Skips the pass while a takeover, import or
-    /// export holds the operation lock. Returns the devices reinstated.
-    pub async fn reinstate_paths(&self) -> Result<Vec<String>, PoolError> {
+    /// devices to error tables). A device whose path is found failed at
+    /// every check for `alert_after` raises a critical alert (hosts wait
+    /// on it: the LV itself fails, not only the path). Skips the pass
+    /// while a takeover, import or export holds the operation lock.
+    /// Returns the devices reinstated.
+    pub async fn reinstate_paths(&self, alert_after: Duration) -> Result<Vec<String>, PoolError> {
         let failed = self
             .backend
             .dm_failed_paths()
             .await
             .map_err(PoolError::backend("read the per-volume devices' paths"))?;
         if failed.is_empty() {
+            self.forget_failing(&BTreeSet::new()).await;
             return Ok(Vec::new());
         }
         let Ok(_g) = self.op.try_lock() else {
             return Ok(Vec::new());
         };
         let cfg = self.config().await?;
-        let ours: BTreeSet<String> = cfg
+        let ours: BTreeMap<String, (&str, &str)> = cfg
             .volumes
             .values()
             .filter(|v| cfg.pools.get(&v.pool).is_some_and(|p| p.owner == self.me))
-            .map(|v| dmvol::dm_name(&v.serial))
+            .map(|v| {
+                (
+                    dmvol::dm_name(&v.serial),
+                    (v.pool.as_str(), v.name.as_str()),
+                )
+            })
             .collect();
         let (mine, others): (Vec<_>, Vec<_>) =
-            failed.into_iter().partition(|f| ours.contains(&f.name));
+            failed.into_iter().partition(|f| ours.contains_key(&f.name));
         if !others.is_empty() {
             tracing::debug!(
                 devices = others.len(),
                 "failed paths of pools not ours stay failed"
             );
         }
+        let names: BTreeSet<String> = mine.iter().map(|f| f.name.clone()).collect();
+        self.forget_failing(&names).await;
         if mine.is_empty() {
             return Ok(Vec::new());
         }
@@ -462,9 +478,34 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             .map_err(PoolError::backend(
                 "reinstate the per-volume devices' paths",
             ))?;
-        let names: Vec<String> = mine.into_iter().map(|f| f.name).collect();
         tracing::warn!(devices = ?names, "an I/O error had failed these devices' paths to their LVs; reinstated, their queued I/O resubmitted");
-        Ok(names)
+        let now = std::time::Instant::now();
+        let mut alerts = Vec::new();
+        {
+            let mut mem = self.memory.lock().await;
+            for n in &names {
+                let (since, alerted) = mem.failing.entry(n.clone()).or_insert((now, false));
+                if !*alerted && now.duration_since(*since) >= alert_after {
+                    *alerted = true;
+                    if let Some((pool, volume)) = ours.get(n) {
+                        alerts.push(json!({"severity": "critical", "pool": pool, "volume": volume,
+                            "kind": "volume_io_failing", "controller": self.me,
+                            "message": format!("volume {volume}: its LV has failed I/O for {} s; hosts' I/O to it waits (queued, not failed)", now.duration_since(*since).as_secs())}));
+                    }
+                }
+            }
+        }
+        for a in alerts {
+            tracing::error!(alert = %a, "volume I/O failing");
+            self.cluster.publish(topics::ALERT, a).await;
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    /// Forgets the failing devices not in `still`.
+    async fn forget_failing(&self, still: &BTreeSet<String>) {
+        let mut mem = self.memory.lock().await;
+        mem.failing.retain(|n, _| still.contains(n));
     }
 
     /// [`Self::sync_dm`] after an operation that already succeeded: a
