@@ -100,8 +100,17 @@ pub fn status(v: &Value) -> String {
     let _ = writeln!(out, "\ninterconnect links:");
     let _ = writeln!(
         out,
-        "  {:<4} {:>10} {:>9} {:>9} {:>6} {:>7} {:>8} {:>9}",
-        "link", "last beat", "sent", "received", "lost", "forged", "replayed", "send err"
+        "  {:<4} {:>10} {:>9} {:>9} {:>6} {:>7} {:>8} {:>9} {:>10} {:>10}",
+        "link",
+        "last beat",
+        "sent",
+        "received",
+        "lost",
+        "forged",
+        "replayed",
+        "send err",
+        "rtt last",
+        "rtt avg"
     );
     let empty = Vec::new();
     let links = hb
@@ -113,9 +122,16 @@ pub fn status(v: &Value) -> String {
     for i in 0..links.len().max(ages.len()) {
         let l = links.get(i).unwrap_or(&Value::Null);
         let n = |k: &str| l[k].as_u64().map_or_else(|| "-".into(), |x| x.to_string());
+        // Round trips in µs on the wire, shown in ms with one decimal.
+        let ms = |k: &str| {
+            l[k].as_u64().map_or_else(
+                || "-".into(),
+                |us| format!("{}.{} ms", us / 1000, (us % 1000) / 100),
+            )
+        };
         let _ = writeln!(
             out,
-            "  {:<4} {:>10} {:>9} {:>9} {:>6} {:>7} {:>8} {:>9}",
+            "  {:<4} {:>10} {:>9} {:>9} {:>6} {:>7} {:>8} {:>9} {:>10} {:>10}",
             i,
             age(ages.get(i).unwrap_or(&Value::Null)),
             n("sent"),
@@ -123,7 +139,9 @@ pub fn status(v: &Value) -> String {
             n("lost"),
             n("forged"),
             n("replayed"),
-            n("send_errors")
+            n("send_errors"),
+            ms("rtt_last_us"),
+            ms("rtt_avg_us")
         );
     }
     let _ = writeln!(out, "\nheartbeat disks:");
@@ -343,7 +361,8 @@ mod tests {
                       "last_detection_ms": 3524}),
             ),
             links: Some(
-                json!([{"sent": 10, "received": 9, "lost": 2, "forged": 0, "replayed": 1, "malformed": 0, "send_errors": 0}]),
+                json!([{"sent": 10, "received": 9, "lost": 2, "forged": 0, "replayed": 1, "malformed": 0, "send_errors": 0,
+                    "rtt_last_us": 1250, "rtt_avg_us": 980}]),
             ),
             write_latency: Some(json!([{"last_ms": 3, "p99_ms": 12, "samples": 50}])),
             disks: Some(vec!["/dev/hb0".into(), "/dev/hb1".into()]),
@@ -362,11 +381,15 @@ mod tests {
         );
         assert!(t.contains("last detection 3524 ms"), "{t}");
         assert!(
-            t.contains("  0        150 ms        10         9      2       0        1         0"),
+            t.contains(
+                "  0        150 ms        10         9      2       0        1         0     1.2 ms     0.9 ms"
+            ),
             "{t}"
         );
         assert!(
-            t.contains("  1             -         -         -      -       -        -         -"),
+            t.contains(
+                "  1             -         -         -      -       -        -         -          -          -"
+            ),
             "{t}"
         );
         assert!(t.contains("/dev/hb1"), "{t}");

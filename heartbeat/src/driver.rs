@@ -438,7 +438,12 @@ impl Driver {
             in_tx.clone(),
         ));
 
-        tokio::spawn(loss_task(Arc::clone(&ic), router.clone(), partner.clone()));
+        tokio::spawn(loss_task(
+            Arc::clone(&ic),
+            router.clone(),
+            partner.clone(),
+            m.settings().ic_timeout_ms.saturating_mul(1000) / 2,
+        ));
         if let Some(fe) = backends.frontend.clone() {
             tokio::spawn(frontend_task(fe, in_tx.clone()));
         }
@@ -686,14 +691,44 @@ fn run_takeover(
 /// The window over which beat loss per link is judged.
 const LOSS_WINDOW: Duration = Duration::from_secs(10);
 
-/// Raises an alert when a link loses beats (before loss could make the
-/// link look down), and clears it when the loss is gone.
-async fn loss_task(ic: Arc<dyn Interconnect>, router: RouterClient, partner: String) {
+/// Raises an alert when a link loses beats or its round trip reaches
+/// `rtt_limit_us` (before either could make the link look down), and
+/// clears it when that is gone.
+async fn loss_task(
+    ic: Arc<dyn Interconnect>,
+    router: RouterClient,
+    partner: String,
+    rtt_limit_us: u64,
+) {
     let mut windows: Vec<latency::Loss> = Vec::new();
+    let mut trips: Vec<latency::RoundTrip> = Vec::new();
     loop {
         tokio::time::sleep(LOSS_WINDOW).await;
         let counters = ic.counters();
         windows.resize(counters.len(), latency::Loss::default());
+        trips.resize(counters.len(), latency::RoundTrip::default());
+        for (i, (c, t)) in counters.iter().zip(trips.iter_mut()).enumerate() {
+            match t.check(c.rtt_avg_us, rtt_limit_us) {
+                Some(latency::Edge::Raised(us)) => alert(
+                    &router,
+                    Level::Warning,
+                    format!(
+                        "interconnect link {i} to {partner}: round trip {} ms on average (warning at {} ms)",
+                        us / 1000,
+                        rtt_limit_us / 1000
+                    ),
+                ),
+                Some(latency::Edge::Cleared(us)) => alert(
+                    &router,
+                    Level::Info,
+                    format!(
+                        "interconnect link {i} to {partner}: round trip back to {} ms",
+                        us / 1000
+                    ),
+                ),
+                None => {}
+            }
+        }
         for (i, (c, w)) in counters.iter().zip(windows.iter_mut()).enumerate() {
             match w.window(c.received, c.lost) {
                 Some(latency::Edge::Raised(pct)) => alert(

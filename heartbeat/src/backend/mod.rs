@@ -171,6 +171,11 @@ pub struct LinkCounters {
     /// link (a gap longer than an outage's worth is an outage, already
     /// alerted as the link going down, and not counted).
     pub lost: u64,
+    /// The last round trip measured on this link, in µs (the partner
+    /// echoes our beats; `None` until one came back).
+    pub rtt_last_us: Option<u64>,
+    /// Running average of the round trips (weight 1/8), in µs.
+    pub rtt_avg_us: Option<u64>,
 }
 
 /// The interconnect heartbeat transport over every link.

@@ -119,9 +119,46 @@ impl Loss {
     }
 }
 
+/// The round-trip warning of one link: raised when the running average
+/// reaches the limit (half of `ic_timeout`: a one-way delay of a quarter
+/// of it, before late beats could look like a silent link), cleared under
+/// half the limit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RoundTrip {
+    raised: bool,
+}
+
+impl RoundTrip {
+    /// Takes the link's average round trip (µs) against `limit_us`.
+    pub fn check(&mut self, avg_us: Option<u64>, limit_us: u64) -> Option<Edge> {
+        let avg = avg_us?;
+        if !self.raised && avg >= limit_us {
+            self.raised = true;
+            return Some(Edge::Raised(avg));
+        }
+        if self.raised && avg < limit_us / 2 {
+            self.raised = false;
+            return Some(Edge::Cleared(avg));
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slow_link_raises_once_and_clears_under_half_the_limit() {
+        let mut r = RoundTrip::default();
+        assert_eq!(r.check(None, 500_000), None, "no round trip yet");
+        assert_eq!(r.check(Some(400), 500_000), None);
+        assert_eq!(r.check(Some(500_000), 500_000), Some(Edge::Raised(500_000)));
+        assert_eq!(r.check(Some(600_000), 500_000), None, "once");
+        assert_eq!(r.check(Some(300_000), 500_000), None, "not yet clear");
+        assert_eq!(r.check(Some(1_000), 500_000), Some(Edge::Cleared(1_000)));
+        assert_eq!(r.check(Some(1_000), 500_000), None);
+    }
 
     #[test]
     fn p99_is_the_nearest_rank() {

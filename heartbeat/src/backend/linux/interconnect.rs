@@ -1,19 +1,34 @@
 //! The interconnect heartbeat over UDP: one socket per link, every beat sent
 //! on every link, every datagram authenticated before it counts.
 //!
-//! # Datagram (version 1, all integers big-endian, at most 80 bytes)
+//! # Datagram (version 3, all integers big-endian, at most 102 bytes)
 //!
 //! | field              | size                         |
 //! |--------------------|------------------------------|
 //! | magic `DXHB`       | 4                            |
-//! | version (1)        | 1                            |
+//! | version (3)        | 1                            |
 //! | controller id      | 1 (length, 1..=8) + length   |
 //! | incarnation        | 8                            |
 //! | epoch counter      | 8                            |
 //! | epoch controller   | 1 (length, 0..=8) + length   |
 //! | sequence           | 8                            |
 //! | state              | 1                            |
+//! | shelf disks readable | 1 (version 2 on)           |
+//! | echo present       | 1 (0 or 1; version 3 on)     |
+//! | echo incarnation   | 8                            |
+//! | echo sequence      | 8                            |
+//! | echo hold (µs)     | 4                            |
 //! | HMAC-SHA256        | 32, over every byte before it |
+//!
+//! **The echo** measures each link's round trip. A beat carries, per link,
+//! the incarnation and sequence of the partner's last beat accepted on
+//! that link and how long ago (the hold, by the sender's monotonic clock).
+//! The partner, which noted when it sent that beat on that link, takes
+//! `arrival - sent - hold` as one round trip: no clocks are compared
+//! across controllers. Version 2 datagrams (no echo) are still accepted;
+//! a version 2 sender refuses version 3 as malformed, so a cluster part
+//! upgraded sees that link one way only (the disk heartbeat decides:
+//! configuration locked, no takeover) until both run version 3.
 //!
 //! The HMAC key is HKDF-SHA256 of the cluster secret (salt
 //! `duplex-heartbeat`, info `v1`), so the secret itself never keys a MAC and
@@ -58,7 +73,13 @@ pub const MAX_ID: usize = 8;
 pub const RETIRED_INCARNATIONS: usize = 8;
 
 const MAGIC: [u8; 4] = *b"DXHB";
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
+/// The previous version, accepted on receipt (no echo).
+const VERSION_NO_ECHO: u8 = 2;
+/// How many of its own beats per link a sender remembers for the echo.
+const SENT_REMEMBERED: usize = 64;
+/// Weight of a new round trip in the running average (1/8, as TCP's SRTT).
+const RTT_WEIGHT: u64 = 8;
 const MAC_LEN: usize = 32;
 const HKDF_SALT: &[u8] = b"duplex-heartbeat";
 const HKDF_INFO: &[u8] = b"v1";
@@ -102,6 +123,17 @@ pub enum InterconnectError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The partner's last beat accepted on a link, echoed back on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Echo {
+    /// The echoed beat's incarnation (the receiver's own).
+    pub incarnation: u64,
+    /// The echoed beat's sequence.
+    pub seq: u64,
+    /// Microseconds between accepting that beat and sending this one.
+    pub hold_us: u32,
 }
 
 /// Why a beat could not be encoded.
@@ -169,9 +201,9 @@ fn put_id(out: &mut Vec<u8>, id: &str, min: usize) -> Result<(), EncodeError> {
     Ok(())
 }
 
-/// Encodes and signs one beat.
-pub fn encode(beat: &Beat, key: &BeatKey) -> Result<Vec<u8>, EncodeError> {
-    let mut out = Vec::with_capacity(96);
+/// Encodes and signs one beat, with the echo of the link it goes on.
+pub fn encode(beat: &Beat, echo: Option<Echo>, key: &BeatKey) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::with_capacity(112);
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
     put_id(&mut out, &beat.controller, 1)?;
@@ -181,6 +213,15 @@ pub fn encode(beat: &Beat, key: &BeatKey) -> Result<Vec<u8>, EncodeError> {
     out.extend_from_slice(&beat.seq.to_be_bytes());
     out.push(beat.state);
     out.push(beat.shelf);
+    let e = echo.unwrap_or(Echo {
+        incarnation: 0,
+        seq: 0,
+        hold_us: 0,
+    });
+    out.push(u8::from(echo.is_some()));
+    out.extend_from_slice(&e.incarnation.to_be_bytes());
+    out.extend_from_slice(&e.seq.to_be_bytes());
+    out.extend_from_slice(&e.hold_us.to_be_bytes());
     let mut mac = key.mac.clone();
     mac.update(&out);
     out.extend_from_slice(&mac.finalize().into_bytes());
@@ -206,6 +247,11 @@ impl<'a> Reader<'a> {
         self.take(1).and_then(|b| b.first().copied())
     }
 
+    fn u32(&mut self) -> Option<u32> {
+        let b: [u8; 4] = self.take(4)?.try_into().ok()?;
+        Some(u32::from_be_bytes(b))
+    }
+
     fn u64(&mut self) -> Option<u64> {
         let b: [u8; 8] = self.take(8)?.try_into().ok()?;
         Some(u64::from_be_bytes(b))
@@ -221,9 +267,13 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn parse_body(body: &[u8]) -> Option<Beat> {
+fn parse_body(body: &[u8]) -> Option<(Beat, Option<Echo>)> {
     let mut r = Reader { rest: body };
-    if r.take(MAGIC.len())? != MAGIC || r.u8()? != VERSION {
+    if r.take(MAGIC.len())? != MAGIC {
+        return None;
+    }
+    let version = r.u8()?;
+    if version != VERSION && version != VERSION_NO_ECHO {
         return None;
     }
     let controller = r.id(1)?;
@@ -233,10 +283,25 @@ fn parse_body(body: &[u8]) -> Option<Beat> {
     let seq = r.u64()?;
     let state = r.u8()?;
     let shelf = r.u8()?;
+    let echo = if version == VERSION {
+        let present = r.u8()?;
+        let e = Echo {
+            incarnation: r.u64()?,
+            seq: r.u64()?,
+            hold_us: r.u32()?,
+        };
+        match present {
+            0 => None,
+            1 => Some(e),
+            _ => return None,
+        }
+    } else {
+        None
+    };
     if !r.rest.is_empty() {
         return None;
     }
-    Some(Beat {
+    let beat = Beat {
         controller,
         incarnation,
         epoch: Epoch {
@@ -246,21 +311,80 @@ fn parse_body(body: &[u8]) -> Option<Beat> {
         seq,
         state,
         shelf,
-    })
+    };
+    Some((beat, echo))
 }
 
 /// Parses and authenticates one datagram. The layout is checked first, so
 /// garbage is `Malformed`; a well-formed datagram with a bad MAC is `Forged`.
-pub fn decode(datagram: &[u8], key: &BeatKey) -> Result<Beat, Rejection> {
+pub fn decode(datagram: &[u8], key: &BeatKey) -> Result<(Beat, Option<Echo>), Rejection> {
     if datagram.len() > MAX_DATAGRAM || datagram.len() <= MAC_LEN {
         return Err(Rejection::Malformed);
     }
     let (body, tag) = datagram.split_at(datagram.len() - MAC_LEN);
-    let beat = parse_body(body).ok_or(Rejection::Malformed)?;
+    let parsed = parse_body(body).ok_or(Rejection::Malformed)?;
     let mut mac = key.mac.clone();
     mac.update(body);
     mac.verify_slice(tag).map_err(|_| Rejection::Forged)?;
-    Ok(beat)
+    Ok(parsed)
+}
+
+/// What one link remembers for its round trips: the partner's last beat
+/// accepted on it (to echo), and our own recent beats sent on it.
+#[derive(Debug, Default)]
+struct LinkEcho {
+    /// The partner's last accepted beat: (incarnation, sequence, arrival).
+    heard: Option<(u64, u64, Instant)>,
+    /// Our beats sent on this link: (incarnation, sequence, sent at).
+    sent: VecDeque<(u64, u64, Instant)>,
+}
+
+impl LinkEcho {
+    /// The echo to put in a beat sent now.
+    fn echo(&self, now: Instant) -> Option<Echo> {
+        self.heard.map(|(incarnation, seq, at)| Echo {
+            incarnation,
+            seq,
+            hold_us: u32::try_from(now.saturating_duration_since(at).as_micros())
+                .unwrap_or(u32::MAX),
+        })
+    }
+
+    /// Notes a beat of ours sent at `at`.
+    fn sent(&mut self, beat: &Beat, at: Instant) {
+        if self.sent.len() >= SENT_REMEMBERED {
+            self.sent.pop_front();
+        }
+        self.sent.push_back((beat.incarnation, beat.seq, at));
+    }
+
+    /// The round trip an echo arriving at `at` proves, in µs: `None` for a
+    /// beat we no longer remember (or never sent), or a hold longer than
+    /// the whole trip (clocks of one machine cannot do that; ignored).
+    fn round_trip(&self, echo: &Echo, at: Instant) -> Option<u64> {
+        let (_, _, sent) = self
+            .sent
+            .iter()
+            .find(|(inc, seq, _)| *inc == echo.incarnation && *seq == echo.seq)?;
+        let trip = u64::try_from(at.checked_duration_since(*sent)?.as_micros()).ok()?;
+        trip.checked_sub(u64::from(echo.hold_us))
+    }
+}
+
+/// Folds one round trip into a link's counters (last and running average).
+fn note_round_trip(c: &mut LinkCounters, rtt_us: u64) {
+    c.rtt_last_us = Some(rtt_us);
+    c.rtt_avg_us = Some(match c.rtt_avg_us {
+        None => rtt_us,
+        // avg += (x - avg) / 8, in integers and without overflow.
+        Some(avg) => {
+            if rtt_us >= avg {
+                avg + (rtt_us - avg) / RTT_WEIGHT
+            } else {
+                avg - (avg - rtt_us) / RTT_WEIGHT
+            }
+        }
+    });
 }
 
 /// One sender's window on one link.
@@ -328,6 +452,12 @@ struct Link {
 }
 
 type Counters = Arc<Mutex<Vec<LinkCounters>>>;
+type Echoes = Arc<Mutex<Vec<LinkEcho>>>;
+
+fn with_echo<T>(echoes: &Echoes, link: usize, f: impl FnOnce(&mut LinkEcho) -> T) -> Option<T> {
+    let mut all = echoes.lock().unwrap_or_else(PoisonError::into_inner);
+    all.get_mut(link).map(f)
+}
 
 fn bump(counters: &Counters, link: usize, f: impl FnOnce(&mut LinkCounters)) {
     let mut all = counters.lock().unwrap_or_else(PoisonError::into_inner);
@@ -342,6 +472,7 @@ pub struct UdpInterconnect {
     key: BeatKey,
     links: Vec<Link>,
     counters: Counters,
+    echoes: Echoes,
     arrivals: tokio::sync::Mutex<mpsc::Receiver<Arrival>>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -397,6 +528,9 @@ impl UdpInterconnect {
             tokio::runtime::Handle::try_current().map_err(|_| InterconnectError::NoRuntime)?;
         let key = BeatKey::derive(secret)?;
         let counters: Counters = Arc::new(Mutex::new(vec![LinkCounters::default(); sockets.len()]));
+        let echoes: Echoes = Arc::new(Mutex::new(
+            (0..sockets.len()).map(|_| LinkEcho::default()).collect(),
+        ));
         let (tx, rx) = mpsc::channel(QUEUE);
         let mut links = Vec::with_capacity(sockets.len());
         let mut tasks = Vec::with_capacity(sockets.len());
@@ -408,6 +542,7 @@ impl UdpInterconnect {
                 own.to_string(),
                 key.clone(),
                 Arc::clone(&counters),
+                Arc::clone(&echoes),
                 tx.clone(),
             )));
             links.push(Link { socket, peer });
@@ -417,6 +552,7 @@ impl UdpInterconnect {
             key,
             links,
             counters,
+            echoes,
             arrivals: tokio::sync::Mutex::new(rx),
             tasks,
         })
@@ -443,6 +579,7 @@ async fn receive(
     own: String,
     key: BeatKey,
     counters: Counters,
+    echoes: Echoes,
     tx: mpsc::Sender<Arrival>,
 ) {
     let mut window = ReplayWindow::default();
@@ -473,20 +610,28 @@ async fn receive(
                 tracing::debug!(link, %from, "heartbeat datagram with a bad MAC");
                 bump(&counters, link, |c| c.forged += 1);
             }
-            Ok(beat) if beat.controller == own => {
+            Ok((beat, _)) if beat.controller == own => {
                 tracing::debug!(link, %from, "heartbeat datagram with our own id");
                 bump(&counters, link, |c| c.replayed += 1);
             }
-            Ok(beat) => {
+            Ok((beat, echo)) => {
                 if !window.accept(&beat) {
                     bump(&counters, link, |c| c.replayed += 1);
                     continue;
                 }
                 let missed = lost_between(last, &beat);
                 last = Some((beat.incarnation, beat.seq));
+                let rtt = with_echo(&echoes, link, |e| {
+                    e.heard = Some((beat.incarnation, beat.seq, at));
+                    echo.and_then(|x| e.round_trip(&x, at))
+                })
+                .flatten();
                 bump(&counters, link, |c| {
                     c.received += 1;
                     c.lost += missed;
+                    if let Some(r) = rtt {
+                        note_round_trip(c, r);
+                    }
                 });
                 if tx.send(Arrival { link, beat, at }).await.is_err() {
                     // The interconnect was dropped.
@@ -519,16 +664,19 @@ fn lost_between(last: Option<(u64, u64)>, beat: &Beat) -> u64 {
 impl Interconnect for UdpInterconnect {
     fn send<'a>(&'a self, beat: &'a Beat) -> BoxFuture<'a, Vec<Result<(), String>>> {
         Box::pin(async move {
-            let encoded = if beat.controller == self.own {
-                encode(beat, &self.key)
-            } else {
-                Err(EncodeError::NotOurs {
-                    beat: beat.controller.clone(),
-                    own: self.own.clone(),
-                })
-            };
             let mut results = Vec::with_capacity(self.links.len());
             for (i, link) in self.links.iter().enumerate() {
+                // Each link echoes what it heard itself.
+                let now = Instant::now();
+                let encoded = if beat.controller == self.own {
+                    let echo = with_echo(&self.echoes, i, |e| e.echo(now)).flatten();
+                    encode(beat, echo, &self.key)
+                } else {
+                    Err(EncodeError::NotOurs {
+                        beat: beat.controller.clone(),
+                        own: self.own.clone(),
+                    })
+                };
                 let r = match &encoded {
                     Err(e) => Err(e.to_string()),
                     // Bounded: a link whose send buffer stays full must not
@@ -549,7 +697,10 @@ impl Interconnect for UdpInterconnect {
                     },
                 };
                 match &r {
-                    Ok(()) => bump(&self.counters, i, |c| c.sent += 1),
+                    Ok(()) => {
+                        with_echo(&self.echoes, i, |e| e.sent(beat, now));
+                        bump(&self.counters, i, |c| c.sent += 1);
+                    }
                     Err(_) => bump(&self.counters, i, |c| c.send_errors += 1),
                 }
                 results.push(r);
@@ -630,19 +781,35 @@ mod tests {
     fn round_trips_and_stays_small() {
         let mut b = beat("ctrl-B12", u64::MAX, 42);
         b.epoch.controller = "ctrl-A12".to_string();
-        let d = encode(&b, &key()).unwrap();
-        assert_eq!(d.len(), 81);
-        assert_eq!(decode(&d, &key()), Ok(b));
+        let d = encode(&b, None, &key()).unwrap();
+        assert_eq!(d.len(), 102);
+        assert_eq!(decode(&d, &key()), Ok((b.clone(), None)));
+        let e = Echo {
+            incarnation: u64::MAX - 1,
+            seq: 41,
+            hold_us: 99_000,
+        };
+        let d = encode(&b, Some(e), &key()).unwrap();
+        assert_eq!(d.len(), 102);
+        assert_eq!(decode(&d, &key()), Ok((b.clone(), Some(e))));
+        // A version 2 datagram (no echo fields) is still read.
+        let mut v2 = d[..d.len() - MAC_LEN - 21].to_vec();
+        v2[4] = 2;
+        let mut mac = key().mac.clone();
+        mac.update(&v2);
+        v2.extend_from_slice(&mac.finalize().into_bytes());
+        assert_eq!(v2.len(), 81);
+        assert_eq!(decode(&v2, &key()), Ok((b, None)));
     }
 
     #[test]
     fn refuses_ids_that_do_not_fit() {
         assert!(matches!(
-            encode(&beat("controller9", 1, 1), &key()),
+            encode(&beat("controller9", 1, 1), None, &key()),
             Err(EncodeError::Id { .. })
         ));
         assert!(matches!(
-            encode(&beat("", 1, 1), &key()),
+            encode(&beat("", 1, 1), None, &key()),
             Err(EncodeError::Id { .. })
         ));
         assert!(matches!(
@@ -653,7 +820,12 @@ mod tests {
 
     #[test]
     fn every_flipped_bit_is_caught() {
-        let d = encode(&beat("B", 9, 1), &key()).unwrap();
+        let echo = Some(Echo {
+            incarnation: 3,
+            seq: 4,
+            hold_us: 5,
+        });
+        let d = encode(&beat("B", 9, 1), echo, &key()).unwrap();
         for i in 0..d.len() {
             for bit in 0..8 {
                 let mut t = d.clone();
@@ -673,15 +845,19 @@ mod tests {
 
     #[test]
     fn garbage_is_malformed_and_a_wrong_key_is_forged() {
-        let d = encode(&beat("B", 9, 1), &key()).unwrap();
+        let d = encode(&beat("B", 9, 1), None, &key()).unwrap();
         assert_eq!(decode(b"hello", &key()), Err(Rejection::Malformed));
         assert_eq!(decode(&d[..d.len() - 1], &key()), Err(Rejection::Malformed));
         let mut long = d.clone();
         long.insert(20, 0);
         assert_eq!(decode(&long, &key()), Err(Rejection::Malformed));
         assert_eq!(decode(&[0u8; 300], &key()), Err(Rejection::Malformed));
-        // Another version of the format (version 1 had no shelf count).
-        for version in [1, 3] {
+        // Another version of the format (version 1 had no shelf count; 4
+        // does not exist), and an echo flag that is neither 0 nor 1.
+        let mut flag = d.clone();
+        flag[d.len() - MAC_LEN - 21] = 2;
+        assert_eq!(decode(&flag, &key()), Err(Rejection::Malformed));
+        for version in [1, 4] {
             let mut other = d.clone();
             other[4] = version;
             assert_eq!(decode(&other, &key()), Err(Rejection::Malformed));
@@ -701,7 +877,7 @@ mod tests {
             x ^= x << 17;
             x
         };
-        let valid = encode(&beat("B", 9, 1), &key()).unwrap();
+        let valid = encode(&beat("B", 9, 1), None, &key()).unwrap();
         let (mut ok, mut forged, mut malformed) = (0, 0, 0);
         for round in 0..5_000 {
             let mut d = if round % 2 == 0 {
@@ -725,9 +901,9 @@ mod tests {
                 }
             }
             match decode(&d, &key()) {
-                Ok(b) => {
+                Ok((b, e)) => {
                     assert_eq!(d, valid, "only the untouched datagram verifies");
-                    assert_eq!(b, beat("B", 9, 1));
+                    assert_eq!((b, e), (beat("B", 9, 1), None));
                     ok += 1;
                 }
                 Err(Rejection::Forged) => forged += 1,
@@ -738,6 +914,56 @@ mod tests {
             ok > 0 && forged > 0 && malformed > 0,
             "{ok} {forged} {malformed}"
         );
+    }
+
+    #[test]
+    fn a_round_trip_is_the_trip_less_the_partners_hold() {
+        let t0 = Instant::now();
+        let mut l = LinkEcho::default();
+        assert_eq!(l.echo(t0), None, "nothing heard yet");
+        l.sent(&beat("A", 7, 1), t0);
+        let back = |seq, hold_us| Echo {
+            incarnation: 7,
+            seq,
+            hold_us,
+        };
+        let at = t0 + Duration::from_millis(30);
+        // Sent at t0, back 30 ms later after 20 ms held by the partner.
+        assert_eq!(l.round_trip(&back(1, 20_000), at), Some(10_000));
+        // A beat never sent, another incarnation's, a hold longer than the
+        // trip: no sample.
+        assert_eq!(l.round_trip(&back(2, 0), at), None);
+        let other = Echo {
+            incarnation: 8,
+            seq: 1,
+            hold_us: 0,
+        };
+        assert_eq!(l.round_trip(&other, at), None);
+        assert_eq!(l.round_trip(&back(1, 40_000), at), None);
+        // Only the last SENT_REMEMBERED beats are remembered.
+        for seq in 2..=(SENT_REMEMBERED as u64 + 1) {
+            l.sent(&beat("A", 7, seq), t0);
+        }
+        assert_eq!(l.round_trip(&back(1, 0), at), None);
+        assert_eq!(l.round_trip(&back(2, 0), at), Some(30_000));
+        // The echo carries how long ago the partner's beat arrived.
+        l.heard = Some((9, 5, t0));
+        assert_eq!(
+            l.echo(t0 + Duration::from_millis(3)),
+            Some(Echo {
+                incarnation: 9,
+                seq: 5,
+                hold_us: 3_000
+            })
+        );
+        // The running average moves an eighth of the way.
+        let mut c = LinkCounters::default();
+        note_round_trip(&mut c, 800);
+        assert_eq!((c.rtt_last_us, c.rtt_avg_us), (Some(800), Some(800)));
+        note_round_trip(&mut c, 1_600);
+        assert_eq!((c.rtt_last_us, c.rtt_avg_us), (Some(1_600), Some(900)));
+        note_round_trip(&mut c, 100);
+        assert_eq!(c.rtt_avg_us, Some(800));
     }
 
     #[test]
@@ -850,6 +1076,17 @@ mod tests {
             assert_eq!((c.sent, c.received, c.send_errors), (3, 3, 0));
             assert_eq!((c.forged, c.replayed, c.malformed), (0, 0, 0));
         }
+        // B heard A's beats, so its next beat echoes them on each link and A
+        // measures each link's round trip (loopback: well under a second).
+        assert_eq!(b.send(&beat("B", 22, 4)).await, vec![Ok(()), Ok(())]);
+        for _ in 0..2 {
+            next(&a).await;
+        }
+        for c in a.counters() {
+            let rtt = c.rtt_last_us.expect("a round trip on every link");
+            assert!(rtt < 1_000_000, "{rtt} µs");
+            assert!(c.rtt_avg_us.is_some());
+        }
         // A send the kernel refuses (port 0) is reported and counted.
         let (s, _) = socket().await;
         let bad: SocketAddr = "127.0.0.1:0".parse().unwrap();
@@ -883,7 +1120,7 @@ mod tests {
         eventually(&b, |c| c[0].replayed == 1).await;
 
         // The same beat under another secret.
-        let forged = encode(&beat("A", 5, 2), &BeatKey::derive(b"guess").unwrap()).unwrap();
+        let forged = encode(&beat("A", 5, 2), None, &BeatKey::derive(b"guess").unwrap()).unwrap();
         tap.send_to(&forged, b0a).await.unwrap();
         eventually(&b, |c| c[0].forged == 1).await;
 
@@ -893,12 +1130,12 @@ mod tests {
         eventually(&b, |c| c[0].malformed == 2).await;
 
         // B's own beat reflected back at it.
-        let own = encode(&beat("B", 8, 1), &key()).unwrap();
+        let own = encode(&beat("B", 8, 1), None, &key()).unwrap();
         tap.send_to(&own, b0a).await.unwrap();
         eventually(&b, |c| c[0].replayed == 2).await;
 
         // After all that, a genuine newer beat still gets through.
-        let fresh = encode(&beat("A", 5, 2), &key()).unwrap();
+        let fresh = encode(&beat("A", 5, 2), None, &key()).unwrap();
         tap.send_to(&fresh, b0a).await.unwrap();
         assert_eq!(next(&b).await.beat, beat("A", 5, 2));
         assert_eq!(
@@ -911,6 +1148,8 @@ mod tests {
                 replayed: 2,
                 malformed: 2,
                 lost: 0,
+                rtt_last_us: None,
+                rtt_avg_us: None,
             }
         );
     }
