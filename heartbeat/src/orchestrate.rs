@@ -228,10 +228,12 @@ fn name_of(pool: &Value) -> String {
 }
 
 /// Records `pools` as owned by `to` under an epoch above both `at_least`
-/// and the recorded one; returns the epoch recorded.
+/// and the recorded one, as the step `step`; returns the epoch recorded.
+#[allow(clippy::too_many_arguments)]
 async fn record(
     calls: &dyn Calls,
     rec: &mut Recorder,
+    step: &str,
     at: Option<&str>,
     to: &str,
     pools: &[Value],
@@ -252,7 +254,7 @@ async fn record(
         changes.push(upsert("pool", p));
     }
     rec.step(
-        "record",
+        step,
         None,
         calls.call(
             at,
@@ -332,7 +334,17 @@ pub async fn takeover(
             .collect();
         names = theirs.iter().map(name_of).collect();
         // The partner is fenced: do not wait for its acknowledgement.
-        recorded = record(calls, &mut rec, None, me, &theirs, epoch.counter, false).await?;
+        recorded = record(
+            calls,
+            &mut rec,
+            "record",
+            None,
+            me,
+            &theirs,
+            epoch.counter,
+            false,
+        )
+        .await?;
         // Each pool on its own: its port groups go active as soon as it
         // is imported, while pool-manager imports the next one (it takes
         // them one at a time, and lets the next one in before it builds
@@ -425,6 +437,13 @@ pub async fn handover(
     };
     let mut names = Vec::new();
     let mut recorded = 0;
+    // How far it got, for the rollback: the pools set standby (or tried),
+    // the pools as recorded before, whether the record was tried and
+    // whether an export was.
+    let mut standby: Vec<String> = Vec::new();
+    let mut before: Vec<Value> = Vec::new();
+    let mut record_tried = false;
+    let mut export_tried = false;
     let r = async {
         let (_, _, pools) = rec.read_config(calls, None).await?;
         let owned = |p: &Value| p.get("owner").and_then(Value::as_str) == Some(from);
@@ -446,6 +465,7 @@ pub async fn handover(
                 .collect(),
         };
         names = chosen.iter().map(name_of).collect();
+        before.clone_from(&chosen);
         if names.is_empty() {
             return Ok(());
         }
@@ -464,6 +484,7 @@ pub async fn handover(
             ));
         }
         for n in &names {
+            standby.push(n.clone());
             rec.step(
                 "standby",
                 Some(n),
@@ -476,8 +497,20 @@ pub async fn handover(
             .await?;
         }
         // Recorded on the destination (the partner replicates it).
-        recorded = record(calls, &mut rec, at_to.as_deref(), to, &chosen, 0, true).await?;
+        record_tried = true;
+        recorded = record(
+            calls,
+            &mut rec,
+            "record",
+            at_to.as_deref(),
+            to,
+            &chosen,
+            0,
+            true,
+        )
+        .await?;
         for n in &names {
+            export_tried = true;
             rec.step(
                 "pool.export",
                 Some(n),
@@ -508,12 +541,71 @@ pub async fn handover(
         Ok(())
     }
     .await;
+    // Stopped before any export: every pool is still imported on `from`
+    // only, and the pools set standby there would leave hosts with no
+    // active path. Put them back: ownership recorded for `from` again
+    // (under a newer epoch, in case the record was committed), then
+    // `from` active. Past an export the pool may be half moved: the alert
+    // asks for a person (or the next giveback).
+    let mut restored = None;
+    if r.is_err() && !export_tried && !standby.is_empty() {
+        let back = before
+            .iter()
+            .filter(|p| standby.contains(&name_of(p)))
+            .cloned()
+            .collect::<Vec<_>>();
+        let mut ok = true;
+        if record_tried {
+            // Where the failed record went first; this controller's
+            // keeper if that one does not answer.
+            let mut done = false;
+            for at in [at_to.as_deref(), at_from.as_deref()] {
+                if record(
+                    calls,
+                    &mut rec,
+                    "rollback: record",
+                    at,
+                    from,
+                    &back,
+                    recorded + 1,
+                    false,
+                )
+                .await
+                .is_ok()
+                {
+                    done = true;
+                    break;
+                }
+            }
+            ok &= done;
+        }
+        for n in &standby {
+            ok &= rec
+                .step(
+                    "rollback: active",
+                    Some(n),
+                    calls.call(
+                        at_from.as_deref(),
+                        "target.set_access_state",
+                        json!({"pool": n, "state": "active"}),
+                    ),
+                )
+                .await
+                .is_ok();
+        }
+        restored = Some(ok);
+    }
     let mut alerts = rec.alerts;
     if let Err(e) = &r {
+        let back = match restored {
+            Some(true) => format!("; {from} serves the pools again"),
+            Some(false) => format!("; putting them back on {from} failed too (see the steps)"),
+            None => String::new(),
+        };
         alerts.push(Alert::critical(
             format!("{kind}_failed"),
             None,
-            format!("{kind} from {from} to {to} stopped: {e}"),
+            format!("{kind} from {from} to {to} stopped: {e}{back}"),
         ));
     }
     Outcome {
@@ -547,6 +639,8 @@ mod tests {
         /// been answered.
         gate: Option<((String, String), (String, String))>,
         opened: tokio::sync::Notify,
+        /// `(method, pool)` that fail the first time only.
+        once: Mutex<Vec<(String, String)>>,
     }
 
     impl Fake {
@@ -560,7 +654,16 @@ mod tests {
                 answers: Vec::new(),
                 gate: None,
                 opened: tokio::sync::Notify::new(),
+                once: Mutex::new(Vec::new()),
             }
+        }
+        /// Fails the first call of `method` about `pool` only.
+        fn failing_once(self, method: &str, pool: &str) -> Fake {
+            self.once
+                .lock()
+                .unwrap()
+                .push((method.to_string(), pool.to_string()));
+            self
         }
         /// Answers `method` with `v` (the call is still logged).
         fn answering(mut self, method: &str, v: Value) -> Fake {
@@ -613,7 +716,12 @@ mod tests {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
-            let failed = self.fail.iter().any(|(m, p)| m == method && *p == pool);
+            let once = {
+                let mut o = self.once.lock().unwrap();
+                let hit = o.iter().position(|(m, p)| m == method && *p == pool);
+                hit.map(|i| o.remove(i)).is_some()
+            };
+            let failed = once || self.fail.iter().any(|(m, p)| m == method && *p == pool);
             let answer = self.answers.iter().find(|(m, _)| m == method);
             let here = (method.to_string(), pool.clone());
             let waits = self.gate.as_ref().is_some_and(|(w, _)| *w == here);
@@ -822,6 +930,107 @@ mod tests {
                 "active"
             ]
         );
+    }
+
+    /// A giveback B -> A of p1 and p2 (A's by home, B owns them).
+    fn giveback_of_two(f: &Fake) -> Outcome {
+        rt().block_on(handover(
+            f,
+            "giveback",
+            "act5",
+            "B",
+            "B",
+            "A",
+            Selection::HomeOf,
+        ))
+    }
+
+    fn two_on_b() -> Value {
+        json!({"config": {"cluster": {"epoch": 8}, "pool": [
+            {"name": "p1", "home": "A", "owner": "B"},
+            {"name": "p2", "home": "A", "owner": "B"}]}})
+    }
+
+    #[test]
+    fn a_record_that_fails_after_standby_puts_the_pools_back() {
+        // The record on A is not acknowledged in time (the lab saw it under
+        // load): both pools are still imported on B only, and standby
+        // there. B must serve them again, recorded as B's.
+        let f = Fake::new(&[])
+            .answering("config.get", two_on_b())
+            .failing_once("config.apply", "");
+        let out = giveback_of_two(&f);
+        assert!(!out.entry.ok);
+        assert_eq!(
+            f.methods(),
+            vec![
+                "config.get",
+                "A:config.status",
+                "target.set_access_state p1",
+                "target.set_access_state p2",
+                "A:config.get",
+                "A:config.apply",
+                "A:config.get",
+                "A:config.apply",
+                "target.set_access_state p1",
+                "target.set_access_state p2",
+            ]
+        );
+        let log = f.log();
+        // The rollback records B as the owner, not synchronously.
+        let apply = &log[7].2;
+        assert_eq!(apply["sync"], false);
+        let owners: Vec<&Value> = apply["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["kind"] == "pool")
+            .map(|c| &c["object"]["owner"])
+            .collect();
+        assert_eq!(owners, vec!["B", "B"], "{apply}");
+        for i in [8, 9] {
+            assert_eq!(log[i].2["state"], "active");
+        }
+        let steps: Vec<&str> = out.entry.steps.iter().map(|s| s.name.as_str()).collect();
+        assert!(steps.contains(&"rollback: record"), "{steps:?}");
+        assert!(out.alerts[0].message.contains("B serves the pools again"));
+        assert!(!f.methods().iter().any(|m| m.contains("pool.")));
+    }
+
+    #[test]
+    fn a_failed_standby_puts_back_only_what_it_touched() {
+        let f = Fake::new(&[("target.set_access_state", "p2")]).answering("config.get", two_on_b());
+        let out = giveback_of_two(&f);
+        assert!(!out.entry.ok);
+        // p2's standby failed (perhaps half done): both go active again; no
+        // record was tried, so none is made.
+        assert_eq!(
+            f.methods(),
+            vec![
+                "config.get",
+                "A:config.status",
+                "target.set_access_state p1",
+                "target.set_access_state p2",
+                "target.set_access_state p1",
+                "target.set_access_state p2",
+            ]
+        );
+        // p2 cannot go active either (injected every time): said so.
+        assert!(out.alerts.last().unwrap().message.contains("failed too"));
+    }
+
+    #[test]
+    fn past_an_export_nothing_is_rolled_back() {
+        let f = Fake::new(&[("pool.import", "p1")]).answering("config.get", two_on_b());
+        let out = giveback_of_two(&f);
+        assert!(!out.entry.ok);
+        let m = f.methods();
+        assert_eq!(m.last().map(String::as_str), Some("A:pool.import p1"));
+        assert!(!out
+            .entry
+            .steps
+            .iter()
+            .any(|s| s.name.starts_with("rollback")));
     }
 
     #[test]
