@@ -127,6 +127,12 @@ pub enum DmError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// A target message the kernel would not take.
+    #[error("message to {device} is not valid: empty, over 4 KiB or with a NUL")]
+    BadMessage {
+        /// The device.
+        device: String,
+    },
     /// The kernel refused.
     #[error("{command} on {device} failed")]
     Ioctl {
@@ -395,9 +401,8 @@ fn encode(
 /// dm_target_msg` (the sector, then the NUL-terminated text), padded to 8.
 fn encode_message(name: &str, message: &str) -> Result<Vec<u8>, DmError> {
     if message.is_empty() || message.contains('\0') || message.len() > 4096 {
-        return Err(DmError::BadTable {
+        return Err(DmError::BadMessage {
             device: name.to_string(),
-            reason: "message empty, too long or with a NUL",
         });
     }
     let mut buf = header(Some(name), "", 0, 0, 0)?;
