@@ -70,6 +70,8 @@ pub struct Shared {
     pub last_fence: Option<Step>,
     /// Own slot write latency per disk.
     pub write_latency: Vec<latency::Summary>,
+    /// Bumped by each fence join, so an older retry loop stops.
+    pub join_generation: u64,
 }
 
 impl Shared {
@@ -507,6 +509,10 @@ impl Driver {
                         run_takeover(&router, &me, &partner, epoch, &in_tx, &shared);
                     }
                     Effect::SelfFence { reason } => self_fence(&router, &me, reason),
+                    Effect::JoinFence => {
+                        let retry = Duration::from_millis(m.settings().fence_retry_ms);
+                        run_join_fence(&agents, &router, &shared, retry);
+                    }
                     Effect::MoveForFrontend => {
                         run_frontend_move(&router, &me, &partner, &in_tx, &shared);
                     }
@@ -629,6 +635,63 @@ fn run_fence(
             result,
             detail,
         });
+    });
+}
+
+/// Runs each agent's `join` (the PR key registration) until all succeeded,
+/// every `retry`, while this controller stays a member (normal or
+/// survivor) and no newer join started. A failure is a warning: the agent
+/// would not confirm a fence until it is fixed.
+fn run_join_fence(
+    agents: &[Arc<dyn FenceAgent>],
+    router: &RouterClient,
+    shared: &Arc<Mutex<Shared>>,
+    retry: Duration,
+) {
+    let generation = {
+        let mut sh = lock(shared);
+        sh.join_generation += 1;
+        sh.join_generation
+    };
+    let mut todo: Vec<Arc<dyn FenceAgent>> = agents.to_vec();
+    let (router, shared) = (router.clone(), Arc::clone(shared));
+    tokio::spawn(async move {
+        let mut warned = false;
+        loop {
+            let mut left = Vec::new();
+            for a in todo {
+                match a.join().await {
+                    Ok(detail) => tracing::info!(agent = a.name(), %detail, "fence agent joined"),
+                    Err(why) => {
+                        if !warned {
+                            alert(
+                                &router,
+                                Level::Warning,
+                                format!("fence agent {} cannot set up its part: {why}", a.name()),
+                            );
+                        }
+                        left.push(a);
+                    }
+                }
+            }
+            if left.is_empty() {
+                if warned {
+                    alert(&router, Level::Info, "every fence agent is set up".into());
+                }
+                return;
+            }
+            warned = true;
+            todo = left;
+            tokio::time::sleep(retry).await;
+            let sh = lock(&shared);
+            let member = sh
+                .status
+                .as_ref()
+                .is_some_and(|s| matches!(s.phase, Phase::Normal | Phase::Survivor));
+            if !member || sh.join_generation != generation {
+                return;
+            }
+        }
     });
 }
 

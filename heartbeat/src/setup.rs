@@ -135,12 +135,18 @@ pub async fn linux_backends(cfg: &Config, hb: &HeartbeatSettings) -> Result<Back
                 })?;
                 agents.push(Arc::new(IpmiAgent::new(partner, creds)));
             }
-            // The PR agent needs the pools' PR-capable disks and the key
-            // registration at boot; until that is wired, say so rather
-            // than fence with an agent that holds no disks.
+            "scsi_pr" => {
+                // Validation already refused scsi_pr without pr_disks.
+                agents.push(Arc::new(crate::backend::linux::scsi_pr::PrFence::new(
+                    &cfg.controller_id,
+                    partner,
+                    hb.pr_disks.clone(),
+                    disks.clone(),
+                )));
+            }
             other => {
                 return Err(SetupError::Linux(format!(
-                    "fence agent {other} is not wired to the Linux build yet; use ipmi"
+                    "unknown fence agent {other} (known: ipmi, scsi_pr)"
                 )))
             }
         }

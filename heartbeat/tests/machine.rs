@@ -498,9 +498,13 @@ fn frozen_on_a_majority_past_suspect_timeout_fences_then_takes_over_once() {
         Some((_, Effect::StartTakeover { epoch })) if *epoch == new
     ));
     assert_eq!(w.m.phase(), Phase::TakingOver);
+    // Joined once as a member; not again while fencing and taking over.
+    assert_eq!(w.count(|e| *e == Effect::JoinFence), 1);
     w.take_over_done();
     assert_eq!(w.m.phase(), Phase::Survivor);
     assert!(!w.m.config_locked());
+    // The survivor puts its own part of the fence in place again.
+    assert_eq!(w.count(|e| *e == Effect::JoinFence), 2);
     w.run(30_000);
     assert_eq!(w.takeovers(), 1, "exactly once");
     assert_eq!(w.m.phase(), Phase::Survivor);
@@ -945,6 +949,8 @@ fn a_fenced_controller_boots_fenced_and_waits_for_the_ack() {
     }
     w.run(1000);
     assert_eq!(w.m.phase(), Phase::Fenced);
+    // A fenced controller never registers its PR key again on its own.
+    assert_eq!(w.count(|e| *e == Effect::JoinFence), 0);
     let inc = w.m.incarnation();
     for s in w.pslot.iter_mut() {
         s.ack = Some(Ack {
@@ -955,6 +961,8 @@ fn a_fenced_controller_boots_fenced_and_waits_for_the_ack() {
     }
     w.run(1000);
     assert_eq!(w.m.phase(), Phase::Normal);
+    // Acknowledged: a member again, it registers.
+    assert_eq!(w.count(|e| *e == Effect::JoinFence), 1);
     assert_eq!(w.takeovers(), 0);
     assert!(w.fences().is_empty());
 }

@@ -308,6 +308,8 @@ impl Cluster {
             Effect::UnlockConfig => self.ctl[i].locked = false,
             Effect::Alert { level, message } => self.ctl[i].alerts.push((level, message)),
             Effect::StateChanged { .. } => {}
+            // The sim agents have nothing of their own to register.
+            Effect::JoinFence => {}
         }
     }
 

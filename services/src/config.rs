@@ -171,6 +171,11 @@ pub struct HeartbeatSettings {
     /// suite), mode 0600; never logged.
     #[serde(default)]
     pub bmc_file: Option<PathBuf>,
+    /// The pools' SCSI-3 PR capable shelf disks (stable names) the
+    /// `scsi_pr` agent registers this controller's key on and preempts the
+    /// partner's key from; at most 64.
+    #[serde(default)]
+    pub pr_disks: Vec<PathBuf>,
     /// Interval of interconnect beats.
     #[serde(default = "ms::<100>")]
     pub hb_interval_ms: u64,
@@ -274,6 +279,15 @@ impl HeartbeatSettings {
                 "heartbeat.bmc_file",
                 "the ipmi agent needs the partner's BMC file",
             );
+        }
+        if self.fence.iter().any(|a| a == "scsi_pr") && self.pr_disks.is_empty() {
+            return bad(
+                "heartbeat.pr_disks",
+                "the scsi_pr agent needs the pools' PR-capable disks (or drop scsi_pr from heartbeat.fence)",
+            );
+        }
+        if self.pr_disks.len() > MAX_SHELF_DISKS {
+            return bad("heartbeat.pr_disks", "at most 64 PR disks");
         }
         if self.hb_interval_ms == 0 || self.disk_interval_ms == 0 {
             return bad("heartbeat", "intervals must be greater than zero");
@@ -620,6 +634,7 @@ links = [{ local = "10.51.0.1:7790", peer = "10.51.0.2:7790" }, { local = "10.52
 watchdog = "/dev/watchdog"          # optional
 fence = ["ipmi", "scsi_pr"]         # agent order; poison pill always written too
 bmc_file = "/etc/duplex/partner-bmc.toml"
+pr_disks = ["/dev/disk/by-id/scsi-SDUPLEXLB_PRSHELF0_prshelf0"]
 hb_interval_ms = 100
 ic_timeout_ms = 1000
 disk_interval_ms = 200
@@ -680,6 +695,12 @@ auto_failback = false
         let mut no_bmc_hb = no_bmc.heartbeat.clone().unwrap();
         no_bmc_hb.fence = vec!["ipmi".into()];
         assert!(no_bmc_hb.validate().is_err());
+        let mut no_pr_hb = no_bmc.heartbeat.clone().unwrap();
+        no_pr_hb.fence = vec!["scsi_pr".into()];
+        let e = no_pr_hb.validate().unwrap_err();
+        assert!(e.to_string().contains("heartbeat.pr_disks"), "{e}");
+        no_pr_hb.pr_disks = vec!["/dev/disk/by-id/scsi-x".into()];
+        no_pr_hb.validate().unwrap();
         // Without a section nothing changes.
         let cfg = Config::parse("controller_id = \"A\"").unwrap();
         assert!(cfg.heartbeat.is_none());

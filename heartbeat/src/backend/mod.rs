@@ -139,6 +139,12 @@ pub trait FenceAgent: Send + Sync {
     fn test<'a>(&'a self, target: &'a str) -> BoxFuture<'a, Result<String, String>>;
     /// Lifts the fence after the partner rejoined (power on, re-register).
     fn unfence<'a>(&'a self, target: &'a str) -> BoxFuture<'a, Result<String, String>>;
+    /// Puts this controller's own part of the fence in place once it is a
+    /// member (the PR agent registers its key); `Ok` says what was done.
+    /// Agents with nothing of their own to set up keep this default.
+    fn join(&self) -> BoxFuture<'_, Result<String, String>> {
+        Box::pin(async { Ok("nothing to set up".to_string()) })
+    }
 }
 
 /// A verified beat and where it arrived.

@@ -257,6 +257,11 @@ pub enum Effect {
     PetWatchdog,
     /// Stop petting the watchdog for good so it fires.
     StopWatchdog,
+    /// This controller became a member (normal) or runs the cluster alone
+    /// (survivor): the fence agents put its own part in place (the PR
+    /// agent registers its key). Never asked in any other phase, so a
+    /// fenced controller that keeps running never undoes its fence.
+    JoinFence,
     /// The phase changed (published as a `cluster.state` event).
     StateChanged {
         /// Before.
@@ -949,6 +954,9 @@ impl Machine {
         self.phase_since = now;
         self.held_alerted = false;
         self.dirty = true;
+        if matches!(to, Phase::Normal | Phase::Survivor) {
+            fx.push(Effect::JoinFence);
+        }
     }
 
     fn set_lock(&mut self, on: bool, reason: &str, fx: &mut Vec<Effect>) {

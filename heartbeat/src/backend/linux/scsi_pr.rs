@@ -24,12 +24,23 @@
 //!    partner's key, and READ RESERVATION shows the survivor holding type 5.
 //!    One disk short of that and the fence fails.
 //! 5. **Rejoin.** The fenced controller registers its key again when it
-//!    boots; the survivor's `unfence` only checks that it did.
+//!    is a member again; the survivor's `unfence` only checks that it did.
+//!
+//! "Boot" is not process start: [`PrFence::join`] runs only when the
+//! heartbeat machine enters `normal` (the partner counts this controller
+//! as a member) or `survivor`. A controller that was fenced and keeps
+//! running, or whose heartbeat daemon restarts while it is fenced, stays
+//! `fenced` until the survivor acknowledges it, so it never puts back the
+//! key the survivor removed. The first controller to join reserves a disk
+//! nobody holds; a fence moves the reservation to the survivor; a planned
+//! move does not move it (type 5 lets every registrant write).
 
-use crate::backend::{BoxFuture, FenceAgent, FenceOutcome};
+use crate::backend::{BoxFuture, FenceAgent, FenceOutcome, HeartbeatDisk};
+use crate::core::slot::{AreaHeader, HEADER_OFFSET};
 use duplex_services::exec::{Cmd, ExecError};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// The stock sg_persist.
@@ -448,6 +459,57 @@ impl PrAgent {
         Ok(Preempted::Plain)
     }
 
+    /// Registers this controller's key on every disk and reserves (type 5)
+    /// each disk nobody holds; `Ok` says what each disk shows afterwards.
+    /// Idempotent. A disk held by another key with another type is an
+    /// error: something outside the cluster reserved it.
+    pub async fn join(&self) -> Result<String, String> {
+        let mut done = Vec::new();
+        for disk in &self.disks {
+            let e = |e: PrError| e.to_string();
+            self.register(disk).await.map_err(e)?;
+            let res = self.read_reservation(disk).await.map_err(e)?;
+            let held = match res.held {
+                Some(h) => h,
+                None => match self.reserve(disk).await {
+                    Ok(()) => (self.own_key, OWNER_TYPE),
+                    // The partner reserved in between: read who holds it.
+                    Err(PrError::Failed {
+                        kind: SenseKind::ReservationConflict,
+                        ..
+                    }) => self
+                        .read_reservation(disk)
+                        .await
+                        .map_err(e)?
+                        .held
+                        .ok_or_else(|| {
+                            format!("{}: reserve conflicted but nothing is held", disk.display())
+                        })?,
+                    Err(other) => return Err(other.to_string()),
+                },
+            };
+            if held.1 != OWNER_TYPE {
+                return Err(format!(
+                    "{}: reserved by key {} with {:?}, not the cluster's type 5",
+                    disk.display(),
+                    held.0,
+                    held.1
+                ));
+            }
+            let by = if held.0 == self.own_key {
+                "us"
+            } else {
+                "the partner"
+            };
+            done.push(format!("{} (reserved by {by})", disk.display()));
+        }
+        Ok(format!(
+            "key {} registered on {}",
+            self.own_key,
+            done.join(", ")
+        ))
+    }
+
     /// Fences `victim` on one disk and proves it; `Ok` says how.
     async fn fence_disk(&self, disk: &Path, victim: PrKey) -> Result<Preempted, String> {
         let e = |e: PrError| e.to_string();
@@ -589,6 +651,116 @@ impl FenceAgent for PrAgent {
                 ))
             }
         })
+    }
+}
+
+/// The cluster id in the heartbeat area of the first disk whose header
+/// names both controllers.
+pub fn area_cluster_id(
+    areas: &[Arc<dyn HeartbeatDisk>],
+    me: &str,
+    partner: &str,
+) -> Result<String, String> {
+    let mut why = Vec::new();
+    for d in areas {
+        match d.read_block(HEADER_OFFSET) {
+            Ok(b) => match AreaHeader::decode(&b[..]) {
+                Ok(h)
+                    if h.controllers.iter().any(|c| c == me)
+                        && h.controllers.iter().any(|c| c == partner) =>
+                {
+                    return Ok(h.cluster_id)
+                }
+                Ok(_) => why.push(format!(
+                    "{}: the area is not for {me} and {partner}",
+                    d.name()
+                )),
+                Err(e) => why.push(format!("{}: no heartbeat area ({e})", d.name())),
+            },
+            Err(e) => why.push(format!("{}: {e}", d.name())),
+        }
+    }
+    Err(format!("no cluster id for the PR keys: {}", why.join("; ")))
+}
+
+/// The `scsi_pr` agent as the service runs it: the keys' cluster id comes
+/// from the heartbeat area, read when first needed (`cluster.init` may
+/// make the area after the service started).
+pub struct PrFence {
+    own: String,
+    partner: String,
+    disks: Vec<PathBuf>,
+    areas: Vec<Arc<dyn HeartbeatDisk>>,
+    sg_persist: PathBuf,
+    agent: OnceLock<PrAgent>,
+}
+
+impl PrFence {
+    /// Controller `own`'s agent on the PR `disks`, with the heartbeat disks
+    /// `areas` to read the cluster id from.
+    pub fn new(
+        own: &str,
+        partner: &str,
+        disks: Vec<PathBuf>,
+        areas: Vec<Arc<dyn HeartbeatDisk>>,
+    ) -> Self {
+        PrFence {
+            own: own.into(),
+            partner: partner.into(),
+            disks,
+            areas,
+            sg_persist: PathBuf::from(SG_PERSIST),
+            agent: OnceLock::new(),
+        }
+    }
+
+    /// Uses another sg_persist binary (an absolute path).
+    pub fn with_sg_persist(mut self, path: &Path) -> Self {
+        self.sg_persist = path.to_path_buf();
+        self
+    }
+
+    /// The agent, made on the first call that finds the area.
+    async fn agent(&self) -> Result<&PrAgent, String> {
+        if let Some(a) = self.agent.get() {
+            return Ok(a);
+        }
+        // One O_DIRECT block per disk, off the async workers: a hung disk
+        // must not stall the beat.
+        let (areas, me, partner) = (self.areas.clone(), self.own.clone(), self.partner.clone());
+        let id = tokio::task::spawn_blocking(move || area_cluster_id(&areas, &me, &partner))
+            .await
+            .map_err(|e| format!("reading the heartbeat area: {e}"))??;
+        Ok(self.agent.get_or_init(|| {
+            PrAgent::new(&id, &self.own, self.disks.clone()).with_sg_persist(&self.sg_persist)
+        }))
+    }
+}
+
+impl FenceAgent for PrFence {
+    fn name(&self) -> &str {
+        "scsi_pr"
+    }
+
+    fn fence<'a>(&'a self, target: &'a str) -> BoxFuture<'a, FenceOutcome> {
+        Box::pin(async move {
+            match self.agent().await {
+                Ok(a) => a.fence(target).await,
+                Err(reason) => FenceOutcome::Failed { reason },
+            }
+        })
+    }
+
+    fn test<'a>(&'a self, target: &'a str) -> BoxFuture<'a, Result<String, String>> {
+        Box::pin(async move { self.agent().await?.test(target).await })
+    }
+
+    fn unfence<'a>(&'a self, target: &'a str) -> BoxFuture<'a, Result<String, String>> {
+        Box::pin(async move { self.agent().await?.unfence(target).await })
+    }
+
+    fn join(&self) -> BoxFuture<'_, Result<String, String>> {
+        Box::pin(async move { self.agent().await?.join().await })
     }
 }
 
@@ -867,5 +1039,59 @@ esac
         a.register(&shelf.disks[0]).await.unwrap();
         let ok = a.test("B").await.unwrap();
         assert!(ok.ends_with("on 0"), "{ok}");
+    }
+
+    #[tokio::test]
+    async fn join_registers_everywhere_and_the_first_one_reserves() {
+        let shelf = Shelf::new(2);
+        let (a, b) = (shelf.agent("A"), shelf.agent("B"));
+        let got = b.join().await.unwrap();
+        assert!(got.contains("reserved by us"), "{got}");
+        // Idempotent: nothing changes the second time.
+        let before = (shelf.state(0, "keys"), shelf.state(0, "res"));
+        b.join().await.unwrap();
+        assert_eq!((shelf.state(0, "keys"), shelf.state(0, "res")), before);
+        let got = a.join().await.unwrap();
+        assert!(got.contains("reserved by the partner"), "{got}");
+        for d in 0..2 {
+            assert_eq!(shelf.state(d, "res").trim(), format!("{} 5", b.own_key()));
+            let keys = a.read_keys(&shelf.disks[d]).await.unwrap().keys;
+            assert_eq!(keys, vec![b.own_key(), a.own_key()]);
+        }
+        // As members both can fence; the fence moves the reservation.
+        assert!(matches!(a.fence("B").await, FenceOutcome::Confirmed { .. }));
+        assert_eq!(shelf.state(1, "res").trim(), format!("{} 5", a.own_key()));
+        shelf.touch(1, "broken");
+        assert!(a.join().await.unwrap_err().contains("shelf1"));
+    }
+
+    #[tokio::test]
+    async fn the_service_agent_takes_the_cluster_id_from_the_heartbeat_area() {
+        let shelf = Shelf::new(1);
+        let hb = crate::backend::sim::SimShelf::new(1);
+        let area: Arc<dyn HeartbeatDisk> = Arc::new(hb.disk(0, "A"));
+        let fence = PrFence::new("A", "B", shelf.disks.clone(), vec![Arc::clone(&area)])
+            .with_sg_persist(&shelf.dir.path().join("sg_persist"));
+        // No area yet (before cluster.init): nothing registered, and a
+        // fence fails rather than guessing a key.
+        let e = fence.join().await.unwrap_err();
+        assert!(e.contains("no cluster id"), "{e}");
+        assert!(matches!(
+            fence.fence("B").await,
+            FenceOutcome::Failed { .. }
+        ));
+        assert_eq!(shelf.state(0, "keys"), "");
+        crate::driver::init_area(&*area, "c9", ["A", "B"]).unwrap();
+        fence.join().await.unwrap();
+        assert_eq!(
+            shelf.state(0, "keys").trim(),
+            PrKey::derive("c9", "A").to_string()
+        );
+        // An area of other controllers is not ours to take an id from.
+        let other = crate::backend::sim::SimShelf::new(1);
+        let d: Arc<dyn HeartbeatDisk> = Arc::new(other.disk(0, "A"));
+        crate::driver::init_area(&*d, "c9", ["A", "C"]).unwrap();
+        let e = area_cluster_id(&[d], "A", "B").unwrap_err();
+        assert!(e.contains("not for A and B"), "{e}");
     }
 }
