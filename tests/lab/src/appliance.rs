@@ -151,6 +151,17 @@ fn seed(lab: &Lab, host_iqn: &str, host_nqn: &str) -> Result<(), LabError> {
     Ok(())
 }
 
+/// The demo pool's disk: the first PR disk when the lab has them (so a
+/// fault scenario's data is behind the reservations scsi_pr fences with),
+/// else `shelf0`.
+pub fn pool_disk() -> String {
+    if crate::prdisk::count() > 0 {
+        crate::prdisk::name(0)
+    } else {
+        "shelf0".to_string()
+    }
+}
+
 /// Creates the pool and volumes on A (idempotent: a second run finds them).
 fn storage(lab: &Lab) -> Result<(), LabError> {
     let cfg = call(lab, "A", "config.get", &json!({}))?;
@@ -164,7 +175,7 @@ fn storage(lab: &Lab) -> Result<(), LabError> {
             lab,
             "A",
             "pool.create",
-            &json!({"name": POOL, "layout": "linear", "disks": ["shelf0"], "wipe": true}),
+            &json!({"name": POOL, "layout": "linear", "disks": [pool_disk()], "wipe": true}),
         )?;
     }
     for v in ["vol0", "vol1"] {

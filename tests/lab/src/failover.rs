@@ -19,8 +19,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 use tracing::info;
 
-/// The scenarios CI runs (issue 15's matrix items 5, 1, 2 and 3), in
-/// order; also what `duplex-lab failover` runs without names.
+/// Issue 15's matrix items 5, 1, 2 and 3, in order: what `duplex-lab
+/// failover` runs without names. CI runs them on a lab with a PR disk,
+/// with `pr-fence` (a kill fenced by scsi_pr) in place of `kill`.
 pub const NAMES: &[&str] = &["planned", "kill", "freeze", "ic-cut"];
 
 /// The rest of the matrix, one command away (`duplex-lab failover NAME`):
@@ -37,6 +38,7 @@ pub const MORE: &[&str] = &[
     "cycles",
     "scale",
     "shelf-lost",
+    "pr-fence",
 ];
 
 /// How long the survivor is kept from the victim's BMC in `fence-fails`
@@ -79,20 +81,21 @@ pub fn run(lab: &Lab, name: &str) -> Result<Outcome, LabError> {
 fn scenario(lab: &Lab, name: &str, facts: &HostFacts) -> Result<Outcome, LabError> {
     match name {
         "planned" => planned(lab, facts),
-        "kill" => unplanned(lab, facts, Fault::Kill, false),
-        "freeze" => unplanned(lab, facts, Fault::Freeze, false),
+        "kill" => unplanned(lab, facts, Fault::Kill, Bmc::Up),
+        "freeze" => unplanned(lab, facts, Fault::Freeze, Bmc::Up),
         "ic-cut" => ic_cut(lab, facts),
         "ic-one" => ic_one(lab, facts),
-        "panic" => unplanned(lab, facts, Fault::Panic, false),
-        "fence-fails" => unplanned(lab, facts, Fault::Kill, true),
-        "hb-stop" => unplanned(lab, facts, Fault::HeartbeatStopped, true),
+        "panic" => unplanned(lab, facts, Fault::Panic, Bmc::Up),
+        "fence-fails" => unplanned(lab, facts, Fault::Kill, Bmc::Blocked),
+        "hb-stop" => unplanned(lab, facts, Fault::HeartbeatStopped, Bmc::Blocked),
+        "pr-fence" => unplanned(lab, facts, Fault::Kill, Bmc::CutPr),
         "services" => services(lab, facts),
         "hb-disks" => hb_disks(lab, facts),
         "fe-cut" => fe_cut(lab, facts),
         "power-cut" => power_cut(lab, facts),
         "cycles" => cycles(lab, facts),
         "scale" => scale(lab, facts),
-        "shelf-lost" => unplanned(lab, facts, Fault::ShelfLost, false),
+        "shelf-lost" => unplanned(lab, facts, Fault::ShelfLost, Bmc::Up),
         other => Err(unknown(other)),
     }
 }
@@ -408,10 +411,11 @@ enum Fault {
 }
 
 impl Fault {
-    fn name(self, fence_blocked: bool) -> &'static str {
-        match (self, fence_blocked) {
-            (Fault::Kill, false) => "kill",
-            (Fault::Kill, true) => "fence-fails",
+    fn name(self, bmc: Bmc) -> &'static str {
+        match (self, bmc) {
+            (Fault::Kill, Bmc::Up) => "kill",
+            (Fault::Kill, Bmc::Blocked) => "fence-fails",
+            (Fault::Kill, Bmc::CutPr) => "pr-fence",
             (Fault::Freeze, _) => "freeze",
             (Fault::Panic, _) => "panic",
             (Fault::HeartbeatStopped, _) => "hb-stop",
@@ -420,21 +424,31 @@ impl Fault {
     }
 }
 
-/// Scenarios 1, 2, 11, 12, 13 and 15: the owner killed, frozen, panicked,
-/// its heartbeat stopped or its shelf lost under verified writes; the partner must detect, fence
-/// (IPMI), take over, and the host must see no error. With
-/// `fence_blocked`, the survivor's management link (its only way to the
-/// victim's BMC) is down for [`FENCE_BLOCKED`] first: every fence agent
-/// fails, so there must be no takeover and an alert, and the takeover
-/// follows once the BMC answers again. Then the owner is powered on,
-/// rejoins, and gets its pool back.
-fn unplanned(
-    lab: &Lab,
-    facts: &HostFacts,
-    fault: Fault,
-    fence_blocked: bool,
-) -> Result<Outcome, LabError> {
-    unplanned_then(lab, facts, fault, fence_blocked, &|_, _| Ok(Value::Null))
+/// The survivor's way to the victim's BMC in [`unplanned`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bmc {
+    /// Reachable: the ipmi agent fences.
+    Up,
+    /// Cut for [`FENCE_BLOCKED`]: every fence agent fails, so no takeover
+    /// until it is back (a lab without PR disks: scsi_pr would fence).
+    Blocked,
+    /// Cut until the takeover: ipmi fails and scsi_pr, the next agent,
+    /// fences on the PR disk the demo pool lives on.
+    CutPr,
+}
+
+/// Scenarios 1, 2, 11, 12, 13, 15 and `pr-fence`: the owner killed,
+/// frozen, panicked, its heartbeat stopped or its shelf lost under
+/// verified writes; the partner must detect, fence (IPMI), take over, and
+/// the host must see no error. With [`Bmc::Blocked`], the survivor's
+/// management link (its only way to the victim's BMC) is down for
+/// [`FENCE_BLOCKED`] first: every fence agent fails, so there must be no
+/// takeover and an alert, and the takeover follows once the BMC answers
+/// again. With [`Bmc::CutPr`] it is down until the takeover, which
+/// scsi_pr must have fenced. Then the owner is powered on, rejoins, and
+/// gets its pool back.
+fn unplanned(lab: &Lab, facts: &HostFacts, fault: Fault, bmc: Bmc) -> Result<Outcome, LabError> {
+    unplanned_then(lab, facts, fault, bmc, &|_, _| Ok(Value::Null))
 }
 
 /// A check run on the survivor's side right after a takeover, before the
@@ -446,16 +460,37 @@ fn unplanned_then(
     lab: &Lab,
     facts: &HostFacts,
     fault: Fault,
-    fence_blocked: bool,
+    bmc: Bmc,
     after_takeover: AfterTakeover,
 ) -> Result<Outcome, LabError> {
+    let pr = crate::prdisk::count() > 0;
+    match bmc {
+        Bmc::Blocked if pr => {
+            return Err(LabError::State(format!(
+                "{} needs a lab without PR disks: scsi_pr would fence",
+                fault.name(bmc)
+            )))
+        }
+        // The pool would stay readable on its PR disk: nothing is lost.
+        _ if pr && matches!(fault, Fault::ShelfLost) => {
+            return Err(LabError::State(
+                "shelf-lost needs a lab without PR disks (it pulls the virtio shelf)".into(),
+            ))
+        }
+        Bmc::CutPr if !pr => {
+            return Err(LabError::State(
+                "pr-fence needs PR disks (DUPLEX_LAB_PR_DISKS=1 at boot)".into(),
+            ))
+        }
+        _ => {}
+    }
     let mut c = Checks::new();
     let (victim, _) = owner(lab)?;
     let survivor = partner_of(&victim);
     let n = timeline_len(lab, survivor);
     let since = guest_time(lab, survivor)?;
     let w = Writer::start(lab, facts)?;
-    if fence_blocked {
+    if bmc != Bmc::Up {
         lab::link(lab, survivor, "mgmt0", false)?;
     }
     let fault_at = w.at();
@@ -478,7 +513,7 @@ fn unplanned_then(
         }
     }
     let mut blocked = Value::Null;
-    if fence_blocked {
+    if bmc == Bmc::Blocked {
         let mut phases = Vec::new();
         while t.elapsed() < FENCE_BLOCKED {
             phases.push(json!({"t_s": t.elapsed().as_secs_f64(),
@@ -519,6 +554,11 @@ fn unplanned_then(
     let entry = wait_entry(lab, survivor, n, TAKEOVER_WITHIN);
     let taken_s = t.elapsed().as_secs_f64();
     let taken_at = w.at();
+    let mut pr_fence = Value::Null;
+    if bmc == Bmc::CutPr {
+        lab::link(lab, survivor, "mgmt0", true)?;
+        pr_fence = pr_after_takeover(lab, survivor, entry.as_ref().ok(), &mut c)?;
+    }
     // Writes go on through the survivor for a while before the verify.
     thread::sleep(Duration::from_secs(8));
     let v = w.stop(lab)?;
@@ -558,13 +598,26 @@ fn unplanned_then(
     );
     let after_takeover = after_takeover(lab, &mut c)?;
     let (rejoin, back) = rejoin_and_giveback(lab, facts, &victim, &mut c)?;
+    if bmc == Bmc::CutPr {
+        // The victim registered again once it was a member, or the
+        // giveback's import could not have written under the survivor's
+        // reservation.
+        let (keys, holder) = pr_state(lab, &victim)?;
+        c.check(
+            "pr_both_keys_after_rejoin",
+            keys.len() == 2 && holder.is_some(),
+            format!("keys {keys:?}, reservation {holder:?}"),
+        );
+        pr_fence["after_giveback"] = json!({"keys": keys, "holder": holder});
+    }
     Ok(c.outcome(
-        fault.name(fence_blocked),
+        fault.name(bmc),
         json!({
             "after_takeover": after_takeover,
             "victim": victim,
             "survivor": survivor,
             "fence_blocked": blocked,
+            "pr_fence": pr_fence,
             "takeover": {
                 "seen_after_s": taken_s,
                 "steps_ms": steps(&entry),
@@ -578,6 +631,63 @@ fn unplanned_then(
             "giveback": back,
         }),
     ))
+}
+
+/// The keys registered on the first PR disk and the reservation holder's
+/// key, as `vm` reads them with the stock sg_persist.
+fn pr_state(lab: &Lab, vm: &str) -> Result<(Vec<String>, Option<String>), LabError> {
+    let disk = crate::prdisk::by_id(0);
+    let read = |what: &str| {
+        lab::exec_ok(
+            lab,
+            vm,
+            &["sg_persist", "--no-inquiry", "--in", what, &disk],
+            Duration::from_secs(30),
+        )
+    };
+    let keys = read("--read-keys")?
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("0x"))
+        .map(str::to_string)
+        .collect();
+    let res = read("--read-reservation")?;
+    let holder = res
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Key="))
+        .map(str::to_string);
+    Ok((keys, holder))
+}
+
+/// `pr-fence` right after the takeover: the survivor's timeline names the
+/// scsi_pr fence, and the PR disk holds the survivor's key alone, with
+/// its reservation.
+fn pr_after_takeover(
+    lab: &Lab,
+    survivor: &str,
+    entry: Option<&Value>,
+    c: &mut Checks,
+) -> Result<Value, LabError> {
+    let fence = entry
+        .and_then(|e| e["steps"].as_array())
+        .and_then(|s| {
+            s.iter()
+                .find(|s| s["name"].as_str().is_some_and(|n| n.starts_with("fence")))
+        })
+        .cloned()
+        .unwrap_or(Value::Null);
+    c.check(
+        "fenced_by_scsi_pr",
+        fence["name"] == "fence (scsi_pr)" && fence["ok"] == json!(true),
+        fence.to_string(),
+    );
+    let (keys, holder) = pr_state(lab, survivor)?;
+    c.check(
+        "pr_only_the_survivors_key",
+        keys.len() == 1 && holder.as_ref() == keys.first(),
+        format!("keys {keys:?}, reservation {holder:?}"),
+    );
+    Ok(json!({"fence_step": fence, "keys": keys, "holder": holder}))
 }
 
 /// Rejoin: the BMC powers the fenced `victim` on; it reads the fence
@@ -1141,7 +1251,7 @@ fn cycles(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
     let mut c = Checks::new();
     let mut runs = Vec::new();
     for i in 1..=count {
-        let o = unplanned(lab, facts, Fault::Kill, false)?;
+        let o = unplanned(lab, facts, Fault::Kill, Bmc::Up)?;
         let r = &o.report;
         let total: u64 = r["takeover"]["timeline"]
             .as_array()
@@ -1325,7 +1435,7 @@ fn scale(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
         );
         Ok(json!({"lus": devs.len(), "failed": failed, "read_all_s": t.elapsed().as_secs_f64()}))
     };
-    let mut o = unplanned_then(lab, facts, Fault::Kill, false, &check)?;
+    let mut o = unplanned_then(lab, facts, Fault::Kill, Bmc::Up, &check)?;
     o.report["scenario"] = json!("scale");
     o.report["scale"] = json!({"volumes": want, "configured_s": configured_s,
                                "host_sees_all_s": visible_s});
@@ -1418,6 +1528,12 @@ pub fn summary(report: &Value) -> String {
             g["to"].as_str().unwrap_or("?"),
             g["seconds"].as_f64().unwrap_or(0.0),
             host(&g["host"])
+        ));
+    }
+    if let Some(p) = report.get("pr_fence").filter(|p| !p.is_null()) {
+        out.push_str(&format!(
+            "  PR disk after the takeover: keys {}, reservation {}; after the giveback: keys {}\n",
+            p["keys"], p["holder"], p["after_giveback"]["keys"]
         ));
     }
     if let Some(b) = report.get("fence_blocked").filter(|b| !b.is_null()) {

@@ -765,6 +765,11 @@ const HEARTBEAT_PORT: u16 = 7790;
 /// heartbeat service (appended only with `DUPLEX_LAB_HEARTBEAT=1` until the
 /// configuration parser knows the section).
 pub fn heartbeat_toml(me: &VmSpec, peer: &VmSpec) -> String {
+    heartbeat_toml_with(me, peer, crate::prdisk::count())
+}
+
+/// [`heartbeat_toml`] for a lab with `pr_disks` PR disks.
+fn heartbeat_toml_with(me: &VmSpec, peer: &VmSpec, pr_disks: usize) -> String {
     let ic = |v: &VmSpec, nic: &str| {
         v.nics
             .iter()
@@ -774,7 +779,21 @@ pub fn heartbeat_toml(me: &VmSpec, peer: &VmSpec) -> String {
     };
     let by_id = |d: &&str| format!("\"/dev/disk/by-id/virtio-{d}\"");
     let disks: Vec<String> = HEARTBEAT_DISKS.iter().map(by_id).collect();
-    let shelf: Vec<String> = SHELF.iter().map(by_id).collect();
+    let mut shelf: Vec<String> = SHELF.iter().map(by_id).collect();
+    // With PR disks the demo pool lives on them: they are fenced by
+    // scsi_pr (after ipmi) and watched with the rest of the shelf.
+    let pr: Vec<String> = (0..pr_disks)
+        .map(|i| format!("\"{}\"", crate::prdisk::by_id(i)))
+        .collect();
+    shelf.extend(pr.iter().cloned());
+    let fence = if pr.is_empty() {
+        "fence = [\"ipmi\"]\n".to_string()
+    } else {
+        format!(
+            "fence = [\"ipmi\", \"scsi_pr\"]\npr_disks = [{}]\n",
+            pr.join(", ")
+        )
+    };
     let links: Vec<String> = ["ic0", "ic1"]
         .iter()
         .map(|nic| {
@@ -788,7 +807,7 @@ pub fn heartbeat_toml(me: &VmSpec, peer: &VmSpec) -> String {
     let t = HbTimings::from_env();
     format!(
         "[heartbeat]\ndisks = [{}]\nlinks = [{}]\nwatchdog = \"/dev/watchdog\"\n\
-         fence = [\"ipmi\"]\nbmc_file = \"/etc/duplex/partner-bmc.toml\"\n\
+         {fence}bmc_file = \"/etc/duplex/partner-bmc.toml\"\n\
          frontend = [\"fe0\"]\nshelf = [{}]\n\
          hb_interval_ms = {}\nic_timeout_ms = {}\ndisk_interval_ms = {}\n\
          suspect_timeout_ms = {}\ndisk_timeout_ms = {}\nwatchdog_timeout_ms = {}\n",
@@ -1696,6 +1715,13 @@ mod tests {
         );
         // Off by default: the configuration parser denies unknown sections.
         assert!(!duplex_toml(a, b).contains("[heartbeat]"));
+        // With a PR disk: fenced by scsi_pr after ipmi, and watched.
+        let pr = heartbeat_toml_with(a, b, 1);
+        let disk = "\"/dev/disk/by-id/scsi-SDUPLEXLB_PRSHELF0_prshelf0\"";
+        assert!(pr.contains(&format!(
+            "fence = [\"ipmi\", \"scsi_pr\"]\npr_disks = [{disk}]\nbmc_file"
+        )));
+        assert!(pr.contains(&format!("virtio-shelf7\", {disk}]\n")), "{pr}");
     }
 
     #[test]

@@ -16,8 +16,19 @@ use std::time::{Duration, Instant};
 pub const IQN: &str = "iqn.2026-11.lab.duplex:prshelf";
 /// Where the controllers reach tgtd (the namespace's br-fe address).
 pub const PORTAL: &str = "10.50.0.1";
-/// Size of each PR disk (sparse).
-const BYTES: u64 = 1 << 30;
+/// Size of each PR disk (sparse): a shelf disk's, so the demo pool fits.
+const BYTES: u64 = 2 << 30;
+
+/// The pool-manager name (its SCSI serial) of PR disk `i`.
+pub fn name(i: usize) -> String {
+    format!("prshelf{i}")
+}
+
+/// The stable path of PR disk `i` in the controllers (udev's name from the
+/// vendor, product and serial tgt reports).
+pub fn by_id(i: usize) -> String {
+    format!("/dev/disk/by-id/scsi-SDUPLEXLB_PRSHELF{i}_prshelf{i}")
+}
 
 /// How many PR disks the environment asks for (0 to 8).
 pub fn count() -> usize {
@@ -122,7 +133,10 @@ fn add_lun(run: &Path, ns: &str, i: usize) -> Result<(), LabError> {
                 &b,
             ],
         )?;
-        let params = format!("scsi_sn=prshelf{i},vendor_id=DUPLEXLB,product_id=PRSHELF{i}");
+        let params = format!(
+            "scsi_sn={},vendor_id=DUPLEXLB,product_id=PRSHELF{i}",
+            name(i)
+        );
         tgtadm(
             ns,
             &[
