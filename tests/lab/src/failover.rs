@@ -39,6 +39,7 @@ pub const MORE: &[&str] = &[
     "scale",
     "shelf-lost",
     "pr-fence",
+    "rollback",
 ];
 
 /// How long the survivor is kept from the victim's BMC in `fence-fails`
@@ -89,6 +90,7 @@ fn scenario(lab: &Lab, name: &str, facts: &HostFacts) -> Result<Outcome, LabErro
         "fence-fails" => unplanned(lab, facts, Fault::Kill, Bmc::Blocked),
         "hb-stop" => unplanned(lab, facts, Fault::HeartbeatStopped, Bmc::Blocked),
         "pr-fence" => unplanned(lab, facts, Fault::Kill, Bmc::CutPr),
+        "rollback" => rollback(lab, facts),
         "services" => services(lab, facts),
         "hb-disks" => hb_disks(lab, facts),
         "fe-cut" => fe_cut(lab, facts),
@@ -388,6 +390,113 @@ fn planned(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
             "giveback": back,
         }),
     ))
+}
+
+/// The handover's rollback: an administrator has locked the partner's
+/// configuration (`config.lock`), so a planned failover stops at the
+/// record, after the owner went standby. The owner must be recorded again
+/// (under a newer epoch, on its own keeper since the partner refuses) and
+/// set active again: hosts pause for the attempt, see no error, and the
+/// pool stays where it was. Then the lock is lifted and the partner must
+/// agree on the owner.
+fn rollback(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
+    let mut c = Checks::new();
+    let (from, _) = owner(lab)?;
+    let to = partner_of(&from);
+    let reason = "lab: rollback scenario";
+    call(lab, to, "config.lock", &json!({"reason": reason}))?;
+    let n = timeline_len(lab, &from);
+    let w = Writer::start(lab, facts)?;
+    let at = w.at();
+    let r = call(lab, &from, "cluster.failover", &json!({"pool": POOL}));
+    let done = w.at();
+    thread::sleep(Duration::from_secs(5));
+    let v = w.stop(lab);
+    let unlocked = call(lab, to, "config.unlock", &json!({"reason": reason}));
+    let v = v?;
+    unlocked?;
+    c.check(
+        "failover_refused",
+        r.as_ref()
+            .err()
+            .is_some_and(|e| e.to_string().contains("lock")),
+        format!("{r:?}"),
+    );
+    let entry = wait_entry(lab, &from, n, Duration::from_secs(30))?;
+    let step_ok = |name: &str| {
+        entry["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| s["name"] == name && s["ok"] == json!(true))
+    };
+    c.check(
+        "rolled_back",
+        entry["ok"] == json!(false)
+            && step_ok("standby")
+            && step_ok("rollback: record")
+            && step_ok("rollback: active")
+            && !step_ok("pool.export"),
+        entry["steps"].to_string(),
+    );
+    // Both keepers end with the owner recorded again (the partner takes
+    // it by replication once unlocked, or while locked: replication is
+    // not a local change).
+    let agreed = (0..30).find_map(|_| {
+        let owners: Vec<String> = ["A", "B"]
+            .iter()
+            .map(|vm| {
+                call(lab, vm, "config.get", &json!({}))
+                    .ok()
+                    .and_then(|v| {
+                        v["config"]["pool"]
+                            .as_array()?
+                            .iter()
+                            .find(|p| p["name"] == POOL)?["owner"]
+                            .as_str()
+                            .map(str::to_string)
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+        if owners.iter().all(|o| *o == from) {
+            Some(owners)
+        } else {
+            thread::sleep(Duration::from_secs(1));
+            None
+        }
+    });
+    c.check(
+        "owner_unchanged_on_both",
+        agreed.is_some(),
+        format!("owners {agreed:?}, expected {from}"),
+    );
+    let states = appliance::states(lab);
+    c.check(
+        "owner_active_again",
+        access_state(lab, &from) == Some("active".into())
+            && access_state(lab, to) == Some("standby".into()),
+        states.clone(),
+    );
+    let host = host_figures(&mut c, "rollback", &v, (at - 1.0, done + 2.0));
+    Ok(c.outcome(
+        "rollback",
+        json!({
+            "failover": {"from": from, "to": to, "seconds": done - at,
+                         "error": r.err().map(|e| e.to_string()),
+                         "steps_ms": steps(&entry), "timeline": entry["steps"],
+                         "action_id": entry["action_id"], "host": host},
+        }),
+    ))
+}
+
+/// The demo pool's access state on `vm` (`target.access_states`).
+fn access_state(lab: &Lab, vm: &str) -> Option<String> {
+    call(lab, vm, "target.access_states", &Value::Null)
+        .ok()?
+        .pointer(&format!("/pools/{POOL}/state"))?
+        .as_str()
+        .map(str::to_string)
 }
 
 /// How the owner is taken away in [`unplanned`].
