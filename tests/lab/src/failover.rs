@@ -354,6 +354,25 @@ fn giveback(lab: &Lab, facts: &HostFacts, c: &mut Checks) -> Result<Value, LabEr
               "steps_ms": steps(&entry), "action_id": entry["action_id"], "host": host}))
 }
 
+/// What [`failover_under_writes`] saw: `cluster.failover`'s answer, when
+/// it was asked and answered (the writer's clock), and the writer's result.
+type UnderWrites = (Result<Value, LabError>, f64, f64, Result<Value, LabError>);
+
+/// `cluster.failover` of the pool on `from` while H writes and verifies,
+/// the writes kept going 5 s past the answer.
+fn failover_under_writes(
+    lab: &Lab,
+    facts: &HostFacts,
+    from: &str,
+) -> Result<UnderWrites, LabError> {
+    let w = Writer::start(lab, facts)?;
+    let at = w.at();
+    let r = call(lab, from, "cluster.failover", &json!({"pool": POOL}));
+    let done = w.at();
+    thread::sleep(Duration::from_secs(5));
+    Ok((r, at, done, w.stop(lab)))
+}
+
 /// Scenario 5: planned failover of the pool to the partner with
 /// `cluster.failover`, then `cluster.giveback`, both under verified writes.
 fn planned(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
@@ -361,12 +380,8 @@ fn planned(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
     let (from, _) = owner(lab)?;
     let to = partner_of(&from);
     let n = timeline_len(lab, &from);
-    let w = Writer::start(lab, facts)?;
-    let at = w.at();
-    let r = call(lab, &from, "cluster.failover", &json!({"pool": POOL}));
-    let done = w.at();
-    thread::sleep(Duration::from_secs(5));
-    let v = w.stop(lab)?;
+    let (r, at, done, v) = failover_under_writes(lab, facts, &from)?;
+    let v = v?;
     r?;
     let entry = wait_entry(lab, &from, n, Duration::from_secs(30))?;
     c.check(
@@ -406,12 +421,7 @@ fn rollback(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
     let reason = "lab: rollback scenario";
     call(lab, to, "config.lock", &json!({"reason": reason}))?;
     let n = timeline_len(lab, &from);
-    let w = Writer::start(lab, facts)?;
-    let at = w.at();
-    let r = call(lab, &from, "cluster.failover", &json!({"pool": POOL}));
-    let done = w.at();
-    thread::sleep(Duration::from_secs(5));
-    let v = w.stop(lab);
+    let (r, at, done, v) = failover_under_writes(lab, facts, &from)?;
     let unlocked = call(lab, to, "config.unlock", &json!({"reason": reason}));
     let v = v?;
     unlocked?;
