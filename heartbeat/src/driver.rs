@@ -452,6 +452,7 @@ impl Driver {
         if let Some(shelf) = backends.shelf.clone() {
             tokio::spawn(shelf_task(shelf, in_tx.clone()));
         }
+        tokio::spawn(targets_task(router.clone(), partner.clone(), in_tx.clone()));
 
         let agents = backends.agents;
         let mut tick = tokio::time::interval(timing.hb_interval);
@@ -848,6 +849,50 @@ const SHELF_READ_TIMEOUT: Duration = Duration::from_secs(1);
 /// change. Each round reads every disk at once, each on a blocking thread;
 /// a read still hanging from an earlier round counts as unreadable and is
 /// not doubled, so a dead path holds one thread, never more.
+/// How often targets' health is asked, here and on the partner.
+const TARGETS_POLL: Duration = Duration::from_secs(2);
+/// The longest a `target.status` may take before it counts as unanswered.
+const TARGETS_STATUS_WITHIN: Duration = Duration::from_secs(5);
+
+/// Asks `target.status` here and on the partner every [`TARGETS_POLL`]
+/// and reports changes: health is an answer through the router (a
+/// crash-looping or hung daemon gives none), not a live process. A daemon
+/// still rebuilding configfs after a restart answers (not ready yet): the
+/// kernel serves meanwhile, so that counts as serving.
+async fn targets_task(router: RouterClient, partner: String, tx: mpsc::UnboundedSender<Input>) {
+    let mut last = None;
+    loop {
+        let here = matches!(
+            tokio::time::timeout(
+                TARGETS_STATUS_WITHIN,
+                router.call("target.status", json!({})),
+            )
+            .await,
+            Ok(Ok(_))
+        );
+        let there = tokio::time::timeout(
+            TARGETS_STATUS_WITHIN,
+            router.call_on(&partner, "target.status", json!({})),
+        )
+        .await;
+        // No answer from the partner (peer link down) is unknown, not
+        // "not serving".
+        let partner = match there {
+            Ok(Ok(_)) => Some(true),
+            // The partner's router answered that targets did not.
+            Ok(Err(duplex_services::CallError::Rpc(_))) => Some(false),
+            _ => None,
+        };
+        if last != Some((here, partner)) {
+            last = Some((here, partner));
+            if tx.send(Input::Targets { here, partner }).is_err() {
+                return;
+            }
+        }
+        tokio::time::sleep(TARGETS_POLL).await;
+    }
+}
+
 async fn shelf_task(shelf: Arc<dyn ShelfDisks>, tx: mpsc::UnboundedSender<Input>) {
     let n = shelf.count();
     let busy: Vec<Arc<std::sync::atomic::AtomicBool>> = (0..n)

@@ -47,6 +47,8 @@ pub fn settings(cfg: &Config, hb: &HeartbeatSettings) -> Result<(Settings, Timin
         move_on_frontend_loss: hb.move_on_frontend_loss,
         shelf_grace_ms: hb.shelf_grace_ms,
         move_on_shelf_loss: hb.move_on_shelf_loss,
+        targets_grace_ms: hb.targets_grace_ms,
+        move_on_targets_loss: hb.move_on_targets_loss,
     };
     let t = Timing {
         hb_interval: Duration::from_millis(hb.hb_interval_ms),

@@ -1169,3 +1169,114 @@ fn a_fenced_partner_that_owns_nothing_or_maintenance_is_left_alone() {
     assert!(w.fences().is_empty());
     assert!(w.alerted(Level::Critical, "maintenance holds"));
 }
+
+/// A with one pool, B without, targets answering on both.
+fn targets_world() -> World {
+    let mut w = World::a();
+    w.pools(1, 0);
+    w.feed(Input::Targets {
+        here: true,
+        partner: Some(true),
+    });
+    w.run(2000);
+    w
+}
+
+fn self_fences(w: &World) -> usize {
+    w.count(|e| matches!(e, Effect::SelfFence { .. }))
+}
+
+#[test]
+fn targets_down_here_alone_stops_this_controller_after_the_grace() {
+    let mut w = targets_world();
+    let lost = w.now;
+    w.feed(Input::Targets {
+        here: false,
+        partner: Some(true),
+    });
+    assert!(w.alerted(
+        Level::Critical,
+        "targets on this controller stopped serving"
+    ));
+    // A restart of the daemon (a few seconds) moves nothing.
+    w.run(20_000);
+    w.feed(Input::Targets {
+        here: true,
+        partner: Some(true),
+    });
+    w.run(20_000);
+    assert_eq!(self_fences(&w), 0);
+    assert!(w.alerted(Level::Info, "targets serving again"));
+    // Down past the grace: stop, so the partner fences and takes over.
+    let lost2 = w.now;
+    w.feed(Input::Targets {
+        here: false,
+        partner: Some(true),
+    });
+    w.run(31_000);
+    assert_eq!(w.m.phase(), Phase::Fenced);
+    let at = w
+        .log
+        .iter()
+        .find(|(t, e)| *t >= lost2 && matches!(e, Effect::SelfFence { .. }))
+        .map(|(t, _)| *t)
+        .expect("self-fence");
+    assert!((30_000..=30_200).contains(&(at - lost2)), "{}", at - lost2);
+    assert!(lost < lost2);
+    assert!(w.alerted(Level::Critical, "targets not serving here"));
+}
+
+#[test]
+fn targets_down_moves_nothing_when_the_partner_does_not_serve_or_owns_all() {
+    // Both down (a bad release on both): the kernels still serve what
+    // was built; a stop here would end that too.
+    let mut w = targets_world();
+    w.feed(Input::Targets {
+        here: false,
+        partner: Some(false),
+    });
+    w.run(60_000);
+    // The partner unknown (peer link down) is no better.
+    w.feed(Input::Targets {
+        here: false,
+        partner: None,
+    });
+    w.run(60_000);
+    assert_eq!(self_fences(&w), 0);
+    assert_eq!(w.m.phase(), Phase::Normal);
+    // Owning nothing, there is nothing to hand over.
+    let mut w = targets_world();
+    w.pools(0, 1);
+    w.run(11_000);
+    w.feed(Input::Targets {
+        here: false,
+        partner: Some(true),
+    });
+    w.run(60_000);
+    assert_eq!(self_fences(&w), 0);
+    // Never served since start (still starting): not a loss.
+    let mut w = World::a();
+    w.pools(1, 0);
+    w.feed(Input::Targets {
+        here: false,
+        partner: Some(true),
+    });
+    w.run(60_000);
+    assert_eq!(self_fences(&w), 0);
+    // Turned off by policy.
+    let mut s = Settings::new("A", "B", &["ipmi"]);
+    s.move_on_targets_loss = false;
+    let mut w = World::new("B", s);
+    w.pools(1, 0);
+    w.feed(Input::Targets {
+        here: true,
+        partner: Some(true),
+    });
+    w.run(2000);
+    w.feed(Input::Targets {
+        here: false,
+        partner: Some(true),
+    });
+    w.run(60_000);
+    assert_eq!(self_fences(&w), 0);
+}

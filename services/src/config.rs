@@ -234,6 +234,14 @@ pub struct HeartbeatSettings {
     /// Hand the pools over when this controller alone loses the shelf.
     #[serde(default = "yes")]
     pub move_on_shelf_loss: bool,
+    /// targets not serving here this long (no ready `target.status`) while
+    /// the partner's serves: this controller stops and the partner fences
+    /// it and takes its pools. Longer than a restart of the daemon.
+    #[serde(default = "ms::<30_000>")]
+    pub targets_grace_ms: u64,
+    /// Hand the pools over when this controller's targets stops serving.
+    #[serde(default = "yes")]
+    pub move_on_targets_loss: bool,
 }
 
 /// Most shelf disks the heartbeat watches (a beat carries the count in a
@@ -334,6 +342,12 @@ impl HeartbeatSettings {
         }
         if self.shelf.len() > MAX_SHELF_DISKS {
             return bad("heartbeat.shelf", "at most 64 shelf disks are watched");
+        }
+        if self.targets_grace_ms < 5000 {
+            return bad(
+                "heartbeat.targets_grace_ms",
+                "must be at least 5000 (a restart of targets must not move pools)",
+            );
         }
         if self.shelf_grace_ms < self.hb_interval_ms {
             return bad(
@@ -677,6 +691,13 @@ auto_failback = false
         assert_eq!(hb.frontend_grace_ms, 3000);
         assert!(hb.shelf.is_empty() && hb.move_on_shelf_loss);
         assert_eq!(hb.shelf_grace_ms, 2000);
+        assert!(hb.move_on_targets_loss && hb.targets_grace_ms == 30_000);
+        assert!(minimal("targets_grace_ms = 100")
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("heartbeat.targets_grace_ms"));
         let fe = minimal("frontend = [\"fe0\", \"bond0.100\"]").unwrap();
         fe.validate().unwrap();
         for bad in ["\"\"", "\"a/b\"", "\"sixteen-chars-xx\"", "\"a b\""] {

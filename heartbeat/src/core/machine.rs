@@ -64,6 +64,12 @@ pub struct Settings {
     pub shelf_grace_ms: u64,
     /// Hand the pools over when this controller alone loses the shelf.
     pub move_on_shelf_loss: bool,
+    /// targets not serving here this long (no ready `target.status`) while
+    /// the partner's is: hand this controller's pools to the partner (when
+    /// [`Settings::move_on_targets_loss`]).
+    pub targets_grace_ms: u64,
+    /// Hand the pools over when this controller's targets stops serving.
+    pub move_on_targets_loss: bool,
 }
 
 impl Settings {
@@ -88,6 +94,8 @@ impl Settings {
             move_on_frontend_loss: true,
             shelf_grace_ms: 2000,
             move_on_shelf_loss: true,
+            targets_grace_ms: 30_000,
+            move_on_targets_loss: true,
         }
     }
 
@@ -182,6 +190,15 @@ pub enum Input {
         ok: bool,
         /// Why it did not happen, for the alert.
         reason: String,
+    },
+    /// Whether targets answers a ready `target.status` here and on the
+    /// partner (sent on change of either).
+    Targets {
+        /// This controller's targets serves.
+        here: bool,
+        /// The partner's targets serves (`None`: not answered, e.g. the
+        /// peer link is down).
+        partner: Option<bool>,
     },
     /// How many of the configured shelf disks this controller can read
     /// (sent on change; never sent when the shelf is not watched).
@@ -338,6 +355,12 @@ pub struct Machine {
     shelf_lost_since: Option<u64>,
     /// Shelf disks the partner reads, from its beats.
     partner_shelf: Option<u8>,
+    /// targets serves here (`None`: not reported yet).
+    targets_up: Option<bool>,
+    /// Since when targets has not served here (once it served since start).
+    targets_down_since: Option<u64>,
+    /// The partner's targets serves, as last asked.
+    partner_targets: Option<bool>,
     /// Front-end carrier (`None`: not watched, or not reported yet).
     frontend_up: Option<bool>,
     /// When every front-end link went down.
@@ -444,6 +467,9 @@ impl Machine {
             shelf: None,
             shelf_lost_since: None,
             partner_shelf: None,
+            targets_up: None,
+            targets_down_since: None,
+            partner_targets: None,
             frontend_up: None,
             frontend_down_since: None,
             frontend_move: FrontendMove::Idle,
@@ -623,6 +649,7 @@ impl Machine {
             Input::Pools { mine, partner } => self.pools = (mine, partner),
             Input::Frontend { up } => self.on_frontend(now, up, &mut fx),
             Input::Shelf { readable } => self.on_shelf(now, readable, &mut fx),
+            Input::Targets { here, partner } => self.on_targets(now, here, partner, &mut fx),
             Input::FrontendMoveDone { ok, reason } => {
                 if self.frontend_move == FrontendMove::Running {
                     if ok {
@@ -1026,7 +1053,10 @@ impl Machine {
             return;
         }
 
-        if let Some(reason) = self.shelf_lost_alone(now, ic_up) {
+        if let Some(reason) = self
+            .shelf_lost_alone(now, ic_up)
+            .or_else(|| self.targets_lost_alone(now, ic_up))
+        {
             if !self.held_by_maintenance(fx, || format!("{reason}; held by maintenance")) {
                 self.self_fence(now, reason, fx);
                 return;
@@ -1169,6 +1199,51 @@ impl Machine {
             }
             _ => {}
         }
+    }
+
+    fn on_targets(&mut self, now: u64, here: bool, partner: Option<bool>, fx: &mut Vec<Effect>) {
+        self.partner_targets = partner;
+        let was = self.targets_up.replace(here);
+        match (was, here) {
+            // Not serving since start is a daemon still starting: only a
+            // targets that served and stopped counts.
+            (Some(true), false) => {
+                self.targets_down_since = Some(now);
+                alert(
+                    fx,
+                    Level::Critical,
+                    "targets on this controller stopped serving (target.status unanswered or not ready): its port groups cannot change".to_string(),
+                );
+            }
+            (Some(false), true) => {
+                self.targets_down_since = None;
+                alert(fx, Level::Info, "targets serving again".to_string());
+            }
+            _ => {}
+        }
+    }
+
+    /// This controller's targets has not served for `targets_grace` (a
+    /// crash loop, a hang) while the partner's does: its port groups can
+    /// no longer follow a move, so it stops and the partner, which serves,
+    /// fences it and takes its pools. Only in `normal`, with beats and the
+    /// partner's answer current: never when both are down (the kernel
+    /// still serves what was built, and a stop would end that too).
+    fn targets_lost_alone(&self, now: u64, ic_up: bool) -> Option<String> {
+        let since_ms = since(now, self.targets_down_since?);
+        (self.s.move_on_targets_loss
+            && ic_up
+            && self.phase == Phase::Normal
+            && self.pools.0 > 0
+            && self.partner_targets == Some(true)
+            && since_ms >= self.s.targets_grace_ms)
+            .then(|| {
+                format!(
+                    "targets not serving here for {since_ms} ms while {}'s serves: \
+                     stopping here so that {} fences this controller and takes its pools",
+                    self.s.partner, self.s.partner
+                )
+            })
     }
 
     /// This controller alone lost the shelf for `shelf_grace`: it can serve

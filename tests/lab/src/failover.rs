@@ -40,6 +40,7 @@ pub const MORE: &[&str] = &[
     "shelf-lost",
     "pr-fence",
     "rollback",
+    "targets-down",
 ];
 
 /// How long the survivor is kept from the victim's BMC in `fence-fails`
@@ -91,6 +92,7 @@ fn scenario(lab: &Lab, name: &str, facts: &HostFacts) -> Result<Outcome, LabErro
         "hb-stop" => unplanned(lab, facts, Fault::HeartbeatStopped, Bmc::Blocked),
         "pr-fence" => unplanned(lab, facts, Fault::Kill, Bmc::CutPr),
         "rollback" => rollback(lab, facts),
+        "targets-down" => unplanned(lab, facts, Fault::TargetsDown, Bmc::Up),
         "services" => services(lab, facts),
         "hb-disks" => hb_disks(lab, facts),
         "fe-cut" => fe_cut(lab, facts),
@@ -527,6 +529,10 @@ enum Fault {
     /// lost); the partner still reads them. The owner stops itself and the
     /// partner fences it and takes over.
     ShelfLost,
+    /// The owner's targets daemon crash-loops (the kernel still serves
+    /// what it built): past `targets_grace` the owner stops itself and the
+    /// partner fences it and takes over.
+    TargetsDown,
 }
 
 impl Fault {
@@ -539,6 +545,7 @@ impl Fault {
             (Fault::Panic, _) => "panic",
             (Fault::HeartbeatStopped, _) => "hb-stop",
             (Fault::ShelfLost, _) => "shelf-lost",
+            (Fault::TargetsDown, _) => "targets-down",
         }
     }
 }
@@ -622,6 +629,7 @@ fn unplanned_then(
             crate::fault::panic(lab, &victim)?;
         }
         Fault::HeartbeatStopped => crate::fault::hang(lab, &victim, "duplex-heartbeat")?,
+        Fault::TargetsDown => crate::fault::crash_loop_targets(lab, &victim)?,
         Fault::ShelfLost => {
             // Fail, not vanish: all at once, as a cut cable does (a vanish
             // waits for the guest to acknowledge each unplug). The fence

@@ -271,6 +271,19 @@ pub fn hang(lab: &Lab, vm: &str, service: &str) -> Result<(), LabError> {
     signal_unit(lab, vm, service, "SIGSTOP")
 }
 
+/// Makes `vm`'s targets daemon crash-loop until the next boot: its binary
+/// is hidden behind `/bin/false` (a bind mount, gone at reboot) and the
+/// running daemon killed, so every restart systemd makes exits at once.
+pub fn crash_loop_targets(lab: &Lab, vm: &str) -> Result<(), LabError> {
+    lab::exec_ok(
+        lab,
+        vm,
+        &["mount", "--bind", "/bin/false", "/usr/bin/duplex-targets"],
+        Duration::from_secs(30),
+    )?;
+    signal_unit(lab, vm, "duplex-targets", "SIGKILL")
+}
+
 /// Resumes (`SIGCONT`) a unit stopped by [`hang`].
 pub fn resume(lab: &Lab, vm: &str, service: &str) -> Result<(), LabError> {
     signal_unit(lab, vm, service, "SIGCONT")
