@@ -1223,6 +1223,11 @@ fn targets_down_here_alone_stops_this_controller_after_the_grace() {
         .expect("self-fence");
     assert!((30_000..=30_200).contains(&(at - lost2)), "{}", at - lost2);
     assert!(lost < lost2);
+    let st = w.m.status(w.now);
+    assert_eq!(
+        (st.targets_serving, st.partner_targets_serving),
+        (Some(false), Some(true))
+    );
     assert!(w.alerted(Level::Critical, "targets not serving here"));
 }
 

@@ -433,6 +433,10 @@ pub struct Status {
     /// Shelf disks the partner reads, from its beats (`None`: unknown or
     /// not watched there).
     pub partner_shelf_readable: Option<u8>,
+    /// targets answers here (`None`: not asked yet).
+    pub targets_serving: Option<bool>,
+    /// The partner's targets answers (`None`: unknown).
+    pub partner_targets_serving: Option<bool>,
 }
 
 fn since(now: u64, t: u64) -> u64 {
@@ -564,6 +568,8 @@ impl Machine {
             frontend_up: self.frontend_up,
             shelf_readable: self.shelf,
             partner_shelf_readable: self.partner_shelf,
+            targets_serving: self.targets_up,
+            partner_targets_serving: self.partner_targets,
         }
     }
 
