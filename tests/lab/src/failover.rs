@@ -1375,10 +1375,18 @@ fn cycles(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
+    // On a lab with PR disks, every cycle is a `pr-fence`: the PR key
+    // preempted, registered again at rejoin, the giveback under the
+    // survivor's reservation, again and again.
+    let bmc = if crate::prdisk::count() > 0 {
+        Bmc::CutPr
+    } else {
+        Bmc::Up
+    };
     let mut c = Checks::new();
     let mut runs = Vec::new();
     for i in 1..=count {
-        let o = unplanned(lab, facts, Fault::Kill, Bmc::Up)?;
+        let o = unplanned(lab, facts, Fault::Kill, bmc)?;
         let r = &o.report;
         let total: u64 = r["takeover"]["timeline"]
             .as_array()
