@@ -444,6 +444,10 @@ pub async fn handover(
     let mut before: Vec<Value> = Vec::new();
     let mut record_tried = false;
     let mut export_tried = false;
+    // The pool exported from `from` whose import on `to` failed (it is
+    // imported nowhere), and the pools imported on `to`.
+    let mut half: Option<String> = None;
+    let mut imported: Vec<String> = Vec::new();
     let r = async {
         let (_, _, pools) = rec.read_config(calls, None).await?;
         let owned = |p: &Value| p.get("owner").and_then(Value::as_str) == Some(from);
@@ -521,12 +525,15 @@ pub async fn handover(
                 ),
             )
             .await?;
+            half = Some(n.clone());
             rec.step(
                 "pool.import",
                 Some(n),
                 calls.call(at_to.as_deref(), "pool.import", json!({"name": n})),
             )
             .await?;
+            half = None;
+            imported.push(n.clone());
             rec.step(
                 "active",
                 Some(n),
@@ -545,22 +552,34 @@ pub async fn handover(
     // only, and the pools set standby there would leave hosts with no
     // active path. Put them back: ownership recorded for `from` again
     // (under a newer epoch, in case the record was committed), then
-    // `from` active. Past an export the pool may be half moved: the alert
-    // asks for a person (or the next giveback).
+    // `from` active. Stopped at an import on `to` after its export: that
+    // pool is imported nowhere, so it is handed back first (below). Past
+    // any other failure after an export the pool may be half moved: the
+    // alert asks for a person (or the next giveback).
     let mut restored = None;
-    if r.is_err() && !export_tried && !standby.is_empty() {
+    let rollback = r.is_err() && !standby.is_empty() && (!export_tried || half.is_some());
+    if rollback {
+        let back_names: Vec<String> = standby
+            .iter()
+            .filter(|n| !imported.contains(n))
+            .cloned()
+            .collect();
         let back = before
             .iter()
-            .filter(|p| standby.contains(&name_of(p)))
+            .filter(|p| back_names.contains(&name_of(p)))
             .cloned()
             .collect::<Vec<_>>();
         let mut ok = true;
+        // Whether the half-moved pool is imported on `from` again.
+        let mut came_back = half.is_none();
+        let mut epoch = None;
         if record_tried {
-            // Where the failed record went first; this controller's
-            // keeper if that one does not answer.
-            let mut done = false;
+            // Where the failed record went first; `from`'s keeper if that
+            // one does not answer. A pool to take back waits for `from`'s
+            // keeper to have the record (sync): its import or takeover
+            // there checks it.
             for at in [at_to.as_deref(), at_from.as_deref()] {
-                if record(
+                if let Ok(e) = record(
                     calls,
                     &mut rec,
                     "rollback: record",
@@ -568,18 +587,60 @@ pub async fn handover(
                     from,
                     &back,
                     recorded + 1,
-                    false,
+                    half.is_some() && at != at_from.as_deref(),
                 )
                 .await
-                .is_ok()
                 {
-                    done = true;
+                    epoch = Some(e);
                     break;
                 }
             }
-            ok &= done;
+            ok &= epoch.is_some();
         }
-        for n in &standby {
+        // The half-moved pool comes back to `from` once recorded so: `to`
+        // hands it back (its export checks the record and leaves nothing
+        // of it active there), or `to` cannot see it at all, so nothing of
+        // it can be active there and `from` takes it by epoch, as after a
+        // fence.
+        if let (Some(n), Some(epoch)) = (&half, epoch) {
+            let back_from_to = rec
+                .step(
+                    "rollback: export",
+                    Some(n),
+                    calls.call(
+                        at_to.as_deref(),
+                        "pool.export",
+                        json!({"name": n, "to": from}),
+                    ),
+                )
+                .await;
+            let how = match back_from_to {
+                Ok(_) => Some(("pool.import", json!({"name": n}))),
+                Err(e) if e.starts_with("not_found") => {
+                    Some(("pool.takeover", json!({"name": n, "epoch": epoch})))
+                }
+                Err(_) => None,
+            };
+            if let Some((method, params)) = how {
+                came_back = rec
+                    .step(
+                        &format!("rollback: {method}"),
+                        Some(n),
+                        calls.call(at_from.as_deref(), method, params),
+                    )
+                    .await
+                    .is_ok();
+            }
+            ok &= came_back;
+        }
+        // The pools `from` still holds go active whatever the record did:
+        // hosts must not be left without an active path; the half-moved
+        // one only once it is back.
+        for n in &back_names {
+            if half.as_ref() == Some(n) && !came_back {
+                ok = false;
+                continue;
+            }
             ok &= rec
                 .step(
                     "rollback: active",
@@ -641,6 +702,8 @@ mod tests {
         opened: tokio::sync::Notify,
         /// `(method, pool)` that fail the first time only.
         once: Mutex<Vec<(String, String)>>,
+        /// `(controller, method, pool)` that fail with the given message.
+        at_fail: Vec<(Option<String>, String, String, String)>,
     }
 
     impl Fake {
@@ -655,7 +718,19 @@ mod tests {
                 gate: None,
                 opened: tokio::sync::Notify::new(),
                 once: Mutex::new(Vec::new()),
+                at_fail: Vec::new(),
             }
+        }
+        /// Fails every call of `method` about `pool` made at `controller`
+        /// (`None`: this one) with `message`.
+        fn failing_at(mut self, at: Option<&str>, method: &str, pool: &str, message: &str) -> Fake {
+            self.at_fail.push((
+                at.map(str::to_string),
+                method.into(),
+                pool.into(),
+                message.into(),
+            ));
+            self
         }
         /// Fails the first call of `method` about `pool` only.
         fn failing_once(self, method: &str, pool: &str) -> Fake {
@@ -722,11 +797,18 @@ mod tests {
                 hit.map(|i| o.remove(i)).is_some()
             };
             let failed = once || self.fail.iter().any(|(m, p)| m == method && *p == pool);
+            let at_failed = self
+                .at_fail
+                .iter()
+                .find(|(c, m, p, _)| c.as_deref() == controller && m == method && *p == pool)
+                .map(|f| f.3.clone());
             let answer = self.answers.iter().find(|(m, _)| m == method);
             let here = (method.to_string(), pool.clone());
             let waits = self.gate.as_ref().is_some_and(|(w, _)| *w == here);
             let opens = self.gate.as_ref().is_some_and(|(_, o)| *o == here);
-            let out = if failed {
+            let out = if let Some(msg) = at_failed {
+                Err(msg)
+            } else if failed {
                 Err(format!("{method} {pool}: injected failure"))
             } else if let Some((_, v)) = answer {
                 Ok(v.clone())
@@ -882,6 +964,132 @@ mod tests {
         assert_eq!(out.alerts[0].kind, "takeover_failed");
     }
 
+    /// B owns p1 (home A) and gives it back; A's import fails.
+    fn giveback_of_p1(f: &Fake) -> Outcome {
+        rt().block_on(handover(
+            f,
+            "giveback",
+            "act3",
+            "B",
+            "B",
+            "A",
+            Selection::HomeOf,
+        ))
+    }
+
+    fn owned_by_b() -> Value {
+        json!({"config": {"cluster": {"epoch": 8}, "pool": [
+            {"name": "p1", "home": "A", "owner": "B"},
+            {"name": "p3", "home": "B", "owner": "B"}]}})
+    }
+
+    #[test]
+    fn an_import_failing_after_the_export_hands_the_pool_back() {
+        let f = Fake::new(&[])
+            .answering("config.get", owned_by_b())
+            .failing_at(
+                Some("A"),
+                "pool.import",
+                "p1",
+                "backend_failed: lvm said no",
+            );
+        let out = giveback_of_p1(&f);
+        assert!(!out.entry.ok);
+        assert_eq!(
+            f.methods(),
+            vec![
+                "config.get",
+                "A:config.status",
+                "target.set_access_state p1",
+                "A:config.get",
+                "A:config.apply",
+                "pool.export p1",
+                "A:pool.import p1",
+                // Recorded for B again, then A hands it back and B
+                // imports it and serves it.
+                "A:config.get",
+                "A:config.apply",
+                "A:pool.export p1",
+                "pool.import p1",
+                "target.set_access_state p1",
+            ]
+        );
+        let log = f.log();
+        assert_eq!(log[8].2["changes"][1]["object"]["owner"], json!("B"));
+        assert_eq!(log[8].2["sync"], json!(true), "B's keeper must have it");
+        assert_eq!(log[9].2["to"], json!("B"));
+        assert!(
+            out.alerts[0].message.contains("B serves the pools again"),
+            "{:?}",
+            out.alerts
+        );
+    }
+
+    #[test]
+    fn a_partner_that_cannot_see_the_pool_lets_it_be_taken_back_by_epoch() {
+        let f = Fake::new(&[])
+            .answering("config.get", owned_by_b())
+            .failing_at(
+                Some("A"),
+                "pool.import",
+                "p1",
+                "not_found: no disk here carries dx-p1",
+            )
+            .failing_at(
+                Some("A"),
+                "pool.export",
+                "p1",
+                "not_found: pool \"p1\" does not exist",
+            );
+        let out = giveback_of_p1(&f);
+        let m = f.methods();
+        assert_eq!(
+            &m[9..],
+            [
+                "A:pool.export p1",
+                "pool.takeover p1",
+                "target.set_access_state p1"
+            ]
+        );
+        // Taken under the epoch of the record that gave it back to B.
+        assert_eq!(f.log()[10].2["epoch"], json!(10));
+        assert!(out.alerts[0].message.contains("B serves the pools again"));
+    }
+
+    #[test]
+    fn a_pool_the_partner_neither_imports_nor_hands_back_stays_for_a_person() {
+        let f = Fake::new(&[])
+            .answering("config.get", owned_by_b())
+            .failing_at(
+                Some("A"),
+                "pool.import",
+                "p1",
+                "backend_failed: lvm said no",
+            )
+            .failing_at(
+                Some("A"),
+                "pool.export",
+                "p1",
+                "backend_failed: still in use",
+            );
+        let out = giveback_of_p1(&f);
+        let m = f.methods();
+        assert_eq!(m.last().map(String::as_str), Some("A:pool.export p1"));
+        assert!(!m
+            .iter()
+            .any(|x| x == "pool.import p1" || x == "pool.takeover p1"));
+        // Never active on B without the pool: hosts keep queueing.
+        assert_eq!(
+            m.iter()
+                .filter(|x| *x == "target.set_access_state p1")
+                .count(),
+            1
+        );
+        assert!(out.alerts[0]
+            .message
+            .contains("putting them back on B failed too"));
+    }
+
     #[test]
     fn giveback_moves_home_pools_in_the_planned_order() {
         // B owns everything; p1 and p2 are A's by home.
@@ -1013,17 +1221,36 @@ mod tests {
     }
 
     #[test]
-    fn past_an_export_nothing_is_rolled_back() {
+    fn past_an_export_the_pool_comes_back_only_if_it_can_be_imported() {
+        // p1's import fails on both controllers: after A hands it back, B
+        // cannot import it either, so it is left for a person (never set
+        // active without the pool); p2, never exported, is active on B
+        // again.
         let f = Fake::new(&[("pool.import", "p1")]).answering("config.get", two_on_b());
         let out = giveback_of_two(&f);
         assert!(!out.entry.ok);
-        let m = f.methods();
-        assert_eq!(m.last().map(String::as_str), Some("A:pool.import p1"));
-        assert!(!out
+        let steps: Vec<(&str, bool)> = out
             .entry
             .steps
             .iter()
-            .any(|s| s.name.starts_with("rollback")));
+            .filter(|s| s.name.starts_with("rollback"))
+            .map(|s| (s.name.as_str(), s.ok))
+            .collect();
+        assert_eq!(
+            steps,
+            vec![
+                ("rollback: record", true),
+                ("rollback: export", true),
+                ("rollback: pool.import", false),
+                ("rollback: active", true),
+            ]
+        );
+        let m = f.methods();
+        assert_eq!(
+            m.last().map(String::as_str),
+            Some("target.set_access_state p2")
+        );
+        assert!(out.alerts[0].message.contains("failed too"));
     }
 
     #[test]

@@ -65,6 +65,9 @@ if [ -f "$P/roles/$role/duplex.toml" ]; then
   [ -f "$P/roles/$role/partner-bmc.toml" ] && \
     install -m 0600 "$P/roles/$role/partner-bmc.toml" /etc/duplex/partner-bmc.toml
   modprobe i6300esb || true
+  # The SCSI disk driver, for the PR disks on virtio-scsi: after a reboot
+  # under load udev was seen not loading it, and the disk never appeared.
+  modprobe -a virtio_scsi sd_mod || true
   # The product's users and groups (duplex-mgmt runs as its own user; a
   # unit whose User= does not exist fails with status 217/USER).
   if [ -f "$P/systemd/duplex.sysusers" ]; then

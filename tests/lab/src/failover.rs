@@ -41,6 +41,7 @@ pub const MORE: &[&str] = &[
     "pr-fence",
     "rollback",
     "targets-down",
+    "import-fails",
 ];
 
 /// How long the survivor is kept from the victim's BMC in `fence-fails`
@@ -92,6 +93,7 @@ fn scenario(lab: &Lab, name: &str, facts: &HostFacts) -> Result<Outcome, LabErro
         "hb-stop" => unplanned(lab, facts, Fault::HeartbeatStopped, Bmc::Blocked),
         "pr-fence" => unplanned(lab, facts, Fault::Kill, Bmc::CutPr),
         "rollback" => rollback(lab, facts),
+        "import-fails" => import_fails(lab, facts),
         "targets-down" => unplanned(lab, facts, Fault::TargetsDown, Bmc::Up),
         "services" => services(lab, facts),
         "hb-disks" => hb_disks(lab, facts),
@@ -493,6 +495,89 @@ fn rollback(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
     let host = host_figures(&mut c, "rollback", &v, (at - 1.0, done + 2.0));
     Ok(c.outcome(
         "rollback",
+        json!({
+            "failover": {"from": from, "to": to, "seconds": done - at,
+                         "error": r.err().map(|e| e.to_string()),
+                         "steps_ms": steps(&entry), "timeline": entry["steps"],
+                         "action_id": entry["action_id"], "host": host},
+        }),
+    ))
+}
+
+/// A planned failover whose import fails on the partner after the export:
+/// the partner no longer sees the pool's disk (the PR disk deleted from
+/// its kernel, or `shelf0` unplugged). The pool, imported nowhere, must
+/// come back: recorded for the owner again, the partner's hand-back
+/// refused (it sees no such pool), the owner takes it by epoch and serves
+/// it again. Hosts pause, see no error; then the disk comes back.
+fn import_fails(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
+    let mut c = Checks::new();
+    let (from, _) = owner(lab)?;
+    let to = partner_of(&from);
+    let pr = crate::prdisk::count() > 0;
+    if pr {
+        lab::exec_ok(
+            lab,
+            to,
+            &[
+                "sh",
+                "/run/duplex-lab/payload/scsi.sh",
+                "delete",
+                &crate::prdisk::by_id(0),
+            ],
+            Duration::from_secs(60),
+        )?;
+    } else {
+        crate::fault::pull(lab, to, "shelf0", crate::fault::DiskFault::Vanish)?;
+    }
+    let n = timeline_len(lab, &from);
+    let (r, at, done, v) = failover_under_writes(lab, facts, &from)?;
+    let healed = if pr {
+        lab::exec_ok(
+            lab,
+            to,
+            &["sh", "/run/duplex-lab/payload/scsi.sh", "rescan"],
+            Duration::from_secs(60),
+        )
+        .map(|_| ())
+    } else {
+        crate::fault::push(lab, to, "shelf0")
+    };
+    let v = v?;
+    healed?;
+    c.check("failover_refused", r.is_err(), format!("{r:?}"));
+    let entry = wait_entry(lab, &from, n, Duration::from_secs(30))?;
+    let step_ok = |name: &str| {
+        entry["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| s["name"] == name && s["ok"] == json!(true))
+    };
+    c.check(
+        "handed_back",
+        entry["ok"] == json!(false)
+            && step_ok("pool.export")
+            && step_ok("rollback: record")
+            && step_ok("rollback: pool.takeover")
+            && step_ok("rollback: active"),
+        entry["steps"].to_string(),
+    );
+    let (owner_now, _) = owner(lab)?;
+    c.check(
+        "owner_unchanged",
+        owner_now == from,
+        format!("owner {owner_now}, expected {from}"),
+    );
+    c.check(
+        "owner_active_again",
+        access_state(lab, &from) == Some("active".into())
+            && access_state(lab, to) == Some("standby".into()),
+        appliance::states(lab),
+    );
+    let host = host_figures(&mut c, "import_fails", &v, (at - 1.0, done + 2.0));
+    Ok(c.outcome(
+        "import-fails",
         json!({
             "failover": {"from": from, "to": to, "seconds": done - at,
                          "error": r.err().map(|e| e.to_string()),

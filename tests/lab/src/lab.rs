@@ -923,7 +923,7 @@ fn build_payload(lab: &Lab) -> Result<PathBuf, LabError> {
     copy_dir(&lab.repo.join("systemd"), &dir.join("systemd"))?;
     copy_dir(&lab.repo.join("host-config"), &dir.join("host-config"))?;
     copy_dir(&lab.lab_dir.join("fixture"), &dir.join("fixture"))?;
-    for script in ["install.sh", "sysrq.sh", "monitor.sh"] {
+    for script in ["install.sh", "sysrq.sh", "monitor.sh", "scsi.sh"] {
         let from = lab.lab_dir.join("payload").join(script);
         fs::copy(&from, dir.join(script)).map_err(io_err("copy", &from))?;
     }
