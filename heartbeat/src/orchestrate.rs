@@ -964,6 +964,17 @@ mod tests {
         assert_eq!(out.alerts[0].kind, "takeover_failed");
     }
 
+    /// A giveback of p1 from B to A, up to A's import.
+    const GIVEBACK_P1_TO_IMPORT: [&str; 7] = [
+        "config.get",
+        "A:config.status",
+        "target.set_access_state p1",
+        "A:config.get",
+        "A:config.apply",
+        "pool.export p1",
+        "A:pool.import p1",
+    ];
+
     /// B owns p1 (home A) and gives it back; A's import fails.
     fn giveback_of_p1(f: &Fake) -> Outcome {
         rt().block_on(handover(
@@ -978,9 +989,7 @@ mod tests {
     }
 
     fn owned_by_b() -> Value {
-        json!({"config": {"cluster": {"epoch": 8}, "pool": [
-            {"name": "p1", "home": "A", "owner": "B"},
-            {"name": "p3", "home": "B", "owner": "B"}]}})
+        on_b(&["p1", "p3"])
     }
 
     #[test]
@@ -995,24 +1004,18 @@ mod tests {
             );
         let out = giveback_of_p1(&f);
         assert!(!out.entry.ok);
+        // Recorded for B again, then A hands it back and B imports it and
+        // serves it.
+        let rest = [
+            "A:config.get",
+            "A:config.apply",
+            "A:pool.export p1",
+            "pool.import p1",
+            "target.set_access_state p1",
+        ];
         assert_eq!(
             f.methods(),
-            vec![
-                "config.get",
-                "A:config.status",
-                "target.set_access_state p1",
-                "A:config.get",
-                "A:config.apply",
-                "pool.export p1",
-                "A:pool.import p1",
-                // Recorded for B again, then A hands it back and B
-                // imports it and serves it.
-                "A:config.get",
-                "A:config.apply",
-                "A:pool.export p1",
-                "pool.import p1",
-                "target.set_access_state p1",
-            ]
+            [&GIVEBACK_P1_TO_IMPORT[..], &rest[..]].concat()
         );
         let log = f.log();
         assert_eq!(log[8].2["changes"][1]["object"]["owner"], json!("B"));
@@ -1112,16 +1115,11 @@ mod tests {
         assert_eq!(out.entry.pools, vec!["p1"]);
         assert_eq!(
             f.methods(),
-            vec![
-                "config.get",
-                "A:config.status",
-                "target.set_access_state p1",
-                "A:config.get",
-                "A:config.apply",
-                "pool.export p1",
-                "A:pool.import p1",
-                "A:target.set_access_state p1",
+            [
+                &GIVEBACK_P1_TO_IMPORT[..],
+                &["A:target.set_access_state p1"][..]
             ]
+            .concat()
         );
         assert_eq!(out.entry.epoch, 9);
         let steps: Vec<&str> = out.entry.steps.iter().map(|s| s.name.as_str()).collect();
@@ -1162,9 +1160,17 @@ mod tests {
     ];
 
     fn two_on_b() -> Value {
-        json!({"config": {"cluster": {"epoch": 8}, "pool": [
-            {"name": "p1", "home": "A", "owner": "B"},
-            {"name": "p2", "home": "A", "owner": "B"}]}})
+        on_b(&["p1", "p2"])
+    }
+
+    /// The pools `names`, all owned by B; `p3` is B's by home, the others
+    /// A's.
+    fn on_b(names: &[&str]) -> Value {
+        let pools: Vec<Value> = names
+            .iter()
+            .map(|n| json!({"name": n, "home": if *n == "p3" { "B" } else { "A" }, "owner": "B"}))
+            .collect();
+        json!({"config": {"cluster": {"epoch": 8}, "pool": pools}})
     }
 
     #[test]

@@ -437,13 +437,7 @@ fn rollback(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
         format!("{r:?}"),
     );
     let entry = wait_entry(lab, &from, n, Duration::from_secs(30))?;
-    let step_ok = |name: &str| {
-        entry["steps"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|s| s["name"] == name && s["ok"] == json!(true))
-    };
+    let step_ok = |name: &str| step_ok(&entry, name);
     c.check(
         "rolled_back",
         entry["ok"] == json!(false)
@@ -547,13 +541,7 @@ fn import_fails(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
     healed?;
     c.check("failover_refused", r.is_err(), format!("{r:?}"));
     let entry = wait_entry(lab, &from, n, Duration::from_secs(30))?;
-    let step_ok = |name: &str| {
-        entry["steps"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|s| s["name"] == name && s["ok"] == json!(true))
-    };
+    let step_ok = |name: &str| step_ok(&entry, name);
     c.check(
         "handed_back",
         entry["ok"] == json!(false)
@@ -585,6 +573,15 @@ fn import_fails(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
                          "action_id": entry["action_id"], "host": host},
         }),
     ))
+}
+
+/// The timeline entry has a step `name` that succeeded.
+fn step_ok(entry: &Value, name: &str) -> bool {
+    entry["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|s| s["name"] == name && s["ok"] == json!(true))
 }
 
 /// The demo pool's access state on `vm` (`target.access_states`).
