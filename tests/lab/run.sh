@@ -105,7 +105,11 @@ case "$cmd" in
     "$(lab_bin)" demo || { log "demo failed; the lab is still up (run.sh down to stop it)"; exit 1; }
     failover="${DUPLEX_LAB_FAILOVER:-kill}"
     if [ "$DUPLEX_LAB_HEARTBEAT" = 1 ] && [ "$failover" != none ]; then
-      log "failover scenarios: $failover (kill: the owner's plug pulled under verified host writes, the partner fences it over IPMI and takes over; then it is powered on, rejoins and gets its pool back)"
+      what=""
+      if [ "$failover" = kill ]; then
+        what=" (the owner's plug pulled under verified host writes, the partner fences it over IPMI and takes over; then it is powered on, rejoins and gets its pool back)"
+      fi
+      log "failover scenarios: $failover$what"
       # The JSON goes to the run directory's failover.json; the summary to the terminal.
       # shellcheck disable=SC2086
       "$(lab_bin)" failover $failover >/dev/null || { log "failover FAILED; the lab is still up (run.sh down to stop it)"; exit 1; }
