@@ -992,17 +992,21 @@ mod tests {
         on_b(&["p1", "p3"])
     }
 
+    /// The giveback of p1 from B to A with A's `(method, message)` calls
+    /// about p1 failing: the fake and the outcome.
+    fn giveback_of_p1_failing_on_a(fails: &[(&str, &str)]) -> (Fake, Outcome) {
+        let f = fails.iter().fold(
+            Fake::new(&[]).answering("config.get", owned_by_b()),
+            |f, (method, message)| f.failing_at(Some("A"), method, "p1", message),
+        );
+        let out = giveback_of_p1(&f);
+        (f, out)
+    }
+
     #[test]
     fn an_import_failing_after_the_export_hands_the_pool_back() {
-        let f = Fake::new(&[])
-            .answering("config.get", owned_by_b())
-            .failing_at(
-                Some("A"),
-                "pool.import",
-                "p1",
-                "backend_failed: lvm said no",
-            );
-        let out = giveback_of_p1(&f);
+        let (f, out) =
+            giveback_of_p1_failing_on_a(&[("pool.import", "backend_failed: lvm said no")]);
         assert!(!out.entry.ok);
         // Recorded for B again, then A hands it back and B imports it and
         // serves it.
@@ -1030,21 +1034,10 @@ mod tests {
 
     #[test]
     fn a_partner_that_cannot_see_the_pool_lets_it_be_taken_back_by_epoch() {
-        let f = Fake::new(&[])
-            .answering("config.get", owned_by_b())
-            .failing_at(
-                Some("A"),
-                "pool.import",
-                "p1",
-                "not_found: no disk here carries dx-p1",
-            )
-            .failing_at(
-                Some("A"),
-                "pool.export",
-                "p1",
-                "not_found: pool \"p1\" does not exist",
-            );
-        let out = giveback_of_p1(&f);
+        let (f, out) = giveback_of_p1_failing_on_a(&[
+            ("pool.import", "not_found: no disk here carries dx-p1"),
+            ("pool.export", "not_found: pool \"p1\" does not exist"),
+        ]);
         let m = f.methods();
         assert_eq!(
             &m[9..],
@@ -1061,21 +1054,10 @@ mod tests {
 
     #[test]
     fn a_pool_the_partner_neither_imports_nor_hands_back_stays_for_a_person() {
-        let f = Fake::new(&[])
-            .answering("config.get", owned_by_b())
-            .failing_at(
-                Some("A"),
-                "pool.import",
-                "p1",
-                "backend_failed: lvm said no",
-            )
-            .failing_at(
-                Some("A"),
-                "pool.export",
-                "p1",
-                "backend_failed: still in use",
-            );
-        let out = giveback_of_p1(&f);
+        let (f, out) = giveback_of_p1_failing_on_a(&[
+            ("pool.import", "backend_failed: lvm said no"),
+            ("pool.export", "backend_failed: still in use"),
+        ]);
         let m = f.methods();
         assert_eq!(m.last().map(String::as_str), Some("A:pool.export p1"));
         assert!(!m
