@@ -840,15 +840,6 @@ async fn frontend_task(fe: Arc<dyn FrontendLinks>, tx: mpsc::UnboundedSender<Inp
     }
 }
 
-/// How often the shelf's disks are read.
-const SHELF_POLL: Duration = Duration::from_millis(500);
-/// A shelf read that has not answered by then counts as unreadable.
-const SHELF_READ_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Reports how many shelf disks answer a read: once at start, then on every
-/// change. Each round reads every disk at once, each on a blocking thread;
-/// a read still hanging from an earlier round counts as unreadable and is
-/// not doubled, so a dead path holds one thread, never more.
 /// How often targets' health is asked, here and on the partner.
 const TARGETS_POLL: Duration = Duration::from_secs(2);
 /// The longest a `target.status` may take before it counts as unanswered.
@@ -893,6 +884,15 @@ async fn targets_task(router: RouterClient, partner: String, tx: mpsc::Unbounded
     }
 }
 
+/// How often the shelf's disks are read.
+const SHELF_POLL: Duration = Duration::from_millis(500);
+/// A shelf read that has not answered by then counts as unreadable.
+const SHELF_READ_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Reports how many shelf disks answer a read: once at start, then on every
+/// change. Each round reads every disk at once, each on a blocking thread;
+/// a read still hanging from an earlier round counts as unreadable and is
+/// not doubled, so a dead path holds one thread, never more.
 async fn shelf_task(shelf: Arc<dyn ShelfDisks>, tx: mpsc::UnboundedSender<Input>) {
     let n = shelf.count();
     let busy: Vec<Arc<std::sync::atomic::AtomicBool>> = (0..n)
