@@ -234,7 +234,7 @@ pub struct HeartbeatSettings {
     /// Hand the pools over when this controller alone loses the shelf.
     #[serde(default = "yes")]
     pub move_on_shelf_loss: bool,
-    /// targets not serving here this long (no ready `target.status`) while
+    /// targets not serving here this long (`target.status` unanswered) while
     /// the partner's serves: this controller stops and the partner fences
     /// it and takes its pools. Longer than a restart of the daemon.
     #[serde(default = "ms::<30_000>")]

@@ -64,7 +64,7 @@ pub struct Settings {
     pub shelf_grace_ms: u64,
     /// Hand the pools over when this controller alone loses the shelf.
     pub move_on_shelf_loss: bool,
-    /// targets not serving here this long (no ready `target.status`) while
+    /// targets not serving here this long (`target.status` unanswered) while
     /// the partner's is: hand this controller's pools to the partner (when
     /// [`Settings::move_on_targets_loss`]).
     pub targets_grace_ms: u64,
@@ -191,7 +191,7 @@ pub enum Input {
         /// Why it did not happen, for the alert.
         reason: String,
     },
-    /// Whether targets answers a ready `target.status` here and on the
+    /// Whether targets answers `target.status` here and on the
     /// partner (sent on change of either).
     Targets {
         /// This controller's targets serves.
@@ -1218,7 +1218,7 @@ impl Machine {
                 alert(
                     fx,
                     Level::Critical,
-                    "targets on this controller stopped serving (target.status unanswered or not ready): its port groups cannot change".to_string(),
+                    "targets on this controller stopped serving (target.status unanswered): its port groups cannot change".to_string(),
                 );
             }
             (Some(false), true) => {
