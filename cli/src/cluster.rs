@@ -176,9 +176,14 @@ pub fn status(v: &Value) -> String {
         );
     }
     let agents = hb.fence_agents.as_deref().unwrap_or_default();
+    let joined = match hb.fence_joined {
+        Some(true) => ", all set up here",
+        Some(false) => ", NOT all set up here (no pool may move here yet)",
+        None => "",
+    };
     let _ = writeln!(
         out,
-        "\nfence agents (in order): {}",
+        "\nfence agents (in order): {}{joined}",
         if agents.is_empty() {
             "none".to_string()
         } else {
@@ -367,6 +372,7 @@ mod tests {
             write_latency: Some(json!([{"last_ms": 3, "p99_ms": 12, "samples": 50}])),
             disks: Some(vec!["/dev/hb0".into(), "/dev/hb1".into()]),
             fence_agents: Some(vec!["ipmi".into(), "scsi_pr".into()]),
+            fence_joined: Some(true),
         });
         let t = status(&v);
         assert!(
@@ -404,6 +410,7 @@ mod tests {
             write_latency: None,
             disks: None,
             fence_agents: None,
+            fence_joined: None,
         }));
         assert_eq!(off, "heartbeat not configured: no [heartbeat] section\n");
         assert!(

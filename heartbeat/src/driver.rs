@@ -72,6 +72,10 @@ pub struct Shared {
     pub write_latency: Vec<latency::Summary>,
     /// Bumped by each fence join, so an older retry loop stops.
     pub join_generation: u64,
+    /// True once every fence agent has set up its part (the SCSI-3 PR key
+    /// registered) since this controller last became a member; until then
+    /// it must not be given pools, which it could not write.
+    pub fence_joined: bool,
 }
 
 impl Shared {
@@ -652,6 +656,7 @@ fn run_join_fence(
     let generation = {
         let mut sh = lock(shared);
         sh.join_generation += 1;
+        sh.fence_joined = false;
         sh.join_generation
     };
     let mut todo: Vec<Arc<dyn FenceAgent>> = agents.to_vec();
@@ -676,6 +681,12 @@ fn run_join_fence(
                 }
             }
             if left.is_empty() {
+                {
+                    let mut sh = lock(&shared);
+                    if sh.join_generation == generation {
+                        sh.fence_joined = true;
+                    }
+                }
                 if warned {
                     alert(&router, Level::Info, "every fence agent is set up".into());
                 }
@@ -1013,7 +1024,8 @@ pub async fn move_to_partner(
 }
 
 /// Gives the partner its home pools back once its configuration caught up
-/// (polled for up to ten minutes), under one new action_id.
+/// and its fence agents are set up (polled for up to ten minutes), under
+/// one new action_id.
 fn run_auto_failback(router: &RouterClient, me: &str, partner: &str, shared: &Arc<Mutex<Shared>>) {
     let (router, me, partner) = (router.clone(), me.to_string(), partner.to_string());
     let shared = Arc::clone(shared);
@@ -1025,10 +1037,20 @@ fn run_auto_failback(router: &RouterClient, me: &str, partner: &str, shared: &Ar
             let st = router
                 .call_at(Some(&partner), "config.status", json!({}))
                 .await;
-            let ready = st
+            let mut ready = st
                 .ok()
                 .and_then(|v| v.get("ready").and_then(Value::as_bool))
                 == Some(true);
+            if ready {
+                // Its PR key registered too, or the handover would refuse.
+                let cs = router
+                    .call_at(Some(&partner), "cluster.status", json!({}))
+                    .await;
+                ready = cs
+                    .ok()
+                    .and_then(|v| v.get("fence_joined").and_then(Value::as_bool))
+                    != Some(false);
+            }
             if ready && can_move(&lock(&shared)).is_ok() {
                 move_to_partner(
                     &router,

@@ -487,6 +487,22 @@ pub async fn handover(
                 "{to}'s configuration has not caught up yet (config.status ready=false)"
             ));
         }
+        // And it must be able to write the pools' disks: its fence agents
+        // set up (its SCSI-3 PR key registered). Seen in a pr-fence cycle:
+        // a controller back from a fence whose key was not registered got
+        // its pool back, failed every host write, and the hosts hung.
+        let cs = rec
+            .step(
+                "destination fence",
+                None,
+                calls.call(at_to.as_deref(), "cluster.status", json!({})),
+            )
+            .await?;
+        if cs.get("fence_joined").and_then(Value::as_bool) == Some(false) {
+            return Err(format!(
+                "{to}'s fence agents are not all set up (its SCSI-3 PR key is not registered), so it could not write the pools; see its alerts"
+            ));
+        }
         for n in &names {
             standby.push(n.clone());
             rec.step(
@@ -965,9 +981,10 @@ mod tests {
     }
 
     /// A giveback of p1 from B to A, up to A's import.
-    const GIVEBACK_P1_TO_IMPORT: [&str; 7] = [
+    const GIVEBACK_P1_TO_IMPORT: [&str; 8] = [
         "config.get",
         "A:config.status",
+        "A:cluster.status",
         "target.set_access_state p1",
         "A:config.get",
         "A:config.apply",
@@ -1022,9 +1039,9 @@ mod tests {
             [&GIVEBACK_P1_TO_IMPORT[..], &rest[..]].concat()
         );
         let log = f.log();
-        assert_eq!(log[8].2["changes"][1]["object"]["owner"], json!("B"));
-        assert_eq!(log[8].2["sync"], json!(true), "B's keeper must have it");
-        assert_eq!(log[9].2["to"], json!("B"));
+        assert_eq!(log[9].2["changes"][1]["object"]["owner"], json!("B"));
+        assert_eq!(log[9].2["sync"], json!(true), "B's keeper must have it");
+        assert_eq!(log[10].2["to"], json!("B"));
         assert!(
             out.alerts[0].message.contains("B serves the pools again"),
             "{:?}",
@@ -1040,7 +1057,7 @@ mod tests {
         ]);
         let m = f.methods();
         assert_eq!(
-            &m[9..],
+            &m[10..],
             [
                 "A:pool.export p1",
                 "pool.takeover p1",
@@ -1048,7 +1065,7 @@ mod tests {
             ]
         );
         // Taken under the epoch of the record that gave it back to B.
-        assert_eq!(f.log()[10].2["epoch"], json!(10));
+        assert_eq!(f.log()[11].2["epoch"], json!(10));
         assert!(out.alerts[0].message.contains("B serves the pools again"));
     }
 
@@ -1110,6 +1127,7 @@ mod tests {
             vec![
                 "config.get",
                 "destination ready",
+                "destination fence",
                 "standby",
                 "config.get",
                 "record",
@@ -1134,9 +1152,10 @@ mod tests {
     }
 
     /// The calls of a giveback of p1 and p2 up to both standbys.
-    const TO_STANDBY: [&str; 4] = [
+    const TO_STANDBY: [&str; 5] = [
         "config.get",
         "A:config.status",
+        "A:cluster.status",
         "target.set_access_state p1",
         "target.set_access_state p2",
     ];
@@ -1176,7 +1195,7 @@ mod tests {
         assert_eq!(f.methods(), [&TO_STANDBY[..], &then[..]].concat());
         let log = f.log();
         // The rollback records B as the owner, not synchronously.
-        let apply = &log[7].2;
+        let apply = &log[8].2;
         assert_eq!(apply["sync"], false);
         let owners: Vec<&Value> = apply["changes"]
             .as_array()
@@ -1186,7 +1205,7 @@ mod tests {
             .map(|c| &c["object"]["owner"])
             .collect();
         assert_eq!(owners, vec!["B", "B"], "{apply}");
-        for i in [8, 9] {
+        for i in [9, 10] {
             assert_eq!(log[i].2["state"], "active");
         }
         let steps: Vec<&str> = out.entry.steps.iter().map(|s| s.name.as_str()).collect();
@@ -1256,6 +1275,27 @@ mod tests {
         assert!(!out.entry.ok);
         assert_eq!(f.methods(), vec!["config.get", "B:config.status"]);
         assert!(out.alerts[0].message.contains("not caught up"));
+    }
+
+    #[test]
+    fn no_move_to_a_controller_whose_pr_key_is_not_registered() {
+        let f = Fake::new(&[]).answering("cluster.status", json!({"fence_joined": false}));
+        let out = rt().block_on(handover(
+            &f,
+            "failover",
+            "act4",
+            "A",
+            "A",
+            "B",
+            Selection::AllOwned,
+        ));
+        assert!(!out.entry.ok);
+        assert_eq!(
+            f.methods(),
+            vec!["config.get", "B:config.status", "B:cluster.status"],
+            "nothing set standby, nothing recorded"
+        );
+        assert!(out.alerts[0].message.contains("PR key is not registered"));
     }
 
     #[test]

@@ -66,6 +66,7 @@ fn heartbeat_status(api: Option<&Api>) -> Heartbeat {
             write_latency: None,
             disks: None,
             fence_agents: None,
+            fence_joined: None,
         };
     };
     let sh = lock(&api.shared);
@@ -78,6 +79,7 @@ fn heartbeat_status(api: Option<&Api>) -> Heartbeat {
         write_latency: Some(json!(sh.write_latency)),
         disks: Some(api.disks.clone()),
         fence_agents: Some(api.agents.iter().map(|a| a.name().to_string()).collect()),
+        fence_joined: Some(sh.fence_joined),
     }
 }
 

@@ -30,6 +30,12 @@ pub struct Heartbeat {
     /// Fence agent names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fence_agents: Option<Vec<String>>,
+    /// Every fence agent has set up its part here (the SCSI-3 PR key
+    /// registered) since this controller last became a member. A handover
+    /// never gives pools to a controller that says false: it could not
+    /// write them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence_joined: Option<bool>,
 }
 
 /// `cluster.status` result.

@@ -90,6 +90,12 @@ if [ -f "$P/roles/$role/duplex.toml" ]; then
     install -m 0644 "$P/systemd/50-duplex-udevd.conf" /etc/systemd/system/systemd-udevd.service.d/
     systemctl daemon-reload
     systemctl restart systemd-udevd.service || true
+    # A restart drops the events its workers were still processing (seen in
+    # a pr-fence cycle: the PR disk, attached just before, left without its
+    # by-id link, so the heartbeat could not register its key), so replay
+    # the block devices' add events and wait for them.
+    udevadm trigger --action=add --subsystem-match=block || true
+    udevadm settle --timeout=60 || true
   fi
   if [ "$n" -gt 0 ]; then
     # Units may name /usr/bin; the payload installs into /usr/local/bin.
