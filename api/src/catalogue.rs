@@ -106,7 +106,7 @@ impl Version {
 }
 
 /// This build's catalogue version.
-pub const VERSION: Version = Version { major: 1, minor: 1 };
+pub const VERSION: Version = Version { major: 1, minor: 2 };
 
 /// The namespaces of the catalogue.
 pub const NAMESPACES: &[&str] = &[
@@ -296,11 +296,11 @@ pub static METHODS: &[Method] = &[
     ),
     m(
         "config.unlock",
-        "Lifts the configuration lock.",
+        "Lifts the configuration lock (its owner, or anyone with force).",
         Write,
         External,
         false,
-        &["invalid_params", "internal"],
+        &["invalid_params", "unauthorized", "internal"],
     ),
     m(
         "config.status",
@@ -341,6 +341,22 @@ pub static METHODS: &[Method] = &[
         Peer,
         false,
         E_PEER,
+    ),
+    m(
+        "config.repl_snapshot",
+        "Replication: one page of the whole state, for a partner rebuilding its lost database.",
+        Read,
+        Peer,
+        false,
+        E_PEER,
+    ),
+    m(
+        "config.rebuild_from_partner",
+        "Rebuilds this controller's lost database (its own section and the replica) from the partner.",
+        Write,
+        External,
+        false,
+        &["conflict", "unavailable", "internal"],
     ),
     // disk, pool, volume: pool-manager.
     m(

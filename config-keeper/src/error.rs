@@ -75,6 +75,12 @@ pub enum StoreError {
     /// An entry shipped by the partner cannot be merged.
     #[error("cannot merge the partner's entry")]
     Merge(#[from] MergeError),
+    /// A rebuild from the partner on a database that is not empty.
+    #[error("rebuild from the partner refused: {0}")]
+    RebuildRefused(String),
+    /// An unlock by someone who is not the lock's owner, without force.
+    #[error(transparent)]
+    NotLockOwner(#[from] crate::core::lock::NotOwner),
     /// The partner shipped an entry of our own section.
     #[error("entry {seq} claims origin {origin:?}, which is this controller")]
     OwnOrigin {

@@ -19,12 +19,15 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
+use crate::core::conflicts;
 use crate::core::replication::{CatchUp, SendStep, Sender};
 use crate::core::state::{Entry, MergeError};
 use crate::error::{ApplyError, StoreError};
 use crate::password::hash_passwords_in;
-use crate::store::{Applied, Merged, Meta, Store};
+use crate::store::{Applied, Merged, Meta, SnapshotItem, Store};
 use duplex_api::change::{parse_changes, Violation};
+use duplex_api::methods::config::RebuildResult;
+use duplex_api::model::Kind;
 
 /// Log rows kept for `config.history` by default (older ones are pruned
 /// once the partner has them).
@@ -97,6 +100,98 @@ struct HelloReply {
     applied: u64,
     /// The head of the partner's own log.
     head: u64,
+}
+
+/// Items per snapshot page (a partner rebuilding its database).
+pub const SNAPSHOT_PAGE_ITEMS: usize = 500;
+/// About this many bytes of JSON per snapshot page, well under the
+/// message limit.
+pub const SNAPSHOT_PAGE_BYTES: usize = 256 * 1024;
+/// The most objects a rebuild takes (the largest configuration the
+/// appliance supports is a few tens of thousands).
+pub const SNAPSHOT_MAX_ITEMS: usize = 1_000_000;
+
+/// A `config.repl_snapshot` reply.
+#[derive(Debug, Deserialize)]
+struct SnapshotPage {
+    items: Vec<SnapshotItem>,
+    more: bool,
+    head: u64,
+    applied: u64,
+}
+
+/// Event-log kind (and alert kind) of a rule the merged state breaks.
+pub const MERGE_CONFLICT: &str = "config.merge_conflict";
+
+/// What a merge leaves to do: the alerts for rules the merged state
+/// breaks (each also in the event log), and the fixes this controller
+/// writes under the resolution rule (`core::conflicts`).
+#[derive(Debug, Default)]
+pub struct AfterMerge {
+    /// Alert payloads, `kind` [`MERGE_CONFLICT`].
+    pub alerts: Vec<Value>,
+    /// Changes for a local `config.apply`, one per resolution this
+    /// controller writes.
+    pub fixes: Vec<Value>,
+}
+
+/// Checks the state a merge of `keys` left: every finding and every
+/// initiator-name resolution is logged and alerted; the fixes that fall to
+/// this controller are returned to be applied.
+fn after_merge(s: &mut Store, keys: &[(Kind, String)]) -> AfterMerge {
+    let mut out = AfterMerge::default();
+    if keys.is_empty() {
+        return out;
+    }
+    let findings = conflicts::rules_broken(s.state(), keys);
+    if findings.is_empty() {
+        return out;
+    }
+    // Only resolutions that involve a merged host: a conflict already
+    // reported, and settled or left to an administrator, is not raised
+    // again by every later merge.
+    let merged_hosts: Vec<&str> = keys
+        .iter()
+        .filter(|(k, _)| *k == Kind::Host)
+        .map(|(_, key)| key.as_str())
+        .collect();
+    let resolutions: Vec<conflicts::Resolution> = conflicts::initiator_conflicts(s.state())
+        .into_iter()
+        .filter(|r| {
+            merged_hosts.contains(&r.keeps.as_str()) || merged_hosts.contains(&r.loses.as_str())
+        })
+        .collect();
+    let me = s.me().to_string();
+    let meta = Meta {
+        action_id: None,
+        now_ms: now_ms(),
+    };
+    for f in &findings {
+        let settled = resolutions
+            .iter()
+            .find(|r| f.kind == Kind::Host && (f.key == r.keeps || f.key == r.loses));
+        let rule = settled.map(|r| {
+            json!({"name": r.name, "keeps": r.keeps, "loses": r.loses, "writer": r.writer,
+                   "automatic": r.fixed.is_some()})
+        });
+        let detail = json!({"object": format!("{}/{}", f.kind, f.key), "field": f.field,
+                            "reason": f.reason, "resolution": rule});
+        warn!(object = %format!("{}/{}", f.kind, f.key), field = %f.field, reason = %f.reason,
+              "the merged configuration breaks a rule");
+        if let Err(e) = s.log_event(&meta, MERGE_CONFLICT, &detail) {
+            warn!(error = %e, "cannot record the merge conflict");
+        }
+        let mut alert = detail;
+        alert["severity"] = json!("warning");
+        alert["kind"] = json!(MERGE_CONFLICT);
+        out.alerts.push(alert);
+    }
+    out.fixes = resolutions
+        .iter()
+        .filter(|r| r.writer == me)
+        .filter_map(conflicts::fix_change)
+        .collect();
+    out
 }
 
 /// Event-log kind (and alert kind) of a partner entry refused at merge.
@@ -338,7 +433,7 @@ impl Keeper {
         self: &Arc<Self>,
         origin: String,
         entries: Vec<Entry>,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<(Value, AfterMerge), RpcError> {
         self.check_partner(&origin)?;
         if let Some(bad) = entries.iter().position(|e| e.origin != origin) {
             return Err(RpcError::invalid_params(
@@ -347,45 +442,50 @@ impl Keeper {
             ));
         }
         let keep = self.history_keep.load(Ordering::Relaxed);
-        let (applied, versions) = self
-            .with_store(move |s| -> Result<(u64, Vec<MergedNote>), RpcError> {
-                let mut versions = Vec::new();
-                let before = s.version();
-                let results = match s.merge_many(&entries) {
-                    Ok(r) => r,
-                    Err(StoreError::Merge(
-                        err @ (MergeError::Refused { .. } | MergeError::SeqReused { .. }),
-                    )) => {
-                        // Kept in the event log too: the alert is for now,
-                        // the log for whoever looks later.
-                        warn!(error = %err, "refused the partner's entry");
-                        let meta = Meta {
-                            action_id: None,
-                            now_ms: now_ms(),
-                        };
-                        let detail = json!({"origin": origin, "reason": err.to_string()});
-                        if let Err(e) = s.log_event(&meta, MERGE_REFUSED, &detail) {
-                            warn!(error = %e, "cannot record the refused entry");
+        let (applied, versions, after) = self
+            .with_store(
+                move |s| -> Result<(u64, Vec<MergedNote>, AfterMerge), RpcError> {
+                    let mut versions = Vec::new();
+                    let before = s.version();
+                    let results = match s.merge_many(&entries) {
+                        Ok(r) => r,
+                        Err(StoreError::Merge(
+                            err @ (MergeError::Refused { .. } | MergeError::SeqReused { .. }),
+                        )) => {
+                            // Kept in the event log too: the alert is for now,
+                            // the log for whoever looks later.
+                            warn!(error = %err, "refused the partner's entry");
+                            let meta = Meta {
+                                action_id: None,
+                                now_ms: now_ms(),
+                            };
+                            let detail = json!({"origin": origin, "reason": err.to_string()});
+                            if let Err(e) = s.log_event(&meta, MERGE_REFUSED, &detail) {
+                                warn!(error = %e, "cannot record the refused entry");
+                            }
+                            return Err(RpcError::new(
+                                ErrorCode::Conflict,
+                                format!("refused the entry: {err}"),
+                            )
+                            .with_data("alert", MERGE_REFUSED.into()));
                         }
-                        return Err(RpcError::new(
-                            ErrorCode::Conflict,
-                            format!("refused the entry: {err}"),
-                        )
-                        .with_data("alert", MERGE_REFUSED.into()));
+                        Err(err) => {
+                            warn!(error = %err, "cannot merge the partner's entries");
+                            return Err(RpcError::internal(format!("merging entries: {err}")));
+                        }
+                    };
+                    let mut keys = Vec::new();
+                    for (e, r) in entries.iter().zip(results) {
+                        if let Merged::Applied { applied, version } = r {
+                            versions.push((version, applied, e.action_id.clone()));
+                            keys.extend(e.ops.iter().map(|o| (o.kind, o.key.clone())));
+                        }
                     }
-                    Err(err) => {
-                        warn!(error = %err, "cannot merge the partner's entries");
-                        return Err(RpcError::internal(format!("merging entries: {err}")));
-                    }
-                };
-                for (e, r) in entries.iter().zip(results) {
-                    if let Merged::Applied { applied, version } = r {
-                        versions.push((version, applied, e.action_id.clone()));
-                    }
-                }
-                maybe_prune(s, before, keep);
-                Ok((s.applied(&origin), versions))
-            })
+                    maybe_prune(s, before, keep);
+                    let after = after_merge(s, &keys);
+                    Ok((s.applied(&origin), versions, after))
+                },
+            )
             .await??;
         for (version, section_version, action_id) in versions {
             let _ = self.changed_tx.send(json!({
@@ -394,7 +494,111 @@ impl Keeper {
             }));
         }
         self.note_applied(applied);
-        Ok(json!({"applied": applied}))
+        Ok((json!({"applied": applied}), after))
+    }
+
+    /// `config.repl_snapshot` from the partner rebuilding its database:
+    /// one page of our whole state, our section's head and how much of the
+    /// partner's own (lost) log we have merged.
+    pub async fn on_snapshot(
+        self: &Arc<Self>,
+        origin: String,
+        after: Option<(Kind, String)>,
+        limit: usize,
+    ) -> Result<Value, RpcError> {
+        self.check_partner(&origin)?;
+        self.with_store(move |s| {
+            let limit = limit.clamp(1, SNAPSHOT_PAGE_ITEMS);
+            let (items, more) = s.snapshot_page(after.as_ref(), limit, SNAPSHOT_PAGE_BYTES);
+            json!({"items": items, "more": more, "head": s.section_version(),
+                   "applied": s.applied(&origin)})
+        })
+        .await
+    }
+
+    /// `config.rebuild_from_partner`: this controller's database was lost
+    /// (a replaced boot disk); reads the partner's whole state through the
+    /// peer link, page by page, and installs it in one transaction. Our own
+    /// section resumes where the partner's replica of it ends. Refused
+    /// unless our own section is empty here.
+    pub async fn rebuild_from_partner(
+        self: &Arc<Self>,
+        client: &RouterClient,
+        action_id: Option<String>,
+    ) -> Result<RebuildResult, RpcError> {
+        let Some(partner) = self.partner.clone() else {
+            return Err(RpcError::unavailable("no partner is configured"));
+        };
+        let own = self.with_store(|s| s.section_version()).await?;
+        if own != 0 {
+            return Err(RpcError::new(
+                ErrorCode::Conflict,
+                format!("this controller's own section is at version {own}: its database was not lost, there is nothing to rebuild"),
+            ));
+        }
+        let mut items: Vec<SnapshotItem> = Vec::new();
+        let mut after: Option<(Kind, String)> = None;
+        // The first page's heads: everything the partner had merged then is
+        // in the pages read after it; later writes merge again harmlessly.
+        let mut heads: Option<(u64, u64)> = None;
+        let mut pages = 0u32;
+        loop {
+            let reply = client
+                .call_on(
+                    &partner,
+                    "config.repl_snapshot",
+                    json!({"origin": self.me, "after": after, "limit": SNAPSHOT_PAGE_ITEMS}),
+                )
+                .await
+                .map_err(|e| e.into_rpc())?;
+            let page: SnapshotPage = serde_json::from_value(reply)
+                .map_err(|e| RpcError::internal(format!("bad snapshot page: {e}")))?;
+            pages = pages.saturating_add(1);
+            heads.get_or_insert((page.head, page.applied));
+            let more = page.more && !page.items.is_empty();
+            if let Some(last) = page.items.last() {
+                after = Some((last.kind, last.key.clone()));
+            }
+            items.extend(page.items);
+            if items.len() > SNAPSHOT_MAX_ITEMS {
+                return Err(RpcError::internal(format!(
+                    "the partner's state has more than {SNAPSHOT_MAX_ITEMS} objects; nothing was written"
+                )));
+            }
+            if !more {
+                break;
+            }
+        }
+        let (partner_head, own_seq) = heads.unwrap_or((0, 0));
+        let meta = Meta {
+            action_id,
+            now_ms: now_ms(),
+        };
+        let received = items.len();
+        let p = partner.clone();
+        let (written, version) = self
+            .with_store(move |s| {
+                s.rebuild_from(&items, &p, own_seq, partner_head, &meta)
+                    .map(|w| (w, s.version()))
+            })
+            .await?
+            .map_err(|e| match e {
+                StoreError::RebuildRefused(r) => RpcError::new(ErrorCode::Conflict, r),
+                e => RpcError::internal(format!("rebuilding: {e}")),
+            })?;
+        warn!(partner = %partner, received, written, own_seq, partner_head, "configuration rebuilt from the partner");
+        // The driver resumes our section at own_seq, the watchers reload.
+        self.committed_local(version, own_seq, None);
+        self.note_applied(partner_head);
+        Ok(RebuildResult {
+            partner,
+            pages,
+            items: received as u64,
+            written: written as u64,
+            own_section_version: own_seq,
+            partner_section_version: partner_head,
+            version,
+        })
     }
 
     fn set_error(&self, e: Option<String>) {

@@ -8,8 +8,9 @@
 //! | `config.history` | `after?`, `limit?` | `entries` (local version, origin, seq, action_id, ops) |
 //! | `config.digest` | | `digest`, `version` |
 //! | `config.lock` | `reason` | `locked`, `lock`, `changed` |
-//! | `config.unlock` | `reason` | `locked`, `changed` |
+//! | `config.unlock` | `reason`, `force` | `locked`, `changed`; `unauthorized` (field `force`) unless the caller took the lock or forces |
 //! | `config.status` | | versions, lock, replication, readiness |
+//! | `config.rebuild_from_partner` | | a lost database rebuilt from the partner (`conflict` unless our own section is empty) |
 //! | `config.events` | `after?`, `limit?` | the event log |
 //! | `config.record_event` | `kind`, `detail?` | appends to the event log under the caller's action_id |
 //! | `config.repl_hello`, `config.repl_push` | | partner keeper only |
@@ -90,6 +91,15 @@ fn store_error(e: crate::error::StoreError) -> RpcError {
 struct HelloParams {
     origin: String,
     head: u64,
+}
+
+#[derive(Deserialize)]
+struct SnapshotParams {
+    origin: String,
+    #[serde(default)]
+    after: Option<(Kind, String)>,
+    #[serde(default)]
+    limit: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -228,8 +238,9 @@ pub fn register(svc: &mut ServiceBuilder, k: &Arc<Keeper>) {
             action_id: Some(ctx.action_id.clone()),
             now_ms: now_ms(),
         };
+        let owner = ctx.caller.clone().unwrap_or_else(|| "unknown".into());
         let (lock, outcome) = k
-            .with_store(move |s| s.lock(&p.reason, &meta))
+            .with_store(move |s| s.lock(&p.reason, &owner, &meta))
             .await?
             .map_err(store_error)?;
         Ok(LockResult {
@@ -244,10 +255,18 @@ pub fn register(svc: &mut ServiceBuilder, k: &Arc<Keeper>) {
             action_id: Some(ctx.action_id.clone()),
             now_ms: now_ms(),
         };
+        let caller = ctx.caller.clone().unwrap_or_else(|| "unknown".into());
         let outcome = k
-            .with_store(move |s| s.unlock(&p.reason, &meta))
+            .with_store(move |s| s.unlock(&p.reason, &caller, p.force, &meta))
             .await?
-            .map_err(store_error)?;
+            .map_err(|e| match e {
+                crate::error::StoreError::NotLockOwner(n) => {
+                    RpcError::new(ErrorCode::Unauthorized, n.to_string())
+                        .with_field("force")
+                        .with_data("owner", Value::String(n.owner))
+                }
+                e => store_error(e),
+            })?;
         Ok(UnlockResult {
             locked: false,
             changed: outcome == crate::core::lock::LockOutcome::Changed,
@@ -303,6 +322,25 @@ pub fn register(svc: &mut ServiceBuilder, k: &Arc<Keeper>) {
         Ok(RecordEventResult { recorded: true })
     });
 
+    svc.typed_with::<cm::RebuildFromPartner, _, _, _>(k, |k, ctx, _p| async move {
+        k.rebuild_from_partner(&ctx.router, Some(ctx.action_id.clone()))
+            .await
+    });
+
+    repl_method(
+        svc,
+        k,
+        "config.repl_snapshot",
+        |k, _ctx, p: SnapshotParams| async move {
+            k.on_snapshot(
+                p.origin,
+                p.after,
+                p.limit.unwrap_or(crate::keeper::SNAPSHOT_PAGE_ITEMS),
+            )
+            .await
+        },
+    );
+
     repl_method(
         svc,
         k,
@@ -317,16 +355,42 @@ pub fn register(svc: &mut ServiceBuilder, k: &Arc<Keeper>) {
         |k, ctx, p: PushParams| async move {
             let origin = p.origin.clone();
             let r = k.on_push(p.origin, p.entries).await;
-            if let Err(e) = &r {
-                let alert = e.data.as_ref().and_then(|d| d.get("alert")).cloned();
-                if let Some(kind) = alert {
-                    let data = json!({"severity": "critical", "kind": kind, "origin": origin, "reason": e.message});
-                    if let Err(pe) = ctx.router.publish(topics::ALERT, data, false).await {
-                        tracing::warn!(error = %pe, "cannot publish the alert");
+            let (reply, after) = match r {
+                Ok(x) => x,
+                Err(e) => {
+                    let alert = e.data.as_ref().and_then(|d| d.get("alert")).cloned();
+                    if let Some(kind) = alert {
+                        let data = json!({"severity": "critical", "kind": kind, "origin": origin, "reason": e.message});
+                        if let Err(pe) = ctx.router.publish(topics::ALERT, data, false).await {
+                            tracing::warn!(error = %pe, "cannot publish the alert");
+                        }
                     }
+                    return Err(e);
+                }
+            };
+            for mut a in after.alerts {
+                a["origin"] = json!(origin);
+                if let Err(pe) = ctx.router.publish(topics::ALERT, a, false).await {
+                    tracing::warn!(error = %pe, "cannot publish the alert");
                 }
             }
-            r
+            if !after.fixes.is_empty() {
+                // Not in the partner's call: the fix is a local change of
+                // its own, replicated back like any other.
+                let (k, ctx) = (Arc::clone(&k), ctx.clone());
+                tokio::spawn(async move {
+                    let p = ApplyParams {
+                        changes: Value::Array(after.fixes),
+                        sync: false,
+                        timeout_ms: None,
+                    };
+                    match apply(&k, &ctx, p).await {
+                        Ok(r) => tracing::warn!(version = r.version, "merge conflict settled: a later claim of an initiator name removed (core::conflicts)"),
+                        Err(e) => tracing::warn!(error = %e, "the merge conflict fix was refused; an administrator must settle it"),
+                    }
+                });
+            }
+            Ok(reply)
         },
     );
 }

@@ -115,6 +115,18 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
     ),
 ];
 
+/// Writes an object (or its tombstone) with its stamp and version.
+const PUT_OBJECT: &str =
+    "INSERT INTO objects (kind, name, body, st_epoch, st_lamport, st_origin, gen)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+     ON CONFLICT (kind, name) DO UPDATE SET body = excluded.body,
+       st_epoch = excluded.st_epoch, st_lamport = excluded.st_lamport,
+       st_origin = excluded.st_origin, gen = excluded.gen";
+
+/// Moves an origin's section head.
+const PUT_HEAD: &str = "INSERT INTO heads (origin, seq, gen) VALUES (?1, ?2, ?3)
+     ON CONFLICT (origin) DO UPDATE SET seq = excluded.seq, gen = excluded.gen";
+
 /// Identity of the caller of a write, for the log.
 #[derive(Debug, Clone, Default)]
 pub struct Meta {
@@ -180,6 +192,20 @@ pub struct EventRow {
     pub kind: String,
     /// Details.
     pub detail: Value,
+}
+
+/// One object, or the tombstone of a deleted one, with its stamp: what a
+/// partner rebuilding its database receives (`config.repl_snapshot`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SnapshotItem {
+    /// Kind of the object.
+    pub kind: Kind,
+    /// Its key.
+    pub key: String,
+    /// Its body; `None` for a tombstone.
+    pub body: Option<Value>,
+    /// The stamp of its last write.
+    pub stamp: Stamp,
 }
 
 /// The open database and its in-memory mirror.
@@ -412,6 +438,11 @@ impl Store {
         &self.state.config
     }
 
+    /// The current state with its stamps.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
     /// Local version: bumps with every committed transaction, local or merged.
     pub fn version(&self) -> u64 {
         self.version
@@ -547,13 +578,7 @@ impl Store {
             .map_err(sql("beginning transaction"))?;
         {
             let mut put = tx
-                .prepare_cached(
-                    "INSERT INTO objects (kind, name, body, st_epoch, st_lamport, st_origin, gen)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT (kind, name) DO UPDATE SET body = excluded.body,
-                       st_epoch = excluded.st_epoch, st_lamport = excluded.st_lamport,
-                       st_origin = excluded.st_origin, gen = excluded.gen",
-                )
+                .prepare_cached(PUT_OBJECT)
                 .map_err(sql("preparing object write"))?;
             let mut log = tx
                 .prepare_cached(
@@ -561,10 +586,7 @@ impl Store {
                 )
                 .map_err(sql("preparing log write"))?;
             let mut head = tx
-                .prepare_cached(
-                    "INSERT INTO heads (origin, seq, gen) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (origin) DO UPDATE SET seq = excluded.seq, gen = excluded.gen",
-                )
+                .prepare_cached(PUT_HEAD)
                 .map_err(sql("preparing head write"))?;
             for (version, entry, winners) in items {
                 let gen = to_i64(*version, "version")?;
@@ -738,9 +760,19 @@ impl Store {
     }
 
     /// Takes the config lock (idempotent: a held lock keeps its first reason).
-    pub fn lock(&mut self, reason: &str, meta: &Meta) -> Result<(Lock, LockOutcome), StoreError> {
-        let (next, outcome) =
-            lock::lock(&self.lock, reason, meta.now_ms, meta.action_id.as_deref());
+    pub fn lock(
+        &mut self,
+        reason: &str,
+        owner: &str,
+        meta: &Meta,
+    ) -> Result<(Lock, LockOutcome), StoreError> {
+        let (next, outcome) = lock::lock(
+            &self.lock,
+            reason,
+            owner,
+            meta.now_ms,
+            meta.action_id.as_deref(),
+        );
         let held = next.clone().ok_or_else(|| StoreError::Corrupt {
             what: "lock".into(),
             reason: "lock decision returned no lock".into(),
@@ -750,7 +782,7 @@ impl Store {
                 what: "lock".into(),
                 reason: e.to_string(),
             })?;
-            let detail = serde_json::json!({ "reason": reason });
+            let detail = serde_json::json!({ "reason": reason, "owner": owner });
             let tx = self.conn.transaction().map_err(sql("beginning lock"))?;
             tx.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('lock', ?1)",
@@ -760,23 +792,36 @@ impl Store {
             insert_event(&tx, meta, "config.locked", &detail)?;
             tx.commit().map_err(sql("committing lock"))?;
             self.lock = next;
-            info!(reason, "config locked");
+            info!(reason, owner, "config locked");
         }
         Ok((held, outcome))
     }
 
-    /// Releases the config lock (idempotent).
-    pub fn unlock(&mut self, reason: &str, meta: &Meta) -> Result<LockOutcome, StoreError> {
-        let (_, outcome) = lock::unlock(&self.lock);
+    /// Releases the config lock (idempotent) for `caller`, its owner, or
+    /// anyone with `force` (the event log says who and that it was forced).
+    pub fn unlock(
+        &mut self,
+        reason: &str,
+        caller: &str,
+        force: bool,
+        meta: &Meta,
+    ) -> Result<LockOutcome, StoreError> {
+        let owner = self.lock.as_ref().map(|l| l.owner.clone());
+        let (_, outcome) = lock::unlock(&self.lock, caller, force)?;
         if outcome == LockOutcome::Changed {
-            let detail = serde_json::json!({ "reason": reason });
+            let forced = force && owner.as_deref() != Some(caller);
+            let detail = serde_json::json!({ "reason": reason, "by": caller, "owner": owner, "forced": forced });
             let tx = self.conn.transaction().map_err(sql("beginning unlock"))?;
             tx.execute("DELETE FROM meta WHERE key = 'lock'", [])
                 .map_err(sql("deleting lock"))?;
             insert_event(&tx, meta, "config.unlocked", &detail)?;
             tx.commit().map_err(sql("committing unlock"))?;
             self.lock = None;
-            info!(reason, "config unlocked");
+            if forced {
+                tracing::warn!(reason, by = caller, owner = ?owner, "config lock lifted by force");
+            } else {
+                info!(reason, "config unlocked");
+            }
         }
         Ok(outcome)
     }
@@ -793,6 +838,137 @@ impl Store {
             .map_err(sql("writing peer_acked"))?;
         self.peer_acked = v;
         Ok(())
+    }
+
+    /// One page of the whole state for a partner that rebuilds from it:
+    /// every key after `after` in key order (objects and tombstones, with
+    /// their stamps), at most `limit` items and about `max_bytes` of JSON
+    /// (at least one item). The flag says whether more follow.
+    pub fn snapshot_page(
+        &self,
+        after: Option<&(Kind, String)>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> (Vec<SnapshotItem>, bool) {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let mut iter = match after {
+            Some(k) => self.state.stamps.range((Excluded(k.clone()), Unbounded)),
+            None => self.state.stamps.range::<(Kind, String), _>(..),
+        };
+        let (mut items, mut bytes) = (Vec::new(), 0usize);
+        for ((kind, key), stamp) in iter.by_ref() {
+            let item = SnapshotItem {
+                kind: *kind,
+                key: key.clone(),
+                body: self.state.config.get(*kind, key).map(|o| o.to_json()),
+                stamp: stamp.clone(),
+            };
+            bytes = bytes.saturating_add(serde_json::to_string(&item).map_or(0, |t| t.len()));
+            items.push(item);
+            if items.len() >= limit.max(1) || bytes >= max_bytes {
+                break;
+            }
+        }
+        let more = iter.next().is_some();
+        (items, more)
+    }
+
+    /// Rebuilds this controller's database from the partner's state after
+    /// it was lost (a replaced boot disk): only while our own section is
+    /// empty here (`RebuildRefused` otherwise). Every item wins where its
+    /// stamp is greater than ours (a merge: what came from the partner's
+    /// log meanwhile stays), our section resumes at `own_seq` (what the
+    /// partner has merged of our old log, so our next entry follows it)
+    /// and the partner's at `partner_seq`. One transaction; the event log
+    /// records it. Returns how many objects were written.
+    pub fn rebuild_from(
+        &mut self,
+        items: &[SnapshotItem],
+        partner: &str,
+        own_seq: u64,
+        partner_seq: u64,
+        meta: &Meta,
+    ) -> Result<usize, StoreError> {
+        if self.section_version() != 0 {
+            return Err(StoreError::RebuildRefused(format!(
+                "this controller's own section is at version {}: its database is not empty",
+                self.section_version()
+            )));
+        }
+        // Every body is read back before anything is written.
+        for it in items {
+            if let Some(b) = &it.body {
+                let what = format!("snapshot object {}/{}", it.kind, it.key);
+                let obj = Object::from_json(it.kind, b).map_err(|(p, r)| StoreError::Corrupt {
+                    what: what.clone(),
+                    reason: format!("{p}: {r}"),
+                })?;
+                if obj.key() != it.key {
+                    return Err(StoreError::Corrupt {
+                        what,
+                        reason: format!("its body's key is {:?}", obj.key()),
+                    });
+                }
+            }
+        }
+        let winners: Vec<&SnapshotItem> = items
+            .iter()
+            .filter(|it| {
+                self.state
+                    .stamps
+                    .get(&(it.kind, it.key.clone()))
+                    .is_none_or(|mine| *mine < it.stamp)
+            })
+            .collect();
+        let gen = to_i64(self.version.saturating_add(1), "version")?;
+        let partner_seq = partner_seq.max(self.applied(partner));
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql("beginning rebuild"))?;
+        {
+            let mut put = tx
+                .prepare_cached(PUT_OBJECT)
+                .map_err(sql("preparing object write"))?;
+            for it in &winners {
+                put.execute(params![
+                    it.kind.as_str(),
+                    it.key,
+                    it.body.as_ref().map(Value::to_string),
+                    to_i64(it.stamp.epoch, "epoch")?,
+                    to_i64(it.stamp.lamport, "lamport")?,
+                    it.stamp.origin,
+                    gen
+                ])
+                .map_err(sql("writing object"))?;
+            }
+            let mut head = tx
+                .prepare_cached(PUT_HEAD)
+                .map_err(sql("preparing head write"))?;
+            head.execute(params![self.me, to_i64(own_seq, "seq")?, gen])
+                .map_err(sql("writing head"))?;
+            head.execute(params![partner, to_i64(partner_seq, "seq")?, gen])
+                .map_err(sql("writing head"))?;
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('peer_acked', ?1)",
+                [own_seq.to_string()],
+            )
+            .map_err(sql("writing peer_acked"))?;
+            let detail = serde_json::json!({"partner": partner, "objects": winners.len(),
+                "own_section_version": own_seq, "partner_section_version": partner_seq});
+            insert_event(&tx, meta, "config.rebuilt", &detail)?;
+        }
+        tx.commit().map_err(sql("committing rebuild"))?;
+        let written = winners.len();
+        self.load()?;
+        info!(
+            partner,
+            objects = written,
+            own_section_version = own_seq,
+            partner_section_version = partner_seq,
+            "config database rebuilt from the partner"
+        );
+        Ok(written)
     }
 
     /// Appends to the event log.

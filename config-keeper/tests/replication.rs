@@ -19,6 +19,20 @@ fn rpc_err(e: duplex_services::CallError) -> duplex_services::RpcError {
     e.into_rpc()
 }
 
+/// b writes its pool pb and volume w1, acknowledged by a; its section's
+/// version after.
+async fn b_writes_its_section(b: &common::cluster::Keeper) -> u64 {
+    let r = b
+        .call(
+            "config.apply",
+            json!({"changes": [pool("pb", "b", [3, 4]), volume("w1", "pb", 101)], "sync": true}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r["replicated"], true, "{r}");
+    r["section_version"].as_u64().unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_keepers_replicate_lock_and_catch_up() {
     let (a, mut b) = pair().await;
@@ -41,14 +55,7 @@ async fn two_keepers_replicate_lock_and_catch_up() {
         (Some(2), Some(2))
     );
     // b writes its own section.
-    let r = b
-        .call(
-            "config.apply",
-            json!({"changes": [pool("pb", "b", [3, 4]), volume("w1", "pb", 101)], "sync": true}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r["replicated"], true);
+    b_writes_its_section(&b).await;
     let d = converged(&a, &b, Duration::from_secs(10)).await;
     let db = b.call("config.digest", json!({})).await.unwrap();
     assert_eq!(db["digest"], d.as_str());
@@ -273,4 +280,84 @@ async fn returning_keeper_is_not_ready_before_catching_up() {
         .await
         .unwrap_err();
     assert_eq!(kind(&e), Some("invalid_params"));
+}
+
+/// Issue 16: a controller whose database is gone (a replaced boot disk)
+/// rebuilds its replica and its own section from the partner with one
+/// command, then writes its section again. Before, its sender refused to
+/// ship (`PartnerAhead`) and restoring the section was an operator's job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_database_is_rebuilt_from_the_partner() {
+    let (a, mut b) = pair().await;
+    a.call("config.apply", json!({"changes": shared(), "sync": true}))
+        .await
+        .unwrap();
+    let b_head = b_writes_its_section(&b).await;
+    let before = converged(&a, &b, Duration::from_secs(10)).await;
+
+    // b's boot disk is replaced: the database is gone.
+    b.kill_keeper();
+    for ext in ["", "-wal", "-shm"] {
+        let mut p = b.db().into_os_string();
+        p.push(ext);
+        let _ = std::fs::remove_file(p);
+    }
+    b.start_keeper();
+    b.wait_keeper().await;
+    wait_until(
+        "b's sender refuses to ship",
+        Duration::from_secs(20),
+        || async {
+            b.call("config.status", json!({}))
+                .await
+                .map(|s| {
+                    s["replication"]["last_error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("partner has applied our version"))
+                })
+                .unwrap_or(false)
+        },
+    )
+    .await;
+    let g = b.call("config.get", json!({"kind": "pool"})).await.unwrap();
+    assert!(
+        !g.to_string().contains("\"pb\""),
+        "b's own section is not back by itself: {g}"
+    );
+
+    let r = b
+        .call("config.rebuild_from_partner", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(r["own_section_version"], b_head, "{r}");
+    assert!(r["written"].as_u64().unwrap() > 0, "{r}");
+    let after = converged(&a, &b, Duration::from_secs(10)).await;
+    assert_eq!(
+        after, before,
+        "the same state on both, b's section included"
+    );
+
+    // b writes its section again, numbered after what a merged.
+    let r = b
+        .call(
+            "config.apply",
+            json!({"changes": [volume("w2", "pb", 102)], "sync": true}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r["replicated"], true, "{r}");
+    assert_eq!(r["section_version"], b_head + 1, "{r}");
+    converged(&a, &b, Duration::from_secs(10)).await;
+    let g = a
+        .call("config.get", json!({"kind": "volume", "name": "w2"}))
+        .await
+        .unwrap();
+    assert_eq!(g["config"]["volume"]["pool"], "pb");
+
+    // Once rebuilt there is nothing to rebuild: refused, nothing changed.
+    let e = b
+        .call("config.rebuild_from_partner", json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(kind(&e), Some("conflict"));
 }

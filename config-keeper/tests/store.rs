@@ -8,7 +8,7 @@ use common::*;
 use duplex_api::model::Kind;
 use duplex_config_keeper::core::state::{Entry, MergeError, Op, Stamp};
 use duplex_config_keeper::error::{ApplyError, StoreError};
-use duplex_config_keeper::keeper::{Keeper, MERGE_REFUSED};
+use duplex_config_keeper::keeper::{Keeper, MERGE_CONFLICT, MERGE_REFUSED};
 use duplex_config_keeper::store::{Merged, Store};
 use serde_json::json;
 
@@ -189,7 +189,11 @@ fn lock_refuses_apply_but_not_reads_and_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = populated(dir.path(), "a");
     let (held, _) = s
-        .lock("partner silent on interconnect, alive on disk", &meta())
+        .lock(
+            "partner silent on interconnect, alive on disk",
+            "heartbeat",
+            &meta(),
+        )
         .unwrap();
     assert_eq!(held.action_id.as_deref(), Some("test-action"));
     let v = s.version();
@@ -203,8 +207,9 @@ fn lock_refuses_apply_but_not_reads_and_survives_restart() {
     assert_eq!(s.digest().len(), 64);
     assert_eq!(s.history(0, 10).unwrap().len(), 2);
     // A second lock keeps the first reason (idempotent).
-    let (held, _) = s.lock("again", &meta()).unwrap();
+    let (held, _) = s.lock("again", "client(pid=1)", &meta()).unwrap();
     assert!(held.reason.contains("partner silent"));
+    assert_eq!(held.owner, "heartbeat");
     // The lock is durable: a keeper restart must not silently unlock.
     let path = s.path().to_path_buf();
     drop(s);
@@ -214,8 +219,17 @@ fn lock_refuses_apply_but_not_reads_and_survives_restart() {
         apply(&mut s, json!([group("g2", &[])])),
         Err(ApplyError::Locked { .. })
     ));
-    s.unlock("partner back", &meta()).unwrap();
-    s.unlock("twice is fine", &meta()).unwrap();
+    // Issue 16 point 6: another local client cannot lift heartbeat's lock
+    // (before, any caller could); its owner can, and it is kept durably.
+    assert!(matches!(
+        s.unlock("not mine", "client(pid=9)", false, &meta()),
+        Err(StoreError::NotLockOwner(_))
+    ));
+    assert!(s.lock_state().is_some_and(|l| l.owner == "heartbeat"));
+    s.unlock("partner back", "heartbeat", false, &meta())
+        .unwrap();
+    s.unlock("twice is fine", "client(pid=9)", false, &meta())
+        .unwrap();
     let r = apply(&mut s, json!([group("g2", &[])])).unwrap();
     assert_eq!(r.version, v + 1);
     let kinds: Vec<String> = s
@@ -340,7 +354,7 @@ fn higher_epoch_wins_after_a_partition() {
 fn merge_works_while_locked() {
     let dir = tempfile::tempdir().unwrap();
     let (a, mut b) = a_and_empty_b(dir.path());
-    b.lock("partner suspected", &meta()).unwrap();
+    b.lock("partner suspected", "heartbeat", &meta()).unwrap();
     assert_eq!(ship(&a, &mut b), 2);
     assert_eq!(a.digest(), b.digest());
 }
@@ -434,6 +448,23 @@ fn forged(seq: u64, kind: Kind, key: &str, body: Option<serde_json::Value>, stam
             stamp,
         }],
     }
+}
+
+/// The kinds of the keeper's event log, oldest first.
+fn event_kinds(rt: &tokio::runtime::Runtime, k: &std::sync::Arc<Keeper>) -> Vec<String> {
+    rt.block_on(k.with_store(|s| s.events(0, 100).unwrap()))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
+}
+
+/// A runtime for calling the keeper's async methods from a plain test.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn stamp(epoch: u64, lamport: u64, origin: &str) -> Stamp {
@@ -543,10 +574,7 @@ fn a_refused_entry_is_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let (a, _b) = replicated(dir.path());
     let (k, _changed) = Keeper::new(a, Some("b".into()));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let bad = forged(
         1,
         Kind::Volume,
@@ -564,12 +592,7 @@ fn a_refused_entry_is_recorded() {
         e.data.as_ref().and_then(|d| d.get("alert")).is_some(),
         "{e:?}"
     );
-    let kinds: Vec<String> = rt
-        .block_on(k.with_store(|s| s.events(0, 100).unwrap()))
-        .unwrap()
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
+    let kinds = event_kinds(&rt, &k);
     assert!(kinds.iter().any(|k| k == MERGE_REFUSED), "{kinds:?}");
 }
 
@@ -593,4 +616,53 @@ fn the_database_is_private_whatever_the_umask() {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let _s = Store::open(&path, "a").unwrap();
     assert_eq!(mode(&path), 0o600);
+}
+
+/// Issue 16 point 1: one IQN added to two hosts at once on "a" and "b"
+/// (each write valid where it was made) merges, is alerted and recorded,
+/// and the controller that made the later write is the one that removes
+/// its claim. Before, the merge was silent and both hosts kept the name.
+#[test]
+fn a_merge_that_breaks_a_rule_is_alerted_and_settled_by_the_later_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut a, _b) = replicated(dir.path());
+    let (x, z) = ("iqn.2024-01.com.example:x", "iqn.2024-01.com.example:z");
+    apply(
+        &mut a,
+        json!([up("host", json!({"name": "ha", "iqns": [x, z]}))]),
+    )
+    .unwrap();
+    let (k, _changed) = Keeper::new(a, Some("b".into()));
+    let rt = runtime();
+    // b's claim of x is older (Lamport 1): a's later claim loses, a fixes.
+    let hb = json!({"name": "hb", "iqns": [x]});
+    let older = forged(1, Kind::Host, "hb", Some(hb), stamp(0, 1, "b"));
+    let (reply, after) = rt.block_on(k.on_push("b".into(), vec![older])).unwrap();
+    assert_eq!(reply["applied"], 1);
+    assert_eq!(after.alerts.len(), 1, "{after:?}");
+    let alert = &after.alerts[0];
+    assert_eq!(alert["kind"], MERGE_CONFLICT);
+    assert_eq!(alert["resolution"]["keeps"], "hb", "{alert}");
+    assert_eq!(alert["resolution"]["loses"], "ha", "{alert}");
+    assert_eq!(alert["resolution"]["writer"], "a", "{alert}");
+    assert_eq!(after.fixes.len(), 1, "{after:?}");
+    assert_eq!(after.fixes[0]["object"]["name"], "ha");
+    assert_eq!(after.fixes[0]["object"]["iqns"], json!([z]));
+    // b's claim of z is newer than a's: b loses it, and b writes the fix.
+    let hc = json!({"name": "hc", "iqns": [z]});
+    let newer = forged(2, Kind::Host, "hc", Some(hc), stamp(0, 9, "b"));
+    let (_, after) = rt.block_on(k.on_push("b".into(), vec![newer])).unwrap();
+    assert_eq!(after.alerts.len(), 1, "{after:?}");
+    assert_eq!(after.alerts[0]["resolution"]["writer"], "b");
+    assert_eq!(
+        after.alerts[0]["resolution"]["automatic"], false,
+        "hc has no other name"
+    );
+    assert!(after.fixes.is_empty(), "not a's to write: {after:?}");
+    let kinds = event_kinds(&rt, &k);
+    assert_eq!(
+        kinds.iter().filter(|k| *k == MERGE_CONFLICT).count(),
+        2,
+        "{kinds:?}"
+    );
 }

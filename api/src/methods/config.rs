@@ -108,12 +108,25 @@ pub struct DigestResult {
     pub version: u64,
 }
 
-/// `config.lock` and `config.unlock` params.
+/// `config.lock` params.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LockParams {
     /// Why (shown with every refused change).
     pub reason: String,
+}
+
+/// `config.unlock` params.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnlockParams {
+    /// Why (recorded in the event log).
+    pub reason: String,
+    /// Lift a lock another caller took (heartbeat's, for one): an
+    /// administrator's decision, recorded as forced. Without it only the
+    /// lock's owner lifts it.
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// `config.lock` result.
@@ -179,14 +192,40 @@ pub struct StatusResult {
     pub replication: Value,
 }
 
+/// `config.rebuild_from_partner` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RebuildResult {
+    /// The partner the state came from.
+    pub partner: String,
+    /// Snapshot pages read.
+    pub pages: u32,
+    /// Objects and tombstones received.
+    pub items: u64,
+    /// Those written here (newer than what this controller had).
+    pub written: u64,
+    /// Where this controller's own section resumes (what the partner had
+    /// merged of its lost log).
+    pub own_section_version: u64,
+    /// How far the partner's section now counts as merged.
+    pub partner_section_version: u64,
+    /// The database version after the rebuild.
+    pub version: u64,
+}
+
 method!(Get, "config.get", GetParams, GetResult);
 method!(Apply, "config.apply", ApplyParams, ApplyResult);
 method!(Watch, "config.watch", NoParams, WatchResult);
 method!(History, "config.history", PageParams, HistoryResult);
 method!(Digest, "config.digest", NoParams, DigestResult);
 method!(Lock, "config.lock", LockParams, LockResult);
-method!(Unlock, "config.unlock", LockParams, UnlockResult);
+method!(Unlock, "config.unlock", UnlockParams, UnlockResult);
 method!(Status, "config.status", NoParams, StatusResult);
+method!(
+    RebuildFromPartner,
+    "config.rebuild_from_partner",
+    NoParams,
+    RebuildResult
+);
 method!(Events, "config.events", PageParams, EventsResult);
 method!(
     RecordEvent,

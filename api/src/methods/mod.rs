@@ -132,6 +132,7 @@ typed_methods!(
     config::Lock,
     config::Unlock,
     config::Status,
+    config::RebuildFromPartner,
     config::Events,
     config::RecordEvent,
     disk::List,
@@ -209,7 +210,14 @@ mod tests {
     fn the_untyped_list_is_exactly_what_remains() {
         // Only the keepers' replication protocol stays untyped; a method
         // added to the catalogue must be typed, or listed here on purpose.
-        assert_eq!(untyped(), ["config.repl_hello", "config.repl_push"]);
+        assert_eq!(
+            untyped(),
+            [
+                "config.repl_hello",
+                "config.repl_push",
+                "config.repl_snapshot"
+            ]
+        );
         assert_eq!(
             untyped().len() + TYPED.len(),
             crate::catalogue::METHODS.len()

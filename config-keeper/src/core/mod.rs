@@ -5,6 +5,7 @@
 //! Architecture invariant: nothing here touches the outside world (no I/O,
 //! no SQLite, no tokio, no clock). Time and identities are inputs.
 
+pub mod conflicts;
 pub mod lock;
 pub mod replication;
 pub mod state;

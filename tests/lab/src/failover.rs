@@ -426,7 +426,14 @@ fn rollback(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
     call(lab, to, "config.lock", &json!({"reason": reason}))?;
     let n = timeline_len(lab, &from);
     let (r, at, done, v) = failover_under_writes(lab, facts, &from)?;
-    let unlocked = call(lab, to, "config.unlock", &json!({"reason": reason}));
+    // Another duplexctl process than the one that locked: only its owner
+    // or force lifts a lock.
+    let unlocked = call(
+        lab,
+        to,
+        "config.unlock",
+        &json!({"reason": reason, "force": true}),
+    );
     let v = v?;
     unlocked?;
     c.check(
