@@ -7,7 +7,7 @@ use crate::core::desired::{build, Desired, DeviceState, Local};
 use crate::core::flip::{self, Override};
 use crate::core::model::path;
 use crate::core::model::{AccessState, Tree};
-use crate::core::plan::{plan, Step};
+use crate::core::plan::{blocked_by, object_of, plan, Step};
 use crate::core::pr::{
     created_serials, db_root_action, insert_aptpl, parse_lu, same_db_root, DbRoot,
 };
@@ -17,6 +17,7 @@ use crate::prstore::PrStore;
 use duplex_api::methods::reservations::{
     ClearReservationsResult, LuReservations, ReservationsResult,
 };
+use duplex_api::methods::target::FailedStep;
 use duplex_api::model::{Config, Pool};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -25,7 +26,8 @@ use std::time::Instant;
 /// What one reconcile did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Outcome {
-    /// The steps applied (or planned, for a dry run), secrets masked.
+    /// The plan, secrets masked: applied but for `failed` and the steps
+    /// they left out (planned only, for a dry run).
     pub steps: Vec<String>,
     /// Exports not built yet and why.
     pub pending: Vec<String>,
@@ -34,6 +36,9 @@ pub struct Outcome {
     /// True when configfs was read and differed from what was applied
     /// last (changed out of band); a new desired state alone is not drift.
     pub drift: bool,
+    /// Steps the kernel refused, each with the steps it left out; the
+    /// rest of the plan was applied.
+    pub failed: Vec<FailedStep>,
     /// Wall time in milliseconds.
     pub ms: u64,
 }
@@ -111,24 +116,6 @@ pub struct Reconciler {
     db_root_ok: bool,
     /// Why `db_root` is not ours, while it is not.
     db_root_note: Option<String>,
-}
-
-/// A step error of a slice starting at `from`, renumbered for the whole plan.
-fn offset(e: ReconcileError, from: usize, total: usize) -> ReconcileError {
-    match e {
-        ReconcileError::Step {
-            index,
-            step,
-            source,
-            ..
-        } => ReconcileError::Step {
-            index: index + from,
-            total,
-            step,
-            source,
-        },
-        other => other,
-    }
 }
 
 fn ms_since(t: Instant) -> u64 {
@@ -459,42 +446,51 @@ impl Reconciler {
         )
     }
 
-    /// Applies `steps`, except that a saved registration the kernel
-    /// refuses (`res_aptpl_metadata`: a damaged file) is logged and
-    /// skipped: the LU comes up without it rather than not at all.
-    fn apply_steps(&mut self, steps: &[Step]) -> Result<(), ReconcileError> {
-        let mut from = 0;
-        for (i, s) in steps.iter().enumerate() {
-            let Step::Write { path, .. } = s else {
+    /// Applies `steps` one at a time. A step the kernel refuses does not
+    /// stop the rest of the plan: it is reported with the later steps that
+    /// act on, link to or remove what it left broken, which are left out
+    /// (they would fail too, or half-build an object); one bad object must
+    /// not keep every other export down. A saved registration the kernel
+    /// refuses (`res_aptpl_metadata`: a damaged file) is only logged: the
+    /// LU comes up without it rather than not at all.
+    fn apply_steps(&mut self, steps: &[Step]) -> Vec<FailedStep> {
+        let mut failed: Vec<FailedStep> = Vec::new();
+        let mut broken: Vec<&str> = Vec::new();
+        for s in steps {
+            if let Some(i) = blocked_by(s, &broken) {
+                if let Some(f) = failed.get_mut(i) {
+                    f.skipped.push(s.to_string());
+                }
+                continue;
+            }
+            let Err(e) = self.backend.apply(std::slice::from_ref(s)) else {
                 continue;
             };
-            if !path.ends_with("/pr/res_aptpl_metadata") {
+            let error = match &e {
+                ReconcileError::Step { source, .. } => chain(source),
+                other => chain(other),
+            };
+            if matches!(s, Step::Write { path, .. } if path.ends_with("/pr/res_aptpl_metadata")) {
+                tracing::warn!(error = %error, "a saved persistent reservation was refused; the LU comes up without it");
                 continue;
             }
-            self.backend
-                .apply(&steps[from..i])
-                .map_err(|e| offset(e, from, steps.len()))?;
-            if let Err(e) = self.backend.apply(std::slice::from_ref(s)) {
-                tracing::warn!(error = %chain(&e), "a saved persistent reservation was refused; the LU comes up without it");
-            }
-            from = i + 1;
+            tracing::warn!(step = %s, error = %error, "configfs step refused; the rest of the plan goes on");
+            broken.push(object_of(s));
+            failed.push(FailedStep {
+                step: s.to_string(),
+                error,
+                skipped: Vec::new(),
+            });
         }
-        self.backend
-            .apply(&steps[from..])
-            .map_err(|e| offset(e, from, steps.len()))
+        failed
     }
 
-    fn apply(&mut self, steps: &[Step], result: &Tree) -> Result<(), ReconcileError> {
-        match self.apply_steps(steps) {
-            Ok(()) => {
-                self.cache = Some(result.clone());
-                Ok(())
-            }
-            Err(e) => {
-                self.cache = None;
-                Err(e)
-            }
-        }
+    /// Applies `steps`; the cache holds `result` only when every step
+    /// applied, otherwise configfs is read again next time.
+    fn apply(&mut self, steps: &[Step], result: &Tree) -> Vec<FailedStep> {
+        let failed = self.apply_steps(steps);
+        self.cache = failed.is_empty().then(|| result.clone());
+        failed
     }
 
     /// Brings configfs to the desired state. `fresh` reads configfs first
@@ -515,9 +511,11 @@ impl Reconciler {
         }
         let d = self.desired(&observed);
         let steps = self.with_saved_reservations(plan(&d.tree, &observed));
-        if !dry_run {
-            self.apply(&steps, &d.tree)?;
-        }
+        let failed = if dry_run {
+            Vec::new()
+        } else {
+            self.apply(&steps, &d.tree)
+        };
         let mut pending = d.pending.clone();
         pending.extend(self.db_root_note.clone());
         let out = Outcome {
@@ -525,6 +523,7 @@ impl Reconciler {
             pending,
             foreign,
             drift,
+            failed,
             ms: ms_since(t),
         };
         if !dry_run {
@@ -704,6 +703,61 @@ mod tests {
         let mut r = Reconciler::new(Box::new(sim()), Local::new("A"));
         r.set_config(cfg());
         r
+    }
+
+    #[test]
+    fn an_object_the_kernel_refuses_leaves_the_rest_of_the_plan_going(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        use crate::backend::sim::SharedSim;
+        let good: std::net::IpAddr = "10.50.0.1".parse()?;
+        let bad: std::net::IpAddr = "10.50.0.250".parse()?;
+        let mut s = sim();
+        s.set_local_addresses(&[good]);
+        let shared = SharedSim::new(s);
+        let mut local = Local::new("A");
+        // The address A lacks comes first: its portal and its NVMe port fail.
+        local.portals = vec![bad, good];
+        let mut r = Reconciler::new(Box::new(shared.clone()), local);
+        r.set_config(cfg());
+        let o = r.reconcile(true, false)?;
+        assert_eq!(o.failed.len(), 2, "{:?}", o.failed);
+        assert!(
+            o.failed.iter().all(|f| f.error.contains("EADDRNOTAVAIL")),
+            "{:?}",
+            o.failed
+        );
+        assert!(
+            o.failed[0].step.starts_with("mkdir ")
+                && o.failed[0].step.ends_with("/np/10.50.0.250:3260")
+        );
+        assert!(o.failed[1].step.starts_with("symlink nvmet/ports/"));
+        // The rest was built: the other portal, the enabled TPG and its
+        // LUN, the other NVMe port with the subsystem linked.
+        let paths = shared.with(|s| s.paths());
+        let has = |end: &str| paths.iter().any(|p| p.ends_with(end));
+        assert!(has("/np/10.50.0.1:3260") && has("/lun/lun_0"), "{paths:?}");
+        let enabled = paths
+            .iter()
+            .filter(|p| p.starts_with("target/iscsi/") && p.ends_with("/tpgt_1/enable"))
+            .all(|p| shared.with(|s| s.read(p)).is_ok_and(|v| v.trim() == "1"));
+        assert!(enabled);
+        let links = paths
+            .iter()
+            .filter(|p| p.starts_with("nvmet/ports/") && p.contains("/subsystems/"))
+            .count();
+        assert_eq!(links, 1, "{paths:?}");
+
+        // Nothing trusts the cache: the next reconcile reads configfs and
+        // tries the refused steps again, and only them.
+        let o = r.reconcile(false, false)?;
+        assert_eq!(o.failed.len(), 2);
+        assert_eq!(o.steps.len(), 2, "{:?}", o.steps);
+        // Once the address exists here, they apply and nothing is left.
+        shared.with(|s| s.set_local_addresses(&[good, bad]));
+        let o = r.reconcile(false, false)?;
+        assert!(o.failed.is_empty() && o.steps.len() == 2, "{o:?}");
+        assert!(r.reconcile(false, false)?.steps.is_empty());
+        Ok(())
     }
 
     #[test]

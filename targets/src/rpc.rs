@@ -20,8 +20,8 @@ use duplex_api::methods::reservations::{
     ClearReservations, ClearReservationsResult, Reservations, ReservationsResult,
 };
 use duplex_api::methods::target::{
-    self as tm, AccessStatesResult, ReconcileResult, SetAccessStateResult, ShowResult, StatusReply,
-    StatusResult,
+    self as tm, AccessStatesResult, FailedStep, ReconcileResult, SetAccessStateResult, ShowResult,
+    StatusReply, StatusResult,
 };
 use duplex_api::methods::RpcMethod;
 use duplex_api::model::{Config, Pool};
@@ -29,7 +29,7 @@ use duplex_api::topics;
 use duplex_services::daemon::{self, Trigger};
 use duplex_services::{ErrorCode, RouterClient, RpcError, ServiceBuilder};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -127,21 +127,42 @@ impl Shared {
             .map_err(|e| RpcError::internal(format!("reconciler task: {e}")))
     }
 
-    fn record(&self, r: &Result<Outcome, ReconcileError>) {
+    /// Keeps what a reconcile did in the status. True when steps failed
+    /// that had not failed the time before: worth an alert (a step that
+    /// keeps failing at every drift check is alerted once).
+    fn record(&self, r: &Result<Outcome, ReconcileError>) -> bool {
+        let mut fresh = false;
         self.update(|s| match r {
             Ok(o) => {
+                let left_out: usize = o.failed.iter().map(|f| 1 + f.skipped.len()).sum();
                 s.reconciles += 1;
-                s.steps_applied += o.steps.len() as u64;
+                s.steps_applied += o.steps.len().saturating_sub(left_out) as u64;
                 s.last_ms = o.ms;
                 s.pending.clone_from(&o.pending);
                 if !o.foreign.is_empty() {
                     s.foreign.clone_from(&o.foreign);
                 }
-                s.last_error = None;
+                let before: BTreeSet<&str> = s.failed.iter().map(|f| f.step.as_str()).collect();
+                fresh = o.failed.iter().any(|f| !before.contains(f.step.as_str()));
+                s.last_error = failure_summary(&o.failed);
+                s.failed.clone_from(&o.failed);
             }
             Err(e) => s.last_error = Some(chain(e)),
         });
+        fresh
     }
+}
+
+/// One line for `last_error` when steps failed.
+fn failure_summary(failed: &[FailedStep]) -> Option<String> {
+    let first = failed.first()?;
+    let skipped: usize = failed.iter().map(|f| f.skipped.len()).sum();
+    Some(format!(
+        "{} configfs step(s) refused, {skipped} left out with them, the rest applied; first: {}: {}",
+        failed.len(),
+        first.step,
+        first.error
+    ))
 }
 
 fn reconcile_error(e: &ReconcileError) -> RpcError {
@@ -239,7 +260,10 @@ impl Shared {
             })
             .await?;
         if !dry_run {
-            self.record(&r);
+            let fresh = self.record(&r);
+            if let (true, Ok(o), Some(router)) = (fresh, &r, router) {
+                self.alert_failed(router, &o.failed).await;
+            }
             match self.reconcile_net(Some(&net_cfg)).await {
                 Ok(steps) if !steps.is_empty() => {
                     tracing::info!(steps = ?steps, "floating addresses changed");
@@ -257,6 +281,18 @@ impl Shared {
             }
         }
         r.map_err(|e| reconcile_error(&e))
+    }
+
+    /// Raises the alert for steps the kernel refused: the objects they
+    /// build are missing here until the next reconcile manages them.
+    async fn alert_failed(&self, router: &RouterClient, failed: &[FailedStep]) {
+        let message = failure_summary(failed).unwrap_or_default();
+        tracing::warn!(failed = failed.len(), "{message}");
+        let a = json!({"severity": "warning", "kind": "target_apply_failed", "controller": &*self.me,
+                       "message": message, "failed": failed});
+        if let Err(e) = router.publish(topics::ALERT, a, false).await {
+            tracing::warn!(error = %e, "cannot publish the alert");
+        }
     }
 
     /// targets' part of the `target.status` reply.
@@ -382,6 +418,7 @@ pub fn register(svc: &mut ServiceBuilder, shared: &Shared) {
             pending: out.pending,
             foreign: out.foreign,
             ms: out.ms,
+            failed: out.failed,
         })
     });
     typed::<tm::Show, _, _>(
@@ -507,38 +544,56 @@ const TRIGGERS: [&str; 6] = [
     topics::VOLUME_RESIZED,
 ];
 
+/// How long start-up keeps trying refused steps at the retry pace.
+const STARTUP_RETRY: Duration = Duration::from_secs(30);
+
 /// The background driver: rebuild at start (configfs is volatile), follow
 /// `config.changed` and pool-manager's device events, and check for drift
 /// every `drift_every`.
 pub async fn drive(shared: Shared, router: RouterClient, drift_every: Duration) {
     // Start-up: read configfs, build everything the desired state wants.
+    // Steps the kernel refuses at start-up are tried again for a while at
+    // the retry pace (an address not up yet refuses its portal), then at
+    // each drift check.
     let mut delay = Duration::from_millis(200);
+    let started = std::time::Instant::now();
+    let mut announced = false;
     loop {
         match reconcile_now(&shared, &router, true, false).await {
             Ok(o) => {
-                tracing::info!(
-                    steps = o.steps.len(),
-                    ms = o.ms,
-                    pending = o.pending.len(),
-                    "configfs rebuilt from the desired state"
+                if !announced {
+                    announced = true;
+                    tracing::info!(
+                        steps = o.steps.len(),
+                        ms = o.ms,
+                        pending = o.pending.len(),
+                        failed = o.failed.len(),
+                        "configfs rebuilt from the desired state"
+                    );
+                    shared.update(|s| s.ready = true);
+                    let _ = router
+                        .publish(
+                            topics::TARGET_RECONCILED,
+                            json!({"steps": o.steps.len(), "ms": o.ms, "boot": true}),
+                            false,
+                        )
+                        .await;
+                }
+                if o.failed.is_empty() || started.elapsed() >= STARTUP_RETRY {
+                    break;
+                }
+                tracing::warn!(
+                    failed = o.failed.len(),
+                    "configfs steps refused at start-up; trying them again"
                 );
-                shared.update(|s| s.ready = true);
-                let _ = router
-                    .publish(
-                        topics::TARGET_RECONCILED,
-                        json!({"steps": o.steps.len(), "ms": o.ms, "boot": true}),
-                        false,
-                    )
-                    .await;
-                break;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "start-up reconcile failed; retrying");
                 shared.update(|s| s.last_error = Some(e.to_string()));
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
     }
     let r = router.clone();
     daemon::on_events_or_timer(
@@ -605,5 +660,59 @@ async fn check_drift(shared: &Shared, router: &RouterClient) {
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "drift check failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::sim::SimBackend;
+    use crate::core::desired::Local;
+
+    fn failing(steps: &[&str]) -> Result<Outcome, ReconcileError> {
+        Ok(Outcome {
+            steps: steps.iter().map(|s| s.to_string()).collect(),
+            failed: steps
+                .iter()
+                .map(|s| FailedStep {
+                    step: s.to_string(),
+                    error: "EADDRNOTAVAIL".into(),
+                    skipped: Vec::new(),
+                })
+                .collect(),
+            ..Outcome::default()
+        })
+    }
+
+    #[test]
+    fn a_refused_step_is_alerted_once_while_it_keeps_failing() {
+        let sh = Shared::new(
+            Reconciler::new(Box::new(SimBackend::new()), Local::new("A")),
+            NetBackend::sim(),
+            "A",
+        );
+        assert!(sh.record(&failing(&["mkdir a"])), "new: alert");
+        assert!(
+            !sh.record(&failing(&["mkdir a"])),
+            "the same again: no alert"
+        );
+        let s = sh.status();
+        assert_eq!(s.failed.len(), 1);
+        assert!(s.last_error.is_some_and(|e| e.contains("mkdir a")));
+        assert_eq!(
+            s.steps_applied, 0,
+            "a refused step is not counted as applied"
+        );
+        assert!(
+            sh.record(&failing(&["mkdir a", "mkdir b"])),
+            "another one: alert"
+        );
+        assert!(!sh.record(&failing(&[])), "all applied: nothing to alert");
+        let s = sh.status();
+        assert!(s.failed.is_empty() && s.last_error.is_none());
+        assert!(
+            sh.record(&failing(&["mkdir a"])),
+            "failing again after a success: alert"
+        );
     }
 }

@@ -744,6 +744,8 @@ async fn lab_targets() {
     lab.call_ok("B", "net.down", json!({"name": "fa"})).await;
     lab.call_ok("A", "net.up", json!({"name": "fa"})).await;
 
+    figures.insert("refused_object".into(), refused_object(&lab).await);
+
     // Benchmark on A: configure N exports (iSCSI and NVMe each) from
     // nothing at service start, then flip the pool's N volumes.
     // DUPLEX_LAB_BENCH=0 skips it (about 10 minutes under TCG).
@@ -757,6 +759,87 @@ async fn lab_targets() {
     if let Ok(run) = std::env::var("DUPLEX_LAB_RUN") {
         let _ = std::fs::write(PathBuf::from(run).join("targets-lab.json"), &text);
     }
+}
+
+/// One object the real kernel refuses does not stop the rest of a
+/// reconcile: A is given a portal address it does not have (its iSCSI
+/// portal and its nvmet port's listener cannot bind) in the same change
+/// that adds a host to the group; the host's ACLs are still made on A,
+/// `target.status` names the refused steps, and once the address is gone
+/// from the configuration A settles with nothing failed.
+async fn refused_object(lab: &Lab) -> Value {
+    const MISSING: &str = "10.50.0.250";
+    const IQN_H3: &str = "iqn.2026-11.lab.duplex:h-third";
+    let controller_a = |portals: Vec<String>| {
+        up(
+            "controller",
+            json!({"id": "A", "name": "controller A", "interconnect": ["10.51.0.1/24", "10.52.0.1/24"],
+                   "management": "192.0.2.1/24", "portals": portals}),
+        )
+    };
+    let (ra, rb) = (reconciles(lab, "A").await, reconciles(lab, "B").await);
+    lab.apply(vec![
+        controller_a(vec![format!("{ADDR_A}/24"), format!("{MISSING}/24")]),
+        up("host", json!({"name": "h3", "iqns": [IQN_H3], "nqns": []})),
+        up("host_group", json!({"name": "g1", "hosts": ["h", "h3"]})),
+    ])
+    .await;
+    let status = wait_for("A to report the refused portal", 300, || async {
+        let s = lab.call("A", "target.status", json!({})).await.ok()?;
+        let n = s["reconciles"].as_u64().unwrap_or(0);
+        let failed = s["failed"].as_array().cloned().unwrap_or_default();
+        (n > ra && !failed.is_empty()).then_some(s)
+    })
+    .await;
+    println!("refused object: {status}");
+    let failed = status["failed"].as_array().cloned().unwrap_or_default();
+    assert!(
+        failed.iter().all(|f| f["step"]
+            .as_str()
+            .is_some_and(|s| s.contains(MISSING) || s.starts_with("symlink nvmet/ports/"))),
+        "only the missing address's portal and port fail: {status}"
+    );
+    assert!(
+        failed.iter().any(|f| f["step"]
+            .as_str()
+            .is_some_and(|s| s.contains(&format!("/np/{MISSING}:3260")))),
+        "the iSCSI portal on {MISSING} is refused: {status}"
+    );
+    assert!(
+        status["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("refused")),
+        "{status}"
+    );
+    // The rest of the same plan applied: h3's ACL is there on A.
+    lab.sh_ok(
+        "A",
+        &format!("test -d /sys/kernel/config/target/iscsi/{TGT}/tpgt_1/acls/{IQN_H3}"),
+        20,
+    )
+    .await;
+    let sb = settled(lab, "B", rb).await;
+    assert!(
+        sb["failed"].is_null(),
+        "B has the address-less change only: {sb}"
+    );
+    // Back: the address leaves the configuration, h3 leaves the group.
+    let ra = reconciles(lab, "A").await;
+    lab.apply(vec![
+        controller_a(vec![format!("{ADDR_A}/24")]),
+        up("host_group", json!({"name": "g1", "hosts": ["h"]})),
+        del("host", "h3"),
+    ])
+    .await;
+    let sa = settled(lab, "A", ra).await;
+    assert!(sa["failed"].is_null(), "{sa}");
+    lab.sh_ok(
+        "A",
+        &format!("! test -e /sys/kernel/config/target/iscsi/{TGT}/tpgt_1/np/{MISSING}:3260 && ! test -e /sys/kernel/config/target/iscsi/{TGT}/tpgt_1/acls/{IQN_H3}"),
+        20,
+    )
+    .await;
+    json!({"failed": failed})
 }
 
 /// The benchmark rounds: `DUPLEX_LAB_BENCH_SIZES` (default `1,100,1000`).

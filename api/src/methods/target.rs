@@ -25,6 +25,23 @@ pub struct State {
     pub foreign: Vec<String>,
     /// The last failure, if the last operation failed.
     pub last_error: Option<String>,
+    /// The steps the last reconcile could not apply, each with the steps
+    /// it left out; absent when every step applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<FailedStep>,
+}
+
+/// A configfs step the kernel refused. The rest of the plan went on
+/// without it and without `skipped`, the steps that act on, link to or
+/// remove what it left broken; the next reconcile tries them again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FailedStep {
+    /// The step (secrets masked).
+    pub step: String,
+    /// The kernel's answer.
+    pub error: String,
+    /// The later steps left out because of it.
+    pub skipped: Vec<String>,
 }
 
 /// targets' part of `target.status`: its state and capabilities.
@@ -113,6 +130,10 @@ pub struct ReconcileResult {
     pub foreign: Vec<String>,
     /// Wall time, ms.
     pub ms: u64,
+    /// Steps the kernel refused (the rest of the plan was applied); absent
+    /// when every step applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<FailedStep>,
 }
 
 method!(Status, "target.status", NoParams, StatusResult);

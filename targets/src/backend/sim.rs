@@ -34,6 +34,9 @@ pub struct SimBackend {
     unbacked: BTreeSet<String>,
     /// Persistent reservation state per device directory.
     pr: BTreeMap<String, SimPr>,
+    /// The addresses this controller has, when a test sets them: a portal
+    /// on another address cannot bind, as in the kernel.
+    local_addrs: Option<BTreeSet<std::net::IpAddr>>,
     ops: u64,
 }
 
@@ -181,6 +184,7 @@ impl SimBackend {
             devices: BTreeSet::new(),
             unbacked: BTreeSet::new(),
             pr: BTreeMap::new(),
+            local_addrs: None,
             ops: 0,
         };
         for d in [
@@ -220,6 +224,15 @@ impl SimBackend {
     /// Makes a block device disappear.
     pub fn remove_device(&mut self, dev: &str) {
         self.devices.remove(dev);
+    }
+
+    /// Gives this controller only `addrs`: an iSCSI portal, or the first
+    /// subsystem link of an nvmet port (which starts its listener), on any
+    /// other address but the wildcard then fails to bind with
+    /// EADDRNOTAVAIL, as in the kernel. Until this is called every address
+    /// binds.
+    pub fn set_local_addresses(&mut self, addrs: &[std::net::IpAddr]) {
+        self.local_addrs = Some(addrs.iter().copied().collect());
     }
 
     /// Calls that changed or tried to change something (mkdir, rmdir, write,
@@ -474,8 +487,16 @@ impl SimBackend {
                     .rsplit_once(':')
                     .ok_or_else(|| einval(format!("portal {name} has no port")))?;
                 let addr = addr.trim_start_matches('[').trim_end_matches(']');
-                if addr.parse::<std::net::IpAddr>().is_err() || port.parse::<u16>().is_err() {
+                let (Ok(ip), Ok(_)) = (addr.parse::<std::net::IpAddr>(), port.parse::<u16>())
+                else {
                     return Err(einval(format!("portal {name} is not <ip>:<port>")));
+                };
+                let local = self.local_addrs.as_ref();
+                if !ip.is_unspecified() && local.is_some_and(|l| !l.contains(&ip)) {
+                    return Err(err(
+                        ErrorKind::AddrNotAvailable,
+                        format!("EADDRNOTAVAIL: cannot bind portal {name}: address not on this controller"),
+                    ));
                 }
                 self.add_dir(p, false);
             }
@@ -1082,6 +1103,23 @@ impl SimBackend {
                         .is_empty()
                 {
                     return Err(einval("port has no transport address"));
+                }
+                // The first link starts the listener, which binds.
+                let first = !self
+                    .children(&dir)
+                    .any(|(_, e)| matches!(e, Entry::Link(_)));
+                let addr = self.file(&format!("{port}/addr_traddr")).unwrap_or("");
+                let ip = addr.parse::<std::net::IpAddr>().ok();
+                let local = self.local_addrs.as_ref();
+                if first
+                    && ip.is_some_and(|ip| {
+                        !ip.is_unspecified() && local.is_some_and(|l| !l.contains(&ip))
+                    })
+                {
+                    return Err(err(
+                        ErrorKind::AddrNotAvailable,
+                        format!("EADDRNOTAVAIL: cannot bind nvmet port {port} on {addr}: address not on this controller"),
+                    ));
                 }
             }
             _ => {

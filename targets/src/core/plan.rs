@@ -121,6 +121,34 @@ pub fn masked(steps: &[Step]) -> Vec<String> {
     steps.iter().map(ToString::to_string).collect()
 }
 
+/// The configfs object a failed step leaves broken: the group it makes or
+/// removes, the link it makes or removes, or the group holding the
+/// attribute it writes.
+pub fn object_of(step: &Step) -> &str {
+    match step {
+        Step::Write { path, .. } => path.rsplit_once('/').map_or(path.as_str(), |(dir, _)| dir),
+        other => other.path(),
+    }
+}
+
+/// True when `p` is `obj` or lies under it.
+fn within(p: &str, obj: &str) -> bool {
+    p.strip_prefix(obj)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// The index in `broken` of the first object `step` depends on: it acts
+/// inside it, links to it, or (an `rmdir`) removes a group that still holds
+/// it. Such a step would fail too, or half-build an object, so a reconcile
+/// leaves it out and goes on with the rest of the plan.
+pub fn blocked_by(step: &Step, broken: &[&str]) -> Option<usize> {
+    broken.iter().position(|b| {
+        within(step.path(), b)
+            || matches!(step, Step::Symlink { target, .. } if within(target, b))
+            || matches!(step, Step::Rmdir { path } if within(b, path))
+    })
+}
+
 /// The ordered steps that turn `observed` into `desired`. Both trees must
 /// hold only objects Duplex manages (see `Scope`).
 pub fn plan(desired: &Tree, observed: &Tree) -> Vec<Step> {
@@ -822,5 +850,49 @@ fn bit(b: bool) -> &'static str {
         "1"
     } else {
         "0"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TPG: &str = "target/iscsi/iqn.2026-11.io.duplex:x.g1/tpgt_1";
+    const BS: &str = "target/core/iblock_0/v1";
+
+    #[test]
+    fn a_failed_write_breaks_the_group_that_holds_it() {
+        let s = Step::write(format!("{BS}/udev_path"), "/dev/x");
+        assert_eq!(object_of(&s), BS);
+        assert_eq!(
+            object_of(&Step::mkdir(format!("{TPG}/np/a:3260"))),
+            format!("{TPG}/np/a:3260")
+        );
+    }
+
+    #[test]
+    fn steps_inside_linking_to_or_removing_a_broken_object_are_blocked() {
+        let np = format!("{TPG}/np/10.0.0.9:3260");
+        let broken = [BS, np.as_str()];
+        // Inside the backstore, and a LUN linking to it.
+        assert_eq!(
+            blocked_by(&Step::write(format!("{BS}/enable"), "1"), &broken),
+            Some(0)
+        );
+        let lun = Step::link(format!("{TPG}/lun/lun_0/x"), BS.to_string());
+        assert_eq!(blocked_by(&lun, &broken), Some(0));
+        // The TPG that holds the failed portal cannot be removed.
+        assert_eq!(blocked_by(&Step::rmdir(TPG.to_string()), &broken), Some(1));
+        // Everything else goes on: the TPG's other parts, its enable, a
+        // name that only starts like the backstore's.
+        assert_eq!(
+            blocked_by(&Step::mkdir(format!("{TPG}/acls/iqn.h")), &broken),
+            None
+        );
+        assert_eq!(
+            blocked_by(&Step::write(format!("{TPG}/enable"), "1"), &broken),
+            None
+        );
+        assert_eq!(blocked_by(&Step::mkdir(format!("{BS}2")), &broken), None);
     }
 }
