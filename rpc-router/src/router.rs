@@ -20,9 +20,10 @@ use duplex_services::rpc::{to_frame, ErrorCode, Request, Response, RpcError};
 use duplex_services::server::{self, ConnCtx, Dispatch, Limits};
 use duplex_services::service::{params, Registration};
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::BufReader;
@@ -99,6 +100,60 @@ pub struct Router {
     peer_status: Mutex<PeerStatus>,
 }
 
+/// What the peer listeners share: admission to the handshake, the rate
+/// limit of the refusal warning, and the authenticated incoming
+/// connections (oldest first) with a handle that can close each.
+#[derive(Debug, Default)]
+struct PeerIn {
+    admission: Arc<peer::Admission>,
+    refusals: Mutex<peer::RefusalLog>,
+    conns: Mutex<VecDeque<(u64, std::net::TcpStream)>>,
+    next_id: AtomicU64,
+}
+
+impl PeerIn {
+    /// Logs a refused connection, at most once per window.
+    fn refused(&self, addr: SocketAddr, why: &str) {
+        if let Some(unlogged) = lock(&self.refusals).note(Instant::now()) {
+            tracing::warn!(%addr, reason = %why, refused_since_last_line = unlogged, "refused a peer connection");
+        }
+    }
+
+    /// Keeps an authenticated connection's closer; past the cap the
+    /// oldest connection is shut down (its serve loop then ends by itself).
+    fn admit(&self, closer: std::net::TcpStream) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut conns = lock(&self.conns);
+        while conns.len() >= peer::MAX_PEER_CONNECTIONS {
+            let Some((_, old)) = conns.pop_front() else {
+                break;
+            };
+            tracing::warn!(
+                limit = peer::MAX_PEER_CONNECTIONS,
+                "closing the oldest incoming peer connection: a newer one came in"
+            );
+            let _ = old.shutdown(std::net::Shutdown::Both);
+        }
+        conns.push_back((id, closer));
+        id
+    }
+
+    /// Drops the closer of a connection that ended.
+    fn forget(&self, id: u64) {
+        lock(&self.conns).retain(|(i, _)| *i != id);
+    }
+}
+
+/// The stream again, and a second handle on its socket that can shut it
+/// down from outside the task serving it.
+fn with_closer(
+    stream: tokio::net::TcpStream,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::TcpStream)> {
+    let s = stream.into_std()?;
+    let closer = s.try_clone()?;
+    Ok((tokio::net::TcpStream::from_std(s)?, closer))
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section here is a few map operations that cannot leave
     // the data half-changed, so a poisoned lock is still consistent.
@@ -153,6 +208,8 @@ impl Router {
         tracing::info!(socket = %path.display(), controller = %self.cfg.controller_id, "router listening");
         if let Some(p) = self.cfg.peer.clone() {
             let secret: Arc<[u8]> = p.load_secret()?.into();
+            // One set of caps for every listen address.
+            let incoming = Arc::new(PeerIn::default());
             for addr in &p.listen {
                 let l = tokio::net::TcpListener::bind(addr)
                     .await
@@ -161,7 +218,11 @@ impl Router {
                         source,
                     })?;
                 tracing::info!(%addr, "listening for the partner");
-                tokio::spawn(Arc::clone(self).peer_accept_loop(l, Arc::clone(&secret)));
+                tokio::spawn(Arc::clone(self).peer_accept_loop(
+                    l,
+                    Arc::clone(&secret),
+                    Arc::clone(&incoming),
+                ));
             }
             tokio::spawn(Arc::clone(self).peer_dial_loop(p.addresses.clone(), secret));
         }
@@ -723,6 +784,7 @@ impl Router {
         self: Arc<Self>,
         listener: tokio::net::TcpListener,
         secret: Arc<[u8]>,
+        incoming: Arc<PeerIn>,
     ) {
         let Some(partner) = self.cfg.partner_id().map(str::to_string) else {
             return;
@@ -736,20 +798,39 @@ impl Router {
                     continue;
                 }
             };
+            // Closed at once when the handshake slots are taken: a flood
+            // holds no sockets and no tasks.
+            let slot = match incoming.admission.enter(addr.ip()) {
+                Ok(slot) => slot,
+                Err(why) => {
+                    incoming.refused(addr, &why.to_string());
+                    continue;
+                }
+            };
             let _ = stream.set_nodelay(true);
             let router = Arc::clone(&self);
             let secret = Arc::clone(&secret);
             let partner = partner.clone();
+            let incoming = Arc::clone(&incoming);
             tokio::spawn(async move {
+                let (stream, closer) = match with_closer(stream) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(%addr, error = %e, "peer connection: cannot keep a handle to close it");
+                        return;
+                    }
+                };
                 let (r, mut w) = stream.into_split();
                 let mut r = BufReader::new(r);
                 let me = router.cfg.controller_id.clone();
-                if let Err(e) = peer::accept_handshake(&mut r, &mut w, &secret, &me, &partner).await
-                {
-                    tracing::warn!(%addr, error = %e, "refused a peer connection");
+                let shaken = peer::accept_handshake(&mut r, &mut w, &secret, &me, &partner).await;
+                drop(slot);
+                if let Err(e) = shaken {
+                    incoming.refused(addr, &e.to_string());
                     return;
                 }
                 tracing::info!(%addr, "partner connected (incoming)");
+                let id = incoming.admit(closer);
                 // The partner's router adds caller and action_id to its
                 // clients' messages, as ours does for services.
                 let max = router.cfg.router.max_message_bytes;
@@ -767,6 +848,7 @@ impl Router {
                     origin: Origin::Peer,
                 });
                 server::serve(r, w, format!("peer {addr}"), limits, ep).await;
+                incoming.forget(id);
                 tracing::info!(%addr, "partner disconnected (incoming)");
             });
         }

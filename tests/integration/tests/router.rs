@@ -429,6 +429,17 @@ fn peered_pair(secret_b: &str) -> (Node, Node) {
     (a, b)
 }
 
+/// The address `node` listens on for its partner.
+fn listen_addr(node: &Node) -> String {
+    let text = std::fs::read_to_string(&node.config).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("listen"))
+        .unwrap()
+        .to_string();
+    line.split('"').nth(1).unwrap().to_string()
+}
+
 async fn peer_state(node: &Node) -> String {
     let v = node
         .client()
@@ -541,15 +552,7 @@ async fn a_peer_without_the_secret_can_call_nothing() {
     assert_eq!(e.kind(), Some(ErrorCode::Unavailable), "{e}");
 
     // A raw client that skips the handshake gets unauthorized and is cut off.
-    let b_listen = {
-        let text = std::fs::read_to_string(&b.config).unwrap();
-        let line = text
-            .lines()
-            .find(|l| l.starts_with("listen"))
-            .unwrap()
-            .to_string();
-        line.split('"').nth(1).unwrap().to_string()
-    };
+    let b_listen = listen_addr(&b);
     let s = tokio::net::TcpStream::connect(&b_listen).await.unwrap();
     let (r, mut w) = s.into_split();
     let mut r = BufReader::new(r);
@@ -567,4 +570,52 @@ async fn a_peer_without_the_secret_can_call_nothing() {
         .unwrap()
         .unwrap();
     assert_eq!(n, 0, "the connection must be closed, got {rest:?}");
+}
+
+/// Fifty connections that never speak: all but the two handshake slots of
+/// their source address are closed at once, the journal gets one line,
+/// and the partner's link comes up anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_peer_connections_is_capped_and_logged_once() {
+    let (a, b) = peered_pair(SECRET);
+    let rb = b.start_router().await;
+    let b_listen = listen_addr(&b);
+    let mut flood = Vec::new();
+    for _ in 0..50 {
+        flood.push(tokio::net::TcpStream::connect(&b_listen).await.unwrap());
+    }
+    let (mut closed, mut open) = (0, 0);
+    for s in &mut flood {
+        let mut buf = [0u8; 1];
+        match tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::io::AsyncReadExt::read(s, &mut buf),
+        )
+        .await
+        {
+            Ok(Ok(0) | Err(_)) => closed += 1,
+            Ok(Ok(_)) => panic!("the listener spoke first to a silent client"),
+            Err(_) => open += 1,
+        }
+    }
+    assert_eq!(
+        (open, closed),
+        (2, 48),
+        "held handshakes and closed connections"
+    );
+    let lines = |text: &str| text.matches("refused a peer connection").count();
+    assert_eq!(
+        lines(&rb.log_text()),
+        1,
+        "one warning for the flood:\n{}",
+        rb.log_text()
+    );
+    // The real partner gets in once the held handshakes time out.
+    let _ra = a.start_router().await;
+    wait_until("peer link up on A", Duration::from_secs(20), || async {
+        peer_state(&a).await == "up"
+    })
+    .await;
+    drop(flood);
+    assert!(lines(&rb.log_text()) <= 2, "{}", rb.log_text());
 }
