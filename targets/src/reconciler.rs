@@ -715,27 +715,27 @@ mod tests {
         s.set_local_addresses(&[good]);
         let shared = SharedSim::new(s);
         let mut local = Local::new("A");
-        // The address A lacks comes first: its portal and its NVMe port fail.
+        // The address A lacks comes first: its NVMe port cannot listen.
         local.portals = vec![bad, good];
         let mut r = Reconciler::new(Box::new(shared.clone()), local);
         r.set_config(cfg());
         let o = r.reconcile(true, false)?;
-        assert_eq!(o.failed.len(), 2, "{:?}", o.failed);
+        assert_eq!(o.failed.len(), 1, "{:?}", o.failed);
         assert!(
-            o.failed.iter().all(|f| f.error.contains("EADDRNOTAVAIL")),
+            o.failed[0].error.contains("EADDRNOTAVAIL"),
             "{:?}",
             o.failed
         );
-        assert!(
-            o.failed[0].step.starts_with("mkdir ")
-                && o.failed[0].step.ends_with("/np/10.50.0.250:3260")
-        );
-        assert!(o.failed[1].step.starts_with("symlink nvmet/ports/"));
-        // The rest was built: the other portal, the enabled TPG and its
-        // LUN, the other NVMe port with the subsystem linked.
+        assert!(o.failed[0].step.starts_with("symlink nvmet/ports/"));
+        // The rest was built: both iSCSI portals (LIO binds them with
+        // IP_FREEBIND), the enabled TPG and its LUN, the other NVMe port
+        // with the subsystem linked.
         let paths = shared.with(|s| s.paths());
         let has = |end: &str| paths.iter().any(|p| p.ends_with(end));
-        assert!(has("/np/10.50.0.1:3260") && has("/lun/lun_0"), "{paths:?}");
+        assert!(
+            has("/np/10.50.0.1:3260") && has("/np/10.50.0.250:3260") && has("/lun/lun_0"),
+            "{paths:?}"
+        );
         let enabled = paths
             .iter()
             .filter(|p| p.starts_with("target/iscsi/") && p.ends_with("/tpgt_1/enable"))
@@ -748,14 +748,14 @@ mod tests {
         assert_eq!(links, 1, "{paths:?}");
 
         // Nothing trusts the cache: the next reconcile reads configfs and
-        // tries the refused steps again, and only them.
+        // tries the refused step again, and only it.
         let o = r.reconcile(false, false)?;
-        assert_eq!(o.failed.len(), 2);
-        assert_eq!(o.steps.len(), 2, "{:?}", o.steps);
-        // Once the address exists here, they apply and nothing is left.
+        assert_eq!(o.failed.len(), 1);
+        assert_eq!(o.steps.len(), 1, "{:?}", o.steps);
+        // Once the address exists here, it applies and nothing is left.
         shared.with(|s| s.set_local_addresses(&[good, bad]));
         let o = r.reconcile(false, false)?;
-        assert!(o.failed.is_empty() && o.steps.len() == 2, "{o:?}");
+        assert!(o.failed.is_empty() && o.steps.len() == 1, "{o:?}");
         assert!(r.reconcile(false, false)?.steps.is_empty());
         Ok(())
     }

@@ -226,11 +226,11 @@ impl SimBackend {
         self.devices.remove(dev);
     }
 
-    /// Gives this controller only `addrs`: an iSCSI portal, or the first
-    /// subsystem link of an nvmet port (which starts its listener), on any
-    /// other address but the wildcard then fails to bind with
-    /// EADDRNOTAVAIL, as in the kernel. Until this is called every address
-    /// binds.
+    /// Gives this controller only `addrs`: the first subsystem link of an
+    /// nvmet port (which starts its listener) on any other address but the
+    /// wildcard then fails to bind with EADDRNOTAVAIL, as in the kernel
+    /// (LIO's iSCSI portals bind with IP_FREEBIND and are accepted). Until
+    /// this is called every address binds.
     pub fn set_local_addresses(&mut self, addrs: &[std::net::IpAddr]) {
         self.local_addrs = Some(addrs.iter().copied().collect());
     }
@@ -487,16 +487,11 @@ impl SimBackend {
                     .rsplit_once(':')
                     .ok_or_else(|| einval(format!("portal {name} has no port")))?;
                 let addr = addr.trim_start_matches('[').trim_end_matches(']');
-                let (Ok(ip), Ok(_)) = (addr.parse::<std::net::IpAddr>(), port.parse::<u16>())
-                else {
+                // LIO binds its portals with IP_FREEBIND: an address the
+                // controller does not have (yet) is accepted, and served
+                // once it comes up.
+                if addr.parse::<std::net::IpAddr>().is_err() || port.parse::<u16>().is_err() {
                     return Err(einval(format!("portal {name} is not <ip>:<port>")));
-                };
-                let local = self.local_addrs.as_ref();
-                if !ip.is_unspecified() && local.is_some_and(|l| !l.contains(&ip)) {
-                    return Err(err(
-                        ErrorKind::AddrNotAvailable,
-                        format!("EADDRNOTAVAIL: cannot bind portal {name}: address not on this controller"),
-                    ));
                 }
                 self.add_dir(p, false);
             }
