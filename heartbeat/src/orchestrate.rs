@@ -1260,18 +1260,23 @@ mod tests {
         assert!(out.alerts[0].message.contains("failed too"));
     }
 
-    #[test]
-    fn no_move_to_a_controller_whose_configuration_lags() {
-        let f = Fake::new(&[]).answering("config.status", json!({"ready": false}));
-        let out = rt().block_on(handover(
-            &f,
+    /// A planned failover of everything A owns to B.
+    fn failover_all_a_to_b(f: &Fake) -> Outcome {
+        rt().block_on(handover(
+            f,
             "failover",
             "act4",
             "A",
             "A",
             "B",
             Selection::AllOwned,
-        ));
+        ))
+    }
+
+    #[test]
+    fn no_move_to_a_controller_whose_configuration_lags() {
+        let f = Fake::new(&[]).answering("config.status", json!({"ready": false}));
+        let out = failover_all_a_to_b(&f);
         assert!(!out.entry.ok);
         assert_eq!(f.methods(), vec!["config.get", "B:config.status"]);
         assert!(out.alerts[0].message.contains("not caught up"));
@@ -1280,15 +1285,7 @@ mod tests {
     #[test]
     fn no_move_to_a_controller_whose_pr_key_is_not_registered() {
         let f = Fake::new(&[]).answering("cluster.status", json!({"fence_joined": false}));
-        let out = rt().block_on(handover(
-            &f,
-            "failover",
-            "act4",
-            "A",
-            "A",
-            "B",
-            Selection::AllOwned,
-        ));
+        let out = failover_all_a_to_b(&f);
         assert!(!out.entry.ok);
         assert_eq!(
             f.methods(),
