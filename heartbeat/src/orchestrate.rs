@@ -227,6 +227,13 @@ fn name_of(pool: &Value) -> String {
         .to_string()
 }
 
+/// How long a handover's synchronous record waits for the partner's
+/// acknowledgement. Hosts' I/O is queued (port groups standby) meanwhile,
+/// so a longer wait costs pause, not errors; a rollback after a slow
+/// acknowledgement under load (5 s, config-keeper's default, was seen to
+/// time out in the TCG lab) costs a second pause and a failed operation.
+pub const HANDOVER_SYNC_TIMEOUT_MS: u64 = 15_000;
+
 /// Records `pools` as owned by `to` under an epoch above both `at_least`
 /// and the recorded one, as the step `step`; returns the epoch recorded.
 #[allow(clippy::too_many_arguments)]
@@ -253,16 +260,12 @@ async fn record(
         p["epoch"] = json!(epoch);
         changes.push(upsert("pool", p));
     }
-    rec.step(
-        step,
-        None,
-        calls.call(
-            at,
-            "config.apply",
-            json!({"changes": changes, "sync": sync}),
-        ),
-    )
-    .await?;
+    let mut params = json!({"changes": changes, "sync": sync});
+    if sync {
+        params["timeout_ms"] = json!(HANDOVER_SYNC_TIMEOUT_MS);
+    }
+    rec.step(step, None, calls.call(at, "config.apply", params))
+        .await?;
     Ok(epoch)
 }
 
@@ -893,6 +896,7 @@ mod tests {
             json!(false),
             "never wait for the fenced partner"
         );
+        assert!(apply.get("timeout_ms").is_none());
         assert_eq!(apply["changes"][1]["object"]["owner"], json!("B"));
         assert_eq!(apply["changes"][0]["object"]["epoch"], json!(8));
         assert_eq!(log[3].2["epoch"], json!(8));
@@ -1041,6 +1045,7 @@ mod tests {
         let log = f.log();
         assert_eq!(log[9].2["changes"][1]["object"]["owner"], json!("B"));
         assert_eq!(log[9].2["sync"], json!(true), "B's keeper must have it");
+        assert_eq!(log[9].2["timeout_ms"], json!(HANDOVER_SYNC_TIMEOUT_MS));
         assert_eq!(log[10].2["to"], json!("B"));
         assert!(
             out.alerts[0].message.contains("B serves the pools again"),

@@ -168,6 +168,20 @@ impl Writer {
 
     fn stop(self, lab: &Lab) -> Result<Value, LabError> {
         let touched = lab::exec_ok(lab, "H", &["touch", STOP_FILE], Duration::from_secs(30));
+        // Writers whose I/O is queued with no path never see the stop file;
+        // the verify thread would then poll until its own limit (the whole
+        // run plus three minutes), which made a failed cycle look like a
+        // hung scenario. Fail the scenario instead and leave the thread.
+        let asked = Instant::now();
+        while !self.handle.is_finished() {
+            if asked.elapsed() > WRITERS_STOP_WITHIN {
+                return Err(LabError::State(format!(
+                    "H's writers did not stop within {WRITERS_STOP_WITHIN:?} of the stop file: \
+                     their I/O is stuck (queued with no usable path?); see `multipath -ll` on H"
+                )));
+            }
+            thread::sleep(Duration::from_millis(500));
+        }
         let v = self
             .handle
             .join()
@@ -176,6 +190,10 @@ impl Writer {
         v
     }
 }
+
+/// How long H's writers may take to stop once asked: a write outstanding
+/// through a takeover ends within the takeover's own bound.
+const WRITERS_STOP_WITHIN: Duration = Duration::from_secs(180);
 
 /// A gap between acknowledged writes this long counts as part of an
 /// outage (the writers' normal gaps under TCG are well under 0.5 s).
@@ -1475,7 +1493,18 @@ fn cycles(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
     let mut c = Checks::new();
     let mut runs = Vec::new();
     for i in 1..=count {
-        let o = unplanned(lab, facts, Fault::Kill, bmc)?;
+        // A cycle that errs or fails leaves the lab in an unknown state:
+        // stop there, and report the cycles so far with the failure.
+        let o = match unplanned(lab, facts, Fault::Kill, bmc) {
+            Ok(o) => o,
+            Err(e) => {
+                c.check(&format!("cycle_{i}"), false, e.to_string());
+                let run = json!({"cycle": i, "ok": false, "error": e.to_string()});
+                info!("cycle {i}/{count}: {run}");
+                runs.push(run);
+                break;
+            }
+        };
         let r = &o.report;
         let total: u64 = r["takeover"]["timeline"]
             .as_array()
@@ -1501,6 +1530,9 @@ fn cycles(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
                          "giveback_s": r["giveback"]["seconds"], "failed": failed});
         info!("cycle {i}/{count}: {run}");
         runs.push(run);
+        if !o.ok {
+            break;
+        }
     }
     let spread = |f: &dyn Fn(&Value) -> Option<f64>| {
         let mut v: Vec<f64> = runs.iter().filter_map(f).collect();
@@ -1802,6 +1834,10 @@ pub fn summary(report: &Value) -> String {
         ));
     }
     for r in report["cycles"].as_array().into_iter().flatten() {
+        if let Some(e) = r["error"].as_str() {
+            out.push_str(&format!("  cycle {:>2}: FAIL {e}\n", r["cycle"]));
+            continue;
+        }
         out.push_str(&format!(
             "  cycle {:>2}: {} takeover {} ms, pause iscsi {} ms / nvme {} ms, giveback {:.1} s\n",
             r["cycle"],
