@@ -106,12 +106,12 @@ impl Version {
 }
 
 /// This build's catalogue version.
-pub const VERSION: Version = Version { major: 1, minor: 2 };
+pub const VERSION: Version = Version { major: 1, minor: 3 };
 
 /// The namespaces of the catalogue.
 pub const NAMESPACES: &[&str] = &[
-    "router", "event", "config", "disk", "pool", "volume", "target", "host", "net", "cluster",
-    "auth", "rpc",
+    "router", "event", "job", "config", "disk", "pool", "volume", "target", "host", "net",
+    "cluster", "auth", "rpc",
 ];
 
 /// The namespace of a method name (`pool` for `pool.create`).
@@ -247,6 +247,38 @@ pub static METHODS: &[Method] = &[
     ),
     // config: config-keeper.
     m(
+        "job.start",
+        "Runs a method marked job in the background; answers its job id at once.",
+        Write,
+        External,
+        false,
+        &["invalid_params", "unavailable"],
+    ),
+    m(
+        "job.get",
+        "One job: state, progress, result or error (a partner's job through the peer link).",
+        Read,
+        External,
+        false,
+        E_GET,
+    ),
+    m(
+        "job.wait",
+        "One job once it ends, or as it is after timeout_ms (at most 30 s).",
+        Read,
+        External,
+        false,
+        E_GET,
+    ),
+    m(
+        "job.list",
+        "This controller's recent jobs, newest first.",
+        Read,
+        External,
+        false,
+        &[],
+    ),
+    m(
         "config.get",
         "The desired state: everything, one kind, or one object.",
         Read,
@@ -325,6 +357,30 @@ pub static METHODS: &[Method] = &[
         Internal,
         false,
         &["invalid_params", "internal"],
+    ),
+    m(
+        "config.audit",
+        "The audit log: every write an administrator made on either controller, newest first.",
+        Read,
+        External,
+        false,
+        E_PARAMS,
+    ),
+    m(
+        "config.audit_append",
+        "The router's audit records of administrators' writes, numbered and stored.",
+        Write,
+        Internal,
+        false,
+        &["invalid_params", "unauthorized", "internal"],
+    ),
+    m(
+        "config.repl_audit",
+        "Replication: the partner's audit entries after the ones held here.",
+        Write,
+        Peer,
+        false,
+        E_PEER,
     ),
     m(
         "config.repl_hello",

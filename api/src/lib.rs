@@ -9,6 +9,7 @@
 //!   marks (read or write, audience, job); the router refuses a
 //!   registration that names a method it lacks.
 //! - [`topics`]: event topic names.
+//! - [`redact`]: secrets removed from results and audit records.
 //!
 //! Architecture invariant: pure. No tokio, no I/O, no SQLite, no clock;
 //! it only describes and checks.
@@ -17,6 +18,7 @@ pub mod catalogue;
 pub mod change;
 pub mod methods;
 pub mod model;
+pub mod redact;
 pub mod syntax;
 pub mod topics;
 pub mod validate;

@@ -38,6 +38,8 @@ pub const CLUSTER_STATE: &str = "cluster.state";
 pub const CLUSTER_TAKEOVER_DONE: &str = "cluster.takeover_done";
 /// A giveback finished (with its timeline).
 pub const CLUSTER_GIVEBACK_DONE: &str = "cluster.giveback_done";
+/// A job started or ended (the router's).
+pub const JOB_CHANGED: &str = "job.changed";
 /// Something an administrator must see.
 pub const ALERT: &str = "alert";
 
@@ -58,6 +60,7 @@ pub const ALL: &[&str] = &[
     TARGET_RECONCILED,
     TARGET_DRIFT,
     NET_CHANGED,
+    JOB_CHANGED,
     CLUSTER_STATE,
     CLUSTER_TAKEOVER_DONE,
     CLUSTER_GIVEBACK_DONE,

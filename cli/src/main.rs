@@ -4,10 +4,12 @@
 //! success, 1 when the call returned an error, 2 when the router could not
 //! be reached or the command line was wrong.
 
+mod admin;
+mod audit;
 mod catalogue;
+mod cluster;
 
 use anyhow::Context;
-mod cluster;
 
 use clap::{Parser, Subcommand};
 use duplex_services::client::{CallError, RouterClient};
@@ -82,6 +84,72 @@ enum Cmd {
         /// The action id.
         action_id: String,
     },
+    /// Shared disks: `duplexctl disk list`.
+    Disk {
+        #[command(subcommand)]
+        op: admin::DiskCmd,
+    },
+    /// Pools: `duplexctl pool list|layouts|create|delete`.
+    Pool {
+        #[command(subcommand)]
+        op: admin::PoolCmd,
+    },
+    /// Volumes: `duplexctl volume list|tree|create|resize|delete|snapshot|clone`.
+    Volume {
+        #[command(subcommand)]
+        op: admin::VolumeCmd,
+    },
+    /// Hosts (initiator names): `duplexctl host list|show|add|delete`.
+    Host {
+        #[command(subcommand)]
+        op: admin::ObjectCmd<admin::HostAdd>,
+    },
+    /// Host groups: `duplexctl host-group list|show|add|delete`.
+    HostGroup {
+        #[command(subcommand)]
+        op: admin::ObjectCmd<admin::GroupAdd>,
+    },
+    /// Exports of volumes to host groups: `duplexctl export list|show|add|delete`.
+    Export {
+        #[command(subcommand)]
+        op: admin::ObjectCmd<admin::ExportAdd>,
+    },
+    /// Floating IP addresses: `duplexctl ip list|show|add|delete`.
+    Ip {
+        #[command(subcommand)]
+        op: admin::ObjectCmd<admin::IpAdd>,
+    },
+    /// Management users: `duplexctl user list|show|add|delete` (add reads
+    /// the password from standard input).
+    User {
+        #[command(subcommand)]
+        op: admin::ObjectCmd<admin::UserAdd>,
+    },
+    /// Jobs (long methods run in the background): `duplexctl job list|get|wait`.
+    Job {
+        #[command(subcommand)]
+        op: admin::JobCmd,
+    },
+    /// Shell completion script: `duplexctl completions bash >
+    /// /etc/bash_completion.d/duplexctl`.
+    Completions {
+        /// bash | zsh | fish | elvish | powershell.
+        shell: clap_complete::Shell,
+    },
+    /// The audit log: every write an administrator made on either
+    /// controller, newest first: `duplexctl audit --limit 20`.
+    Audit {
+        /// At most this many entries (1 to 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Only entries older than this (ms since the Unix epoch: the
+        /// oldest time of the previous page).
+        #[arg(long)]
+        before_ms: Option<u64>,
+        /// Only the calls this controller's router saw.
+        #[arg(long)]
+        on: Option<String>,
+    },
     /// The heartbeat: `duplexctl cluster status`, `timeline`, `failover
     /// [--pool P]`, `giveback`, `maintenance on|off`, `fence-test`.
     Cluster {
@@ -115,6 +183,124 @@ enum ClusterCmd {
     },
     /// Check each fence agent against the partner without fencing it.
     FenceTest,
+}
+
+/// Calls `method`: its result, or the exit code when the service answered
+/// with an error (printed; exit 1, like `call`). An unreachable router is
+/// the outer error (exit 2).
+async fn call_cmd(
+    client: &RouterClient,
+    controller: Option<&str>,
+    method: &str,
+    params: Value,
+) -> anyhow::Result<Result<Value, ExitCode>> {
+    match client.call_at(controller, method, params).await {
+        Ok(v) => Ok(Ok(v)),
+        Err(CallError::Rpc(e)) => {
+            eprintln!("error: {e}");
+            if let Some(f) = e.field() {
+                eprintln!("field: {f}");
+            }
+            Ok(Err(ExitCode::from(1)))
+        }
+        Err(e) => Err(connect_error(e)),
+    }
+}
+
+/// Calls `method`, as a job when the catalogue marks it so (`pool create`,
+/// `cluster failover`...): started with `job.start`, followed with
+/// `job.wait` (its progress on standard error), answered like a call.
+async fn call_or_job(
+    client: &RouterClient,
+    controller: Option<&str>,
+    method: &str,
+    params: Value,
+) -> anyhow::Result<Result<Value, ExitCode>> {
+    let is_job = duplex_api::catalogue::lookup(method)
+        .is_some_and(|m| m.job && m.audience == duplex_api::catalogue::Audience::External);
+    if !is_job {
+        return call_cmd(client, controller, method, params).await;
+    }
+    let p = json!({"method": method, "params": params});
+    let started = match call_cmd(client, controller, "job.start", p).await? {
+        Ok(v) => v,
+        Err(code) => return Ok(Err(code)),
+    };
+    let Some(job) = started["job"].as_str().map(str::to_string) else {
+        anyhow::bail!("job.start answered without a job id: {started}");
+    };
+    eprintln!("job {job}: {method} started");
+    let mut shown = Value::Null;
+    loop {
+        let w = json!({"job": job, "timeout_ms": 2000});
+        let j = match call_cmd(client, controller, "job.wait", w).await? {
+            Ok(v) => v,
+            Err(code) => return Ok(Err(code)),
+        };
+        if !j["progress"].is_null() && j["progress"] != shown {
+            let p = &j["progress"];
+            eprintln!(
+                "job {job}: {} {}",
+                p["topic"].as_str().unwrap_or("?"),
+                p["data"]
+            );
+            shown = p.clone();
+        }
+        match j["state"].as_str() {
+            Some("succeeded") => return Ok(Ok(j["result"].clone())),
+            Some("failed") => {
+                match serde_json::from_value::<duplex_services::RpcError>(j["error"].clone()) {
+                    Ok(e) => {
+                        eprintln!("error: {e}");
+                        if let Some(f) = e.field() {
+                            eprintln!("field: {f}");
+                        }
+                    }
+                    Err(_) => eprintln!("error: {}", j["error"]),
+                }
+                eprintln!("job: {job}");
+                return Ok(Err(ExitCode::from(1)));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// An admin command: its parameters checked against the catalogue (a bad
+/// one is named and nothing is sent), the call, its answer as a table.
+async fn admin_cmd(
+    client: &RouterClient,
+    args: &Args,
+    cmd: admin::Admin<'_>,
+) -> anyhow::Result<ExitCode> {
+    let (method, mut params) = cmd.call();
+    if cmd.wants_password() {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        let password = line.trim_end_matches(['\r', '\n']);
+        if password.is_empty() {
+            eprintln!("duplexctl: give the password on standard input (one line)");
+            return Ok(ExitCode::from(2));
+        }
+        params["changes"][0]["object"]["password"] = json!(password);
+    }
+    if let Err(e) = catalogue::check_params(method, &params) {
+        eprintln!("duplexctl: invalid params for {method}: {e}");
+        eprintln!("field: {}", e.field);
+        return Ok(ExitCode::from(2));
+    }
+    let v = match call_or_job(client, args.controller.as_deref(), method, params).await? {
+        Ok(v) => v,
+        Err(code) => return Ok(code),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", cmd.render(&v));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn socket_path(args: &Args) -> PathBuf {
@@ -280,14 +466,9 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
                 ClusterCmd::FenceTest => ("cluster.fence_test", json!({})),
             };
-            let v = match client.call_at(controller.as_deref(), method, params).await {
+            let v = match call_or_job(&client, controller.as_deref(), method, params).await? {
                 Ok(v) => v,
-                // The service answered with an error: exit 1, like `call`.
-                Err(CallError::Rpc(e)) => {
-                    eprintln!("error: {e}");
-                    return Ok(ExitCode::from(1));
-                }
-                Err(e) => return Err(connect_error(e)),
+                Err(code) => return Ok(code),
             };
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
@@ -307,6 +488,44 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                     ClusterCmd::FenceTest => cluster::fence_test(&v),
                 };
                 print!("{text}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Completions { shell } => {
+            let mut cmd = <Args as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "duplexctl", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Disk { op } => admin_cmd(&client, &args, admin::Admin::Disk(op)).await,
+        Cmd::Pool { op } => admin_cmd(&client, &args, admin::Admin::Pool(op)).await,
+        Cmd::Volume { op } => admin_cmd(&client, &args, admin::Admin::Volume(op)).await,
+        Cmd::Host { op } => admin_cmd(&client, &args, admin::Admin::Host(op)).await,
+        Cmd::HostGroup { op } => admin_cmd(&client, &args, admin::Admin::Group(op)).await,
+        Cmd::Export { op } => admin_cmd(&client, &args, admin::Admin::Export(op)).await,
+        Cmd::Ip { op } => admin_cmd(&client, &args, admin::Admin::Ip(op)).await,
+        Cmd::User { op } => admin_cmd(&client, &args, admin::Admin::User(op)).await,
+        Cmd::Job { op } => admin_cmd(&client, &args, admin::Admin::Job(op)).await,
+        Cmd::Audit {
+            limit,
+            before_ms,
+            on,
+        } => {
+            let p = duplex_api::methods::config::AuditParams {
+                limit: Some(*limit),
+                before_ms: *before_ms,
+                controller: on.clone(),
+            };
+            let v = match call_cmd(&client, controller.as_deref(), "config.audit", json!(p)).await?
+            {
+                Ok(v) => v,
+                Err(code) => return Ok(code),
+            };
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let r: duplex_api::methods::config::AuditResult =
+                    serde_json::from_value(v).context("reading config.audit's answer")?;
+                print!("{}", audit::table(&r));
             }
             Ok(ExitCode::SUCCESS)
         }

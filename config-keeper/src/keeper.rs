@@ -85,6 +85,7 @@ pub struct Keeper {
     apply_tx: mpsc::UnboundedSender<ApplyReq>,
     apply_rx: Mutex<Option<mpsc::UnboundedReceiver<ApplyReq>>>,
     history_keep: std::sync::atomic::AtomicU64,
+    audit: crate::audit::AuditState,
 }
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -222,6 +223,10 @@ impl Keeper {
         } else {
             CatchUp::standalone()
         };
+        let audit_head = store.audit_head(&me).unwrap_or_else(|e| {
+            warn!(error = %e, "cannot read the audit head; numbering from the table");
+            0
+        });
         let (changed_tx, changed_rx) = mpsc::unbounded_channel();
         let (apply_tx, apply_rx) = mpsc::unbounded_channel();
         let k = Keeper {
@@ -238,6 +243,7 @@ impl Keeper {
             apply_tx,
             apply_rx: Mutex::new(Some(apply_rx)),
             history_keep: std::sync::atomic::AtomicU64::new(HISTORY_KEEP),
+            audit: crate::audit::AuditState::new(audit_head),
         };
         (Arc::new(k), changed_rx)
     }
@@ -250,6 +256,11 @@ impl Keeper {
     /// This controller's id.
     pub fn me(&self) -> &str {
         &self.me
+    }
+
+    /// The audit log's replication state.
+    pub fn audit(&self) -> &crate::audit::AuditState {
+        &self.audit
     }
 
     /// The partner's id.

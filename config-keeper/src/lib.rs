@@ -6,8 +6,10 @@
 //! runs the store on the blocking pool, group-commits applies and drives
 //! replication; [`rpc`] maps the `config.*` methods onto it and assigns the
 //! error codes; [`error`] holds the error enums; [`password`] hashes user
-//! passwords. See docs/config-keeper.md.
+//! passwords; [`audit`] keeps and replicates the audit log. See
+//! docs/config-keeper.md.
 
+pub mod audit;
 pub mod core;
 pub mod error;
 pub mod keeper;

@@ -86,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
     });
     // Replication calls get a short timeout so a dead link is noticed fast.
     let repl = RouterClient::with_timeout(cfg.router_socket(), Duration::from_secs(3));
+    tokio::spawn(std::sync::Arc::clone(&keeper).run_audit_sender(repl.clone()));
     tokio::spawn(std::sync::Arc::clone(&keeper).run_sender(repl));
 
     let k = std::sync::Arc::clone(&keeper);

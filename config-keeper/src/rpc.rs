@@ -13,7 +13,9 @@
 //! | `config.rebuild_from_partner` | | a lost database rebuilt from the partner (`conflict` unless our own section is empty) |
 //! | `config.events` | `after?`, `limit?` | the event log |
 //! | `config.record_event` | `kind`, `detail?` | appends to the event log under the caller's action_id |
-//! | `config.repl_hello`, `config.repl_push` | | partner keeper only |
+//! | `config.audit` | `limit?`, `before_ms?`, `controller?` | `entries` (both controllers, newest first), `unreplicated` |
+//! | `config.audit_append` | `records`, `dropped` | `seq`; `unauthorized` unless the router calls |
+//! | `config.repl_hello`, `config.repl_push`, `config.repl_snapshot`, `config.repl_audit` | | partner keeper only |
 //!
 //! Error codes (the one place they are assigned, [`apply_error`]):
 //!
@@ -43,8 +45,9 @@ use crate::keeper::{now_ms, Keeper};
 use crate::store::Meta;
 use duplex_api::change::ViolationClass;
 use duplex_api::methods::config::{
-    self as cm, ApplyParams, ApplyResult, DigestResult, EventsResult, GetResult, HistoryResult,
-    LockResult, RecordEventResult, StatusResult, UnlockResult, WatchResult,
+    self as cm, ApplyParams, ApplyResult, AuditAppendResult, AuditResult, DigestResult,
+    EventsResult, GetResult, HistoryResult, LockResult, RecordEventResult, StatusResult,
+    UnlockResult, WatchResult,
 };
 use duplex_api::model::Kind;
 
@@ -321,6 +324,29 @@ pub fn register(svc: &mut ServiceBuilder, k: &Arc<Keeper>) {
             .map_err(store_error)?;
         Ok(RecordEventResult { recorded: true })
     });
+
+    svc.typed_with::<cm::Audit, _, _, _>(k, |k, _ctx, p| async move {
+        let (entries, unreplicated) =
+            crate::audit::list(&k, p.limit, p.before_ms, p.controller).await?;
+        Ok(AuditResult {
+            entries,
+            unreplicated,
+        })
+    });
+
+    svc.typed_with::<cm::AuditAppend, _, _, _>(k, |k, ctx, p| async move {
+        let seq = crate::audit::append(&k, ctx.caller.as_deref(), p.records, p.dropped).await?;
+        Ok(AuditAppendResult { seq })
+    });
+
+    repl_method(
+        svc,
+        k,
+        "config.repl_audit",
+        |k, _ctx, p: crate::audit::ReplAuditParams| async move {
+            to_value(&crate::audit::merge(&k, p).await?)
+        },
+    );
 
     svc.typed_with::<cm::RebuildFromPartner, _, _, _>(k, |k, ctx, _p| async move {
         k.rebuild_from_partner(&ctx.router, Some(ctx.action_id.clone()))

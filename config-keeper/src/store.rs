@@ -7,6 +7,9 @@
 //! The in-memory [`State`] mirrors the `objects` table and is replaced only
 //! after a commit succeeded, so a failed transaction leaves both untouched.
 
+mod audit;
+pub use audit::AUDIT_KEEP;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -111,6 +114,22 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         ) WITHOUT ROWID;
         INSERT INTO heads (origin, seq, gen)
             SELECT origin, max(seq), max(gen) FROM log GROUP BY origin;
+        "#,
+    ),
+    (
+        4,
+        "audit log",
+        r#"
+        -- Administrators' writes as the routers saw them (store::audit):
+        -- numbered per controller, replicated to the partner, bounded.
+        CREATE TABLE audit (
+            origin  TEXT    NOT NULL,
+            seq     INTEGER NOT NULL,
+            time_ms INTEGER NOT NULL,
+            record  TEXT    NOT NULL CHECK (json_valid(record)),
+            PRIMARY KEY (origin, seq)
+        ) WITHOUT ROWID;
+        CREATE INDEX audit_time ON audit (time_ms);
         "#,
     ),
 ];

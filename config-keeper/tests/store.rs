@@ -161,7 +161,7 @@ fn database_is_wal_with_full_sync_and_numbered_migrations() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(versions, vec![1, 2, 3]);
+    assert_eq!(versions, vec![1, 2, 3, 4]);
     let owner: String = conn
         .query_row("SELECT owner FROM pools WHERE name = 'pa'", [], |r| {
             r.get(0)

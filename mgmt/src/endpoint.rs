@@ -11,11 +11,13 @@
 
 use crate::core::authz::{self, Refusal};
 use crate::core::backoff::Backoff;
+use crate::core::metrics as metrics_core;
 use crate::core::openrpc;
-use crate::core::redact::redact;
 use crate::core::session::{Principal, Sessions};
+use crate::metrics::Scrape;
 use crate::users::{self, LoginError};
 use duplex_api::methods::auth::{LoginParams, LoginResult, LogoutResult};
+use duplex_api::redact::redact;
 use duplex_services::action;
 use duplex_services::rpc::{CallUser, ErrorCode, Id, Request, RpcError};
 use duplex_services::RouterClient;
@@ -235,6 +237,7 @@ impl Endpoint {
             req.user = Some(CallUser {
                 name: p.user.clone(),
                 role: p.role,
+                address: ext.get::<Caller>().map(|c| c.addr.ip().to_string()),
             });
             let resp = self
                 .router
@@ -430,6 +433,39 @@ pub struct Gate<S> {
     inner: S,
     addr: SocketAddr,
     allowed_origins: Arc<Vec<String>>,
+    metrics: Option<Arc<Scrape>>,
+}
+
+/// Answers `GET /metrics`: the scrape token (Bearer) or 401, then the
+/// text exposition. Not a session: Prometheus holds no login.
+async fn scrape(m: Arc<Scrape>, presented: Option<String>, addr: SocketAddr) -> HttpResponse {
+    if !presented
+        .as_deref()
+        .is_some_and(|t| metrics_core::token_matches(t, &m.token))
+    {
+        tracing::warn!(%addr, "metrics scrape refused: no or wrong token");
+        return refuse(
+            http::StatusCode::UNAUTHORIZED,
+            "metrics need the scrape token: Authorization: Bearer <metrics.token>\n",
+        );
+    }
+    let sources = crate::metrics::gather(&m.router).await;
+    match metrics_core::render(&sources) {
+        Ok(text) => {
+            let mut r = HttpResponse::new(HttpBody::from(text));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            r
+        }
+        Err(_) => refuse(
+            http::StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot encode the metrics\n",
+        ),
+    }
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -452,6 +488,24 @@ where
     }
 
     fn call(&mut self, mut req: HttpRequest<B>) -> Self::Future {
+        if req.uri().path() == "/metrics" {
+            let Some(m) = self.metrics.clone() else {
+                return Box::pin(async {
+                    Ok(refuse(
+                        http::StatusCode::NOT_FOUND,
+                        "metrics are not enabled\n",
+                    ))
+                });
+            };
+            let presented = req
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(|t| t.trim().to_string());
+            let addr = self.addr;
+            return Box::pin(async move { Ok(scrape(m, presented, addr).await) });
+        }
         let origin = req
             .headers()
             .get(http::header::ORIGIN)
@@ -507,6 +561,7 @@ pub async fn serve(
     tls: Arc<TlsConfig>,
     methods: jsonrpsee::Methods,
     allowed_origins: Vec<String>,
+    metrics: Option<Arc<Scrape>>,
     stop: StopHandle,
 ) {
     let cfg = ServerConfig::builder()
@@ -534,6 +589,7 @@ pub async fn serve(
             inner: builder.clone().build(methods.clone(), stop.clone()),
             addr,
             allowed_origins: Arc::clone(&allowed),
+            metrics: metrics.clone(),
         };
         let acceptor = acceptor.clone();
         let stop = stop.clone();

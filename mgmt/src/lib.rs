@@ -9,8 +9,10 @@
 //! - [`endpoint`]: the RPC module, the HTTP layer (cookies, Origin), the
 //!   listener.
 //! - [`users`]: password checks against config-keeper's users.
+//! - [`metrics`]: `/metrics`, the scrape token and one scrape's calls.
 
 pub mod core;
 pub mod endpoint;
+pub mod metrics;
 pub mod tls;
 pub mod users;

@@ -43,6 +43,13 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!(dir = %dir.display(), "made a self-signed certificate");
     }
     let tls_cfg = tls::server_config(&dir).context("loading the certificate")?;
+    let token = duplex_mgmt::metrics::ensure_token(&dir).context("making the metrics token")?;
+    tracing::info!(token = %duplex_mgmt::metrics::token_path(&dir).display(), "GET /metrics with this token as a Bearer");
+    // A scrape answers within seconds or without the slow source.
+    let scrape = std::sync::Arc::new(duplex_mgmt::metrics::Scrape {
+        router: RouterClient::with_timeout(cfg.router_socket(), Duration::from_secs(5)),
+        token,
+    });
     let router = RouterClient::with_timeout(cfg.router_socket(), Duration::from_secs(960));
     let settings = Settings {
         session_ttl: Duration::from_secs(m.session_ttl_s),
@@ -65,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
             tls_cfg.clone(),
             methods.clone(),
             m.allowed_origins.clone(),
+            Some(std::sync::Arc::clone(&scrape)),
             stop.clone(),
         ));
     }

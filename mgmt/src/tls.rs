@@ -58,7 +58,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
 
 /// Writes `data` to `path` through a temp file created with `mode`, so the
 /// file never exists with looser permissions or half written.
-fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<(), TlsError> {
+/// Writes a new file (through a temporary one, synced, renamed) with `mode`.
+pub(crate) fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<(), TlsError> {
     let tmp = path.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()

@@ -549,3 +549,70 @@ async fn websocket_checks_origin_and_every_call() {
         .await;
     assert_eq!(r.status, 403, "{}", r.body);
 }
+
+/// `/metrics` wants the scrape token made at first start, and nothing else
+/// opens it; a session token does not.
+#[tokio::test]
+async fn metrics_need_their_token_and_show_the_routers_calls() {
+    let lab = start(600).await;
+    let token_file = lab.node.state_dir().join("mgmt").join("metrics.token");
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let token = token.trim();
+    let r = lab.http(None, "GET /metrics HTTP/1.1", "").await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    let session = lab.login("admin", ADMIN_PW).await;
+    let h = format!("GET /metrics HTTP/1.1\r\nAuthorization: Bearer {session}");
+    assert_eq!(lab.http(None, &h, "").await.status, 401);
+    let h = format!("GET /metrics HTTP/1.1\r\nAuthorization: Bearer {token}");
+    let r = lab.http(None, &h, "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.header("content-type")
+            .is_some_and(|c| c.starts_with("application/openmetrics-text")),
+        "{:?}",
+        r.headers
+    );
+    // The router answered and has routed config.apply (the users made at
+    // start); no heartbeat runs here, and the scrape says so.
+    for line in [
+        "duplex_source_up{source=\"router.status\"} 1",
+        "duplex_source_up{source=\"cluster.status\"} 0",
+    ] {
+        assert!(r.body.lines().any(|l| l == line), "{line} in\n{}", r.body);
+    }
+    assert!(
+        r.body
+            .lines()
+            .any(|l| l.starts_with("duplex_router_calls{method=\"config.apply\"} ")),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("duplex_config_version "), "{}", r.body);
+}
+
+/// A write through the endpoint lands in the audit log with the user and
+/// the address it came from.
+#[tokio::test]
+async fn writes_through_the_endpoint_are_audited_with_user_and_address() {
+    let lab = start(600).await;
+    let t = lab.login("admin", ADMIN_PW).await;
+    let v = lab
+        .call(Some(&t), "config.lock", json!({"reason": "audit test"}))
+        .await;
+    assert!(v.get("result").is_some(), "{v}");
+    let mut found = Value::Null;
+    for _ in 0..50 {
+        let a = lab.call(Some(&t), "config.audit", json!({})).await;
+        if let Some(e) = a["result"]["entries"]
+            .as_array()
+            .and_then(|es| es.iter().find(|e| e["method"] == "config.lock"))
+        {
+            found = e.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(found["user"], "admin", "{found}");
+    assert_eq!(found["address"], "127.0.0.1", "{found}");
+    assert_eq!(found["result"], "ok", "{found}");
+}

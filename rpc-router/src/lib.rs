@@ -2,11 +2,16 @@
 //!
 //! Architecture invariant: the router never interprets a service's
 //! parameters or results; it routes by namespace, stamps the action_id and
-//! the caller, and records each message in the recent-actions log.
+//! the caller, and records each message in the recent-actions log (and an
+//! administrator's writes, parameters redacted, in the audit log).
 //!
 //! - [`registry`]: who owns which namespace, up or down (pure).
 //! - [`actions`]: the recent-actions ring buffer (pure).
 //! - [`topics`]: event topic patterns (pure).
+//! - [`audit`]: which calls are administrators' writes, and their audit
+//!   record (pure); the router queues them for config-keeper.
+//! - [`jobs`]: the jobs table (pure): `job.start` runs a long method in
+//!   the background, `job.get`, `job.wait`, `job.list` follow it.
 //! - [`peer`]: the authenticated link to the partner's router.
 //! - [`router`]: the dispatcher that ties them to sockets.
 //!
@@ -15,6 +20,8 @@
 //! as a local call there; the action_id crosses the link unchanged.
 
 pub mod actions;
+pub mod audit;
+pub mod jobs;
 pub mod peer;
 pub mod registry;
 pub mod router;

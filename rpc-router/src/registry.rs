@@ -42,7 +42,7 @@ pub struct Registry {
 }
 
 /// Namespaces the router itself answers.
-pub const ROUTER_NAMESPACES: [&str; 2] = ["router", "event"];
+pub const ROUTER_NAMESPACES: [&str; 3] = ["router", "event", "job"];
 
 impl Registry {
     /// A registry that also accepts the uncatalogued `test_namespaces`.

@@ -3,14 +3,22 @@
 //! recent-actions log.
 
 use crate::actions::{ActionLog, ActionRecord};
+use crate::audit;
+use crate::jobs::{self, Jobs};
 use crate::peer;
 use crate::registry::{Registry, State};
 use crate::topics;
+use duplex_api::catalogue::{self, Audience};
+use duplex_api::methods::config::{AuditAppendParams, AuditRecord};
 use duplex_api::methods::event::{
     PublishParams, Published, SubscribeParams, Subscribed, Unsubscribed,
 };
+use duplex_api::methods::job::{
+    GetParams, JobState, ListResult as JobList, StartParams, Started, WaitParams,
+};
 use duplex_api::methods::router::{
-    ActionsParams, ActionsResult, PeerLink, Pong, Registered, ServicesResult, StatusResult,
+    ActionsParams, ActionsResult, MethodCalls, PeerLink, Pong, Registered, ServicesResult,
+    StatusResult,
 };
 use duplex_services::action;
 use duplex_services::client::{Event, EVENT_NOTIFY};
@@ -20,7 +28,7 @@ use duplex_services::rpc::{to_frame, ErrorCode, Request, Response, RpcError};
 use duplex_services::server::{self, ConnCtx, Dispatch, Limits};
 use duplex_services::service::{params, Registration};
 use serde_json::{json, Value};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -98,6 +106,15 @@ pub struct Router {
     subscribers: Mutex<Vec<Subscriber>>,
     peer_out: Mutex<Option<Arc<RpcConn>>>,
     peer_status: Mutex<PeerStatus>,
+    audit_tx: mpsc::Sender<AuditRecord>,
+    audit_rx: Mutex<Option<mpsc::Receiver<AuditRecord>>>,
+    audit_dropped: AtomicU64,
+    jobs: Mutex<Jobs>,
+    /// Per catalogue method (bounded by the catalogue: other names are
+    /// not counted).
+    calls: Mutex<BTreeMap<String, MethodCalls>>,
+    /// Bumped whenever a job ends, for `job.wait`.
+    jobs_ended: tokio::sync::watch::Sender<u64>,
 }
 
 /// What the peer listeners share: admission to the handshake, the rate
@@ -154,6 +171,17 @@ fn with_closer(
     Ok((tokio::net::TcpStream::from_std(s)?, closer))
 }
 
+/// `ok`, or the error's kind (its code when it has no kind), for the
+/// actions log.
+fn outcome_of(result: &Result<Value, RpcError>) -> String {
+    match result {
+        Ok(_) => "ok".to_string(),
+        Err(e) => e
+            .kind()
+            .map_or_else(|| e.code.to_string(), |k| k.kind().to_string()),
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section here is a few map operations that cannot leave
     // the data half-changed, so a poisoned lock is still consistent.
@@ -171,6 +199,7 @@ impl Router {
     pub fn new(cfg: Config) -> Arc<Router> {
         let log_size = cfg.router.actions_log_size;
         let registry = Registry::with_test_namespaces(cfg.router.test_namespaces.clone());
+        let (audit_tx, audit_rx) = mpsc::channel(audit::QUEUE);
         Arc::new(Router {
             cfg,
             started: Instant::now(),
@@ -180,6 +209,12 @@ impl Router {
             subscribers: Mutex::new(Vec::new()),
             peer_out: Mutex::new(None),
             peer_status: Mutex::new(PeerStatus::default()),
+            audit_tx,
+            audit_rx: Mutex::new(Some(audit_rx)),
+            audit_dropped: AtomicU64::new(0),
+            jobs: Mutex::new(Jobs::default()),
+            calls: Mutex::new(BTreeMap::new()),
+            jobs_ended: tokio::sync::watch::channel(0).0,
         })
     }
 
@@ -206,6 +241,9 @@ impl Router {
             local,
         ));
         tracing::info!(socket = %path.display(), controller = %self.cfg.controller_id, "router listening");
+        if let Some(rx) = lock(&self.audit_rx).take() {
+            tokio::spawn(Arc::clone(self).audit_loop(rx));
+        }
         if let Some(p) = self.cfg.peer.clone() {
             let secret: Arc<[u8]> = p.load_secret()?.into();
             // One set of caps for every listen address.
@@ -265,21 +303,41 @@ impl Router {
         let id = req.id.clone();
         let method = req.method.clone();
         let notification = id.is_none();
+        let audit = (origin == Origin::Local && audit::audited(&method, &caller))
+            .then(|| (req.params.clone(), req.user.clone()));
         let (callee, result) = self
             .route(conn, origin, req, action_id.clone(), caller.clone())
             .instrument(span.clone())
             .await;
         let duration_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let outcome = match &result {
-            Ok(_) => "ok".to_string(),
-            Err(e) => e
-                .kind()
-                .map_or_else(|| e.code.to_string(), |k| k.kind().to_string()),
-        };
+        let outcome = outcome_of(&result);
+        if catalogue::lookup(&method).is_some() {
+            let mut calls = lock(&self.calls);
+            let c = calls.entry(method.clone()).or_default();
+            c.calls += 1;
+            c.errors += u64::from(result.is_err());
+            c.total_us = c.total_us.saturating_add(duration_us);
+        }
         match &result {
             Ok(_) => span.in_scope(|| tracing::debug!(%callee, duration_us, "routed")),
             Err(e) => {
                 tracing::info!(%action_id, %method, %caller, %callee, duration_us, error = %e, "routed with error")
+            }
+        }
+        if let Some((params, user)) = audit {
+            let r = audit::record(
+                now_ms(),
+                &action_id,
+                &method,
+                &caller,
+                user.as_ref(),
+                params,
+                &result,
+            );
+            if self.audit_tx.try_send(r).is_err()
+                && self.audit_dropped.fetch_add(1, Ordering::Relaxed) == 0
+            {
+                tracing::warn!(queue = audit::QUEUE, "the audit queue is full: records are counted as dropped until config-keeper takes them");
             }
         }
         if method != "router.actions" {
@@ -362,7 +420,25 @@ impl Router {
                     Err(e) => Err(e),
                 },
             ),
-            m if m.starts_with("router.") || m.starts_with("event.") => (
+            "job.start" => (
+                "router".into(),
+                self.job_start(req.params, action_id, caller, req.user),
+            ),
+            "job.get" => (
+                "router".into(),
+                match params::<GetParams>(req.params) {
+                    Ok(p) => self.job_lookup(&p.job, origin).await,
+                    Err(e) => Err(e),
+                },
+            ),
+            "job.wait" => ("router".into(), self.job_wait(req.params, origin).await),
+            "job.list" => (
+                "router".into(),
+                Ok(json!(JobList {
+                    jobs: lock(&self.jobs).list()
+                })),
+            ),
+            m if m.starts_with("router.") || m.starts_with("event.") || m.starts_with("job.") => (
                 "router".into(),
                 Err(RpcError::new(
                     ErrorCode::MethodNotFound,
@@ -676,6 +752,15 @@ impl Router {
             }),
             time_ms: now_ms(),
         };
+        if origin == Origin::Local {
+            lock(&self.jobs).progress(
+                &self.cfg.controller_id,
+                action_id,
+                &ev.topic,
+                &ev.data,
+                ev.time_ms,
+            );
+        }
         let delivered = self.deliver(&ev);
         let mut forwarded = false;
         if p.partner && origin == Origin::Local {
@@ -757,6 +842,220 @@ impl Router {
         }))
     }
 
+    /// `job.start`: checks the method is an administrator's job method,
+    /// records the job and runs the call in the background under the same
+    /// action (so `duplexctl trace` follows it); answers the job's id.
+    fn job_start(
+        self: &Arc<Self>,
+        p: Value,
+        action_id: String,
+        caller: String,
+        user: Option<duplex_services::rpc::CallUser>,
+    ) -> Result<Value, RpcError> {
+        let p: StartParams = params(p)?;
+        let Some(m) = catalogue::lookup(&p.method) else {
+            return Err(RpcError::invalid_params(
+                "method",
+                format!("no method {:?} in the catalogue", p.method),
+            ));
+        };
+        // Only what an administrator may call, and only long methods: an
+        // internal step (pool.takeover) never runs as a job from outside.
+        if !m.job || m.audience != Audience::External {
+            return Err(RpcError::invalid_params(
+                "method",
+                format!(
+                    "{} is not a job an administrator runs (catalogue marks: job {}, audience {})",
+                    m.name,
+                    m.job,
+                    m.audience.as_str()
+                ),
+            ));
+        }
+        let me = self.cfg.controller_id.clone();
+        let id = jobs::job_id(&me, &action_id);
+        lock(&self.jobs).start(id.clone(), &me, m.name, &caller, now_ms())?;
+        self.job_event(&id, JobState::Running, m.name, &action_id);
+        let router = Arc::clone(self);
+        let mut inner = Request::call(duplex_services::rpc::Id::Num(0), m.name, p.params);
+        inner.user = user;
+        let method = m.name;
+        let job = id.clone();
+        tokio::spawn(async move {
+            let (time_ms, start) = (now_ms(), Instant::now());
+            let (callee, r) = router
+                .forward(inner, action_id.clone(), caller.clone())
+                .await;
+            lock(&router.actions).push(ActionRecord {
+                time_ms,
+                controller: router.cfg.controller_id.clone(),
+                action_id: action_id.clone(),
+                method: method.to_string(),
+                caller,
+                callee,
+                duration_us: u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
+                result: outcome_of(&r),
+            });
+            let state = if r.is_ok() {
+                JobState::Succeeded
+            } else {
+                JobState::Failed
+            };
+            lock(&router.jobs).finish(&job, r, now_ms());
+            router.jobs_ended.send_modify(|n| *n = n.wrapping_add(1));
+            router.job_event(&job, state, method, &action_id);
+        });
+        Ok(json!(Started { job: id }))
+    }
+
+    /// Tells local subscribers a job started or ended (`job.changed`).
+    fn job_event(&self, job: &str, state: JobState, method: &str, action_id: &str) {
+        let ev = Event {
+            topic: duplex_api::topics::JOB_CHANGED.into(),
+            data: json!({"job": job, "state": state, "method": method}),
+            action_id: Some(action_id.to_string()),
+            controller: Some(self.cfg.controller_id.clone()),
+            source: Some("router".into()),
+            time_ms: now_ms(),
+        };
+        self.deliver(&ev);
+    }
+
+    /// One job: ours from the table, the partner's through the peer link
+    /// (failed, with the reason, when the partner does not answer).
+    async fn job_lookup(&self, id: &str, origin: Origin) -> Result<Value, RpcError> {
+        if let Some(j) = lock(&self.jobs).get(id).cloned() {
+            return Ok(json!(j));
+        }
+        let me = self.cfg.controller_id.as_str();
+        match (jobs::controller_of(id), self.cfg.partner_id()) {
+            (Some(c), Some(partner)) if c == partner && origin == Origin::Local => {
+                let req = Request::call(
+                    duplex_services::rpc::Id::Num(0),
+                    "job.get",
+                    json!({"job": id}),
+                );
+                match self.call_peer(req, action::new_id(), "router".into()).await {
+                    Err(e) if e.kind() == Some(ErrorCode::Unavailable) => {
+                        Ok(json!(jobs::partner_gone(id, partner, &e.message)))
+                    }
+                    r => r,
+                }
+            }
+            _ => Err(RpcError::new(
+                ErrorCode::NotFound,
+                format!(
+                    "no job {id} on controller {me} (the router keeps the newest {} in memory; a restart forgets them)",
+                    jobs::KEEP
+                ),
+            )
+            .with_field("job")),
+        }
+    }
+
+    /// `job.wait`: the job once it ends, or as it is at the deadline. A
+    /// partner's job is waited for by the partner's router.
+    async fn job_wait(&self, p: Value, origin: Origin) -> Result<Value, RpcError> {
+        let p: WaitParams = params(p)?;
+        let wait = p
+            .timeout_ms
+            .unwrap_or(jobs::MAX_WAIT_MS)
+            .min(jobs::MAX_WAIT_MS);
+        let deadline = Instant::now() + Duration::from_millis(wait);
+        let mut ended = self.jobs_ended.subscribe();
+        loop {
+            let j = lock(&self.jobs).get(&p.job).cloned();
+            let Some(j) = j else {
+                return self.job_wait_elsewhere(&p.job, wait, origin).await;
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if j.state != JobState::Running || left.is_zero() {
+                return Ok(json!(j));
+            }
+            // Any job's end wakes the loop; it looks again.
+            let _ = tokio::time::timeout(left, ended.changed()).await;
+        }
+    }
+
+    async fn job_wait_elsewhere(
+        &self,
+        id: &str,
+        wait: u64,
+        origin: Origin,
+    ) -> Result<Value, RpcError> {
+        match (jobs::controller_of(id), self.cfg.partner_id()) {
+            (Some(c), Some(partner)) if c == partner && origin == Origin::Local => {
+                // Well inside the peer call's own timeout, so a long wait
+                // there is never taken for a partner that is gone.
+                let cap =
+                    u64::try_from(self.cfg.router.call_timeout().as_millis() / 2).unwrap_or(0);
+                let req = Request::call(
+                    duplex_services::rpc::Id::Num(0),
+                    "job.wait",
+                    json!({"job": id, "timeout_ms": wait.min(cap)}),
+                );
+                match self.call_peer(req, action::new_id(), "router".into()).await {
+                    Err(e) if e.kind() == Some(ErrorCode::Unavailable) => {
+                        Ok(json!(jobs::partner_gone(id, partner, &e.message)))
+                    }
+                    r => r,
+                }
+            }
+            _ => self.job_lookup(id, origin).await,
+        }
+    }
+
+    /// Hands queued audit records to config-keeper in batches, holding a
+    /// batch and retrying every second while it does not answer (records
+    /// arriving meanwhile wait in the bounded queue). Never returns while
+    /// the router runs.
+    async fn audit_loop(self: Arc<Self>, mut rx: mpsc::Receiver<AuditRecord>) {
+        let mut batch: Vec<AuditRecord> = Vec::new();
+        let mut failing = false;
+        loop {
+            if batch.is_empty() {
+                match rx.recv().await {
+                    Some(r) => batch.push(r),
+                    None => return,
+                }
+            }
+            while batch.len() < audit::BATCH {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            let dropped = self.audit_dropped.swap(0, Ordering::Relaxed);
+            let params = AuditAppendParams {
+                records: batch.clone(),
+                dropped,
+            };
+            let req = Request::call(
+                duplex_services::rpc::Id::Num(0),
+                "config.audit_append",
+                json!(params),
+            );
+            let (_, r) = self.forward(req, action::new_id(), "router".into()).await;
+            match r {
+                Ok(_) => {
+                    if failing {
+                        tracing::info!("audit records reach config-keeper again");
+                    }
+                    failing = false;
+                    batch.clear();
+                }
+                Err(e) => {
+                    self.audit_dropped.fetch_add(dropped, Ordering::Relaxed);
+                    if !failing {
+                        tracing::warn!(error = %e, held = batch.len(), "config-keeper does not take audit records; holding them");
+                    }
+                    failing = true;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
     fn status_view(&self) -> Value {
         let reg = lock(&self.registry).list();
         json!(StatusResult {
@@ -766,6 +1065,7 @@ impl Router {
             services_up: reg.iter().filter(|e| e.state == State::Up).count(),
             services_down: reg.iter().filter(|e| e.state == State::Down).count(),
             subscribers: lock(&self.subscribers).len(),
+            calls: lock(&self.calls).clone(),
         })
     }
 

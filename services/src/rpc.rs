@@ -277,6 +277,9 @@ pub struct CallUser {
     pub name: String,
     /// The user's role.
     pub role: duplex_api::model::Role,
+    /// The client's network address (for the audit log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 impl Request {
@@ -512,10 +515,13 @@ pub fn parse_message(frame: &[u8]) -> Result<Message, BadMessage> {
         let caller = opt_str("caller", env.caller)?;
         let user = match present(env.user) {
             None => None,
-            Some(raw) => Some(
-                serde_json::from_str::<CallUser>(raw.get())
-                    .map_err(|_| bad(id.clone(), "user", "must be {\"name\", \"role\"}"))?,
-            ),
+            Some(raw) => Some(serde_json::from_str::<CallUser>(raw.get()).map_err(|_| {
+                bad(
+                    id.clone(),
+                    "user",
+                    "must be {\"name\", \"role\", \"address\"?}",
+                )
+            })?),
         };
         let params = match env.params {
             None => Value::Null,
@@ -754,7 +760,8 @@ mod tests {
             r.user,
             Some(CallUser {
                 name: "ann".into(),
-                role: duplex_api::model::Role::ReadOnly
+                role: duplex_api::model::Role::ReadOnly,
+                address: None,
             })
         );
         let back: Value = serde_json::from_slice(&to_frame(&r)).unwrap();

@@ -212,6 +212,92 @@ pub struct RebuildResult {
     pub version: u64,
 }
 
+/// One administrator's write as the router saw it, before config-keeper
+/// numbers it: who, from where, what (secrets redacted) and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditRecord {
+    /// When the call ended, ms since the Unix epoch.
+    pub time_ms: u64,
+    /// The call's action.
+    pub action_id: String,
+    /// The method called.
+    pub method: String,
+    /// Who sent it, as the router names callers (`client(pid=...)` for
+    /// duplexctl on the controller, `duplex-mgmt` for the endpoint).
+    pub caller: String,
+    /// The management user, for calls through the endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The user's network address, for calls through the endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// The parameters, secrets redacted.
+    #[serde(default)]
+    pub params: Value,
+    /// `ok`, or the error's kind.
+    pub result: String,
+    /// The error's message, when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// An audit record as stored: numbered per controller that recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AuditEntry {
+    /// The controller whose router saw the call.
+    pub controller: String,
+    /// Its sequence number on that controller (from 1, no gaps).
+    pub seq: u64,
+    /// The record.
+    #[serde(flatten)]
+    pub record: AuditRecord,
+}
+
+/// `config.audit` params.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    /// At most this many entries (default 100, at most 1,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// Only entries older than this, ms since the Unix epoch (paging
+    /// backwards: the oldest `time_ms` of the previous page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_ms: Option<u64>,
+    /// Only the calls one controller saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<String>,
+}
+
+/// `config.audit` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AuditResult {
+    /// Newest first, both controllers' entries merged by time.
+    pub entries: Vec<AuditEntry>,
+    /// Entries this controller has not yet passed to the partner.
+    pub unreplicated: u64,
+}
+
+/// `config.audit_append` params (the router only).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditAppendParams {
+    /// Records in the order the calls ended.
+    pub records: Vec<AuditRecord>,
+    /// Records the router had to drop since its last append (its queue
+    /// was full): recorded as an entry of their own, so a gap is visible.
+    #[serde(default)]
+    pub dropped: u64,
+}
+
+/// `config.audit_append` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AuditAppendResult {
+    /// The sequence number of the last entry written.
+    pub seq: u64,
+}
+
 method!(Get, "config.get", GetParams, GetResult);
 method!(Apply, "config.apply", ApplyParams, ApplyResult);
 method!(Watch, "config.watch", NoParams, WatchResult);
@@ -227,6 +313,13 @@ method!(
     RebuildResult
 );
 method!(Events, "config.events", PageParams, EventsResult);
+method!(Audit, "config.audit", AuditParams, AuditResult);
+method!(
+    AuditAppend,
+    "config.audit_append",
+    AuditAppendParams,
+    AuditAppendResult
+);
 method!(
     RecordEvent,
     "config.record_event",

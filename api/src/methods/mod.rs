@@ -32,6 +32,7 @@ pub mod cluster;
 pub mod config;
 pub mod disk;
 pub mod event;
+pub mod job;
 pub mod net;
 pub mod pool;
 pub mod reservations;
@@ -135,6 +136,12 @@ typed_methods!(
     config::RebuildFromPartner,
     config::Events,
     config::RecordEvent,
+    config::Audit,
+    config::AuditAppend,
+    job::Start,
+    job::Get,
+    job::Wait,
+    job::List,
     disk::List,
     pool::Layouts,
     pool::Create,
@@ -213,6 +220,7 @@ mod tests {
         assert_eq!(
             untyped(),
             [
+                "config.repl_audit",
                 "config.repl_hello",
                 "config.repl_push",
                 "config.repl_snapshot"

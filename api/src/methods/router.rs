@@ -109,6 +109,20 @@ pub struct StatusResult {
     pub services_down: usize,
     /// Event subscribers.
     pub subscribers: usize,
+    /// Calls routed since start, per method of the catalogue.
+    #[serde(default)]
+    pub calls: BTreeMap<String, MethodCalls>,
+}
+
+/// How often one method was routed, for `router.status` and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct MethodCalls {
+    /// Calls answered.
+    pub calls: u64,
+    /// Of those, answered with an error.
+    pub errors: u64,
+    /// Their total time in the router, µs.
+    pub total_us: u64,
 }
 
 /// `router.ping` result.

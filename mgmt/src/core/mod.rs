@@ -4,11 +4,11 @@
 //! - [`authz`]: who may call what, from the catalogue's marks (one place).
 //! - [`session`]: session tokens and their expiry.
 //! - [`backoff`]: failed logins slow down per (user, address).
-//! - [`redact`]: secrets removed from results.
 //! - [`openrpc`]: the OpenRPC document generated from the catalogue.
+//! - [`metrics`]: the services' answers in the Prometheus text format.
 
 pub mod authz;
 pub mod backoff;
+pub mod metrics;
 pub mod openrpc;
-pub mod redact;
 pub mod session;

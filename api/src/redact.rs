@@ -1,8 +1,10 @@
-//! Secrets never leave the endpoint: password hashes are removed from
-//! every result, and for `read_only` users every secret-looking member
-//! (CHAP secrets, passwords) as well.
+//! Secrets out of what is shown: password hashes are removed for
+//! everyone, and for `read_only` users (and in the audit log, which every
+//! user may read) every secret-looking member (CHAP secrets, passwords)
+//! as well. The management endpoint redacts results with it; the router
+//! redacts the parameters it audits.
 
-use duplex_api::model::Role;
+use crate::model::Role;
 use serde_json::Value;
 
 /// What replaces a redacted value.

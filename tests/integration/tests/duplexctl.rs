@@ -1,0 +1,203 @@
+//! duplexctl's admin commands against the real router, config-keeper and
+//! pool-manager (on its simulated shelf): tables for people, the field
+//! named when the service refuses, the audit log of what was done.
+
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // test helpers; duplexctl fed on stdin
+
+use duplex_integration_tests::node;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_commands_show_tables_name_bad_fields_and_are_audited() {
+    let n = node("A", None, "");
+    let _router = n.start_router().await;
+    let _ck = n
+        .start_daemon("duplex-config-keeper", "config-keeper", &[])
+        .await;
+    let _pm = n
+        .start_daemon("duplex-pool-manager", "pool-manager", &["--sim"])
+        .await;
+    let ctl = |args: &[&str]| {
+        let (code, out, err) = n.duplexctl(args);
+        (code, out, err)
+    };
+
+    let (code, out, err) = ctl(&["completions", "bash"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("host-group") && out.contains("audit"),
+        "completion script"
+    );
+
+    let (code, out, err) = ctl(&["disk", "list"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("PATH"), "{out}");
+    let (code, out, err) = ctl(&["pool", "layouts", "--disks", "2"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("LAYOUT") && out.lines().count() > 1, "{out}");
+    let (code, out, err) = ctl(&["pool", "list"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("NAME"), "{out}");
+
+    let iqn = "iqn.2024-01.com.example:h1";
+    let (code, out, err) = ctl(&["host", "add", "h1", "--iqn", iqn]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("done"), "{out}");
+    // The same again changes nothing.
+    let (code, out, _) = ctl(&["host", "add", "h1", "--iqn", iqn]);
+    assert_eq!(code, 0);
+    assert!(out.contains("nothing changed"), "{out}");
+    let (code, out, _) = ctl(&["host", "list"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.lines().any(|l| l.starts_with("h1") && l.contains(iqn)),
+        "{out}"
+    );
+    // A bad initiator name: the service's reason and the field, exit 1.
+    let (code, out, err) = ctl(&["host", "add", "h2", "--iqn", "not-an-iqn"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("field: changes[0].object.iqns"), "{err}");
+    let (code, out, err) = ctl(&["host-group", "add", "g1", "--host", "h1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // A host in a group cannot go.
+    let (code, _, err) = ctl(&["host", "delete", "h1"]);
+    assert_eq!(code, 1, "{err}");
+    // An export of a volume that does not exist names the field.
+    let (code, _, err) = ctl(&[
+        "export",
+        "add",
+        "e1",
+        "--volume",
+        "nope",
+        "--group",
+        "g1",
+        "--protocol",
+        "iscsi",
+        "--lun",
+        "0",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("field: changes[0].object.volume"), "{err}");
+    // A bad parameter caught before sending: exit 2, nothing sent.
+    let (code, _, err) = ctl(&["pool", "layouts", "--disks", "x"]);
+    assert_eq!(code, 2, "{err}");
+
+    // A user: the password comes on standard input and is never shown.
+    let mut child = std::process::Command::new(duplex_integration_tests::bin("duplexctl"))
+        .args(["user", "add", "ann", "--role", "read_only"])
+        .env_clear()
+        .env("DUPLEX_CONFIG", &n.config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        b"correct horse battery staple\n",
+    )
+    .unwrap();
+    let done = child.wait_with_output().unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let (code, out, _) = ctl(&["user", "list"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ann") && l.contains("read_only")),
+        "{out}"
+    );
+    assert!(!out.contains("argon2"), "{out}");
+
+    // Everything above that wrote is in the audit log, newest first.
+    let (code, out, err) = ctl(&["audit"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let applies = out.lines().filter(|l| l.contains("config.apply")).count();
+    assert!(applies >= 5, "{out}");
+    assert!(
+        !out.contains("pool.status") && !out.contains("disk.list"),
+        "{out}"
+    );
+    let (code, all, _) = ctl(&["--json", "audit"]);
+    assert_eq!(code, 0);
+    assert!(all.contains("(redacted)"), "{all}");
+    assert!(!all.contains("correct horse"), "{all}");
+    let (code, out, _) = ctl(&["--json", "audit", "--limit", "1"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(v["entries"][0]["method"], "config.apply");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_methods_run_as_jobs_and_are_listed() {
+    let n = node("A", None, "");
+    let _router = n.start_router().await;
+    let _ck = n
+        .start_daemon("duplex-config-keeper", "config-keeper", &[])
+        .await;
+    let _pm = n
+        .start_daemon("duplex-pool-manager", "pool-manager", &["--sim"])
+        .await;
+    let c = n.client();
+
+    // A pool creation the service refuses: run as a job, the refusal is
+    // the job's error, exit 1.
+    let (code, out, err) = n.duplexctl(&[
+        "pool", "create", "p1", "--layout", "raid1", "--disk", "nope-1", "--disk", "nope-2",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("job A:") && err.contains("started"), "{err}");
+    assert!(err.contains("error: "), "{err}");
+    let (code, out, err) = n.duplexctl(&["job", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("pool.create") && l.contains("failed")),
+        "{out}"
+    );
+
+    // The job API itself.
+    let started = c
+        .call(
+            "job.start",
+            serde_json::json!({"method": "pool.create", "params": {"name": "p2", "layout": "raid1", "disks": ["x", "y"]}}),
+        )
+        .await
+        .unwrap();
+    let id = started["job"].as_str().unwrap().to_string();
+    assert!(id.starts_with("A:"), "{id}");
+    let j = c
+        .call("job.wait", serde_json::json!({"job": id}))
+        .await
+        .unwrap();
+    assert_eq!(j["state"], "failed", "{j}");
+    assert_eq!(j["method"], "pool.create");
+    assert!(j["ended_ms"].as_u64().is_some(), "{j}");
+    let got = c
+        .call("job.get", serde_json::json!({"job": id}))
+        .await
+        .unwrap();
+    assert_eq!(got, j);
+    // Only an administrator's job methods run as jobs.
+    for method in ["pool.takeover", "pool.status", "no.such"] {
+        let e = c
+            .call("job.start", serde_json::json!({"method": method}))
+            .await
+            .unwrap_err()
+            .into_rpc();
+        assert_eq!(e.field(), Some("method"), "{method}: {e}");
+    }
+    let e = c
+        .call("job.get", serde_json::json!({"job": "A:nothing"}))
+        .await
+        .unwrap_err()
+        .into_rpc();
+    assert_eq!(e.field(), Some("job"), "{e}");
+    // The job's start is an administrator's write: audited.
+    let (code, out, _) = n.duplexctl(&["audit"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("job.start"), "{out}");
+}
