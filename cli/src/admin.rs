@@ -381,7 +381,7 @@ impl Admin<'_> {
                     s(&o["name"]),
                     list(&o["iqns"]),
                     list(&o["nqns"]),
-                    if o["chap"].is_object() { "yes" } else { "no" }.into(),
+                    yes_no(&Value::Bool(o["chap"].is_object())),
                 ]
             }),
             Admin::Group(op) => objects(op, v, "host_group", &["NAME", "HOSTS"], |o| {
@@ -466,6 +466,16 @@ fn size(v: &Value) -> String {
     v.as_u64().map_or_else(|| "-".into(), bytes)
 }
 
+/// `yes` for JSON true, else `no`.
+fn yes_no(v: &Value) -> String {
+    if v == &Value::Bool(true) { "yes" } else { "no" }.into()
+}
+
+/// One table row per element of the array `v[key]`.
+fn rows(v: &Value, key: &str, row: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {
+    v[key].as_array().into_iter().flatten().map(row).collect()
+}
+
 /// Columns padded to their widest cell; the last one is not padded.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut w: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
@@ -496,32 +506,22 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 fn disks(v: &Value) -> String {
-    let rows: Vec<Vec<String>> = v["disks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|d| {
-            let usable = if d["qualifies"] == json!(true) {
-                "yes".to_string()
-            } else {
-                format!("no: {}", s(&d["refusal"]))
-            };
-            vec![
-                s(&d["path"]),
-                s(&d["wwn"]),
-                size(&d["size"]),
-                s(&d["tier"]),
-                if d["shared"] == json!(true) {
-                    "yes"
-                } else {
-                    "no"
-                }
-                .into(),
-                s(&d["pool"]),
-                usable,
-            ]
-        })
-        .collect();
+    let rows = rows(v, "disks", |d| {
+        let usable = if d["qualifies"] == json!(true) {
+            "yes".to_string()
+        } else {
+            format!("no: {}", s(&d["refusal"]))
+        };
+        vec![
+            s(&d["path"]),
+            s(&d["wwn"]),
+            size(&d["size"]),
+            s(&d["tier"]),
+            yes_no(&d["shared"]),
+            s(&d["pool"]),
+            usable,
+        ]
+    });
     let mut out = table(
         &["PATH", "WWN", "SIZE", "TIER", "SHARED", "POOL", "USABLE"],
         &rows,
@@ -533,28 +533,18 @@ fn disks(v: &Value) -> String {
 }
 
 fn pools(v: &Value) -> String {
-    let rows: Vec<Vec<String>> = v["pools"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| {
-            vec![
-                s(&p["name"]),
-                s(&p["owner"]),
-                s(&p["home"]),
-                if p["active_here"] == json!(true) {
-                    "yes"
-                } else {
-                    "no"
-                }
-                .into(),
-                size(&p["size"]),
-                size(&p["free"]),
-                s(&p["volumes"]),
-                p["alerts"].as_array().map_or(0, Vec::len).to_string(),
-            ]
-        })
-        .collect();
+    let rows = rows(v, "pools", |p| {
+        vec![
+            s(&p["name"]),
+            s(&p["owner"]),
+            s(&p["home"]),
+            yes_no(&p["active_here"]),
+            size(&p["size"]),
+            size(&p["free"]),
+            s(&p["volumes"]),
+            p["alerts"].as_array().map_or(0, Vec::len).to_string(),
+        ]
+    });
     table(
         &[
             "NAME",
@@ -571,28 +561,23 @@ fn pools(v: &Value) -> String {
 }
 
 fn layouts(v: &Value) -> String {
-    let rows: Vec<Vec<String>> = v["layouts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|l| {
-            let possible = if l["possible"] == json!(true) {
-                "yes".to_string()
-            } else {
-                format!("no: {}", s(&l["reason"]))
-            };
-            vec![
-                s(&l["layout"]),
-                s(&l["copies"]),
-                l["capacity_fraction"]
-                    .as_f64()
-                    .map_or("-".into(), |f| format!("{:.0} %", f * 100.0)),
-                s(&l["fault_tolerance"]),
-                s(&l["disks_used"]),
-                possible,
-            ]
-        })
-        .collect();
+    let rows = rows(v, "layouts", |l| {
+        let possible = if l["possible"] == json!(true) {
+            "yes".to_string()
+        } else {
+            format!("no: {}", s(&l["reason"]))
+        };
+        vec![
+            s(&l["layout"]),
+            s(&l["copies"]),
+            l["capacity_fraction"]
+                .as_f64()
+                .map_or("-".into(), |f| format!("{:.0} %", f * 100.0)),
+            s(&l["fault_tolerance"]),
+            s(&l["disks_used"]),
+            possible,
+        ]
+    });
     table(
         &[
             "LAYOUT",
@@ -607,32 +592,22 @@ fn layouts(v: &Value) -> String {
 }
 
 fn volumes(v: &Value) -> String {
-    let rows: Vec<Vec<String>> = v["volumes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|x| {
-            vec![
-                s(&x["name"]),
-                s(&x["pool"]),
-                s(&x["size"]),
-                match x["read_only"].as_bool() {
-                    Some(true) => "ro",
-                    Some(false) => "rw",
-                    None => "-",
-                }
-                .into(),
-                if x["active_here"] == json!(true) {
-                    "yes"
-                } else {
-                    "no"
-                }
-                .into(),
-                s(&x["wwn"]),
-                s(&x["parent"]),
-            ]
-        })
-        .collect();
+    let rows = rows(v, "volumes", |x| {
+        vec![
+            s(&x["name"]),
+            s(&x["pool"]),
+            s(&x["size"]),
+            match x["read_only"].as_bool() {
+                Some(true) => "ro",
+                Some(false) => "rw",
+                None => "-",
+            }
+            .into(),
+            yes_no(&x["active_here"]),
+            s(&x["wwn"]),
+            s(&x["parent"]),
+        ]
+    });
     table(
         &[
             "NAME",
@@ -669,21 +644,16 @@ fn time(v: &Value) -> String {
 }
 
 fn jobs(v: &Value) -> String {
-    let rows: Vec<Vec<String>> = v["jobs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|j| {
-            vec![
-                s(&j["job"]),
-                s(&j["method"]),
-                s(&j["state"]),
-                time(&j["started_ms"]),
-                time(&j["ended_ms"]),
-                s(&j["caller"]),
-            ]
-        })
-        .collect();
+    let rows = rows(v, "jobs", |j| {
+        vec![
+            s(&j["job"]),
+            s(&j["method"]),
+            s(&j["state"]),
+            time(&j["started_ms"]),
+            time(&j["ended_ms"]),
+            s(&j["caller"]),
+        ]
+    });
     table(&["JOB", "METHOD", "STATE", "STARTED", "ENDED", "BY"], &rows)
 }
 

@@ -93,6 +93,14 @@ where
     f
 }
 
+/// One gauge family per `(name, help)`, all with label set `L`.
+fn families<L, const N: usize>(r: &mut Registry, spec: [(&str, &str); N]) -> [Family<L, Gauge>; N]
+where
+    L: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug + Send + Sync + 'static,
+{
+    spec.map(|(name, help)| family(r, name, help))
+}
+
 /// A plain gauge registered under `name`.
 fn gauge(r: &mut Registry, name: &str, help: &str) -> Gauge {
     let g = Gauge::default();
@@ -134,20 +142,16 @@ pub fn render(s: &Sources) -> Result<String, std::fmt::Error> {
         timeline(&mut r, t);
     }
     if let Some(v) = &s.router {
-        let calls: Family<MethodLabel, Gauge> = family(
+        let [calls, errors, micros] = families::<MethodLabel, 3>(
             &mut r,
-            "router_calls",
-            "Calls routed since the router started",
-        );
-        let errors: Family<MethodLabel, Gauge> = family(
-            &mut r,
-            "router_call_errors",
-            "Of those, answered with an error",
-        );
-        let micros: Family<MethodLabel, Gauge> = family(
-            &mut r,
-            "router_call_micros",
-            "Their total time in the router, microseconds",
+            [
+                ("router_calls", "Calls routed since the router started"),
+                ("router_call_errors", "Of those, answered with an error"),
+                (
+                    "router_call_micros",
+                    "Their total time in the router, microseconds",
+                ),
+            ],
         );
         for (m, c) in v["calls"].as_object().into_iter().flatten() {
             let l = MethodLabel { method: m.clone() };
@@ -241,20 +245,22 @@ fn heartbeat(r: &mut Registry, c: &Value) {
                 .set(a);
         }
     }
-    let rtt: Family<Link, Gauge> = family(
+    let [rtt, lost, bad] = families::<Link, 3>(
         r,
-        "link_rtt_avg_us",
-        "Round trip on each interconnect link (running average), microseconds",
-    );
-    let lost: Family<Link, Gauge> = family(
-        r,
-        "link_beats_lost",
-        "Beats the partner sent that did not arrive",
-    );
-    let bad: Family<Link, Gauge> = family(
-        r,
-        "link_beats_refused",
-        "Forged or replayed datagrams dropped on each link",
+        [
+            (
+                "link_rtt_avg_us",
+                "Round trip on each interconnect link (running average), microseconds",
+            ),
+            (
+                "link_beats_lost",
+                "Beats the partner sent that did not arrive",
+            ),
+            (
+                "link_beats_refused",
+                "Forged or replayed datagrams dropped on each link",
+            ),
+        ],
     );
     for (i, l) in c["links"].as_array().into_iter().flatten().enumerate() {
         let k = Link {
@@ -267,20 +273,22 @@ fn heartbeat(r: &mut Registry, c: &Value) {
         bad.get_or_create(&k)
             .set(int(&l["forged"]).unwrap_or(0) + int(&l["replayed"]).unwrap_or(0));
     }
-    let write_age: Family<Disk, Gauge> = family(
+    let [write_age, partner_age, p99] = families::<Disk, 3>(
         r,
-        "hb_disk_write_age_ms",
-        "Since this controller last wrote its slot on each heartbeat disk, ms",
-    );
-    let partner_age: Family<Disk, Gauge> = family(
-        r,
-        "hb_disk_partner_slot_age_ms",
-        "Since the partner's slot last changed on each heartbeat disk, ms",
-    );
-    let p99: Family<Disk, Gauge> = family(
-        r,
-        "hb_disk_write_p99_ms",
-        "Slot write latency p99 on each heartbeat disk, ms",
+        [
+            (
+                "hb_disk_write_age_ms",
+                "Since this controller last wrote its slot on each heartbeat disk, ms",
+            ),
+            (
+                "hb_disk_partner_slot_age_ms",
+                "Since the partner's slot last changed on each heartbeat disk, ms",
+            ),
+            (
+                "hb_disk_write_p99_ms",
+                "Slot write latency p99 on each heartbeat disk, ms",
+            ),
+        ],
     );
     let at = |k: &str, i: usize| st[k].as_array().and_then(|a| a.get(i)).and_then(int);
     for (i, d) in c["disks"].as_array().into_iter().flatten().enumerate() {
@@ -345,13 +353,16 @@ fn timeline(r: &mut Registry, t: &Value) {
 }
 
 fn pools(r: &mut Registry, v: &Value) {
-    let size: Family<Pool, Gauge> = family(r, "pool_size_bytes", "Each pool's size, bytes");
-    let free: Family<Pool, Gauge> =
-        family(r, "pool_free_bytes", "Each pool's unallocated space, bytes");
-    let active: Family<Pool, Gauge> = family(
+    let [size, free, active] = families::<Pool, 3>(
         r,
-        "pool_active_here",
-        "1 where the pool is active on this controller",
+        [
+            ("pool_size_bytes", "Each pool's size, bytes"),
+            ("pool_free_bytes", "Each pool's unallocated space, bytes"),
+            (
+                "pool_active_here",
+                "1 where the pool is active on this controller",
+            ),
+        ],
     );
     let data = Family::<Pool, Gauge<f64, AtomicU64>>::default();
     r.register(

@@ -4,18 +4,25 @@
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)] // test helpers; duplexctl fed on stdin
 
-use duplex_integration_tests::node;
+use duplex_integration_tests::{node, Node, Proc};
+
+/// Controller A with its router, config-keeper and pool-manager on the
+/// simulated shelf.
+async fn storage_node() -> (Node, [Proc; 3]) {
+    let n = node("A", None, "");
+    let router = n.start_router().await;
+    let ck = n
+        .start_daemon("duplex-config-keeper", "config-keeper", &[])
+        .await;
+    let pm = n
+        .start_daemon("duplex-pool-manager", "pool-manager", &["--sim"])
+        .await;
+    (n, [router, ck, pm])
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_commands_show_tables_name_bad_fields_and_are_audited() {
-    let n = node("A", None, "");
-    let _router = n.start_router().await;
-    let _ck = n
-        .start_daemon("duplex-config-keeper", "config-keeper", &[])
-        .await;
-    let _pm = n
-        .start_daemon("duplex-pool-manager", "pool-manager", &["--sim"])
-        .await;
+    let (n, _daemons) = storage_node().await;
     let ctl = |args: &[&str]| {
         let (code, out, err) = n.duplexctl(args);
         (code, out, err)
@@ -133,14 +140,7 @@ async fn admin_commands_show_tables_name_bad_fields_and_are_audited() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_methods_run_as_jobs_and_are_listed() {
-    let n = node("A", None, "");
-    let _router = n.start_router().await;
-    let _ck = n
-        .start_daemon("duplex-config-keeper", "config-keeper", &[])
-        .await;
-    let _pm = n
-        .start_daemon("duplex-pool-manager", "pool-manager", &["--sim"])
-        .await;
+    let (n, _daemons) = storage_node().await;
     let c = n.client();
 
     // A pool creation the service refuses: run as a job, the refusal is
