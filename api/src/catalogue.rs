@@ -709,6 +709,14 @@ pub static METHODS: &[Method] = &[
         &[],
     ),
     m(
+        "auth.whoami",
+        "The caller's session: user, role and when it ends (a browser restores its session with it).",
+        Read,
+        External,
+        false,
+        &["unauthorized"],
+    ),
+    m(
         "rpc.discover",
         "The OpenRPC document of every external method.",
         Read,

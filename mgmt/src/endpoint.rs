@@ -16,7 +16,7 @@ use crate::core::openrpc;
 use crate::core::session::{Principal, Sessions};
 use crate::metrics::Scrape;
 use crate::users::{self, LoginError};
-use duplex_api::methods::auth::{LoginParams, LoginResult, LogoutResult};
+use duplex_api::methods::auth::{LoginParams, LoginResult, LogoutResult, WhoamiResult};
 use duplex_api::redact::redact;
 use duplex_services::action;
 use duplex_services::rpc::{CallUser, ErrorCode, Id, Request, RpcError};
@@ -29,6 +29,7 @@ use jsonrpsee::{Extensions, PendingSubscriptionSink, RpcModule};
 use serde_json::Value;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -219,6 +220,18 @@ impl Endpoint {
             .map_err(|e| RpcError::internal(e.to_string()))
     }
 
+    fn whoami(&self, ext: &Extensions) -> Result<Value, RpcError> {
+        let Some(p) = self.authorize("auth.whoami", ext)? else {
+            return Err(refusal(Refusal::NoSession));
+        };
+        serde_json::to_value(WhoamiResult {
+            user: p.user,
+            role: p.role,
+            expires_ms: p.expires_ms,
+        })
+        .map_err(|e| RpcError::internal(e.to_string()))
+    }
+
     async fn forward(
         &self,
         method: &str,
@@ -358,6 +371,9 @@ pub fn module(ep: Endpoint) -> Result<RpcModule<Endpoint>, jsonrpsee::core::Regi
             "auth.logout" => {
                 m.register_method(name, |_p, ep, ext| ep.logout(ext).map_err(to_wire))?;
             }
+            "auth.whoami" => {
+                m.register_method(name, |_p, ep, ext| ep.whoami(ext).map_err(to_wire))?;
+            }
             // Over WebSocket: a subscription of its own to the router's
             // topics, pushed as `event.notify`; over HTTP jsonrpsee
             // answers that subscriptions need a WebSocket.
@@ -434,6 +450,7 @@ pub struct Gate<S> {
     addr: SocketAddr,
     allowed_origins: Arc<Vec<String>>,
     metrics: Option<Arc<Scrape>>,
+    ui_dir: Option<Arc<PathBuf>>,
 }
 
 /// Answers `GET /metrics`: the scrape token (Bearer) or 401, then the
@@ -506,6 +523,20 @@ where
             let addr = self.addr;
             return Box::pin(async move { Ok(scrape(m, presented, addr).await) });
         }
+        // Plain GETs (not the WebSocket upgrade) are the web UI's files:
+        // public, like a login page, and never the RPC.
+        let get = req.method() == http::Method::GET || req.method() == http::Method::HEAD;
+        if get && !req.headers().contains_key(http::header::UPGRADE) {
+            let head = req.method() == http::Method::HEAD;
+            let path = req.uri().path().to_string();
+            let dir = self.ui_dir.clone();
+            return Box::pin(async move {
+                Ok(match dir {
+                    Some(d) => crate::ui::serve(&d, &path, head).await,
+                    None => refuse(http::StatusCode::NOT_FOUND, "no web UI here\n"),
+                })
+            });
+        }
         let origin = req
             .headers()
             .get(http::header::ORIGIN)
@@ -554,14 +585,24 @@ where
     }
 }
 
+/// What a listener serves besides the RPC.
+#[derive(Clone, Default)]
+pub struct Http {
+    /// Origins allowed besides `https://<Host>`.
+    pub allowed_origins: Vec<String>,
+    /// `/metrics`, when enabled.
+    pub metrics: Option<Arc<Scrape>>,
+    /// The web UI's files, when installed.
+    pub ui_dir: Option<PathBuf>,
+}
+
 /// Serves `methods` (the [`module`]; one for every listener, so sessions
 /// are shared) over TLS on `listener` until `stop` is signalled.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<TlsConfig>,
     methods: jsonrpsee::Methods,
-    allowed_origins: Vec<String>,
-    metrics: Option<Arc<Scrape>>,
+    http: Http,
     stop: StopHandle,
 ) {
     let cfg = ServerConfig::builder()
@@ -572,7 +613,8 @@ pub async fn serve(
         .set_config(cfg)
         .to_service_builder();
     let acceptor = TlsAcceptor::from(tls);
-    let allowed = Arc::new(allowed_origins);
+    let allowed = Arc::new(http.allowed_origins);
+    let ui_dir = http.ui_dir.map(Arc::new);
     loop {
         let (tcp, addr) = tokio::select! {
             r = listener.accept() => match r {
@@ -589,7 +631,8 @@ pub async fn serve(
             inner: builder.clone().build(methods.clone(), stop.clone()),
             addr,
             allowed_origins: Arc::clone(&allowed),
-            metrics: metrics.clone(),
+            metrics: http.metrics.clone(),
+            ui_dir: ui_dir.clone(),
         };
         let acceptor = acceptor.clone();
         let stop = stop.clone();

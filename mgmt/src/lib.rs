@@ -10,9 +10,11 @@
 //!   listener.
 //! - [`users`]: password checks against config-keeper's users.
 //! - [`metrics`]: `/metrics`, the scrape token and one scrape's calls.
+//! - [`ui`]: the web UI's static files.
 
 pub mod core;
 pub mod endpoint;
 pub mod metrics;
 pub mod tls;
+pub mod ui;
 pub mod users;

@@ -71,8 +71,11 @@ async fn main() -> anyhow::Result<()> {
             listener,
             tls_cfg.clone(),
             methods.clone(),
-            m.allowed_origins.clone(),
-            Some(std::sync::Arc::clone(&scrape)),
+            endpoint::Http {
+                allowed_origins: m.allowed_origins.clone(),
+                metrics: Some(std::sync::Arc::clone(&scrape)),
+                ui_dir: Some(m.ui_dir.clone()),
+            },
             stop.clone(),
         ));
     }

@@ -22,6 +22,7 @@ use tokio_util::compat::TokioAsyncReadCompatExt;
 
 const ADMIN_PW: &str = "admin password 1";
 const RO_PW: &str = "viewer password 1";
+const UI_PAGE: &str = "<!doctype html><title>duplex test page</title>";
 
 struct Lab {
     node: Node,
@@ -59,9 +60,13 @@ async fn start(ttl_s: u64) -> Lab {
     let node = Node::new("A", None, "");
     let addr = free_addr();
     let mut toml = std::fs::read_to_string(&node.config).unwrap();
+    let ui = node.dir.path().join("ui");
+    std::fs::create_dir_all(&ui).unwrap();
+    std::fs::write(ui.join("index.html"), UI_PAGE).unwrap();
     toml.push_str(&format!(
-        "[mgmt]\nlisten = [\"127.0.0.1\"]\nport = {}\nsession_ttl_s = {ttl_s}\n",
-        addr.port()
+        "[mgmt]\nlisten = [\"127.0.0.1\"]\nport = {}\nsession_ttl_s = {ttl_s}\nui_dir = \"{}\"\n",
+        addr.port(),
+        ui.display()
     ));
     std::fs::write(&node.config, toml).unwrap();
     let router = node.start_router().await;
@@ -615,4 +620,41 @@ async fn writes_through_the_endpoint_are_audited_with_user_and_address() {
     assert_eq!(found["user"], "admin", "{found}");
     assert_eq!(found["address"], "127.0.0.1", "{found}");
     assert_eq!(found["result"], "ok", "{found}");
+}
+
+#[tokio::test]
+async fn the_ui_is_served_with_its_policy_and_whoami_names_the_session() {
+    let lab = start(3600).await;
+    let r = lab.http(None, "GET / HTTP/1.1", "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, UI_PAGE);
+    assert!(r
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("text/html")));
+    let csp = r.header("content-security-policy").unwrap_or_default();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert_eq!(r.header("x-frame-options"), Some("DENY"));
+    // Nothing outside the UI's directory, nothing it never has.
+    for path in ["/../duplex.toml", "/state/mgmt/key.pem", "/index.html.bak"] {
+        let r = lab.http(None, &format!("GET {path} HTTP/1.1"), "").await;
+        assert_eq!(r.status, 404, "{path}: {}", r.body);
+    }
+
+    // whoami: nobody without a session; the user and role with one, from
+    // the cookie as a browser sends it.
+    let v = lab.call(None, "auth.whoami", json!({})).await;
+    assert_eq!(v["error"]["data"]["reason"], "session", "{v}");
+    let ro = lab.login("viewer", RO_PW).await;
+    let r = lab
+        .call_from(
+            None,
+            &format!("\r\nCookie: duplex_session={ro}"),
+            "auth.whoami",
+            json!({}),
+        )
+        .await;
+    let v = r.json();
+    assert_eq!(v["result"]["user"], "viewer", "{v}");
+    assert_eq!(v["result"]["role"], "read_only", "{v}");
+    assert!(v["result"]["expires_ms"].as_u64().is_some_and(|t| t > 0));
 }

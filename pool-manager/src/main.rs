@@ -27,6 +27,10 @@ struct Args {
     /// Use the in-memory simulator instead of LVM (demos, tests).
     #[arg(long)]
     sim: bool,
+    /// With `--sim`: keep the simulated shelf in this file, shared with the
+    /// partner's simulated pool-manager (a controller pair on one machine).
+    #[arg(long, requires = "sim")]
+    sim_shelf: Option<std::path::PathBuf>,
     /// Seconds between backstop reconciliation passes; `config.changed`
     /// events trigger one at once (0: events and `pool.reconcile` only).
     #[arg(long, default_value_t = 30)]
@@ -48,7 +52,11 @@ async fn main() -> anyhow::Result<()> {
     let cfg = daemon::init("duplex-pool-manager", args.config.as_deref())
         .context("loading the configuration")?;
     if args.sim {
-        let shelf = SimShelf::with_shared_disks(6);
+        let shelf = match &args.sim_shelf {
+            Some(path) => SimShelf::in_file(path, 6)
+                .with_context(|| format!("opening the simulated shelf {}", path.display()))?,
+            None => SimShelf::with_shared_disks(6),
+        };
         run(shelf.backend(&cfg.controller_id), &cfg, &args).await
     } else {
         let b = LinuxBackend::new(&cfg.controller_id).context("checking the LVM tools")?;

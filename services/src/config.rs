@@ -88,6 +88,8 @@ pub struct MgmtSettings {
     /// Web origins (`https://name:port`) allowed besides the endpoint's
     /// own, for the WebSocket upgrade and browser calls.
     pub allowed_origins: Vec<String>,
+    /// The web UI's static files (`index.html`, the bundle).
+    pub ui_dir: PathBuf,
 }
 
 impl Default for MgmtSettings {
@@ -100,6 +102,7 @@ impl Default for MgmtSettings {
             state_dir: None,
             session_ttl_s: 8 * 3600,
             allowed_origins: Vec::new(),
+            ui_dir: PathBuf::from("/usr/share/duplex/ui"),
         }
     }
 }

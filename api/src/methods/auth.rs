@@ -38,6 +38,17 @@ pub struct LogoutResult {
     pub logged_out: bool,
 }
 
+/// `auth.whoami` result: the caller's session.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct WhoamiResult {
+    /// The user logged in.
+    pub user: String,
+    /// The user's role.
+    pub role: Role,
+    /// When the session ends, ms since the Unix epoch.
+    pub expires_ms: u64,
+}
+
 /// `rpc.discover` result: an OpenRPC 1.x document.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
@@ -48,4 +59,5 @@ pub struct DiscoverResult(
 
 method!(Login, "auth.login", LoginParams, LoginResult);
 method!(Logout, "auth.logout", NoParams, LogoutResult);
+method!(Whoami, "auth.whoami", NoParams, WhoamiResult);
 method!(Discover, "rpc.discover", NoParams, DiscoverResult);

@@ -178,6 +178,7 @@ typed_methods!(
     reservations::ClearReservations,
     auth::Login,
     auth::Logout,
+    auth::Whoami,
     auth::Discover,
 );
 

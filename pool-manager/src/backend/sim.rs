@@ -3,6 +3,10 @@
 //! validators as the service and refuses what LVM refuses (a foreign
 //! system_id, a disk already in a VG, a missing LV, a name LVM reserves),
 //! so tests on it fail where the real backend would.
+//!
+//! A shelf lives in memory, or in a file ([`SimShelf::in_file`]) so two
+//! daemons (a simulated controller pair on one machine) share it: every
+//! operation then reads it under an exclusive `flock(2)` and writes it back.
 
 use super::{BackendError, PoolBackend, PoolSpec};
 use crate::core::disk::DiskInfo;
@@ -11,24 +15,28 @@ use crate::core::layout::Layout;
 use crate::core::names::{self, check_pool_name, check_volume_name};
 use crate::core::observed::{ObservedPool, ObservedPv, ObservedThin, ObservedVolume};
 use crate::core::thin::{check_volume_size, EXTENT};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Seek, Write};
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct SimDisk {
     info: DiskInfo,
     seen_by: BTreeSet<String>,
     failed: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct SimLv {
     size: u64,
     origin: Option<String>,
     read_only: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct SimVg {
     system_id: String,
     layout: Layout,
@@ -42,16 +50,40 @@ struct SimVg {
     lvs: BTreeMap<String, SimLv>,
 }
 
+/// A map with tuple keys as a list of pairs (JSON keys are strings).
+mod pairs {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        m: &BTreeMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(m.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+    }
+}
+
 /// The shared state of a simulated shelf.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Shelf {
     disks: BTreeMap<String, SimDisk>,
     vgs: BTreeMap<String, SimVg>,
     /// (controller, pool) -> active LVs (the thin pool as `_dxthin`).
+    #[serde(with = "pairs")]
     active: BTreeMap<(String, String), BTreeSet<String>>,
     /// Operations to fail once (by name), for rollback tests.
     fail: BTreeSet<String>,
     /// (controller, pool, LV) -> device minor of an active LV.
+    #[serde(with = "pairs")]
     lv_minor: BTreeMap<(String, String, String), u32>,
     /// Last device minor handed out.
     last_minor: u32,
@@ -61,8 +93,20 @@ pub struct Shelf {
     report_delay: std::time::Duration,
 }
 
+fn insert_disk(sh: &mut Shelf, serial: &str, size: u64, seen_by: &[&str]) {
+    let info = DiskInfo::virtio(serial, size);
+    sh.disks.insert(
+        info.path.clone(),
+        SimDisk {
+            info,
+            seen_by: seen_by.iter().map(|s| s.to_string()).collect(),
+            failed: false,
+        },
+    );
+}
+
 /// A simulated per-volume device-mapper device.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct SimDm {
     uuid: String,
     minor: u32,
@@ -77,7 +121,52 @@ const SIM_MAJOR: u32 = 253;
 
 /// A handle on a shared simulated shelf.
 #[derive(Debug, Clone, Default)]
-pub struct SimShelf(Arc<Mutex<Shelf>>);
+pub struct SimShelf {
+    mem: Arc<Mutex<Shelf>>,
+    /// The file the shelf lives in when processes share it.
+    file: Option<Arc<PathBuf>>,
+}
+
+/// The locked shelf; a file-backed one is written back when dropped.
+pub struct ShelfGuard<'a> {
+    mem: MutexGuard<'a, Shelf>,
+    file: Option<nix::fcntl::Flock<std::fs::File>>,
+}
+
+impl Deref for ShelfGuard<'_> {
+    type Target = Shelf;
+    fn deref(&self) -> &Shelf {
+        &self.mem
+    }
+}
+
+impl DerefMut for ShelfGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Shelf {
+        &mut self.mem
+    }
+}
+
+impl Drop for ShelfGuard<'_> {
+    fn drop(&mut self) {
+        let Some(f) = self.file.as_mut() else {
+            return;
+        };
+        let r = serde_json::to_vec(&*self.mem)
+            .map_err(std::io::Error::other)
+            .and_then(|text| {
+                f.set_len(0)?;
+                f.rewind()?;
+                f.write_all(&text)
+            });
+        if let Err(e) = r {
+            // A simulator: the next operation sees the older shelf.
+            tracing::error!(error = %e, "cannot write the simulated shelf back");
+        }
+    }
+}
+
+/// Blank disks of a [`SimShelf::with_shared_disks`] shelf, bytes.
+const SHARED_DISK_BYTES: u64 = 2 << 30;
 
 impl SimShelf {
     /// An empty shelf.
@@ -89,30 +178,76 @@ impl SimShelf {
     pub fn with_shared_disks(n: usize) -> SimShelf {
         let s = SimShelf::new();
         for i in 0..n {
-            s.add_disk(&format!("shelf{i}"), 2 << 30, &["A", "B"]);
+            s.add_disk(&format!("shelf{i}"), SHARED_DISK_BYTES, &["A", "B"]);
         }
         s
     }
 
-    fn lock(&self) -> MutexGuard<'_, Shelf> {
+    /// The shelf kept in `path`, shared with every process that opens the
+    /// same file; a new (empty) file gets `n` blank disks seen by A and B.
+    pub fn in_file(path: &Path, n: usize) -> std::io::Result<SimShelf> {
+        let s = SimShelf {
+            mem: Arc::default(),
+            file: Some(Arc::new(path.to_path_buf())),
+        };
+        let mut g = s.try_lock()?;
+        if g.disks.is_empty() && g.vgs.is_empty() {
+            for i in 0..n {
+                insert_disk(&mut g, &format!("shelf{i}"), SHARED_DISK_BYTES, &["A", "B"]);
+            }
+        }
+        drop(g);
+        Ok(s)
+    }
+
+    /// Locks the shelf (and its file, reading what other processes wrote).
+    fn try_lock(&self) -> std::io::Result<ShelfGuard<'_>> {
         // A panic while holding the lock poisons it; the data is still the
         // simulator's best knowledge, so keep going.
-        self.0
+        let mut mem = self
+            .mem
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(path) = self.file.as_deref() else {
+            return Ok(ShelfGuard { mem, file: None });
+        };
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        let mut f = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| std::io::Error::from(e))?;
+        let mut text = String::new();
+        f.read_to_string(&mut text)?;
+        if !text.trim().is_empty() {
+            *mem = serde_json::from_str(&text).map_err(std::io::Error::other)?;
+        }
+        Ok(ShelfGuard { mem, file: Some(f) })
+    }
+
+    fn lock(&self) -> ShelfGuard<'_> {
+        match self.try_lock() {
+            Ok(g) => g,
+            Err(e) => {
+                // Only a file-backed shelf fails here; go on with what this
+                // process saw last rather than stop the simulated daemon.
+                tracing::error!(error = %e, "cannot read the simulated shelf's file");
+                ShelfGuard {
+                    mem: self
+                        .mem
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                    file: None,
+                }
+            }
+        }
     }
 
     /// Adds a disk seen by `seen_by`.
     pub fn add_disk(&self, serial: &str, size: u64, seen_by: &[&str]) {
-        let info = DiskInfo::virtio(serial, size);
-        self.lock().disks.insert(
-            info.path.clone(),
-            SimDisk {
-                info,
-                seen_by: seen_by.iter().map(|s| s.to_string()).collect(),
-                failed: false,
-            },
-        );
+        insert_disk(&mut self.lock(), serial, size, seen_by);
     }
 
     /// Puts a signature on a disk (as if it held a filesystem).
@@ -196,7 +331,7 @@ fn refused(s: impl Into<String>) -> BackendError {
 impl SimBackend {
     /// Locks the shelf for operation `op`, failing it if a test asked for
     /// that (`SimShelf::fail_next`).
-    fn begin(&self, op: &str) -> Result<MutexGuard<'_, Shelf>, BackendError> {
+    fn begin(&self, op: &str) -> Result<ShelfGuard<'_>, BackendError> {
         let mut sh = self.shelf.lock();
         if sh.fail.remove(op) {
             return Err(refused(format!("simulated failure of {op}")));
@@ -879,5 +1014,40 @@ impl PoolBackend for SimBackend {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test: a panic is the failure report
+    use super::*;
+
+    #[tokio::test]
+    async fn a_shelf_in_a_file_is_one_shelf_for_every_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shelf.json");
+        // Two handles stand for the two controllers' daemons.
+        let a = SimShelf::in_file(&path, 3).unwrap();
+        let b = SimShelf::in_file(&path, 3).unwrap();
+        let disk = DiskInfo::virtio("shelf0", 0).path;
+        let spec = PoolSpec {
+            pool: "p1".into(),
+            layout: Layout::Linear,
+            disks: vec![disk],
+            spares: vec![],
+            wipe: false,
+            meta_size: 64 << 20,
+        };
+        a.backend("A").create_pool(&spec).await.unwrap();
+        let seen = b.backend("B").observe().await.unwrap();
+        let p = seen.iter().find(|p| p.pool == "p1").unwrap();
+        assert_eq!(p.system_id, "A");
+        // The second open found the disks and added none.
+        assert_eq!(b.backend("B").discover().await.unwrap().len(), 3);
+        // B cannot use A's pool, as LVM refuses a foreign system_id.
+        assert!(b.backend("B").remove_pool("p1").await.is_err());
+        // A later process (a restart) opens the same shelf.
+        let again = SimShelf::in_file(&path, 3).unwrap();
+        assert!(again.is_active("A", "p1"));
     }
 }
