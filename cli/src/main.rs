@@ -1,18 +1,22 @@
-//! `duplexctl`: the admin CLI over the router.
+//! `duplexctl`: the admin CLI over the router, or over a controller's
+//! management endpoint (`duplexctl login URL`, then `--remote URL`).
 //!
 //! Human-readable output by default, `--json` for scripts. Exit status: 0 on
-//! success, 1 when the call returned an error, 2 when the router could not
-//! be reached or the command line was wrong.
+//! success, 1 when the call returned an error, 2 when the router (or the
+//! endpoint) could not be reached or the command line was wrong.
 
 mod admin;
 mod audit;
 mod catalogue;
 mod cluster;
+mod conn;
+mod remote;
 
 use anyhow::Context;
 
 use clap::{Parser, Subcommand};
-use duplex_services::client::{CallError, RouterClient};
+use conn::{Conn, Failed};
+use duplex_services::client::RouterClient;
 use duplex_services::rpc::{Id, Request};
 use duplex_services::Config;
 use serde_json::{json, Value};
@@ -37,6 +41,11 @@ struct Args {
     /// method's own limit, at most 15 min, so this is a backstop).
     #[arg(long, global = true, default_value_t = 960)]
     timeout: u64,
+    /// Work through this controller's management endpoint over HTTPS
+    /// (`https://HOST[:PORT]`) with the session of `duplexctl login`,
+    /// instead of the local router.
+    #[arg(long, global = true, env = "DUPLEX_REMOTE")]
+    remote: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -130,6 +139,19 @@ enum Cmd {
         #[command(subcommand)]
         op: admin::JobCmd,
     },
+    /// Log in to a controller's management endpoint: `echo PASSWORD |
+    /// duplexctl login https://10.53.0.1 --user admin`. The password is read
+    /// from standard input; the endpoint's certificate is pinned on first
+    /// use (like ssh) and the session kept for `--remote`.
+    Login {
+        /// The endpoint, `https://HOST[:PORT]`.
+        url: String,
+        /// The user.
+        #[arg(long, default_value = "admin")]
+        user: String,
+    },
+    /// End the session of `duplexctl login` (on the endpoint and here).
+    Logout,
     /// Shell completion script: `duplexctl completions bash >
     /// /etc/bash_completion.d/duplexctl`.
     Completions {
@@ -189,14 +211,14 @@ enum ClusterCmd {
 /// with an error (printed; exit 1, like `call`). An unreachable router is
 /// the outer error (exit 2).
 async fn call_cmd(
-    client: &RouterClient,
+    client: &Conn,
     controller: Option<&str>,
     method: &str,
     params: Value,
 ) -> anyhow::Result<Result<Value, ExitCode>> {
     match client.call_at(controller, method, params).await {
         Ok(v) => Ok(Ok(v)),
-        Err(CallError::Rpc(e)) => {
+        Err(Failed::Rpc(e)) => {
             eprintln!("error: {e}");
             if let Some(f) = e.field() {
                 eprintln!("field: {f}");
@@ -211,7 +233,7 @@ async fn call_cmd(
 /// `cluster failover`...): started with `job.start`, followed with
 /// `job.wait` (its progress on standard error), answered like a call.
 async fn call_or_job(
-    client: &RouterClient,
+    client: &Conn,
     controller: Option<&str>,
     method: &str,
     params: Value,
@@ -268,11 +290,7 @@ async fn call_or_job(
 
 /// An admin command: its parameters checked against the catalogue (a bad
 /// one is named and nothing is sent), the call, its answer as a table.
-async fn admin_cmd(
-    client: &RouterClient,
-    args: &Args,
-    cmd: admin::Admin<'_>,
-) -> anyhow::Result<ExitCode> {
+async fn admin_cmd(client: &Conn, args: &Args, cmd: admin::Admin<'_>) -> anyhow::Result<ExitCode> {
     let (method, mut params) = cmd.call();
     if cmd.wants_password() {
         let mut line = String::new();
@@ -329,7 +347,16 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let client = RouterClient::with_timeout(socket_path(&args), Duration::from_secs(args.timeout));
+    let timeout = Duration::from_secs(args.timeout);
+    match &args.cmd {
+        Cmd::Login { url, user } => return login(url, user, timeout).await,
+        Cmd::Logout => return logout(args.remote.as_deref(), timeout).await,
+        _ => {}
+    }
+    let client = match &args.remote {
+        Some(url) => Conn::Remote(remote::Remote::with_session(url, timeout)?),
+        None => Conn::Local(RouterClient::with_timeout(socket_path(&args), timeout)),
+    };
     let controller = args.controller.clone();
     match &args.cmd {
         Cmd::Methods { namespace } => {
@@ -491,6 +518,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        // Answered before the connection is made.
+        Cmd::Login { .. } | Cmd::Logout => Ok(ExitCode::from(2)),
         Cmd::Completions { shell } => {
             let mut cmd = <Args as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut cmd, "duplexctl", &mut std::io::stdout());
@@ -590,11 +619,102 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn connect_error(e: CallError) -> anyhow::Error {
+fn connect_error(e: Failed) -> anyhow::Error {
     match e {
-        CallError::Rpc(r) => anyhow::anyhow!("{r}"),
+        Failed::Rpc(r) => anyhow::anyhow!("{r}"),
         other => anyhow::Error::new(other),
     }
+}
+
+/// `duplexctl login URL`: the password from standard input, the
+/// certificate pinned on first use, the session saved.
+async fn login(url: &str, user: &str, timeout: Duration) -> anyhow::Result<ExitCode> {
+    let mut r = remote::Remote::open(url, timeout, true)?;
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        eprintln!("duplexctl: give the password on standard input (one line)");
+        return Ok(ExitCode::from(2));
+    }
+    let answer = r
+        .call("auth.login", json!({"user": user, "password": password}))
+        .await;
+    // Pinned once the handshake proved the key, whatever the password did.
+    if let Some(fp) = r.unpinned() {
+        remote::pin(r.dir(), r.target(), &fp)?;
+        eprintln!(
+            "pinned the certificate of {} on first use: {fp} (in {})",
+            r.target().addr(),
+            remote::pins_file(r.dir()).display()
+        );
+    }
+    let v = match answer? {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let login: duplex_api::methods::auth::LoginResult =
+        serde_json::from_value(v).context("reading auth.login's answer")?;
+    r.set_token(login.token.clone());
+    let role = serde_json::to_value(login.role)?
+        .as_str()
+        .unwrap_or("?")
+        .to_string();
+    remote::save_session(
+        r.dir(),
+        &remote::Session {
+            url: r.target().url(),
+            user: login.user.clone(),
+            role: role.clone(),
+            token: login.token,
+            expires_ms: login.expires_ms,
+        },
+    )?;
+    println!(
+        "logged in to {} as {} ({role}) until {}; use --remote {} (or DUPLEX_REMOTE)",
+        r.target().url(),
+        login.user,
+        cluster::utc(login.expires_ms),
+        r.target().url()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `duplexctl logout`: ends the session on the endpoint, forgets it here.
+async fn logout(url: Option<&str>, timeout: Duration) -> anyhow::Result<ExitCode> {
+    let Some(url) = url else {
+        eprintln!("duplexctl: logout needs --remote URL (or DUPLEX_REMOTE)");
+        return Ok(ExitCode::from(2));
+    };
+    let r = remote::Remote::with_session(url, timeout)?;
+    let ended = match r.call("auth.logout", json!({})).await {
+        Ok(Ok(v)) => v["logged_out"].as_bool().unwrap_or(false),
+        // Expired or unreachable: forgetting it here is still right.
+        Ok(Err(e)) => {
+            eprintln!("the endpoint: {e}");
+            false
+        }
+        Err(e) => {
+            eprintln!("the endpoint: {e}");
+            false
+        }
+    };
+    remote::forget_session(r.dir())?;
+    println!(
+        "logged out of {}{}",
+        r.target().url(),
+        if ended {
+            ""
+        } else {
+            " (the session had already ended there)"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_services(v: &Value) {

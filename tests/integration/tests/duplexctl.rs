@@ -201,3 +201,108 @@ async fn job_methods_run_as_jobs_and_are_listed() {
     assert_eq!(code, 0);
     assert!(out.contains("job.start"), "{out}");
 }
+
+/// duplexctl with its configuration directory `dir` and `input` on stdin.
+fn ctl_in(n: &Node, dir: &std::path::Path, args: &[&str], input: &str) -> (i32, String, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut c = Command::new(duplex_test_kit::bin("duplexctl"))
+        .args(args)
+        .env_clear()
+        .env("DUPLEX_CONFIG", &n.config)
+        .env("DUPLEX_CLI_DIR", dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = c.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_duplexctl_logs_in_pins_the_certificate_and_refuses_another() {
+    let (n, _daemons) = storage_node().await;
+    let addr = duplex_test_kit::free_addr();
+    let mut toml = std::fs::read_to_string(&n.config).unwrap();
+    toml.push_str(&format!(
+        "[mgmt]\nlisten = [\"127.0.0.1\"]\nport = {}\n",
+        addr.port()
+    ));
+    std::fs::write(&n.config, toml).unwrap();
+    let r = n
+        .client()
+        .call(
+            "config.apply",
+            serde_json::json!({"changes": [{"op": "upsert", "kind": "user",
+                "object": {"name": "admin", "password": "remote admin pw", "role": "admin"}}]}),
+        )
+        .await;
+    assert!(r.is_ok(), "{r:?}");
+    let _mgmt = n.spawn("mgmt", duplex_test_kit::bin("duplex-mgmt"), &[]);
+    let cert = n.state_dir().join("mgmt").join("cert.pem");
+    duplex_test_kit::wait_until(
+        "duplex-mgmt listens",
+        std::time::Duration::from_secs(15),
+        || async { cert.exists() && tokio::net::TcpStream::connect(addr).await.is_ok() },
+    )
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("duplex");
+    let url = format!("https://127.0.0.1:{}", addr.port());
+    let ctl = |args: &[&str], input: &str| ctl_in(&n, &dir, args, input);
+
+    // Before any login: nothing pinned, nothing sent.
+    let (code, _, err) = ctl(&["--remote", &url, "pool", "list"], "");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no pinned certificate"), "{err}");
+    // A wrong password: refused, but the certificate is pinned (the
+    // handshake proved its key), as ssh pins before the password.
+    let (code, _, err) = ctl(&["login", &url], "wrong\n");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("pinned the certificate"), "{err}");
+    let pins = std::fs::read_to_string(dir.join("known_hosts")).unwrap();
+    assert_eq!(pins.lines().count(), 1, "{pins}");
+    let (code, out, err) = ctl(&["login", &url, "--user", "admin"], "remote admin pw\n");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("as admin (admin)"), "{out}");
+    assert!(!err.contains("pinned"), "pinned once only: {err}");
+
+    // Commands go through the endpoint, with the session's user.
+    let (code, out, err) = ctl(&["--remote", &url, "pool", "list"], "");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("NAME"), "{out}");
+    let iqn = "iqn.2024-01.com.example:remote";
+    let (code, out, err) = ctl(&["--remote", &url, "host", "add", "hr", "--iqn", iqn], "");
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = n.duplexctl(&["audit", "--limit", "5"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.lines()
+            .any(|l| l.contains("admin") && l.contains("config.apply")),
+        "the remote write is audited under its user: {out}"
+    );
+    let (code, _, err) = ctl(&["--remote", &url, "-c", "B", "pool", "list"], "");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("own management address"), "{err}");
+
+    // Another certificate at the same address is refused, with the way out.
+    let pins_file = dir.join("known_hosts");
+    let forged = pins.replace("SHA256:", "SHA256:00");
+    std::fs::write(&pins_file, &forged).unwrap();
+    let (code, _, err) = ctl(&["--remote", &url, "pool", "list"], "");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not the pinned one"), "{err}");
+    std::fs::write(&pins_file, &pins).unwrap();
+
+    let (code, out, err) = ctl(&["--remote", &url, "logout"], "");
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = ctl(&["--remote", &url, "pool", "list"], "");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not logged in"), "{err}");
+}
