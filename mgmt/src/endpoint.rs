@@ -28,7 +28,8 @@ use jsonrpsee::types::{ErrorObjectOwned, Params};
 use jsonrpsee::{Extensions, PendingSubscriptionSink, RpcModule};
 use serde_json::Value;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -53,7 +54,14 @@ pub struct Settings {
     pub session_ttl: Duration,
     /// Origins allowed besides `https://<Host>`.
     pub allowed_origins: Vec<String>,
+    /// Calls per second per client address.
+    pub calls_per_s: NonZeroU32,
+    /// Calls at once above that rate.
+    pub calls_burst: NonZeroU32,
 }
+
+/// Client addresses the rate limiter tracks before it forgets idle ones.
+pub const MAX_LIMITED_ADDRESSES: usize = 4096;
 
 /// The endpoint's shared state.
 pub struct Endpoint {
@@ -61,6 +69,7 @@ pub struct Endpoint {
     settings: Settings,
     sessions: Arc<Mutex<Sessions>>,
     backoff: Mutex<Backoff>,
+    limiter: governor::DefaultKeyedRateLimiter<IpAddr>,
 }
 
 /// Who is calling: the peer address and the session slot of one HTTP
@@ -125,11 +134,14 @@ impl Endpoint {
     /// The endpoint over the router client `router`.
     pub fn new(router: RouterClient, settings: Settings) -> Endpoint {
         let ttl_ms = u64::try_from(settings.session_ttl.as_millis()).unwrap_or(u64::MAX);
+        let quota =
+            governor::Quota::per_second(settings.calls_per_s).allow_burst(settings.calls_burst);
         Endpoint {
             router,
             settings,
             sessions: Arc::new(Mutex::new(Sessions::new(ttl_ms))),
             backoff: Mutex::new(Backoff::new()),
+            limiter: governor::RateLimiter::keyed(quota),
         }
     }
 
@@ -144,8 +156,36 @@ impl Endpoint {
         lock(&self.sessions).check(&token, now_ms())
     }
 
+    /// The per-address call rate: past it a call fails at once, saying
+    /// when to retry (every call passes here, HTTP and WebSocket alike).
+    fn rate(&self, caller: Option<&Caller>) -> Result<(), RpcError> {
+        let Some(c) = caller else {
+            return Ok(());
+        };
+        let ip = c.addr.ip();
+        if self.limiter.len() > MAX_LIMITED_ADDRESSES {
+            self.limiter.retain_recent();
+        }
+        self.limiter.check_key(&ip).map_err(|not_until| {
+            use governor::clock::Clock;
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+            tracing::warn!(%ip, retry_after_ms = ms, "call rate limit reached");
+            RpcError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "too many calls from {ip} (over {} per second): retry in {ms} ms",
+                    self.settings.calls_per_s
+                ),
+            )
+            .with_data("reason", "rate_limited".into())
+            .with_data("retry_after_ms", ms.into())
+        })
+    }
+
     /// The one authorization gate every call passes.
     fn authorize(&self, method: &str, ext: &Extensions) -> Result<Option<Principal>, RpcError> {
+        self.rate(ext.get::<Caller>())?;
         let p = self.session(ext.get::<Caller>());
         authz::decide(method, p.as_ref().map(|p| p.role)).map_err(refusal)?;
         Ok(p)

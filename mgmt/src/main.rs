@@ -54,6 +54,9 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings {
         session_ttl: Duration::from_secs(m.session_ttl_s),
         allowed_origins: m.allowed_origins.clone(),
+        // validate() refused zeroes; 1 is the floor either way.
+        calls_per_s: std::num::NonZeroU32::new(m.calls_per_s).unwrap_or(std::num::NonZeroU32::MIN),
+        calls_burst: std::num::NonZeroU32::new(m.calls_burst).unwrap_or(std::num::NonZeroU32::MIN),
     };
     let (stop, handle) = jsonrpsee::server::stop_channel();
     let ep = Endpoint::new(router.clone(), settings);

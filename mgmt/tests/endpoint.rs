@@ -57,6 +57,11 @@ fn kind(v: &Value) -> Option<&str> {
 }
 
 async fn start(ttl_s: u64) -> Lab {
+    start_with(ttl_s, "").await
+}
+
+/// [`start`] with extra `[mgmt]` lines.
+async fn start_with(ttl_s: u64, mgmt_toml: &str) -> Lab {
     let node = Node::new("A", None, "");
     let addr = free_addr();
     let mut toml = std::fs::read_to_string(&node.config).unwrap();
@@ -64,7 +69,7 @@ async fn start(ttl_s: u64) -> Lab {
     std::fs::create_dir_all(&ui).unwrap();
     std::fs::write(ui.join("index.html"), UI_PAGE).unwrap();
     toml.push_str(&format!(
-        "[mgmt]\nlisten = [\"127.0.0.1\"]\nport = {}\nsession_ttl_s = {ttl_s}\nui_dir = \"{}\"\n",
+        "[mgmt]\nlisten = [\"127.0.0.1\"]\nport = {}\nsession_ttl_s = {ttl_s}\nui_dir = \"{}\"\n{mgmt_toml}",
         addr.port(),
         ui.display()
     ));
@@ -657,4 +662,30 @@ async fn the_ui_is_served_with_its_policy_and_whoami_names_the_session() {
     assert_eq!(v["result"]["user"], "viewer", "{v}");
     assert_eq!(v["result"]["role"], "read_only", "{v}");
     assert!(v["result"]["expires_ms"].as_u64().is_some_and(|t| t > 0));
+}
+
+#[tokio::test]
+async fn past_the_call_rate_an_address_is_told_when_to_retry() {
+    let lab = start_with(3600, "calls_per_s = 1\ncalls_burst = 5\n").await;
+    let t = lab.login("admin", ADMIN_PW).await;
+    let mut limited = None;
+    for _ in 0..20 {
+        let v = lab.call(Some(&t), "router.ping", json!({})).await;
+        if v.get("error").is_some() {
+            limited = Some(v);
+            break;
+        }
+    }
+    let v = limited.expect("20 calls at once from one address are limited");
+    assert_eq!(v["error"]["data"]["reason"], "rate_limited", "{v}");
+    assert!(
+        v["error"]["data"]["retry_after_ms"]
+            .as_u64()
+            .is_some_and(|ms| ms > 0),
+        "{v}"
+    );
+    // After the wait the address may call again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let v = lab.call(Some(&t), "router.ping", json!({})).await;
+    assert!(v.get("result").is_some(), "{v}");
 }

@@ -90,6 +90,11 @@ pub struct MgmtSettings {
     pub allowed_origins: Vec<String>,
     /// The web UI's static files (`index.html`, the bundle).
     pub ui_dir: PathBuf,
+    /// Calls per second one client address may make (HTTP and WebSocket
+    /// alike); more fail at once with `unavailable`, reason `rate_limited`.
+    pub calls_per_s: u32,
+    /// Calls one address may make at once above that rate (a page load).
+    pub calls_burst: u32,
 }
 
 impl Default for MgmtSettings {
@@ -103,6 +108,8 @@ impl Default for MgmtSettings {
             session_ttl_s: 8 * 3600,
             allowed_origins: Vec::new(),
             ui_dir: PathBuf::from("/usr/share/duplex/ui"),
+            calls_per_s: 50,
+            calls_burst: 200,
         }
     }
 }
@@ -128,6 +135,12 @@ impl MgmtSettings {
         // No lower floor beyond 1 s: the expiry tests use short sessions.
         if self.session_ttl_s == 0 || self.session_ttl_s > 7 * 24 * 3600 {
             return bad("mgmt.session_ttl_s", "must be 1 s to 7 days");
+        }
+        if self.calls_per_s == 0 || self.calls_burst == 0 {
+            return bad(
+                "mgmt.calls_per_s",
+                "calls_per_s and calls_burst must be at least 1",
+            );
         }
         if self
             .allowed_origins
