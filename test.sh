@@ -14,5 +14,7 @@ echo "== unit and integration tests"
 cargo test --workspace
 echo "== netlink against the real kernel, in a private network namespace"
 unshare --net sh -c 'ip link set lo up && cargo test -q -p duplex-targets --lib -- --ignored netlink'
+echo "== browser tests (the web UI in Debian's Chromium, against a simulated controller pair)"
+scripts/ui-tests.sh
 echo "== lab tier (real kernels in QEMU)"
 scripts/lab-tests.sh
