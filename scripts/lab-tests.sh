@@ -74,4 +74,19 @@ echo "== lab: failover (heartbeat on, pool on a PR disk: planned failover and gi
 "$lab" down
 DUPLEX_LAB_HEARTBEAT=1 DUPLEX_LAB_PR_DISKS=1 DUPLEX_LAB_FAILOVER="planned pr-fence freeze ic-cut" tests/lab/run.sh up
 took failover
+
+# Issue 17's lab test: the web UI (built by scripts/ui-tests.sh, shipped in
+# the payload) of controller A, through the lab's forwarded management port
+# (127.0.0.1:18443 -> A's mgmt0:443), shows the real cluster.
+echo "== lab: the web UI of A through the forwarded management port shows the real cluster (Chromium)"
+if [ -f ui/dist/index.html ] && [ -d ui/node_modules/playwright-core ]; then
+  ui_pw=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  "$lab" exec A -- duplexctl call config.apply \
+    "{\"changes\": [{\"op\": \"upsert\", \"kind\": \"user\", \"object\": {\"name\": \"admin\", \"password\": \"$ui_pw\", \"role\": \"admin\"}}]}" > /dev/null
+  DUPLEX_LAB_UI=https://127.0.0.1:18443 DUPLEX_LAB_UI_PASSWORD=$ui_pw timeout 600 node ui/lab-check.mjs
+else
+  echo "ui/dist or ui/node_modules is missing: run scripts/ui-tests.sh first" >&2
+  exit 1
+fi
+took ui
 echo "== lab: tier done in $((SECONDS - t_tier)) s"

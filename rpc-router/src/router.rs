@@ -66,6 +66,9 @@ pub enum StartError {
 
 /// The one topic every service may publish.
 const ALERT_TOPIC: &str = duplex_api::topics::ALERT;
+/// The group whose members may connect to the router's socket as clients
+/// (duplex-mgmt runs with it; `systemd/duplex.sysusers` makes it).
+pub const CLIENT_GROUP: &str = "duplex";
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -218,6 +221,23 @@ impl Router {
         })
     }
 
+    /// Lets group [`CLIENT_GROUP`] (duplex-mgmt's supplementary group)
+    /// reach the router's socket: the socket and its directory get that
+    /// group. The directory stays root's and 0750, so the group can connect
+    /// but not create a socket there, which is what registration relies on;
+    /// the services' own sockets stay root's. Without the group (tests, a
+    /// bare machine) nothing changes.
+    fn open_to_clients(&self, path: &std::path::Path) {
+        let Some(gid) = server::group_id(CLIENT_GROUP) else {
+            return;
+        };
+        for p in [Some(path), path.parent()].into_iter().flatten() {
+            if let Err(e) = std::os::unix::fs::chown(p, None, Some(gid)) {
+                tracing::warn!(path = %p.display(), error = %e, group = CLIENT_GROUP, "cannot give the router's socket to its client group");
+            }
+        }
+    }
+
     /// Binds the local socket and the peer listeners and starts serving.
     pub async fn start(self: &Arc<Self>) -> Result<(), StartError> {
         let path = self.cfg.router_socket();
@@ -225,6 +245,7 @@ impl Router {
             path: path.display().to_string(),
             source,
         })?;
+        self.open_to_clients(&path);
         let limits = Limits {
             max_frame: self.cfg.router.max_message_bytes,
             max_reply: self.cfg.router.max_message_bytes,

@@ -325,6 +325,22 @@ pub fn bind_unix(path: &std::path::Path, mode: u32) -> std::io::Result<tokio::ne
     Ok(listener)
 }
 
+/// The id of group `name` from `/etc/group` (where systemd-sysusers puts
+/// the product's groups), or `None` when there is no such group.
+pub fn group_id(name: &str) -> Option<u32> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    group_id_in(&text, name)
+}
+
+/// [`group_id`] over the text of a group file.
+pub fn group_id_in(text: &str, name: &str) -> Option<u32> {
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == name).then_some(())?;
+        f.nth(1)?.trim().parse().ok()
+    })
+}
+
 /// A description of a Unix-socket peer for logs and the actions log.
 pub fn unix_peer(stream: &tokio::net::UnixStream) -> String {
     match stream.peer_cred() {
@@ -441,6 +457,15 @@ async fn refuse(mut stream: tokio::net::UnixStream, permit: tokio::sync::OwnedSe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_ids_come_from_the_group_file() {
+        let text = "root:x:0:\nduplex:x:997:duplex-mgmt\nduplex-mgmt:x:996:\nbad line\n";
+        assert_eq!(group_id_in(text, "duplex"), Some(997));
+        assert_eq!(group_id_in(text, "duplex-mgmt"), Some(996));
+        assert_eq!(group_id_in(text, "dup"), None);
+        assert_eq!(group_id_in(text, "nobody"), None);
+    }
     use crate::conn::RpcConn;
     use crate::frame::read_messages;
     use crate::rpc::Id;

@@ -65,6 +65,11 @@ if [ -f "$P/roles/$role/duplex.toml" ]; then
   [ -f "$P/roles/$role/partner-bmc.toml" ] && \
     install -m 0600 "$P/roles/$role/partner-bmc.toml" /etc/duplex/partner-bmc.toml
   modprobe i6300esb || true
+  # The web UI's files, when the payload has them (duplex-mgmt serves them).
+  if [ -d "$P/ui" ]; then
+    install -d -m 0755 /usr/share/duplex/ui
+    cp -r "$P/ui/." /usr/share/duplex/ui/
+  fi
   # The SCSI disk driver, for the PR disks on virtio-scsi: after a reboot
   # under load udev was seen not loading it, and the disk never appeared.
   modprobe -a virtio_scsi sd_mod || true

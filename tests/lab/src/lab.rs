@@ -491,7 +491,8 @@ fn start_forwarder(lab: &Lab, st: &mut State) -> Result<(), LabError> {
     let mut forwards = Vec::new();
     for f in crate::forward::parse_spec(&spec) {
         let v = vm_spec(&f.vm)?;
-        if let Some(n) = v.nics.iter().find(|n| n.name == "fe0") {
+        // The management network, where duplex-mgmt listens.
+        if let Some(n) = v.nics.iter().find(|n| n.name == "mgmt0") {
             forwards.push((
                 f.host_port,
                 format!("{}:{}", addr_only(n.addr), f.guest_port),
@@ -747,10 +748,22 @@ pub fn duplex_toml(me: &VmSpec, peer: &VmSpec) -> String {
             .map(|n| format!("\"{}:{PEER_PORT}\"", addr_only(n.addr)))
             .collect()
     };
+    // The management endpoint on the management network (mgmt0), where
+    // the lab's forwarder reaches it from this machine's loopback.
+    let mgmt = me
+        .nics
+        .iter()
+        .find(|n| n.name == "mgmt0")
+        .map_or(String::new(), |n| {
+            format!(
+                "\n[mgmt]\nlisten = [\"{}\"]\nport = 443\n",
+                addr_only(n.addr)
+            )
+        });
     format!(
         "controller_id = \"{}\"\nsocket_dir = \"/run/duplex\"\nstate_dir = \"/var/lib/duplex\"\n\n\
          [peer]\ncontroller_id = \"{}\"\nlisten = [{}]\naddresses = [{}]\n\
-         secret_file = \"/etc/duplex/cluster.secret\"\n",
+         secret_file = \"/etc/duplex/cluster.secret\"\n{mgmt}",
         me.name,
         peer.name,
         ic(me).join(", "),
@@ -923,6 +936,12 @@ fn build_payload(lab: &Lab) -> Result<PathBuf, LabError> {
     copy_dir(&lab.repo.join("systemd"), &dir.join("systemd"))?;
     copy_dir(&lab.repo.join("host-config"), &dir.join("host-config"))?;
     copy_dir(&lab.lab_dir.join("fixture"), &dir.join("fixture"))?;
+    // The web UI, when built (scripts/ui-tests.sh builds it): duplex-mgmt
+    // serves it from /usr/share/duplex/ui in the controllers.
+    let ui = lab.repo.join("ui").join("dist");
+    if ui.join("index.html").is_file() {
+        copy_dir(&ui, &dir.join("ui"))?;
+    }
     for script in ["install.sh", "sysrq.sh", "monitor.sh", "scsi.sh"] {
         let from = lab.lab_dir.join("payload").join(script);
         fs::copy(&from, dir.join(script)).map_err(io_err("copy", &from))?;
