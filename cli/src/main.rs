@@ -10,6 +10,7 @@ mod audit;
 mod catalogue;
 mod cluster;
 mod conn;
+mod progress;
 mod remote;
 
 use anyhow::Context;
@@ -152,6 +153,12 @@ enum Cmd {
     },
     /// End the session of `duplexctl login` (on the endpoint and here).
     Logout,
+    /// The management endpoint's certificate, on this controller:
+    /// `duplexctl cert install --cert nas.pem --key nas.key`, `cert show`.
+    Cert {
+        #[command(subcommand)]
+        op: CertCmd,
+    },
     /// Shell completion script: `duplexctl completions bash >
     /// /etc/bash_completion.d/duplexctl`.
     Completions {
@@ -207,6 +214,25 @@ enum ClusterCmd {
     FenceTest,
 }
 
+/// `duplexctl cert`.
+#[derive(Subcommand)]
+enum CertCmd {
+    /// Install a certificate chain and its key (PEM files); the endpoint
+    /// uses them from its next connection. Checked first: a pair that does
+    /// not load together changes nothing.
+    Install {
+        /// The certificate chain (PEM), the endpoint's own first.
+        #[arg(long)]
+        cert: PathBuf,
+        /// Its private key (PEM).
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// The installed certificate's fingerprint (what `duplexctl login`
+    /// pins), to compare on another machine.
+    Show,
+}
+
 /// Calls `method`: its result, or the exit code when the service answered
 /// with an error (printed; exit 1, like `call`). An unreachable router is
 /// the outer error (exit 2).
@@ -251,26 +277,28 @@ async fn call_or_job(
     let Some(job) = started["job"].as_str().map(str::to_string) else {
         anyhow::bail!("job.start answered without a job id: {started}");
     };
-    eprintln!("job {job}: {method} started");
+    let mut line = progress::JobProgress::start(&job, method);
     let mut shown = Value::Null;
     loop {
         let w = json!({"job": job, "timeout_ms": 2000});
         let j = match call_cmd(client, controller, "job.wait", w).await? {
             Ok(v) => v,
-            Err(code) => return Ok(Err(code)),
+            Err(code) => {
+                line.finish("no answer");
+                return Ok(Err(code));
+            }
         };
         if !j["progress"].is_null() && j["progress"] != shown {
-            let p = &j["progress"];
-            eprintln!(
-                "job {job}: {} {}",
-                p["topic"].as_str().unwrap_or("?"),
-                p["data"]
-            );
-            shown = p.clone();
+            line.step(&j["progress"]);
+            shown = j["progress"].clone();
         }
         match j["state"].as_str() {
-            Some("succeeded") => return Ok(Ok(j["result"].clone())),
+            Some("succeeded") => {
+                line.finish("succeeded");
+                return Ok(Ok(j["result"].clone()));
+            }
             Some("failed") => {
+                line.finish("failed");
                 match serde_json::from_value::<duplex_services::RpcError>(j["error"].clone()) {
                     Ok(e) => {
                         eprintln!("error: {e}");
@@ -351,6 +379,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     match &args.cmd {
         Cmd::Login { url, user } => return login(url, user, timeout).await,
         Cmd::Logout => return logout(args.remote.as_deref(), timeout).await,
+        Cmd::Cert { op } => return cert(&args, op),
         _ => {}
     }
     let client = match &args.remote {
@@ -519,7 +548,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         // Answered before the connection is made.
-        Cmd::Login { .. } | Cmd::Logout => Ok(ExitCode::from(2)),
+        Cmd::Login { .. } | Cmd::Logout | Cmd::Cert { .. } => Ok(ExitCode::from(2)),
         Cmd::Completions { shell } => {
             let mut cmd = <Args as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut cmd, "duplexctl", &mut std::io::stdout());
@@ -682,6 +711,39 @@ async fn login(url: &str, user: &str, timeout: Duration) -> anyhow::Result<ExitC
         cluster::utc(login.expires_ms),
         r.target().url()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `duplexctl cert`: the endpoint's certificate files on this controller.
+fn cert(args: &Args, op: &CertCmd) -> anyhow::Result<ExitCode> {
+    if args.remote.is_some() {
+        eprintln!("duplexctl: cert works on the controller itself, not over --remote");
+        return Ok(ExitCode::from(2));
+    }
+    let cfg = Config::load(None).context("loading the configuration")?;
+    let dir = cfg.mgmt_state_dir();
+    match op {
+        CertCmd::Install { cert, key } => {
+            let c = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+            let k = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
+            let print = match duplex_mgmt::tls::install(&dir, &c, cert, &k, key) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: {e:#}; nothing changed");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            println!(
+                "installed in {}: {print}\nthe endpoint uses it from its next connection; \
+                 duplexctl clients that pinned the old one must delete its line in their known_hosts",
+                dir.display()
+            );
+        }
+        CertCmd::Show => {
+            let print = duplex_mgmt::tls::installed_fingerprint(&dir)?;
+            println!("{print}  {}", duplex_mgmt::tls::cert_path(&dir).display());
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -9,7 +9,6 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -188,11 +187,10 @@ fn file_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> R
     move |source| RemoteError::File { what, path, source }
 }
 
-/// The SHA-256 of a certificate, as `SHA256:<hex>`.
+/// The SHA-256 of a certificate, as `SHA256:<hex>` (as `duplexctl cert
+/// show` prints it on the controller).
 pub fn fingerprint(cert: &[u8]) -> String {
-    let d = Sha256::digest(cert);
-    let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
-    format!("SHA256:{hex}")
+    duplex_mgmt::tls::fingerprint(cert)
 }
 
 /// The pins file: one `host:port SHA256:<hex>` per line.

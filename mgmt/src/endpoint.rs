@@ -36,7 +36,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
-use tokio_rustls::rustls::ServerConfig as TlsConfig;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
@@ -460,20 +459,15 @@ pub fn origin_allowed(origin: Option<&str>, own: Option<&str>, allowed: &[String
 
 fn token_of<B>(req: &HttpRequest<B>) -> Option<String> {
     let h = req.headers();
-    if let Some(t) = h
+    let authorization = h
         .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    {
-        return Some(t.trim().to_string());
-    }
-    h.get_all(http::header::COOKIE)
+        .and_then(|v| v.to_str().ok());
+    let cookies: Vec<&str> = h
+        .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.to_string())
+        .collect();
+    crate::core::session::token_from(authorization, &cookies, COOKIE)
 }
 
 fn refuse(status: http::StatusCode, why: &'static str) -> HttpResponse {
@@ -640,7 +634,7 @@ pub struct Http {
 /// are shared) over TLS on `listener` until `stop` is signalled.
 pub async fn serve(
     listener: TcpListener,
-    tls: Arc<TlsConfig>,
+    tls: Arc<crate::tls::Reloading>,
     methods: jsonrpsee::Methods,
     http: Http,
     stop: StopHandle,
@@ -652,7 +646,6 @@ pub async fn serve(
     let builder = jsonrpsee::server::Server::builder()
         .set_config(cfg)
         .to_service_builder();
-    let acceptor = TlsAcceptor::from(tls);
     let allowed = Arc::new(http.allowed_origins);
     let ui_dir = http.ui_dir.map(Arc::new);
     loop {
@@ -674,7 +667,8 @@ pub async fn serve(
             metrics: http.metrics.clone(),
             ui_dir: ui_dir.clone(),
         };
-        let acceptor = acceptor.clone();
+        // A certificate installed since the last connection is used now.
+        let acceptor = TlsAcceptor::from(tls.current());
         let stop = stop.clone();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {

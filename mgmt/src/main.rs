@@ -42,7 +42,8 @@ async fn main() -> anyhow::Result<()> {
     if tls::ensure_certificate(&dir, names).context("making the certificate")? {
         tracing::info!(dir = %dir.display(), "made a self-signed certificate");
     }
-    let tls_cfg = tls::server_config(&dir).context("loading the certificate")?;
+    let tls_cfg =
+        std::sync::Arc::new(tls::Reloading::new(&dir).context("loading the certificate")?);
     let token = duplex_mgmt::metrics::ensure_token(&dir).context("making the metrics token")?;
     tracing::info!(token = %duplex_mgmt::metrics::token_path(&dir).display(), "GET /metrics with this token as a Bearer");
     // A scrape answers within seconds or without the slow source.

@@ -6,9 +6,11 @@
 //! - [`backoff`]: failed logins slow down per (user, address).
 //! - [`openrpc`]: the OpenRPC document generated from the catalogue.
 //! - [`metrics`]: the services' answers in the Prometheus text format.
+//! - [`fuzz`]: the property the endpoint's fuzz target checks.
 
 pub mod authz;
 pub mod backoff;
+pub mod fuzz;
 pub mod metrics;
 pub mod openrpc;
 pub mod session;

@@ -137,6 +137,20 @@ impl Sessions {
     }
 }
 
+/// The session token a request presents: `Authorization: Bearer <t>`
+/// first, else the `cookie` named cookie among the `Cookie` headers.
+pub fn token_from(authorization: Option<&str>, cookies: &[&str], cookie: &str) -> Option<String> {
+    if let Some(t) = authorization.and_then(|v| v.strip_prefix("Bearer ")) {
+        return Some(t.trim().to_string());
+    }
+    cookies
+        .iter()
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == cookie)
+        .map(|(_, v)| v.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
