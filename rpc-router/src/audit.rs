@@ -8,12 +8,17 @@
 //! logged-in user), so it is the one place that sees them all. It hands
 //! the records to config-keeper (`config.audit_append`) from a bounded
 //! queue off the call path: a takeover's calls never wait for the audit.
+//! The batch being handed over is kept in a spool file ([`Spool`]) until
+//! config-keeper took it, so a router that dies meanwhile sends it again
+//! at its next start (config-keeper keeps a record sent twice once).
 
 use duplex_api::catalogue::{self, Access, Audience};
 use duplex_api::methods::config::AuditRecord;
 use duplex_api::model::Role;
 use duplex_services::rpc::{CallUser, RpcError};
 use serde_json::{json, Value};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 /// Records queued for config-keeper at most; more are counted as dropped
 /// (and the count recorded) rather than delaying calls.
@@ -83,6 +88,60 @@ pub fn record(
     }
 }
 
+/// The records handed to config-keeper and not yet taken, one JSON line
+/// each, in the router's state directory (at most a [`BATCH`]).
+pub struct Spool {
+    path: PathBuf,
+}
+
+impl Spool {
+    /// The spool in `state_dir`.
+    pub fn new(state_dir: &Path) -> Spool {
+        Spool {
+            path: state_dir.join("router-audit.spool"),
+        }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What the previous run left (at most a [`BATCH`]; damaged lines,
+    /// such as one cut by a crash, are skipped).
+    pub fn load(&self) -> Vec<AuditRecord> {
+        let Ok(text) = std::fs::read_to_string(&self.path) else {
+            return Vec::new();
+        };
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .take(BATCH)
+            .collect()
+    }
+
+    /// Adds `records` to the spool.
+    pub fn append(&self, records: &[AuditRecord]) -> std::io::Result<()> {
+        let mut text = String::new();
+        for r in records {
+            text.push_str(&serde_json::to_string(r).map_err(std::io::Error::other)?);
+            text.push('\n');
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        f.write_all(text.as_bytes())
+    }
+
+    /// Forgets the spool: config-keeper took it.
+    pub fn clear(&self) -> std::io::Result<()> {
+        match std::fs::remove_file(&self.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,5 +205,39 @@ mod tests {
             .contains("bytes of parameters"));
         assert_eq!(r.result, "ok");
         assert_eq!(r.error, None);
+    }
+
+    #[test]
+    fn the_spool_keeps_a_batch_across_a_restart_and_skips_a_torn_line() {
+        let d = tempfile::tempdir().unwrap();
+        let sp = Spool::new(d.path());
+        assert!(sp.load().is_empty());
+        let r = |t: u64| {
+            record(
+                t,
+                "a1",
+                "pool.create",
+                "client(pid=1)",
+                None,
+                json!({"name": "p"}),
+                &Ok(json!({})),
+            )
+        };
+        sp.append(&[r(1), r(2)]).unwrap();
+        sp.append(&[r(3)]).unwrap();
+        // A crash cut the last line short.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(sp.path())
+            .unwrap();
+        f.write_all(b"{\"time_ms\": 4, \"act").unwrap();
+        let again = Spool::new(d.path()).load();
+        assert_eq!(
+            again.iter().map(|r| r.time_ms).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        sp.clear().unwrap();
+        assert!(sp.load().is_empty());
+        sp.clear().unwrap();
     }
 }

@@ -1031,7 +1031,16 @@ impl Router {
     /// arriving meanwhile wait in the bounded queue). Never returns while
     /// the router runs.
     async fn audit_loop(self: Arc<Self>, mut rx: mpsc::Receiver<AuditRecord>) {
-        let mut batch: Vec<AuditRecord> = Vec::new();
+        let spool = audit::Spool::new(&self.cfg.state_dir);
+        // What a previous run held when it stopped goes first.
+        let mut batch: Vec<AuditRecord> = spool.load();
+        let mut spooled = batch.len();
+        if spooled > 0 {
+            tracing::info!(
+                records = spooled,
+                "sending audit records held before a restart"
+            );
+        }
         let mut failing = false;
         loop {
             if batch.is_empty() {
@@ -1045,6 +1054,13 @@ impl Router {
                     Ok(r) => batch.push(r),
                     Err(_) => break,
                 }
+            }
+            // On disk before the first try: a restart sends them again.
+            if batch.len() > spooled {
+                if let Err(e) = spool.append(&batch[spooled..]) {
+                    tracing::warn!(file = %spool.path().display(), error = %e, "cannot spool audit records");
+                }
+                spooled = batch.len();
             }
             let dropped = self.audit_dropped.swap(0, Ordering::Relaxed);
             let params = AuditAppendParams {
@@ -1064,6 +1080,10 @@ impl Router {
                     }
                     failing = false;
                     batch.clear();
+                    spooled = 0;
+                    if let Err(e) = spool.clear() {
+                        tracing::warn!(file = %spool.path().display(), error = %e, "cannot clear the audit spool");
+                    }
                 }
                 Err(e) => {
                     self.audit_dropped.fetch_add(dropped, Ordering::Relaxed);

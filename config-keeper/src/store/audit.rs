@@ -12,6 +12,11 @@ use serde_json::json;
 /// Entries kept per controller; older ones are deleted as new ones come.
 pub const AUDIT_KEEP: u64 = 10_000;
 
+/// How far back (in entries) an appended record is looked for: a router
+/// that died after config-keeper stored a batch but before it forgot its
+/// spool sends that batch again (at most one batch).
+pub const REPLAY_WINDOW: u64 = 256;
+
 /// The meta key of the lowest next sequence number: raised when the
 /// partner already holds higher numbers of ours (this database was
 /// rebuilt), so no number is given twice.
@@ -92,7 +97,12 @@ impl Store {
             .conn
             .transaction()
             .map_err(sql("starting an audit append"))?;
+        let replay_from = seq.saturating_sub(REPLAY_WINDOW);
         for r in gap.iter().chain(records) {
+            // Sent again after a router restart: held already, kept once.
+            if held_recently(&tx, &me, replay_from, r)? {
+                continue;
+            }
             seq += 1;
             insert(&tx, &me, seq, r)?;
         }
@@ -228,6 +238,35 @@ fn insert(
     Ok(())
 }
 
+/// Whether `origin` holds `r` among its entries numbered above `from`.
+fn held_recently(
+    tx: &rusqlite::Transaction<'_>,
+    origin: &str,
+    from: u64,
+    r: &AuditRecord,
+) -> Result<bool, StoreError> {
+    let mut st = tx
+        .prepare_cached("SELECT record FROM audit WHERE origin = ?1 AND seq > ?2 AND time_ms = ?3")
+        .map_err(sql("reading the audit log"))?;
+    let rows = st
+        .query_map(
+            params![
+                origin,
+                to_i64(from, "audit seq")?,
+                to_i64(r.time_ms, "time")?
+            ],
+            |row| row.get::<_, String>(0),
+        )
+        .map_err(sql("reading the audit log"))?;
+    for body in rows {
+        let body = body.map_err(sql("reading the audit log"))?;
+        if serde_json::from_str::<AuditRecord>(&body).is_ok_and(|held| held == *r) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Keeps `origin`'s newest [`AUDIT_KEEP`] numbers up to `head`.
 fn trim(tx: &rusqlite::Transaction<'_>, origin: &str, head: u64) -> Result<(), StoreError> {
     let Some(below) = head.checked_sub(AUDIT_KEEP) else {
@@ -295,6 +334,28 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_sent_again_after_a_router_restart_is_kept_once() {
+        let (_d, mut a) = store("A");
+        let batch = [rec(10, "pool.create"), rec(20, "volume.create")];
+        assert_eq!(a.audit_append(&batch, 0, 30).unwrap(), 2);
+        // The router died before it forgot its spool: the same batch, and
+        // one record more.
+        let again = [
+            rec(10, "pool.create"),
+            rec(20, "volume.create"),
+            rec(40, "host.create"),
+        ];
+        assert_eq!(a.audit_append(&again, 0, 50).unwrap(), 3);
+        let mine = a.audit_after("A", 0, 100).unwrap();
+        assert_eq!(mine.len(), 3);
+        assert_eq!(mine[2].record, rec(40, "host.create"));
+        // The same method at the same time but another call is another entry.
+        let mut other = rec(40, "host.create");
+        other.action_id = "b40".into();
+        assert_eq!(a.audit_append(&[other], 0, 60).unwrap(), 4);
+    }
+
+    #[test]
     fn a_dropped_count_is_an_entry_of_its_own_and_the_floor_prevents_reuse() {
         let (_d, mut a) = store("A");
         a.audit_append(&[rec(10, "pool.create")], 3, 9).unwrap();
@@ -313,8 +374,11 @@ mod tests {
     #[test]
     fn keeps_the_newest_entries_per_controller() {
         let (_d, mut a) = store("A");
-        let batch: Vec<AuditRecord> = (0..500).map(|i| rec(i, "volume.create")).collect();
-        for _ in 0..(AUDIT_KEEP / 500 + 2) {
+        for round in 0..(AUDIT_KEEP / 500 + 2) {
+            // Distinct calls (the same record twice is kept once).
+            let batch: Vec<AuditRecord> = (0..500)
+                .map(|i| rec(round * 1000 + i, "volume.create"))
+                .collect();
             a.audit_append(&batch, 0, 1).unwrap();
         }
         let head = a.audit_head("A").unwrap();

@@ -300,9 +300,89 @@ async fn remote_duplexctl_logs_in_pins_the_certificate_and_refuses_another() {
     assert!(err.contains("not the pinned one"), "{err}");
     std::fs::write(&pins_file, &pins).unwrap();
 
+    // The admin installs another certificate on the controller: the
+    // endpoint uses it at once, and the pin refuses it until removed.
+    let other = home.path().join("other");
+    duplex_mgmt::tls::ensure_certificate(&other, vec!["nas.example.com".into()]).unwrap();
+    let (c, k) = (
+        duplex_mgmt::tls::cert_path(&other),
+        duplex_mgmt::tls::key_path(&other),
+    );
+    let (code, out, err) = n.duplexctl(&[
+        "cert",
+        "install",
+        "--cert",
+        &c.display().to_string(),
+        "--key",
+        &k.display().to_string(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, shown, _) = n.duplexctl(&["cert", "show"]);
+    assert_eq!(code, 0);
+    let new_print = duplex_mgmt::tls::installed_fingerprint(&other).unwrap();
+    assert!(shown.starts_with(&new_print), "{shown}");
+    let (code, _, err) = ctl(&["--remote", &url, "pool", "list"], "");
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("not the pinned one") && err.contains(&new_print),
+        "{err}"
+    );
+    // Removing the old pin on purpose, then logging in, pins the new one.
+    std::fs::write(&pins_file, "").unwrap();
+    let (code, _, err) = ctl(&["login", &url], "remote admin pw\n");
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains(&new_print), "{err}");
+
     let (code, out, err) = ctl(&["--remote", &url, "logout"], "");
     assert_eq!(code, 0, "{out}{err}");
     let (code, _, err) = ctl(&["--remote", &url, "pool", "list"], "");
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("not logged in"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_record_held_when_the_router_dies_is_stored_after_its_restart() {
+    let n = node("A", None, "");
+    let mut router = n.start_router().await;
+    // No config-keeper: the write fails, its record waits in the router.
+    let (code, _, _) = n.duplexctl(&["host", "add", "h1", "--iqn", "iqn.2024-01.com.example:h1"]);
+    assert_ne!(code, 0);
+    let spool = n.state_dir().join("router-audit.spool");
+    duplex_test_kit::wait_until(
+        "the record is spooled",
+        std::time::Duration::from_secs(10),
+        || async { std::fs::read_to_string(&spool).is_ok_and(|s| s.contains("config.apply")) },
+    )
+    .await;
+    router.kill9();
+    let _router = n.start_router().await;
+    let _ck = n
+        .start_daemon("duplex-config-keeper", "config-keeper", &[])
+        .await;
+    let c = n.client();
+    duplex_test_kit::wait_until(
+        "the record reaches the audit log",
+        std::time::Duration::from_secs(20),
+        || async {
+            c.call("config.audit", serde_json::json!({}))
+                .await
+                .is_ok_and(|v| {
+                    v["entries"]
+                        .as_array()
+                        .is_some_and(|e| e.iter().any(|x| x["method"] == "config.apply"))
+                })
+        },
+    )
+    .await;
+    // Once: the spool is gone and no second copy follows.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let v = c.call("config.audit", serde_json::json!({})).await.unwrap();
+    let n_apply = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["method"] == "config.apply")
+        .count();
+    assert_eq!(n_apply, 1, "{v}");
+    assert!(!spool.exists());
 }
