@@ -38,6 +38,9 @@ pub const CLUSTER_STATE: &str = "cluster.state";
 pub const CLUSTER_TAKEOVER_DONE: &str = "cluster.takeover_done";
 /// A giveback finished (with its timeline).
 pub const CLUSTER_GIVEBACK_DONE: &str = "cluster.giveback_done";
+/// pool-manager's reconciler found the storage differing from the desired
+/// state (never repaired: an administrator decides).
+pub const POOL_DRIFT: &str = "pool.drift";
 /// A job started or ended (the router's).
 pub const JOB_CHANGED: &str = "job.changed";
 /// Something an administrator must see.
@@ -53,6 +56,7 @@ pub const ALL: &[&str] = &[
     POOL_EXPORTED,
     POOL_PROGRESS,
     POOL_REBUILD,
+    POOL_DRIFT,
     VOLUME_CREATED,
     VOLUME_RESIZED,
     VOLUME_DELETED,

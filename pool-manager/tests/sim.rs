@@ -886,3 +886,30 @@ async fn a_background_reconcile_gives_way_to_a_takeover_and_runs_after_it() {
     let own = reconcile_beside_a_takeover(true).await;
     assert!(!own.to_string().contains("not_our_system_id"), "{own}");
 }
+
+#[tokio::test]
+async fn active_here_but_recorded_for_the_partner_is_critical_only_when_it_stays() {
+    let rig = Rig::with_pool(2).await;
+    let drift = |rig: &Rig| -> Vec<Value> {
+        rig.cluster
+            .events()
+            .into_iter()
+            .filter(|(t, _)| t == "pool.drift")
+            .map(|(_, d)| d)
+            .collect()
+    };
+    // A planned move records B as the owner before A exports: a pass in
+    // that moment reports nothing.
+    rig.record_owner("p", "B").await;
+    rig.a.reconcile().await.unwrap();
+    assert!(drift(&rig).is_empty(), "{:?}", drift(&rig));
+    // The next pass still sees it: a critical drift, reported once.
+    rig.a.reconcile().await.unwrap();
+    rig.a.reconcile().await.unwrap();
+    let d = drift(&rig);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0]["severity"], "critical", "{d:?}");
+    assert_eq!(d[0]["drift"]["drift"], "active_but_not_owner", "{d:?}");
+    // Never repaired behind the administrator's back.
+    assert!(rig.shelf.is_active("A", "p"));
+}

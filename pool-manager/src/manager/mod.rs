@@ -46,7 +46,10 @@ pub use duplex_api::methods::Outcome;
 
 #[derive(Default)]
 struct Memory {
+    /// The drifts of the last pass.
     drifts: BTreeSet<String>,
+    /// The drifts published and still seen.
+    announced: BTreeSet<String>,
     alerts: BTreeSet<String>,
     progress: BTreeMap<String, i64>,
     /// Per-volume devices of ours whose path was failed at every check

@@ -117,21 +117,25 @@ impl<B: PoolBackend, C: Cluster> Manager<B, C> {
             _ => None,
         }) {
             let key = serde_json::to_string(d).unwrap_or_default();
-            if !mem.drifts.contains(&key) {
-                let severity = if matches!(d, Drift::ActiveButNotOwner { .. }) {
-                    "critical"
-                } else {
-                    "warning"
-                };
+            // A planned move records the new owner before the old one
+            // exports: for that moment the pool is active here and
+            // recorded for the partner. Only a pass that sees it again is
+            // a drift worth a critical alert.
+            let not_owner = matches!(d, Drift::ActiveButNotOwner { .. });
+            let confirmed = !not_owner || mem.drifts.contains(&key);
+            if confirmed && !mem.announced.contains(&key) {
+                let severity = if not_owner { "critical" } else { "warning" };
                 tracing::warn!(drift = %key, "drift");
                 self.cluster
                     .publish(
-                        "pool.drift",
+                        topics::POOL_DRIFT,
                         json!({"severity": severity, "drift": d, "controller": self.me}),
                     )
                     .await;
+                mem.announced.insert(key);
             }
         }
+        mem.announced.retain(|k| drifts.contains(k));
         mem.drifts = drifts;
         // Health of the pools active here.
         let mut alerts = BTreeSet::new();
