@@ -74,7 +74,42 @@ fn method_object(m: &Method, components: &mut Map<String, Value>) -> Value {
             obj["x-duplex-untyped"] = Value::Bool(true);
         }
     }
+    endpoint_shape(m.name, &mut obj);
     obj
+}
+
+/// The subscription methods as the endpoint answers them over WebSocket
+/// (jsonrpsee's subscriptions), which differ from the router's own: the
+/// subscription's id comes back, events arrive as `event.notify`
+/// notifications, and `event.unsubscribe` takes that id by position.
+fn endpoint_shape(name: &str, obj: &mut Value) {
+    let id = json!({"type": ["string", "integer"]});
+    match name {
+        "event.subscribe" => {
+            obj["result"] = json!({
+                "name": "subscription",
+                "description": "The subscription's id. Each event then arrives as a notification \
+                    `event.notify` with params {subscription, result: <event>} (WebSocket only).",
+                "schema": id,
+            });
+            obj["x-duplex-notification"] = json!("event.notify");
+        }
+        "event.unsubscribe" => {
+            obj["paramStructure"] = json!("by-position");
+            obj["params"] = json!([{
+                "name": "subscription",
+                "description": "The id event.subscribe answered.",
+                "required": true,
+                "schema": id,
+            }]);
+            obj["result"] = json!({
+                "name": "unsubscribed",
+                "description": "Whether a subscription was ended.",
+                "schema": {"type": "boolean"},
+            });
+        }
+        _ => {}
+    }
 }
 
 /// Moves a root schema's `definitions` into the document's components
