@@ -89,9 +89,36 @@ images() {
   export DUPLEX_LAB_IMAGES DUPLEX_LAB_IMAGES_SECONDS
 }
 
+# The web UI the controllers serve (shipped in the payload when built):
+# its npm packages from the lockfile, then the bundle. Skipped, with a
+# line, where Node.js is missing: the lab runs without the UI.
+build_ui() {
+  if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+    log "no Node.js/npm here: the controllers will have no web UI"
+    return 0
+  fi
+  log "building the web UI (ui/)"
+  (cd "$repo/ui" && timeout 600 npm ci --no-audit --no-fund --loglevel=error >&2 \
+    && timeout 300 node build.mjs >&2)
+}
+
+# An administrator for the web UI of the lab that is up: a random password
+# kept in the run directory (0600), and where to open the UI.
+ui_admin() {
+  local run="${DUPLEX_LAB_RUN:-$here/run}" pw
+  [ -f "$repo/ui/dist/index.html" ] || return 0
+  pw=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  "$(lab_bin)" exec A -- duplexctl call config.apply \
+    "{\"changes\": [{\"op\": \"upsert\", \"kind\": \"user\", \"object\": {\"name\": \"admin\", \"password\": \"$pw\", \"role\": \"admin\"}}]}" \
+    >/dev/null 2>&1 || { log "could not create the web UI's admin user"; return 0; }
+  (umask 077 && printf '%s\n' "$pw" > "$run/ui-admin-password")
+  log "web UI: https://127.0.0.1:18443 (controller A; B on 18444), user admin, password in $run/ui-admin-password (self-signed certificate)"
+}
+
 prepare() {
   install_packages
   build
+  build_ui
   images
   log "build ${DUPLEX_LAB_BUILD_SECONDS}s, images ${DUPLEX_LAB_IMAGES_SECONDS}s ($DUPLEX_LAB_IMAGES)"
 }
@@ -114,6 +141,7 @@ case "$cmd" in
       # shellcheck disable=SC2086
       "$(lab_bin)" failover $failover >/dev/null || { log "failover FAILED; the lab is still up (run.sh down to stop it)"; exit 1; }
     fi
+    ui_admin
     log "the lab is up: $(lab_bin) status | exec A|B|H -- CMD | failover NAME | down"
     ;;
   boot)
