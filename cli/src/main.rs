@@ -321,15 +321,9 @@ async fn call_or_job(
 async fn admin_cmd(client: &Conn, args: &Args, cmd: admin::Admin<'_>) -> anyhow::Result<ExitCode> {
     let (method, mut params) = cmd.call();
     if cmd.wants_password() {
-        let mut line = String::new();
-        std::io::stdin()
-            .read_line(&mut line)
-            .context("reading the password from standard input")?;
-        let password = line.trim_end_matches(['\r', '\n']);
-        if password.is_empty() {
-            eprintln!("duplexctl: give the password on standard input (one line)");
+        let Some(password) = read_password()? else {
             return Ok(ExitCode::from(2));
-        }
+        };
         params["changes"][0]["object"]["password"] = json!(password);
     }
     if let Err(e) = catalogue::check_params(method, &params) {
@@ -347,6 +341,20 @@ async fn admin_cmd(client: &Conn, args: &Args, cmd: admin::Admin<'_>) -> anyhow:
         print!("{}", cmd.render(&v));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line of standard input as a password; `None` (said why) when empty.
+fn read_password() -> anyhow::Result<Option<String>> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        eprintln!("duplexctl: give the password on standard input (one line)");
+        return Ok(None);
+    }
+    Ok(Some(password.to_string()))
 }
 
 fn socket_path(args: &Args) -> PathBuf {
@@ -659,15 +667,9 @@ fn connect_error(e: Failed) -> anyhow::Error {
 /// certificate pinned on first use, the session saved.
 async fn login(url: &str, user: &str, timeout: Duration) -> anyhow::Result<ExitCode> {
     let mut r = remote::Remote::open(url, timeout, true)?;
-    let mut line = String::new();
-    std::io::stdin()
-        .read_line(&mut line)
-        .context("reading the password from standard input")?;
-    let password = line.trim_end_matches(['\r', '\n']);
-    if password.is_empty() {
-        eprintln!("duplexctl: give the password on standard input (one line)");
+    let Some(password) = read_password()? else {
         return Ok(ExitCode::from(2));
-    }
+    };
     let answer = r
         .call("auth.login", json!({"user": user, "password": password}))
         .await;

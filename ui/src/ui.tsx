@@ -454,3 +454,42 @@ function DialogForm(props: Parameters<typeof FormButton>[0] & { close: () => voi
     </form>
   );
 }
+
+/** A table that scrolls sideways inside its card: the column headers
+ * (`false` drops one, such as Actions for a read_only user), then the rows. */
+export function Table(props: { headers: (string | false)[]; children: ComponentChildren }) {
+  return (
+    <div class="table-wrap">
+      <table>
+        <thead>
+          <tr>
+            {props.headers
+              .filter((h): h is string => h !== false)
+              .map((h) => (
+                <th scope="col" key={h}>
+                  {h}
+                </th>
+              ))}
+          </tr>
+        </thead>
+        <tbody>{props.children}</tbody>
+      </table>
+    </div>
+  );
+}
+
+/** A form's submit button (its label while busy) and the job's progress. */
+export function SubmitRow(props: { form: { busy: boolean; progress?: string | null }; label: string; busyLabel: string }) {
+  return (
+    <div class="buttons">
+      <button type="submit" class="primary" disabled={props.form.busy}>
+        {props.form.busy ? props.busyLabel : props.label}
+      </button>
+      {props.form.progress && (
+        <span class="muted" aria-live="polite">
+          {props.form.progress}
+        </span>
+      )}
+    </div>
+  );
+}

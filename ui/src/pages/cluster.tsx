@@ -6,7 +6,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { duration, members, time } from '../format';
 import { runJob, type DuplexEvent, type Job } from '../rpc';
 import { Timeline, type Entry } from '../timeline';
-import { Badge, ConfirmButton, Section, Status, useApp, useQuery } from '../ui';
+import { Badge, ConfirmButton, Section, Status, useApp, useQuery, Table } from '../ui';
 import { CLUSTER_TOPICS, Controllers, POOL_TOPICS, type ClusterStatus, type PoolStatus } from './dashboard';
 import { progressText } from './pools';
 
@@ -39,17 +39,7 @@ function Jobs() {
   const jobs = (q.data?.jobs ?? []).slice(0, 10);
   if (!q.data || !jobs.length) return <Status q={q} empty={!!q.data} emptyText="No jobs on this controller yet." />;
   return (
-    <div class="table-wrap">
-      <table>
-        <thead>
-          <tr>
-            <th scope="col">Method</th>
-            <th scope="col">State</th>
-            <th scope="col">Started</th>
-            <th scope="col">Took</th>
-          </tr>
-        </thead>
-        <tbody>
+    <Table headers={['Method', 'State', 'Started', 'Took']}>
           {jobs.map((j) => (
             <tr key={j.job}>
               <td>
@@ -63,9 +53,7 @@ function Jobs() {
               <td class="nowrap">{j.ended_ms ? duration(j.ended_ms - j.started_ms) : '–'}</td>
             </tr>
           ))}
-        </tbody>
-      </table>
-    </div>
+</Table>
   );
 }
 

@@ -2,7 +2,7 @@
 // one (`disk.list`).
 
 import { bytes } from '../format';
-import { Badge, Section, Status, useQuery } from '../ui';
+import { Badge, Section, Status, useQuery, Table } from '../ui';
 
 export interface Disk {
   path: string;
@@ -41,21 +41,7 @@ export function DisksPage() {
       {!q.data || !disks.length ? (
         <Status q={q} empty={!!q.data} emptyText="No disks." />
       ) : (
-        <div class="table-wrap">
-          <table>
-            <thead>
-              <tr>
-                <th scope="col">Disk</th>
-                <th scope="col">WWN</th>
-                <th scope="col">Size</th>
-                <th scope="col">Tier</th>
-                <th scope="col">Transport</th>
-                <th scope="col">Shared</th>
-                <th scope="col">Pool</th>
-                <th scope="col">May join a pool</th>
-              </tr>
-            </thead>
-            <tbody>
+        <Table headers={['Disk', 'WWN', 'Size', 'Tier', 'Transport', 'Shared', 'Pool', 'May join a pool']}>
               {disks.map((d) => (
                 <tr key={d.path}>
                   <th scope="row" class="mono" title={d.path}>
@@ -80,9 +66,7 @@ export function DisksPage() {
                   </td>
                 </tr>
               ))}
-            </tbody>
-          </table>
-        </div>
+</Table>
       )}
     </Section>
   );

@@ -17,6 +17,8 @@ import {
   useApp,
   useForm,
   useQuery,
+  Table,
+  SubmitRow,
 } from '../ui';
 import { DISK_TOPICS, type DiskList } from './disks';
 import { POOL_TOPICS, type PoolStatus } from './dashboard';
@@ -170,16 +172,7 @@ function CreatePool(props: { onDone: () => void }) {
           </table>
         </div>
       )}
-      <div class="buttons">
-        <button type="submit" class="primary" disabled={form.busy}>
-          {form.busy ? 'Creating…' : 'Create pool'}
-        </button>
-        {form.progress && (
-          <span class="muted" aria-live="polite">
-            {form.progress}
-          </span>
-        )}
-      </div>
+      <SubmitRow form={form} label="Create pool" busyLabel="Creating…" />
     </form>
   );
 }
@@ -194,23 +187,7 @@ export function PoolsPage() {
         {!q.data || !pools.length ? (
           <Status q={q} empty={!!q.data} emptyText="No pools yet." />
         ) : (
-          <div class="table-wrap">
-            <table>
-              <thead>
-                <tr>
-                  <th scope="col">Name</th>
-                  <th scope="col">Owner</th>
-                  <th scope="col">Home</th>
-                  <th scope="col">Layout</th>
-                  <th scope="col">Size</th>
-                  <th scope="col">Free</th>
-                  <th scope="col">Volumes</th>
-                  <th scope="col">Active here</th>
-                  <th scope="col">Alerts</th>
-                  {canWrite && <th scope="col">Actions</th>}
-                </tr>
-              </thead>
-              <tbody>
+          <Table headers={['Name', 'Owner', 'Home', 'Layout', 'Size', 'Free', 'Volumes', 'Active here', 'Alerts', canWrite && 'Actions']}>
                 {pools.map((p) => (
                   <tr key={p.name} data-pool={p.name}>
                     <th scope="row">{p.name}</th>
@@ -242,9 +219,7 @@ export function PoolsPage() {
                     )}
                   </tr>
                 ))}
-              </tbody>
-            </table>
-          </div>
+</Table>
         )}
       </Section>
       {canWrite && (

@@ -14,6 +14,8 @@ import {
   useApp,
   useForm,
   useQuery,
+  Table,
+  SubmitRow,
 } from '../ui';
 import { POOL_TOPICS, type PoolStatus } from './dashboard';
 import { progressText } from './pools';
@@ -90,16 +92,7 @@ function CreateVolume(props: { onDone: () => void }) {
         />
         <TextField form={form} name="size" label="Size" required placeholder="10GiB" hint="With a unit: MiB, GiB, TiB" />
       </div>
-      <div class="buttons">
-        <button type="submit" class="primary" disabled={form.busy}>
-          {form.busy ? 'Creating…' : 'Create volume'}
-        </button>
-        {form.progress && (
-          <span class="muted" aria-live="polite">
-            {form.progress}
-          </span>
-        )}
-      </div>
+      <SubmitRow form={form} label="Create volume" busyLabel="Creating…" />
     </form>
   );
 }
@@ -115,21 +108,7 @@ export function VolumesPage() {
         {!q.data || !vols.length ? (
           <Status q={q} empty={!!q.data} emptyText="No volumes yet." />
         ) : (
-          <div class="table-wrap">
-            <table>
-              <thead>
-                <tr>
-                  <th scope="col">Name</th>
-                  <th scope="col">Pool</th>
-                  <th scope="col">Size</th>
-                  <th scope="col">Mode</th>
-                  <th scope="col">Active here</th>
-                  <th scope="col">Parent</th>
-                  <th scope="col">WWN</th>
-                  {canWrite && <th scope="col">Actions</th>}
-                </tr>
-              </thead>
-              <tbody>
+          <Table headers={['Name', 'Pool', 'Size', 'Mode', 'Active here', 'Parent', 'WWN', canWrite && 'Actions']}>
                 {vols.map((v) => (
                   <tr key={v.name} data-volume={v.name}>
                     <th scope="row">{v.name}</th>
@@ -186,9 +165,7 @@ export function VolumesPage() {
                     )}
                   </tr>
                 ))}
-              </tbody>
-            </table>
-          </div>
+</Table>
         )}
       </Section>
       {q.data && q.data.tree.length > 0 && (
