@@ -2,8 +2,8 @@
 //! controller's management endpoint over HTTPS (`--remote`, after
 //! `duplexctl login`).
 
-use crate::remote::{Remote, RemoteError};
-use duplex_services::client::{CallError, RouterClient, Subscription};
+use crate::remote::{self, Remote, RemoteError};
+use duplex_services::client::{CallError, Event, RouterClient, Subscription};
 use duplex_services::rpc::{Request, Response, RpcError};
 use serde_json::{json, Value};
 
@@ -97,14 +97,34 @@ impl Conn {
         }
     }
 
-    /// Subscribes to router topics (local only).
-    pub async fn subscribe(&self, topics: &[&str]) -> Result<Subscription, Failed> {
+    /// Subscribes to router topics: through the local router, or over the
+    /// endpoint's WebSocket.
+    pub async fn subscribe(&self, topics: &[&str]) -> Result<Events, Failed> {
         match self {
-            Conn::Local(c) => Ok(c.subscribe(topics).await?),
-            Conn::Remote(_) => Err(RemoteError::Unsupported(
-                "events do not work over --remote yet: use the web UI's event stream, or duplexctl on the controller",
-            )
-            .into()),
+            Conn::Local(c) => Ok(Events::Local(c.subscribe(topics).await?)),
+            Conn::Remote(r) => match r.subscribe(topics).await {
+                Ok(e) => Ok(Events::Remote(e)),
+                Err(RemoteError::Refused(e)) => Err(Failed::Rpc(e)),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+}
+
+/// A stream of events, from either way to the appliance.
+pub enum Events {
+    /// The router's subscription (reconnects after a router restart).
+    Local(Subscription),
+    /// The endpoint's WebSocket (ends with the session).
+    Remote(remote::Events),
+}
+
+impl Events {
+    /// The next event.
+    pub async fn next(&mut self) -> Result<Event, Failed> {
+        match self {
+            Events::Local(s) => Ok(s.next().await),
+            Events::Remote(r) => Ok(r.next().await?),
         }
     }
 }

@@ -499,7 +499,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 if count.is_some_and(|c| seen >= c) {
                     return Ok(ExitCode::SUCCESS);
                 }
-                let ev = sub.next().await;
+                let ev = sub.next().await.map_err(connect_error)?;
                 seen += 1;
                 if args.json {
                     println!("{}", serde_json::to_string(&ev)?);

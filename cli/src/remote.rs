@@ -4,6 +4,7 @@
 //! ssh pins host keys: a later certificate that differs is refused until
 //! the admin removes the old pin on purpose.
 
+use duplex_services::client::{Event, EVENT_NOTIFY};
 use duplex_services::rpc::{Response, RpcError};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
@@ -21,6 +22,7 @@ use tokio_rustls::rustls::{
     pki_types::{CertificateDer, ServerName, UnixTime},
     DigitallySignedStruct, SignatureScheme,
 };
+use tokio_util::compat::TokioAsyncReadCompatExt;
 
 /// Largest answer read from the endpoint, bytes.
 pub const MAX_ANSWER_BYTES: usize = 16 << 20;
@@ -112,6 +114,9 @@ pub enum RemoteError {
     /// Something the endpoint does not offer.
     #[error("{0}")]
     Unsupported(&'static str),
+    /// The endpoint refused the request (the method's error).
+    #[error(transparent)]
+    Refused(RpcError),
 }
 
 /// An endpoint address.
@@ -468,12 +473,9 @@ impl Remote {
         Ok(self.send(&req).await?.into_result())
     }
 
-    async fn exchange(&self, request: &Value) -> Result<Response, RemoteError> {
+    /// TCP and TLS to the endpoint, the certificate checked against the pin.
+    async fn connect(&self) -> Result<TlsStream, RemoteError> {
         let addr = self.target.addr();
-        let http = |message: String| RemoteError::Http {
-            addr: addr.clone(),
-            message,
-        };
         let tcp = tokio::net::TcpStream::connect((self.target.host.as_str(), self.target.port))
             .await
             .map_err(|source| RemoteError::Connect {
@@ -482,15 +484,15 @@ impl Remote {
             })?;
         let name = ServerName::try_from(self.target.host.clone())
             .map_err(|_| RemoteError::BadUrl(self.target.url()))?;
-        let tls = match self.tls.connect(name, tcp).await {
-            Ok(s) => s,
+        match self.tls.connect(name, tcp).await {
+            Ok(s) => Ok(s),
             Err(source) => {
                 let presented = self
                     .seen
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .clone();
-                return Err(match (&self.expected, presented) {
+                Err(match (&self.expected, presented) {
                     (Some(p), Some(now)) if *p != now => RemoteError::PinMismatch {
                         addr,
                         pinned: p.clone(),
@@ -498,9 +500,86 @@ impl Remote {
                         file: pins_file(&self.dir),
                     },
                     _ => RemoteError::Tls { addr, source },
-                });
+                })
             }
+        }
+    }
+
+    /// Subscribes to router topics over a WebSocket (the session's token
+    /// on the upgrade request): the events as the endpoint pushes them.
+    pub async fn subscribe(&self, topics: &[&str]) -> Result<Events, RemoteError> {
+        let secs = self.timeout.as_secs();
+        tokio::time::timeout(self.timeout, self.open_events(topics))
+            .await
+            .map_err(|_| RemoteError::Timeout {
+                addr: self.target.addr(),
+                secs,
+            })?
+    }
+
+    async fn open_events(&self, topics: &[&str]) -> Result<Events, RemoteError> {
+        let addr = self.target.addr();
+        let ws = |message: String| RemoteError::Http {
+            addr: addr.clone(),
+            message,
         };
+        let tls = self.connect().await?.compat();
+        let mut hs = soketto::handshake::Client::new(tls, &addr, "/");
+        let bearer = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let headers: Vec<soketto::handshake::client::Header<'_>> = bearer
+            .iter()
+            .map(|b| soketto::handshake::client::Header {
+                name: "Authorization",
+                value: b.as_bytes(),
+            })
+            .collect();
+        hs.set_headers(&headers);
+        match hs
+            .handshake()
+            .await
+            .map_err(|e| ws(format!("WebSocket upgrade: {e}")))?
+        {
+            soketto::handshake::ServerResponse::Accepted { .. } => {}
+            soketto::handshake::ServerResponse::Rejected { status_code }
+            | soketto::handshake::ServerResponse::Redirect { status_code, .. } => {
+                return Err(RemoteError::Status {
+                    addr,
+                    status: status_code,
+                    body: "the WebSocket upgrade was refused".into(),
+                })
+            }
+        }
+        let mut builder = hs.into_builder();
+        builder.set_max_message_size(MAX_EVENT_BYTES);
+        let (mut tx, rx) = builder.finish();
+        let req = json!({"jsonrpc": "2.0", "id": 1, "method": "event.subscribe",
+            "params": {"topics": topics}});
+        tx.send_text(req.to_string())
+            .await
+            .map_err(|e| ws(e.to_string()))?;
+        tx.flush().await.map_err(|e| ws(e.to_string()))?;
+        let mut events = Events {
+            addr: addr.clone(),
+            _tx: tx,
+            rx,
+        };
+        // The answer (the subscription id or the refusal) comes first.
+        let answer = events.frame().await?;
+        let resp: Response = serde_json::from_value(answer).map_err(|e| RemoteError::Http {
+            addr,
+            message: format!("unreadable answer to event.subscribe: {e}"),
+        })?;
+        resp.into_result().map_err(RemoteError::Refused)?;
+        Ok(events)
+    }
+
+    async fn exchange(&self, request: &Value) -> Result<Response, RemoteError> {
+        let addr = self.target.addr();
+        let http = |message: String| RemoteError::Http {
+            addr: addr.clone(),
+            message,
+        };
+        let tls = self.connect().await?;
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
                 .await
@@ -535,6 +614,57 @@ impl Remote {
                 status,
                 body: String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
             }),
+        }
+    }
+}
+
+type TlsStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+type Ws = tokio_util::compat::Compat<TlsStream>;
+
+/// Largest event frame read from the endpoint, bytes.
+pub const MAX_EVENT_BYTES: usize = 4 << 20;
+
+/// The events of a subscription over the endpoint's WebSocket.
+pub struct Events {
+    addr: String,
+    // Kept so the socket stays open (soketto answers pings through it).
+    _tx: soketto::Sender<Ws>,
+    rx: soketto::Receiver<Ws>,
+}
+
+impl Events {
+    async fn frame(&mut self) -> Result<Value, RemoteError> {
+        let mut data = Vec::new();
+        self.rx
+            .receive_data(&mut data)
+            .await
+            .map_err(|e| RemoteError::Http {
+                addr: self.addr.clone(),
+                message: match e {
+                    soketto::connection::Error::Closed => {
+                        "the endpoint closed the event stream (the session may have ended: log in again)"
+                            .to_string()
+                    }
+                    other => format!("event stream: {other}"),
+                },
+            })?;
+        serde_json::from_slice(&data).map_err(|e| RemoteError::Http {
+            addr: self.addr.clone(),
+            message: format!("unreadable event frame: {e}"),
+        })
+    }
+
+    /// The next event.
+    pub async fn next(&mut self) -> Result<Event, RemoteError> {
+        loop {
+            let v = self.frame().await?;
+            if v["method"] != EVENT_NOTIFY {
+                continue;
+            }
+            match serde_json::from_value::<Event>(v["params"]["result"].clone()) {
+                Ok(ev) => return Ok(ev),
+                Err(e) => tracing::warn!(error = %e, "unreadable event"),
+            }
         }
     }
 }

@@ -287,6 +287,39 @@ async fn remote_duplexctl_logs_in_pins_the_certificate_and_refuses_another() {
             .any(|l| l.contains("admin") && l.contains("config.apply")),
         "the remote write is audited under its user: {out}"
     );
+    // Events over the endpoint's WebSocket: changes are made until the
+    // subscriber has printed one (so its subscription surely came first).
+    let mut events = std::process::Command::new(duplex_test_kit::bin("duplexctl"))
+        .args(["--remote", &url, "events", "config.*", "--count", "1"])
+        .env_clear()
+        .env("DUPLEX_CONFIG", &n.config)
+        .env("DUPLEX_CLI_DIR", &dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut exited = None;
+    for i in 0..40 {
+        if let Some(s) = events.try_wait().unwrap() {
+            exited = Some(s);
+            break;
+        }
+        let name = format!("ev{i}");
+        let iqn = format!("iqn.2024-01.com.example:ev{i}");
+        let (code, out, err) = ctl(&["--remote", &url, "host", "add", &name, "--iqn", &iqn], "");
+        assert_eq!(code, 0, "{out}{err}");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    if exited.is_none() {
+        let _ = events.kill();
+    }
+    let out = events.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("config.changed"), "{stdout}{stderr}");
     let (code, _, err) = ctl(&["--remote", &url, "-c", "B", "pool", "list"], "");
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("own management address"), "{err}");
