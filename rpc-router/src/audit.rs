@@ -8,9 +8,10 @@
 //! logged-in user), so it is the one place that sees them all. It hands
 //! the records to config-keeper (`config.audit_append`) from a bounded
 //! queue off the call path: a takeover's calls never wait for the audit.
-//! The batch being handed over is kept in a spool file ([`Spool`]) until
-//! config-keeper took it, so a router that dies meanwhile sends it again
-//! at its next start (config-keeper keeps a record sent twice once).
+//! Every record taken off the queue is kept in a spool file ([`Spool`],
+//! synced) until config-keeper took it, so a router that dies meanwhile
+//! sends it again at its next start (config-keeper keeps a record sent
+//! twice once).
 
 use duplex_api::catalogue::{self, Access, Audience};
 use duplex_api::methods::config::AuditRecord;
@@ -25,6 +26,9 @@ use std::path::{Path, PathBuf};
 pub const QUEUE: usize = 4_096;
 /// Records per `config.audit_append`.
 pub const BATCH: usize = 32;
+/// Records held in the spool at most (while config-keeper does not take
+/// them); more are counted as dropped.
+pub const SPOOL_MAX: usize = 4_096;
 /// Parameters larger than this (as JSON) are recorded as their size only,
 /// so a batch stays far below the message limit.
 pub const MAX_PARAMS_BYTES: usize = 16 * 1024;
@@ -88,8 +92,8 @@ pub fn record(
     }
 }
 
-/// The records handed to config-keeper and not yet taken, one JSON line
-/// each, in the router's state directory (at most a [`BATCH`]).
+/// The records not yet taken by config-keeper, one JSON line each, in the
+/// router's state directory (at most [`SPOOL_MAX`]).
 pub struct Spool {
     path: PathBuf,
 }
@@ -107,7 +111,7 @@ impl Spool {
         &self.path
     }
 
-    /// What the previous run left (at most a [`BATCH`]; damaged lines,
+    /// What the previous run left (at most [`SPOOL_MAX`]; damaged lines,
     /// such as one cut by a crash, are skipped).
     pub fn load(&self) -> Vec<AuditRecord> {
         let Ok(text) = std::fs::read_to_string(&self.path) else {
@@ -115,30 +119,45 @@ impl Spool {
         };
         text.lines()
             .filter_map(|l| serde_json::from_str(l).ok())
-            .take(BATCH)
+            .take(SPOOL_MAX)
             .collect()
     }
 
-    /// Adds `records` to the spool.
-    pub fn append(&self, records: &[AuditRecord]) -> std::io::Result<()> {
+    fn lines(records: &[AuditRecord]) -> std::io::Result<String> {
         let mut text = String::new();
         for r in records {
             text.push_str(&serde_json::to_string(r).map_err(std::io::Error::other)?);
             text.push('\n');
         }
+        Ok(text)
+    }
+
+    /// Adds `records` to the spool, on disk when it returns.
+    pub fn append(&self, records: &[AuditRecord]) -> std::io::Result<()> {
+        let text = Self::lines(records)?;
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.path)?;
-        f.write_all(text.as_bytes())
+        f.write_all(text.as_bytes())?;
+        f.sync_data()
     }
 
-    /// Forgets the spool: config-keeper took it.
-    pub fn clear(&self) -> std::io::Result<()> {
-        match std::fs::remove_file(&self.path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+    /// Keeps only `records` (the ones config-keeper did not take yet):
+    /// written beside and renamed over, so a crash leaves the old spool or
+    /// the new one; none at all when `records` is empty.
+    pub fn replace(&self, records: &[AuditRecord]) -> std::io::Result<()> {
+        if records.is_empty() {
+            return match std::fs::remove_file(&self.path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            };
         }
+        let tmp = self.path.with_extension("spool.tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(Self::lines(records)?.as_bytes())?;
+        f.sync_data()?;
+        std::fs::rename(&tmp, &self.path)
     }
 }
 
@@ -236,8 +255,30 @@ mod tests {
             again.iter().map(|r| r.time_ms).collect::<Vec<_>>(),
             [1, 2, 3]
         );
-        sp.clear().unwrap();
+        sp.replace(&[]).unwrap();
         assert!(sp.load().is_empty());
-        sp.clear().unwrap();
+        sp.replace(&[]).unwrap();
+    }
+
+    #[test]
+    fn the_spool_keeps_what_config_keeper_did_not_take() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::new(d.path());
+        let rec = |id: &str| {
+            record(
+                1,
+                id,
+                "pool.create",
+                "client(pid=1)",
+                None,
+                json!({}),
+                &Ok(json!({})),
+            )
+        };
+        spool.append(&[rec("a"), rec("b"), rec("c")]).unwrap();
+        spool.replace(&spool.load()[2..]).unwrap();
+        spool.append(&[rec("d")]).unwrap();
+        let ids: Vec<String> = spool.load().into_iter().map(|r| r.action_id).collect();
+        assert_eq!(ids, ["c", "d"]);
     }
 }

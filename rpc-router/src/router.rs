@@ -1026,45 +1026,39 @@ impl Router {
         }
     }
 
-    /// Hands queued audit records to config-keeper in batches, holding a
-    /// batch and retrying every second while it does not answer (records
-    /// arriving meanwhile wait in the bounded queue). Never returns while
-    /// the router runs.
+    /// Hands queued audit records to config-keeper in batches, retrying
+    /// every second while it does not answer. Every record is in the spool
+    /// (synced) as soon as this loop takes it off the queue, also while a
+    /// batch is on its way or waits for a retry, so a router that dies
+    /// loses at most what was still in the in-memory queue: records it
+    /// took microseconds earlier. Never returns while the router runs.
     async fn audit_loop(self: Arc<Self>, mut rx: mpsc::Receiver<AuditRecord>) {
         let spool = audit::Spool::new(&self.cfg.state_dir);
         // What a previous run held when it stopped goes first.
-        let mut batch: Vec<AuditRecord> = spool.load();
-        let mut spooled = batch.len();
-        if spooled > 0 {
+        let mut held: std::collections::VecDeque<AuditRecord> = spool.load().into();
+        if !held.is_empty() {
             tracing::info!(
-                records = spooled,
+                records = held.len(),
                 "sending audit records held before a restart"
             );
         }
         let mut failing = false;
         loop {
-            if batch.is_empty() {
+            if held.is_empty() {
                 match rx.recv().await {
-                    Some(r) => batch.push(r),
+                    Some(r) => self.hold(&spool, &mut held, vec![r]),
                     None => return,
                 }
             }
-            while batch.len() < audit::BATCH {
-                match rx.try_recv() {
-                    Ok(r) => batch.push(r),
-                    Err(_) => break,
-                }
+            let mut more = Vec::new();
+            while let Ok(r) = rx.try_recv() {
+                more.push(r);
             }
-            // On disk before the first try: a restart sends them again.
-            if batch.len() > spooled {
-                if let Err(e) = spool.append(&batch[spooled..]) {
-                    tracing::warn!(file = %spool.path().display(), error = %e, "cannot spool audit records");
-                }
-                spooled = batch.len();
-            }
+            self.hold(&spool, &mut held, more);
+            let take = held.len().min(audit::BATCH);
             let dropped = self.audit_dropped.swap(0, Ordering::Relaxed);
             let params = AuditAppendParams {
-                records: batch.clone(),
+                records: held.iter().take(take).cloned().collect(),
                 dropped,
             };
             let req = Request::call(
@@ -1072,29 +1066,71 @@ impl Router {
                 "config.audit_append",
                 json!(params),
             );
-            let (_, r) = self.forward(req, action::new_id(), "router".into()).await;
+            let send = self.forward(req, action::new_id(), "router".into());
+            tokio::pin!(send);
+            // Records arriving while the batch is on its way are spooled.
+            let r = loop {
+                tokio::select! {
+                    (_, r) = &mut send => break r,
+                    Some(rec) = rx.recv() => self.hold(&spool, &mut held, vec![rec]),
+                }
+            };
             match r {
                 Ok(_) => {
                     if failing {
                         tracing::info!("audit records reach config-keeper again");
                     }
                     failing = false;
-                    batch.clear();
-                    spooled = 0;
-                    if let Err(e) = spool.clear() {
-                        tracing::warn!(file = %spool.path().display(), error = %e, "cannot clear the audit spool");
+                    held.drain(..take);
+                    if let Err(e) = spool.replace(held.make_contiguous()) {
+                        tracing::warn!(file = %spool.path().display(), error = %e, "cannot rewrite the audit spool");
                     }
                 }
                 Err(e) => {
                     self.audit_dropped.fetch_add(dropped, Ordering::Relaxed);
                     if !failing {
-                        tracing::warn!(error = %e, held = batch.len(), "config-keeper does not take audit records; holding them");
+                        tracing::warn!(error = %e, held = held.len(), "config-keeper does not take audit records; holding them");
                     }
                     failing = true;
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let pause = tokio::time::sleep(Duration::from_secs(1));
+                    tokio::pin!(pause);
+                    loop {
+                        tokio::select! {
+                            () = &mut pause => break,
+                            Some(rec) = rx.recv() => self.hold(&spool, &mut held, vec![rec]),
+                        }
+                    }
                 }
             }
         }
+    }
+
+    /// Adds `records` to the held ones and to the spool (synced); past
+    /// [`audit::SPOOL_MAX`] they are counted as dropped.
+    fn hold(
+        &self,
+        spool: &audit::Spool,
+        held: &mut std::collections::VecDeque<AuditRecord>,
+        mut records: Vec<AuditRecord>,
+    ) {
+        let room = audit::SPOOL_MAX.saturating_sub(held.len());
+        if records.len() > room {
+            let over = records.len() - room;
+            records.truncate(room);
+            if self.audit_dropped.fetch_add(over as u64, Ordering::Relaxed) == 0 {
+                tracing::warn!(
+                    limit = audit::SPOOL_MAX,
+                    "the audit spool is full: records are counted as dropped until config-keeper takes them"
+                );
+            }
+        }
+        if records.is_empty() {
+            return;
+        }
+        if let Err(e) = spool.append(&records) {
+            tracing::warn!(file = %spool.path().display(), error = %e, "cannot spool audit records");
+        }
+        held.extend(records);
     }
 
     fn status_view(&self) -> Value {
