@@ -125,12 +125,17 @@ pub struct SimShelf {
     mem: Arc<Mutex<Shelf>>,
     /// The file the shelf lives in when processes share it.
     file: Option<Arc<PathBuf>>,
+    /// The file's generation this process's copy holds (0: none yet).
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// The locked shelf; a file-backed one is written back when dropped.
+/// The locked shelf; a file-backed one is written back when dropped, if
+/// it was changed.
 pub struct ShelfGuard<'a> {
     mem: MutexGuard<'a, Shelf>,
     file: Option<nix::fcntl::Flock<std::fs::File>>,
+    generation: &'a std::sync::atomic::AtomicU64,
+    dirty: bool,
 }
 
 impl Deref for ShelfGuard<'_> {
@@ -142,6 +147,7 @@ impl Deref for ShelfGuard<'_> {
 
 impl DerefMut for ShelfGuard<'_> {
     fn deref_mut(&mut self) -> &mut Shelf {
+        self.dirty = true;
         &mut self.mem
     }
 }
@@ -151,16 +157,30 @@ impl Drop for ShelfGuard<'_> {
         let Some(f) = self.file.as_mut() else {
             return;
         };
+        if !self.dirty {
+            return;
+        }
+        use std::sync::atomic::Ordering;
+        let generation = self
+            .generation
+            .load(Ordering::SeqCst)
+            .wrapping_add(1)
+            .max(1);
         let r = serde_json::to_vec(&*self.mem)
             .map_err(std::io::Error::other)
             .and_then(|text| {
                 f.set_len(0)?;
                 f.rewind()?;
+                f.write_all(format!("{generation}\n").as_bytes())?;
                 f.write_all(&text)
             });
-        if let Err(e) = r {
-            // A simulator: the next operation sees the older shelf.
-            tracing::error!(error = %e, "cannot write the simulated shelf back");
+        match r {
+            Ok(()) => self.generation.store(generation, Ordering::SeqCst),
+            Err(e) => {
+                // A simulator: the next operation sees the older shelf.
+                self.generation.store(0, Ordering::SeqCst);
+                tracing::error!(error = %e, "cannot write the simulated shelf back");
+            }
         }
     }
 }
@@ -189,6 +209,7 @@ impl SimShelf {
         let s = SimShelf {
             mem: Arc::default(),
             file: Some(Arc::new(path.to_path_buf())),
+            generation: Arc::default(),
         };
         let mut g = s.try_lock()?;
         if g.disks.is_empty() && g.vgs.is_empty() {
@@ -209,7 +230,7 @@ impl SimShelf {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(path) = self.file.as_deref() else {
-            return Ok(ShelfGuard { mem, file: None });
+            return Ok(self.guard(mem, None));
         };
         let f = std::fs::OpenOptions::new()
             .read(true)
@@ -217,14 +238,45 @@ impl SimShelf {
             .create(true)
             .truncate(false)
             .open(path)?;
-        let mut f = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        let f = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
             .map_err(|(_, e)| std::io::Error::from(e))?;
-        let mut text = String::new();
-        f.read_to_string(&mut text)?;
-        if !text.trim().is_empty() {
-            *mem = serde_json::from_str(&text).map_err(std::io::Error::other)?;
+        // The file starts with its generation: when it is the one this
+        // process read or wrote last, its copy is current and the (large)
+        // rest need not be parsed again.
+        let mut r = std::io::BufReader::new(&*f);
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut r, &mut first)?;
+        let head = first.trim_end();
+        let generation = if !head.is_empty() && head.bytes().all(|b| b.is_ascii_digit()) {
+            let g = head.parse::<u64>().unwrap_or(0);
+            first.clear();
+            g
+        } else {
+            0 // a file without one: read it whole
+        };
+        use std::sync::atomic::Ordering;
+        if generation == 0 || generation != self.generation.load(Ordering::SeqCst) {
+            let mut body = first;
+            r.read_to_string(&mut body)?;
+            if !body.trim().is_empty() {
+                *mem = serde_json::from_str(&body).map_err(std::io::Error::other)?;
+            }
         }
-        Ok(ShelfGuard { mem, file: Some(f) })
+        self.generation.store(generation, Ordering::SeqCst);
+        Ok(self.guard(mem, Some(f)))
+    }
+
+    fn guard<'a>(
+        &'a self,
+        mem: MutexGuard<'a, Shelf>,
+        file: Option<nix::fcntl::Flock<std::fs::File>>,
+    ) -> ShelfGuard<'a> {
+        ShelfGuard {
+            mem,
+            file,
+            generation: &self.generation,
+            dirty: false,
+        }
     }
 
     fn lock(&self) -> ShelfGuard<'_> {
@@ -234,13 +286,12 @@ impl SimShelf {
                 // Only a file-backed shelf fails here; go on with what this
                 // process saw last rather than stop the simulated daemon.
                 tracing::error!(error = %e, "cannot read the simulated shelf's file");
-                ShelfGuard {
-                    mem: self
-                        .mem
+                self.guard(
+                    self.mem
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner),
-                    file: None,
-                }
+                    None,
+                )
             }
         }
     }
