@@ -106,7 +106,7 @@ impl Version {
 }
 
 /// This build's catalogue version.
-pub const VERSION: Version = Version { major: 1, minor: 4 };
+pub const VERSION: Version = Version { major: 1, minor: 5 };
 
 /// The namespaces of the catalogue.
 pub const NAMESPACES: &[&str] = &[

@@ -687,6 +687,59 @@ impl Config {
         Ok(cfg)
     }
 
+    /// One page of [`Config::to_json`]: every selected kind present (an
+    /// empty array, or a null singleton), then the objects in kind order
+    /// ([`Kind::ALL`]) and key order after `after` (a cursor `kind/key`),
+    /// until their JSON would pass `budget` bytes (at least one object per
+    /// page). The cursor of the page's last object when more follow.
+    pub fn to_json_page(
+        &self,
+        only: Option<Kind>,
+        after: Option<(Kind, &str)>,
+        budget: usize,
+    ) -> (serde_json::Value, Option<String>) {
+        let kinds: Vec<Kind> = Kind::ALL
+            .into_iter()
+            .filter(|k| only.is_none_or(|o| o == *k))
+            .collect();
+        let mut m = serde_json::Map::new();
+        for kind in &kinds {
+            let empty = if kind.singleton_key().is_some() {
+                serde_json::Value::Null
+            } else {
+                serde_json::Value::Array(Vec::new())
+            };
+            m.insert(kind.as_str().to_string(), empty);
+        }
+        let start = after.map_or(0, |(k, _)| {
+            kinds.iter().position(|x| *x == k).unwrap_or(kinds.len())
+        });
+        let (mut used, mut last): (usize, Option<(Kind, String)>) = (0, None);
+        for (i, kind) in kinds.iter().enumerate().skip(start) {
+            for obj in self.objects(*kind) {
+                if let Some((k, key)) = after {
+                    if i == start && k == *kind && obj.key() <= key {
+                        continue;
+                    }
+                }
+                let v = obj.to_json();
+                let size = serde_json::to_string(&v).map_or(0, |t| t.len());
+                if last.is_some() && used.saturating_add(size) > budget {
+                    let next = last.map(|(k, key)| format!("{k}/{key}"));
+                    return (serde_json::Value::Object(m), next);
+                }
+                used = used.saturating_add(size);
+                last = Some((*kind, obj.key().to_string()));
+                match m.get_mut(kind.as_str()) {
+                    Some(serde_json::Value::Array(a)) => a.push(v),
+                    Some(slot) => *slot = v,
+                    None => {}
+                }
+            }
+        }
+        (serde_json::Value::Object(m), None)
+    }
+
     /// The state as JSON: `{ "cluster": {...}, "volume": [...], ... }`, or
     /// only one kind.
     pub fn to_json(&self, only: Option<Kind>) -> serde_json::Value {
@@ -828,5 +881,57 @@ mod tests {
             assert!(!text.contains(s), "{text}");
         }
         assert!(text.contains("u1") && text.contains("admin"), "{text}");
+    }
+
+    #[test]
+    fn pages_walk_every_object_once_and_join_to_the_whole_state() {
+        let mut cfg = Config::default();
+        for i in 0..40 {
+            let v = json!({"name": format!("v{i:02}"), "pool": "p", "size": "1G",
+                "serial": "0123456789abcdef", "wwn": "w", "nguid": "n", "uuid": "u"});
+            cfg.put(Object::from_json(Kind::Volume, &v).unwrap());
+            let h = json!({"name": format!("h{i:02}"), "iqns": []});
+            cfg.put(Object::from_json(Kind::Host, &h).unwrap());
+        }
+        for only in [None, Some(Kind::Volume), Some(Kind::Pool)] {
+            let mut joined: Option<serde_json::Value> = None;
+            let mut after: Option<String> = None;
+            let mut pages = 0;
+            loop {
+                let cursor = after.as_deref().map(|c| {
+                    let (k, key) = c.split_once('/').unwrap();
+                    (Kind::parse(k).unwrap(), key)
+                });
+                let (page, next) = cfg.to_json_page(only, cursor, 1000);
+                pages += 1;
+                match &mut joined {
+                    None => joined = Some(page),
+                    Some(j) => {
+                        for (k, v) in page.as_object().unwrap() {
+                            match (j.get_mut(k).unwrap(), v) {
+                                (serde_json::Value::Array(a), serde_json::Value::Array(b)) => {
+                                    a.extend(b.iter().cloned())
+                                }
+                                (_, serde_json::Value::Null) => {}
+                                (slot, v) => *slot = v.clone(),
+                            }
+                        }
+                    }
+                }
+                match next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+            assert_eq!(joined.unwrap(), cfg.to_json(only), "{only:?}");
+            // 80 objects of about 130 bytes in pages of 1000 bytes.
+            if only.is_none() {
+                assert!(pages > 5, "{pages} pages");
+            }
+        }
+        // One object larger than the budget still makes a page.
+        let (page, next) = cfg.to_json_page(Some(Kind::Volume), None, 1);
+        assert_eq!(page["volume"].as_array().map(Vec::len), Some(1));
+        assert_eq!(next.as_deref(), Some("volume/v00"));
     }
 }

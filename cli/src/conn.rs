@@ -4,7 +4,7 @@
 
 use crate::remote::{self, Remote, RemoteError};
 use duplex_services::client::{CallError, Event, RouterClient, Subscription};
-use duplex_services::rpc::{Request, Response, RpcError};
+use duplex_services::rpc::{ErrorCode, Request, Response, RpcError};
 use serde_json::{json, Value};
 
 /// The way to the appliance.
@@ -43,8 +43,31 @@ const NO_CONTROLLER: &str =
     "-c/--controller does not work over --remote: log in to that controller's own management address";
 
 impl Conn {
-    /// Calls `method` on `controller` (`None`: this one).
+    /// Calls `method` on `controller` (`None`: this one). A `config.get`
+    /// of a whole kind (or everything) reads every page, so lists of any
+    /// size work.
     pub async fn call_at(
+        &self,
+        controller: Option<&str>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, Failed> {
+        if method == "config.get" && params.get("name").is_none() && params.get("page").is_none() {
+            use duplex_api::methods::config::{get_all, GetAllError};
+            let kind = params.get("kind").and_then(Value::as_str);
+            return match get_all(kind, |p| self.call_raw(controller, method, p)).await {
+                Ok(r) => Ok(serde_json::to_value(r).unwrap_or_default()),
+                Err(GetAllError::Call(e)) => Err(e),
+                Err(e) => Err(Failed::Rpc(RpcError::new(
+                    ErrorCode::Unavailable,
+                    e.to_string(),
+                ))),
+            };
+        }
+        self.call_raw(controller, method, params).await
+    }
+
+    async fn call_raw(
         &self,
         controller: Option<&str>,
         method: &str,

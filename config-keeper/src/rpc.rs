@@ -2,7 +2,7 @@
 //!
 //! | method | params | result |
 //! |---|---|---|
-//! | `config.get` | `kind?`, `name?` | `version`, `sections`, `config` (all kinds, one kind, or one object) |
+//! | `config.get` | `kind?`, `name?`, `page?`, `after?` | `version`, `sections`, `config` (all kinds, one kind, or one object; one page with `page`), `next` |
 //! | `config.apply` | `changes`, `sync?`, `timeout_ms?` | `version`, `section_version`, `changed`, `replicated` |
 //! | `config.watch` | | the topic (`config.changed`) and the current version |
 //! | `config.history` | `after?`, `limit?` | `entries` (local version, origin, seq, action_id, ops) |
@@ -160,9 +160,25 @@ pub async fn apply(k: &Arc<Keeper>, ctx: &Ctx, p: ApplyParams) -> Result<ApplyRe
     })
 }
 
+/// Reads a `config.get` page cursor (`kind/key`, as `next` gave it).
+fn parse_cursor(c: &str, only: Option<Kind>) -> Result<(Kind, String), RpcError> {
+    let bad = |why: &str| RpcError::invalid_params("after", format!("{c:?}: {why}"));
+    let (kind, key) = c
+        .split_once('/')
+        .ok_or_else(|| bad("not a cursor (kind/key)"))?;
+    let kind = Kind::parse(kind).ok_or_else(|| bad("names no kind"))?;
+    if only.is_some_and(|o| o != kind) {
+        return Err(bad("belongs to another kind"));
+    }
+    Ok((kind, key.to_string()))
+}
+
 /// Registers every `config.*` method on `svc`.
 pub fn register(svc: &mut ServiceBuilder, k: &Arc<Keeper>) {
-    svc.typed_with::<cm::Get, _, _, _>(k, |k, _ctx, p| async move {
+    // A page's objects take at most half a reply: the envelope, and the
+    // peer link or the management endpoint wrapping it, fit in the rest.
+    let page_budget = svc.max_reply_bytes() / 2;
+    svc.typed_with::<cm::Get, _, _, _>(k, move |k, _ctx, p| async move {
         let kind =
             match p.kind.as_deref() {
                 None => None,
@@ -175,6 +191,17 @@ pub fn register(svc: &mut ServiceBuilder, k: &Arc<Keeper>) {
         if name.is_some() && kind.is_none() {
             return Err(RpcError::invalid_params("name", "needs kind"));
         }
+        if name.is_some() && p.page {
+            return Err(RpcError::invalid_params(
+                "page",
+                "one object is never paged",
+            ));
+        }
+        let after = match (&p.after, p.page) {
+            (None, _) => None,
+            (Some(_), false) => return Err(RpcError::invalid_params("after", "needs page")),
+            (Some(c), true) => Some(parse_cursor(c, kind)?),
+        };
         k.with_store(move |s| {
             let mut sections = std::collections::BTreeMap::new();
             sections.insert(s.me().to_string(), s.section_version());
@@ -182,6 +209,7 @@ pub fn register(svc: &mut ServiceBuilder, k: &Arc<Keeper>) {
                 let applied = s.applied(&p);
                 sections.insert(p, applied);
             }
+            let mut next = None;
             let config = match (kind, &name) {
                 (Some(kind), Some(name)) => match s.config().get(kind, name) {
                     Some(o) => json!({ kind.as_str(): o.to_json() }),
@@ -193,12 +221,19 @@ pub fn register(svc: &mut ServiceBuilder, k: &Arc<Keeper>) {
                         .with_field("name"))
                     }
                 },
+                _ if p.page => {
+                    let after = after.as_ref().map(|(k, key)| (*k, key.as_str()));
+                    let (v, n) = s.config().to_json_page(kind, after, page_budget);
+                    next = n;
+                    v
+                }
                 _ => s.config().to_json(kind),
             };
             Ok(GetResult {
                 version: s.version(),
                 sections,
                 config,
+                next,
             })
         })
         .await?

@@ -1165,12 +1165,16 @@ async fn pool_count_task(
     tx: mpsc::UnboundedSender<Input>,
 ) {
     loop {
-        if let Ok(v) = router.call("config.get", json!({})).await {
+        // Two small reads (the cluster object, the pools) rather than the
+        // whole state, which may be thousands of volumes.
+        if let Ok(v) = router.call("config.get", json!({"kind": "cluster"})).await {
             if let Some(e) = v.pointer("/config/cluster/epoch").and_then(Value::as_u64) {
                 if tx.send(Input::ConfigEpoch(e)).is_err() {
                     return;
                 }
             }
+        }
+        if let Ok(v) = router.config_get_all(Some("pool")).await {
             if let Some(pools) = v.pointer("/config/pool").and_then(Value::as_array) {
                 let count = |who: &str| {
                     pools

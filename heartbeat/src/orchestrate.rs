@@ -175,9 +175,14 @@ impl Recorder {
         calls: &dyn Calls,
         at: Option<&str>,
     ) -> Result<(Value, u64, Vec<Value>), String> {
-        let v = self
-            .step("config.get", None, calls.call(at, "config.get", json!({})))
-            .await?;
+        // Every page (a state of thousands of volumes passes one message).
+        let all = Box::pin(async move {
+            duplex_api::methods::config::get_all(None, |p| calls.call(at, "config.get", p))
+                .await
+                .map(|r| serde_json::to_value(r).unwrap_or_default())
+                .map_err(|e| e.to_string())
+        });
+        let v = self.step("config.get", None, all).await?;
         read_config(&v)
     }
 }
@@ -834,7 +839,7 @@ mod tests {
             } else if method == "config.status" {
                 Ok(json!({"ready": true}))
             } else if method == "config.get" {
-                Ok(json!({"config": {
+                Ok(json!({"version": 1, "sections": {}, "config": {
                 "cluster": {"id": "c1", "epoch": 7},
                 "pool": [
                     {"name": "p1", "home": "A", "owner": "A", "epoch": 7},
@@ -949,7 +954,7 @@ mod tests {
         // reply was lost; p3 is B's own from before.
         let f = Fake::new(&[]).answering(
             "config.get",
-            json!({"config": {"cluster": {"epoch": 8}, "pool": [
+            json!({"version": 1, "sections": {}, "config": {"cluster": {"epoch": 8}, "pool": [
                 {"name": "p1", "home": "A", "owner": "B", "epoch": 8},
                 {"name": "p2", "home": "A", "owner": "B", "epoch": 8},
                 {"name": "p3", "home": "B", "owner": "B", "epoch": 5}]}}),
@@ -1102,7 +1107,7 @@ mod tests {
         // B owns everything; p1 and p2 are A's by home.
         let f = Fake::new(&[]).answering(
             "config.get",
-            json!({"config": {"cluster": {"epoch": 8}, "pool": [
+            json!({"version": 1, "sections": {}, "config": {"cluster": {"epoch": 8}, "pool": [
                 {"name": "p1", "home": "A", "owner": "B"},
                 {"name": "p3", "home": "B", "owner": "B"}]}}),
         );
@@ -1176,7 +1181,7 @@ mod tests {
             .iter()
             .map(|n| json!({"name": n, "home": if *n == "p3" { "B" } else { "A" }, "owner": "B"}))
             .collect();
-        json!({"config": {"cluster": {"epoch": 8}, "pool": pools}})
+        json!({"version": 1, "sections": {}, "config": {"cluster": {"epoch": 8}, "pool": pools}})
     }
 
     #[test]

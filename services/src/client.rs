@@ -140,6 +140,21 @@ impl RouterClient {
         Ok(c)
     }
 
+    /// The whole desired state (or one `kind`) from `config.get`, read
+    /// page by page so that no reply passes the message limit: the same
+    /// answer as an unpaged `config.get`, whatever the state's size.
+    pub async fn config_get_all(&self, kind: Option<&str>) -> Result<Value, RpcError> {
+        use duplex_api::methods::config::{get_all, GetAllError};
+        match get_all(kind, |p| self.call("config.get", p)).await {
+            Ok(r) => Ok(serde_json::to_value(r).unwrap_or_default()),
+            Err(GetAllError::Call(e)) => Err(e.into_rpc()),
+            Err(e @ GetAllError::Unsettled(_)) => {
+                Err(RpcError::new(ErrorCode::Unavailable, e.to_string()))
+            }
+            Err(e @ GetAllError::Unreadable(_)) => Err(RpcError::internal(e.to_string())),
+        }
+    }
+
     /// Calls `method` on this controller.
     pub async fn call(&self, method: &str, params: Value) -> Result<Value, CallError> {
         self.call_at(None, method, params).await

@@ -116,6 +116,13 @@ pub struct ServiceBuilder {
 }
 
 impl ServiceBuilder {
+    /// The largest reply the service's handlers may give, bytes (the
+    /// router's message limit less the room the router adds).
+    pub fn max_reply_bytes(&self) -> usize {
+        let max = self.cfg.router.max_message_bytes;
+        max.saturating_sub(server::router_headroom(max))
+    }
+
     /// A service `name` owning `namespaces`.
     pub fn new(cfg: &Config, name: &str, version: &str, namespaces: &[&str]) -> Self {
         ServiceBuilder {

@@ -208,7 +208,7 @@ fn read_config(reply: &Value) -> Result<Config, RpcError> {
 
 /// Reads the desired state from config-keeper.
 pub async fn fetch_config(router: &RouterClient) -> Result<Config, RpcError> {
-    read_config(&router.call("config.get", json!({})).await?)
+    read_config(&router.config_get_all(None).await?)
 }
 
 /// Reads only the pools (their ownership records) from config-keeper.

@@ -16,6 +16,15 @@ pub struct GetParams {
     /// With `kind`: one object by key (name, id or WWN).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Answer one page (about half the router's message limit) with
+    /// `next` when more follow, so a state of any size can be read;
+    /// [`get_all`] reads every page.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub page: bool,
+    /// With `page`: continue after this cursor (the `next` of the page
+    /// before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
 }
 
 /// `config.get` result.
@@ -27,8 +36,91 @@ pub struct GetResult {
     /// applied here.
     pub sections: BTreeMap<String, u64>,
     /// The desired state (all kinds, one kind, or `{kind: object}`), in the
-    /// wire form of [`crate::model::Config`].
+    /// wire form of [`crate::model::Config`]; with `page`, the page's
+    /// objects only.
     pub config: Value,
+    /// With `page`: the cursor of the next page (absent on the last one).
+    /// A page whose `version` differs from the first page's belongs to
+    /// another state: read again from the first page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// How many times [`get_all`] starts again when the state changes while
+/// it reads the pages.
+pub const GET_ALL_TRIES: u32 = 8;
+
+/// Why [`get_all`] has no state.
+#[derive(Debug, thiserror::Error)]
+pub enum GetAllError<E> {
+    /// A `config.get` call failed.
+    #[error("{0}")]
+    Call(E),
+    /// The state changed during every one of [`GET_ALL_TRIES`] reads.
+    #[error("the configuration changed while it was read, {0} times in a row")]
+    Unsettled(u32),
+    /// A page did not have the shape of a `config.get` result.
+    #[error("config.get answered an unreadable page: {0}")]
+    Unreadable(String),
+}
+
+/// Reads the whole desired state (or one `kind`) page by page with
+/// `call` (which sends `config.get` with the params it is given), and
+/// answers it as one unpaged `config.get` would, whatever its size. Pages
+/// of one read all carry the same version; when the version moves, the
+/// read starts again.
+pub async fn get_all<E, F, Fut>(
+    kind: Option<&str>,
+    mut call: F,
+) -> Result<GetResult, GetAllError<E>>
+where
+    F: FnMut(Value) -> Fut,
+    Fut: std::future::Future<Output = Result<Value, E>>,
+{
+    let read = |v: Value| {
+        serde_json::from_value::<GetResult>(v).map_err(|e| GetAllError::Unreadable(e.to_string()))
+    };
+    for _ in 0..GET_ALL_TRIES {
+        let params = |after: Option<String>| {
+            serde_json::to_value(GetParams {
+                kind: kind.map(str::to_string),
+                name: None,
+                page: true,
+                after,
+            })
+            .unwrap_or_default()
+        };
+        let mut whole = read(call(params(None)).await.map_err(GetAllError::Call)?)?;
+        let mut next = whole.next.take();
+        let mut settled = true;
+        while let Some(after) = next {
+            let page = read(call(params(Some(after))).await.map_err(GetAllError::Call)?)?;
+            if page.version != whole.version {
+                settled = false;
+                break;
+            }
+            next = page.next;
+            let (Value::Object(into), Value::Object(from)) = (&mut whole.config, page.config)
+            else {
+                return Err(GetAllError::Unreadable(
+                    "config is not an object of kinds".into(),
+                ));
+            };
+            for (kind, v) in from {
+                match (into.get_mut(&kind), v) {
+                    (Some(Value::Array(a)), Value::Array(b)) => a.extend(b),
+                    (_, Value::Null) => {}
+                    (_, v) => {
+                        into.insert(kind, v);
+                    }
+                }
+            }
+        }
+        if settled {
+            return Ok(whole);
+        }
+    }
+    Err(GetAllError::Unsettled(GET_ALL_TRIES))
 }
 
 /// `config.apply` params.
@@ -326,3 +418,61 @@ method!(
     RecordEventParams,
     RecordEventResult
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::cell::Cell;
+
+    /// Runs a future whose every await is ready at once.
+    fn ready<F: std::future::Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("a fake call was not ready"),
+        }
+    }
+
+    /// Pages of one volume each; the version moves once, on the second
+    /// page of the first read.
+    fn pages(
+        calls: &Cell<u32>,
+    ) -> impl FnMut(Value) -> std::future::Ready<Result<Value, String>> + '_ {
+        move |p: Value| {
+            calls.set(calls.get() + 1);
+            let n = calls.get();
+            let version = if n >= 2 { 2 } else { 1 };
+            let (vol, next) = match p["after"].as_str() {
+                None => ("a", Some("volume/a")),
+                Some("volume/a") => ("b", Some("volume/b")),
+                Some(_) => ("c", None),
+            };
+            assert_eq!(p["page"], json!(true));
+            std::future::ready(Ok(json!({"version": version, "sections": {},
+                "config": {"cluster": null, "volume": [{"name": vol}]}, "next": next})))
+        }
+    }
+
+    #[test]
+    fn get_all_joins_the_pages_of_one_version_and_starts_again_when_it_moves() {
+        let calls = Cell::new(0);
+        let r = ready(get_all(None, pages(&calls))).unwrap();
+        // Read 1: page a (v1), page b (v2: moved) -> again: a, b, c (v2).
+        assert_eq!(calls.get(), 5);
+        assert_eq!(r.version, 2);
+        assert_eq!(r.next, None);
+        assert_eq!(
+            r.config["volume"],
+            json!([{"name": "a"}, {"name": "b"}, {"name": "c"}])
+        );
+        assert_eq!(r.config["cluster"], Value::Null);
+        // A failing call is the caller's error.
+        let e = ready(get_all(Some("volume"), |_p| {
+            std::future::ready(Err::<Value, _>("down".to_string()))
+        }))
+        .unwrap_err();
+        assert!(matches!(e, GetAllError::Call(ref m) if m == "down"), "{e}");
+    }
+}

@@ -46,7 +46,7 @@ impl RouterCluster {
 
 impl Cluster for RouterCluster {
     async fn config(&self) -> Result<Config, RpcError> {
-        let v = self.router.call("config.get", json!({})).await?;
+        let v = self.router.config_get_all(None).await?;
         Config::from_json(v.get("config").unwrap_or(&Value::Null)).map_err(|e| {
             RpcError::new(
                 ErrorCode::Internal,

@@ -53,3 +53,4 @@ impl TestService for Node {
         p
     }
 }
+pub mod large;
