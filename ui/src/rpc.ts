@@ -168,12 +168,48 @@ export class Rpc {
 
   async call<T>(method: string, params?: unknown, timeoutMs = 35_000): Promise<T> {
     try {
+      if (method === 'config.get') return (await this.configGetAll(params, timeoutMs)) as T;
       return await this.send<T>(method, params, timeoutMs);
     } catch (e) {
       const err = RpcError.from(e);
       if (err.sessionLost) this.onSessionLost();
       throw err;
     }
+  }
+
+  /**
+   * `config.get` of a whole kind (or everything) read page by page, as
+   * duplexctl and the daemons read it, so lists of any size load; one
+   * object (`name`) is asked as it is. Pages of one read share one
+   * version: when it moves, the read starts again.
+   */
+  private async configGetAll(params: unknown, timeoutMs: number): Promise<unknown> {
+    const p = (params ?? {}) as Record<string, unknown>;
+    if ('name' in p || 'page' in p) return this.send('config.get', p, timeoutMs);
+    type Page = { version: number; config: Record<string, unknown>; next?: string | null };
+    for (let tries = 0; tries < 8; tries++) {
+      const whole = await this.send<Page>('config.get', { ...p, page: true }, timeoutMs);
+      let next = whole.next ?? null;
+      let settled = true;
+      while (next !== null) {
+        const page = await this.send<Page>('config.get', { ...p, page: true, after: next }, timeoutMs);
+        if (page.version !== whole.version) {
+          settled = false;
+          break;
+        }
+        for (const [kind, v] of Object.entries(page.config)) {
+          const into = whole.config[kind];
+          if (Array.isArray(into) && Array.isArray(v)) into.push(...v);
+          else if (v !== null) whole.config[kind] = v;
+        }
+        next = page.next ?? null;
+      }
+      if (settled) {
+        delete whole.next;
+        return whole;
+      }
+    }
+    throw new RpcError(Code.Unavailable, 'the configuration changed while it was read, 8 times in a row');
   }
 
   private async send<T>(method: string, params: unknown, timeoutMs: number): Promise<T> {
