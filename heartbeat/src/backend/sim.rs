@@ -661,3 +661,48 @@ mod tests {
         assert_eq!(arrived.link, 1);
     }
 }
+
+/// Units whose states a test sets; every unit not set is active with no
+/// restart.
+#[derive(Debug, Clone, Default)]
+pub struct SimUnits {
+    set: Arc<std::sync::Mutex<std::collections::BTreeMap<String, crate::core::units::UnitState>>>,
+}
+
+impl SimUnits {
+    /// Sets one unit's state.
+    pub fn set(&self, state: crate::core::units::UnitState) {
+        self.set
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(state.name.clone(), state);
+    }
+}
+
+impl super::Units for SimUnits {
+    fn states<'a>(
+        &'a self,
+        names: &'a [&'a str],
+    ) -> super::BoxFuture<'a, Result<Vec<crate::core::units::UnitState>, super::UnitsError>> {
+        let set = self
+            .set
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        Box::pin(async move {
+            Ok(names
+                .iter()
+                .map(|n| {
+                    set.get(*n)
+                        .cloned()
+                        .unwrap_or(crate::core::units::UnitState {
+                            name: (*n).to_string(),
+                            active: "active".into(),
+                            sub: "running".into(),
+                            restarts: 0,
+                        })
+                })
+                .collect())
+        })
+    }
+}

@@ -4,3 +4,4 @@ pub mod latency;
 pub mod machine;
 pub mod slot;
 pub mod types;
+pub mod units;
