@@ -454,12 +454,19 @@ impl Remote {
 
     /// Sends one JSON-RPC request object; the endpoint's response.
     pub async fn send(&self, request: &Value) -> Result<Response, RemoteError> {
-        let secs = self.timeout.as_secs();
-        tokio::time::timeout(self.timeout, self.exchange(request))
+        self.within(self.exchange(request)).await
+    }
+
+    /// `f`, or [`RemoteError::Timeout`] past the connection's timeout.
+    async fn within<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, RemoteError>>,
+    ) -> Result<T, RemoteError> {
+        tokio::time::timeout(self.timeout, f)
             .await
             .map_err(|_| RemoteError::Timeout {
                 addr: self.target.addr(),
-                secs,
+                secs: self.timeout.as_secs(),
             })?
     }
 
@@ -508,13 +515,7 @@ impl Remote {
     /// Subscribes to router topics over a WebSocket (the session's token
     /// on the upgrade request): the events as the endpoint pushes them.
     pub async fn subscribe(&self, topics: &[&str]) -> Result<Events, RemoteError> {
-        let secs = self.timeout.as_secs();
-        tokio::time::timeout(self.timeout, self.open_events(topics))
-            .await
-            .map_err(|_| RemoteError::Timeout {
-                addr: self.target.addr(),
-                secs,
-            })?
+        self.within(self.open_events(topics)).await
     }
 
     async fn open_events(&self, topics: &[&str]) -> Result<Events, RemoteError> {
