@@ -190,28 +190,6 @@ pub fn status(v: &Value) -> String {
             agents.join(", ")
         }
     );
-    if let Some(units) = hb.units.as_ref().and_then(Value::as_array) {
-        let _ = writeln!(out, "\nservices (systemd):");
-        for u in units {
-            let name = s(&u["name"]);
-            let short = name
-                .strip_prefix("duplex-")
-                .and_then(|n| n.strip_suffix(".service"))
-                .unwrap_or(name);
-            let restarts = u["restarts"].as_u64().unwrap_or(0);
-            let _ = writeln!(
-                out,
-                "  {short:<14} {} ({}){}",
-                s(&u["active"]),
-                s(&u["sub"]),
-                if restarts > 0 {
-                    format!(", {restarts} restarts")
-                } else {
-                    String::new()
-                }
-            );
-        }
-    }
     out
 }
 
@@ -395,9 +373,6 @@ mod tests {
             disks: Some(vec!["/dev/hb0".into(), "/dev/hb1".into()]),
             fence_agents: Some(vec!["ipmi".into(), "scsi_pr".into()]),
             fence_joined: Some(true),
-            units: Some(json!([
-                {"name": "duplex-router.service", "active": "active", "sub": "running", "restarts": 0},
-                {"name": "duplex-targets.service", "active": "activating", "sub": "auto-restart", "restarts": 4}])),
         });
         let t = status(&v);
         assert!(
@@ -426,11 +401,6 @@ mod tests {
         assert!(t.contains("/dev/hb1"), "{t}");
         assert!(t.contains("EIO"), "{t}");
         assert!(t.contains("fence agents (in order): ipmi, scsi_pr"), "{t}");
-        assert!(t.contains("  router         active (running)\n"), "{t}");
-        assert!(
-            t.contains("  targets        activating (auto-restart), 4 restarts"),
-            "{t}"
-        );
         let off = status(&wire(Heartbeat {
             configured: false,
             capabilities: Vec::new(),
@@ -441,7 +411,6 @@ mod tests {
             disks: None,
             fence_agents: None,
             fence_joined: None,
-            units: None,
         }));
         assert_eq!(off, "heartbeat not configured: no [heartbeat] section\n");
         assert!(

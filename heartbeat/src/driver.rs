@@ -43,8 +43,6 @@ pub struct Backends {
     pub frontend: Option<Arc<dyn FrontendLinks>>,
     /// The shelf's disks, when they are watched.
     pub shelf: Option<Arc<dyn ShelfDisks>>,
-    /// The service manager, when it can be asked.
-    pub units: Option<Arc<dyn crate::backend::Units>>,
 }
 
 /// Timings the machine does not hold.
@@ -78,8 +76,6 @@ pub struct Shared {
     /// registered) since this controller last became a member; until then
     /// it must not be given pools, which it could not write.
     pub fence_joined: bool,
-    /// The duplex units as systemd last reported them.
-    pub units: Option<Vec<crate::core::units::UnitState>>,
 }
 
 impl Shared {
@@ -461,9 +457,6 @@ impl Driver {
             tokio::spawn(shelf_task(shelf, in_tx.clone()));
         }
         tokio::spawn(targets_task(router.clone(), partner.clone(), in_tx.clone()));
-        if let Some(units) = backends.units.clone() {
-            tokio::spawn(units_task(units, router.clone(), Arc::clone(&shared)));
-        }
 
         let agents = backends.agents;
         let mut tick = tokio::time::interval(timing.hb_interval);
@@ -899,49 +892,6 @@ async fn targets_task(router: RouterClient, partner: String, tx: mpsc::Unbounded
             }
         }
         tokio::time::sleep(TARGETS_POLL).await;
-    }
-}
-
-/// How often systemd is asked for the units' states.
-const UNITS_POLL: Duration = Duration::from_secs(5);
-
-/// Asks systemd for the duplex units every [`UNITS_POLL`], keeps them for
-/// `cluster.status` and raises the alerts of [`UnitWatch`]: a failed unit
-/// (critical), a restart loop, a recovery. Not an input of the machine:
-/// health is serving paths, not processes.
-async fn units_task(
-    units: Arc<dyn crate::backend::Units>,
-    router: RouterClient,
-    shared: Arc<Mutex<Shared>>,
-) {
-    let start = Instant::now();
-    let mut watch = crate::core::units::UnitWatch::default();
-    let mut failing = false;
-    loop {
-        match units.states(crate::core::units::WATCHED).await {
-            Ok(states) => {
-                failing = false;
-                for a in watch.observe(ms_since(start), &states) {
-                    let level = if a.critical() {
-                        Level::Critical
-                    } else if matches!(a, crate::core::units::UnitAlert::Recovered { .. }) {
-                        Level::Info
-                    } else {
-                        Level::Warning
-                    };
-                    alert(&router, level, a.message());
-                }
-                lock(&shared).units = Some(states);
-            }
-            Err(e) => {
-                if !failing {
-                    tracing::warn!(error = %e, "cannot read the units' states from systemd");
-                }
-                failing = true;
-                lock(&shared).units = None;
-            }
-        }
-        tokio::time::sleep(UNITS_POLL).await;
     }
 }
 

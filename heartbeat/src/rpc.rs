@@ -67,7 +67,6 @@ fn heartbeat_status(api: Option<&Api>) -> Heartbeat {
             disks: None,
             fence_agents: None,
             fence_joined: None,
-            units: None,
         };
     };
     let sh = lock(&api.shared);
@@ -81,7 +80,6 @@ fn heartbeat_status(api: Option<&Api>) -> Heartbeat {
         disks: Some(api.disks.clone()),
         fence_agents: Some(api.agents.iter().map(|a| a.name().to_string()).collect()),
         fence_joined: Some(sh.fence_joined),
-        units: sh.units.as_ref().map(|u| json!(u)),
     }
 }
 

@@ -99,7 +99,6 @@ pub fn sim_backends(s: &Settings, hb: &HeartbeatSettings) -> Result<Backends, Se
             Arc::new(crate::backend::sim::SimShelfDisks::new(hb.shelf.len()))
                 as Arc<dyn crate::backend::ShelfDisks>
         }),
-        units: Some(Arc::new(crate::backend::sim::SimUnits::default())),
     })
 }
 
@@ -189,20 +188,6 @@ pub async fn linux_backends(cfg: &Config, hb: &HeartbeatSettings) -> Result<Back
         Arc::new(crate::backend::linux::shelf::DirectShelf::new(&hb.shelf))
             as Arc<dyn crate::backend::ShelfDisks>
     });
-    // systemd's private socket exists only where systemd runs (not in a
-    // container running the daemons by hand).
-    let units = std::path::Path::new(crate::backend::linux::systemd::PRIVATE_SOCKET)
-        .exists()
-        .then(|| {
-            Arc::new(crate::backend::linux::systemd::SystemdUnits::new())
-                as Arc<dyn crate::backend::Units>
-        });
-    if units.is_none() {
-        tracing::info!(
-            socket = crate::backend::linux::systemd::PRIVATE_SOCKET,
-            "no systemd here: the units' states are not reported"
-        );
-    }
     Ok(Backends {
         disks,
         watchdog,
@@ -210,6 +195,5 @@ pub async fn linux_backends(cfg: &Config, hb: &HeartbeatSettings) -> Result<Back
         interconnect: Arc::new(interconnect),
         frontend,
         shelf,
-        units,
     })
 }

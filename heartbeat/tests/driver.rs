@@ -6,12 +6,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure report
 
 use duplex_heartbeat::backend::sim::{
-    interconnect_pair, SimClock, SimFenceAgent, SimFenceMode, SimShelf, SimUnits, SimWatchdog,
+    interconnect_pair, SimClock, SimFenceAgent, SimFenceMode, SimShelf, SimWatchdog,
 };
 use duplex_heartbeat::backend::{FenceAgent, HeartbeatDisk, Watchdog};
 use duplex_heartbeat::core::machine::Settings;
 use duplex_heartbeat::core::types::Phase;
-use duplex_heartbeat::core::units::{UnitState, WATCHED};
 use duplex_heartbeat::driver::{init_area, lock, Backends, Driver, Shared, Timing};
 use duplex_services::RouterClient;
 use std::sync::{Arc, Mutex};
@@ -33,14 +32,6 @@ async fn two_drivers_detect_a_dead_partner_and_fence_it() {
     let mut handles = Vec::new();
     let mut shared = Vec::new();
     let mut agents = Vec::new();
-    // systemd's view: one unit failed, the rest running.
-    let units = SimUnits::default();
-    units.set(UnitState {
-        name: "duplex-mgmt.service".into(),
-        active: "failed".into(),
-        sub: "failed".into(),
-        restarts: 5,
-    });
     for (id, partner, ic) in [("A", "B", ea), ("B", "A", eb)] {
         let agent = SimFenceAgent::new("ipmi", shelf.clone(), SimFenceMode::PowerOff);
         agents.push(agent.clone());
@@ -66,7 +57,6 @@ async fn two_drivers_detect_a_dead_partner_and_fence_it() {
                 interconnect: Arc::new(ic),
                 frontend: None,
                 shelf: None,
-                units: Some(Arc::new(units.clone()) as Arc<dyn duplex_heartbeat::backend::Units>),
             },
             router: router.clone(),
             shared: sh,
@@ -96,14 +86,6 @@ async fn two_drivers_detect_a_dead_partner_and_fence_it() {
     let st = lock(&shared[1]).status.clone().unwrap();
     assert!(st.link_age_ms.iter().all(|a| a.unwrap() < 500), "{st:?}");
     assert!(st.write_age_ms.iter().all(|a| a.unwrap() < 1000), "{st:?}");
-    // The units as systemd reports them, for cluster.status.
-    let u = lock(&shared[1]).units.clone().expect("units reported");
-    assert_eq!(u.len(), WATCHED.len());
-    assert!(
-        u.iter()
-            .any(|x| x.name == "duplex-mgmt.service" && x.active == "failed" && x.restarts == 5),
-        "{u:?}"
-    );
     let lat = lock(&shared[1]).write_latency.clone();
     assert_eq!(lat.len(), 3);
     assert!(

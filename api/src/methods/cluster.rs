@@ -36,11 +36,6 @@ pub struct Heartbeat {
     /// write them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fence_joined: Option<bool>,
-    /// The duplex services' systemd units (name, `active`, `sub`,
-    /// `restarts`), as systemd last reported them; absent where systemd
-    /// cannot be asked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub units: Option<Value>,
 }
 
 /// `cluster.status` result.

@@ -212,29 +212,3 @@ pub trait FrontendLinks: Send + Sync {
     /// be read at all (the driver then reports nothing).
     fn any_up(&self) -> Result<bool, String>;
 }
-
-/// Why the units' states could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum UnitsError {
-    /// The service manager could not be reached.
-    #[error("cannot reach systemd: {0}")]
-    Connect(String),
-    /// A call to the service manager failed.
-    #[error("systemd: {what}: {message}")]
-    Call {
-        /// What was asked.
-        what: String,
-        /// The error.
-        message: String,
-    },
-}
-
-/// The service manager's view of this controller's units.
-pub trait Units: Send + Sync {
-    /// The state of each unit in `names` (a unit systemd has not loaded
-    /// comes back as `not-found`).
-    fn states<'a>(
-        &'a self,
-        names: &'a [&'a str],
-    ) -> BoxFuture<'a, Result<Vec<crate::core::units::UnitState>, UnitsError>>;
-}

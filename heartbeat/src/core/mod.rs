@@ -4,4 +4,3 @@ pub mod latency;
 pub mod machine;
 pub mod slot;
 pub mod types;
-pub mod units;

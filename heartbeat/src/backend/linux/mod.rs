@@ -4,12 +4,10 @@
 //! authenticated UDP interconnect, the front-end links' carrier and the
 //! shelf's disks read past the cache.
 
-pub mod dbus;
 pub mod disk;
 pub mod frontend;
 pub mod interconnect;
 pub mod ipmi;
 pub mod scsi_pr;
 pub mod shelf;
-pub mod systemd;
 pub mod watchdog;
