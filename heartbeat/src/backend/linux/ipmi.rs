@@ -519,6 +519,13 @@ mod tests {
         assert_eq!(classify_failure(STATUS_FAILED), Failure::Other);
     }
 
+    /// A committed stand-in under `fixtures/ipmitool`.
+    fn fixture(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/ipmitool")
+            .join(name)
+    }
+
     fn write_file(path: &Path, text: &str, mode: u32) {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -613,27 +620,7 @@ mod tests {
             }
             std::fs::write(d.join("power"), power).unwrap();
             std::fs::write(d.join("lag"), lag.to_string()).unwrap();
-            let script = format!(
-                r#"#!/bin/sh
-d='{d}'
-echo "$*" >> "$d/calls"
-env >> "$d/env"
-[ "$IPMI_PASSWORD" = "s3cret" ] || {{ cat "$d/no-session" >&2; exit 1; }}
-[ -e "$d/unreachable" ] && {{ cat "$d/no-session" >&2; exit 1; }}
-for a; do action=$a; done
-case $action in
-status)
-  lag=$(cat "$d/lag")
-  if [ "$lag" -gt 0 ]; then echo $((lag - 1)) > "$d/lag"; cat "$d/status-on"
-  else cat "$d/status-$(cat "$d/power")"; fi ;;
-off|on) echo $action > "$d/power"; cat "$d/power-$action" ;;
-*) exit 1 ;;
-esac
-"#,
-                d = d.display()
-            );
-            let bin = d.join("ipmitool");
-            write_file(&bin, &script, 0o755);
+            std::os::unix::fs::symlink(fixture("fake-ipmitool"), d.join("ipmitool")).unwrap();
             FakeBmc { dir }
         }
 
@@ -715,8 +702,7 @@ esac
         // Every ipmitool run hangs (a BMC behind a dead link): each is cut
         // at its 10 s timeout, the attempt as a whole at 300 ms.
         let bmc = FakeBmc::new("on", 0);
-        let hang = bmc.dir.path().join("hang");
-        write_file(&hang, "#!/bin/sh\nexec sleep 30\n", 0o755);
+        let hang = fixture("hang");
         let agent = bmc
             .agent("s3cret")
             .with_ipmitool(&hang)

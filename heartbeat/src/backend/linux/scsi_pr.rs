@@ -767,7 +767,6 @@ impl FenceAgent for PrFence {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::OpenOptionsExt;
 
     const KEYS_TWO: &str = include_str!("../../../fixtures/sg_persist/read-keys-two.stdout");
     const KEYS_ONE: &str = include_str!("../../../fixtures/sg_persist/read-keys-one.stdout");
@@ -839,88 +838,36 @@ mod tests {
         assert_eq!(a.to_string(), format!("0x{:x}", a.0));
     }
 
-    /// A stand-in sg_persist keeping each disk's PR state in files: the
+    /// Disks for `fixtures/sg_persist/fake-sg_persist`, a stand-in
+    /// sg_persist keeping each disk's PR state in files: the
     /// registered keys, the reservation "KEY TYPE", the generation. It acts
     /// as this controller's one I_T nexus and enforces the SPC rules the
     /// agent relies on (the caller must be registered; the preempted key
     /// must be registered; a reservation held by another key conflicts).
     /// A disk whose state dir has `no-abort` refuses PREEMPT AND ABORT like
     /// tgt; `broken` makes it fail like a non-SCSI device.
-    const FAKE: &str = r#"#!/bin/sh
-fx='@FIXTURES@'
-for a; do dev=$a; done
-d="$dev.pr"
-mkdir -p "$d"; touch "$d/keys"; [ -f "$d/gen" ] || echo 0 > "$d/gen"
-echo "$*" >> "$d/calls"
-[ -e "$d/broken" ] && { cat "$fx/not-scsi.stderr" >&2; exit 75; }
-action=; rk=; sark=; typ=
-for a; do case $a in
-  --read-keys|--read-reservation|--register-ignore|--reserve|--preempt|--preempt-abort) action=$a ;;
-  --param-rk=*) rk=${a#*=} ;;
-  --param-sark=*) sark=${a#*=} ;;
-  --prout-type=*) typ=${a#*=} ;;
-esac; done
-gen=$(cat "$d/gen")
-bump() { echo $((gen + 1)) > "$d/gen"; }
-conflict() { printf 'PR out (%s): Reservation conflict\nsg_persist failed: Reservation conflict\n' "$1" >&2; exit 24; }
-case $action in
---read-keys)
-  n=$(grep -c . "$d/keys")
-  if [ "$n" -eq 0 ]; then printf '  PR generation=0x%x, there are NO registered reservation keys\n' $gen
-  else
-    if [ "$n" -eq 1 ]; then printf '  PR generation=0x%x, 1 registered reservation key follows:\n' $gen
-    else printf '  PR generation=0x%x, %d registered reservation keys follow:\n' $gen $n; fi
-    sed 's/^/    /' "$d/keys"
-  fi ;;
---read-reservation)
-  if [ -s "$d/res" ]; then
-    read k t < "$d/res"
-    printf '  PR generation=0x%x, Reservation follows:\n    Key=%s\n    scope: LU_SCOPE,  type: Write Exclusive, registrants only\n' $gen $k
-  else printf '  PR generation=0x%x, there is NO reservation held\n' $gen; fi ;;
---register-ignore)
-  grep -qx "$sark" "$d/keys" || echo "$sark" >> "$d/keys"; bump ;;
---reserve)
-  grep -qx "$rk" "$d/keys" || conflict Reserve
-  if [ -s "$d/res" ]; then read k t < "$d/res"; [ "$k" = "$rk" ] || conflict Reserve
-  else echo "$rk $typ" > "$d/res"; bump; fi ;;
---preempt|--preempt-abort)
-  if [ $action = --preempt-abort ] && [ -e "$d/no-abort" ]; then cat "$fx/preempt-abort-unsupported.stderr" >&2; exit 5; fi
-  grep -qx "$rk" "$d/keys" || conflict Preempt
-  grep -qx "$sark" "$d/keys" || conflict Preempt
-  grep -vx "$sark" "$d/keys" > "$d/keys.new"; mv "$d/keys.new" "$d/keys"
-  if [ -s "$d/res" ]; then read k t < "$d/res"; [ "$k" = "$sark" ] && echo "$rk $typ" > "$d/res"; fi
-  bump ;;
-*) echo "unsupported" >&2; exit 1 ;;
-esac
-"#;
-
     struct Shelf {
-        dir: tempfile::TempDir,
+        /// Holds the disks' state files until the test ends.
+        _dir: tempfile::TempDir,
         disks: Vec<PathBuf>,
     }
 
     impl Shelf {
         fn new(n: usize) -> Self {
             let dir = tempfile::tempdir().unwrap();
-            let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sg_persist");
-            let script = FAKE.replace("@FIXTURES@", &fixtures.display().to_string());
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o755)
-                .open(dir.path().join("sg_persist"))
-                .unwrap();
-            std::io::Write::write_all(&mut f, script.as_bytes()).unwrap();
-            drop(f);
             let disks = (0..n)
                 .map(|i| dir.path().join(format!("shelf{i}")))
                 .collect();
-            Shelf { dir, disks }
+            Shelf { _dir: dir, disks }
+        }
+
+        /// The stand-in's path.
+        fn sg_persist() -> PathBuf {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sg_persist/fake-sg_persist")
         }
 
         fn agent(&self, own: &str) -> PrAgent {
-            PrAgent::new("cluster-1", own, self.disks.clone())
-                .with_sg_persist(&self.dir.path().join("sg_persist"))
+            PrAgent::new("cluster-1", own, self.disks.clone()).with_sg_persist(&Self::sg_persist())
         }
 
         fn state(&self, disk: usize, file: &str) -> String {
@@ -1071,7 +1018,7 @@ esac
         let hb = crate::backend::sim::SimShelf::new(1);
         let area: Arc<dyn HeartbeatDisk> = Arc::new(hb.disk(0, "A"));
         let fence = PrFence::new("A", "B", shelf.disks.clone(), vec![Arc::clone(&area)])
-            .with_sg_persist(&shelf.dir.path().join("sg_persist"));
+            .with_sg_persist(&Shelf::sg_persist());
         // No area yet (before cluster.init): nothing registered, and a
         // fence fails rather than guessing a key.
         let e = fence.join().await.unwrap_err();
