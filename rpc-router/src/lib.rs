@@ -13,6 +13,7 @@
 //! - [`jobs`]: the jobs table (pure): `job.start` runs a long method in
 //!   the background, `job.get`, `job.wait`, `job.list` follow it.
 //! - [`peer`]: the authenticated link to the partner's router.
+//! - [`peer_tls`]: the mutual TLS under it, keys derived from the cluster secret.
 //! - [`router`]: the dispatcher that ties them to sockets.
 //!
 //! Addressing the partner: a request with `"controller": "<partner id>"` is
@@ -23,6 +24,7 @@ pub mod actions;
 pub mod audit;
 pub mod jobs;
 pub mod peer;
+pub mod peer_tls;
 pub mod registry;
 pub mod router;
 pub mod topics;

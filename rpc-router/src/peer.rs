@@ -20,11 +20,11 @@
 //! ```
 //!
 //! Fresh random nonces on both sides make a recorded exchange useless for
-//! replay. Frames after the handshake are not individually authenticated;
-//! the interconnect is a direct cable between the two controllers (mutual
-//! TLS is issue 16's remaining step). Incoming connections are admitted to
-//! the handshake within caps ([`Admission`]) and refusals are logged at a
-//! bounded rate ([`RefusalLog`]).
+//! replay. The exchange runs inside mutual TLS ([`crate::peer_tls`]), which
+//! also encrypts and authenticates every frame after it; it stays for the
+//! controller ids and the catalogue check. Incoming connections are
+//! admitted to the handshake within caps ([`Admission`]) and refusals are
+//! logged at a bounded rate ([`RefusalLog`]).
 
 use duplex_api::catalogue::{Version, VERSION as CATALOGUE};
 use duplex_services::rpc::{to_frame, ErrorCode, Response, RpcError};

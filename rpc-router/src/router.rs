@@ -6,6 +6,7 @@ use crate::actions::{ActionLog, ActionRecord};
 use crate::audit;
 use crate::jobs::{self, Jobs};
 use crate::peer;
+use crate::peer_tls::PeerTls;
 use crate::registry::{Registry, State};
 use crate::topics;
 use duplex_api::catalogue::{self, Audience};
@@ -62,6 +63,9 @@ pub enum StartError {
     /// The cluster secret could not be loaded.
     #[error(transparent)]
     Secret(#[from] duplex_services::config::ConfigError),
+    /// The peer link's TLS keys could not be made from the secret.
+    #[error(transparent)]
+    PeerTls(#[from] crate::peer_tls::PeerTlsError),
 }
 
 /// The one topic every service may publish.
@@ -267,6 +271,11 @@ impl Router {
         }
         if let Some(p) = self.cfg.peer.clone() {
             let secret: Arc<[u8]> = p.load_secret()?.into();
+            let tls = Arc::new(PeerTls::new(
+                &secret,
+                &self.cfg.controller_id,
+                &p.controller_id,
+            )?);
             // One set of caps for every listen address.
             let incoming = Arc::new(PeerIn::default());
             for addr in &p.listen {
@@ -280,10 +289,11 @@ impl Router {
                 tokio::spawn(Arc::clone(self).peer_accept_loop(
                     l,
                     Arc::clone(&secret),
+                    Arc::clone(&tls),
                     Arc::clone(&incoming),
                 ));
             }
-            tokio::spawn(Arc::clone(self).peer_dial_loop(p.addresses.clone(), secret));
+            tokio::spawn(Arc::clone(self).peer_dial_loop(p.addresses.clone(), secret, tls));
         }
         Ok(())
     }
@@ -1161,6 +1171,7 @@ impl Router {
         self: Arc<Self>,
         listener: tokio::net::TcpListener,
         secret: Arc<[u8]>,
+        tls: Arc<PeerTls>,
         incoming: Arc<PeerIn>,
     ) {
         let Some(partner) = self.cfg.partner_id().map(str::to_string) else {
@@ -1187,6 +1198,7 @@ impl Router {
             let _ = stream.set_nodelay(true);
             let router = Arc::clone(&self);
             let secret = Arc::clone(&secret);
+            let tls = Arc::clone(&tls);
             let partner = partner.clone();
             let incoming = Arc::clone(&incoming);
             tokio::spawn(async move {
@@ -1197,7 +1209,21 @@ impl Router {
                         return;
                     }
                 };
-                let (r, mut w) = stream.into_split();
+                // TLS first: a dialer without the partner's key gets no
+                // further than this.
+                let stream =
+                    match tokio::time::timeout(peer::HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            incoming.refused(addr, &format!("TLS: {e}"));
+                            return;
+                        }
+                        Err(_) => {
+                            incoming.refused(addr, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                let (r, mut w) = tokio::io::split(stream);
                 let mut r = BufReader::new(r);
                 let me = router.cfg.controller_id.clone();
                 let shaken = peer::accept_handshake(&mut r, &mut w, &secret, &me, &partner).await;
@@ -1231,7 +1257,12 @@ impl Router {
         }
     }
 
-    async fn peer_dial_loop(self: Arc<Self>, addresses: Vec<SocketAddr>, secret: Arc<[u8]>) {
+    async fn peer_dial_loop(
+        self: Arc<Self>,
+        addresses: Vec<SocketAddr>,
+        secret: Arc<[u8]>,
+        tls: Arc<PeerTls>,
+    ) {
         let Some(partner) = self.cfg.partner_id().map(str::to_string) else {
             return;
         };
@@ -1244,7 +1275,7 @@ impl Router {
         loop {
             let addr = addresses[i % addresses.len()];
             i = i.wrapping_add(1);
-            match self.dial_once(addr, &secret, &me, &partner).await {
+            match self.dial_once(addr, &secret, &tls, &me, &partner).await {
                 Ok(conn) => {
                     tracing::info!(%addr, "peer link up");
                     *lock(&self.peer_status) = PeerStatus {
@@ -1279,6 +1310,7 @@ impl Router {
         &self,
         addr: SocketAddr,
         secret: &[u8],
+        tls: &PeerTls,
         me: &str,
         partner: &str,
     ) -> Result<Arc<RpcConn>, String> {
@@ -1288,7 +1320,11 @@ impl Router {
                 .map_err(|_| "connect timed out".to_string())?
                 .map_err(|e| e.to_string())?;
         let _ = stream.set_nodelay(true);
-        let (r, mut w) = stream.into_split();
+        let stream = tokio::time::timeout(peer::HANDSHAKE_TIMEOUT, tls.connect(stream))
+            .await
+            .map_err(|_| "TLS handshake timed out".to_string())?
+            .map_err(|e| format!("TLS: {e}"))?;
+        let (r, mut w) = tokio::io::split(stream);
         let mut r = BufReader::new(r);
         peer::dial_handshake(&mut r, &mut w, secret, me, partner)
             .await
