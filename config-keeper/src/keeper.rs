@@ -8,13 +8,13 @@
 //! batch with the version it has durably merged; `sync=true` applies wait
 //! for that acknowledgement.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use duplex_services::{ErrorCode, RouterClient, RpcError};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
@@ -86,6 +86,7 @@ pub struct Keeper {
     apply_rx: Mutex<Option<mpsc::UnboundedReceiver<ApplyReq>>>,
     history_keep: std::sync::atomic::AtomicU64,
     audit: crate::audit::AuditState,
+    reports: Mutex<MergeReports>,
 }
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -205,6 +206,58 @@ type MergedNote = (u64, u64, Option<String>);
 #[derive(Debug, Deserialize)]
 struct PushReply {
     applied: u64,
+    /// Per pushed entry it merged, the writes it holds a later stamp for
+    /// (absent from a release before the report).
+    #[serde(default)]
+    superseded: Option<Vec<SupersededOp>>,
+}
+
+/// A write of ours the partner holds a later stamp for: a concurrent
+/// write on the partner won it (or, for an entry pushed again after a
+/// lost reply, a later write replaced it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupersededOp {
+    /// Our section version (log entry) that carried the write.
+    pub seq: u64,
+    /// The object's kind.
+    pub kind: Kind,
+    /// Its key.
+    pub key: String,
+}
+
+/// How many of our entries' merge reports are kept for `sync` waiters
+/// (a waiter waits seconds; reports are a few bytes each).
+pub const MERGE_REPORTS_KEPT: usize = 8192;
+
+/// What the partner reported about our recent entries: per section
+/// version, the writes it superseded (empty: all won).
+#[derive(Debug, Default)]
+struct MergeReports {
+    by_seq: BTreeMap<u64, Vec<SupersededOp>>,
+}
+
+impl MergeReports {
+    fn note(&mut self, seqs: std::ops::RangeInclusive<u64>, lost: &[SupersededOp]) {
+        for seq in seqs {
+            let mine = lost.iter().filter(|o| o.seq == seq).cloned().collect();
+            self.by_seq.insert(seq, mine);
+        }
+        while self.by_seq.len() > MERGE_REPORTS_KEPT {
+            self.by_seq.pop_first();
+        }
+    }
+}
+
+/// What the partner said of one of our entries after merging it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeReport {
+    /// Every write of it won on the partner.
+    Won,
+    /// These writes lost to a concurrent write on the partner.
+    Superseded(Vec<SupersededOp>),
+    /// Acknowledged without a report (the reply was lost and the partner's
+    /// hello acknowledged it, or an older partner).
+    Unknown,
 }
 
 impl Keeper {
@@ -244,6 +297,7 @@ impl Keeper {
             apply_rx: Mutex::new(Some(apply_rx)),
             history_keep: std::sync::atomic::AtomicU64::new(HISTORY_KEEP),
             audit: crate::audit::AuditState::new(audit_head),
+            reports: Mutex::new(MergeReports::default()),
         };
         (Arc::new(k), changed_rx)
     }
@@ -372,6 +426,15 @@ impl Keeper {
             .is_ok_and(|r| r.is_ok())
     }
 
+    /// The partner's report on our entry `seq`, once acknowledged.
+    pub fn merge_report(&self, seq: u64) -> MergeReport {
+        match guard(&self.reports).by_seq.get(&seq) {
+            Some(lost) if lost.is_empty() => MergeReport::Won,
+            Some(lost) => MergeReport::Superseded(lost.clone()),
+            None => MergeReport::Unknown,
+        }
+    }
+
     /// True once caught up with the partner's section (or standalone).
     pub fn ready(&self) -> bool {
         guard(&self.catch_up).ready()
@@ -453,9 +516,12 @@ impl Keeper {
             ));
         }
         let keep = self.history_keep.load(Ordering::Relaxed);
-        let (applied, versions, after) = self
+        let (applied, versions, after, superseded) = self
             .with_store(
-                move |s| -> Result<(u64, Vec<MergedNote>, AfterMerge), RpcError> {
+                move |s| -> Result<
+                    (u64, Vec<MergedNote>, AfterMerge, Vec<SupersededOp>),
+                    RpcError,
+                > {
                     let mut versions = Vec::new();
                     let before = s.version();
                     let results = match s.merge_many(&entries) {
@@ -494,7 +560,8 @@ impl Keeper {
                     }
                     maybe_prune(s, before, keep);
                     let after = after_merge(s, &keys);
-                    Ok((s.applied(&origin), versions, after))
+                    let superseded = superseded_in(s, &entries);
+                    Ok((s.applied(&origin), versions, after, superseded))
                 },
             )
             .await??;
@@ -505,7 +572,12 @@ impl Keeper {
             }));
         }
         self.note_applied(applied);
-        Ok((json!({"applied": applied}), after))
+        // Only entries up to `applied` were merged (a gap stops the rest).
+        let superseded: Vec<SupersededOp> = superseded
+            .into_iter()
+            .filter(|o| o.seq <= applied)
+            .collect();
+        Ok((json!({"applied": applied, "superseded": superseded}), after))
     }
 
     /// `config.repl_snapshot` from the partner rebuilding its database:
@@ -828,6 +900,10 @@ impl Keeper {
             .map_err(|e| e.into_rpc())?;
             let reply: PushReply = serde_json::from_value(reply)
                 .map_err(|e| RpcError::internal(format!("bad push reply: {e}")))?;
+            // Recorded before the acknowledgement wakes any sync waiter.
+            if let Some(lost) = &reply.superseded {
+                guard(&self.reports).note(next..=reply.applied.min(last), lost);
+            }
             applied = reply.applied;
             if applied < last {
                 return Ok(applied);
@@ -836,6 +912,31 @@ impl Keeper {
         }
         Ok(applied)
     }
+}
+
+/// The writes of `entries` the store holds a later stamp for. Right after
+/// a fresh merge these are exactly the ones a concurrent write of ours
+/// won; for an entry merged before (pushed again after a lost reply), a
+/// later write may also count: reported the same, erring on the side of
+/// "not known to have won".
+fn superseded_in(s: &Store, entries: &[Entry]) -> Vec<SupersededOp> {
+    let stamps = &s.state().stamps;
+    let mut out = Vec::new();
+    for e in entries {
+        for op in &e.ops {
+            if stamps
+                .get(&(op.kind, op.key.clone()))
+                .is_some_and(|held| *held > op.stamp)
+            {
+                out.push(SupersededOp {
+                    seq: e.seq,
+                    kind: op.kind,
+                    key: op.key.clone(),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// Prepares (password hashing, size check, parsing) and group-commits a

@@ -25,7 +25,8 @@
 //! | duplicate identifier, LUN/NSID, address; delete of a used object | `conflict` | `field`, `reason` |
 //! | write to the partner's section | `not_owner` | `field`, `reason` |
 //! | config lock held | `config_locked` | `reason`, `since_ms` |
-//! | `sync=true` and no acknowledgement in time | `unavailable` | `version`, `section_version`, `committed: true` |
+//! | `sync=true` and no acknowledgement in time, or acknowledged without the merge report | `unavailable` | `version`, `section_version`, `committed: true` |
+//! | `sync=true` and a concurrent write on the partner won an object | `conflict` | `version`, `section_version`, `committed: true`, `superseded` |
 //! | `config.get` of a missing object | `not_found` | `field` |
 //! | replication call not from the partner | `unauthorized` | `field` |
 //! | SQLite failure | `internal` | |
@@ -41,7 +42,7 @@ use tracing::info;
 
 use crate::core::state::Entry;
 use crate::error::ApplyError;
-use crate::keeper::{now_ms, Keeper};
+use crate::keeper::{now_ms, Keeper, MergeReport};
 use crate::store::Meta;
 use duplex_api::change::ViolationClass;
 use duplex_api::methods::config::{
@@ -149,6 +150,41 @@ pub async fn apply(k: &Arc<Keeper>, ctx: &Ctx, p: ApplyParams) -> Result<ApplyRe
             .with_data("version", applied.version.into())
             .with_data("section_version", applied.section_version.into())
             .with_data("committed", true.into()));
+        }
+        // Acknowledged is not yet safe: a concurrent write on the partner
+        // with a later stamp wins there, and on both sides once merged.
+        // An apply that changed nothing wrote no entry of its own.
+        if applied.changed {
+            match k.merge_report(applied.section_version) {
+                MergeReport::Won => {}
+                MergeReport::Superseded(lost) => {
+                    let what: Vec<String> = lost
+                        .iter()
+                        .map(|o| format!("{} {:?}", o.kind, o.key))
+                        .collect();
+                    return Err(RpcError::new(
+                        ErrorCode::Conflict,
+                        format!(
+                            "committed locally as version {} and merged by the partner, but a concurrent write on the partner won {} (the later stamp wins on both controllers); the rest of this apply stands",
+                            applied.version,
+                            what.join(", ")
+                        ),
+                    )
+                    .with_data("version", applied.version.into())
+                    .with_data("section_version", applied.section_version.into())
+                    .with_data("committed", true.into())
+                    .with_data("superseded", serde_json::to_value(&lost).unwrap_or_default()));
+                }
+                MergeReport::Unknown => {
+                    return Err(RpcError::unavailable(format!(
+                        "committed locally as version {} and acknowledged by the partner, but its merge report was lost with the link: whether a concurrent write superseded it is unknown (read it back with config.get)",
+                        applied.version
+                    ))
+                    .with_data("version", applied.version.into())
+                    .with_data("section_version", applied.section_version.into())
+                    .with_data("committed", true.into()));
+                }
+            }
         }
         replicated = true;
     }

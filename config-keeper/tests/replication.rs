@@ -361,3 +361,72 @@ async fn a_lost_database_is_rebuilt_from_the_partner() {
         .unwrap_err();
     assert_eq!(kind(&e), Some("conflict"));
 }
+
+/// Issue 16 point 6: two controllers write the same shared object while
+/// their link is down. The write with the later stamp wins on both; the
+/// other writer's `sync` apply answers `conflict`, naming what it lost,
+/// instead of `replicated: true` (before, both answered `replicated: true`
+/// and one write was silently lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_concurrent_shared_writes_only_the_winner_is_reported_replicated() {
+    let (mut a, mut b) = pair().await;
+    let r = a
+        .call("config.apply", json!({"changes": shared(), "sync": true}))
+        .await
+        .unwrap();
+    assert_eq!(r["replicated"], true, "{r}");
+    converged(&a, &b, Duration::from_secs(10)).await;
+    let host_c = |secret: &str| {
+        up(
+            "host",
+            json!({"name": "hc", "iqns": ["iqn.2024-01.com.example:hc"],
+                   "chap": {"user": "hc", "secret": secret}}),
+        )
+    };
+
+    // a cannot reach b: a's writes stay in a's log, a's clock runs ahead.
+    b.kill_router();
+    for n in ["hx1", "hx2", "hx3"] {
+        a.call("config.apply", json!({"changes": [host(n)]}))
+            .await
+            .unwrap();
+    }
+    a.call(
+        "config.apply",
+        json!({"changes": [host_c("secret-of-a-0001")]}),
+    )
+    .await
+    .unwrap();
+    // Now a's keeper is down and b's router back: b writes the same host,
+    // with an older stamp, and waits for a's acknowledgement.
+    a.kill_keeper();
+    b.start_router();
+    b.wait_keeper().await;
+    let b_write = b.call(
+        "config.apply",
+        json!({"changes": [host_c("secret-of-b-0001")], "sync": true, "timeout_ms": 30000}),
+    );
+    let a_returns = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        a.start_keeper();
+    };
+    let (res, ()) = tokio::join!(b_write, a_returns);
+    let e = rpc_err(res.unwrap_err());
+    assert_eq!(e.kind().map(|k| k.kind()), Some("conflict"), "{e:?}");
+    let data = e.data.clone().unwrap_or_default();
+    assert_eq!(data["committed"], true, "{data}");
+    assert_eq!(data["superseded"][0]["kind"], "host", "{data}");
+    assert_eq!(data["superseded"][0]["key"], "hc", "{data}");
+
+    // Both hold a's write.
+    a.wait_keeper().await;
+    converged(&a, &b, Duration::from_secs(20)).await;
+    for k in [&a, &b] {
+        let h = k
+            .call("config.get", json!({"kind": "host", "name": "hc"}))
+            .await
+            .unwrap();
+        let s = h.to_string();
+        assert!(s.contains("secret-of-a-0001"), "{s}");
+    }
+}

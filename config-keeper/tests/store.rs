@@ -475,6 +475,59 @@ fn stamp(epoch: u64, lamport: u64, origin: &str) -> Stamp {
     }
 }
 
+/// Issue 16 point 6: the partner's push reply says which writes of a
+/// merged entry lost to a concurrent local write (a later stamp), so the
+/// writer's `sync` apply is not reported safe. Before, the reply was only
+/// `applied`, and both concurrent writers answered `replicated: true`.
+#[test]
+fn a_push_reply_names_the_writes_a_concurrent_write_won() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut a, _b) = replicated(dir.path());
+    let x = "iqn.2024-01.com.example:x";
+    apply(
+        &mut a,
+        json!([up("host", json!({"name": "ha", "iqns": [x]}))]),
+    )
+    .unwrap();
+    let held = a.state().stamps[&(Kind::Host, "ha".to_string())].clone();
+    assert!(held.lamport > 1, "{held:?}");
+    let (k, _changed) = Keeper::new(a, Some("b".into()));
+    let rt = runtime();
+    // b wrote ha concurrently, with an older stamp, and hz nobody else wrote.
+    let y = "iqn.2024-01.com.example:y";
+    let mut older = forged(
+        1,
+        Kind::Host,
+        "ha",
+        Some(json!({"name": "ha", "iqns": [y]})),
+        stamp(0, 1, "b"),
+    );
+    older.ops.push(Op {
+        kind: Kind::Host,
+        key: "hz".into(),
+        body: Some(json!({"name": "hz", "iqns": ["iqn.2024-01.com.example:z"]})),
+        stamp: stamp(0, 1, "b"),
+    });
+    let (reply, _) = rt.block_on(k.on_push("b".into(), vec![older])).unwrap();
+    assert_eq!(reply["applied"], 1);
+    assert_eq!(
+        reply["superseded"],
+        json!([{"seq": 1, "kind": "host", "key": "ha"}]),
+        "{reply}"
+    );
+    // A later write of b's wins and is reported clean.
+    let later = forged(
+        2,
+        Kind::Host,
+        "ha",
+        Some(json!({"name": "ha", "iqns": [y]})),
+        stamp(0, held.lamport + 10, "b"),
+    );
+    let (reply, _) = rt.block_on(k.on_push("b".into(), vec![later])).unwrap();
+    assert_eq!(reply["applied"], 2);
+    assert_eq!(reply["superseded"], json!([]), "{reply}");
+}
+
 /// Issue 16 point 1: merged entries are checked like local writes. Each of
 /// these was merged before (the i64::MAX Lamport value then broke every
 /// later apply on "a").
