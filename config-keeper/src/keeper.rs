@@ -87,6 +87,9 @@ pub struct Keeper {
     history_keep: std::sync::atomic::AtomicU64,
     audit: crate::audit::AuditState,
     reports: Mutex<MergeReports>,
+    /// The reports this process gave on the partner's entries, by seq, so
+    /// an entry pushed again gets the same answer.
+    merged_reports: Mutex<BTreeMap<u64, Vec<SupersededOp>>>,
 }
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -225,6 +228,10 @@ pub struct SupersededOp {
     pub key: String,
 }
 
+/// At most this many entries acknowledged by a hello are pushed again for
+/// their merge reports (older ones have no waiter left).
+const REPORT_REPUSH_MAX: u64 = 256;
+
 /// How many of our entries' merge reports are kept for `sync` waiters
 /// (a waiter waits seconds; reports are a few bytes each).
 pub const MERGE_REPORTS_KEPT: usize = 8192;
@@ -298,6 +305,7 @@ impl Keeper {
             history_keep: std::sync::atomic::AtomicU64::new(HISTORY_KEEP),
             audit: crate::audit::AuditState::new(audit_head),
             reports: Mutex::new(MergeReports::default()),
+            merged_reports: Mutex::new(BTreeMap::new()),
         };
         (Arc::new(k), changed_rx)
     }
@@ -518,10 +526,7 @@ impl Keeper {
         let keep = self.history_keep.load(Ordering::Relaxed);
         let (applied, versions, after, superseded) = self
             .with_store(
-                move |s| -> Result<
-                    (u64, Vec<MergedNote>, AfterMerge, Vec<SupersededOp>),
-                    RpcError,
-                > {
+                move |s| -> Result<(u64, Vec<MergedNote>, AfterMerge, Vec<EntryReport>), RpcError> {
                     let mut versions = Vec::new();
                     let before = s.version();
                     let results = match s.merge_many(&entries) {
@@ -551,6 +556,10 @@ impl Keeper {
                             return Err(RpcError::internal(format!("merging entries: {err}")));
                         }
                     };
+                    let fresh: Vec<bool> = results
+                        .iter()
+                        .map(|r| matches!(r, Merged::Applied { .. }))
+                        .collect();
                     let mut keys = Vec::new();
                     for (e, r) in entries.iter().zip(results) {
                         if let Merged::Applied { applied, version } = r {
@@ -560,7 +569,7 @@ impl Keeper {
                     }
                     maybe_prune(s, before, keep);
                     let after = after_merge(s, &keys);
-                    let superseded = superseded_in(s, &entries);
+                    let superseded = superseded_in(s, &entries, &fresh);
                     Ok((s.applied(&origin), versions, after, superseded))
                 },
             )
@@ -573,11 +582,26 @@ impl Keeper {
         }
         self.note_applied(applied);
         // Only entries up to `applied` were merged (a gap stops the rest).
-        let superseded: Vec<SupersededOp> = superseded
-            .into_iter()
-            .filter(|o| o.seq <= applied)
-            .collect();
-        Ok((json!({"applied": applied, "superseded": superseded}), after))
+        // A fresh merge's report is exact and remembered; an entry merged
+        // before (pushed again after a lost reply) gets the report of its
+        // merge if this process made it, else the conservative one.
+        let mut out: Vec<SupersededOp> = Vec::new();
+        {
+            let mut memory = guard(&self.merged_reports);
+            for r in superseded.into_iter().filter(|r| r.seq <= applied) {
+                let lost = if r.fresh {
+                    memory.insert(r.seq, r.lost.clone());
+                    r.lost
+                } else {
+                    memory.get(&r.seq).cloned().unwrap_or(r.lost)
+                };
+                out.extend(lost);
+            }
+            while memory.len() > MERGE_REPORTS_KEPT {
+                memory.pop_first();
+            }
+        }
+        Ok((json!({"applied": applied, "superseded": out}), after))
     }
 
     /// `config.repl_snapshot` from the partner rebuilding its database:
@@ -768,10 +792,22 @@ impl Keeper {
         let p = partner.to_string();
         let now = self.with_store(move |s| s.applied(&p)).await?;
         self.note_applied(now);
+        let before = sender.acked();
         let steps = sender.on_connected(reply.applied).map_err(|e| {
             warn!(error = %e, "refusing to replicate");
             RpcError::new(duplex_services::ErrorCode::Conflict, e.to_string())
         })?;
+        // Entries the partner merged while their push's reply was lost (a
+        // call that timed out, a link that dropped): push the recent ones
+        // again, so a sync waiter gets their merge report before the
+        // acknowledgement wakes it. Best effort: without it the waiter
+        // answers that the outcome is unknown.
+        if reply.applied > before {
+            let from = (before + 1).max(reply.applied.saturating_sub(REPORT_REPUSH_MAX - 1));
+            if let Err(e) = self.ship(client, partner, from, reply.applied).await {
+                debug!(error = %e, from, to = reply.applied, "no merge report for entries acknowledged by hello");
+            }
+        }
         Ok(steps.into())
     }
 
@@ -919,24 +955,39 @@ impl Keeper {
 /// won; for an entry merged before (pushed again after a lost reply), a
 /// later write may also count: reported the same, erring on the side of
 /// "not known to have won".
-fn superseded_in(s: &Store, entries: &[Entry]) -> Vec<SupersededOp> {
+fn superseded_in(s: &Store, entries: &[Entry], fresh: &[bool]) -> Vec<EntryReport> {
     let stamps = &s.state().stamps;
     let mut out = Vec::new();
-    for e in entries {
-        for op in &e.ops {
-            if stamps
-                .get(&(op.kind, op.key.clone()))
-                .is_some_and(|held| *held > op.stamp)
-            {
-                out.push(SupersededOp {
-                    seq: e.seq,
-                    kind: op.kind,
-                    key: op.key.clone(),
-                });
-            }
-        }
+    for (i, e) in entries.iter().enumerate() {
+        let lost = e
+            .ops
+            .iter()
+            .filter(|op| {
+                stamps
+                    .get(&(op.kind, op.key.clone()))
+                    .is_some_and(|held| *held > op.stamp)
+            })
+            .map(|op| SupersededOp {
+                seq: e.seq,
+                kind: op.kind,
+                key: op.key.clone(),
+            })
+            .collect();
+        out.push(EntryReport {
+            seq: e.seq,
+            fresh: fresh.get(i).copied().unwrap_or(false),
+            lost,
+        });
     }
     out
+}
+
+/// One pushed entry's merge report, as computed in the store.
+struct EntryReport {
+    seq: u64,
+    /// Merged by this push (not a duplicate).
+    fresh: bool,
+    lost: Vec<SupersededOp>,
 }
 
 /// Prepares (password hashing, size check, parsing) and group-commits a

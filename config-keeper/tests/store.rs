@@ -508,13 +508,15 @@ fn a_push_reply_names_the_writes_a_concurrent_write_won() {
         body: Some(json!({"name": "hz", "iqns": ["iqn.2024-01.com.example:z"]})),
         stamp: stamp(0, 1, "b"),
     });
-    let (reply, _) = rt.block_on(k.on_push("b".into(), vec![older])).unwrap();
+    let (reply, _) = rt
+        .block_on(k.on_push("b".into(), vec![older.clone()]))
+        .unwrap();
     assert_eq!(reply["applied"], 1);
-    assert_eq!(
-        reply["superseded"],
-        json!([{"seq": 1, "kind": "host", "key": "ha"}]),
-        "{reply}"
-    );
+    let lost = json!([{"seq": 1, "kind": "host", "key": "ha"}]);
+    assert_eq!(reply["superseded"], lost, "{reply}");
+    // Pushed again (its reply was lost): the same report.
+    let (reply, _) = rt.block_on(k.on_push("b".into(), vec![older])).unwrap();
+    assert_eq!(reply["superseded"], lost, "{reply}");
     // A later write of b's wins and is reported clean.
     let later = forged(
         2,
@@ -523,8 +525,21 @@ fn a_push_reply_names_the_writes_a_concurrent_write_won() {
         Some(json!({"name": "ha", "iqns": [y]})),
         stamp(0, held.lamport + 10, "b"),
     );
-    let (reply, _) = rt.block_on(k.on_push("b".into(), vec![later])).unwrap();
+    let (reply, _) = rt
+        .block_on(k.on_push("b".into(), vec![later.clone()]))
+        .unwrap();
     assert_eq!(reply["applied"], 2);
+    assert_eq!(reply["superseded"], json!([]), "{reply}");
+    // A later write here replaces it; pushed again, it still won when it
+    // was merged (the report remembered, not recomputed).
+    let meta = duplex_config_keeper::store::Meta {
+        action_id: None,
+        now_ms: 1,
+    };
+    let z = json!([up("host", json!({"name": "ha", "iqns": [x]}))]);
+    rt.spawn(std::sync::Arc::clone(&k).run_committer());
+    rt.block_on(k.apply(z, meta)).unwrap();
+    let (reply, _) = rt.block_on(k.on_push("b".into(), vec![later])).unwrap();
     assert_eq!(reply["superseded"], json!([]), "{reply}");
 }
 

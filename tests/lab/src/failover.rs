@@ -15,6 +15,8 @@ pub use crate::checks::Outcome;
 use crate::demo::{self, HostFacts};
 use crate::lab::{self, Lab, LabError, Power};
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 use tracing::info;
@@ -1412,17 +1414,118 @@ fn fe_cut(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
     ))
 }
 
+/// A stream of acknowledged configuration writes: one new host per
+/// `config.apply` with `sync: true`, alternating between the controllers,
+/// until stopped. Each name is kept once its apply answered.
+struct ConfigWriter {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<String>>>,
+    failed: Arc<AtomicU64>,
+}
+
+impl ConfigWriter {
+    /// Starts writing hosts `<prefix>-1`, `<prefix>-2`, ...
+    fn start(lab: &Lab, prefix: &str) -> ConfigWriter {
+        let w = ConfigWriter {
+            stop: Arc::new(AtomicBool::new(false)),
+            acked: Arc::new(Mutex::new(Vec::new())),
+            failed: Arc::new(AtomicU64::new(0)),
+        };
+        let (stop, acked, failed) = (
+            Arc::clone(&w.stop),
+            Arc::clone(&w.acked),
+            Arc::clone(&w.failed),
+        );
+        let (lab, prefix) = (lab.clone(), prefix.to_string());
+        // Detached: a call in flight when the power goes fails on its own,
+        // and nothing is acknowledged after that.
+        thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                i += 1;
+                let vm = if i % 2 == 1 { "A" } else { "B" };
+                let name = format!("{prefix}-{i}");
+                let host = appliance::up(
+                    "host",
+                    json!({"name": name, "iqns": [format!("iqn.2026-12.io.duplex:{name}")]}),
+                );
+                match appliance::apply(&lab, vm, vec![host]) {
+                    Ok(_) => lock(&acked).push(name),
+                    Err(_) => {
+                        failed.fetch_add(1, Ordering::SeqCst);
+                        thread::sleep(Duration::from_millis(200));
+                    }
+                }
+            }
+        });
+        w
+    }
+
+    /// Names acknowledged so far.
+    fn acked(&self) -> Vec<String> {
+        lock(&self.acked).clone()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Scenario 10: both controllers lose power at once under verified
-/// writes, and both come back (each BMC powers its controller on). They
-/// must find each other, the owner must serve its pool again with nobody
-/// fenced and no takeover, and the host's queued writes must complete and
-/// verify.
+/// writes and a stream of acknowledged configuration writes, and both come
+/// back (each BMC powers its controller on). They must find each other,
+/// the owner must serve its pool again with nobody fenced and no takeover,
+/// the host's queued writes must complete and verify, and every
+/// acknowledged `config.apply` must be on both controllers with equal
+/// digests. `DUPLEX_LAB_POWER_CUTS` (default 1) cuts that many times in a
+/// row. Killing QEMU keeps every write it already gave the host's page
+/// cache, so this shows no missing flush (see `docs/config-keeper.md`).
 fn power_cut(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
+    let count: usize = std::env::var("DUPLEX_LAB_POWER_CUTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let mut c = Checks::new();
+    let mut runs = Vec::new();
+    for run in 1..=count {
+        let label = if count == 1 {
+            String::new()
+        } else {
+            format!("_{run}")
+        };
+        let r = power_cut_once(lab, facts, &mut c, run, &label)?;
+        info!("power cut {run}/{count}: {r}");
+        runs.push(r);
+    }
+    let report = if count == 1 {
+        runs.pop().unwrap_or_default()
+    } else {
+        json!({"runs": runs})
+    };
+    Ok(c.outcome("power-cut", report))
+}
+
+/// One power cut of both controllers, its checks under `label`.
+fn power_cut_once(
+    lab: &Lab,
+    facts: &HostFacts,
+    c: &mut Checks,
+    run: usize,
+    label: &str,
+) -> Result<Value, LabError> {
     let (owner_vm, _) = owner(lab)?;
     let w = Writer::start(lab, facts)?;
+    let cw = ConfigWriter::start(lab, &format!("pc{run}"));
+    // The cut lands with configuration writes going on, not before them.
+    let t = Instant::now();
+    while cw.acked().len() < 2 && t.elapsed() < Duration::from_secs(120) {
+        thread::sleep(Duration::from_millis(200));
+    }
     let cut_at = w.at();
     crate::fault::power_cut(lab)?;
+    cw.stop.store(true, Ordering::SeqCst);
+    let acked_at_cut = cw.acked().len();
     // The power stays off for a moment, as it would.
     thread::sleep(Duration::from_secs(5));
     let t = Instant::now();
@@ -1440,13 +1543,13 @@ fn power_cut(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
     let booted_s = t.elapsed().as_secs_f64();
     let normal = wait_normal(lab, Duration::from_secs(300));
     c.check(
-        "both_normal_after_power_returns",
+        &format!("both_normal_after_power_returns{label}"),
         normal.is_ok(),
         format!("{normal:?}"),
     );
     let serving = appliance::wait_targets(lab, &owner_vm);
     c.check(
-        "owner_serves_again",
+        &format!("owner_serves_again{label}"),
         serving.is_ok(),
         format!("{:?}", serving.as_ref().err()),
     );
@@ -1457,21 +1560,79 @@ fn power_cut(lab: &Lab, facts: &HostFacts) -> Result<Outcome, LabError> {
     let v = w.stop(lab)?;
     let (after, _) = owner(lab)?;
     c.check(
-        "pool_stayed",
+        &format!("pool_stayed{label}"),
         after == owner_vm,
         format!("owner {after}, was {owner_vm}"),
     );
-    nobody_fenced(lab, &mut c)?;
-    let host = host_figures(&mut c, "power_cut", &v, (cut_at - 1.0, back_at));
-    Ok(c.outcome(
-        "power-cut",
-        json!({
-            "owner": owner_vm,
-            "power_on": {"booted_s": booted_s, "normal_after_s": normal.ok(),
-                         "serving_after_s": serving_s},
-            "host": host,
-        }),
-    ))
+    nobody_fenced(lab, c)?;
+    let config = config_after_cut(lab, c, label, &cw.acked(), cw.failed.load(Ordering::SeqCst));
+    let host = host_figures(c, "power_cut", &v, (cut_at - 1.0, back_at));
+    Ok(json!({
+        "run": run,
+        "owner": owner_vm,
+        "power_on": {"booted_s": booted_s, "normal_after_s": normal.ok(),
+                     "serving_after_s": serving_s},
+        "config": json!({"acked_at_cut": acked_at_cut, "detail": config}),
+        "host": host,
+    }))
+}
+
+/// Every acknowledged configuration write is on both controllers, and both
+/// hold the same state (equal digests, once replication settled).
+fn config_after_cut(
+    lab: &Lab,
+    c: &mut Checks,
+    label: &str,
+    acked: &[String],
+    failed: u64,
+) -> Value {
+    let mut missing = Vec::new();
+    for vm in ["A", "B"] {
+        match call(lab, vm, "config.get", &json!({"kind": "host"})) {
+            Ok(v) => {
+                let have: std::collections::BTreeSet<&str> = v["config"]["host"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|h| h["name"].as_str())
+                    .collect();
+                for n in acked {
+                    if !have.contains(n.as_str()) {
+                        missing.push(format!("{vm}:{n}"));
+                    }
+                }
+            }
+            Err(e) => missing.push(format!("{vm}: {e}")),
+        }
+    }
+    c.check(
+        &format!("acked_config_writes_kept{label}"),
+        missing.is_empty(),
+        format!("{} acknowledged; missing {missing:?}", acked.len()),
+    );
+    // Replication may still be shipping the last entries: wait a little.
+    let t = Instant::now();
+    let digests = loop {
+        let d: Vec<Option<String>> = ["A", "B"]
+            .iter()
+            .map(|vm| {
+                call(lab, vm, "config.digest", &json!({}))
+                    .ok()
+                    .and_then(|v| v["digest"].as_str().map(str::to_string))
+            })
+            .collect();
+        if (d[0].is_some() && d[0] == d[1]) || t.elapsed() > Duration::from_secs(60) {
+            break d;
+        }
+        thread::sleep(Duration::from_secs(2));
+    };
+    c.check(
+        &format!("config_digests_match{label}"),
+        digests[0].is_some() && digests[0] == digests[1],
+        format!("{digests:?}"),
+    );
+    json!({"acked": acked.len(), "failed_calls": failed, "missing": missing,
+           "digests_match": digests[0].is_some() && digests[0] == digests[1]})
 }
 
 /// Scenario 6: `DUPLEX_LAB_CYCLES` (default 20) cycles of `kill` (takeover,
