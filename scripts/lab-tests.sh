@@ -43,7 +43,7 @@ took rig
 # handover and the failover tier's planned move, power-cut (both
 # controllers booted again) is the failover matrix's `power-cut`. They stay
 # one command away: `duplex-lab scenario all`.
-echo "== lab: fault scenarios (disk-vanish hb-disk-fail; on demand: bmc-fence watchdog-panic handover power-cut)"
+echo "== lab: fault scenarios (disk-vanish hb-disk-fail; on demand: bmc-fence watchdog-panic handover power-cut; the failover power-cut runs below)"
 "$lab" restore clean
 "$lab" scenario run disk-vanish hb-disk-fail
 took scenarios
@@ -70,9 +70,9 @@ took pool-manager
 # owner's plug is pulled with its BMC out of reach, so scsi_pr fences
 # (pr-fence); the IPMI fence is freeze's (and the rig's), and `kill`
 # itself is run.sh's default scenario, one command away.
-echo "== lab: failover (heartbeat on, pool on a PR disk: planned failover and giveback, the owner killed and fenced by SCSI-3 PR, the owner frozen and fenced over IPMI, the interconnect cut; verified host writes on both protocols)"
+echo "== lab: failover (heartbeat on, pool on a PR disk: planned failover and giveback, the owner killed and fenced by SCSI-3 PR, the owner frozen and fenced over IPMI, the interconnect cut, both controllers' power cut under acknowledged config writes; verified host writes on both protocols)"
 "$lab" down
-DUPLEX_LAB_HEARTBEAT=1 DUPLEX_LAB_PR_DISKS=1 DUPLEX_LAB_FAILOVER="planned pr-fence freeze ic-cut" tests/lab/run.sh up
+DUPLEX_LAB_HEARTBEAT=1 DUPLEX_LAB_PR_DISKS=1 DUPLEX_LAB_FAILOVER="planned pr-fence freeze ic-cut power-cut" tests/lab/run.sh up
 took failover
 
 # Issue 17's lab test: the web UI (built by scripts/ui-tests.sh, shipped in
