@@ -58,7 +58,7 @@ pub enum LabError {
     #[error(transparent)]
     Qmp(#[from] qmp::QmpError),
     /// The guest agent failed.
-    #[error("VM {vm}")]
+    #[error("VM {vm}: {source}")]
     Agent {
         /// VM name.
         vm: String,
